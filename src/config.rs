@@ -1,0 +1,724 @@
+//! The configuration file: its TOML model, its validation, and errors that name the file, line
+//! and field at fault.
+//!
+//! Every section of the SPEC's config is accepted here, and an unknown key anywhere is an error
+//! (a misspelt key silently ignored is a rule silently off). Values that can be wrong on their
+//! own (addresses, networks, sizes, durations, next hops) are checked as they are read, so the
+//! TOML parser reports their exact position.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+
+use crate::smtp::next_hop::NextHopAddress;
+
+/// Where the config is looked for when `--config` is not given and `SCHOOLGATE_CONFIG` is unset.
+pub const DEFAULT_PATH: &str = "/etc/schoolgate/schoolgate.toml";
+
+/// A config that cannot be used: what is wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    /// `section.key`, when known.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub school: School,
+    pub relay: Relay,
+    #[serde(default)]
+    pub milter: Milter,
+    #[serde(default)]
+    pub web: Web,
+    pub storage: Storage,
+    #[serde(default)]
+    pub disclaimer: Disclaimer,
+    #[serde(default)]
+    pub safeguarding: Safeguarding,
+    #[serde(default)]
+    pub sensitive: Sensitive,
+    /// The file this was read from.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct School {
+    pub name: String,
+    /// Staff addresses are in these domains.
+    pub domains: Vec<Domain>,
+    /// Pupils' school addresses are in these domains.
+    #[serde(default)]
+    pub pupil_domains: Vec<Domain>,
+    /// The people (CSV in the shape of an MIS export).
+    pub directory: PathBuf,
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Staff roles the directory may use besides `staff` and `headteacher`.
+    #[serde(default)]
+    pub staff_roles: Vec<String>,
+}
+
+fn default_timezone() -> String {
+    "Europe/London".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Relay {
+    pub listen: Vec<SocketAddr>,
+    pub hostname: String,
+    pub allowed_clients: Vec<IpNet>,
+    pub next_hop: NextHop,
+    #[serde(default)]
+    pub next_hop_auth: Option<NextHopAuthConfig>,
+    #[serde(default = "defaults::next_hop_timeout")]
+    pub next_hop_timeout: HumanDuration,
+    #[serde(default = "defaults::max_message_size")]
+    pub max_message_size: ByteSize,
+    #[serde(default = "defaults::max_recipients")]
+    pub max_recipients: usize,
+    #[serde(default = "defaults::max_line_length")]
+    pub max_line_length: ByteSize,
+    #[serde(default = "defaults::max_header_size")]
+    pub max_header_size: ByteSize,
+    #[serde(default = "defaults::command_timeout")]
+    pub command_timeout: HumanDuration,
+    #[serde(default = "defaults::data_timeout")]
+    pub data_timeout: HumanDuration,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "defaults::max_connections_per_client")]
+    pub max_connections_per_client: usize,
+    #[serde(default = "defaults::shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+mod defaults {
+    use super::{ByteSize, HumanDuration};
+    use std::time::Duration;
+    pub fn next_hop_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(300))
+    }
+    pub fn max_message_size() -> ByteSize {
+        ByteSize(50 << 20)
+    }
+    pub fn max_recipients() -> usize {
+        1000
+    }
+    pub fn max_line_length() -> ByteSize {
+        ByteSize(64 << 10)
+    }
+    pub fn max_header_size() -> ByteSize {
+        ByteSize(1 << 20)
+    }
+    pub fn command_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(300))
+    }
+    pub fn data_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(600))
+    }
+    pub fn max_connections() -> usize {
+        500
+    }
+    pub fn max_connections_per_client() -> usize {
+        100
+    }
+    pub fn shutdown_grace() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NextHopAuthConfig {
+    pub user: String,
+    pub password_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Milter {
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Web {
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disclaimer {
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub html: String,
+    #[serde(default)]
+    pub exempt_roles: Vec<String>,
+    #[serde(default)]
+    pub exempt_addresses: Vec<Address>,
+    #[serde(default)]
+    pub on_signed: OnSigned,
+}
+
+/// What to do with a signed or encrypted message: never break its signature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSigned {
+    /// Deliver it untouched.
+    #[default]
+    Skip,
+    /// Add the disclaimer in a new multipart/mixed around the untouched signed entity.
+    Wrap,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Safeguarding {
+    #[serde(default)]
+    pub dsl: Vec<Address>,
+    #[serde(default)]
+    pub contact_hours: Option<ContactHours>,
+    #[serde(default)]
+    pub rules: BTreeMap<ContactRule, Action>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactHours {
+    pub start: String,
+    pub end: String,
+    pub days: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sensitive {
+    #[serde(default)]
+    pub rules: BTreeMap<SensitiveRule, Action>,
+    #[serde(default = "default_true")]
+    pub notify_sender: bool,
+    #[serde(default)]
+    pub quarantine_retention_days: Option<u32>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The safeguarding contact rules (SPEC, "Rule names").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContactRule {
+    PupilPersonalAddress,
+    StaffPersonalAddress,
+    PersonalContactShared,
+    OutOfHoursPupilContact,
+}
+
+/// The sensitive-attachment rules (SPEC, "Rule names").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SensitiveRule {
+    UnencryptedSensitiveAttachment,
+    UnscannableAttachment,
+}
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Deliver, audit, alert the DSL.
+    Flag,
+    Quarantine,
+    Reject,
+    Off,
+}
+
+/// A next hop, checked as it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop(pub NextHopAddress);
+
+impl<'de> Deserialize<'de> for NextHop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        NextHopAddress::parse(&s)
+            .map(NextHop)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A mail address, checked as it is read (`local@domain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address(pub String);
+
+impl FromStr for Address {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (local, domain) = s
+            .rsplit_once('@')
+            .ok_or_else(|| format!("\"{s}\" is not a mail address (no @)"))?;
+        if local.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {
+            return Err(format!("\"{s}\" is not a mail address"));
+        }
+        Domain::from_str(domain).map_err(|e| format!("\"{s}\" is not a mail address: {e}"))?;
+        Ok(Address(s.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A mail domain, checked as it is read and kept in lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain(pub String);
+
+impl FromStr for Domain {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 253
+            && s.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        if ok {
+            Ok(Domain(s.to_lowercase()))
+        } else {
+            Err(format!("\"{s}\" is not a domain name"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Domain {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes, written `"50MiB"`, `"64KiB"`, `"10MB"` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not a size; write e.g. \"50MiB\""))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown size unit \"{other}\"; use B, KiB, MiB or GiB"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("\"{s}\" is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration, written `"30s"`, `"5m"`, `"1h"` or a plain number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not a duration; write e.g. \"30s\" or \"5m\""))?;
+        let secs = match unit.trim() {
+            "" | "s" => n,
+            "m" => n.saturating_mul(60),
+            "h" => n.saturating_mul(3600),
+            "ms" => return Ok(HumanDuration(Duration::from_millis(n))),
+            other => {
+                return Err(format!(
+                    "unknown duration unit \"{other}\"; use ms, s, m or h"
+                ));
+            }
+        };
+        Ok(HumanDuration(Duration::from_secs(secs)))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(HumanDuration(Duration::from_secs(n))),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            field: None,
+            message: format!(
+                "cannot read the config: {e}; pass --config FILE or set SCHOOLGATE_CONFIG"
+            ),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and checks config `text` read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let (line, field) = match e.span() {
+                Some(span) => locate_span(text, span.start),
+                None => (None, None),
+            };
+            ConfigError {
+                path: path.to_path_buf(),
+                line,
+                field,
+                message: one_line(e.message()),
+            }
+        })?;
+        config.source = path.to_path_buf();
+        config.validate(text)?;
+        Ok(config)
+    }
+
+    /// Checks what no single value can say about itself.
+    fn validate(&self, text: &str) -> Result<(), ConfigError> {
+        let err = |section: &str, key: &str, message: String| ConfigError {
+            path: self.source.clone(),
+            line: find_key(text, section, key),
+            field: Some(format!("{section}.{key}")),
+            message,
+        };
+        let r = &self.relay;
+        if r.listen.is_empty() {
+            return Err(err(
+                "relay",
+                "listen",
+                "needs at least one address, e.g. [\"127.0.0.1:2525\"]".into(),
+            ));
+        }
+        if r.allowed_clients.is_empty() {
+            return Err(err(
+                "relay",
+                "allowed_clients",
+                "is empty, so no mail server could relay; list your mail server's addresses".into(),
+            ));
+        }
+        if r.hostname.trim().is_empty() || r.hostname.contains(char::is_whitespace) {
+            return Err(err(
+                "relay",
+                "hostname",
+                format!("\"{}\" is not a host name", r.hostname),
+            ));
+        }
+        match (&r.tls_cert, &r.tls_key) {
+            (Some(_), None) => {
+                return Err(err(
+                    "relay",
+                    "tls_cert",
+                    "is set but tls_key is not; set both to offer STARTTLS".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "relay",
+                    "tls_key",
+                    "is set but tls_cert is not; set both to offer STARTTLS".into(),
+                ));
+            }
+            _ => {}
+        }
+        if r.max_message_size.0 == 0 {
+            return Err(err(
+                "relay",
+                "max_message_size",
+                "must be more than 0".into(),
+            ));
+        }
+        if r.max_line_length.0 < 1000 {
+            return Err(err(
+                "relay",
+                "max_line_length",
+                "must be at least 1000 (RFC 5321 allows lines of 1000 octets)".into(),
+            ));
+        }
+        if r.max_recipients == 0 {
+            return Err(err("relay", "max_recipients", "must be at least 1".into()));
+        }
+        if r.max_connections == 0 || r.max_connections_per_client == 0 {
+            return Err(err("relay", "max_connections", "must be at least 1".into()));
+        }
+        if self.school.domains.is_empty() {
+            return Err(err(
+                "school",
+                "domains",
+                "needs the school's staff mail domain(s)".into(),
+            ));
+        }
+        if jiff::tz::TimeZone::get(&self.school.timezone).is_err() {
+            return Err(err(
+                "school",
+                "timezone",
+                format!(
+                    "\"{}\" is not a known time zone; use e.g. \"Europe/London\"",
+                    self.school.timezone
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The password for the next hop's AUTH, read from its file (one line, trailing newline ignored).
+    pub fn next_hop_auth(&self) -> Result<Option<crate::smtp::next_hop::NextHopAuth>, ConfigError> {
+        let Some(auth) = &self.relay.next_hop_auth else {
+            return Ok(None);
+        };
+        let password = std::fs::read_to_string(&auth.password_file).map_err(|e| ConfigError {
+            path: self.source.clone(),
+            line: None,
+            field: Some("relay.next_hop_auth.password_file".into()),
+            message: format!("cannot read {}: {e}", auth.password_file.display()),
+        })?;
+        Ok(Some(crate::smtp::next_hop::NextHopAuth {
+            user: auth.user.clone(),
+            password: password.trim_end_matches(['\r', '\n']).to_string(),
+        }))
+    }
+}
+
+/// Collapses a multi-line parser message to one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The 1-based line of byte `offset`, and the `section.key` written on or before it.
+fn locate_span(text: &str, offset: usize) -> (Option<usize>, Option<String>) {
+    let offset = offset.min(text.len());
+    let line_no = text[..offset].matches('\n').count() + 1;
+    let mut section: Option<String> = None;
+    let mut key: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        if i + 1 > line_no {
+            break;
+        }
+        let t = line.trim();
+        if t.starts_with('[') {
+            section = Some(t.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+            key = None;
+        } else if let Some((k, _)) = t.split_once('=')
+            && !t.starts_with('#')
+        {
+            key = Some(k.trim().trim_matches('"').to_string());
+        }
+        if i + 1 == line_no && t.starts_with('[') {
+            key = None;
+        }
+    }
+    let field = match (section, key) {
+        (Some(s), Some(k)) => Some(format!("{s}.{k}")),
+        (Some(s), None) => Some(s),
+        (None, Some(k)) => Some(k),
+        (None, None) => None,
+    };
+    (Some(line_no), field)
+}
+
+/// The 1-based line where `key` is set in `[section]`.
+fn find_key(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            current = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        } else if current == section
+            && let Some((k, _)) = t.split_once('=')
+            && k.trim() == key
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../policies/example.toml");
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let c = parse(EXAMPLE).unwrap();
+        assert_eq!(c.relay.max_message_size, ByteSize(50 << 20));
+        assert_eq!(
+            c.relay.next_hop.0,
+            NextHopAddress::Outbox {
+                dir: "var/outbox".into()
+            }
+        );
+        assert_eq!(c.safeguarding.rules.len(), 4);
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let text = EXAMPLE.replace("max_recipients = 1000", "max_recipient = 1000");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(line_of(&text, "max_recipient =")));
+        assert_eq!(e.field.as_deref(), Some("relay.max_recipient"));
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_cidr_is_named_with_its_line() {
+        let text = EXAMPLE.replace("\"127.0.0.0/8\"", "\"127.0.0.0/33\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(line_of(&text, "allowed_clients =")));
+        assert_eq!(e.field.as_deref(), Some("relay.allowed_clients"));
+        let shown = e.to_string();
+        assert!(shown.starts_with("test.toml:"), "{shown}");
+        assert!(!shown.contains('\n'), "one line: {shown}");
+    }
+
+    #[test]
+    fn a_bad_address_is_named_with_its_line() {
+        let text = EXAMPLE.replace(
+            "dsl@example-academy.sch.uk\"]",
+            "dsl.example-academy.sch.uk\"]",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(line_of(&text, "dsl = [")));
+        assert_eq!(e.field.as_deref(), Some("safeguarding.dsl"));
+        assert!(e.message.contains("not a mail address"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_next_hop_and_a_bad_size_are_named() {
+        let text = EXAMPLE.replace("outbox:var/outbox", "ftp://x");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("relay.next_hop"));
+        let text = EXAMPLE.replace("\"50MiB\"", "\"50 parsecs\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("relay.max_message_size"));
+    }
+
+    #[test]
+    fn a_missing_file_says_what_to_do() {
+        let e = Config::load(Path::new("/nonexistent/schoolgate.toml")).unwrap_err();
+        assert!(e.to_string().contains("--config"), "{e}");
+    }
+
+    #[test]
+    fn half_a_tls_pair_is_refused() {
+        let text = EXAMPLE.replace("# tls_cert = ", "tls_cert = ");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("relay.tls_cert"));
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!("64KiB".parse::<ByteSize>().unwrap(), ByteSize(65536));
+        assert_eq!("10MB".parse::<ByteSize>().unwrap(), ByteSize(10_000_000));
+        assert!("ten".parse::<ByteSize>().is_err());
+        assert_eq!(
+            "5m".parse::<HumanDuration>().unwrap(),
+            HumanDuration(Duration::from_secs(300))
+        );
+        assert!("5 fortnights".parse::<HumanDuration>().is_err());
+    }
+}
