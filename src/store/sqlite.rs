@@ -1,0 +1,242 @@
+//! The embedded store: one SQLite database file under `storage.state_dir`.
+//!
+//! WAL journal with `synchronous = FULL`: a commit returns only after the log is fsynced, which
+//! is what lets the relay say 250 with a clear conscience. The schema is created and migrated on
+//! open (`PRAGMA user_version`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use super::{AuditEntry, Backend, ChainHead, StoreError};
+
+/// The database file's name inside `storage.state_dir`.
+pub const DATABASE_FILE: &str = "schoolgate.db";
+
+/// The schema version this code writes; see [`MIGRATIONS`].
+const SCHEMA_VERSION: i64 = 1;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE audit (
+        seq       INTEGER PRIMARY KEY,
+        time      TEXT NOT NULL,
+        kind      TEXT NOT NULL,
+        mail_from TEXT,
+        outcome   TEXT,
+        record    TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE INDEX audit_time ON audit(time);
+"];
+
+/// The audit trail in SQLite.
+pub struct SqliteBackend {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteBackend {
+    /// Opens (creating and migrating if needed) `state_dir/schoolgate.db`.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let path = state_dir.join(DATABASE_FILE);
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        let mut backend = SqliteBackend { conn, path };
+        backend.migrate()?;
+        Ok(backend)
+    }
+
+    /// Opens an existing database read-only (for `audit verify` and exports).
+    pub fn open_read_only(state_dir: &Path) -> Result<Self, StoreError> {
+        let path = state_dir.join(DATABASE_FILE);
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| StoreError::Open {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        Ok(SqliteBackend { conn, path })
+    }
+
+    /// Where the database file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let found: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn head(&mut self) -> Result<Option<ChainHead>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?;
+        let mut rows = stmt.query([])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(ChainHead {
+                seq: row.get::<_, i64>(0)? as u64,
+                hash: row.get(1)?,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    fn append_batch(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO audit (seq, time, kind, mail_from, outcome, record, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for e in entries {
+                let record = e.record()?;
+                let kind = serde_json::to_value(record.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let (mail_from, outcome) = match &record.message {
+                    Some(m) => (Some(m.mail_from.as_str()), Some(m.outcome.as_str())),
+                    None => (None, None),
+                };
+                stmt.execute(params![
+                    e.seq as i64,
+                    record.time,
+                    kind,
+                    mail_from,
+                    outcome,
+                    e.record_json,
+                    e.prev_hash,
+                    e.hash
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn read_from(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, prev_hash, hash, record FROM audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![from_seq as i64, limit as i64], |row| {
+            Ok(AuditEntry {
+                seq: row.get::<_, i64>(0)? as u64,
+                prev_hash: row.get(1)?,
+                hash: row.get(2)?,
+                record_json: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AuditLog, AuditRecord, RecordKind, verify_chain};
+
+    fn record(n: usize) -> AuditRecord {
+        AuditRecord::action(
+            RecordKind::Action,
+            crate::store::ActionRecord {
+                actor: "test".into(),
+                detail: format!("action {n}"),
+            },
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_make_one_unbroken_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::start(Box::new(SqliteBackend::open(dir.path()).unwrap())).unwrap();
+        let mut tasks = Vec::new();
+        for n in 0..400 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move { log.append(record(n)).await }));
+        }
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap().unwrap().seq);
+        }
+        seqs.sort();
+        assert_eq!(seqs, (1..=400).collect::<Vec<u64>>());
+        let mut reader = SqliteBackend::open_read_only(dir.path()).unwrap();
+        let head = verify_chain(&mut reader).unwrap().unwrap();
+        assert_eq!(head.seq, 400);
+    }
+
+    #[test]
+    fn reopening_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = AuditLog::start(Box::new(SqliteBackend::open(dir.path()).unwrap())).unwrap();
+            log.append_blocking(record(1)).unwrap();
+        }
+        let log = AuditLog::start(Box::new(SqliteBackend::open(dir.path()).unwrap())).unwrap();
+        let e = log.append_blocking(record(2)).unwrap();
+        assert_eq!(e.seq, 2);
+        let mut reader = SqliteBackend::open_read_only(dir.path()).unwrap();
+        assert_eq!(verify_chain(&mut reader).unwrap().unwrap().seq, 2);
+    }
+
+    #[test]
+    fn a_changed_record_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::start(Box::new(SqliteBackend::open(dir.path()).unwrap())).unwrap();
+        for n in 0..5 {
+            log.append_blocking(record(n)).unwrap();
+        }
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.execute(
+            "UPDATE audit SET record = replace(record, 'action 2', 'action 9') WHERE seq = 3",
+            [],
+        )
+        .unwrap();
+        let mut reader = SqliteBackend::open_read_only(dir.path()).unwrap();
+        match verify_chain(&mut reader) {
+            Err(StoreError::ChainBroken { seq, .. }) => assert_eq!(seq, 3),
+            other => panic!("expected a broken chain at 3, got {other:?}"),
+        }
+        conn.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
+        match verify_chain(&mut reader) {
+            Err(StoreError::ChainBroken { seq, .. }) => assert_eq!(seq, 2),
+            other => panic!("expected a broken chain at 2, got {other:?}"),
+        }
+    }
+}
