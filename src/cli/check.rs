@@ -1,0 +1,91 @@
+//! `schoolgate check MESSAGE.eml`: a dry run of the policy on one message. Changes no state.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use sha2::{Digest, Sha256};
+
+use crate::envelope::Envelope;
+use crate::policy;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The message (RFC 5322, as it would be sent).
+    pub message: PathBuf,
+    /// Envelope sender (default: the From header).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Envelope recipient, repeatable (default: the To and Cc headers).
+    #[arg(long = "to")]
+    pub to: Vec<String>,
+    /// Write the message as it would leave to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the verdict as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let message = std::fs::read(&args.message)
+        .with_context(|| format!("cannot read the message {}", args.message.display()))?;
+    let summary = policy::summarise(&message);
+    let bare = |s: &str| -> String {
+        match (s.rfind('<'), s.rfind('>')) {
+            (Some(a), Some(b)) if a < b => s[a + 1..b].to_string(),
+            _ => s.to_string(),
+        }
+    };
+    let envelope = Envelope {
+        mail_from: args
+            .from
+            .clone()
+            .or_else(|| summary.from.as_deref().map(bare))
+            .unwrap_or_default(),
+        rcpt_to: if args.to.is_empty() {
+            summary
+                .to
+                .iter()
+                .chain(&summary.cc)
+                .map(|s| bare(s))
+                .collect()
+        } else {
+            args.to.clone()
+        },
+        smtputf8: false,
+        body_8bit: false,
+    };
+    let decision = policy::evaluate(&envelope, &message, &config, jiff::Timestamp::now());
+    let delivered = decision.rewritten.as_deref().unwrap_or(&message);
+    if let Some(out) = &args.out {
+        std::fs::write(out, delivered)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    let verdict = serde_json::json!({
+        "verdict": decision.verdict,
+        "disclaimer": decision.disclaimer,
+        "flags": [],
+        "findings": [],
+        "sha256_original": hex::encode(Sha256::digest(&message)),
+        "sha256_delivered": hex::encode(Sha256::digest(delivered)),
+    });
+    if args.json {
+        println!("{verdict}");
+    } else {
+        println!("message:    {}", args.message.display());
+        println!(
+            "envelope:   {} -> {}",
+            envelope.mail_from,
+            envelope.rcpt_to.join(", ")
+        );
+        println!("verdict:    {}", decision.verdict.as_str());
+        println!(
+            "disclaimer: {}",
+            verdict["disclaimer"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

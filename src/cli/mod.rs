@@ -1,0 +1,74 @@
+//! The command line: one file per subcommand; each returns the process's exit code.
+
+pub mod audit;
+pub mod check;
+pub mod policy;
+pub mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_PATH};
+
+/// schoolgate: the school's outbound mail gateway.
+#[derive(Debug, Parser)]
+#[command(name = "schoolgate", version, about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, env = "SCHOOLGATE_CONFIG", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: the SMTP relay (and, later, the milter and web page).
+    Serve,
+    /// Dry run: what the policy does to one message. Changes no state.
+    Check(check::CheckArgs),
+    /// The configuration.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate the config and the directory and print a summary.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the whole hash chain: exit 0 with the count and head hash, or 1 naming the first
+    /// broken record.
+    Verify,
+}
+
+/// Runs the command; errors are printed by `main` and exit 2.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve => serve::run(&cli.config),
+        Command::Check(args) => check::run(&cli.config, args),
+        Command::Policy {
+            command: PolicyCommand::Check,
+        } => policy::run(&cli.config),
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => audit::verify(&cli.config),
+    }
+}
+
+/// Loads the config, as every command does first.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}

@@ -1,0 +1,82 @@
+//! `schoolgate policy check`: validate the config and the directory, print a summary.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::Action;
+use crate::directory::Directory;
+
+pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
+    let today = jiff::Zoned::now().date();
+    let pupils = directory
+        .people
+        .iter()
+        .filter(|p| p.is_pupil(today))
+        .count();
+    let staff = directory.people.iter().filter(|p| p.is_staff()).count();
+    let exempt: Vec<String> = directory
+        .people
+        .iter()
+        .filter(|p| config.disclaimer.exempt_roles.contains(&p.role))
+        .filter_map(|p| p.school_email.clone())
+        .chain(
+            config
+                .disclaimer
+                .exempt_addresses
+                .iter()
+                .map(|a| a.0.clone()),
+        )
+        .collect();
+    let domains = |d: &[crate::config::Domain]| {
+        d.iter()
+            .map(|d| d.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("config {} is valid", config_path.display());
+    println!("  school:          {}", config.school.name);
+    println!("  staff domains:   {}", domains(&config.school.domains));
+    println!(
+        "  pupil domains:   {}",
+        domains(&config.school.pupil_domains)
+    );
+    println!(
+        "  directory:       {} ({} people: {staff} staff, {pupils} pupils)",
+        config.school.directory.display(),
+        directory.people.len()
+    );
+    println!(
+        "  disclaimer:      exempt senders: {}",
+        if exempt.is_empty() {
+            "none".to_string()
+        } else {
+            exempt.join(", ")
+        }
+    );
+    println!(
+        "  relay:           {} -> {}",
+        config
+            .relay
+            .listen
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        config.relay.next_hop.0
+    );
+    let mut rules: Vec<String> = Vec::new();
+    for (rule, action) in &config.safeguarding.rules {
+        if *action != Action::Off {
+            rules.push(format!("{rule:?}={action:?}"));
+        }
+    }
+    for (rule, action) in &config.sensitive.rules {
+        if *action != Action::Off {
+            rules.push(format!("{rule:?}={action:?}"));
+        }
+    }
+    println!("  rules on:        {}", rules.join(", "));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,147 @@
+//! THE CORE, pure: (envelope, message bytes, config, now) → [`Decision`].
+//!
+//! No I/O happens here: the shells (the SMTP relay, `check`, the milter) read the bytes, call
+//! [`evaluate`], and act on what it decides. That keeps every rule testable on its own and the
+//! same whichever way a message arrives.
+//!
+//! For now the core decides "deliver" and changes nothing; the disclaimer, the safeguarding
+//! contact rules and the sensitive-attachment rules come in their own issues.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::envelope::Envelope;
+
+/// What happens to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Deliver,
+    Quarantine,
+    Reject,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Deliver => "deliver",
+            Verdict::Quarantine => "quarantine",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+/// What was done about the disclaimer (SPEC, `check --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DisclaimerOutcome {
+    Appended,
+    Wrapped,
+    Exempt,
+    AlreadyPresent,
+    SkippedSigned,
+    SkippedEncrypted,
+    SkippedMalformed,
+    Off,
+}
+
+/// The decision about one message.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub disclaimer: DisclaimerOutcome,
+    /// The message as it must leave, when the policy changed it; `None` means unchanged.
+    pub rewritten: Option<Vec<u8>>,
+    /// What the headers say, for the audit trail.
+    pub summary: MessageSummary,
+}
+
+/// The headers the audit trail keeps (never the body).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageSummary {
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    /// The headers could not be read at all (mail-parser gave up or panicked).
+    pub malformed: bool,
+}
+
+/// Decides what happens to `message`, sent with `envelope`, under `config`.
+pub fn evaluate(
+    _envelope: &Envelope,
+    message: &[u8],
+    _config: &Config,
+    _now: jiff::Timestamp,
+) -> Decision {
+    Decision {
+        verdict: Verdict::Deliver,
+        disclaimer: DisclaimerOutcome::Off,
+        rewritten: None,
+        summary: summarise(message),
+    }
+}
+
+/// Reads From/To/Cc/Subject/Message-ID. Contains a parser panic (a hostile message can cause
+/// one in mail-parser 0.11): such a message is summarised as malformed, never lost.
+pub fn summarise(message: &[u8]) -> MessageSummary {
+    let parsed = catch_unwind(AssertUnwindSafe(|| {
+        let msg = mail_parser::MessageParser::new().parse_headers(message)?;
+        let list = |a: Option<&mail_parser::Address<'_>>| -> Vec<String> {
+            a.map(|a| a.iter().map(show_addr).collect())
+                .unwrap_or_default()
+        };
+        Some(MessageSummary {
+            from: msg.from().and_then(|a| a.first()).map(show_addr),
+            to: list(msg.to()),
+            cc: list(msg.cc()),
+            subject: msg.subject().map(str::to_string),
+            message_id: msg.message_id().map(str::to_string),
+            malformed: false,
+        })
+    }));
+    match parsed {
+        Ok(Some(summary)) => summary,
+        _ => MessageSummary {
+            malformed: true,
+            ..MessageSummary::default()
+        },
+    }
+}
+
+fn show_addr(a: &mail_parser::Addr<'_>) -> String {
+    match (&a.name, &a.address) {
+        (Some(name), Some(addr)) => format!("{name} <{addr}>"),
+        (None, Some(addr)) => addr.to_string(),
+        (Some(name), None) => name.to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_reads_the_headers() {
+        let m = b"From: Tom Baker <t.baker@example-academy.sch.uk>\r\nTo: a@x.example, b@y.example\r\nSubject: Trip\r\nMessage-ID: <1@x>\r\n\r\nbody\r\n";
+        let s = summarise(m);
+        assert_eq!(
+            s.from.as_deref(),
+            Some("Tom Baker <t.baker@example-academy.sch.uk>")
+        );
+        assert_eq!(s.to, vec!["a@x.example", "b@y.example"]);
+        assert_eq!(s.subject.as_deref(), Some("Trip"));
+        assert_eq!(s.message_id.as_deref(), Some("1@x"));
+        assert!(!s.malformed);
+    }
+
+    #[test]
+    fn garbage_is_summarised_not_lost() {
+        let s = summarise(b"\x00\xff\xfe");
+        assert!(s.subject.is_none());
+    }
+}

@@ -1,0 +1,283 @@
+//! From a received message to the client's reply: decide, deliver, record.
+//!
+//! The order is the promise (SPEC, "Nothing is lost"): the policy decides; the next hop accepts
+//! (or refuses); the audit record is made durable; and only then does the client hear the
+//! reply. A 250 therefore always means "delivered and recorded". If recording fails after the
+//! next hop accepted, the client is told to try again (451) rather than told a half-truth: its
+//! retry reaches the outbox as the same message (see [`delivery_key`]) and is recorded then.
+
+use std::net::SocketAddr;
+
+use sha2::{Digest, Sha256};
+
+use super::next_hop::DeliveryError;
+use super::server::Relay;
+use crate::envelope::Envelope;
+use crate::policy::{self, Verdict};
+use crate::store::{AuditRecord, MessageRecord};
+
+/// A message read to its end, with what we know of the session it came in.
+pub struct Received {
+    pub client: SocketAddr,
+    pub helo: String,
+    pub tls: Option<String>,
+    pub envelope: Envelope,
+    pub queue_id: String,
+    /// Length of our `Received:` header at the front of `message`.
+    pub trace_len: usize,
+    /// Our `Received:` header followed by the message exactly as the client sent it.
+    pub message: Vec<u8>,
+}
+
+impl Received {
+    /// The message as the client sent it.
+    pub fn original(&self) -> &[u8] {
+        self.message.get(self.trace_len..).unwrap_or_default()
+    }
+}
+
+/// Identifies a message as received: the same envelope and bytes give the same key, so a
+/// client's retry of a message whose 250 it never heard is recognised by the outbox.
+pub fn delivery_key(envelope: &Envelope, original: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(envelope.mail_from.as_bytes());
+    for r in &envelope.rcpt_to {
+        h.update(b"\0");
+        h.update(r.as_bytes());
+    }
+    h.update(b"\0\0");
+    h.update(original);
+    hex::encode(h.finalize())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Decides, delivers and records `received`; returns the reply for the client.
+pub async fn hand_off(relay: &Relay, received: Received) -> String {
+    let config = relay.config();
+    let original = received.original();
+    let decision = policy::evaluate(
+        &received.envelope,
+        original,
+        &config,
+        jiff::Timestamp::now(),
+    );
+    let mut record = base_record(&received, original, &decision.summary);
+    record.verdict = decision.verdict.as_str().into();
+
+    let reply = match decision.verdict {
+        Verdict::Deliver => {
+            let outgoing: std::borrow::Cow<'_, [u8]> = match &decision.rewritten {
+                Some(body) => {
+                    let mut v = Vec::with_capacity(received.trace_len + body.len());
+                    v.extend_from_slice(&received.message[..received.trace_len]);
+                    v.extend_from_slice(body);
+                    v.into()
+                }
+                None => received.message.as_slice().into(),
+            };
+            let hop = relay.next_hop();
+            record.next_hop = Some(hop.describe());
+            let key = delivery_key(&received.envelope, original);
+            let timeout = config.relay.next_hop_timeout.0;
+            let result = match tokio::time::timeout(
+                timeout,
+                hop.deliver(&received.envelope, &outgoing, &key),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(DeliveryError::Unreachable {
+                    hop: hop.describe(),
+                    detail: format!("no answer within {} s", timeout.as_secs()),
+                }),
+            };
+            match result {
+                Ok(next_hop_reply) => {
+                    record.sha256_delivered = Some(sha256_hex(&outgoing));
+                    record.next_hop_reply = Some(next_hop_reply);
+                    record.outcome = "delivered".into();
+                    format!("250 2.0.0 Ok: queued as {}", received.queue_id)
+                }
+                Err(e) => {
+                    tracing::warn!(queue_id = %received.queue_id, error = %e, "not delivered");
+                    record.detail = Some(e.to_string());
+                    let (outcome, reply) = reply_for(&e);
+                    record.outcome = outcome.into();
+                    if let DeliveryError::Deferred { code, text, .. }
+                    | DeliveryError::Refused { code, text, .. } = &e
+                    {
+                        record.next_hop_reply = Some(format!("{code} {text}"));
+                    }
+                    reply
+                }
+            }
+        }
+        // The rules that quarantine or reject arrive with their issues; until then the core
+        // never decides either, and a message is never silently dropped if it did.
+        Verdict::Quarantine => {
+            record.outcome = "deferred".into();
+            record.detail = Some("quarantine is not available in this version".into());
+            "451 4.3.0 Message held back: quarantine not available, try again later".into()
+        }
+        Verdict::Reject => {
+            record.outcome = "rejected".into();
+            "550 5.7.1 Message refused by the school's mail policy".into()
+        }
+    };
+    record.reply = reply.clone();
+    let outcome = record.outcome.clone();
+    match relay.audit.append(AuditRecord::message(record)).await {
+        Ok(entry) => {
+            tracing::info!(queue_id = %received.queue_id, client = %received.client,
+                from = %received.envelope.mail_from, rcpts = received.envelope.rcpt_to.len(),
+                size = original.len(), outcome = %outcome, audit = entry.seq, "message");
+            reply
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %received.queue_id, error = %e, outcome = %outcome,
+                "the audit record could not be written; telling the client to try again");
+            "451 4.3.0 Audit trail unavailable, try again later".into()
+        }
+    }
+}
+
+/// Records a message that was not accepted (limits, a client gone mid-DATA). Best effort: the
+/// client hears its reply whether or not this succeeds, as nothing was accepted.
+pub async fn record_unaccepted(
+    relay: &Relay,
+    received: &Received,
+    size: u64,
+    outcome: &str,
+    detail: &str,
+    reply: &str,
+) {
+    let original = received.original();
+    let summary = policy::summarise(original);
+    let mut record = base_record(received, original, &summary);
+    record.size = size;
+    record.verdict = "none".into();
+    record.outcome = outcome.into();
+    record.detail = Some(detail.into());
+    record.reply = reply.into();
+    if let Err(e) = relay.audit.append(AuditRecord::message(record)).await {
+        tracing::error!(queue_id = %received.queue_id, error = %e, "audit record not written");
+    }
+}
+
+fn base_record(
+    received: &Received,
+    original: &[u8],
+    summary: &policy::MessageSummary,
+) -> MessageRecord {
+    MessageRecord {
+        client: received.client.to_string(),
+        helo: received.helo.clone(),
+        tls: received.tls.clone(),
+        mail_from: received.envelope.mail_from.clone(),
+        rcpt_to: received.envelope.rcpt_to.clone(),
+        header_from: summary.from.clone(),
+        header_to: summary.to.clone(),
+        header_cc: summary.cc.clone(),
+        subject: summary.subject.clone(),
+        message_id: summary.message_id.clone(),
+        size: original.len() as u64,
+        sha256_received: sha256_hex(original),
+        queue_id: Some(received.queue_id.clone()),
+        ..MessageRecord::default()
+    }
+}
+
+/// The outcome word and the client's reply for a failed delivery.
+fn reply_for(e: &DeliveryError) -> (&'static str, String) {
+    match e {
+        DeliveryError::Unreachable { .. } => (
+            "deferred",
+            "451 4.4.1 Next hop not reachable, try again later".into(),
+        ),
+        DeliveryError::Deferred { code, text, .. } => (
+            "deferred",
+            format!(
+                "451 4.4.0 Next hop deferred the message ({code} {}), try again later",
+                one_line(text)
+            ),
+        ),
+        DeliveryError::Refused { code, text, .. } => {
+            let text = one_line(text);
+            let code = if (500..600).contains(code) {
+                *code
+            } else {
+                554
+            };
+            let has_enhanced = text
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.starts_with("5.") && w.matches('.').count() == 2);
+            let reply = if has_enhanced {
+                format!("{code} {text}")
+            } else {
+                format!("{code} 5.0.0 {text}")
+            };
+            ("refused", reply)
+        }
+        DeliveryError::Local { .. } => (
+            "deferred",
+            "451 4.3.0 Local delivery failed, try again later".into(),
+        ),
+    }
+}
+
+/// Text from the next hop made safe for one reply line.
+fn one_line(s: &str) -> String {
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(400)
+        .collect();
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_keeps_the_next_hops_code_and_text() {
+        let e = DeliveryError::Refused {
+            hop: "smtp://x:25".into(),
+            code: 550,
+            text: "5.1.1 <a@x>: Recipient address rejected".into(),
+        };
+        assert_eq!(
+            reply_for(&e),
+            (
+                "refused",
+                "550 5.1.1 <a@x>: Recipient address rejected".to_string()
+            )
+        );
+        let e = DeliveryError::Refused {
+            hop: "smtp://x:25".into(),
+            code: 554,
+            text: "no thanks\r\nreally".into(),
+        };
+        assert_eq!(reply_for(&e).1, "554 5.0.0 no thanks really");
+    }
+
+    #[test]
+    fn the_delivery_key_depends_on_envelope_and_bytes() {
+        let env = Envelope {
+            mail_from: "a@x".into(),
+            rcpt_to: vec!["b@y".into()],
+            smtputf8: false,
+            body_8bit: false,
+        };
+        let k1 = delivery_key(&env, b"hello");
+        assert_eq!(k1, delivery_key(&env, b"hello"));
+        assert_ne!(k1, delivery_key(&env, b"hello!"));
+        let mut env2 = env.clone();
+        env2.rcpt_to.push("c@z".into());
+        assert_ne!(k1, delivery_key(&env2, b"hello"));
+    }
+}

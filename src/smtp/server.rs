@@ -1,0 +1,225 @@
+//! Listening: who may connect, how many at once, and a clean stop.
+//!
+//! Only `relay.allowed_clients` may relay: every other client gets 554 at connect, so schoolgate
+//! can never be an open relay. Connections are counted per client address and in total; past
+//! either limit a client gets 421 and its queue tries again later.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
+
+use super::next_hop::NextHop;
+use super::session;
+use crate::config::Config;
+use crate::store::AuditLog;
+
+/// What every session shares.
+pub struct Relay {
+    config: RwLock<Arc<Config>>,
+    next_hop: RwLock<Arc<NextHop>>,
+    pub audit: AuditLog,
+    pub tls: Option<TlsAcceptor>,
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+    active: AtomicUsize,
+    idle: Notify,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Relay {
+    pub fn new(
+        config: Arc<Config>,
+        next_hop: NextHop,
+        audit: AuditLog,
+        tls: Option<TlsAcceptor>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        Arc::new(Relay {
+            config: RwLock::new(config),
+            next_hop: RwLock::new(Arc::new(next_hop)),
+            audit,
+            tls,
+            per_client: Mutex::new(HashMap::new()),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            shutdown,
+        })
+    }
+
+    /// The config in force now (a session keeps the one it started a message with).
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The next hop in force now.
+    pub fn next_hop(&self) -> Arc<NextHop> {
+        match self.next_hop.read() {
+            Ok(h) => Arc::clone(&h),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts a reloaded config and next hop in force for new messages.
+    pub fn replace(&self, config: Arc<Config>, next_hop: NextHop) {
+        match self.config.write() {
+            Ok(mut c) => *c = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+        let hop = Arc::new(next_hop);
+        match self.next_hop.write() {
+            Ok(mut h) => *h = hop,
+            Err(poisoned) => *poisoned.into_inner() = hop,
+        }
+    }
+
+    /// A receiver that turns true when the gateway is stopping.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Sessions still running.
+    pub fn active_sessions(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no session is running, or `grace` has passed; returns the sessions left.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let notified = self.idle.notified();
+            let n = self.active_sessions();
+            if n == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.active_sessions();
+            }
+        }
+    }
+
+    /// Counts a new connection from `ip`, or says which limit it is over.
+    fn admit(self: &Arc<Self>, ip: IpAddr, config: &Config) -> Result<SessionSlot, &'static str> {
+        let mut per_client = match self.per_client.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if self.active.load(Ordering::SeqCst) >= config.relay.max_connections {
+            return Err("too many connections");
+        }
+        let n = per_client.entry(ip).or_insert(0);
+        if *n >= config.relay.max_connections_per_client {
+            return Err("too many connections from your address");
+        }
+        *n += 1;
+        self.active.fetch_add(1, Ordering::SeqCst);
+        Ok(SessionSlot {
+            relay: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// A counted connection; dropping it frees its place.
+pub struct SessionSlot {
+    relay: Arc<Relay>,
+    ip: IpAddr,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut per_client = match self.relay.per_client.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(n) = per_client.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_client.remove(&self.ip);
+            }
+        }
+        drop(per_client);
+        if self.relay.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.relay.idle.notify_waiters();
+        }
+    }
+}
+
+/// Accepts connections on `listener` until the gateway stops.
+pub async fn accept_loop(relay: Arc<Relay>, listener: TcpListener) {
+    let mut shutdown = relay.shutdown_signal();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let relay = Arc::clone(&relay);
+                tokio::spawn(async move { welcome(relay, stream, peer).await });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn welcome(relay: Arc<Relay>, mut stream: TcpStream, peer: SocketAddr) {
+    let config = relay.config();
+    let ip = canonical_ip(peer.ip());
+    let host = &config.relay.hostname;
+    if !config
+        .relay
+        .allowed_clients
+        .iter()
+        .any(|net| net.contains(&ip))
+    {
+        tracing::warn!(client = %peer, "refused: not in relay.allowed_clients");
+        let reply =
+            format!("554 5.7.1 {host} Access denied: {ip} may not relay through this gateway\r\n");
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+        return;
+    }
+    let slot = match relay.admit(ip, &config) {
+        Ok(slot) => slot,
+        Err(why) => {
+            tracing::warn!(client = %peer, why, "refused: connection limit");
+            let reply = format!("421 4.7.0 {host} Error: {why}, try again later\r\n");
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                let _ = stream.write_all(reply.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            })
+            .await;
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    session::run(relay, stream, peer).await;
+    drop(slot);
+}
+
+/// `::ffff:a.b.c.d` is the IPv4 client a.b.c.d (a dual-stack listener reports it so).
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
