@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod envelope;
+pub mod mime;
 pub mod policy;
 pub mod smtp;
 pub mod store;
