@@ -58,6 +58,8 @@ impl Person {
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     pub people: Vec<Person>,
+    /// Every address (school and personal, lower case) to its person's index in `people`.
+    by_address: std::collections::HashMap<String, usize>,
 }
 
 /// A directory file that cannot be used.
@@ -172,7 +174,20 @@ impl Directory {
                 current,
             });
         }
-        Ok(Directory { people })
+        let mut by_address = std::collections::HashMap::new();
+        for (i, p) in people.iter().enumerate() {
+            for a in p.school_email.iter().chain(&p.personal_emails) {
+                by_address.entry(a.clone()).or_insert(i);
+            }
+        }
+        Ok(Directory { people, by_address })
+    }
+
+    /// The person with `address` (school or personal; case-insensitive).
+    pub fn person(&self, address: &str) -> Option<&Person> {
+        self.by_address
+            .get(&address.trim().to_lowercase())
+            .map(|&i| &self.people[i])
     }
 }
 

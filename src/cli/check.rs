@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use sha2::{Digest, Sha256};
 
+use crate::directory::Directory;
 use crate::envelope::Envelope;
 use crate::policy;
 
@@ -30,6 +31,7 @@ pub struct CheckArgs {
 
 pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
+    let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
     let message = std::fs::read(&args.message)
         .with_context(|| format!("cannot read the message {}", args.message.display()))?;
     let summary = policy::summarise(&message);
@@ -43,6 +45,7 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         mail_from: args
             .from
             .clone()
+            .or_else(|| summary.from_address.clone())
             .or_else(|| summary.from.as_deref().map(bare))
             .unwrap_or_default(),
         rcpt_to: if args.to.is_empty() {
@@ -58,7 +61,13 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         smtputf8: false,
         body_8bit: false,
     };
-    let decision = policy::evaluate(&envelope, &message, &config, jiff::Timestamp::now());
+    let decision = policy::evaluate(
+        &envelope,
+        &message,
+        &config,
+        &directory,
+        jiff::Timestamp::now(),
+    );
     let delivered = decision.rewritten.as_deref().unwrap_or(&message);
     if let Some(out) = &args.out {
         std::fs::write(out, delivered)
@@ -69,6 +78,7 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         "disclaimer": decision.disclaimer,
         "flags": [],
         "findings": [],
+        "notes": decision.disclaimer_notes,
         "sha256_original": hex::encode(Sha256::digest(&message)),
         "sha256_delivered": hex::encode(Sha256::digest(delivered)),
     });
@@ -82,10 +92,10 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             envelope.rcpt_to.join(", ")
         );
         println!("verdict:    {}", decision.verdict.as_str());
-        println!(
-            "disclaimer: {}",
-            verdict["disclaimer"].as_str().unwrap_or("")
-        );
+        println!("disclaimer: {}", decision.disclaimer.as_str());
+        for note in &decision.disclaimer_notes {
+            println!("            {note}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

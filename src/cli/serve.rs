@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::smtp::next_hop::NextHop;
 use crate::smtp::server::{Relay, accept_loop};
 use crate::store::sqlite::SqliteBackend;
@@ -54,6 +55,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     })?;
     let audit = AuditLog::start(Box::new(SqliteBackend::open(&state_dir)?))?;
     let tls = load_tls(&config)?;
+    let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
     let next_hop = next_hop_for(&config)?;
     let mut listeners = Vec::new();
     for addr in &config.relay.listen {
@@ -79,7 +81,14 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             .join(", "),
         next_hop.describe()
     );
-    let relay = Relay::new(Arc::clone(&config), next_hop, audit.clone(), tls, stop_rx);
+    let relay = Relay::new(
+        Arc::clone(&config),
+        directory,
+        next_hop,
+        audit.clone(),
+        tls,
+        stop_rx,
+    );
     audit
         .append(gateway_action(RecordKind::Start, &described))
         .await?;
@@ -131,11 +140,12 @@ async fn reload(relay: &Relay) {
     let result = Config::load(&old.source)
         .map_err(anyhow::Error::from)
         .and_then(|new| {
+            let directory = Directory::load(&new.school.directory, &new.school.staff_roles)?;
             let hop = next_hop_for(&new)?;
-            Ok((new, hop))
+            Ok((new, directory, hop))
         });
     let detail = match result {
-        Ok((new, hop)) => {
+        Ok((new, directory, hop)) => {
             if new.relay.listen != old.relay.listen
                 || new.relay.tls_cert != old.relay.tls_cert
                 || new.relay.tls_key != old.relay.tls_key
@@ -143,11 +153,13 @@ async fn reload(relay: &Relay) {
                 tracing::warn!("relay.listen and TLS changes take effect only after a restart");
             }
             let d = format!(
-                "configuration reloaded from {}; next hop {}",
+                "configuration reloaded from {}; directory {} ({} people); next hop {}",
                 new.source.display(),
+                new.school.directory.display(),
+                directory.people.len(),
                 hop.describe()
             );
-            relay.replace(Arc::new(new), hop);
+            relay.replace(Arc::new(new), directory, hop);
             tracing::info!("{d}");
             d
         }

@@ -7,11 +7,14 @@
 //! For now the core decides "deliver" and changes nothing; the disclaimer, the safeguarding
 //! contact rules and the sensitive-attachment rules come in their own issues.
 
+pub mod disclaimer;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::envelope::Envelope;
 
 /// What happens to a message.
@@ -47,11 +50,28 @@ pub enum DisclaimerOutcome {
     Off,
 }
 
+impl DisclaimerOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisclaimerOutcome::Appended => "appended",
+            DisclaimerOutcome::Wrapped => "wrapped",
+            DisclaimerOutcome::Exempt => "exempt",
+            DisclaimerOutcome::AlreadyPresent => "already-present",
+            DisclaimerOutcome::SkippedSigned => "skipped-signed",
+            DisclaimerOutcome::SkippedEncrypted => "skipped-encrypted",
+            DisclaimerOutcome::SkippedMalformed => "skipped-malformed",
+            DisclaimerOutcome::Off => "off",
+        }
+    }
+}
+
 /// The decision about one message.
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub verdict: Verdict,
     pub disclaimer: DisclaimerOutcome,
+    /// What else the disclaimer step did or why it did not (for the audit trail).
+    pub disclaimer_notes: Vec<String>,
     /// The message as it must leave, when the policy changed it; `None` means unchanged.
     pub rewritten: Option<Vec<u8>>,
     /// What the headers say, for the audit trail.
@@ -62,6 +82,8 @@ pub struct Decision {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageSummary {
     pub from: Option<String>,
+    /// The bare address of the (first) From.
+    pub from_address: Option<String>,
     pub to: Vec<String>,
     pub cc: Vec<String>,
     pub subject: Option<String>,
@@ -70,18 +92,63 @@ pub struct MessageSummary {
     pub malformed: bool,
 }
 
-/// Decides what happens to `message`, sent with `envelope`, under `config`.
+/// Decides what happens to `message`, sent with `envelope`, under `config` and `directory`.
 pub fn evaluate(
-    _envelope: &Envelope,
+    envelope: &Envelope,
     message: &[u8],
-    _config: &Config,
+    config: &Config,
+    directory: &Directory,
     _now: jiff::Timestamp,
 ) -> Decision {
+    let summary = summarise(message);
+    let d = &config.disclaimer;
+    let rewrite = if disclaimer_exempt(envelope, &summary, config, directory) {
+        disclaimer::Rewrite {
+            outcome: DisclaimerOutcome::Exempt,
+            message: None,
+            notes: Vec::new(),
+        }
+    } else {
+        disclaimer::add_disclaimer(message, &d.text, &d.html, d.on_signed)
+    };
     Decision {
         verdict: Verdict::Deliver,
-        disclaimer: DisclaimerOutcome::Off,
-        rewritten: None,
-        summary: summarise(message),
+        disclaimer: rewrite.outcome,
+        disclaimer_notes: rewrite.notes,
+        rewritten: rewrite.message,
+        summary,
+    }
+}
+
+/// Seed 000: "… attached to all email correspondence except those of the Headteacher". Exempt
+/// when the envelope sender and the From header are both the exempt person (a role in
+/// `exempt_roles`, through the directory) or both exempt addresses: a From header alone is
+/// easily written, and a colleague's mail relayed with the head's envelope is not the head's.
+fn disclaimer_exempt(
+    envelope: &Envelope,
+    summary: &MessageSummary,
+    config: &Config,
+    directory: &Directory,
+) -> bool {
+    let Some(from) = summary.from_address.as_deref() else {
+        return false;
+    };
+    let sender = envelope.mail_from.as_str();
+    let listed = |a: &str| {
+        config
+            .disclaimer
+            .exempt_addresses
+            .iter()
+            .any(|e| e.0.eq_ignore_ascii_case(a.trim()))
+    };
+    if listed(sender) && listed(from) {
+        return true;
+    }
+    match (directory.person(sender), directory.person(from)) {
+        (Some(a), Some(b)) => {
+            std::ptr::eq(a, b) && config.disclaimer.exempt_roles.contains(&a.role)
+        }
+        _ => false,
     }
 }
 
@@ -96,6 +163,11 @@ pub fn summarise(message: &[u8]) -> MessageSummary {
         };
         Some(MessageSummary {
             from: msg.from().and_then(|a| a.first()).map(show_addr),
+            from_address: msg
+                .from()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address.as_deref())
+                .map(str::to_string),
             to: list(msg.to()),
             cc: list(msg.cc()),
             subject: msg.subject().map(str::to_string),

@@ -58,14 +58,20 @@ fn sha256_hex(bytes: &[u8]) -> String {
 pub async fn hand_off(relay: &Relay, received: Received) -> String {
     let config = relay.config();
     let original = received.original();
+    let directory = relay.directory();
     let decision = policy::evaluate(
         &received.envelope,
         original,
         &config,
+        &directory,
         jiff::Timestamp::now(),
     );
     let mut record = base_record(&received, original, &decision.summary);
     record.verdict = decision.verdict.as_str().into();
+    record.disclaimer = Some(decision.disclaimer.as_str().into());
+    record
+        .notes
+        .extend(decision.disclaimer_notes.iter().cloned());
 
     let reply = match decision.verdict {
         Verdict::Deliver => {

@@ -18,11 +18,13 @@ use tokio_rustls::TlsAcceptor;
 use super::next_hop::NextHop;
 use super::session;
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::store::AuditLog;
 
 /// What every session shares.
 pub struct Relay {
     config: RwLock<Arc<Config>>,
+    directory: RwLock<Arc<Directory>>,
     next_hop: RwLock<Arc<NextHop>>,
     pub audit: AuditLog,
     pub tls: Option<TlsAcceptor>,
@@ -35,6 +37,7 @@ pub struct Relay {
 impl Relay {
     pub fn new(
         config: Arc<Config>,
+        directory: Directory,
         next_hop: NextHop,
         audit: AuditLog,
         tls: Option<TlsAcceptor>,
@@ -42,6 +45,7 @@ impl Relay {
     ) -> Arc<Self> {
         Arc::new(Relay {
             config: RwLock::new(config),
+            directory: RwLock::new(Arc::new(directory)),
             next_hop: RwLock::new(Arc::new(next_hop)),
             audit,
             tls,
@@ -60,6 +64,14 @@ impl Relay {
         }
     }
 
+    /// The directory in force now.
+    pub fn directory(&self) -> Arc<Directory> {
+        match self.directory.read() {
+            Ok(d) => Arc::clone(&d),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
     /// The next hop in force now.
     pub fn next_hop(&self) -> Arc<NextHop> {
         match self.next_hop.read() {
@@ -68,11 +80,16 @@ impl Relay {
         }
     }
 
-    /// Puts a reloaded config and next hop in force for new messages.
-    pub fn replace(&self, config: Arc<Config>, next_hop: NextHop) {
+    /// Puts a reloaded config, directory and next hop in force for new messages.
+    pub fn replace(&self, config: Arc<Config>, directory: Directory, next_hop: NextHop) {
         match self.config.write() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,
+        }
+        let directory = Arc::new(directory);
+        match self.directory.write() {
+            Ok(mut d) => *d = directory,
+            Err(poisoned) => *poisoned.into_inner() = directory,
         }
         let hop = Arc::new(next_hop);
         match self.next_hop.write() {

@@ -121,6 +121,13 @@ pub struct MessageRecord {
     /// SHA-256 of the bytes handed to the next hop (with our `Received:`), when it was handed on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256_delivered: Option<String>,
+    /// What was done about the disclaimer (`appended`, `exempt`, `skipped-signed`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disclaimer: Option<String>,
+    /// Anything else worth knowing, in words (a part converted to UTF-8, why a message was
+    /// left alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// What the policy decided: `deliver`, `quarantine` or `reject`.
     pub verdict: String,
     /// What actually happened: `delivered`, `deferred` (4xx to the client), `refused` (the next

@@ -1,0 +1,323 @@
+//! Where the disclaimer goes in a text or HTML body: directly under the author's new text,
+//! above a recognised quoted thread, else at the end (HTML: before `</body>`). And whether the
+//! new text already carries it.
+//!
+//! Users of other gateways complain that the disclaimer lands under the whole thread, or stacks
+//! up once per reply (research/peers.md). Only the new text counts: a disclaimer inside the
+//! quoted thread is the previous message's.
+
+/// Where to insert, as a byte offset into the decoded body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Point {
+    pub offset: usize,
+    /// Above a quoted thread (at a line start in text), rather than at the end.
+    pub above_quote: bool,
+}
+
+/// The insertion point in a plain-text body (ASCII-compatible bytes).
+pub fn in_text(body: &[u8]) -> Point {
+    let lines = lines(body);
+    for (i, &(start, line)) in lines.iter().enumerate() {
+        let l = clean(line);
+        let next = || {
+            lines[i + 1..]
+                .iter()
+                .map(|&(_, l)| clean(l))
+                .find(|l| !l.is_empty())
+                .unwrap_or_default()
+        };
+        let marker = is_separator(l)
+            || (starts_with_ci(l, b"from:")
+                && (starts_with_ci(next(), b"sent:") || starts_with_ci(next(), b"date:")))
+            || (l.len() > 20 && l.iter().all(|&b| b == b'_') && starts_with_ci(next(), b"from:"))
+            || is_attribution(l, lines.get(i + 1).map(|&(_, n)| clean(n)))
+            || (l.first() == Some(&b'>') && trailing_quote(&lines[i..]));
+        if marker {
+            return Point {
+                offset: start,
+                above_quote: true,
+            };
+        }
+    }
+    Point {
+        offset: body.len(),
+        above_quote: false,
+    }
+}
+
+/// Lines with their start offsets, without line endings.
+fn lines(body: &[u8]) -> Vec<(usize, &[u8])> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', body) {
+        let line = &body[start..i];
+        out.push((start, line.strip_suffix(b"\r").unwrap_or(line)));
+        start = i + 1;
+    }
+    if start < body.len() {
+        out.push((start, &body[start..]));
+    }
+    out
+}
+
+/// A line trimmed, without the `*` Outlook puts around bold words in plain text.
+fn clean(line: &[u8]) -> &[u8] {
+    let l = line.trim_ascii();
+    l.strip_prefix(b"*").unwrap_or(l)
+}
+
+fn starts_with_ci(l: &[u8], prefix: &[u8]) -> bool {
+    l.len() >= prefix.len() && l[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn contains_ci(l: &[u8], needle: &[u8]) -> bool {
+    l.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// `-----Original Message-----`, `---------- Forwarded message ---------`,
+/// `-------- Original Message --------`, `Begin forwarded message:`.
+fn is_separator(l: &[u8]) -> bool {
+    if starts_with_ci(l, b"begin forwarded message") {
+        return true;
+    }
+    l.starts_with(b"--")
+        && l.ends_with(b"--")
+        && (contains_ci(l, b"original message") || contains_ci(l, b"forwarded message"))
+}
+
+/// `On Mon, 23 Nov 2026 at 10:00, Tom Baker <t@x> wrote:` — on one line or wrapped onto a
+/// second (Gmail and Apple Mail wrap long attributions).
+fn is_attribution(l: &[u8], next: Option<&[u8]>) -> bool {
+    if !starts_with_ci(l, b"on ") || l.len() > 400 {
+        return false;
+    }
+    let ends = |s: &[u8]| s.trim_ascii_end().ends_with(b"wrote:");
+    let has_digit = |s: &[u8]| s.iter().any(u8::is_ascii_digit);
+    if ends(l) {
+        return has_digit(l);
+    }
+    match next {
+        Some(n) if ends(n) && n.len() < 200 => has_digit(l) || has_digit(n),
+        _ => false,
+    }
+}
+
+/// From here to the end, every non-empty line is quoted: the thread, not inline answers.
+fn trailing_quote(rest: &[(usize, &[u8])]) -> bool {
+    rest.iter()
+        .map(|&(_, l)| l.trim_ascii())
+        .filter(|l| !l.is_empty())
+        .all(|l| l.first() == Some(&b'>'))
+}
+
+/// Where the quoted thread of each mail client starts in HTML (lower case).
+const HTML_MARKERS: &[&[u8]] = &[
+    b"<div class=\"gmail_quote",
+    b"<blockquote class=\"gmail_quote",
+    b"<div id=\"appendonsend\"",
+    b"<hr style=\"display:inline-block",
+    b"<div id=\"divrplyfwdmsg\"",
+    b"<div id=\"mail-editor-reference-message-container\"",
+    b"<div class=\"moz-cite-prefix\"",
+    b"<div class=\"moz-forward-container\"",
+    b"<blockquote type=\"cite\"",
+    b"<div class=\"yahoo_quoted\"",
+];
+
+/// Outlook desktop's reply header: a div with a top border, found by its style.
+const OUTLOOK_BORDERS: &[&[u8]] = &[b"border-top:solid #e1e1e1", b"border-top:solid #b5c4df"];
+
+/// The insertion point in an HTML body (ASCII-compatible bytes).
+pub fn in_html(body: &[u8]) -> Point {
+    let lower = body.to_ascii_lowercase();
+    let mut best: Option<usize> = None;
+    let mut consider = |p: usize| best = Some(best.map_or(p, |b: usize| b.min(p)));
+    for m in HTML_MARKERS {
+        if let Some(p) = memchr::memmem::find(&lower, m) {
+            consider(p);
+        }
+    }
+    for m in OUTLOOK_BORDERS {
+        if let Some(p) = memchr::memmem::find(&lower, m)
+            && let Some(tag) = memchr::memrchr(b'<', &lower[..p])
+        {
+            consider(tag);
+        }
+    }
+    if let Some(offset) = best {
+        return Point {
+            offset,
+            above_quote: true,
+        };
+    }
+    let offset = memchr::memmem::rfind(&lower, b"</body")
+        .or_else(|| memchr::memmem::rfind(&lower, b"</html"))
+        .unwrap_or(body.len());
+    Point {
+        offset,
+        above_quote: false,
+    }
+}
+
+/// Does `new_text` (the body above the insertion point) already carry the disclaimer?
+pub fn text_has(new_text: &str, disclaimer: &str) -> bool {
+    let needle = normalise(disclaimer);
+    !needle.is_empty() && normalise(new_text).contains(&needle)
+}
+
+/// Does `new_html` already carry the disclaimer (its HTML snippet or its plain text)?
+pub fn html_has(new_html: &str, snippet: &str, text: &str) -> bool {
+    let hay = normalise(&html_text(new_html));
+    [html_text(snippet), text.to_string()]
+        .iter()
+        .map(|n| normalise(n))
+        .any(|n| !n.is_empty() && hay.contains(&n))
+}
+
+/// White space collapsed to single spaces, trimmed.
+fn normalise(s: &str) -> String {
+    s.split(|c: char| c.is_whitespace() || c == '\u{a0}')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The text of some HTML: tags removed, common entities decoded.
+pub fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    decode_entities(&out)
+}
+
+fn decode_entities(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let tail = &rest[amp..];
+        let end = tail.find(';').filter(|&e| e <= 10);
+        let decoded = end.and_then(|e| {
+            let name = &tail[1..e];
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" | "#39" => Some('\''),
+                "nbsp" => Some(' '),
+                _ if name.starts_with("#x") || name.starts_with("#X") => {
+                    u32::from_str_radix(&name[2..], 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                }
+                _ if name.starts_with('#') => name[1..].parse().ok().and_then(char::from_u32),
+                _ => None,
+            }?;
+            Some((c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &tail[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Escapes text for HTML.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(body: &str) -> &str {
+        &body[in_text(body.as_bytes()).offset..]
+    }
+
+    #[test]
+    fn text_markers_of_each_client() {
+        let outlook = "Thanks\r\n\r\n-----Original Message-----\r\nFrom: A\r\n";
+        assert!(at(outlook).starts_with("-----Original"));
+        let outlook2 = "Thanks\r\n\r\n________________________________\r\nFrom: A <a@x>\r\nSent: 23 November 2026 10:00\r\n";
+        assert!(at(outlook2).starts_with("____"));
+        let outlook3 = "Thanks\r\n\r\nFrom: A <a@x>\r\nSent: 23 November 2026 10:00\r\nTo: B\r\n";
+        assert!(at(outlook3).starts_with("From: A"));
+        let gmail = "Yes.\n\nOn Mon, 23 Nov 2026 at 10:00, Tom Baker <\nt.baker@example.org> wrote:\n\n> hello\n";
+        assert!(at(gmail).starts_with("On Mon"));
+        let fwd = "See below\n\n---------- Forwarded message ---------\nFrom: x\n";
+        assert!(at(fwd).starts_with("-------"));
+        let apple = "Fine\n\nSent from my iPhone\n\n> On 23 Nov 2026, at 10:00, Tom <t@x> wrote:\n> \n> hi\n";
+        assert!(at(apple).starts_with("> On 23"));
+        let tb = "OK\n\nOn 23/11/2026 10:00, Tom Baker wrote:\n> hi\n";
+        assert!(at(tb).starts_with("On 23/11"));
+        let apple_fwd = "FYI\n\nBegin forwarded message:\n\nFrom: x\n";
+        assert!(at(apple_fwd).starts_with("Begin"));
+    }
+
+    #[test]
+    fn inline_answers_and_plain_prose_are_not_quote_starts() {
+        let inline = "> question one\nanswer one\n> question two\nanswer two\n";
+        assert_eq!(in_text(inline.as_bytes()).offset, inline.len());
+        let prose = "On Monday we go to the museum.\nPlease bring a packed lunch.\n";
+        assert_eq!(in_text(prose.as_bytes()).offset, prose.len());
+    }
+
+    #[test]
+    fn html_markers_and_the_end_of_the_body() {
+        let gmail = "<div dir=\"ltr\">Yes</div><br><div class=\"gmail_quote gmail_quote_container\"><div class=\"gmail_attr\">On …</div>";
+        assert!(gmail[in_html(gmail.as_bytes()).offset..].starts_with("<div class=\"gmail_quote"));
+        let outlook = "<p>Hi</p><div style=\"border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0cm 0cm 0cm\"><p><b>From:</b>";
+        assert!(outlook[in_html(outlook.as_bytes()).offset..].starts_with("<div style"));
+        let plain = "<html><body><p>Hi</p></BODY></html>";
+        assert!(plain[in_html(plain.as_bytes()).offset..].starts_with("</BODY>"));
+        let bare = "<p>Hi</p>";
+        assert_eq!(in_html(bare.as_bytes()).offset, bare.len());
+    }
+
+    #[test]
+    fn presence_ignores_wrapping_and_markup() {
+        let d = "The views expressed are not necessarily those of Example Academy.";
+        assert!(text_has(
+            "Hi\n\nThe views expressed are not\nnecessarily those of Example Academy.\n",
+            d
+        ));
+        assert!(!text_has("Hi\n", d));
+        assert!(html_has(
+            "<p>Hi</p><p style=\"x\">The views expressed are not necessarily those of Example&nbsp;Academy.</p>",
+            "<p>The views expressed are not necessarily those of Example Academy.</p>",
+            d
+        ));
+    }
+}
