@@ -68,7 +68,8 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         &directory,
         jiff::Timestamp::now(),
     );
-    let delivered = decision.rewritten.as_deref().unwrap_or(&message);
+    let delivered = decision.outgoing(b"", &message);
+    let delivered = delivered.as_slice();
     if let Some(out) = &args.out {
         std::fs::write(out, delivered)
             .with_context(|| format!("cannot write {}", out.display()))?;

@@ -72,8 +72,8 @@ pub struct Decision {
     pub disclaimer: DisclaimerOutcome,
     /// What else the disclaimer step did or why it did not (for the audit trail).
     pub disclaimer_notes: Vec<String>,
-    /// The message as it must leave, when the policy changed it; `None` means unchanged.
-    pub rewritten: Option<Vec<u8>>,
+    /// The edits that make the message as it must leave; `None` means unchanged.
+    pub patch: Option<disclaimer::Patch>,
     /// What the headers say, for the audit trail.
     pub summary: MessageSummary,
 }
@@ -92,6 +92,16 @@ pub struct MessageSummary {
     pub malformed: bool,
 }
 
+impl Decision {
+    /// The message as it leaves, after `prefix` (the relay's `Received:` header).
+    pub fn outgoing(&self, prefix: &[u8], original: &[u8]) -> Vec<u8> {
+        match &self.patch {
+            Some(p) => p.apply(prefix, original),
+            None => [prefix, original].concat(),
+        }
+    }
+}
+
 /// Decides what happens to `message`, sent with `envelope`, under `config` and `directory`.
 pub fn evaluate(
     envelope: &Envelope,
@@ -102,20 +112,20 @@ pub fn evaluate(
 ) -> Decision {
     let summary = summarise(message);
     let d = &config.disclaimer;
-    let rewrite = if disclaimer_exempt(envelope, &summary, config, directory) {
-        disclaimer::Rewrite {
+    let plan = if disclaimer_exempt(envelope, &summary, config, directory) {
+        disclaimer::Plan {
             outcome: DisclaimerOutcome::Exempt,
-            message: None,
+            patch: None,
             notes: Vec::new(),
         }
     } else {
-        disclaimer::add_disclaimer(message, &d.text, &d.html, d.on_signed)
+        disclaimer::plan(message, &d.text, &d.html, d.on_signed)
     };
     Decision {
         verdict: Verdict::Deliver,
-        disclaimer: rewrite.outcome,
-        disclaimer_notes: rewrite.notes,
-        rewritten: rewrite.message,
+        disclaimer: plan.outcome,
+        disclaimer_notes: plan.notes,
+        patch: plan.patch,
         summary,
     }
 }

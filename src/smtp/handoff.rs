@@ -55,10 +55,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Decides, delivers and records `received`; returns the reply for the client.
-pub async fn hand_off(relay: &Relay, received: Received) -> String {
+pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
     let config = relay.config();
-    let original = received.original();
     let directory = relay.directory();
+    let original = received.original();
+    let size = original.len();
+    let key = delivery_key(&received.envelope, original);
     let decision = policy::evaluate(
         &received.envelope,
         original,
@@ -75,18 +77,19 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
 
     let reply = match decision.verdict {
         Verdict::Deliver => {
-            let outgoing: std::borrow::Cow<'_, [u8]> = match &decision.rewritten {
-                Some(body) => {
-                    let mut v = Vec::with_capacity(received.trace_len + body.len());
-                    v.extend_from_slice(&received.message[..received.trace_len]);
-                    v.extend_from_slice(body);
-                    v.into()
+            // The message as it leaves, written once; the received copy is freed before the
+            // next hop makes its own (so a 50 MiB message is held at most twice).
+            let outgoing = match &decision.patch {
+                Some(_) => {
+                    let out = decision
+                        .outgoing(&received.message[..received.trace_len], received.original());
+                    received.message = Vec::new();
+                    out
                 }
-                None => received.message.as_slice().into(),
+                None => std::mem::take(&mut received.message),
             };
             let hop = relay.next_hop();
             record.next_hop = Some(hop.describe());
-            let key = delivery_key(&received.envelope, original);
             let timeout = config.relay.next_hop_timeout.0;
             let result = match tokio::time::timeout(
                 timeout,
@@ -139,7 +142,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
         Ok(entry) => {
             tracing::info!(queue_id = %received.queue_id, client = %received.client,
                 from = %received.envelope.mail_from, rcpts = received.envelope.rcpt_to.len(),
-                size = original.len(), outcome = %outcome, audit = entry.seq, "message");
+                size, outcome = %outcome, audit = entry.seq, "message");
             reply
         }
         Err(e) => {

@@ -39,7 +39,7 @@ pub use placement::escape_html;
 /// Longest line we may write (RFC 5322 §2.1.1); longer would be split by Postfix after DKIM.
 const MAX_LINE: usize = 998;
 
-/// What adding the disclaimer did.
+/// What adding the disclaimer did, with the new message.
 #[derive(Debug, Clone)]
 pub struct Rewrite {
     pub outcome: DisclaimerOutcome,
@@ -50,13 +50,72 @@ pub struct Rewrite {
     pub notes: Vec<String>,
 }
 
-impl Rewrite {
+/// What adding the disclaimer would do, as edits to the original bytes: the relay applies them
+/// while writing the outgoing message, so a large message is copied once, not twice.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub outcome: DisclaimerOutcome,
+    /// The edits, when the message changes.
+    pub patch: Option<Patch>,
+    pub notes: Vec<String>,
+}
+
+impl Plan {
     fn unchanged(outcome: DisclaimerOutcome, note: Option<String>) -> Self {
-        Rewrite {
+        Plan {
             outcome,
-            message: None,
+            patch: None,
             notes: note.into_iter().collect(),
         }
+    }
+
+    fn changed(outcome: DisclaimerOutcome, edits: Vec<Edit>, notes: Vec<String>) -> Self {
+        Plan {
+            outcome,
+            patch: Some(Patch::new(edits)),
+            notes,
+        }
+    }
+}
+
+/// Replace `raw[range]` with the bytes.
+type Edit = (Range<usize>, Vec<u8>);
+
+/// Non-overlapping edits to a message, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    edits: Vec<Edit>,
+}
+
+impl Patch {
+    fn new(mut edits: Vec<Edit>) -> Self {
+        edits.sort_by_key(|(r, _)| r.start);
+        Patch { edits }
+    }
+
+    /// `prefix` followed by `original` with the edits made: one allocation, one copy.
+    pub fn apply(&self, prefix: &[u8], original: &[u8]) -> Vec<u8> {
+        let grows: usize = self.edits.iter().map(|(_, b)| b.len()).sum();
+        let mut out = Vec::with_capacity(prefix.len() + original.len() + grows);
+        out.extend_from_slice(prefix);
+        let mut cursor = 0;
+        for (range, bytes) in &self.edits {
+            out.extend_from_slice(&original[cursor..range.start]);
+            out.extend_from_slice(bytes);
+            cursor = range.end;
+        }
+        out.extend_from_slice(&original[cursor..]);
+        out
+    }
+}
+
+/// Adds the disclaimer and returns the new message (see [`plan`] for the edits alone).
+pub fn add_disclaimer(message: &[u8], text: &str, html: &str, on_signed: OnSigned) -> Rewrite {
+    let p = plan(message, text, html, on_signed);
+    Rewrite {
+        outcome: p.outcome,
+        message: p.patch.map(|patch| patch.apply(b"", message)),
+        notes: p.notes,
     }
 }
 
@@ -66,13 +125,13 @@ struct Disclaimer<'a> {
     html: Cow<'a, str>,
 }
 
-/// Adds the disclaimer (`text` for plain parts, `html` for HTML parts; the text, escaped, when
-/// `html` is empty) to `message`.
-pub fn add_disclaimer(message: &[u8], text: &str, html: &str, on_signed: OnSigned) -> Rewrite {
+/// Plans the disclaimer (`text` for plain parts, `html` for HTML parts; the text, escaped, when
+/// `html` is empty) for `message`.
+pub fn plan(message: &[u8], text: &str, html: &str, on_signed: OnSigned) -> Plan {
     let text = text.trim();
     let html = html.trim();
     if text.is_empty() && html.is_empty() {
-        return Rewrite::unchanged(DisclaimerOutcome::Off, None);
+        return Plan::unchanged(DisclaimerOutcome::Off, None);
     }
     let d = Disclaimer {
         text: if text.is_empty() { html } else { text },
@@ -87,26 +146,26 @@ pub fn add_disclaimer(message: &[u8], text: &str, html: &str, on_signed: OnSigne
     walk(message, &root, &mut found);
     // Only damage on the way to the text we change matters: every other byte is copied.
     if let Some(why) = found.malformed {
-        return Rewrite::unchanged(
+        return Plan::unchanged(
             DisclaimerOutcome::SkippedMalformed,
             Some(format!("MIME structure: {why}")),
         );
     }
     if let Some(protection) = found.protected {
         if wrapped_before(message, &root, d.text) {
-            return Rewrite::unchanged(DisclaimerOutcome::AlreadyPresent, None);
+            return Plan::unchanged(DisclaimerOutcome::AlreadyPresent, None);
         }
         return match (protection, on_signed) {
-            (Protection::Signed, OnSigned::Wrap) => Rewrite {
-                outcome: DisclaimerOutcome::Wrapped,
-                message: Some(wrap(message, &root, &d)),
-                notes: vec!["signed message wrapped untouched in multipart/mixed".into()],
-            },
-            (Protection::Signed, OnSigned::Skip) => Rewrite::unchanged(
+            (Protection::Signed, OnSigned::Wrap) => Plan::changed(
+                DisclaimerOutcome::Wrapped,
+                wrap(message, &root, &d),
+                vec!["signed message wrapped untouched in multipart/mixed".into()],
+            ),
+            (Protection::Signed, OnSigned::Skip) => Plan::unchanged(
                 DisclaimerOutcome::SkippedSigned,
                 Some("signed message delivered untouched (on_signed = \"skip\")".into()),
             ),
-            (Protection::Encrypted, _) => Rewrite::unchanged(
+            (Protection::Encrypted, _) => Plan::unchanged(
                 DisclaimerOutcome::SkippedEncrypted,
                 Some("encrypted message delivered untouched".into()),
             ),
@@ -116,7 +175,7 @@ pub fn add_disclaimer(message: &[u8], text: &str, html: &str, on_signed: OnSigne
         return add_part(message, &root, &d);
     }
     let default_eol = line_ending(message, b"\r\n");
-    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+    let mut edits: Vec<Edit> = Vec::new();
     let mut notes = Vec::new();
     let mut inline_pgp = None;
     for (part, is_html) in &found.main {
@@ -135,7 +194,7 @@ pub fn add_disclaimer(message: &[u8], text: &str, html: &str, on_signed: OnSigne
             }
             Ok(PartEdit::Protected(p)) => inline_pgp = Some(p),
             Err(why) => {
-                return Rewrite::unchanged(DisclaimerOutcome::SkippedMalformed, Some(why));
+                return Plan::unchanged(DisclaimerOutcome::SkippedMalformed, Some(why));
             }
         }
     }
@@ -144,16 +203,12 @@ pub fn add_disclaimer(message: &[u8], text: &str, html: &str, on_signed: OnSigne
             Protection::Signed => DisclaimerOutcome::SkippedSigned,
             Protection::Encrypted => DisclaimerOutcome::SkippedEncrypted,
         };
-        return Rewrite::unchanged(outcome, Some("inline PGP: delivered untouched".into()));
+        return Plan::unchanged(outcome, Some("inline PGP: delivered untouched".into()));
     }
     if edits.is_empty() {
-        return Rewrite::unchanged(DisclaimerOutcome::AlreadyPresent, None);
+        return Plan::unchanged(DisclaimerOutcome::AlreadyPresent, None);
     }
-    Rewrite {
-        outcome: DisclaimerOutcome::Appended,
-        message: Some(apply(message, edits)),
-        notes,
-    }
+    Plan::changed(DisclaimerOutcome::Appended, edits, notes)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -628,20 +683,6 @@ fn rewrite_header(raw: &[u8], part: &Part, changes: &[(&str, String)]) -> Vec<u8
     out
 }
 
-fn apply(raw: &[u8], mut edits: Vec<(Range<usize>, Vec<u8>)>) -> Vec<u8> {
-    edits.sort_by_key(|(r, _)| r.start);
-    let extra: usize = edits.iter().map(|(_, b)| b.len()).sum();
-    let mut out = Vec::with_capacity(raw.len() + extra);
-    let mut cursor = 0;
-    for (range, bytes) in edits {
-        out.extend_from_slice(&raw[cursor..range.start]);
-        out.extend_from_slice(&bytes);
-        cursor = range.end;
-    }
-    out.extend_from_slice(&raw[cursor..]);
-    out
-}
-
 /// The disclaimer as a part of its own (UTF-8, quoted-printable).
 fn disclaimer_part(d: &Disclaimer<'_>, eol: &[u8]) -> Vec<u8> {
     let mut p = Vec::new();
@@ -678,7 +719,7 @@ fn wrapped_before(raw: &[u8], root: &Part, text: &str) -> bool {
 
 /// A message with no main text part: the disclaimer goes in a new part at the end of a
 /// top-level multipart/mixed, or the message is wrapped in one.
-fn add_part(raw: &[u8], root: &Part, d: &Disclaimer<'_>) -> Rewrite {
+fn add_part(raw: &[u8], root: &Part, d: &Disclaimer<'_>) -> Plan {
     let eol = line_ending(raw, b"\r\n");
     if root.mime_type() == "multipart/mixed"
         && let Some(boundary) = root.boundary()
@@ -702,70 +743,74 @@ fn add_part(raw: &[u8], root: &Part, d: &Disclaimer<'_>) -> Rewrite {
             insert.extend_from_slice(format!("--{}--", boundary.trim_end()).as_bytes());
             insert.extend_from_slice(eol);
         }
-        return Rewrite {
-            outcome: DisclaimerOutcome::Appended,
-            message: Some(apply(raw, vec![(close..close, insert)])),
-            notes: vec!["no text part: the disclaimer was added as a part of its own".into()],
-        };
+        return Plan::changed(
+            DisclaimerOutcome::Appended,
+            vec![(close..close, insert)],
+            vec!["no text part: the disclaimer was added as a part of its own".into()],
+        );
     }
-    Rewrite {
-        outcome: DisclaimerOutcome::Appended,
-        message: Some(wrap(raw, root, d)),
-        notes: vec![
-            "no text part: the message was put in multipart/mixed beside the disclaimer".into(),
-        ],
-    }
+    Plan::changed(
+        DisclaimerOutcome::Appended,
+        wrap(raw, root, d),
+        vec!["no text part: the message was put in multipart/mixed beside the disclaimer".into()],
+    )
 }
 
 /// The whole message entity, untouched, as the first part of a new multipart/mixed whose
 /// second part is the disclaimer. The top-level header keeps every field but the Content-*
 /// ones, which move with the entity they describe.
-fn wrap(raw: &[u8], root: &Part, d: &Disclaimer<'_>) -> Vec<u8> {
+fn wrap(raw: &[u8], root: &Part, d: &Disclaimer<'_>) -> Vec<Edit> {
     let eol = line_ending(raw, b"\r\n");
     let h = &root.header;
-    let digest = hex::encode(Sha256::digest(raw));
+    // Unique enough from the header and size; checked against the message anyway.
+    let mut hasher = Sha256::new();
+    hasher.update(&raw[..h.body_start.min(raw.len())]);
+    hasher.update(raw.len().to_le_bytes());
+    let digest = hex::encode(hasher.finalize());
     let mut boundary = format!("=_schoolgate_{}", &digest[..24]);
     while contains(raw, boundary.as_bytes()) {
         boundary.push('x');
     }
-    let mut out = Vec::with_capacity(raw.len() + 1024);
+    let mut head = Vec::with_capacity(h.body_start + 256);
     let mut moved = Vec::new();
     for f in &h.fields {
         let bytes = &raw[f.whole.clone()];
         if f.name.to_ascii_lowercase().starts_with("content-") {
             moved.extend_from_slice(bytes);
         } else {
-            out.extend_from_slice(bytes);
+            head.extend_from_slice(bytes);
         }
     }
-    if !out.is_empty() && !out.ends_with(b"\n") {
-        out.extend_from_slice(eol);
+    if !head.is_empty() && !head.ends_with(b"\n") {
+        head.extend_from_slice(eol);
     }
     if !moved.is_empty() && !moved.ends_with(b"\n") {
         moved.extend_from_slice(eol);
     }
     if h.field("mime-version").is_none() {
-        out.extend_from_slice(b"MIME-Version: 1.0");
-        out.extend_from_slice(eol);
+        head.extend_from_slice(b"MIME-Version: 1.0");
+        head.extend_from_slice(eol);
     }
-    out.extend_from_slice(
+    head.extend_from_slice(
         format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"").as_bytes(),
     );
-    out.extend_from_slice(eol);
-    out.extend_from_slice(eol);
-    out.extend_from_slice(format!("--{boundary}").as_bytes());
-    out.extend_from_slice(eol);
-    out.extend_from_slice(&moved);
-    out.extend_from_slice(eol);
-    out.extend_from_slice(&raw[root.body()]);
-    out.extend_from_slice(eol);
-    out.extend_from_slice(format!("--{boundary}").as_bytes());
-    out.extend_from_slice(eol);
-    out.extend_from_slice(&disclaimer_part(d, eol));
-    out.extend_from_slice(eol);
-    out.extend_from_slice(format!("--{boundary}--").as_bytes());
-    out.extend_from_slice(eol);
-    out
+    head.extend_from_slice(eol);
+    head.extend_from_slice(eol);
+    head.extend_from_slice(format!("--{boundary}").as_bytes());
+    head.extend_from_slice(eol);
+    head.extend_from_slice(&moved);
+    head.extend_from_slice(eol);
+    // The original body stays where it is, untouched, between the two edits.
+    let mut tail = Vec::with_capacity(512);
+    tail.extend_from_slice(eol);
+    tail.extend_from_slice(format!("--{boundary}").as_bytes());
+    tail.extend_from_slice(eol);
+    tail.extend_from_slice(&disclaimer_part(d, eol));
+    tail.extend_from_slice(eol);
+    tail.extend_from_slice(format!("--{boundary}--").as_bytes());
+    tail.extend_from_slice(eol);
+    let body = root.body();
+    vec![(0..body.start, head), (raw.len()..raw.len(), tail)]
 }
 
 #[cfg(test)]
