@@ -66,6 +66,12 @@ pub fn parse(raw: &[u8], start: usize, end: usize) -> Header {
             pos = line_end;
             continue;
         }
+        // An mbox separator (`From sender date`) left at the top of a message is part of its
+        // header block, not the start of its body.
+        if pos == 0 && content.starts_with(b"From ") && field_name(content).is_none() {
+            pos = line_end;
+            continue;
+        }
         match field_name(content) {
             Some(name_len) => {
                 let name = String::from_utf8_lossy(&content[..name_len])
@@ -336,6 +342,14 @@ mod tests {
         let h = parse(raw, 0, raw.len());
         assert!(h.fields.is_empty());
         assert_eq!(&raw[h.body_start..], b"no headers\r\n");
+    }
+
+    #[test]
+    fn an_mbox_from_line_stays_in_the_header() {
+        let raw = b"From jamis@byu.edu Mon May  2 16:07:05 2005\r\nSubject: x\r\n\r\nbody\r\n";
+        let h = parse(raw, 0, raw.len());
+        assert_eq!(h.fields.len(), 1);
+        assert_eq!(&raw[h.body_start..], b"body\r\n");
     }
 
     #[test]
