@@ -22,13 +22,17 @@ fn too_many_recipients_get_452_and_the_rest_are_delivered() {
     let mut c = Client::ready(gw.port);
     assert_eq!(c.cmd(&format!("MAIL FROM:<{FROM}>")).unwrap().code, 250);
     for i in 0..3 {
-        assert_eq!(c.cmd(&format!("RCPT TO:<p{i}@example.org>")).unwrap().code, 250);
+        assert_eq!(
+            c.cmd(&format!("RCPT TO:<p{i}@example.org>")).unwrap().code,
+            250
+        );
     }
     let r = c.cmd("RCPT TO:<p3@example.org>").unwrap();
     assert_eq!(r.code, 452, "{r}");
     assert!(r.text().contains("4.5.3"), "{r}");
     assert_eq!(c.cmd("DATA").unwrap().code, 354);
-    c.write(&common::dot_stuffed(&message("rcpts@test"))).unwrap();
+    c.write(&common::dot_stuffed(&message("rcpts@test")))
+        .unwrap();
     assert_eq!(c.read_reply().unwrap().code, 250);
     let out = gw.outbox_messages();
     assert_eq!(out.len(), 1);
@@ -44,11 +48,23 @@ fn a_line_over_the_limit_is_refused_with_552_and_nothing_is_delivered() {
     m.extend_from_slice(b"\r\n");
     let t = c.send(FROM, "", &["parent@example.org"], &m).unwrap();
     assert_eq!(t.reply.code, 552, "{}", t.reply);
-    assert!(t.reply.text().contains("line longer than 2048"), "{}", t.reply);
+    assert!(
+        t.reply.text().contains("line longer than 2048"),
+        "{}",
+        t.reply
+    );
     // The session goes on: the next message is fine.
-    assert!(c.send(FROM, "", &["parent@example.org"], &message("ok@test")).unwrap().accepted());
+    assert!(
+        c.send(FROM, "", &["parent@example.org"], &message("ok@test"))
+            .unwrap()
+            .accepted()
+    );
     assert_eq!(gw.outbox_messages().len(), 1);
-    let rejected: Vec<_> = gw.message_records().into_iter().filter(|r| r.outcome.as_deref() == Some("rejected")).collect();
+    let rejected: Vec<_> = gw
+        .message_records()
+        .into_iter()
+        .filter(|r| r.outcome.as_deref() == Some("rejected"))
+        .collect();
     assert_eq!(rejected.len(), 1, "the refusal is audited");
 }
 
@@ -58,7 +74,9 @@ fn an_endless_header_section_is_refused() {
     let mut c = Client::ready(gw.port);
     let mut m = Vec::new();
     for i in 0..400 {
-        m.extend_from_slice(format!("X-Filler-{i}: 0123456789012345678901234567890123456789\r\n").as_bytes());
+        m.extend_from_slice(
+            format!("X-Filler-{i}: 0123456789012345678901234567890123456789\r\n").as_bytes(),
+        );
     }
     m.extend_from_slice(&message("hdr@test"));
     let t = c.send(FROM, "", &["parent@example.org"], &m).unwrap();
@@ -77,7 +95,16 @@ fn an_idle_client_is_timed_out_with_421() {
     assert!(started.elapsed() < Duration::from_secs(10));
     // And others are still served.
     let mut c2 = Client::ready(gw.port);
-    assert!(c2.send(FROM, "", &["parent@example.org"], &message("after-timeout@test")).unwrap().accepted());
+    assert!(
+        c2.send(
+            FROM,
+            "",
+            &["parent@example.org"],
+            &message("after-timeout@test")
+        )
+        .unwrap()
+        .accepted()
+    );
 }
 
 #[test]
@@ -89,9 +116,15 @@ fn a_client_over_its_connection_limit_gets_421_and_a_freed_place_is_reused() {
     assert_eq!(c.greeting.code, 421, "{}", c.greeting);
     a.drop_connection();
     let ok = gw.wait_for(Duration::from_secs(5), || {
-        Client::connect(gw.port).map(|c| c.greeting.code == 220).unwrap_or(false)
+        Client::connect(gw.port)
+            .map(|c| c.greeting.code == 220)
+            .unwrap_or(false)
     });
-    assert!(ok, "a freed place is not given back:\n{}", gw.log_tail(3000));
+    assert!(
+        ok,
+        "a freed place is not given back:\n{}",
+        gw.log_tail(3000)
+    );
 }
 
 #[test]
@@ -101,13 +134,18 @@ fn pipelined_transactions_are_answered_in_order() {
     assert!(c.has_extension("PIPELINING"));
     let m1 = common::dot_stuffed(&message("p1@test"));
     let m2 = common::dot_stuffed(&message("p2@test"));
-    let mut batch = format!("MAIL FROM:<{FROM}>\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n").into_bytes();
+    let mut batch = format!(
+        "MAIL FROM:<{FROM}>\r\nRCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+    )
+    .into_bytes();
     c.write(&batch).unwrap();
     let codes: Vec<u16> = (0..4).map(|_| c.read_reply().unwrap().code).collect();
     assert_eq!(codes, vec![250, 250, 250, 354]);
     // The message, then the next transaction, in one write.
     batch = m1.clone();
-    batch.extend_from_slice(format!("MAIL FROM:<{FROM}>\r\nRCPT TO:<c@example.org>\r\nDATA\r\n").as_bytes());
+    batch.extend_from_slice(
+        format!("MAIL FROM:<{FROM}>\r\nRCPT TO:<c@example.org>\r\nDATA\r\n").as_bytes(),
+    );
     c.write(&batch).unwrap();
     let codes: Vec<u16> = (0..4).map(|_| c.read_reply().unwrap().code).collect();
     assert_eq!(codes, vec![250, 250, 250, 354]);
@@ -159,7 +197,20 @@ fn a_client_that_sends_a_flood_without_line_ends_is_cut_off_cleanly() {
             break;
         }
     }
-    assert!(String::from_utf8_lossy(&reply).starts_with("500 5.5.2"), "{}", String::from_utf8_lossy(&reply));
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("500 5.5.2"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
     let mut c = Client::ready(gw.port);
-    assert!(c.send(FROM, "", &["parent@example.org"], &message("after-flood@test")).unwrap().accepted());
+    assert!(
+        c.send(
+            FROM,
+            "",
+            &["parent@example.org"],
+            &message("after-flood@test")
+        )
+        .unwrap()
+        .accepted()
+    );
 }

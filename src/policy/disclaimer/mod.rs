@@ -152,7 +152,7 @@ pub fn plan(message: &[u8], text: &str, html: &str, on_signed: OnSigned) -> Plan
         );
     }
     if let Some(protection) = found.protected {
-        if wrapped_before(message, &root, d.text) {
+        if disclaimer_part_present(message, &root, d.text) {
             return Plan::unchanged(DisclaimerOutcome::AlreadyPresent, None);
         }
         return match (protection, on_signed) {
@@ -172,6 +172,9 @@ pub fn plan(message: &[u8], text: &str, html: &str, on_signed: OnSigned) -> Plan
         };
     }
     if found.main.is_empty() {
+        if disclaimer_part_present(message, &root, d.text) {
+            return Plan::unchanged(DisclaimerOutcome::AlreadyPresent, None);
+        }
         return add_part(message, &root, &d);
     }
     let default_eol = line_ending(message, b"\r\n");
@@ -335,6 +338,8 @@ fn rewrite_part(
 ) -> Result<PartEdit, String> {
     let body_range = part.body();
     let body = &raw[body_range.clone()];
+    // An empty body takes its line ending from the part's own header.
+    let default_eol = line_ending(&raw[part.range.start..part.header.body_start], default_eol);
     let cte = match part.encoding.as_str() {
         "7bit" => Cte::Identity { seven_bit: true },
         "8bit" | "binary" => Cte::Identity { seven_bit: false },
@@ -696,9 +701,9 @@ fn disclaimer_part(d: &Disclaimer<'_>, eol: &[u8]) -> Vec<u8> {
     p
 }
 
-/// A signed message we wrapped before (it passed the gateway twice): a multipart/mixed whose
-/// last part is a plain-text part holding just the disclaimer.
-fn wrapped_before(raw: &[u8], root: &Part, text: &str) -> bool {
+/// A message we gave a disclaimer part before (it passed the gateway twice): a multipart/mixed
+/// whose last part is a plain-text part holding the disclaimer.
+fn disclaimer_part_present(raw: &[u8], root: &Part, text: &str) -> bool {
     if root.mime_type() != "multipart/mixed" || root.children.len() < 2 {
         return false;
     }

@@ -30,7 +30,8 @@ pub fn in_text(body: &[u8]) -> Point {
             || (starts_with_ci(l, b"from:")
                 && (starts_with_ci(next(), b"sent:") || starts_with_ci(next(), b"date:")))
             || (l.len() > 20 && l.iter().all(|&b| b == b'_') && starts_with_ci(next(), b"from:"))
-            || is_attribution(l, lines.get(i + 1).map(|&(_, n)| clean(n)))
+            || (is_attribution(l, lines.get(i + 1).map(|&(_, n)| clean(n)))
+                && quote_follows(&lines[i + 1..]))
             || (l.first() == Some(&b'>') && trailing_quote(&lines[i..]));
         if marker {
             return Point {
@@ -103,6 +104,16 @@ fn is_attribution(l: &[u8], next: Option<&[u8]>) -> bool {
     }
 }
 
+/// The first non-empty line after an attribution (and its wrapped second line) is quoted: "On
+/// Friday, the children wrote:" followed by their poem is the author's own text.
+fn quote_follows(rest: &[(usize, &[u8])]) -> bool {
+    rest.iter()
+        .map(|&(_, l)| l.trim_ascii())
+        .filter(|l| !l.is_empty())
+        .find(|l| !l.trim_ascii_end().ends_with(b"wrote:"))
+        .is_some_and(|l| l.first() == Some(&b'>'))
+}
+
 /// From here to the end, every non-empty line is quoted: the thread, not inline answers.
 fn trailing_quote(rest: &[(usize, &[u8])]) -> bool {
     rest.iter()
@@ -125,6 +136,14 @@ const HTML_MARKERS: &[&[u8]] = &[
     b"<div class=\"yahoo_quoted\"",
 ];
 
+/// Separators written as text inside HTML (Outlook's older reply header, Apple's forward): the
+/// thread starts at the paragraph or div that holds them.
+const HTML_TEXT_MARKERS: &[&[u8]] = &[
+    b"-----original message-----",
+    b"-------- original message --------",
+    b"begin forwarded message:",
+];
+
 /// Outlook desktop's reply header: a div with a top border, found by its style.
 const OUTLOOK_BORDERS: &[&[u8]] = &[b"border-top:solid #e1e1e1", b"border-top:solid #b5c4df"];
 
@@ -145,6 +164,11 @@ pub fn in_html(body: &[u8]) -> Point {
             consider(tag);
         }
     }
+    for m in HTML_TEXT_MARKERS {
+        if let Some(p) = memchr::memmem::find(&lower, m) {
+            consider(enclosing_block(&lower, p));
+        }
+    }
     if let Some(offset) = best {
         return Point {
             offset,
@@ -158,6 +182,23 @@ pub fn in_html(body: &[u8]) -> Point {
         offset,
         above_quote: false,
     }
+}
+
+/// Where the `<p>` or `<div>` that holds position `p` starts (else the nearest tag before it).
+fn enclosing_block(lower: &[u8], p: usize) -> usize {
+    let before = &lower[..p];
+    let block = [&b"<p"[..], b"<div"]
+        .iter()
+        .filter_map(|tag| {
+            memchr::memmem::rfind_iter(before, tag).find(|&at| {
+                matches!(
+                    before.get(at + tag.len()),
+                    Some(b' ' | b'>' | b'\t' | b'\r' | b'\n')
+                )
+            })
+        })
+        .max();
+    block.or_else(|| memchr::memrchr(b'<', before)).unwrap_or(p)
 }
 
 /// Does `new_text` (the body above the insertion point) already carry the disclaimer?
@@ -281,6 +322,13 @@ mod tests {
         let apple = "Fine\n\nSent from my iPhone\n\n> On 23 Nov 2026, at 10:00, Tom <t@x> wrote:\n> \n> hi\n";
         assert!(at(apple).starts_with("> On 23"));
         let tb = "OK\n\nOn 23/11/2026 10:00, Tom Baker wrote:\n> hi\n";
+        let poem =
+            "Dear parents,\nOn Friday, the Year 2 children wrote:\n   The sun is big\nMrs Baker\n";
+        assert_eq!(
+            in_text(poem.as_bytes()).offset,
+            poem.len(),
+            "their poem is the author's text"
+        );
         assert!(at(tb).starts_with("On 23/11"));
         let apple_fwd = "FYI\n\nBegin forwarded message:\n\nFrom: x\n";
         assert!(at(apple_fwd).starts_with("Begin"));
@@ -300,6 +348,11 @@ mod tests {
         assert!(gmail[in_html(gmail.as_bytes()).offset..].starts_with("<div class=\"gmail_quote"));
         let outlook = "<p>Hi</p><div style=\"border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0cm 0cm 0cm\"><p><b>From:</b>";
         assert!(outlook[in_html(outlook.as_bytes()).offset..].starts_with("<div style"));
+        let old_outlook = "<p class=MsoNormal>Thanks</p><p class=MsoNormal><span style='font-size:10.0pt'>-----Original Message-----<br><b>From:</b> x</span></p>";
+        assert!(
+            old_outlook[in_html(old_outlook.as_bytes()).offset..]
+                .starts_with("<p class=MsoNormal><span")
+        );
         let plain = "<html><body><p>Hi</p></BODY></html>";
         assert!(plain[in_html(plain.as_bytes()).offset..].starts_with("</BODY>"));
         let bare = "<p>Hi</p>";
