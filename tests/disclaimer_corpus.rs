@@ -1,0 +1,287 @@
+//! Every message of the shared corpus (../shared/corpus: the test messages of fourteen mail
+//! libraries, malformed and hostile ones included) through add_disclaimer: it never panics, the
+//! output parses, every attachment and every other part stays byte for byte, every main text
+//! and HTML part carries the disclaimer exactly once and is otherwise unchanged, and no line
+//! passes 998 octets. Messages the engine leaves alone as too malformed to rewrite are listed.
+//! A handful also go through `schoolgate check --json --out` to prove the command-line path.
+
+mod disclaimer_support;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use disclaimer_support::{self as ds, Protected};
+use schoolgate::config::OnSigned;
+use schoolgate::policy::disclaimer::add_disclaimer;
+use sha2::{Digest, Sha256};
+
+/// How many corpus messages may be delivered unchanged as `skipped-malformed`. The 18 the
+/// engine skips today were each looked at: multiparts whose body holds no delimiter at all
+/// (cpython/msg_17, msg_41, mime4j/missing-boundary, must_supply_encoding, empty_in_reply_to,
+/// mailformed-headers, dovecot-malformed/002, enmime/multipart-wo-boundary, mime-tools/badbound),
+/// a multipart with no part (mailparse-0.16.0-panic, empty-multipart, dovecot-malformed/001,
+/// 005), a nested multipart reusing its parent's boundary (cpython/msg_15, msg_39), a boundary
+/// parameter that is not the one used (cpython/msg_31) or cut short (cpython/msg_25, `bo`), and
+/// declared base64 that is plain text (enmime/mime-bad-content-transfer-encoding). More means
+/// the engine gives up on messages it could rewrite.
+const MAX_SKIPPED_MALFORMED: usize = 18;
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+/// Every message file under the corpus (not its SOURCES.md or README files), sorted.
+fn corpus_files() -> Vec<PathBuf> {
+    let root = corpus_dir();
+    assert!(
+        root.is_dir(),
+        "the shared corpus is missing: expected it at {} (../shared/corpus from the crate)",
+        root.display()
+    );
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let upper = name.to_ascii_uppercase();
+            if upper.starts_with("SOURCES") || upper.starts_with("README") || name.starts_with('.')
+            {
+                continue;
+            }
+            out.push(path);
+        }
+    }
+    out.sort();
+    assert!(
+        out.len() >= 150,
+        "only {} messages in {}; the corpus should hold about 200",
+        out.len(),
+        root.display()
+    );
+    out
+}
+
+fn short(path: &Path) -> String {
+    path.strip_prefix(corpus_dir())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_corpus_message_gets_the_disclaimer_right_or_is_left_alone() {
+    let files = corpus_files();
+    let mut failures: Vec<(String, Vec<String>)> = Vec::new();
+    let mut malformed: Vec<String> = Vec::new();
+    let mut outcomes: Vec<String> = Vec::new();
+    let mut notes = 0;
+
+    for path in &files {
+        let name = short(path);
+        let raw = std::fs::read(path).unwrap_or_else(|e| panic!("read {name}: {e}"));
+        let r = match catch_unwind(AssertUnwindSafe(|| {
+            add_disclaimer(&raw, ds::TEXT, ds::HTML, OnSigned::Skip)
+        })) {
+            Ok(r) => r,
+            Err(p) => {
+                failures.push((
+                    name,
+                    vec![format!("add_disclaimer panicked: {}", panic_text(p))],
+                ));
+                continue;
+            }
+        };
+        let outcome = ds::outcome_name(r.outcome);
+        outcomes.push(outcome.clone());
+        let orig = ds::parse(&raw);
+        let analysis = ds::analyse(&orig);
+        let mut fails = Vec::new();
+
+        match (outcome.as_str(), &r.message) {
+            ("appended", Some(out)) => {
+                if let Some(p) = analysis.protected {
+                    fails.push(format!(
+                        "a {p:?} message was changed (outcome appended): signatures must never break"
+                    ));
+                }
+                let checked = ds::check_rewrite(&raw, out, ds::EXAMPLE);
+                fails.extend(checked.failures);
+                for n in checked.notes {
+                    notes += 1;
+                    eprintln!("note: {name}: {n}");
+                }
+            }
+            ("skipped-signed" | "skipped-encrypted", None) => {
+                let want = if outcome == "skipped-signed" {
+                    Protected::Signed
+                } else {
+                    Protected::Encrypted
+                };
+                match analysis.protected {
+                    Some(p) if p == want => {}
+                    Some(p) => eprintln!("note: {name}: {outcome}, the checker reads {p:?}"),
+                    None => fails.push(format!(
+                        "{outcome}, but the checker sees no signed or encrypted entity on the main path (main parts: {})",
+                        analysis.main.len()
+                    )),
+                }
+            }
+            ("skipped-malformed", None) => {
+                malformed.push(format!(
+                    "{name} (the checker reads {} main part(s): {})",
+                    analysis.main.len(),
+                    orig.shape().join(", ")
+                ));
+            }
+            (o, m) => fails.push(format!(
+                "unexpected: outcome {o} with the message {}",
+                if m.is_some() { "changed" } else { "unchanged" }
+            )),
+        }
+        if !fails.is_empty() {
+            failures.push((name, fails));
+        }
+    }
+
+    eprintln!(
+        "{} corpus messages: {:?}; {notes} notes",
+        files.len(),
+        ds::tally(outcomes.iter().map(String::as_str))
+    );
+    eprintln!(
+        "skipped-malformed ({} of {}, allowed {MAX_SKIPPED_MALFORMED}):",
+        malformed.len(),
+        files.len()
+    );
+    for m in &malformed {
+        eprintln!("  {m}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} corpus messages went wrong:\n{}",
+        failures.len(),
+        files.len(),
+        ds::render(&failures)
+    );
+    assert!(
+        malformed.len() <= MAX_SKIPPED_MALFORMED,
+        "{} corpus messages were skipped as malformed (at most {MAX_SKIPPED_MALFORMED} expected):\n  {}",
+        malformed.len(),
+        malformed.join("\n  ")
+    );
+}
+
+/// Runs `schoolgate check FILE --config policies/example.toml --json --out OUT`.
+fn check_cli(file: &Path) -> (serde_json::Value, Vec<u8>) {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let out_path = tmp.path().join("out.eml");
+    let out = Command::new(env!("CARGO_BIN_EXE_schoolgate"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("SCHOOLGATE_CONFIG")
+        .arg("check")
+        .arg(file)
+        .args(["--config", "policies/example.toml", "--json", "--out"])
+        .arg(&out_path)
+        .output()
+        .expect("run schoolgate check");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "schoolgate check {} failed ({}):\n{stdout}\n{}",
+        file.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("check --json printed something that is not one JSON object ({e}):\n{stdout}")
+    });
+    let written = std::fs::read(&out_path)
+        .unwrap_or_else(|e| panic!("check --out did not write {}: {e}", out_path.display()));
+    (json, written)
+}
+
+#[test]
+fn check_shows_the_outcome_and_writes_the_message_as_it_would_leave() {
+    let samples = [
+        "mikel-mail/basic_email.eml",
+        "chatmail-core/cp1252-html.eml",
+        "mime4j/simple-attachment.msg",
+        "notmuch/simple-signed-mail.eml",
+        "notmuch/basic-encrypted.eml",
+        "jsmime/bug505221",
+        "mikel-mail/attachment_only_email.eml",
+    ];
+    let allowed = [
+        "appended",
+        "skipped-signed",
+        "skipped-encrypted",
+        "skipped-malformed",
+    ];
+    for sample in samples {
+        let file = corpus_dir().join(sample);
+        assert!(file.exists(), "corpus file {} is missing", file.display());
+        let raw = std::fs::read(&file).expect("read the sample");
+        let (json, written) = check_cli(&file);
+        let outcome = json["disclaimer"].as_str().unwrap_or_else(|| {
+            panic!("{sample}: check --json has no \"disclaimer\" string: {json}")
+        });
+        assert!(
+            allowed.contains(&outcome),
+            "{sample}: disclaimer outcome {outcome:?} is not one of {allowed:?}"
+        );
+        assert_eq!(
+            json["verdict"].as_str(),
+            Some("deliver"),
+            "{sample}: verdict in {json}"
+        );
+        assert_eq!(
+            json["sha256_original"].as_str(),
+            Some(hex::encode(Sha256::digest(&raw)).as_str()),
+            "{sample}: sha256_original is not the SHA-256 of the file"
+        );
+        assert_eq!(
+            json["sha256_delivered"].as_str(),
+            Some(hex::encode(Sha256::digest(&written)).as_str()),
+            "{sample}: sha256_delivered is not the SHA-256 of what --out wrote"
+        );
+        if outcome == "appended" {
+            assert_ne!(
+                written, raw,
+                "{sample}: appended, but --out wrote the original"
+            );
+            let checked = ds::check_rewrite(&raw, &written, ds::EXAMPLE);
+            assert!(
+                checked.failures.is_empty(),
+                "{sample}: what check --out wrote is wrong:\n  {}",
+                checked.failures.join("\n  ")
+            );
+            // The library and the command line agree.
+            let lib = add_disclaimer(&raw, ds::TEXT, ds::HTML, OnSigned::Skip);
+            assert_eq!(
+                lib.message.as_deref(),
+                Some(written.as_slice()),
+                "{sample}: check --out differs from add_disclaimer with the example config"
+            );
+        } else {
+            assert!(
+                written == raw,
+                "{sample}: outcome {outcome}, but --out did not write the message unchanged"
+            );
+        }
+    }
+}
