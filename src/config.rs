@@ -380,16 +380,7 @@ impl FromStr for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(ByteSize(n)),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        number_or_text(d, ByteSize)
     }
 }
 
@@ -423,16 +414,25 @@ impl FromStr for HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(HumanDuration(Duration::from_secs(n))),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        number_or_text(d, |n| HumanDuration(Duration::from_secs(n)))
+    }
+}
+
+/// A value written as a bare number (bytes, seconds) or as text with a unit.
+fn number_or_text<'de, D, T>(d: D, from_number: impl FnOnce(u64) -> T) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        N(u64),
+        S(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::N(n) => Ok(from_number(n)),
+        Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
     }
 }
 

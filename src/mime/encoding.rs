@@ -8,21 +8,8 @@ pub fn qp_decode(encoded: &[u8]) -> Vec<u8> {
     while i < encoded.len() {
         let b = encoded[i];
         if b == b'=' {
-            // Soft line break: `=` then optional white space then the line ending.
-            let mut j = i + 1;
-            while j < encoded.len() && (encoded[j] == b' ' || encoded[j] == b'\t') {
-                j += 1;
-            }
-            if j < encoded.len() && encoded[j] == b'\n' {
-                i = j + 1;
-                continue;
-            }
-            if j + 1 < encoded.len() && encoded[j] == b'\r' && encoded[j + 1] == b'\n' {
-                i = j + 2;
-                continue;
-            }
-            if j == encoded.len() {
-                i = j;
+            if let Some(next) = after_soft_break(encoded, i) {
+                i = next;
                 continue;
             }
             if i + 2 < encoded.len()
@@ -42,6 +29,21 @@ pub fn qp_decode(encoded: &[u8]) -> Vec<u8> {
     out
 }
 
+/// When `encoded[eq]` (an `=`) starts a soft line break — `=`, optional white space, then the
+/// line ending or the end of the text — where the next line starts.
+fn after_soft_break(encoded: &[u8], eq: usize) -> Option<usize> {
+    let mut j = eq + 1;
+    while j < encoded.len() && (encoded[j] == b' ' || encoded[j] == b'\t') {
+        j += 1;
+    }
+    match encoded.get(j..) {
+        Some([]) => Some(j),
+        Some([b'\n', ..]) => Some(j + 1),
+        Some([b'\r', b'\n', ..]) => Some(j + 2),
+        _ => None,
+    }
+}
+
 fn hex(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -57,22 +59,11 @@ pub fn qp_encoded_offset(encoded: &[u8], pos: usize) -> usize {
     let mut decoded = 0;
     let mut i = 0;
     while i < encoded.len() {
-        if encoded[i] == b'=' {
-            let mut j = i + 1;
-            while j < encoded.len() && (encoded[j] == b' ' || encoded[j] == b'\t') {
-                j += 1;
-            }
-            if j < encoded.len() && encoded[j] == b'\n' {
-                i = j + 1;
-                continue;
-            }
-            if j + 1 < encoded.len() && encoded[j] == b'\r' && encoded[j + 1] == b'\n' {
-                i = j + 2;
-                continue;
-            }
-            if j == encoded.len() {
-                return encoded.len();
-            }
+        if encoded[i] == b'='
+            && let Some(next) = after_soft_break(encoded, i)
+        {
+            i = next;
+            continue;
         }
         if decoded == pos {
             return i;
