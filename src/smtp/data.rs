@@ -96,12 +96,29 @@ impl DataReader {
         while i < input.len() {
             // Take everything up to the next LF in one go.
             let rest = &input[i..];
-            let Some(lf) = memchr_lf(rest) else {
+            let Some(lf) = memchr::memchr(b'\n', rest) else {
                 self.extend_line(rest);
                 return (input.len(), false);
             };
-            self.extend_line(&rest[..lf]);
             i += lf + 1;
+            if self.line_len == 0 {
+                // The whole line is in `input` (the usual case): no need to collect it first.
+                let raw = &rest[..lf];
+                let (line, crlf) = match raw.strip_suffix(b"\r") {
+                    Some(line) => (line, true),
+                    None => (raw, false),
+                };
+                if crlf && line == b"." {
+                    return (i, true);
+                }
+                // +1: the CR of a CRLF, as in `extend_line`.
+                if raw.len() as u64 > self.limits.max_line_length + 1 {
+                    self.too_long();
+                }
+                self.end_line(line, line.len() as u64, crlf, out);
+                continue;
+            }
+            self.extend_line(&rest[..lf]);
             // `self.line` ends with CR when the line ended in CRLF.
             let crlf = self.pending_cr;
             if crlf {
@@ -109,13 +126,14 @@ impl DataReader {
                 if self.line.last() == Some(&b'\r') {
                     self.line.pop();
                 }
-            } else {
-                self.bare_lf += 1;
             }
             if crlf && self.line_len == 1 && self.line.as_slice() == b"." {
                 return (i, true);
             }
-            self.end_line(out);
+            let line = std::mem::take(&mut self.line);
+            self.end_line(&line, self.line_len, crlf, out);
+            self.line = line;
+            self.line.clear();
         }
         (i, false)
     }
@@ -129,24 +147,32 @@ impl DataReader {
         // +1: the CR of a CRLF is still in the line until the LF comes.
         if self.line_len <= self.limits.max_line_length + 1 {
             self.line.extend_from_slice(bytes);
-        } else if self.problem.is_none() {
+        } else {
+            self.too_long();
+        }
+    }
+
+    fn too_long(&mut self) {
+        if self.problem.is_none() {
             self.problem = Some(DataProblem::LineTooLong {
                 limit: self.limits.max_line_length,
             });
         }
     }
 
-    fn end_line(&mut self, out: &mut Vec<u8>) {
+    /// A complete line goes into the message: `line` as kept, without its line ending (only a
+    /// prefix of it when it was too long), `full_len` its real length.
+    fn end_line(&mut self, line: &[u8], full_len: u64, crlf: bool, out: &mut Vec<u8>) {
+        if !crlf {
+            self.bare_lf += 1;
+        }
         // Dot-unstuffing: a leading dot was doubled by the client.
-        let content: &[u8] = if self.line.first() == Some(&b'.') {
-            &self.line[1..]
-        } else {
-            &self.line
-        };
-        let len = content.len() as u64 + 2;
+        let content = line.strip_prefix(b".").unwrap_or(line);
+        let content_len = full_len - (line.len() - content.len()) as u64;
+        let len = content_len + 2;
         if self.in_header {
             self.header_size += len;
-            if content.is_empty() {
+            if content_len == 0 {
                 self.in_header = false;
             } else if self.header_size > self.limits.max_header_size && self.problem.is_none() {
                 self.problem = Some(DataProblem::HeaderTooBig {
@@ -164,7 +190,6 @@ impl DataReader {
             out.extend_from_slice(content);
             out.extend_from_slice(b"\r\n");
         }
-        self.line.clear();
         self.line_len = 0;
         self.pending_cr = false;
     }
@@ -183,10 +208,6 @@ impl DataReader {
     pub fn bare_lf_lines(&self) -> u64 {
         self.bare_lf
     }
-}
-
-fn memchr_lf(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
 }
 
 #[cfg(test)]
@@ -290,6 +311,54 @@ mod tests {
         let (_, done) = r.feed(b"\r\n.\r\n", &mut out);
         assert!(done);
         assert_eq!(r.problem(), Some(&DataProblem::LineTooLong { limit: 1000 }));
+    }
+
+    #[test]
+    fn the_result_does_not_depend_on_how_the_input_is_cut() {
+        let limits = DataLimits {
+            max_message_size: 300,
+            max_line_length: 20,
+            max_header_size: 60,
+        };
+        let inputs: [&[u8]; 8] = [
+            b"Subject: a\r\n\r\nbody\r\n..dot\r\n.\r\n",
+            b"a\nb\r\n.\nc\r\n\r\n.\r\n",
+            b"0123456789012345678901\r\nshort\r\n.\r\n",
+            b"01234567890123456789\r\n012345678901234567890\n.\r\n",
+            b"X: 1\r\nX: 22222222222222\r\nX: 33333333333333\r\nX: 4444444444444\r\n\r\n.\r\n",
+            b"\r\r\n\r.\r\n..\r\n.\r\n",
+            b"a\r\nb\r\n.\r\nMAIL FROM:<x@y>\r\n",
+            &[b'z'; 400],
+        ];
+        for input in inputs {
+            let mut whole = DataReader::new(limits);
+            let mut whole_out = Vec::new();
+            let whole_result = whole.feed(input, &mut whole_out);
+            for cut in [1, 2, 3, 7, 13] {
+                let mut r = DataReader::new(limits);
+                let mut out = Vec::new();
+                let mut used = 0;
+                let mut done = false;
+                for chunk in input.chunks(cut) {
+                    let (u, d) = r.feed(chunk, &mut out);
+                    used += u;
+                    if d {
+                        done = true;
+                        break;
+                    }
+                }
+                let what = String::from_utf8_lossy(input);
+                assert_eq!((used, done), whole_result, "{what:?} cut {cut}");
+                assert_eq!(out, whole_out, "{what:?} cut {cut}");
+                assert_eq!(r.problem(), whole.problem(), "{what:?} cut {cut}");
+                assert_eq!(r.size(), whole.size(), "{what:?} cut {cut}");
+                assert_eq!(
+                    r.bare_lf_lines(),
+                    whole.bare_lf_lines(),
+                    "{what:?} cut {cut}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -60,8 +60,13 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
     let directory = relay.directory();
     let original = received.original();
     let size = original.len();
-    let key = delivery_key(&received.envelope, original);
-    let decision = policy::evaluate(
+    let hop = relay.next_hop();
+    let key = if hop.uses_delivery_key() {
+        delivery_key(&received.envelope, original)
+    } else {
+        String::new()
+    };
+    let mut decision = policy::evaluate(
         &received.envelope,
         original,
         &config,
@@ -77,18 +82,19 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
 
     let reply = match decision.verdict {
         Verdict::Deliver => {
-            // The message as it leaves, written once; the received copy is freed before the
-            // next hop makes its own (so a 50 MiB message is held at most twice).
+            // The message as it leaves, written once; the received copy and the edits are
+            // freed before it is handed on (and the SMTP next hop sends a large message in
+            // pieces rather than copying it again).
             let outgoing = match &decision.patch {
                 Some(_) => {
                     let out = decision
                         .outgoing(&received.message[..received.trace_len], received.original());
                     received.message = Vec::new();
+                    decision.patch = None;
                     out
                 }
                 None => std::mem::take(&mut received.message),
             };
-            let hop = relay.next_hop();
             record.next_hop = Some(hop.describe());
             let timeout = config.relay.next_hop_timeout.0;
             let result = match tokio::time::timeout(

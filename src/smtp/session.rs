@@ -395,14 +395,14 @@ impl Session {
             };
             tracing::info!(client = %self.peer, queue_id = %received.queue_id, bytes = reader.size(), "{failure}; message not accepted");
             received.message = message;
-            handoff::record_unaccepted(
+            Box::pin(handoff::record_unaccepted(
                 &self.relay,
                 &received,
                 reader.size(),
                 "aborted",
                 &format!("{failure} after {} octets", reader.size()),
                 "(none: the client was gone)",
-            )
+            ))
             .await;
             if failure.starts_with("timeout") {
                 let host = relay_cfg.hostname.clone();
@@ -414,14 +414,14 @@ impl Session {
         received.message = message;
         if let Some(problem) = reader.problem() {
             let reply = problem.reply();
-            handoff::record_unaccepted(
+            Box::pin(handoff::record_unaccepted(
                 &self.relay,
                 &received,
                 reader.size(),
                 "rejected",
                 &problem.detail(),
                 &reply,
-            )
+            ))
             .await;
             io.queue(&reply);
             return None;
@@ -429,7 +429,10 @@ impl Session {
         if reader.bare_lf_lines() > 0 {
             tracing::info!(client = %self.peer, queue_id = %received.queue_id, lines = reader.bare_lf_lines(), "bare LF line endings stored as CRLF");
         }
-        let reply = handoff::hand_off(&self.relay, received).await;
+        // Boxed: the hand-off's state (the next hop's conversation included) is large, and
+        // kept inline it would make every session's task that much larger to create and move,
+        // message or not.
+        let reply = Box::pin(handoff::hand_off(&self.relay, received)).await;
         io.queue(&reply);
         None
     }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use super::{Backend, StoreError};
+use super::{Backend, NewEntry, StoreError};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -39,6 +39,19 @@ pub enum RecordKind {
     ConfigReload,
     /// Any other action by a person (release, delete, login, ...): see [`ActionRecord`].
     Action,
+}
+
+impl RecordKind {
+    /// The name it is stored under (as in the record's JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Message => "message",
+            RecordKind::Start => "start",
+            RecordKind::Stop => "stop",
+            RecordKind::ConfigReload => "config-reload",
+            RecordKind::Action => "action",
+        }
+    }
 }
 
 /// One audit record, as stored (JSON) and exported.
@@ -324,7 +337,17 @@ fn writer(mut backend: Box<dyn Backend>, mut head: Option<ChainHead>, rx: mpsc::
             });
             entries.push(entry);
         }
-        match backend.append_batch(&entries) {
+        let batch: Vec<NewEntry<'_>> = jobs
+            .iter()
+            .zip(&entries)
+            .map(|(job, entry)| NewEntry {
+                entry,
+                record: &job.record,
+            })
+            .collect();
+        let written = backend.append_batch(&batch);
+        drop(batch);
+        match written {
             Ok(()) => {
                 head = tip;
                 for (job, entry) in jobs.into_iter().zip(entries) {
@@ -342,6 +365,24 @@ fn writer(mut backend: Box<dyn Backend>, mut head: Option<ChainHead>, rx: mpsc::
                     head = h;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_stored_under_their_json_names() {
+        for kind in [
+            RecordKind::Message,
+            RecordKind::Start,
+            RecordKind::Stop,
+            RecordKind::ConfigReload,
+            RecordKind::Action,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
         }
     }
 }

@@ -58,6 +58,13 @@ pub enum StoreError {
     ChainBroken { seq: u64, reason: String },
 }
 
+/// An entry to append, with the record its JSON was made from (for the columns a backend keeps
+/// beside the JSON, without parsing it again).
+pub struct NewEntry<'a> {
+    pub entry: &'a AuditEntry,
+    pub record: &'a AuditRecord,
+}
+
 /// The one thing a database must do for the audit trail: keep entries in order, durably.
 ///
 /// Calls come from a single writer thread (see [`AuditLog`]), so implementations need no locking
@@ -68,7 +75,7 @@ pub trait Backend: Send + 'static {
     /// Writes `entries` (already chained, consecutive sequence numbers following [`Backend::head`])
     /// in one transaction, and returns only once that transaction is durable on disk. On error
     /// nothing of the batch may remain.
-    fn append_batch(&mut self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    fn append_batch(&mut self, entries: &[NewEntry<'_>]) -> Result<(), StoreError>;
     /// Up to `limit` entries with `seq >= from_seq`, in sequence order.
     fn read_from(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 }

@@ -182,6 +182,12 @@ impl NextHop {
         self.address.to_string()
     }
 
+    /// Whether [`NextHop::deliver`] uses its `key` (only the outbox does; an SMTP next hop
+    /// ignores it, and the relay need not spend a hash of the message on it).
+    pub fn uses_delivery_key(&self) -> bool {
+        matches!(self.kind, Kind::Outbox(_))
+    }
+
     /// Hands `message` on for `envelope`; `Ok` carries the next hop's reply (its queue id).
     ///
     /// `key` identifies this message as received (SHA-256 over envelope and bytes as the client
