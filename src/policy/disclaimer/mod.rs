@@ -392,10 +392,14 @@ fn rewrite_part(
     } else {
         placement::in_text(work)
     };
+    // A disclaimer we added ends the new text, so only the tail of it is searched (a long
+    // message need not be normalised whole on every pass).
+    let window = 4 * 1024 + 4 * (d.text.len() + d.html.len());
+    let tail = &work[point.offset.saturating_sub(window)..point.offset];
     let before_text = if charset.ascii_compatible() {
-        charset.decode_lossy(&work[..point.offset])
+        charset.decode_lossy(tail)
     } else {
-        String::from_utf8_lossy(&work[..point.offset]).into_owned()
+        String::from_utf8_lossy(tail).into_owned()
     };
     let present = if is_html {
         placement::html_has(&before_text, &d.html, d.text)

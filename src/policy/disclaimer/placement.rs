@@ -218,10 +218,20 @@ pub fn html_has(new_html: &str, snippet: &str, text: &str) -> bool {
 
 /// White space collapsed to single spaces, trimmed.
 fn normalise(s: &str) -> String {
-    s.split(|c: char| c.is_whitespace() || c == '\u{a0}')
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    for c in s.chars() {
+        if c.is_whitespace() || c == '\u{a0}' {
+            space = !out.is_empty();
+        } else {
+            if space {
+                out.push(' ');
+                space = false;
+            }
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The text of some HTML: tags removed, common entities decoded.
