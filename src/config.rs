@@ -222,12 +222,105 @@ pub struct Safeguarding {
     pub rules: BTreeMap<ContactRule, Action>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// When staff may contact pupils. Seed 001: "contact with pupils and parents … 8.00 am to
+/// 6.00 pm".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContactHours {
-    pub start: String,
-    pub end: String,
-    pub days: String,
+    pub start: ClockTime,
+    pub end: ClockTime,
+    pub days: Days,
+}
+
+impl Default for ContactHours {
+    fn default() -> Self {
+        ContactHours {
+            start: ClockTime(8 * 60),
+            end: ClockTime(18 * 60),
+            days: Days(0b0011111),
+        }
+    }
+}
+
+/// A time of day, `"08:00"`, as minutes after midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClockTime(pub u16);
+
+impl FromStr for ClockTime {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("\"{s}\" is not a time of day; write e.g. \"08:00\"");
+        let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
+        let h: u16 = h.parse().map_err(|_| bad())?;
+        let m: u16 = m.parse().map_err(|_| bad())?;
+        if h > 24 || m > 59 || (h == 24 && m > 0) {
+            return Err(bad());
+        }
+        Ok(ClockTime(h * 60 + m))
+    }
+}
+
+impl<'de> Deserialize<'de> for ClockTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Days of the week (bit 0 = Monday), written `"Mon-Fri"`, `"Mon,Wed,Fri"` or `"Mon-Fri,Sun"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Days(pub u8);
+
+impl Days {
+    /// Is day `n` (0 = Monday … 6 = Sunday) one of them?
+    pub fn contains(self, n: u8) -> bool {
+        n < 7 && self.0 & (1 << n) != 0
+    }
+}
+
+impl FromStr for Days {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        const NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        let day = |d: &str| {
+            let d = d.trim().to_ascii_lowercase();
+            NAMES
+                .iter()
+                .position(|n| d.len() >= 3 && n.starts_with(&d[..3]))
+                .map(|i| i as u8)
+                .ok_or_else(|| format!("\"{}\" is not a day; write e.g. \"Mon-Fri\"", d))
+        };
+        let mut mask = 0u8;
+        for item in s.split(',').filter(|i| !i.trim().is_empty()) {
+            match item.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (day(a)?, day(b)?);
+                    let mut i = a;
+                    loop {
+                        mask |= 1 << i;
+                        if i == b {
+                            break;
+                        }
+                        i = (i + 1) % 7;
+                    }
+                }
+                None => mask |= 1 << day(item)?,
+            }
+        }
+        if mask == 0 {
+            return Err(format!("\"{s}\" names no day; write e.g. \"Mon-Fri\""));
+        }
+        Ok(Days(mask))
+    }
+}
+
+impl<'de> Deserialize<'de> for Days {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -708,6 +801,18 @@ mod tests {
         let text = EXAMPLE.replace("# tls_cert = ", "tls_cert = ");
         let e = parse(&text).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("relay.tls_cert"));
+    }
+
+    #[test]
+    fn contact_hours_and_days() {
+        let c = parse(EXAMPLE).unwrap();
+        let h = c.safeguarding.contact_hours.unwrap();
+        assert_eq!(h, ContactHours::default());
+        assert_eq!("Fri-Mon".parse::<Days>().unwrap(), Days(0b1110001));
+        assert!("Funday".parse::<Days>().is_err());
+        let text = EXAMPLE.replace("end = \"18:00\"", "end = \"6pm\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("safeguarding.contact_hours"));
     }
 
     #[test]

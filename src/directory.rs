@@ -183,11 +183,53 @@ impl Directory {
         Ok(Directory { people, by_address })
     }
 
+    /// A pupil (on `today`) whose name is `name`, matched case-, accent- and
+    /// space-insensitively, "Smith, Jamie" as "Jamie Smith".
+    pub fn pupil_named(&self, name: &str, today: jiff::civil::Date) -> Option<&Person> {
+        let wanted = name_key(name);
+        if wanted.is_empty() {
+            return None;
+        }
+        self.people
+            .iter()
+            .find(|p| p.is_pupil(today) && name_key(&p.name) == wanted)
+    }
+
     /// The person with `address` (school or personal; case-insensitive).
     pub fn person(&self, address: &str) -> Option<&Person> {
         self.by_address
             .get(&address.trim().to_lowercase())
             .map(|&i| &self.people[i])
+    }
+}
+
+/// A name folded for comparison: lower case, accents removed, words in order with
+/// "Surname, Forename" turned round, single spaces.
+pub fn name_key(name: &str) -> String {
+    let name = name.trim().trim_matches(|c| c == '"' || c == '\'');
+    let turned = match name.split_once(',') {
+        Some((surname, forenames)) if !forenames.trim().is_empty() => {
+            format!("{} {}", forenames.trim(), surname.trim())
+        }
+        _ => name.to_string(),
+    };
+    turned
+        .chars()
+        .map(fold_accent)
+        .collect::<String>()
+        .to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The base letter of an accented Latin letter (the letters of UK and European names).
+fn fold_accent(c: char) -> char {
+    const FROM: &str = "ÀÁÂÃÄÅàáâãäåĀāĂăĄąÇçĆćĈĉĊċČčĎďĐđÈÉÊËèéêëĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĦħÌÍÎÏìíîïĨĩĪīĬĭĮįİıĴĵĶķĹĺĻļĽľĿŀŁłÑñŃńŅņŇňÒÓÔÕÖØòóôõöøŌōŎŏŐőŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŦŧÙÚÛÜùúûüŨũŪūŬŭŮůŰűŲųŴŵÝýÿŶŷŸŹźŻżŽž";
+    const TO: &str = "AAAAAAaaaaaaAaAaAaCcCcCcCcCcDdDdEEEEeeeeEeEeEeEeEeGgGgGgGgHhHhIIIIiiiiIiIiIiIiIiJjKkLlLlLlLlLlNnNnNnNnOOOOOOooooooOoOoOoRrRrRrSsSsSsSsTtTtTtUUUUuuuuUuUuUuUuUuUuWwYyyYyYZzZzZz";
+    match FROM.chars().position(|f| f == c) {
+        Some(i) => TO.chars().nth(i).unwrap_or(c),
+        None => c,
     }
 }
 
@@ -269,6 +311,22 @@ mod tests {
         let p = &d.people[0];
         assert!(p.is_pupil(jiff::civil::date(2027, 5, 31)));
         assert!(!p.is_pupil(jiff::civil::date(2027, 6, 1)));
+    }
+
+    #[test]
+    fn names_match_whatever_their_case_accents_spacing_and_order() {
+        let d = parse("role,name,school_email,personal_emails,personal_phones,date_of_birth,status\npupil,Jamie Smíth,j@p.x,,,2012-01-01,current\n").unwrap();
+        let today = jiff::civil::date(2026, 11, 23);
+        for n in [
+            "JAMIE  SMITH",
+            "Jamie Smith",
+            "Jamie Smíth",
+            "Smith, Jamie",
+            " \"Jamie Smith\" ",
+        ] {
+            assert!(d.pupil_named(n, today).is_some(), "{n}");
+        }
+        assert!(d.pupil_named("Jamie Smithson", today).is_none());
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let verdict = serde_json::json!({
         "verdict": decision.verdict,
         "disclaimer": decision.disclaimer,
-        "flags": [],
+        "flags": decision.flags,
         "findings": [],
         "notes": decision.disclaimer_notes,
         "sha256_original": hex::encode(Sha256::digest(&message)),
@@ -93,6 +93,12 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             envelope.rcpt_to.join(", ")
         );
         println!("verdict:    {}", decision.verdict.as_str());
+        for f in &decision.flags {
+            println!(
+                "flag:       {} ({:?}): {} [{}]",
+                f.rule, f.action, f.detail, f.evidence
+            );
+        }
         println!("disclaimer: {}", decision.disclaimer.as_str());
         for note in &decision.disclaimer_notes {
             println!("            {note}");

@@ -7,6 +7,7 @@
 //! For now the core decides "deliver" and changes nothing; the disclaimer, the safeguarding
 //! contact rules and the sensitive-attachment rules come in their own issues.
 
+pub mod contact;
 pub mod disclaimer;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -72,6 +73,8 @@ pub struct Decision {
     pub disclaimer: DisclaimerOutcome,
     /// What else the disclaimer step did or why it did not (for the audit trail).
     pub disclaimer_notes: Vec<String>,
+    /// The safeguarding contact rules that matched.
+    pub flags: Vec<contact::Flag>,
     /// The edits that make the message as it must leave; `None` means unchanged.
     pub patch: Option<disclaimer::Patch>,
     /// What the headers say, for the audit trail.
@@ -86,6 +89,8 @@ pub struct MessageSummary {
     pub from_address: Option<String>,
     pub to: Vec<String>,
     pub cc: Vec<String>,
+    /// The To and Cc mailboxes: display name and bare address.
+    pub recipients: Vec<(Option<String>, String)>,
     pub subject: Option<String>,
     pub message_id: Option<String>,
     /// The headers could not be read at all (mail-parser gave up or panicked).
@@ -108,9 +113,34 @@ pub fn evaluate(
     message: &[u8],
     config: &Config,
     directory: &Directory,
-    _now: jiff::Timestamp,
+    now: jiff::Timestamp,
 ) -> Decision {
     let summary = summarise(message);
+    let new_text = disclaimer::new_text(message);
+    let flags = contact::check(
+        &contact::Message {
+            envelope,
+            header_recipients: &summary.recipients,
+            new_text: &new_text,
+            received: now,
+        },
+        config,
+        directory,
+    );
+    // The strictest action of any matched rule decides.
+    let verdict = if flags
+        .iter()
+        .any(|f| f.action == crate::config::Action::Reject)
+    {
+        Verdict::Reject
+    } else if flags
+        .iter()
+        .any(|f| f.action == crate::config::Action::Quarantine)
+    {
+        Verdict::Quarantine
+    } else {
+        Verdict::Deliver
+    };
     let d = &config.disclaimer;
     let plan = if disclaimer_exempt(envelope, &summary, config, directory) {
         disclaimer::Plan {
@@ -122,9 +152,10 @@ pub fn evaluate(
         disclaimer::plan(message, &d.text, &d.html, d.on_signed)
     };
     Decision {
-        verdict: Verdict::Deliver,
+        verdict,
         disclaimer: plan.outcome,
         disclaimer_notes: plan.notes,
+        flags,
         patch: plan.patch,
         summary,
     }
@@ -180,6 +211,15 @@ pub fn summarise(message: &[u8]) -> MessageSummary {
                 .map(str::to_string),
             to: list(msg.to()),
             cc: list(msg.cc()),
+            recipients: [msg.to(), msg.cc()]
+                .into_iter()
+                .flatten()
+                .flat_map(|a| a.iter())
+                .filter_map(|a| {
+                    let addr = a.address.as_deref()?.to_string();
+                    Some((a.name.as_deref().map(str::to_string), addr))
+                })
+                .collect(),
             subject: msg.subject().map(str::to_string),
             message_id: msg.message_id().map(str::to_string),
             malformed: false,

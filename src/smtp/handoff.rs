@@ -14,7 +14,7 @@ use super::next_hop::DeliveryError;
 use super::server::Relay;
 use crate::envelope::Envelope;
 use crate::policy::{self, Verdict};
-use crate::store::{AuditRecord, MessageRecord};
+use crate::store::{AuditRecord, FlagRecord, MessageRecord};
 
 /// A message read to its end, with what we know of the session it came in.
 pub struct Received {
@@ -76,6 +76,16 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
     let mut record = base_record(&received, original, &decision.summary);
     record.verdict = decision.verdict.as_str().into();
     record.disclaimer = Some(decision.disclaimer.as_str().into());
+    record.flags = decision
+        .flags
+        .iter()
+        .map(|f| FlagRecord {
+            rule: f.rule.into(),
+            detail: f.detail.clone(),
+            evidence: f.evidence.clone(),
+            action: format!("{:?}", f.action).to_lowercase(),
+        })
+        .collect();
     record
         .notes
         .extend(decision.disclaimer_notes.iter().cloned());

@@ -141,6 +141,9 @@ pub struct MessageRecord {
     /// left alone).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The safeguarding rules that matched, with their evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<FlagRecord>,
     /// What the policy decided: `deliver`, `quarantine` or `reject`.
     pub verdict: String,
     /// What actually happened: `delivered`, `deferred` (4xx to the client), `refused` (the next
@@ -157,6 +160,16 @@ pub struct MessageRecord {
     pub next_hop_reply: Option<String>,
     /// The reply we gave the client.
     pub reply: String,
+}
+
+/// A rule that matched a message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlagRecord {
+    pub rule: String,
+    pub detail: String,
+    pub evidence: String,
+    /// `flag`, `quarantine` or `reject`.
+    pub action: String,
 }
 
 /// A person's or the gateway's own action.

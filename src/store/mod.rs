@@ -10,8 +10,8 @@ pub mod audit;
 pub mod sqlite;
 
 pub use audit::{
-    ActionRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, GENESIS_HASH, MessageRecord,
-    RecordKind, verify_chain,
+    ActionRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, FlagRecord, GENESIS_HASH,
+    MessageRecord, RecordKind, verify_chain,
 };
 
 use std::path::PathBuf;

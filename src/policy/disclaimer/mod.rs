@@ -824,3 +824,44 @@ fn wrap(raw: &[u8], root: &Part, d: &Disclaimer<'_>) -> Vec<Edit> {
 
 #[cfg(test)]
 mod tests;
+
+/// The text the author wrote: every main text part decoded, cut where the quoted thread starts,
+/// quoted (`>`) lines and HTML markup dropped. For the contact rules: an address or phone number
+/// in an earlier message quoted below is not the sender sharing it now.
+pub fn new_text(raw: &[u8]) -> String {
+    let root = tree::scan(raw);
+    let mut found = Found::default();
+    walk(raw, &root, &mut found);
+    let mut out = String::new();
+    for (part, is_html) in found.main {
+        let body = &raw[part.body()];
+        let decoded = match part.encoding.as_str() {
+            "quoted-printable" => qp_decode(body),
+            "base64" => base64_decode(body).unwrap_or_default(),
+            _ => body.to_vec(),
+        };
+        let label = part.content_type.param("charset").unwrap_or("us-ascii");
+        let charset = Charset::from_label(label, &decoded).unwrap_or(Charset::Utf8);
+        let text = charset.decode_lossy(&decoded);
+        let cut = if is_html {
+            placement::in_html(text.as_bytes()).offset
+        } else {
+            placement::in_text(text.as_bytes()).offset
+        };
+        let mut end = cut.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let new = &text[..end];
+        if is_html {
+            out.push_str(&placement::html_text(new));
+        } else {
+            for line in new.lines().filter(|l| !l.trim_start().starts_with('>')) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
