@@ -156,6 +156,12 @@ mod defaults {
     pub fn shutdown_grace() -> HumanDuration {
         HumanDuration(Duration::from_secs(30))
     }
+    pub fn alert_window() -> HumanDuration {
+        HumanDuration(Duration::from_secs(120))
+    }
+    pub fn evidence_retention_days() -> u32 {
+        365
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,7 +217,7 @@ pub enum OnSigned {
     Wrap,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Safeguarding {
     #[serde(default)]
@@ -220,6 +226,15 @@ pub struct Safeguarding {
     pub contact_hours: Option<ContactHours>,
     #[serde(default)]
     pub rules: BTreeMap<ContactRule, Action>,
+    /// Flags from one sender within this window go to the DSL as one alert (no alert fatigue).
+    #[serde(default = "defaults::alert_window")]
+    pub alert_window: HumanDuration,
+    /// The sender of alerts (default `schoolgate@` the first school domain).
+    #[serde(default)]
+    pub alert_from: Option<Address>,
+    /// How long the delivered copy of a flagged message is kept as evidence.
+    #[serde(default = "defaults::evidence_retention_days")]
+    pub evidence_retention_days: u32,
 }
 
 /// When staff may contact pupils. Seed 001: "contact with pupils and parents … 8.00 am to
@@ -365,6 +380,30 @@ pub enum Action {
     Quarantine,
     Reject,
     Off,
+}
+
+impl Default for Safeguarding {
+    fn default() -> Self {
+        Safeguarding {
+            dsl: Vec::new(),
+            contact_hours: None,
+            rules: BTreeMap::new(),
+            alert_window: defaults::alert_window(),
+            alert_from: None,
+            evidence_retention_days: defaults::evidence_retention_days(),
+        }
+    }
+}
+
+impl Config {
+    /// The sender address of alerts.
+    pub fn alert_from(&self) -> String {
+        match (&self.safeguarding.alert_from, self.school.domains.first()) {
+            (Some(a), _) => a.0.clone(),
+            (None, Some(d)) => format!("schoolgate@{}", d.0),
+            (None, None) => "schoolgate@localhost".into(),
+        }
+    }
 }
 
 /// A next hop, checked as it is read.

@@ -5,6 +5,7 @@
 //! decision (deliver to the next hop, later quarantine or alert), and [`store`] records it in the
 //! hash-chained audit trail.
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod directory;

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::next_hop::DeliveryError;
 use super::server::Relay;
+use crate::alerts::Flagged;
 use crate::envelope::Envelope;
 use crate::policy::{self, Verdict};
 use crate::store::{AuditRecord, FlagRecord, MessageRecord};
@@ -66,13 +67,8 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
     } else {
         String::new()
     };
-    let mut decision = policy::evaluate(
-        &received.envelope,
-        original,
-        &config,
-        &directory,
-        jiff::Timestamp::now(),
-    );
+    let now = jiff::Timestamp::now();
+    let mut decision = policy::evaluate(&received.envelope, original, &config, &directory, now);
     let mut record = base_record(&received, original, &decision.summary);
     record.verdict = decision.verdict.as_str().into();
     record.disclaimer = Some(decision.disclaimer.as_str().into());
@@ -124,6 +120,28 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
                     record.sha256_delivered = Some(sha256_hex(&outgoing));
                     record.next_hop_reply = Some(next_hop_reply);
                     record.outcome = "delivered".into();
+                    if !decision.flags.is_empty() {
+                        // The DSL must see what the pupil received: the sender's own Sent copy
+                        // lacks the gateway's changes.
+                        let spool = relay.spool.clone();
+                        let name = received.queue_id.clone();
+                        match tokio::task::spawn_blocking(move || {
+                            spool.keep_evidence(&name, &outgoing)
+                        })
+                        .await
+                        {
+                            Ok(Ok(path)) => record.evidence = Some(path),
+                            Ok(Err(e)) => {
+                                tracing::error!(queue_id = %received.queue_id, error = %e, "evidence not kept");
+                                record.notes.push(format!(
+                                    "the delivered copy could not be kept as evidence: {e}"
+                                ));
+                            }
+                            Err(e) => {
+                                tracing::error!(queue_id = %received.queue_id, error = %e, "evidence not kept");
+                            }
+                        }
+                    }
                     format!("250 2.0.0 Ok: queued as {}", received.queue_id)
                 }
                 Err(e) => {
@@ -154,8 +172,30 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
     };
     record.reply = reply.clone();
     let outcome = record.outcome.clone();
+    let alert = (!record.flags.is_empty()).then(|| Flagged {
+        audit_seq: 0,
+        queue_id: received.queue_id.clone(),
+        time: now.to_string(),
+        sender: record.mail_from.clone(),
+        recipients: record.rcpt_to.clone(),
+        subject: record.subject.clone(),
+        flags: record.flags.clone(),
+        outcome: record.outcome.clone(),
+        evidence: record.evidence.clone(),
+    });
     match relay.audit.append(AuditRecord::message(record)).await {
         Ok(entry) => {
+            if let Some(mut alert) = alert {
+                alert.audit_seq = entry.seq;
+                let spool = relay.spool.clone();
+                match tokio::task::spawn_blocking(move || spool.queue_alert(&alert)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(queue_id = %received.queue_id, error = %e,
+                        "the DSL alert could not be queued; the flag is in the audit trail"),
+                    Err(e) => tracing::error!(queue_id = %received.queue_id, error = %e,
+                        "the DSL alert could not be queued; the flag is in the audit trail"),
+                }
+            }
             tracing::info!(queue_id = %received.queue_id, client = %received.client,
                 from = %received.envelope.mail_from, rcpts = received.envelope.rcpt_to.len(),
                 size, outcome = %outcome, audit = entry.seq, "message");

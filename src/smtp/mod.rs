@@ -5,6 +5,7 @@
 //! protocol with one client; `data` reads a message after DATA; `handoff` turns a received
 //! message into a decision, a delivery and an audit record; `next_hop` delivers.
 
+pub mod alert_sender;
 pub mod data;
 pub mod handoff;
 pub mod next_hop;

@@ -20,6 +20,7 @@ use super::session;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::store::AuditLog;
+use crate::store::spool::Spool;
 
 /// What every session shares.
 pub struct Relay {
@@ -27,6 +28,8 @@ pub struct Relay {
     directory: RwLock<Arc<Directory>>,
     next_hop: RwLock<Arc<NextHop>>,
     pub audit: AuditLog,
+    /// Evidence and queued DSL alerts.
+    pub spool: Spool,
     pub tls: Option<TlsAcceptor>,
     per_client: Mutex<HashMap<IpAddr, usize>>,
     active: AtomicUsize,
@@ -43,17 +46,22 @@ impl Relay {
         tls: Option<TlsAcceptor>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
-        Arc::new(Relay {
+        let spool = Spool::new(&config.storage.state_dir);
+        let relay = Arc::new(Relay {
             config: RwLock::new(config),
             directory: RwLock::new(Arc::new(directory)),
             next_hop: RwLock::new(Arc::new(next_hop)),
             audit,
+            spool,
             tls,
             per_client: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             shutdown,
-        })
+        });
+        // The DSL alert sender runs beside the sessions for the life of the relay.
+        tokio::spawn(super::alert_sender::run(Arc::clone(&relay)));
+        relay
     }
 
     /// The config in force now (a session keeps the one it started a message with).

@@ -144,6 +144,9 @@ pub struct MessageRecord {
     /// The safeguarding rules that matched, with their evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<FlagRecord>,
+    /// Where the delivered copy of a flagged message is kept (under `storage.state_dir`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
     /// What the policy decided: `deliver`, `quarantine` or `reject`.
     pub verdict: String,
     /// What actually happened: `delivered`, `deferred` (4xx to the client), `refused` (the next

@@ -1,0 +1,184 @@
+//! The DSL alert: one plain mail per sender and burst of flagged messages, composed here
+//! without I/O; the relay's alert sender spools and sends it.
+//!
+//! SPEC, "Alerts and notices": rule, sender, recipients, time, subject, the evidence, and how to
+//! open the message. Never the message itself, never an attachment of it: the DSL opens the
+//! kept evidence (by audit record) on the gateway. Research/peers.md warns of alert fatigue:
+//! flags from one sender within `safeguarding.alert_window` become one alert.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::FlagRecord;
+
+/// One flagged message, as the alert describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flagged {
+    /// The message's audit record.
+    pub audit_seq: u64,
+    pub queue_id: String,
+    /// When the gateway received it (UTC, RFC 3339).
+    pub time: String,
+    /// The envelope sender.
+    pub sender: String,
+    pub recipients: Vec<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    pub flags: Vec<FlagRecord>,
+    /// What happened to the message (`delivered`, `rejected`, …).
+    #[serde(default)]
+    pub outcome: String,
+    /// Where the delivered copy is kept, when it is.
+    #[serde(default)]
+    pub evidence: Option<String>,
+}
+
+/// The alert for `items` (all from one sender), from `from` to the DSLs, as RFC 5322 bytes.
+pub fn compose(
+    items: &[Flagged],
+    from: &str,
+    dsl: &[String],
+    school: &str,
+    now: jiff::Timestamp,
+) -> std::io::Result<Vec<u8>> {
+    let sender = items.first().map_or("", |i| i.sender.as_str());
+    let mut rules: Vec<&str> = items
+        .iter()
+        .flat_map(|i| i.flags.iter().map(|f| f.rule.as_str()))
+        .collect();
+    rules.sort_unstable();
+    rules.dedup();
+    let subject = if items.len() == 1 {
+        format!("Safeguarding alert: {} ({sender})", rules.join(", "))
+    } else {
+        format!(
+            "Safeguarding alert: {} messages from {sender} ({})",
+            items.len(),
+            rules.join(", ")
+        )
+    };
+    let mut body = format!(
+        "schoolgate, the outbound mail gateway of {school}, flagged {} sent by {sender}.\n\n",
+        if items.len() == 1 {
+            "a message".to_string()
+        } else {
+            format!("{} messages", items.len())
+        }
+    );
+    for (n, item) in items.iter().enumerate() {
+        body.push_str(&format!("Message {} of {}\n", n + 1, items.len()));
+        body.push_str(&format!("  Time:        {}\n", item.time));
+        body.push_str(&format!("  From:        {}\n", item.sender));
+        body.push_str(&format!("  To:          {}\n", item.recipients.join(", ")));
+        body.push_str(&format!(
+            "  Subject:     {}\n",
+            item.subject.as_deref().unwrap_or("(none)")
+        ));
+        body.push_str(&format!("  Outcome:     {}\n", item.outcome));
+        for f in &item.flags {
+            body.push_str(&format!("  Rule:        {} ({})\n", f.rule, f.action));
+            body.push_str(&format!("    Found:     {}\n", f.detail));
+            body.push_str(&format!("    Evidence:  {}\n", f.evidence));
+        }
+        body.push_str(&format!(
+            "  To open it: audit record {} (queue id {}){}\n\n",
+            item.audit_seq,
+            item.queue_id,
+            match &item.evidence {
+                Some(e) => format!("; the copy as delivered is kept on the gateway as {e}"),
+                None => String::new(),
+            }
+        ));
+    }
+    body.push_str(
+        "Export the audit trail for this person with:\n  schoolgate audit export --person ",
+    );
+    body.push_str(sender);
+    body.push_str(" --format csv\n");
+    let id = format!(
+        "{}.{}.alert@schoolgate",
+        now.as_millisecond(),
+        items.first().map_or(0, |i| i.audit_seq)
+    );
+    mail_builder::MessageBuilder::new()
+        .from(("schoolgate", from))
+        .to(dsl
+            .iter()
+            .map(|d| mail_builder::headers::address::Address::from(d.as_str()))
+            .collect::<Vec<_>>())
+        .subject(subject)
+        .date(now.as_second())
+        .message_id(id)
+        .header(
+            "Auto-Submitted",
+            mail_builder::headers::raw::Raw::new("auto-generated"),
+        )
+        .text_body(body)
+        .write_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(seq: u64, rule: &str) -> Flagged {
+        Flagged {
+            audit_seq: seq,
+            queue_id: format!("Q{seq}"),
+            time: "2026-11-23T18:30:00Z".into(),
+            sender: "t.baker@example-academy.sch.uk".into(),
+            recipients: vec!["jamie.smith2010@gmail.com".into()],
+            subject: Some("Homework".into()),
+            flags: vec![FlagRecord {
+                rule: rule.into(),
+                detail: "jamie.smith2010@gmail.com is a personal address of the pupil Jamie Smith"
+                    .into(),
+                evidence: "jamie.smith2010@gmail.com".into(),
+                action: "flag".into(),
+            }],
+            outcome: "delivered".into(),
+            evidence: Some("evidence/Q1.eml".into()),
+        }
+    }
+
+    #[test]
+    fn an_alert_names_the_rule_sender_evidence_and_how_to_open_it() {
+        let now = "2026-11-23T18:31:00Z".parse().unwrap();
+        let bytes = compose(
+            &[item(7, "pupil-personal-address")],
+            "schoolgate@example-academy.sch.uk",
+            &["dsl@example-academy.sch.uk".into()],
+            "Example Academy",
+            now,
+        )
+        .unwrap();
+        let msg = mail_parser::MessageParser::new().parse(&bytes).unwrap();
+        assert_eq!(
+            msg.subject(),
+            Some("Safeguarding alert: pupil-personal-address (t.baker@example-academy.sch.uk)")
+        );
+        let text = msg.body_text(0).unwrap();
+        for needle in [
+            "pupil-personal-address",
+            "jamie.smith2010@gmail.com",
+            "Homework",
+            "audit record 7",
+            "2026-11-23T18:30:00Z",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert_eq!(msg.attachments().count(), 0);
+        assert!(bytes.split(|&b| b == b'\n').all(|l| l.len() <= 998));
+    }
+
+    #[test]
+    fn a_burst_is_one_alert() {
+        let now = "2026-11-23T18:31:00Z".parse().unwrap();
+        let items: Vec<_> = (1..=3)
+            .map(|n| item(n, "out-of-hours-pupil-contact"))
+            .collect();
+        let bytes = compose(&items, "s@x.sch.uk", &["dsl@x.sch.uk".into()], "X", now).unwrap();
+        let msg = mail_parser::MessageParser::new().parse(&bytes).unwrap();
+        assert!(msg.subject().unwrap().contains("3 messages"));
+        assert_eq!(msg.body_text(0).unwrap().matches("Message ").count(), 3);
+    }
+}

@@ -1,0 +1,181 @@
+//! Sends the queued DSL alerts through the next hop, and purges old evidence.
+//!
+//! Alerts go straight to the next hop, never through our own listener, so an alert is never
+//! itself inspected (no loop). A queued alert waits until its sender has been quiet for
+//! `safeguarding.alert_window`, so a burst of flags becomes one alert; one that cannot be sent
+//! stays queued and is tried again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use super::server::Relay;
+use crate::alerts::{self, Flagged};
+use crate::envelope::Envelope;
+use crate::store::{ActionRecord, AuditRecord, RecordKind};
+
+/// How often the queue is looked at.
+const TICK: Duration = Duration::from_millis(500);
+/// How often old evidence is purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs until the gateway stops.
+pub async fn run(relay: Arc<Relay>) {
+    let mut stop = relay.shutdown_signal();
+    let mut last_purge: Option<std::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = send_due(&relay).await {
+            tracing::error!(error = %e, "DSL alerts: the queue could not be read");
+        }
+        if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            last_purge = Some(std::time::Instant::now());
+            purge(&relay).await;
+        }
+    }
+}
+
+async fn send_due(relay: &Relay) -> std::io::Result<()> {
+    let spool = relay.spool.clone();
+    let pending = tokio::task::spawn_blocking(move || spool.pending_alerts())
+        .await
+        .map_err(std::io::Error::other)??;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let config = relay.config();
+    let window = config.safeguarding.alert_window.0;
+    let now = jiff::Timestamp::now();
+    let mut by_sender: BTreeMap<String, Vec<(std::path::PathBuf, Flagged)>> = BTreeMap::new();
+    for (path, item) in pending {
+        by_sender
+            .entry(item.sender.clone())
+            .or_default()
+            .push((path, item));
+    }
+    for (sender, items) in by_sender {
+        // Due once the newest flag from this sender is older than the window.
+        let newest = items
+            .iter()
+            .filter_map(|(_, i)| i.time.parse::<jiff::Timestamp>().ok())
+            .max()
+            .unwrap_or(now);
+        let quiet = now.duration_since(newest).unsigned_abs();
+        if quiet < window {
+            continue;
+        }
+        let paths: Vec<_> = items.iter().map(|(p, _)| p.clone()).collect();
+        let flagged: Vec<Flagged> = items.into_iter().map(|(_, i)| i).collect();
+        let seqs: Vec<String> = flagged.iter().map(|i| i.audit_seq.to_string()).collect();
+        let dsl: Vec<String> = config
+            .safeguarding
+            .dsl
+            .iter()
+            .map(|a| a.0.clone())
+            .collect();
+        let detail = if dsl.is_empty() {
+            tracing::error!(%sender, "a safeguarding flag could not be alerted: [safeguarding] dsl is empty");
+            format!(
+                "alert for audit records {} not sent: no DSL is configured ([safeguarding] dsl)",
+                seqs.join(", ")
+            )
+        } else {
+            let bytes = match alerts::compose(
+                &flagged,
+                &config.alert_from(),
+                &dsl,
+                &config.school.name,
+                now,
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "DSL alert could not be composed");
+                    continue;
+                }
+            };
+            let envelope = Envelope {
+                mail_from: config.alert_from(),
+                rcpt_to: dsl.clone(),
+                smtputf8: false,
+                body_8bit: false,
+            };
+            let key = hex::encode(Sha256::digest(&bytes));
+            let hop = relay.next_hop();
+            match tokio::time::timeout(
+                config.relay.next_hop_timeout.0,
+                hop.deliver(&envelope, &bytes, &key),
+            )
+            .await
+            {
+                Ok(Ok(reply)) => format!(
+                    "DSL alert sent to {} for audit records {} ({} flagged messages from {sender}); next hop: {reply}",
+                    dsl.join(", "),
+                    seqs.join(", "),
+                    flagged.len()
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, %sender, "DSL alert not sent yet; will retry");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(%sender, "DSL alert: next hop timed out; will retry");
+                    continue;
+                }
+            }
+        };
+        // Recorded before the queue files go: a crash in between sends the alert twice rather
+        // than never.
+        let record = AuditRecord::action(
+            RecordKind::Action,
+            ActionRecord {
+                actor: "schoolgate".into(),
+                detail: detail.clone(),
+            },
+        );
+        if let Err(e) = relay.audit.append(record).await {
+            tracing::error!(error = %e, "the alert could not be recorded; it stays queued");
+            continue;
+        }
+        tracing::info!("{detail}");
+        let spool = relay.spool.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || spool.alerts_sent(&paths))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+        {
+            tracing::error!(error = %e, "sent alerts could not be removed from the queue");
+        }
+    }
+    Ok(())
+}
+
+async fn purge(relay: &Relay) {
+    let days = relay.config().safeguarding.evidence_retention_days;
+    let cutoff = SystemTime::now() - Duration::from_secs(u64::from(days) * 86_400);
+    let spool = relay.spool.clone();
+    match tokio::task::spawn_blocking(move || spool.purge_evidence(cutoff)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => {
+            let detail =
+                format!("retention purge: {n} evidence copies older than {days} days removed");
+            tracing::info!("{detail}");
+            let _ = relay
+                .audit
+                .append(AuditRecord::action(
+                    RecordKind::Action,
+                    ActionRecord {
+                        actor: "schoolgate".into(),
+                        detail,
+                    },
+                ))
+                .await;
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "evidence purge failed"),
+        Err(e) => tracing::error!(error = %e, "evidence purge failed"),
+    }
+}

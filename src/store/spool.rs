@@ -1,0 +1,197 @@
+//! Files that must survive a crash beside the database: the evidence (the delivered copy of each
+//! flagged message, for the DSL) and the alerts waiting to be sent.
+//!
+//! Each file is written to a temporary name, fsynced, renamed into place and its directory
+//! fsynced, so a file is either whole or absent.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::alerts::Flagged;
+
+/// The spool under `storage.state_dir`.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    state_dir: PathBuf,
+}
+
+impl Spool {
+    /// The spool under `state_dir` (folders are made on first use).
+    pub fn new(state_dir: &Path) -> Self {
+        Spool {
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+
+    fn evidence_dir(&self) -> PathBuf {
+        self.state_dir.join("evidence")
+    }
+
+    fn alerts_dir(&self) -> PathBuf {
+        self.state_dir.join("alerts")
+    }
+
+    /// Keeps `bytes` (a message as delivered) as `evidence/NAME.eml`, readable by schoolgate
+    /// only; returns the path relative to the state directory.
+    pub fn keep_evidence(&self, name: &str, bytes: &[u8]) -> io::Result<String> {
+        let file = format!("{}.eml", safe_name(name));
+        write_durably(&self.evidence_dir(), &file, bytes)?;
+        Ok(format!("evidence/{file}"))
+    }
+
+    /// Queues an alert about one flagged message.
+    pub fn queue_alert(&self, item: &Flagged) -> io::Result<()> {
+        let json = serde_json::to_vec(item).map_err(io::Error::other)?;
+        write_durably(
+            &self.alerts_dir(),
+            &format!("{:020}.json", item.audit_seq),
+            &json,
+        )
+    }
+
+    /// The alerts waiting to be sent, oldest first. A file that does not parse is reported and
+    /// left where it is.
+    pub fn pending_alerts(&self) -> io::Result<Vec<(PathBuf, Flagged)>> {
+        let dir = self.alerts_dir();
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match fs::read(&path).map(|b| serde_json::from_slice::<Flagged>(&b)) {
+                Ok(Ok(item)) => out.push((path, item)),
+                Ok(Err(e)) => {
+                    tracing::error!(path = %path.display(), error = %e, "unreadable queued alert")
+                }
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read queued alert")
+                }
+            }
+        }
+        out.sort_by_key(|(_, i)| i.audit_seq);
+        Ok(out)
+    }
+
+    /// Forgets alerts that were sent.
+    pub fn alerts_sent(&self, paths: &[PathBuf]) -> io::Result<()> {
+        for p in paths {
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sync_dir(&self.alerts_dir())
+    }
+
+    /// Removes evidence older than `cutoff`; returns how many files went.
+    pub fn purge_evidence(&self, cutoff: SystemTime) -> io::Result<usize> {
+        let dir = self.evidence_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut n = 0;
+        for entry in entries {
+            let entry = entry?;
+            if entry.metadata()?.modified()? < cutoff {
+                fs::remove_file(entry.path())?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            sync_dir(&dir)?;
+        }
+        Ok(n)
+    }
+}
+
+/// Letters, digits, `-`, `_` and `.` only (queue ids are hex; anything else is replaced).
+fn safe_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, dir.join(name))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(seq: u64) -> Flagged {
+        Flagged {
+            audit_seq: seq,
+            queue_id: format!("Q{seq}"),
+            time: "2026-11-23T18:30:00Z".into(),
+            sender: "a@x".into(),
+            recipients: vec!["b@y".into()],
+            subject: None,
+            flags: Vec::new(),
+            outcome: "delivered".into(),
+            evidence: None,
+        }
+    }
+
+    #[test]
+    fn evidence_and_alerts_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::new(dir.path());
+        let rel = s.keep_evidence("ABC/../x", b"bytes").unwrap();
+        assert_eq!(rel, "evidence/ABC____x.eml");
+        assert_eq!(fs::read(dir.path().join(&rel)).unwrap(), b"bytes");
+        s.queue_alert(&item(2)).unwrap();
+        s.queue_alert(&item(1)).unwrap();
+        let pending = s.pending_alerts().unwrap();
+        assert_eq!(
+            pending.iter().map(|(_, i)| i.audit_seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        s.alerts_sent(&[pending[0].0.clone()]).unwrap();
+        assert_eq!(s.pending_alerts().unwrap().len(), 1);
+        assert_eq!(
+            s.purge_evidence(SystemTime::now() + std::time::Duration::from_secs(1))
+                .unwrap(),
+            1
+        );
+    }
+}
