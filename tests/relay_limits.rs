@@ -214,3 +214,29 @@ fn a_client_that_sends_a_flood_without_line_ends_is_cut_off_cleanly() {
         .accepted()
     );
 }
+
+#[test]
+fn lf_dot_crlf_does_not_end_the_message_so_nothing_is_smuggled() {
+    let gw = Gateway::start(|cfg| {
+        set(cfg, "disclaimer.text", "");
+        set(cfg, "disclaimer.html", "");
+    });
+    let mut c = Client::ready(gw.port);
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{FROM}>")).unwrap().code, 250);
+    assert_eq!(c.cmd("RCPT TO:<parent@example.org>").unwrap().code, 250);
+    assert_eq!(c.cmd("DATA").unwrap().code, 354);
+    c.write(b"Subject: smuggle\r\n\r\nline1\nfoo\n.\r\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n.\r\n").unwrap();
+    let r = c.read_reply().unwrap();
+    assert_eq!(r.code, 250, "{r}");
+    assert_eq!(
+        c.cmd("QUIT").unwrap().code,
+        221,
+        "no smuggled replies are queued"
+    );
+    let out = gw.outbox_messages();
+    assert_eq!(out.len(), 1, "one message, not two");
+    assert!(
+        String::from_utf8_lossy(&out[0].bytes)
+            .contains("foo\r\n\r\nMAIL FROM:<evil@example.org>\r\n")
+    );
+}

@@ -71,6 +71,9 @@ pub struct DataReader {
     problem: Option<DataProblem>,
     /// Lines that ended in a bare LF (stored with CRLF).
     bare_lf: u64,
+    /// The previous line ended in CRLF (true at the start: DATA's own CRLF). A `.` line ends the
+    /// message only then: `<LF>.<CRLF>` must not (SMTP smuggling).
+    after_crlf: bool,
 }
 
 impl DataReader {
@@ -85,6 +88,7 @@ impl DataReader {
             size: 0,
             problem: None,
             bare_lf: 0,
+            after_crlf: true,
         }
     }
 
@@ -108,7 +112,7 @@ impl DataReader {
                     Some(line) => (line, true),
                     None => (raw, false),
                 };
-                if crlf && line == b"." {
+                if crlf && line == b"." && self.after_crlf {
                     return (i, true);
                 }
                 // +1: the CR of a CRLF, as in `extend_line`.
@@ -127,7 +131,7 @@ impl DataReader {
                     self.line.pop();
                 }
             }
-            if crlf && self.line_len == 1 && self.line.as_slice() == b"." {
+            if crlf && self.line_len == 1 && self.line.as_slice() == b"." && self.after_crlf {
                 return (i, true);
             }
             let line = std::mem::take(&mut self.line);
@@ -166,6 +170,7 @@ impl DataReader {
         if !crlf {
             self.bare_lf += 1;
         }
+        self.after_crlf = crlf;
         // Dot-unstuffing: a leading dot was doubled by the client.
         let content = line.strip_prefix(b".").unwrap_or(line);
         let content_len = full_len - (line.len() - content.len()) as u64;
@@ -272,6 +277,17 @@ mod tests {
             "'.\\n' is a stuffed empty line, not the end"
         );
         assert_eq!(r.bare_lf_lines(), 2);
+    }
+
+    #[test]
+    fn lf_dot_crlf_is_not_the_end_smuggling() {
+        let (out, done, _, _) =
+            read_all(&[b"Subject: s\r\n\r\nline1\nfoo\n.\r\nMAIL FROM:<x@y>\r\n.\r\n"]);
+        assert!(done);
+        assert_eq!(
+            out,
+            b"Subject: s\r\n\r\nline1\r\nfoo\r\n\r\nMAIL FROM:<x@y>\r\n"
+        );
     }
 
     #[test]
