@@ -69,7 +69,14 @@ impl Charset {
                     Err(_) => Some(bytes.iter().map(|&b| b as char).collect()),
                 }
             }
-            Charset::Latin1 => Some(bytes.iter().map(|&b| b as char).collect()),
+            // Read as every mail client reads it: Windows-1252, whose ’ “ ” € Outlook writes into
+            // parts labelled iso-8859-1 (writing stays strict Latin-1, see `encode`).
+            Charset::Latin1 => Some(
+                encoding_rs::WINDOWS_1252
+                    .decode_without_bom_handling(bytes)
+                    .0
+                    .into_owned(),
+            ),
             Charset::Utf8 => std::str::from_utf8(bytes).ok().map(str::to_string),
             Charset::Utf16 { big_endian } => {
                 let enc = if *big_endian {
@@ -157,6 +164,15 @@ mod tests {
         assert_eq!(c.encode("\u{2014}"), None, "no em dash in Latin-1");
         let w = Charset::from_label("windows-1252", b"").unwrap();
         assert_eq!(w.encode("\u{2014}"), Some(vec![0x97]));
+    }
+
+    #[test]
+    fn latin1_is_read_as_clients_read_it() {
+        let c = Charset::from_label("iso-8859-1", b"").unwrap();
+        assert_eq!(
+            c.decode(b"It\x92s \x80 5").unwrap(),
+            "It\u{2019}s \u{20ac} 5"
+        );
     }
 
     #[test]

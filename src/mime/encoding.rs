@@ -85,6 +85,36 @@ pub fn qp_encoded_offset(encoded: &[u8], pos: usize) -> usize {
 /// Encodes `decoded` as quoted-printable lines of at most 76 characters, with `eol` as the
 /// hard line ending. Line breaks in `decoded` (LF or CRLF) become hard line breaks.
 pub fn qp_encode(decoded: &[u8], eol: &[u8]) -> Vec<u8> {
+    qp_encode_lines(decoded, eol, true)
+}
+
+/// Encodes `data` as quoted-printable with every byte kept as a byte (CR and LF too, as `=0D`
+/// `=0A`): for text whose line breaks are not single bytes, such as UTF-16.
+pub fn qp_encode_binary(data: &[u8], eol: &[u8]) -> Vec<u8> {
+    qp_encode_lines(data, eol, false)
+}
+
+fn qp_encode_lines(decoded: &[u8], eol: &[u8], text: bool) -> Vec<u8> {
+    if !text {
+        let mut out = Vec::with_capacity(decoded.len() * 3);
+        let mut col = 0;
+        for &b in decoded {
+            let literal = (33..=126).contains(&b) && b != b'=';
+            let width = if literal { 1 } else { 3 };
+            if col + width > 75 {
+                out.push(b'=');
+                out.extend_from_slice(eol);
+                col = 0;
+            }
+            if literal {
+                out.push(b);
+            } else {
+                out.extend_from_slice(format!("={b:02X}").as_bytes());
+            }
+            col += width;
+        }
+        return out;
+    }
     let mut out = Vec::with_capacity(decoded.len() + decoded.len() / 8 + 16);
     let mut lines = decoded.split(|&b| b == b'\n').peekable();
     while let Some(line) = lines.next() {
@@ -237,6 +267,13 @@ mod tests {
             String::from_utf8_lossy(&enc)
         );
         assert_eq!(qp_decode(&enc), text);
+    }
+
+    #[test]
+    fn binary_qp_keeps_every_byte() {
+        let data = b"H\0i\0\r\0\n\0= .";
+        let enc = qp_encode_binary(data, b"\r\n");
+        assert_eq!(qp_decode(&enc), data);
     }
 
     #[test]

@@ -116,17 +116,21 @@ pub fn evaluate(
     now: jiff::Timestamp,
 ) -> Decision {
     let summary = summarise(message);
-    let new_text = disclaimer::new_text(message);
-    let flags = contact::check(
-        &contact::Message {
-            envelope,
-            header_recipients: &summary.recipients,
-            new_text: &new_text,
-            received: now,
-        },
-        config,
-        directory,
-    );
+    // A bug must not cost a message its reply: a panic in a rule is contained and audited.
+    let flags = catch_unwind(AssertUnwindSafe(|| {
+        let new_text = disclaimer::new_text(message);
+        contact::check(
+            &contact::Message {
+                envelope,
+                header_recipients: &summary.recipients,
+                new_text: &new_text,
+                received: now,
+            },
+            config,
+            directory,
+        )
+    }))
+    .unwrap_or_default();
     // The strictest action of any matched rule decides.
     let verdict = if flags
         .iter()
@@ -149,7 +153,14 @@ pub fn evaluate(
             notes: Vec::new(),
         }
     } else {
-        disclaimer::plan(message, &d.text, &d.html, d.on_signed)
+        catch_unwind(AssertUnwindSafe(|| {
+            disclaimer::plan(message, &d.text, &d.html, d.on_signed)
+        }))
+        .unwrap_or_else(|_| disclaimer::Plan {
+            outcome: DisclaimerOutcome::SkippedMalformed,
+            patch: None,
+            notes: vec!["internal error while placing the disclaimer; delivered unchanged".into()],
+        })
     };
     Decision {
         verdict,

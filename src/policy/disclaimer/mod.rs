@@ -28,7 +28,7 @@ use super::DisclaimerOutcome;
 use crate::config::OnSigned;
 use crate::mime::charset::Charset;
 use crate::mime::encoding::{
-    base64_decode, base64_encode, qp_decode, qp_encode, qp_encoded_offset,
+    base64_decode, base64_encode, qp_decode, qp_encode, qp_encode_binary, qp_encoded_offset,
 };
 use crate::mime::header::{Parameterised, param_value};
 use crate::mime::line_ending;
@@ -378,6 +378,12 @@ fn rewrite_part(
             .ok_or_else(|| format!("a main text part is not valid {label}"))?;
         utf8_text.as_bytes()
     };
+    // Line breaks as the text has them (in UTF-16 the raw bytes do not show them).
+    let eol = if charset.ascii_compatible() {
+        eol
+    } else {
+        line_ending(work, default_eol)
+    };
     if !is_html && is_inline_pgp(work) {
         return Ok(PartEdit::Protected(
             if contains(work, b"-----BEGIN PGP MESSAGE-----") {
@@ -509,13 +515,20 @@ fn rewrite_part(
                     let (width, final_eol) = base64_shape(body);
                     base64_encode(&text_bytes, width, line_ending(body, eol), final_eol)
                 }
+                Cte::QuotedPrintable if !charset.ascii_compatible() && new_charset.is_none() => {
+                    qp_encode_binary(&text_bytes, line_ending(body, eol))
+                }
                 Cte::QuotedPrintable => qp_encode(&text_bytes, line_ending(body, eol)),
                 Cte::Identity { seven_bit } => {
                     if (seven_bit && !text_bytes.is_ascii()) || longest_line(&text_bytes) > MAX_LINE
                     {
                         header_changes
                             .push(("Content-Transfer-Encoding", "quoted-printable".into()));
-                        qp_encode(&text_bytes, eol)
+                        if charset.ascii_compatible() || new_charset.is_some() {
+                            qp_encode(&text_bytes, eol)
+                        } else {
+                            qp_encode_binary(&text_bytes, eol)
+                        }
                     } else {
                         text_bytes
                     }
@@ -567,9 +580,16 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(hay, needle).is_some()
 }
 
+/// Inline PGP opens the part: a marker quoted or mentioned further down does not make a
+/// message signed (else anyone could turn the disclaimer off by writing it).
 fn is_inline_pgp(text: &[u8]) -> bool {
-    contains(text, b"-----BEGIN PGP SIGNED MESSAGE-----")
-        || contains(text, b"-----BEGIN PGP MESSAGE-----")
+    let first = text
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    first.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----")
+        || first.starts_with(b"-----BEGIN PGP MESSAGE-----")
 }
 
 /// The text disclaimer as it is inserted at `point` after `before`.
@@ -825,9 +845,11 @@ fn wrap(raw: &[u8], root: &Part, d: &Disclaimer<'_>) -> Vec<Edit> {
 #[cfg(test)]
 mod tests;
 
-/// The text the author wrote: every main text part decoded, cut where the quoted thread starts,
-/// quoted (`>`) lines and HTML markup dropped. For the contact rules: an address or phone number
-/// in an earlier message quoted below is not the sender sharing it now.
+/// The text the author wrote: every main text part decoded, with the quoted thread taken out
+/// (`>` lines and their attributions, blockquotes, Outlook's unmarked quote and everything
+/// below it) and HTML markup dropped. For the contact rules: an address or phone number in an
+/// earlier message quoted here is not the sender sharing it now, but an answer written below or
+/// between the quotes is the sender's.
 pub fn new_text(raw: &[u8]) -> String {
     let root = tree::scan(raw);
     let mut found = Found::default();
@@ -843,23 +865,15 @@ pub fn new_text(raw: &[u8]) -> String {
         let label = part.content_type.param("charset").unwrap_or("us-ascii");
         let charset = Charset::from_label(label, &decoded).unwrap_or(Charset::Utf8);
         let text = charset.decode_lossy(&decoded);
-        let cut = if is_html {
-            placement::in_html(text.as_bytes()).offset
-        } else {
-            placement::in_text(text.as_bytes()).offset
-        };
-        let mut end = cut.min(text.len());
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let new = &text[..end];
         if is_html {
-            out.push_str(&placement::html_text(new));
-        } else {
-            for line in new.lines().filter(|l| !l.trim_start().starts_with('>')) {
-                out.push_str(line);
-                out.push('\n');
+            let html = placement::without_blockquotes(&text);
+            let mut end = placement::in_html(html.as_bytes()).offset.min(html.len());
+            while !html.is_char_boundary(end) {
+                end -= 1;
             }
+            out.push_str(&placement::html_text(&html[..end]));
+        } else {
+            out.push_str(&placement::unquoted_text(&text));
         }
         out.push('\n');
     }

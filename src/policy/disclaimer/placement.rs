@@ -14,25 +14,82 @@ pub struct Point {
     pub above_quote: bool,
 }
 
+/// Is line `i` where an unmarked quoted message starts (Outlook's and the forward separators,
+/// whose quoted text has no `>`)?
+fn is_quote_header(lines: &[(usize, &[u8])], i: usize) -> bool {
+    let l = clean(lines[i].1);
+    let next = || {
+        lines[i + 1..]
+            .iter()
+            .map(|&(_, l)| clean(l))
+            .find(|l| !l.is_empty())
+            .unwrap_or_default()
+    };
+    is_separator(l)
+        || (starts_with_ci(l, b"from:")
+            && (starts_with_ci(next(), b"sent:") || starts_with_ci(next(), b"date:")))
+        || (l.len() > 20 && l.iter().all(|&b| b == b'_') && starts_with_ci(next(), b"from:"))
+}
+
+/// The lines the author wrote: everything but `>` quotes and their attribution lines, up to an
+/// unmarked quoted message (Outlook). Unlike [`in_text`] this keeps an answer written below or
+/// between the quotes.
+pub fn unquoted_text(body: &str) -> String {
+    let lines = lines(body.as_bytes());
+    let ahead = Lookahead::new(&lines);
+    let mut out = String::with_capacity(body.len());
+    for (i, &(start, line)) in lines.iter().enumerate() {
+        if is_quote_header(&lines, i) {
+            break;
+        }
+        let l = clean(line);
+        let attribution = is_attribution(l, lines.get(i + 1).map(|&(_, n)| clean(n)))
+            && ahead.quote_follows[i + 1];
+        let wrapped_attribution =
+            i > 0 && l.ends_with(b"wrote:") && is_attribution(clean(lines[i - 1].1), Some(l));
+        if l.first() == Some(&b'>') || attribution || wrapped_attribution {
+            continue;
+        }
+        out.push_str(&body[start..start + line.len()]);
+        out.push('\n');
+    }
+    out
+}
+
+/// HTML with every `<blockquote>…</blockquote>` (nested ones included) taken out.
+pub fn without_blockquotes(html: &str) -> String {
+    let lower = html.to_ascii_lowercase();
+    let mut out = String::with_capacity(html.len());
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < html.len() {
+        let rest = &lower[i..];
+        if rest.starts_with("<blockquote") {
+            depth += 1;
+        } else if rest.starts_with("</blockquote") && depth > 0 {
+            depth -= 1;
+            i += rest.find('>').map_or(rest.len(), |e| e + 1);
+            continue;
+        }
+        let ch_len = html[i..].chars().next().map_or(1, char::len_utf8);
+        if depth == 0 {
+            out.push_str(&html[i..i + ch_len]);
+        }
+        i += ch_len;
+    }
+    out
+}
+
 /// The insertion point in a plain-text body (ASCII-compatible bytes).
 pub fn in_text(body: &[u8]) -> Point {
     let lines = lines(body);
+    let ahead = Lookahead::new(&lines);
     for (i, &(start, line)) in lines.iter().enumerate() {
         let l = clean(line);
-        let next = || {
-            lines[i + 1..]
-                .iter()
-                .map(|&(_, l)| clean(l))
-                .find(|l| !l.is_empty())
-                .unwrap_or_default()
-        };
-        let marker = is_separator(l)
-            || (starts_with_ci(l, b"from:")
-                && (starts_with_ci(next(), b"sent:") || starts_with_ci(next(), b"date:")))
-            || (l.len() > 20 && l.iter().all(|&b| b == b'_') && starts_with_ci(next(), b"from:"))
+        let marker = is_quote_header(&lines, i)
             || (is_attribution(l, lines.get(i + 1).map(|&(_, n)| clean(n)))
-                && quote_follows(&lines[i + 1..]))
-            || (l.first() == Some(&b'>') && trailing_quote(&lines[i..]));
+                && ahead.quote_follows[i + 1])
+            || (l.first() == Some(&b'>') && ahead.all_quoted[i]);
         if marker {
             return Point {
                 offset: start,
@@ -104,22 +161,41 @@ fn is_attribution(l: &[u8], next: Option<&[u8]>) -> bool {
     }
 }
 
-/// The first non-empty line after an attribution (and its wrapped second line) is quoted: "On
-/// Friday, the children wrote:" followed by their poem is the author's own text.
-fn quote_follows(rest: &[(usize, &[u8])]) -> bool {
-    rest.iter()
-        .map(|&(_, l)| l.trim_ascii())
-        .filter(|l| !l.is_empty())
-        .find(|l| !l.trim_ascii_end().ends_with(b"wrote:"))
-        .is_some_and(|l| l.first() == Some(&b'>'))
+/// For each line `i`, looking from there to the end, computed in one backward pass so that a
+/// body of many quoted lines costs linear time, not quadratic:
+/// - `quote_follows[i]`: the first non-empty line that is not an attribution's "wrote:" line
+///   is quoted ("On Friday, the children wrote:" followed by their poem is the author's text);
+/// - `all_quoted[i]`: every non-empty line is quoted (the thread, not inline answers).
+struct Lookahead {
+    quote_follows: Vec<bool>,
+    all_quoted: Vec<bool>,
 }
 
-/// From here to the end, every non-empty line is quoted: the thread, not inline answers.
-fn trailing_quote(rest: &[(usize, &[u8])]) -> bool {
-    rest.iter()
-        .map(|&(_, l)| l.trim_ascii())
-        .filter(|l| !l.is_empty())
-        .all(|l| l.first() == Some(&b'>'))
+impl Lookahead {
+    fn new(lines: &[(usize, &[u8])]) -> Self {
+        let n = lines.len();
+        let mut quote_follows = vec![false; n + 1];
+        let mut all_quoted = vec![true; n + 1];
+        for i in (0..n).rev() {
+            let l = lines[i].1.trim_ascii();
+            let quoted = l.first() == Some(&b'>');
+            if l.is_empty() {
+                quote_follows[i] = quote_follows[i + 1];
+                all_quoted[i] = all_quoted[i + 1];
+            } else {
+                quote_follows[i] = if l.ends_with(b"wrote:") {
+                    quote_follows[i + 1]
+                } else {
+                    quoted
+                };
+                all_quoted[i] = quoted && all_quoted[i + 1];
+            }
+        }
+        Lookahead {
+            quote_follows,
+            all_quoted,
+        }
+    }
 }
 
 /// Where the quoted thread of each mail client starts in HTML (lower case).
@@ -367,6 +443,15 @@ mod tests {
         assert!(plain[in_html(plain.as_bytes()).offset..].starts_with("</BODY>"));
         let bare = "<p>Hi</p>";
         assert_eq!(in_html(bare.as_bytes()).offset, bare.len());
+    }
+
+    #[test]
+    fn a_body_of_many_quoted_lines_is_placed_in_linear_time() {
+        // When each line looked ahead to the end, this body took minutes (a hostile message
+        // could stall the relay); now it is one pass.
+        let body = ">\r\n".repeat(200_000) + "x\r\n" + &"On 1 Jan 2026 wrote:\r\n".repeat(100_000);
+        assert_eq!(in_text(body.as_bytes()).offset, body.len());
+        assert!(unquoted_text(&body).starts_with("x\n"));
     }
 
     #[test]
