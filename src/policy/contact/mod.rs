@@ -52,6 +52,10 @@ pub struct Message<'a> {
 
 /// Runs the four contact rules; returns the flags of those that matched and are not `off`.
 pub fn check(m: &Message<'_>, config: &Config, directory: &Directory) -> Vec<Flag> {
+    // A bounce (null sender) is the mail system speaking, not a member of staff.
+    if m.envelope.mail_from.trim().is_empty() {
+        return Vec::new();
+    }
     let rules = &config.safeguarding.rules;
     let action = |r: ContactRule| rules.get(&r).copied().unwrap_or(Action::Flag);
     let tz = jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
@@ -143,7 +147,7 @@ pub fn check(m: &Message<'_>, config: &Config, directory: &Directory) -> Vec<Fla
         }
     }
     let sender = m.envelope.mail_from.to_lowercase();
-    if !school(&sender) {
+    if !school(&sender) && !pupil_domain(&sender) {
         let who = directory
             .person(&sender)
             .map(|p| format!(" ({})", p.name))
@@ -290,6 +294,9 @@ fn addresses_in(text: &str) -> Vec<String> {
 
 /// UK mobile numbers (07xxx xxxxxx, +44 7xxx xxxxxx, with spaces, dots or dashes), as written.
 fn mobiles_in(text: &str) -> Vec<String> {
+    // A no-break space between the digits is a space.
+    let text = text.replace('\u{a0}', " ");
+    let text = text.as_str();
     let b = text.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -299,7 +306,7 @@ fn mobiles_in(text: &str) -> Vec<String> {
         if starts && boundary {
             let mut j = i;
             let mut n = 0;
-            while j < b.len() && (b[j].is_ascii_digit() || b" .-()+".contains(&b[j])) && n < 13 {
+            while j < b.len() && (b[j].is_ascii_digit() || b" .-()+".contains(&b[j])) && n < 14 {
                 if b[j].is_ascii_digit() {
                     n += 1;
                 }
@@ -309,8 +316,10 @@ fn mobiles_in(text: &str) -> Vec<String> {
                 .trim_end_matches([' ', '.', '-', '('])
                 .to_string();
             let d = digits(&number);
-            let mobile =
-                (d.len() == 11 && d.starts_with("07")) || (d.len() == 12 && d.starts_with("447"));
+            // 07…, +44 7…, and +44 (0)7… as people write it.
+            let mobile = (d.len() == 11 && d.starts_with("07"))
+                || (d.len() == 12 && d.starts_with("447"))
+                || (d.len() == 13 && d.starts_with("4407"));
             let ends = j >= b.len() || !b[j].is_ascii_digit();
             if mobile && ends {
                 if !out.contains(&number) {
@@ -329,9 +338,10 @@ fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// 07700900123 and 447700900123 are the same number.
+/// 07700900123, 447700900123 and 4407700900123 are the same number.
 fn same_number(a: &str, b: &str) -> bool {
     let national = |s: &str| match s.strip_prefix("44") {
+        Some(rest) if rest.starts_with('0') => rest.to_string(),
         Some(rest) => format!("0{rest}"),
         None => s.to_string(),
     };

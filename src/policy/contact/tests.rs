@@ -257,3 +257,11 @@ fn a_number_in_the_quoted_earlier_message_is_not_a_share() {
     );
     assert_eq!(rules(&f), vec![("personal-contact-shared", "07700 900123")]);
 }
+
+#[test]
+fn an_international_number_with_its_trunk_zero_is_a_mobile() {
+    assert_eq!(
+        mobiles_in("call me on +44 (0)7700 900789.\r\n"),
+        vec!["+44 (0)7700 900789"]
+    );
+}
