@@ -4,6 +4,7 @@
 //! Seed 001: "'pupil' = anyone 18 or under, including former pupils until 18". This module only
 //! reads and checks the file; the rules that use it live in `policy`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The columns, in the order the SPEC gives them. The header row must name them all.
@@ -59,7 +60,9 @@ impl Person {
 pub struct Directory {
     pub people: Vec<Person>,
     /// Every address (school and personal, lower case) to its person's index in `people`.
-    by_address: std::collections::HashMap<String, usize>,
+    by_address: HashMap<String, usize>,
+    /// Every [`name_key`] to the indices in `people` of those with that name, in file order.
+    by_name: HashMap<String, Vec<usize>>,
 }
 
 /// A directory file that cannot be used.
@@ -84,6 +87,11 @@ impl Directory {
     }
 
     /// Parses directory CSV `bytes` read from `path`.
+    ///
+    /// The first problem found stops the parse with an error naming the file and line: a row
+    /// whose number of cells differs from the header's, an unknown role, an empty name, a date
+    /// or status that cannot be read, something that is not a mail address, or an address
+    /// (school or personal, case-insensitive) that is already on another row.
     pub fn parse(
         path: &Path,
         bytes: &[u8],
@@ -94,32 +102,66 @@ impl Directory {
             line: Some(line),
             message,
         };
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| err(1, format!("not UTF-8 ({e}); export the CSV as UTF-8")))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            err(line, format!("not UTF-8 ({e}); export the CSV as UTF-8"))
+        })?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let rows = parse_csv(text).map_err(|(line, m)| err(line, m))?;
         let mut rows = rows.into_iter();
-        let Some((_, header)) = rows.next() else {
+        let Some((header_line, header)) = rows.next() else {
             return Err(err(1, "the file is empty; it needs a header row".into()));
         };
-        let index: Vec<usize> = COLUMNS
-            .iter()
-            .map(|c| {
-                header
-                    .iter()
-                    .position(|h| h.trim().eq_ignore_ascii_case(c))
-                    .ok_or_else(|| err(1, format!("the header row has no \"{c}\" column")))
-            })
-            .collect::<Result<_, _>>()?;
+        let mut index = [0usize; COLUMNS.len()];
+        for (slot, c) in index.iter_mut().zip(COLUMNS) {
+            let mut found = header
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| h.trim().eq_ignore_ascii_case(c))
+                .map(|(i, _)| i);
+            *slot = found.next().ok_or_else(|| {
+                err(
+                    header_line,
+                    format!(
+                        "the header row has no \"{c}\" column; it needs {}",
+                        COLUMNS.join(",")
+                    ),
+                )
+            })?;
+            if found.next().is_some() {
+                return Err(err(
+                    header_line,
+                    format!("the header row has two \"{c}\" columns"),
+                ));
+            }
+        }
+        let staff_roles: Vec<String> = staff_roles.iter().map(|r| r.to_lowercase()).collect();
+
         let mut people = Vec::new();
+        // The line each person is on, for errors that name two rows.
+        let mut lines: Vec<usize> = Vec::new();
+        let mut by_address: HashMap<String, usize> = HashMap::new();
         for (line, row) in rows {
             if row.iter().all(|c| c.trim().is_empty()) {
                 continue;
             }
-            let cell = |i: usize| row.get(index[i]).map(|s| s.trim()).unwrap_or("");
+            if row.len() != header.len() {
+                return Err(err(
+                    line,
+                    format!(
+                        "{} cells, but the header row has {}; a cell holding a comma must be in double quotes",
+                        row.len(),
+                        header.len()
+                    ),
+                ));
+            }
+            let cell = |i: usize| row[index[i]].trim();
             let role = cell(0).to_lowercase();
             let known = matches!(role.as_str(), "pupil" | "staff" | "headteacher")
-                || staff_roles.iter().any(|r| r.eq_ignore_ascii_case(&role));
+                || staff_roles.contains(&role);
             if !known {
                 return Err(err(
                     line,
@@ -129,13 +171,10 @@ impl Directory {
                     ),
                 ));
             }
-            let list = |s: &str| -> Vec<String> {
-                s.split(';')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            };
+            let name = cell(1);
+            if name.is_empty() {
+                return Err(err(line, "the name is empty".into()));
+            }
             let date_of_birth = match cell(5) {
                 "" => None,
                 d => Some(d.parse::<jiff::civil::Date>().map_err(|_| {
@@ -156,31 +195,60 @@ impl Directory {
                 }
             };
             let school_email = Some(cell(2).to_lowercase()).filter(|s| !s.is_empty());
-            for a in school_email.iter().chain(list(cell(3)).iter()) {
-                if !a.contains('@') {
+            let mut personal_emails: Vec<String> = Vec::new();
+            for a in list(cell(3)) {
+                let a = a.to_lowercase();
+                if !personal_emails.contains(&a) {
+                    personal_emails.push(a);
+                }
+            }
+            for a in school_email.iter().chain(&personal_emails) {
+                if !is_address(a) {
                     return Err(err(line, format!("\"{a}\" is not a mail address")));
                 }
             }
+            if let Some(s) = &school_email
+                && personal_emails.contains(s)
+            {
+                return Err(err(
+                    line,
+                    format!("{s} is both the school address and a personal address"),
+                ));
+            }
+            let me = people.len();
+            for a in school_email.iter().chain(&personal_emails) {
+                if let Some(&other) = by_address.get(a) {
+                    let p: &Person = &people[other];
+                    return Err(err(
+                        line,
+                        format!(
+                            "{a} is already on line {} ({}); an address may belong to one person only",
+                            lines[other], p.name
+                        ),
+                    ));
+                }
+                by_address.insert(a.clone(), me);
+            }
             people.push(Person {
                 role,
-                name: cell(1).to_string(),
+                name: name.to_string(),
                 school_email,
-                personal_emails: list(cell(3))
-                    .into_iter()
-                    .map(|s| s.to_lowercase())
-                    .collect(),
-                personal_phones: list(cell(4)),
+                personal_emails,
+                personal_phones: list(cell(4)).map(str::to_string).collect(),
                 date_of_birth,
                 current,
             });
+            lines.push(line);
         }
-        let mut by_address = std::collections::HashMap::new();
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::with_capacity(people.len());
         for (i, p) in people.iter().enumerate() {
-            for a in p.school_email.iter().chain(&p.personal_emails) {
-                by_address.entry(a.clone()).or_insert(i);
-            }
+            by_name.entry(name_key(&p.name)).or_default().push(i);
         }
-        Ok(Directory { people, by_address })
+        Ok(Directory {
+            people,
+            by_address,
+            by_name,
+        })
     }
 
     /// A pupil (on `today`) whose name is `name`, matched case-, accent- and
@@ -190,9 +258,11 @@ impl Directory {
         if wanted.is_empty() {
             return None;
         }
-        self.people
+        self.by_name
+            .get(&wanted)?
             .iter()
-            .find(|p| p.is_pupil(today) && name_key(&p.name) == wanted)
+            .map(|&i| &self.people[i])
+            .find(|p| p.is_pupil(today))
     }
 
     /// The person with `address` (school or personal; case-insensitive).
@@ -203,8 +273,24 @@ impl Directory {
     }
 }
 
-/// A name folded for comparison: lower case, accents removed, words in order with
-/// "Surname, Forename" turned round, single spaces.
+/// The non-empty, trimmed items of a `;`-separated cell.
+fn list(cell: &str) -> impl Iterator<Item = &str> {
+    cell.split(';').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `local@domain`, both parts present, no white space: enough to catch a name or a phone number
+/// in an address column.
+fn is_address(a: &str) -> bool {
+    match a.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && !domain.is_empty() && !a.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// A name folded for comparison: lower case, accents removed, typographic apostrophes and
+/// hyphens made plain, words in order with "Surname, Forename" turned round, single spaces.
 pub fn name_key(name: &str) -> String {
     let name = name.trim().trim_matches(|c| c == '"' || c == '\'');
     let turned = match name.split_once(',') {
@@ -213,20 +299,36 @@ pub fn name_key(name: &str) -> String {
         }
         _ => name.to_string(),
     };
-    turned
-        .chars()
-        .map(fold_accent)
-        .collect::<String>()
-        .to_lowercase()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    let folded: String = if turned.is_ascii() {
+        turned
+    } else {
+        turned.chars().map(fold_accent).collect()
+    };
+    let lower = folded.to_lowercase();
+    let mut key = String::with_capacity(lower.len());
+    for word in lower.split_whitespace() {
+        if !key.is_empty() {
+            key.push(' ');
+        }
+        key.push_str(word);
+    }
+    key
 }
 
-/// The base letter of an accented Latin letter (the letters of UK and European names).
+/// The base letter of an accented Latin letter (the letters of UK and European names); the
+/// plain `'` for the apostrophes that word processors and phones type (O’Connor), and the plain
+/// `-` for typographic hyphens.
 fn fold_accent(c: char) -> char {
     const FROM: &str = "ÀÁÂÃÄÅàáâãäåĀāĂăĄąÇçĆćĈĉĊċČčĎďĐđÈÉÊËèéêëĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĦħÌÍÎÏìíîïĨĩĪīĬĭĮįİıĴĵĶķĹĺĻļĽľĿŀŁłÑñŃńŅņŇňÒÓÔÕÖØòóôõöøŌōŎŏŐőŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŦŧÙÚÛÜùúûüŨũŪūŬŭŮůŰűŲųŴŵÝýÿŶŷŸŹźŻżŽž";
     const TO: &str = "AAAAAAaaaaaaAaAaAaCcCcCcCcCcDdDdEEEEeeeeEeEeEeEeEeGgGgGgGgHhHhIIIIiiiiIiIiIiIiIiJjKkLlLlLlLlLlNnNnNnNnOOOOOOooooooOoOoOoRrRrRrSsSsSsSsTtTtTtUUUUuuuuUuUuUuUuUuUuWwYyyYyYZzZzZz";
+    if c.is_ascii() {
+        return c;
+    }
+    match c {
+        '\u{2018}' | '\u{2019}' | '\u{201B}' | '\u{02BC}' | '\u{00B4}' | '\u{2032}' => return '\'',
+        '\u{2010}' | '\u{2011}' => return '-',
+        _ => {}
+    }
     match FROM.chars().position(|f| f == c) {
         Some(i) => TO.chars().nth(i).unwrap_or(c),
         None => c,
@@ -341,5 +443,168 @@ mod tests {
         let d = parse("role,name,school_email,personal_emails,personal_phones,date_of_birth,status\r\nstaff,\"Baker, Tom\",t@x,\"a@g.com; b@h.com\",,,current\r\n").unwrap();
         assert_eq!(d.people[0].name, "Baker, Tom");
         assert_eq!(d.people[0].personal_emails, vec!["a@g.com", "b@h.com"]);
+    }
+
+    const HEADER: &str =
+        "role,name,school_email,personal_emails,personal_phones,date_of_birth,status\n";
+
+    /// The error for `rows` under the standard header.
+    fn error(rows: &str) -> DirectoryError {
+        parse(&format!("{HEADER}{rows}")).unwrap_err()
+    }
+
+    #[test]
+    fn the_same_address_on_two_rows_names_both_lines() {
+        // School address twice, in different case.
+        let e = error("staff,A,a@x.uk,,,,\npupil,B,b@p.x.uk,,,2012-01-01,\nstaff,C,A@X.uk,,,,\n");
+        assert_eq!(e.line, Some(4));
+        assert_eq!(
+            e.to_string(),
+            "d.csv:4: a@x.uk is already on line 2 (A); an address may belong to one person only"
+        );
+        // One person's personal address is another's school address.
+        let e =
+            error("pupil,B,b@p.x.uk,mum@gmail.com,,2012-01-01,\n\nstaff,Mum,mum@gmail.com,,,,\n");
+        assert_eq!(e.line, Some(4));
+        assert!(e.message.contains("already on line 2 (B)"), "{e}");
+        // Personal on both rows, among others.
+        let e = error(
+            "pupil,B,,b@g.com; shared@g.com,,2012-01-01,\npupil,C,,c@g.com;SHARED@g.com,,2012-01-01,\n",
+        );
+        assert_eq!(e.line, Some(3));
+        assert!(
+            e.message.starts_with("shared@g.com is already on line 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_address_twice_on_one_row_is_one_address_unless_school_and_personal() {
+        let d = parse(&format!(
+            "{HEADER}pupil,B,b@p.x.uk,b@g.com;B@G.com,,2012-01-01,\n"
+        ))
+        .unwrap();
+        assert_eq!(d.people[0].personal_emails, vec!["b@g.com"]);
+        let e = error("pupil,B,b@p.x.uk,B@p.x.uk,,2012-01-01,\n");
+        assert_eq!(e.line, Some(2));
+        assert!(
+            e.message.contains("both the school address and a personal"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_date_names_its_line() {
+        let e = error("pupil,A,a@p.x,,,2012-01-01,\npupil,B,b@p.x,,,14/03/2010,current\n");
+        assert_eq!(
+            e.to_string(),
+            "d.csv:3: date_of_birth \"14/03/2010\" is not a date (YYYY-MM-DD)"
+        );
+        let e = error("pupil,B,b@p.x,,,2010-02-30,current\n");
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn a_bad_status_names_its_line() {
+        let e = error("pupil,B,b@p.x,,,2010-02-03,expelled\n");
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("\"expelled\""), "{e}");
+    }
+
+    #[test]
+    fn a_row_with_the_wrong_number_of_cells_names_its_line() {
+        // An unquoted comma in a name: one cell too many.
+        let e = error("staff,A,a@x,,,,\nstaff,Baker, Tom,t@x,,,,current\n");
+        assert_eq!(e.line, Some(3));
+        assert_eq!(
+            e.to_string(),
+            "d.csv:3: 8 cells, but the header row has 7; a cell holding a comma must be in double quotes"
+        );
+        // A row cut short.
+        let e = error("staff,A,a@x,,,,\nstaff,B,b@x\n");
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.starts_with("3 cells"), "{e}");
+        // A quoted line break keeps the row whole; the next row's line is still right.
+        let e = error("staff,\"A\nB\",a@x,,,,\nstaff,C\n");
+        assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn an_empty_name_names_its_line() {
+        let e = error("staff,A,a@x,,,,\npupil,  ,b@p.x,,,2012-01-01,current\n");
+        assert_eq!(e.to_string(), "d.csv:3: the name is empty");
+    }
+
+    #[test]
+    fn something_that_is_not_an_address_names_its_line() {
+        for cell in ["07700 900123", "@x.uk", "a@", "a b@x.uk"] {
+            let e = error(&format!("staff,A,a@x,\"{cell}\",,,\n"));
+            assert_eq!(e.line, Some(2), "{cell}");
+            assert!(e.message.contains("is not a mail address"), "{cell}: {e}");
+        }
+    }
+
+    #[test]
+    fn header_problems_name_line_one() {
+        let e = parse("role,name,school_email,personal_emails,date_of_birth,status\n").unwrap_err();
+        assert_eq!(e.line, Some(1));
+        assert!(e.message.contains("no \"personal_phones\" column"), "{e}");
+        let e = parse(
+            "role,name,name,school_email,personal_emails,personal_phones,date_of_birth,status\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("two \"name\" columns"), "{e}");
+        let e = parse("").unwrap_err();
+        assert!(e.message.contains("empty"), "{e}");
+        // Extra columns, in any order, with a BOM and CRLF: fine.
+        let d = parse("\u{feff}Status,Name,Year,Role,School_Email,Personal_Emails,Personal_Phones,Date_of_Birth\r\ncurrent,A,7,pupil,a@p.x,,,2013-01-01\r\n").unwrap();
+        assert_eq!(d.people[0].name, "A");
+    }
+
+    #[test]
+    fn not_utf8_and_an_open_quote_name_their_lines() {
+        let mut bytes = format!("{HEADER}staff,A,a@x,,,,\nstaff,J").into_bytes();
+        bytes.extend_from_slice(b"\xe9r\xf4me,j@x,,,,\n");
+        let e = Directory::parse(Path::new("d.csv"), &bytes, &[]).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("not UTF-8"), "{e}");
+        let e = error("staff,A,a@x,,,,\nstaff,\"B,b@x,,,,\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("never closed"), "{e}");
+    }
+
+    #[test]
+    fn blank_rows_are_skipped() {
+        let d = parse(&format!("{HEADER}\nstaff,A,a@x,,,,\n,,,,,,\n\r\n")).unwrap();
+        assert_eq!(d.people.len(), 1);
+    }
+
+    #[test]
+    fn a_name_finds_the_first_pupil_with_it_not_staff() {
+        let d = parse(&format!(
+            "{HEADER}staff,Sam Lee,s.lee@x,,,,\npupil,Sam Lee,old@p.x,,,2001-01-01,former\npupil,Sám  LEE,sam@p.x,,,2012-01-01,\npupil,Sam Lee,sam2@p.x,,,2012-01-01,\n"
+        ))
+        .unwrap();
+        let today = jiff::civil::date(2026, 11, 23);
+        let p = d.pupil_named("Lee, Sam", today).unwrap();
+        assert_eq!(p.school_email.as_deref(), Some("sam@p.x"));
+        assert!(d.pupil_named("", today).is_none());
+        assert!(d.pupil_named("Tom Lee", today).is_none());
+    }
+
+    #[test]
+    fn name_keys_fold_accents_case_and_spaces() {
+        assert_eq!(
+            name_key("  Zoë   ŁUKASZEWSKA-Núñez "),
+            "zoe lukaszewska-nunez"
+        );
+        assert_eq!(name_key("O'Brien, Siân"), "sian o'brien");
+        assert_eq!(name_key("\"Smith, Jamie\""), "jamie smith");
+        assert_eq!(name_key("Smith,"), "smith,");
+        assert_eq!(name_key("Seán O\u{2019}Connor"), name_key("Sean O'Connor"));
+        assert_eq!(
+            name_key("Anne\u{2011}Marie O\u{02BC}Neil"),
+            "anne-marie o'neil"
+        );
     }
 }

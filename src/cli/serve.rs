@@ -1,13 +1,23 @@
-//! `schoolgate serve`: run the relay until SIGTERM; reload on SIGHUP.
+//! `schoolgate serve`: run the relay until SIGTERM; reload on SIGHUP or when a file changes.
 //!
 //! SIGTERM (or Ctrl-C) stops accepting, tells idle clients 421, lets messages in flight finish
-//! (up to `relay.shutdown_grace`) and records the stop. SIGHUP re-reads the config and puts the
-//! new policy and next hop in force for new messages; a bad config is refused with a log line and
-//! the old one stays. Listeners and TLS are kept: changing them needs a restart.
+//! (up to `relay.shutdown_grace`) and records the stop. SIGHUP re-reads the config and the
+//! directory and puts the new policy, directory and next hop in force for new messages; a bad
+//! config or directory is refused with a log line naming the file and line, and the old one stays.
+//! Listeners and TLS are kept: changing them needs a restart.
+//!
+//! The config file and the directory file are also watched (by polling: no inotify): every
+//! [`WATCH_INTERVAL`] their modification and change times, size and inode are compared with what
+//! the last reload (or the start) read, and a change that has then stayed the same for a whole
+//! interval (so that an export or an editor is never caught half-way through writing) runs the
+//! same reload as SIGHUP, once; a file a SIGHUP reload has already read is not read again, and a
+//! refused file is not retried until it changes. A message in flight keeps the config and
+//! directory it started with.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
@@ -24,13 +34,19 @@ use crate::smtp::server::{Relay, accept_loop};
 use crate::store::sqlite::SqliteBackend;
 use crate::store::{ActionRecord, AuditLog, AuditRecord, RecordKind};
 
+/// How often the config and directory files are checked for changes.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+    // Stamped before reading: a change made while starting is seen by the first polls.
+    let mut read = Watched::default();
+    read.stamp(config_path);
     let config = super::load_config(config_path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, read))
 }
 
 fn next_hop_for(config: &Config) -> anyhow::Result<NextHop> {
@@ -44,7 +60,7 @@ fn next_hop_for(config: &Config) -> anyhow::Result<NextHop> {
     .with_context(|| format!("{}: relay.next_hop", config.source.display()))
 }
 
-async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     let state_dir = config.storage.state_dir.clone();
     std::fs::create_dir_all(&state_dir).with_context(|| {
         format!(
@@ -55,6 +71,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     })?;
     let audit = AuditLog::start(Box::new(SqliteBackend::open(&state_dir)?))?;
     let tls = load_tls(&config)?;
+    read.stamp(&config.school.directory);
     let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
     let next_hop = next_hop_for(&config)?;
     let mut listeners = Vec::new();
@@ -98,13 +115,19 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         accepting.push(tokio::spawn(accept_loop(Arc::clone(&relay), l)));
     }
 
+    let reloader = Arc::new(Reloader {
+        relay: Arc::clone(&relay),
+        read: tokio::sync::Mutex::new(read),
+    });
+    let watching = tokio::spawn(watch_files(Arc::clone(&reloader), stop_tx.subscribe()));
+
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
-            _ = hup.recv() => reload(&relay).await,
+            _ = hup.recv() => reloader.reload(Trigger::Signal, None).await,
         }
     }
 
@@ -113,6 +136,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         "stopping: no new connections; finishing messages in flight"
     );
     let _ = stop_tx.send(true);
+    let _ = watching.await;
     for a in accepting {
         let _ = a.await;
     }
@@ -135,45 +159,218 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn reload(relay: &Relay) {
-    let old = relay.config();
-    let result = Config::load(&old.source)
-        .map_err(anyhow::Error::from)
-        .and_then(|new| {
-            let directory = Directory::load(&new.school.directory, &new.school.staff_roles)?;
+/// What a file looked like: enough to tell that it was written or replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    dev: u64,
+    ino: u64,
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// `None` when the file is not there (or cannot be looked at).
+    fn of(path: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Stamp {
+            modified: m.modified().ok(),
+            len: m.len(),
+            dev: m.dev(),
+            ino: m.ino(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+}
+
+/// The files a reload reads, each with what it looked like just before it was read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Watched(Vec<(PathBuf, Option<Stamp>)>);
+
+impl Watched {
+    /// Adds `path` as it is now (once: a path already there keeps its stamp).
+    fn stamp(&mut self, path: &Path) {
+        if !self.0.iter().any(|(p, _)| p == path) {
+            self.0.push((path.to_path_buf(), Stamp::of(path)));
+        }
+    }
+
+    /// The same files as they are now.
+    fn now(&self) -> Watched {
+        Watched(
+            self.0
+                .iter()
+                .map(|(p, _)| (p.clone(), Stamp::of(p)))
+                .collect(),
+        )
+    }
+
+    /// The files whose stamp differs in `now`.
+    fn changed(&self, now: &Watched) -> Vec<PathBuf> {
+        now.0
+            .iter()
+            .filter(|(p, s)| !self.0.iter().any(|(q, t)| q == p && t == s))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// Only the files in `keep`.
+    fn only(self, keep: &[&Path]) -> Watched {
+        Watched(
+            self.0
+                .into_iter()
+                .filter(|(p, _)| keep.contains(&p.as_path()))
+                .collect(),
+        )
+    }
+}
+
+/// Why a reload runs.
+enum Trigger {
+    Signal,
+    Changed(Vec<PathBuf>),
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Signal => write!(f, "on SIGHUP"),
+            Trigger::Changed(paths) => write!(
+                f,
+                "after a change to {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+        }
+    }
+}
+
+/// Runs reloads one at a time, whether SIGHUP or a changed file asks for them.
+struct Reloader {
+    relay: Arc<Relay>,
+    /// What the last reload (or the start) read. Locked for the whole of a reload.
+    read: tokio::sync::Mutex<Watched>,
+}
+
+impl Reloader {
+    /// Re-reads the config and the directory and puts them in force, or keeps the old ones
+    /// and says why; either way an audit record says what happened. With `expected`, does
+    /// nothing unless the files read last are still as `expected` says, so that a change
+    /// another reload has already read is not read twice.
+    async fn reload(&self, trigger: Trigger, expected: Option<&Watched>) {
+        let mut read = self.read.lock().await;
+        if expected.is_some_and(|e| *e != *read) {
+            return;
+        }
+        let relay = &self.relay;
+        let old = relay.config();
+        let (source, in_force) = (old.source.clone(), old.school.directory.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            // Each file is stamped just before it is read: a write after that is a change
+            // the next polls see.
+            let mut seen = Watched::default();
+            seen.stamp(&source);
+            seen.stamp(&in_force);
+            let result = Config::load(&source)
+                .map_err(anyhow::Error::from)
+                .and_then(|new| {
+                    seen.stamp(&new.school.directory);
+                    let directory =
+                        Directory::load(&new.school.directory, &new.school.staff_roles)?;
+                    Ok((new, directory))
+                });
+            (result, seen)
+        })
+        .await;
+        let (result, seen) = match loaded {
+            Ok(loaded) => loaded,
+            // Stamped now, so that the same files are not tried again and again.
+            Err(e) => (
+                Err(anyhow::anyhow!("the reload stopped unexpectedly: {e}")),
+                read.now(),
+            ),
+        };
+        let result = result.and_then(|(new, directory)| {
             let hop = next_hop_for(&new)?;
             Ok((new, directory, hop))
         });
-    let detail = match result {
-        Ok((new, directory, hop)) => {
-            if new.relay.listen != old.relay.listen
-                || new.relay.tls_cert != old.relay.tls_cert
-                || new.relay.tls_key != old.relay.tls_key
-            {
-                tracing::warn!("relay.listen and TLS changes take effect only after a restart");
+        let detail = match result {
+            Ok((new, directory, hop)) => {
+                if new.relay.listen != old.relay.listen
+                    || new.relay.tls_cert != old.relay.tls_cert
+                    || new.relay.tls_key != old.relay.tls_key
+                {
+                    tracing::warn!("relay.listen and TLS changes take effect only after a restart");
+                }
+                let d = format!(
+                    "configuration reloaded from {} {trigger}; directory {} ({} people); next hop {}",
+                    new.source.display(),
+                    new.school.directory.display(),
+                    directory.people.len(),
+                    hop.describe()
+                );
+                // From now on, watch the files the new config names.
+                *read = seen.only(&[new.source.as_path(), new.school.directory.as_path()]);
+                relay.replace(Arc::new(new), directory, hop);
+                tracing::info!("{d}");
+                d
             }
-            let d = format!(
-                "configuration reloaded from {}; directory {} ({} people); next hop {}",
-                new.source.display(),
-                new.school.directory.display(),
-                directory.people.len(),
-                hop.describe()
-            );
-            relay.replace(Arc::new(new), directory, hop);
-            tracing::info!("{d}");
-            d
+            Err(e) => {
+                // The files tried stay watched (a fixed directory is a change), and so does the
+                // directory in force.
+                *read = seen;
+                tracing::error!(
+                    "reload refused {trigger}, the old configuration stays in force: {e:#}"
+                );
+                format!("reload refused, old configuration kept: {e:#} ({trigger})")
+            }
+        };
+        if let Err(e) = relay
+            .audit
+            .append(gateway_action(RecordKind::ConfigReload, &detail))
+            .await
+        {
+            tracing::error!(error = %e, "could not record the reload");
         }
-        Err(e) => {
-            tracing::error!("reload refused, the old configuration stays in force: {e:#}");
-            format!("reload refused, old configuration kept: {e:#}")
+    }
+}
+
+/// Every [`WATCH_INTERVAL`], compares the files the last reload read with what is on disk now;
+/// once a change has stayed the same for a whole interval, reloads. Ends when `stop` turns true.
+async fn watch_files(reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(WATCH_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    // A change seen at the last tick, not yet read.
+    let mut pending: Option<Watched> = None;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
         }
-    };
-    if let Err(e) = relay
-        .audit
-        .append(gateway_action(RecordKind::ConfigReload, &detail))
-        .await
-    {
-        tracing::error!(error = %e, "could not record the reload");
+        let read = reloader.read.lock().await.clone();
+        let probe = read.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || probe.now()).await else {
+            continue;
+        };
+        if now == read {
+            pending = None;
+            continue;
+        }
+        if pending.as_ref() != Some(&now) {
+            // Changed, or still changing: wait an interval for it to settle.
+            pending = Some(now);
+            continue;
+        }
+        pending = None;
+        let changed = read.changed(&now);
+        reloader
+            .reload(Trigger::Changed(changed), Some(&read))
+            .await;
     }
 }
 
