@@ -855,6 +855,30 @@ mod tests {
     }
 
     #[test]
+    fn the_next_hop_password_is_read_from_its_file_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let pass = dir.path().join("smarthost.pass");
+        std::fs::write(&pass, "s3cret\n").unwrap();
+        let text = EXAMPLE.replace(
+            "# next_hop_auth = { user = \"schoolgate\", password_file = \"/etc/schoolgate/smarthost.pass\" }",
+            &format!("next_hop_auth = {{ user = \"schoolgate\", password_file = \"{}\" }}", pass.display()),
+        );
+        let c = parse(&text).unwrap();
+        let auth = c.next_hop_auth().unwrap().unwrap();
+        assert_eq!(
+            (auth.user.as_str(), auth.password.as_str()),
+            ("schoolgate", "s3cret")
+        );
+        assert!(!format!("{auth:?}").contains("s3cret"));
+        std::fs::remove_file(&pass).unwrap();
+        let e = c.next_hop_auth().unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("relay.next_hop_auth.password_file")
+        );
+    }
+
+    #[test]
     fn sizes_and_durations() {
         assert_eq!("64KiB".parse::<ByteSize>().unwrap(), ByteSize(65536));
         assert_eq!("10MB".parse::<ByteSize>().unwrap(), ByteSize(10_000_000));

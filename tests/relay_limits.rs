@@ -240,3 +240,34 @@ fn lf_dot_crlf_does_not_end_the_message_so_nothing_is_smuggled() {
             .contains("foo\r\n\r\nMAIL FROM:<evil@example.org>\r\n")
     );
 }
+
+#[test]
+fn a_client_trickling_data_past_data_timeout_gets_421_and_nothing_is_delivered() {
+    let gw = Gateway::start(|cfg| set(cfg, "relay.data_timeout", "2s"));
+    let mut c = Client::ready(gw.port);
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{FROM}>")).unwrap().code, 250);
+    assert_eq!(c.cmd("RCPT TO:<parent@example.org>").unwrap().code, 250);
+    assert_eq!(c.cmd("DATA").unwrap().code, 354);
+    c.write(b"Subject: slow\r\n\r\n").unwrap();
+    // A line every 300 ms: each read is quick, but the whole transfer overruns.
+    let mut reply = None;
+    for _ in 0..20 {
+        if c.write(b"still typing\r\n").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if gw.log().contains("timeout during DATA") {
+            reply = c.read_reply().ok();
+            break;
+        }
+    }
+    let r = reply.expect("the gateway gave up on the slow client");
+    assert_eq!(r.code, 421, "{r}");
+    assert!(gw.outbox_messages().is_empty());
+    let aborted: Vec<_> = gw
+        .message_records()
+        .into_iter()
+        .filter(|r| r.outcome.as_deref() == Some("aborted"))
+        .collect();
+    assert_eq!(aborted.len(), 1, "the abandoned transfer is audited");
+}
