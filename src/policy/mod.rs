@@ -118,12 +118,11 @@ pub fn evaluate(
     let summary = summarise(message);
     // A bug must not cost a message its reply: a panic in a rule is contained and audited.
     let flags = catch_unwind(AssertUnwindSafe(|| {
-        let new_text = disclaimer::new_text(message);
         contact::check(
             &contact::Message {
                 envelope,
                 header_recipients: &summary.recipients,
-                new_text: &new_text,
+                new_text: &|| disclaimer::new_text(message),
                 received: now,
             },
             config,

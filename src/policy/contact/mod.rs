@@ -44,8 +44,8 @@ pub struct Message<'a> {
     pub envelope: &'a Envelope,
     /// To and Cc from the header: display name and address.
     pub header_recipients: &'a [(Option<String>, String)],
-    /// The author's new text (quoted thread removed).
-    pub new_text: &'a str,
+    /// The author's new text (quoted thread removed), worked out only for a message to a pupil.
+    pub new_text: &'a dyn Fn() -> String,
     /// When the gateway received it.
     pub received: jiff::Timestamp,
 }
@@ -164,7 +164,7 @@ pub fn check(m: &Message<'_>, config: &Config, directory: &Directory) -> Vec<Fla
     // Personal contact details in the author's own text.
     let sender_person = directory.person(&sender);
     shared_contacts(
-        m.new_text,
+        &(m.new_text)(),
         sender_person,
         &school,
         &pupil_domain,

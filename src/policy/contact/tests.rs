@@ -54,7 +54,7 @@ fn run(
         &Message {
             envelope: &envelope,
             header_recipients: &header,
-            new_text: text,
+            new_text: &|| text.to_string(),
             received: at,
         },
         &config,

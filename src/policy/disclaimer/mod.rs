@@ -434,6 +434,41 @@ fn rewrite_part(
     };
 
     let mut header_changes: Vec<(&str, String)> = Vec::new();
+    // The common cases insert the segment and leave the body where it is: no copy of a large
+    // part is made (the relay applies the insertion while writing the outgoing message).
+    if part.header.body_start > part.header.fields_end {
+        match (&encoded_segment, cte) {
+            (Some(seg), Cte::Identity { seven_bit })
+                if (!seven_bit || seg.is_ascii())
+                    && longest_line(body) <= MAX_LINE
+                    && longest_line(seg) <= MAX_LINE =>
+            {
+                // The segment starts and ends on line boundaries, so no line grows.
+                let at = body_range.start + point.offset;
+                return Ok(PartEdit::Replace {
+                    range: at..at,
+                    bytes: seg.clone(),
+                    note,
+                });
+            }
+            (Some(seg), Cte::QuotedPrintable) => {
+                let e = qp_encoded_offset(body, point.offset);
+                let mut b = Vec::with_capacity(seg.len() * 3 + 8);
+                if e > 0 && body[e - 1] != b'\n' {
+                    b.push(b'=');
+                    b.extend_from_slice(eol);
+                }
+                b.extend_from_slice(&qp_encode(seg, eol));
+                let at = body_range.start + e;
+                return Ok(PartEdit::Replace {
+                    range: at..at,
+                    bytes: b,
+                    note,
+                });
+            }
+            _ => {}
+        }
+    }
     let new_body: Vec<u8> = match (encoded_segment, cte) {
         // Splice: every original byte of the encoded body stays.
         (Some(seg), Cte::Identity { seven_bit }) if !seven_bit || seg.is_ascii() => {
@@ -845,6 +880,24 @@ fn wrap(raw: &[u8], root: &Part, d: &Disclaimer<'_>) -> Vec<Edit> {
 #[cfg(test)]
 mod tests;
 
+/// How much of each main part the contact rules read.
+const MAX_INSPECT: usize = 1 << 20;
+
+/// The start of a base64 body holding about `decoded` bytes, cut at a whole group of four.
+fn base64_prefix(body: &[u8], decoded: usize) -> &[u8] {
+    let want = decoded.div_ceil(3) * 4;
+    let mut chars = 0;
+    for (i, &b) in body.iter().enumerate() {
+        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=' {
+            chars += 1;
+            if chars >= want && chars % 4 == 0 {
+                return &body[..=i];
+            }
+        }
+    }
+    body
+}
+
 /// The text the author wrote: every main text part decoded, with the quoted thread taken out
 /// (`>` lines and their attributions, blockquotes, Outlook's unmarked quote and everything
 /// below it) and HTML markup dropped. For the contact rules: an address or phone number in an
@@ -857,14 +910,19 @@ pub fn new_text(raw: &[u8]) -> String {
     let mut out = String::new();
     for (part, is_html) in found.main {
         let body = &raw[part.body()];
-        let decoded = match part.encoding.as_str() {
-            "quoted-printable" => qp_decode(body),
-            "base64" => base64_decode(body).unwrap_or_default(),
-            _ => body.to_vec(),
+        // The rules read the first MiB of each part (Exchange reads 150 KB): enough for any
+        // text a person writes, and a 50 MiB body costs no more than a 1 MiB one.
+        let decoded: Cow<'_, [u8]> = match part.encoding.as_str() {
+            "quoted-printable" => Cow::Owned(qp_decode(&body[..body.len().min(3 * MAX_INSPECT)])),
+            "base64" => {
+                Cow::Owned(base64_decode(base64_prefix(body, MAX_INSPECT)).unwrap_or_default())
+            }
+            _ => Cow::Borrowed(&body[..body.len().min(MAX_INSPECT)]),
         };
+        let decoded = &decoded[..decoded.len().min(MAX_INSPECT)];
         let label = part.content_type.param("charset").unwrap_or("us-ascii");
-        let charset = Charset::from_label(label, &decoded).unwrap_or(Charset::Utf8);
-        let text = charset.decode_lossy(&decoded);
+        let charset = Charset::from_label(label, decoded).unwrap_or(Charset::Utf8);
+        let text = charset.decode_lossy(decoded);
         if is_html {
             let html = placement::without_blockquotes(&text);
             let mut end = placement::in_html(html.as_bytes()).offset.min(html.len());
