@@ -277,9 +277,7 @@ impl FromStr for ClockTime {
 
 impl<'de> Deserialize<'de> for ClockTime {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        from_text(d)
     }
 }
 
@@ -332,9 +330,7 @@ impl FromStr for Days {
 
 impl<'de> Deserialize<'de> for Days {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        from_text(d)
     }
 }
 
@@ -439,9 +435,7 @@ impl FromStr for Address {
 
 impl<'de> Deserialize<'de> for Address {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        from_text(d)
     }
 }
 
@@ -471,9 +465,7 @@ impl FromStr for Domain {
 
 impl<'de> Deserialize<'de> for Domain {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        from_text(d)
     }
 }
 
@@ -548,6 +540,17 @@ impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         number_or_text(d, |n| HumanDuration(Duration::from_secs(n)))
     }
+}
+
+/// A value written as text and checked by its `FromStr`, the error at the value's position.
+fn from_text<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
 }
 
 /// A value written as a bare number (bytes, seconds) or as text with a unit.

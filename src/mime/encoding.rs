@@ -100,18 +100,7 @@ fn qp_encode_lines(decoded: &[u8], eol: &[u8], text: bool) -> Vec<u8> {
         let mut col = 0;
         for &b in decoded {
             let literal = (33..=126).contains(&b) && b != b'=';
-            let width = if literal { 1 } else { 3 };
-            if col + width > 75 {
-                out.push(b'=');
-                out.extend_from_slice(eol);
-                col = 0;
-            }
-            if literal {
-                out.push(b);
-            } else {
-                out.extend_from_slice(format!("={b:02X}").as_bytes());
-            }
-            col += width;
+            push_qp(&mut out, &mut col, b, literal, eol);
         }
         return out;
     }
@@ -131,24 +120,31 @@ fn qp_encode_lines(decoded: &[u8], eol: &[u8], text: bool) -> Vec<u8> {
                 || (33..=126).contains(&b) && b != b'='
                     // A line starting with "." or "From " survives any transport.
                     && !(col == 0 && (b == b'.' || b == b'F'));
-            let width = if literal { 1 } else { 3 };
-            if col + width > 75 {
-                out.extend_from_slice(b"=");
-                out.extend_from_slice(eol);
-                col = 0;
-            }
-            if literal {
-                out.push(b);
-            } else {
-                out.extend_from_slice(format!("={b:02X}").as_bytes());
-            }
-            col += width;
+            push_qp(&mut out, &mut col, b, literal, eol);
         }
         if !last {
             out.extend_from_slice(eol);
         }
     }
     out
+}
+
+/// Writes one byte (as itself, or as `=XX`), with a soft line break first when the line would
+/// pass 76 characters.
+fn push_qp(out: &mut Vec<u8>, col: &mut usize, b: u8, literal: bool, eol: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let width = if literal { 1 } else { 3 };
+    if *col + width > 75 {
+        out.push(b'=');
+        out.extend_from_slice(eol);
+        *col = 0;
+    }
+    if literal {
+        out.push(b);
+    } else {
+        out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+    }
+    *col += width;
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
