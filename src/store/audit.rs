@@ -5,8 +5,9 @@
 //! hash and the record's stored JSON, so a changed, inserted, deleted or reordered record breaks
 //! the chain at that point and [`verify_chain`] names it.
 //!
-//! All appends go through one writer thread ([`AuditLog`]): it is the only place sequence numbers
-//! and hashes are assigned, so concurrent SMTP sessions can never fork the chain, and it commits
+//! All appends in a process go through one writer thread ([`AuditLog`]), and the backend reads
+//! the head and chains inside its write transaction ([`Backend::append_chained`]), so neither
+//! concurrent SMTP sessions nor another process (the CLI) can fork the chain; the writer commits
 //! whatever has queued up meanwhile in one durable transaction (group commit), so a busy gateway
 //! pays one fsync for many messages.
 
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use super::{Backend, NewEntry, StoreError};
+use super::{Backend, StoreError};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -150,11 +151,15 @@ pub struct MessageRecord {
     /// What the policy decided: `deliver`, `quarantine` or `reject`.
     pub verdict: String,
     /// What actually happened: `delivered`, `deferred` (4xx to the client), `refused` (the next
-    /// hop's 5xx passed back), `rejected` (our own 5xx), `aborted` (the client went away).
+    /// hop's 5xx passed back), `rejected` (our own 5xx), `quarantined` (held for review, see
+    /// `quarantine_id`), `aborted` (the client went away).
     pub outcome: String,
     /// Why, in words, when the outcome is not `delivered`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The quarantine entry holding the message, when the outcome is `quarantined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_id: Option<String>,
     /// The next hop as configured (`smtp://…`, `outbox:…`), without credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_hop: Option<String>,
@@ -229,6 +234,25 @@ impl AuditEntry {
     }
 }
 
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Chains `records` one after another, the first after `head`.
+pub fn chain_all(mut head: Option<ChainHead>, records: &[&AuditRecord]) -> Vec<AuditEntry> {
+    let mut entries = Vec::with_capacity(records.len());
+    for record in records {
+        let entry = AuditEntry::chain(head.as_ref(), record);
+        head = Some(ChainHead {
+            seq: entry.seq,
+            hash: entry.hash.clone(),
+        });
+        entries.push(entry);
+    }
+    entries
+}
+
 /// `SHA-256(seq "\n" prev_hash "\n" record_json)`, lower-case hex.
 pub fn entry_hash(seq: u64, prev_hash: &str, record_json: &str) -> String {
     let mut h = Sha256::new();
@@ -297,11 +321,12 @@ pub struct AuditLog {
 impl AuditLog {
     /// Starts the writer thread over `backend`.
     pub fn start(mut backend: Box<dyn Backend>) -> Result<Self, StoreError> {
-        let head = backend.head()?;
+        // Fails early on a database that cannot be read.
+        backend.head()?;
         let (jobs, rx) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(backend, head, rx))
+            .spawn(move || writer(backend, rx))
             .map_err(|_| StoreError::WriterGone)?;
         Ok(AuditLog { jobs })
     }
@@ -333,8 +358,10 @@ impl AuditLog {
     }
 }
 
-fn writer(mut backend: Box<dyn Backend>, mut head: Option<ChainHead>, rx: mpsc::Receiver<Job>) {
+fn writer(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Job>) {
     // Blocks for the first job, then takes whatever else is already waiting: that is the group.
+    // The head is not cached here: the backend reads it inside its write transaction, so another
+    // process appending to the same database cannot fork the chain.
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -343,29 +370,11 @@ fn writer(mut backend: Box<dyn Backend>, mut head: Option<ChainHead>, rx: mpsc::
                 Err(_) => break,
             }
         }
-        let mut entries = Vec::with_capacity(jobs.len());
-        let mut tip = head.clone();
-        for job in &jobs {
-            let entry = AuditEntry::chain(tip.as_ref(), &job.record);
-            tip = Some(ChainHead {
-                seq: entry.seq,
-                hash: entry.hash.clone(),
-            });
-            entries.push(entry);
-        }
-        let batch: Vec<NewEntry<'_>> = jobs
-            .iter()
-            .zip(&entries)
-            .map(|(job, entry)| NewEntry {
-                entry,
-                record: &job.record,
-            })
-            .collect();
-        let written = backend.append_batch(&batch);
-        drop(batch);
+        let records: Vec<&AuditRecord> = jobs.iter().map(|j| &j.record).collect();
+        let written = backend.append_chained(&records);
+        drop(records);
         match written {
-            Ok(()) => {
-                head = tip;
+            Ok(entries) => {
                 for (job, entry) in jobs.into_iter().zip(entries) {
                     let _ = job.done.send(Ok(entry));
                 }
@@ -375,10 +384,6 @@ fn writer(mut backend: Box<dyn Backend>, mut head: Option<ChainHead>, rx: mpsc::
                 let reason = format!("audit write failed: {e}");
                 for job in jobs {
                     let _ = job.done.send(Err(reason.clone()));
-                }
-                // The transaction rolled back; re-read the head in case the failure was partial.
-                if let Ok(h) = backend.head() {
-                    head = h;
                 }
             }
         }

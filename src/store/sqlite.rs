@@ -7,18 +7,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use super::{AuditEntry, Backend, ChainHead, NewEntry, StoreError};
+use super::{AuditEntry, AuditRecord, Backend, ChainHead, NewEntry, StoreError};
 
 /// The database file's name inside `storage.state_dir`.
 pub const DATABASE_FILE: &str = "schoolgate.db";
 
 /// The schema version this code writes; see [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE audit (
         seq       INTEGER PRIMARY KEY,
         time      TEXT NOT NULL,
@@ -30,7 +31,27 @@ const MIGRATIONS: &[&str] = &["
         hash      TEXT NOT NULL
     );
     CREATE INDEX audit_time ON audit(time);
-"];
+",
+    "
+    CREATE TABLE quarantine (
+        id            TEXT PRIMARY KEY,
+        time          TEXT NOT NULL,
+        mail_from     TEXT NOT NULL,
+        rcpt_to       TEXT NOT NULL,
+        subject       TEXT,
+        size          INTEGER NOT NULL,
+        sha256        TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        acted_by      TEXT,
+        acted_at      TEXT,
+        action_reason TEXT,
+        smtputf8      INTEGER NOT NULL DEFAULT 0,
+        body_8bit     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX quarantine_state ON quarantine(state, time);
+",
+];
 
 /// The audit trail in SQLite.
 pub struct SqliteBackend {
@@ -42,26 +63,8 @@ impl SqliteBackend {
     /// Opens (creating and migrating if needed) `state_dir/schoolgate.db`.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         let path = state_dir.join(DATABASE_FILE);
-        let open_err = |source| StoreError::Open {
-            path: path.clone(),
-            source,
-        };
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        let mut backend = SqliteBackend { conn, path };
-        backend.migrate()?;
-        Ok(backend)
+        let conn = open_connection(state_dir)?;
+        Ok(SqliteBackend { conn, path })
     }
 
     /// Opens an existing database read-only (for `audit verify` and exports).
@@ -80,26 +83,59 @@ impl SqliteBackend {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
 
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let found: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found,
-                known: SCHEMA_VERSION,
-            });
-        }
-        for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", version as i64 + 1)?;
-            tx.commit()?;
-        }
-        Ok(())
+/// Opens (creating and migrating if needed) `state_dir/schoolgate.db` read-write, with the
+/// durability settings every writer uses. The gateway, the CLI and the quarantine each open
+/// their own connection; WAL and `BEGIN IMMEDIATE` let them share the file.
+pub(crate) fn open_connection(state_dir: &Path) -> Result<Connection, StoreError> {
+    let path = state_dir.join(DATABASE_FILE);
+    let open_err = |source| StoreError::Open {
+        path: path.clone(),
+        source,
+    };
+    let mut conn = Connection::open_with_flags(
+        &path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    migrate(&mut conn, &path)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let too_new = |found| StoreError::TooNew {
+        path: path.to_path_buf(),
+        found,
+        known: SCHEMA_VERSION,
+    };
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(too_new(found));
     }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Another process may be migrating at the same moment: take the write lock, then look again.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(too_new(found));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl SqliteBackend {
@@ -162,6 +198,31 @@ impl Backend for SqliteBackend {
         written
     }
 
+    /// Chains against the head read inside the write transaction: `BEGIN IMMEDIATE` holds the
+    /// database's write lock from before the head is read until the commit, so another process
+    /// appending to the same database (the CLI while the gateway runs) cannot fork the chain.
+    fn append_chained(&mut self, records: &[&AuditRecord]) -> Result<Vec<AuditEntry>, StoreError> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let written = (|| {
+            let head = self.head()?;
+            let entries = super::audit::chain_all(head, records);
+            let batch: Vec<NewEntry<'_>> = records
+                .iter()
+                .zip(&entries)
+                .map(|(record, entry)| NewEntry { entry, record })
+                .collect();
+            self.insert_and_commit(&batch)?;
+            Ok(entries)
+        })();
+        if written.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        written
+    }
+
     fn read_from(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, prev_hash, hash, record FROM audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
@@ -211,6 +272,33 @@ mod tests {
         let mut reader = SqliteBackend::open_read_only(dir.path()).unwrap();
         let head = verify_chain(&mut reader).unwrap().unwrap();
         assert_eq!(head.seq, 400);
+    }
+
+    #[test]
+    fn two_logs_on_one_database_do_not_fork_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = AuditLog::start(Box::new(SqliteBackend::open(dir.path()).unwrap())).unwrap();
+        let b = AuditLog::start(Box::new(SqliteBackend::open(dir.path()).unwrap())).unwrap();
+        for n in 0..20 {
+            let log = if n % 2 == 0 { &a } else { &b };
+            assert_eq!(log.append_blocking(record(n)).unwrap().seq, n as u64 + 1);
+        }
+        // And side by side, from two threads at once.
+        let (a2, b2) = (a.clone(), b.clone());
+        let ta = std::thread::spawn(move || {
+            for n in 0..50 {
+                a2.append_blocking(record(n)).unwrap();
+            }
+        });
+        let tb = std::thread::spawn(move || {
+            for n in 0..50 {
+                b2.append_blocking(record(n)).unwrap();
+            }
+        });
+        ta.join().unwrap();
+        tb.join().unwrap();
+        let mut reader = SqliteBackend::open_read_only(dir.path()).unwrap();
+        assert_eq!(verify_chain(&mut reader).unwrap().unwrap().seq, 120);
     }
 
     #[test]
