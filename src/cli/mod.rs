@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod check;
 pub mod policy;
+pub mod quarantine;
 pub mod serve;
 
 use std::path::PathBuf;
@@ -34,6 +35,8 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Messages held for review.
+    Quarantine(quarantine::QuarantineArgs),
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy {
             command: PolicyCommand::Check,
         } => policy::run(&cli.config),
+        Command::Quarantine(args) => quarantine::run(&cli.config, args),
         Command::Audit {
             command: AuditCommand::Verify,
         } => audit::verify(&cli.config),

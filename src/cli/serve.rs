@@ -49,7 +49,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(config, read))
 }
 
-fn next_hop_for(config: &Config) -> anyhow::Result<NextHop> {
+pub(crate) fn next_hop_for(config: &Config) -> anyhow::Result<NextHop> {
     let auth = config.next_hop_auth()?;
     NextHop::new(
         &config.relay.next_hop.0,

@@ -1,4 +1,4 @@
-//! Sends the queued DSL alerts through the next hop, and purges old evidence.
+//! Sends the queued DSL alerts through the next hop, and purges old evidence and quarantine.
 //!
 //! Alerts go straight to the next hop, never through our own listener, so an alert is never
 //! itself inspected (no loop). A queued alert waits until its sender has been quiet for
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::server::Relay;
 use crate::alerts::{self, Flagged};
 use crate::envelope::Envelope;
+use crate::store::quarantine::Quarantine;
 use crate::store::{ActionRecord, AuditRecord, RecordKind};
 
 /// How often the queue is looked at.
@@ -177,5 +178,43 @@ async fn purge(relay: &Relay) {
         }
         Ok(Err(e)) => tracing::error!(error = %e, "evidence purge failed"),
         Err(e) => tracing::error!(error = %e, "evidence purge failed"),
+    }
+    purge_quarantine(relay).await;
+}
+
+/// Deletes quarantined messages held longer than `[sensitive] quarantine_retention_days` (none
+/// when it is not set), with an audit record naming them.
+async fn purge_quarantine(relay: &Relay) {
+    let config = relay.config();
+    let Some(days) = config.sensitive.quarantine_retention_days else {
+        return;
+    };
+    let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(i64::from(days) * 24);
+    let quarantine = Quarantine::new(&config.storage.state_dir);
+    match tokio::task::spawn_blocking(move || quarantine.purge(cutoff, days)).await {
+        Ok(Ok(ids)) if ids.is_empty() => {}
+        Ok(Ok(ids)) => {
+            let detail = format!(
+                "retention purge: {} quarantined messages held longer than {days} days deleted: {}",
+                ids.len(),
+                ids.join(", ")
+            );
+            tracing::info!("{detail}");
+            if let Err(e) = relay
+                .audit
+                .append(AuditRecord::action(
+                    RecordKind::Action,
+                    ActionRecord {
+                        actor: "schoolgate".into(),
+                        detail,
+                    },
+                ))
+                .await
+            {
+                tracing::error!(error = %e, "the quarantine purge could not be recorded");
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "quarantine purge failed"),
+        Err(e) => tracing::error!(error = %e, "quarantine purge failed"),
     }
 }

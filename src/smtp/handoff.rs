@@ -5,6 +5,8 @@
 //! reply. A 250 therefore always means "delivered and recorded". If recording fails after the
 //! next hop accepted, the client is told to try again (451) rather than told a half-truth: its
 //! retry reaches the outbox as the same message (see [`delivery_key`]) and is recorded then.
+//! A message the policy quarantines is written durably to the quarantine before its audit
+//! record, and the client hears 250 ("held for review") only after both.
 
 use std::net::SocketAddr;
 
@@ -15,6 +17,7 @@ use super::server::Relay;
 use crate::alerts::Flagged;
 use crate::envelope::Envelope;
 use crate::policy::{self, Verdict};
+use crate::store::quarantine::{NewHeld, Quarantine};
 use crate::store::{AuditRecord, FlagRecord, MessageRecord};
 
 /// A message read to its end, with what we know of the session it came in.
@@ -86,6 +89,8 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
         .notes
         .extend(decision.disclaimer_notes.iter().cloned());
 
+    // The quarantine entry made for this message, undone if its audit record fails.
+    let mut held_id: Option<String> = None;
     let reply = match decision.verdict {
         Verdict::Deliver => {
             // The message as it leaves, written once; the received copy and the edits are
@@ -158,12 +163,49 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
                 }
             }
         }
-        // The rules that quarantine or reject arrive with their issues; until then the core
-        // never decides either, and a message is never silently dropped if it did.
+        // Held for review: the exact bytes that would have left, durably, before the audit
+        // record and the 250 (SPEC, "Nothing is lost").
         Verdict::Quarantine => {
-            record.outcome = "deferred".into();
-            record.detail = Some("quarantine is not available in this version".into());
-            "451 4.3.0 Message held back: quarantine not available, try again later".into()
+            let outgoing =
+                decision.outgoing(&received.message[..received.trace_len], received.original());
+            let quarantine = Quarantine::new(&config.storage.state_dir);
+            let id = received.queue_id.clone();
+            let mail_from = received.envelope.mail_from.clone();
+            let rcpt_to = received.envelope.rcpt_to.clone();
+            let (smtputf8, body_8bit) = (received.envelope.smtputf8, received.envelope.body_8bit);
+            let subject = record.subject.clone();
+            let reason = serde_json::to_value(&record.flags).unwrap_or_default();
+            let held = tokio::task::spawn_blocking(move || {
+                quarantine.hold(
+                    &NewHeld {
+                        id: &id,
+                        mail_from: &mail_from,
+                        rcpt_to: &rcpt_to,
+                        subject: subject.as_deref(),
+                        reason,
+                        smtputf8,
+                        body_8bit,
+                    },
+                    &outgoing,
+                )
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+            match held {
+                Ok(h) => {
+                    record.outcome = "quarantined".into();
+                    record.quarantine_id = Some(h.id.clone());
+                    held_id = Some(h.id.clone());
+                    format!("250 2.0.0 Ok: held for review as {}", h.id)
+                }
+                Err(e) => {
+                    tracing::error!(queue_id = %received.queue_id, error = %e, "not quarantined");
+                    record.outcome = "deferred".into();
+                    record.detail = Some(format!("the message could not be quarantined: {e}"));
+                    "451 4.3.0 Message could not be held for review, try again later".into()
+                }
+            }
         }
         Verdict::Reject => {
             record.outcome = "rejected".into();
@@ -204,6 +246,18 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
         Err(e) => {
             tracing::error!(queue_id = %received.queue_id, error = %e, outcome = %outcome,
                 "the audit record could not be written; telling the client to try again");
+            if let Some(id) = held_id {
+                // Unrecorded, it must not stay held: the client's retry is held (and recorded)
+                // anew.
+                let quarantine = Quarantine::new(&config.storage.state_dir);
+                match tokio::task::spawn_blocking(move || quarantine.unhold(&id)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(queue_id = %received.queue_id, error = %e,
+                        "an unrecorded quarantine entry could not be removed"),
+                    Err(e) => tracing::error!(queue_id = %received.queue_id, error = %e,
+                        "an unrecorded quarantine entry could not be removed"),
+                }
+            }
             "451 4.3.0 Audit trail unavailable, try again later".into()
         }
     }

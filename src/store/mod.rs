@@ -1,5 +1,5 @@
-//! Where schoolgate keeps what must survive a crash: the hash-chained audit trail (and, with later
-//! issues, the quarantine and web accounts).
+//! Where schoolgate keeps what must survive a crash: the hash-chained audit trail, the quarantine
+//! (and, with later issues, web accounts).
 //!
 //! One small, synchronous [`Backend`] trait is all a database has to provide; SQLite
 //! ([`sqlite::SqliteBackend`]) is the embedded default and PostgreSQL will follow behind the same
@@ -7,6 +7,7 @@
 //! gets them for free and no backend can fork the chain.
 
 pub mod audit;
+pub mod quarantine;
 pub mod spool;
 pub mod sqlite;
 
@@ -54,6 +55,9 @@ pub enum StoreError {
     /// The writer could not commit the batch this record was in.
     #[error("the audit record was not written: {0}")]
     WriteFailed(String),
+    /// A quarantine file could not be written, read or removed.
+    #[error("quarantine file error: {0}")]
+    Io(#[from] std::io::Error),
     /// `verify` found a record that was changed, inserted, deleted or reordered.
     #[error("audit chain broken at record {seq}: {reason}")]
     ChainBroken { seq: u64, reason: String },
@@ -68,8 +72,8 @@ pub struct NewEntry<'a> {
 
 /// The one thing a database must do for the audit trail: keep entries in order, durably.
 ///
-/// Calls come from a single writer thread (see [`AuditLog`]), so implementations need no locking
-/// of their own for appends; readers (`verify`, export) open their own backend.
+/// Calls come from a single writer thread per process (see [`AuditLog`]); another process (the
+/// CLI) may append to the same database, which [`Backend::append_chained`] must allow for; readers (`verify`, export) open their own backend.
 pub trait Backend: Send + 'static {
     /// The newest entry's sequence number and hash, or `None` for an empty trail.
     fn head(&mut self) -> Result<Option<ChainHead>, StoreError>;
@@ -77,6 +81,21 @@ pub trait Backend: Send + 'static {
     /// in one transaction, and returns only once that transaction is durable on disk. On error
     /// nothing of the batch may remain.
     fn append_batch(&mut self, entries: &[NewEntry<'_>]) -> Result<(), StoreError>;
+    /// Chains `records` after the newest entry and writes them in one durable transaction;
+    /// returns their entries. A backend that other processes may write to at the same time must
+    /// read the head and write under one lock (SQLite: `BEGIN IMMEDIATE`), which the default
+    /// (head, then [`Backend::append_batch`]) does not.
+    fn append_chained(&mut self, records: &[&AuditRecord]) -> Result<Vec<AuditEntry>, StoreError> {
+        let head = self.head()?;
+        let entries = audit::chain_all(head, records);
+        let batch: Vec<NewEntry<'_>> = records
+            .iter()
+            .zip(&entries)
+            .map(|(record, entry)| NewEntry { entry, record })
+            .collect();
+        self.append_batch(&batch)?;
+        Ok(entries)
+    }
     /// Up to `limit` entries with `seq >= from_seq`, in sequence order.
     fn read_from(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 }

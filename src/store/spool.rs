@@ -117,7 +117,7 @@ impl Spool {
 }
 
 /// Letters, digits, `-`, `_` and `.` only (queue ids are hex; anything else is replaced).
-fn safe_name(name: &str) -> String {
+pub(crate) fn safe_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -129,7 +129,7 @@ fn safe_name(name: &str) -> String {
         .collect()
 }
 
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
@@ -150,7 +150,7 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -1,0 +1,284 @@
+//! The quarantine: messages held for review, each the exact bytes that would have been delivered
+//! (our `Received:` header and the disclaimer included) in `state_dir/quarantine/<ID>.eml`,
+//! written durably, with an index row in the `quarantine` table.
+//!
+//! Every operation is synchronous and opens its own database connection (WAL lets the gateway
+//! and the CLI share the file); none of it goes through the audit writer. State changes are
+//! conditional updates (`WHERE state = 'held'`), so two people acting on one message at once
+//! cannot both succeed.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::StoreError;
+use super::audit::now_rfc3339;
+use super::spool::{safe_name, sync_dir, write_durably};
+use super::sqlite::open_connection;
+
+/// One held (or formerly held) message, as its index row says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Held {
+    pub id: String,
+    /// When it was held: UTC, RFC 3339.
+    pub time: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub subject: Option<String>,
+    /// Size of the held bytes.
+    pub size: u64,
+    /// SHA-256 of the held bytes.
+    pub sha256: String,
+    /// Why it is held: the flags and findings, as in the audit record.
+    pub reason: serde_json::Value,
+    /// `held`, `released` or `deleted`.
+    pub state: String,
+    pub acted_by: Option<String>,
+    pub acted_at: Option<String>,
+    pub action_reason: Option<String>,
+    /// The envelope's SMTPUTF8 and 8BITMIME, for the release.
+    pub smtputf8: bool,
+    pub body_8bit: bool,
+}
+
+/// A message to hold.
+pub struct NewHeld<'a> {
+    pub id: &'a str,
+    pub mail_from: &'a str,
+    pub rcpt_to: &'a [String],
+    pub subject: Option<&'a str>,
+    pub reason: serde_json::Value,
+    pub smtputf8: bool,
+    pub body_8bit: bool,
+}
+
+/// The quarantine under `storage.state_dir`.
+#[derive(Debug, Clone)]
+pub struct Quarantine {
+    state_dir: PathBuf,
+}
+
+const COLUMNS: &str = "id, time, mail_from, rcpt_to, subject, size, sha256, reason, state, \
+                       acted_by, acted_at, action_reason, smtputf8, body_8bit";
+
+impl Quarantine {
+    pub fn new(state_dir: &Path) -> Self {
+        Quarantine {
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.state_dir.join("quarantine")
+    }
+
+    fn file_name(id: &str) -> String {
+        format!("{}.eml", safe_name(id))
+    }
+
+    /// Where the held bytes of `id` are.
+    pub fn path(&self, id: &str) -> PathBuf {
+        self.dir().join(Self::file_name(id))
+    }
+
+    fn conn(&self) -> Result<Connection, StoreError> {
+        open_connection(&self.state_dir)
+    }
+
+    /// Holds `bytes`: the file is written and fsynced first, then the index row committed. Returns
+    /// only once both are durable; on error nothing is left behind.
+    pub fn hold(&self, item: &NewHeld<'_>, bytes: &[u8]) -> Result<Held, StoreError> {
+        let name = Self::file_name(item.id);
+        write_durably(&self.dir(), &name, bytes)?;
+        let held = Held {
+            id: item.id.to_string(),
+            time: now_rfc3339(),
+            mail_from: item.mail_from.to_string(),
+            rcpt_to: item.rcpt_to.to_vec(),
+            subject: item.subject.map(str::to_string),
+            size: bytes.len() as u64,
+            sha256: super::audit::sha256_hex(bytes),
+            reason: item.reason.clone(),
+            state: "held".into(),
+            acted_by: None,
+            acted_at: None,
+            action_reason: None,
+            smtputf8: item.smtputf8,
+            body_8bit: item.body_8bit,
+        };
+        let inserted = self.conn().and_then(|conn| {
+            conn.execute(
+                "INSERT INTO quarantine (id, time, mail_from, rcpt_to, subject, size, sha256,
+                     reason, state, smtputf8, body_8bit)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'held', ?9, ?10)",
+                params![
+                    held.id,
+                    held.time,
+                    held.mail_from,
+                    serde_json::to_string(&held.rcpt_to).unwrap_or_else(|_| "[]".into()),
+                    held.subject,
+                    held.size as i64,
+                    held.sha256,
+                    held.reason.to_string(),
+                    held.smtputf8,
+                    held.body_8bit,
+                ],
+            )?;
+            Ok(())
+        });
+        if let Err(e) = inserted {
+            let _ = fs::remove_file(self.path(item.id));
+            return Err(e);
+        }
+        Ok(held)
+    }
+
+    /// Forgets a message just held whose audit record could not be written (the client is told
+    /// to try again, and its retry is held anew).
+    pub fn unhold(&self, id: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "DELETE FROM quarantine WHERE id = ?1 AND state = 'held'",
+            params![id],
+        )?;
+        self.remove_file(id)?;
+        Ok(())
+    }
+
+    /// The entry `id`, in whatever state.
+    pub fn get(&self, id: &str) -> Result<Option<Held>, StoreError> {
+        let conn = self.conn()?;
+        let sql = format!("SELECT {COLUMNS} FROM quarantine WHERE id = ?1");
+        Ok(conn.query_row(&sql, params![id], from_row).optional()?)
+    }
+
+    /// The entries in `state`, oldest first.
+    pub fn list(&self, state: &str) -> Result<Vec<Held>, StoreError> {
+        let conn = self.conn()?;
+        let sql = format!("SELECT {COLUMNS} FROM quarantine WHERE state = ?1 ORDER BY time, id");
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![state], from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The held bytes of `id`.
+    pub fn read(&self, id: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.path(id))
+    }
+
+    /// Moves `id` from `held` to `state` (`released` or `deleted`), naming who and why. False
+    /// if it was not held (already released or deleted, perhaps by someone else just now).
+    pub fn mark(
+        &self,
+        id: &str,
+        state: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(
+            "UPDATE quarantine SET state = ?2, acted_by = ?3, acted_at = ?4, action_reason = ?5
+             WHERE id = ?1 AND state = 'held'",
+            params![id, state, by, now_rfc3339(), reason],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Puts `id` back to `held` after an action that could not be completed (its audit record
+    /// failed).
+    pub fn unmark(&self, id: &str) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE quarantine SET state = 'held', acted_by = NULL, acted_at = NULL,
+                 action_reason = NULL WHERE id = ?1",
+            params![id],
+        )?;
+        Ok(())
+    }
+
+    /// Removes the held bytes of `id` (no error if they are already gone).
+    pub fn remove_file(&self, id: &str) -> io::Result<()> {
+        match fs::remove_file(self.path(id)) {
+            Ok(()) => sync_dir(&self.dir()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Retention: every held message older than `cutoff` is marked deleted by `schoolgate` and
+    /// its file removed, and released messages' files older than `cutoff` are removed. Returns
+    /// the ids of the held messages purged.
+    pub fn purge(&self, cutoff: jiff::Timestamp, days: u32) -> Result<Vec<String>, StoreError> {
+        let old = |h: &Held| h.time.parse::<jiff::Timestamp>().is_ok_and(|t| t < cutoff);
+        let mut purged = Vec::new();
+        for h in self.list("held")?.into_iter().filter(|h| old(h)) {
+            let reason = format!("retention: held longer than {days} days");
+            if self.mark(&h.id, "deleted", "schoolgate", Some(&reason))? {
+                self.remove_file(&h.id)?;
+                purged.push(h.id);
+            }
+        }
+        for h in self.list("released")?.into_iter().filter(|h| old(h)) {
+            self.remove_file(&h.id)?;
+        }
+        Ok(purged)
+    }
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Held> {
+    let rcpt: String = row.get(3)?;
+    let reason: String = row.get(7)?;
+    Ok(Held {
+        id: row.get(0)?,
+        time: row.get(1)?,
+        mail_from: row.get(2)?,
+        rcpt_to: serde_json::from_str(&rcpt).unwrap_or_default(),
+        subject: row.get(4)?,
+        size: row.get::<_, i64>(5)? as u64,
+        sha256: row.get(6)?,
+        reason: serde_json::from_str(&reason).unwrap_or(serde_json::Value::Null),
+        state: row.get(8)?,
+        acted_by: row.get(9)?,
+        acted_at: row.get(10)?,
+        action_reason: row.get(11)?,
+        smtputf8: row.get(12)?,
+        body_8bit: row.get(13)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_list_mark_and_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path());
+        let rcpt = vec!["b@y".to_string()];
+        let item = |id| NewHeld {
+            id,
+            mail_from: "a@x",
+            rcpt_to: &rcpt,
+            subject: Some("Hi"),
+            reason: serde_json::json!([{"rule": "pupil-personal-address"}]),
+            smtputf8: false,
+            body_8bit: true,
+        };
+        let held = q.hold(&item("Q1"), b"bytes\r\n").unwrap();
+        q.hold(&item("Q2"), b"other\r\n").unwrap();
+        assert_eq!(q.read("Q1").unwrap(), b"bytes\r\n");
+        assert_eq!(q.get("Q1").unwrap().unwrap(), held);
+        assert_eq!(q.list("held").unwrap().len(), 2);
+        assert!(q.mark("Q1", "released", "netman", None).unwrap());
+        assert!(!q.mark("Q1", "released", "netman", None).unwrap());
+        assert_eq!(
+            q.get("Q1").unwrap().unwrap().acted_by.as_deref(),
+            Some("netman")
+        );
+        assert!(q.get("nope").unwrap().is_none());
+        let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+        assert_eq!(q.purge(later, 30).unwrap(), vec!["Q2".to_string()]);
+        assert!(q.list("held").unwrap().is_empty());
+        assert!(!q.path("Q1").exists() && !q.path("Q2").exists());
+    }
+}
