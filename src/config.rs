@@ -469,6 +469,15 @@ impl<'de> Deserialize<'de> for Domain {
     }
 }
 
+/// `"50MiB"` as `(50, "MiB")`; `what` completes "… is not …" when there is no number.
+fn number_and_unit<'a>(s: &'a str, what: &str) -> Result<(u64, &'a str), String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n = num.parse().map_err(|_| format!("\"{s}\" is not {what}"))?;
+    Ok((n, unit.trim()))
+}
+
 /// A size in bytes, written `"50MiB"`, `"64KiB"`, `"10MB"` or a plain number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
@@ -476,12 +485,7 @@ pub struct ByteSize(pub u64);
 impl FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("\"{s}\" is not a size; write e.g. \"50MiB\""))?;
+        let (n, unit) = number_and_unit(s, "a size; write e.g. \"50MiB\"")?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1_000,
@@ -515,12 +519,7 @@ pub struct HumanDuration(pub Duration);
 impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("\"{s}\" is not a duration; write e.g. \"30s\" or \"5m\""))?;
+        let (n, unit) = number_and_unit(s, "a duration; write e.g. \"30s\" or \"5m\"")?;
         let secs = match unit.trim() {
             "" | "s" => n,
             "m" => n.saturating_mul(60),
