@@ -79,7 +79,7 @@ fn a_flag_reaches_the_dsl_and_the_delivered_copy_is_kept() {
 
 #[test]
 fn a_burst_of_flags_from_one_sender_is_one_alert() {
-    let gw = Gateway::start(|cfg| set(cfg, "safeguarding.alert_window", "2s"));
+    let gw = Gateway::start(|cfg| set(cfg, "safeguarding.alert_window", "5s"));
     let mut c = Client::ready(gw.port);
     for n in 0..3 {
         let m = plain_message(
@@ -92,7 +92,7 @@ fn a_burst_of_flags_from_one_sender_is_one_alert() {
         assert!(c.send(FROM, "", &[PUPIL_PERSONAL], &m).unwrap().accepted());
     }
     assert!(
-        gw.wait_for(Duration::from_secs(20), || !alerts(&gw).is_empty()),
+        gw.wait_for(Duration::from_secs(40), || !alerts(&gw).is_empty()),
         "no alert:\n{}",
         gw.log_tail(3000)
     );
