@@ -162,6 +162,9 @@ mod defaults {
     pub fn evidence_retention_days() -> u32 {
         365
     }
+    pub fn markings() -> Vec<String> {
+        vec!["OFFICIAL-SENSITIVE".into()]
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -334,7 +337,9 @@ impl<'de> Deserialize<'de> for Days {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[sensitive]`: attachments that hold pupils' personal data (seeds 000–003: "personal data
+/// leaving the school network must be encrypted").
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sensitive {
     #[serde(default)]
@@ -343,6 +348,89 @@ pub struct Sensitive {
     pub notify_sender: bool,
     #[serde(default)]
     pub quarantine_retention_days: Option<u32>,
+    /// How much of what makes an attachment sensitive.
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    /// Special-category or safeguarding words of this school's own, beside the built-in list.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Protective markings that make an attachment sensitive wherever they appear in it.
+    #[serde(default = "defaults::markings")]
+    pub markings: Vec<String>,
+    /// Microsoft sensitivity labels (their GUID or name) that make a message's attachments
+    /// sensitive.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// How far an attachment is opened before it counts as unscannable.
+    #[serde(default)]
+    pub limits: ScanLimits,
+}
+
+impl Default for Sensitive {
+    fn default() -> Self {
+        Sensitive {
+            rules: BTreeMap::new(),
+            notify_sender: true,
+            quarantine_retention_days: None,
+            thresholds: Thresholds::default(),
+            keywords: Vec::new(),
+            markings: defaults::markings(),
+            labels: Vec::new(),
+            limits: ScanLimits::default(),
+        }
+    }
+}
+
+/// An attachment is sensitive when any one of these is reached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Distinct pupil or staff identifiers (UPN, ULN, NHS number, National Insurance number):
+    /// a class list with UPNs, a payroll sheet.
+    pub identifiers: u32,
+    /// Distinct people with a date of birth beside their name.
+    pub birth_dates: u32,
+    /// Pupils (named, or identified by number or date of birth) beside a special-category or
+    /// safeguarding word: an SEN register, a CP referral, a medical needs list.
+    pub special_category: u32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            identifiers: 2,
+            birth_dates: 2,
+            special_category: 1,
+        }
+    }
+}
+
+/// Hard limits on opening attachments (decompression bombs, deep nesting, slow files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanLimits {
+    /// Archives inside archives (a ZIP in a ZIP is depth 2).
+    pub max_depth: usize,
+    /// Bytes decompressed for one message, over all its attachments.
+    pub max_expanded_size: ByteSize,
+    /// Entries in one archive.
+    pub max_entries: usize,
+    /// Decompressed over compressed size of one entry, once it is past 1 MiB.
+    pub max_ratio: u32,
+    /// Time spent opening one message's attachments.
+    pub max_scan_time: HumanDuration,
+}
+
+impl Default for ScanLimits {
+    fn default() -> Self {
+        ScanLimits {
+            max_depth: 4,
+            max_expanded_size: ByteSize(256 << 20),
+            max_entries: 10_000,
+            max_ratio: 200,
+            max_scan_time: HumanDuration(std::time::Duration::from_secs(10)),
+        }
+    }
 }
 
 fn default_true() -> bool {

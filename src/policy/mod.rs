@@ -9,6 +9,7 @@
 
 pub mod contact;
 pub mod disclaimer;
+pub mod sensitive;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

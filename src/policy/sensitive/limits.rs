@@ -1,0 +1,181 @@
+//! Hard limits on opening attachments: how deep, how much decompressed, how many entries, what
+//! ratio, how long. Every decompression goes through [`Budget`], so a bomb stops at the limit
+//! rather than at the end of memory.
+//!
+//! The clock is the one thing here that is not pure: a deadline is the only defence against a
+//! file that is slow to read rather than large.
+
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+use crate::config::ScanLimits;
+
+/// Past this many decompressed bytes an entry's ratio is checked.
+pub const RATIO_FLOOR: u64 = 1 << 20;
+
+/// Most text kept from one attachment; the rest is not read (and a note says so).
+pub const MAX_TEXT: usize = 32 << 20;
+
+/// Why an attachment could not be inspected (`unscannable-attachment`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unscannable {
+    #[error("archives nested more than {0} deep")]
+    TooDeep(usize),
+    #[error("it expands to more than {0} bytes")]
+    TooLarge(u64),
+    #[error("an archive with more than {0} entries")]
+    TooManyEntries(usize),
+    #[error("a decompression bomb (an entry expands more than {0} times)")]
+    Bomb(u32),
+    #[error("opening it took longer than {0:?}")]
+    TooSlow(Duration),
+    #[error("it is damaged: {0}")]
+    Corrupt(String),
+}
+
+/// What one message may still spend on opening its attachments. Shared by reference through
+/// the whole walk (interior mutability: nested archives charge the same budget).
+#[derive(Debug)]
+pub struct Budget {
+    limits: ScanLimits,
+    expanded: Cell<u64>,
+    deadline: Instant,
+}
+
+impl Budget {
+    pub fn new(limits: &ScanLimits) -> Budget {
+        Budget {
+            limits: limits.clone(),
+            expanded: Cell::new(0),
+            deadline: Instant::now() + limits.max_scan_time.0,
+        }
+    }
+
+    pub fn max_depth(&self) -> usize {
+        self.limits.max_depth
+    }
+
+    pub fn max_entries(&self) -> usize {
+        self.limits.max_entries
+    }
+
+    /// Fails once the depth is past the limit (depth 1 = an attachment, 2 = a file inside it…).
+    pub fn enter(&self, depth: usize) -> Result<(), Unscannable> {
+        if depth > self.limits.max_depth {
+            return Err(Unscannable::TooDeep(self.limits.max_depth));
+        }
+        self.check_time()
+    }
+
+    /// Counts `bytes` more decompressed bytes against the message's allowance.
+    pub fn charge(&self, bytes: u64) -> Result<(), Unscannable> {
+        let total = self.expanded.get().saturating_add(bytes);
+        self.expanded.set(total);
+        if total > self.limits.max_expanded_size.0 {
+            return Err(Unscannable::TooLarge(self.limits.max_expanded_size.0));
+        }
+        self.check_time()
+    }
+
+    /// Fails once the deadline has passed.
+    pub fn check_time(&self) -> Result<(), Unscannable> {
+        if Instant::now() > self.deadline {
+            return Err(Unscannable::TooSlow(self.limits.max_scan_time.0));
+        }
+        Ok(())
+    }
+
+    /// Fails when `expanded` bytes came out of `compressed` at more than the allowed ratio.
+    pub fn check_ratio(&self, expanded: u64, compressed: u64) -> Result<(), Unscannable> {
+        let ratio = u64::from(self.limits.max_ratio.max(1));
+        if expanded > RATIO_FLOOR && expanded / compressed.max(1) > ratio {
+            return Err(Unscannable::Bomb(self.limits.max_ratio));
+        }
+        Ok(())
+    }
+
+    /// Reads all of `reader` (a decompressor fed `compressed` bytes), charging as it goes.
+    pub fn read_all<R: Read>(&self, reader: R, compressed: u64) -> Result<Vec<u8>, Unscannable> {
+        let mut out = Vec::new();
+        let mut metered = Metered::new(reader, self, compressed);
+        match metered.read_to_end(&mut out) {
+            Ok(_) => Ok(out),
+            Err(e) => Err(metered
+                .stopped
+                .take()
+                .unwrap_or_else(|| Unscannable::Corrupt(e.to_string()))),
+        }
+    }
+}
+
+/// A reader that charges every byte it yields to a [`Budget`] and stops at a limit. After an
+/// error, [`Metered::stopped`] says which limit (the I/O error itself is generic).
+pub struct Metered<'b, R> {
+    inner: R,
+    budget: &'b Budget,
+    compressed: u64,
+    read: u64,
+    pub stopped: Option<Unscannable>,
+}
+
+impl<'b, R: Read> Metered<'b, R> {
+    pub fn new(inner: R, budget: &'b Budget, compressed: u64) -> Self {
+        Metered {
+            inner,
+            budget,
+            compressed,
+            read: 0,
+            stopped: None,
+        }
+    }
+
+    /// The limit that stopped this reader, or a corrupt-file error from `e`.
+    pub fn why(&mut self, e: &io::Error) -> Unscannable {
+        self.stopped
+            .take()
+            .unwrap_or_else(|| Unscannable::Corrupt(e.to_string()))
+    }
+}
+
+impl<R: Read> Read for Metered<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        let check = self
+            .budget
+            .charge(n as u64)
+            .and_then(|()| self.budget.check_ratio(self.read, self.compressed));
+        if let Err(e) = check {
+            let message = e.to_string();
+            self.stopped = Some(e);
+            return Err(io::Error::other(message));
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeros_stop_at_the_ratio_not_at_the_end() {
+        let limits = ScanLimits::default();
+        let budget = Budget::new(&limits);
+        let zeros = std::io::repeat(0).take(1 << 30);
+        let err = budget.read_all(zeros, 1000).unwrap_err();
+        assert_eq!(err, Unscannable::Bomb(limits.max_ratio));
+    }
+
+    #[test]
+    fn the_allowance_is_shared_by_everything_in_a_message() {
+        let limits = ScanLimits {
+            max_expanded_size: crate::config::ByteSize(10),
+            ..ScanLimits::default()
+        };
+        let budget = Budget::new(&limits);
+        budget.charge(6).unwrap();
+        assert!(matches!(budget.charge(6), Err(Unscannable::TooLarge(10))));
+    }
+}

@@ -1,0 +1,494 @@
+//! Sensitive attachments (seeds 000–003). Seed 000: "Where personal data is transferred outside
+//! the secure school network, it must be encrypted"; seed 002: "Any attachments containing
+//! sensitive or confidential information should be encrypted so that the information is only
+//! accessible by the intended recipient".
+//!
+//! Each attachment is opened ([`extract`]) within hard limits ([`limits`]), checked for
+//! encryption ([`encryption`]), and its text read by the detectors ([`detect`]). The
+//! thresholds of `[sensitive]` turn what they count into a finding:
+//! `unencrypted-sensitive-attachment`, or `unscannable-attachment` when it could not be opened.
+
+pub mod detect;
+pub mod encryption;
+pub mod extract;
+pub mod limits;
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use crate::config::{Action, Config, SensitiveRule, Thresholds};
+use crate::directory::Directory;
+use crate::mime::charset::Charset;
+use crate::mime::encoding::qp_decode;
+use crate::mime::tree::{self, Part};
+use detect::{Evidence, Tally, Vocabulary};
+use encryption::Protection;
+use extract::{Contents, Text};
+use limits::{Budget, Unscannable};
+
+impl SensitiveRule {
+    /// The rule's stable name (SPEC, "Rule names").
+    pub fn name(self) -> &'static str {
+        match self {
+            SensitiveRule::UnencryptedSensitiveAttachment => "unencrypted-sensitive-attachment",
+            SensitiveRule::UnscannableAttachment => "unscannable-attachment",
+        }
+    }
+}
+
+/// What the sensitive-attachment rules found in one attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The rule's stable name.
+    pub rule: &'static str,
+    /// The attachment's file name as the sender sees it.
+    pub attachment: String,
+    /// What was found, in words the network manager and the sender read (never the data).
+    pub detail: String,
+    /// Each detector that counted something, with its count of distinct values.
+    pub detectors: Vec<DetectorCount>,
+    /// Where, which detector, and a masked sample.
+    pub evidence: Vec<Evidence>,
+    /// What the policy does about it.
+    #[serde(skip)]
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DetectorCount {
+    pub detector: &'static str,
+    pub count: usize,
+}
+
+/// One attachment of a message: where it is and what it is called.
+struct Attachment<'a> {
+    part: &'a Part,
+    name: String,
+}
+
+/// Checks every attachment of `message`.
+pub fn check(
+    message: &[u8],
+    config: &Config,
+    directory: &Directory,
+    today: jiff::civil::Date,
+) -> Vec<Finding> {
+    let s = &config.sensitive;
+    let action = |r: SensitiveRule| s.rules.get(&r).copied().unwrap_or(Action::Quarantine);
+    let on_sensitive = action(SensitiveRule::UnencryptedSensitiveAttachment);
+    let on_unscannable = action(SensitiveRule::UnscannableAttachment);
+    if on_sensitive == Action::Off && on_unscannable == Action::Off {
+        return Vec::new();
+    }
+    let root = tree::scan(message);
+    // A message encrypted as a whole (S/MIME, PGP/MIME) is encrypted for its recipient.
+    if whole_message_encrypted(message, &root) {
+        return Vec::new();
+    }
+    let budget = Budget::new(&s.limits);
+    let vocabulary = Vocabulary::new(&s.keywords, &s.markings);
+    let marked = message_marking(message, &root, config);
+    let mut attachments = Vec::new();
+    collect(message, &root, &mut attachments);
+    let mut findings = Vec::new();
+    for a in attachments {
+        let mut contents = Contents::default();
+        let opened = open_attachment(message, &a, &budget, &mut contents);
+        match opened {
+            Err(why) => {
+                if on_unscannable != Action::Off {
+                    findings.push(Finding {
+                        rule: SensitiveRule::UnscannableAttachment.name(),
+                        attachment: a.name.clone(),
+                        detail: format!("\"{}\" could not be inspected: {why}", a.name),
+                        detectors: Vec::new(),
+                        evidence: Vec::new(),
+                        action: on_unscannable,
+                    });
+                }
+            }
+            Ok(Opened::Encrypted) => {}
+            Ok(Opened::Clear) => {
+                if on_sensitive == Action::Off {
+                    continue;
+                }
+                let tally = detect::scan(&contents.texts, directory, today, &vocabulary);
+                let labelled = contents
+                    .labels
+                    .iter()
+                    .find(|l| label_listed(l, &s.labels))
+                    .cloned();
+                let reasons = judge(&tally, &s.thresholds, marked.as_deref(), labelled.as_deref());
+                if !reasons.is_empty() {
+                    findings.push(Finding {
+                        rule: SensitiveRule::UnencryptedSensitiveAttachment.name(),
+                        attachment: a.name.clone(),
+                        detail: format!(
+                            "\"{}\" is not encrypted and holds {}",
+                            a.name,
+                            and_list(&reasons)
+                        ),
+                        detectors: tally
+                            .by_detector
+                            .iter()
+                            .filter(|(_, n)| *n > 0)
+                            .map(|&(detector, count)| DetectorCount { detector, count })
+                            .collect(),
+                        evidence: tally.evidence.clone(),
+                        action: on_sensitive,
+                    });
+                }
+            }
+        }
+    }
+    findings
+}
+
+enum Opened {
+    Clear,
+    Encrypted,
+}
+
+fn open_attachment(
+    raw: &[u8],
+    a: &Attachment<'_>,
+    budget: &Budget,
+    out: &mut Contents,
+) -> Result<Opened, Unscannable> {
+    let body = decode_body(raw, a.part)?;
+    budget.charge(body.len() as u64)?;
+    let protection = encryption::of_part(
+        a.part.mime_type(),
+        &a.part.content_type.params,
+        &a.name,
+        &body,
+    );
+    if let Protection::Encrypted(_) = protection {
+        return Ok(Opened::Encrypted);
+    }
+    if a.part.mime_type() == "message/rfc822" || a.part.mime_type() == "message/global" {
+        open_message(&a.name, &body, budget, 1, out)?;
+        return Ok(Opened::Clear);
+    }
+    extract::extract(&a.name, &a.name, a.part.mime_type(), &body, budget, 1, out)?;
+    // A file that is wholly encrypted leaves nothing to read and says so.
+    if out.texts.is_empty() && out.encrypted.iter().any(|(l, _)| l == &a.name) {
+        return Ok(Opened::Encrypted);
+    }
+    Ok(Opened::Clear)
+}
+
+/// Opens an attached message (message/rfc822, or an .eml inside an archive): its text and its
+/// own attachments, `depth` levels down. Used by [`extract`] too.
+pub(crate) fn open_message(
+    location: &str,
+    bytes: &[u8],
+    budget: &Budget,
+    depth: usize,
+    out: &mut Contents,
+) -> Result<(), Unscannable> {
+    budget.enter(depth)?;
+    let root = tree::scan(bytes);
+    if whole_message_encrypted(bytes, &root) {
+        out.encrypted
+            .push((location.to_string(), "an encrypted message"));
+        return Ok(());
+    }
+    let mut bodies = Vec::new();
+    collect_bodies(&root, &mut bodies);
+    for part in bodies {
+        let decoded = decode_body(bytes, part)?;
+        budget.charge(decoded.len() as u64)?;
+        let text = text_of(part, &decoded);
+        let text = if part.mime_type() == "text/html" {
+            let mut inner = Contents::default();
+            extract::extract(location, "", "text/html", text.as_bytes(), budget, depth, &mut inner)?;
+            inner.texts.into_iter().map(|t| t.text).collect::<Vec<_>>().join("\n")
+        } else {
+            text
+        };
+        out.texts.push(Text {
+            location: location.to_string(),
+            text,
+        });
+    }
+    let mut attachments = Vec::new();
+    collect(bytes, &root, &mut attachments);
+    for a in attachments {
+        let inner = format!("{location} › {}", a.name);
+        let body = decode_body(bytes, a.part)?;
+        budget.charge(body.len() as u64)?;
+        match encryption::of_part(a.part.mime_type(), &a.part.content_type.params, &a.name, &body) {
+            Protection::Encrypted(how) => out.encrypted.push((inner, how)),
+            _ if a.part.mime_type() == "message/rfc822" => {
+                open_message(&inner, &body, budget, depth + 1, out)?
+            }
+            _ => extract::extract(&inner, &a.name, a.part.mime_type(), &body, budget, depth + 1, out)?,
+        }
+    }
+    Ok(())
+}
+
+/// Which reasons, if any, make an attachment sensitive.
+fn judge(
+    tally: &Tally,
+    thresholds: &Thresholds,
+    marked: Option<&str>,
+    labelled: Option<&str>,
+) -> Vec<String> {
+    let reached = |count: usize, threshold: u32| threshold > 0 && count >= threshold as usize;
+    let mut reasons = Vec::new();
+    if reached(tally.identifiers, thresholds.identifiers) {
+        reasons.push(plural(
+            tally.identifiers,
+            "pupil or staff identifier (UPN, ULN, NHS or NI number)",
+            "pupil or staff identifiers (UPN, ULN, NHS or NI numbers)",
+        ));
+    }
+    if reached(tally.birth_dates, thresholds.birth_dates) {
+        reasons.push(plural(
+            tally.birth_dates,
+            "date of birth beside a name",
+            "dates of birth beside names",
+        ));
+    }
+    if reached(tally.special_category, thresholds.special_category) {
+        reasons.push(plural(
+            tally.special_category,
+            "pupil with special-category or safeguarding information",
+            "pupils with special-category or safeguarding information",
+        ));
+    }
+    if let Some(m) = tally.markings.first() {
+        reasons.push(format!("the protective marking {m}"));
+    } else if let Some(m) = marked {
+        reasons.push(format!("the message is marked {m}"));
+    }
+    if let Some(l) = labelled {
+        reasons.push(format!("the sensitivity label {l}"));
+    }
+    reasons
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+fn label_listed(found: &str, listed: &[String]) -> bool {
+    let found = found.to_ascii_lowercase();
+    listed.iter().any(|l| {
+        let l = l.trim().to_ascii_lowercase();
+        !l.is_empty() && found.contains(&l)
+    })
+}
+
+/// A protective marking at the start of the subject, or a sensitivity label of the policy's in
+/// the `msip_labels` header: it applies to every attachment of the message.
+fn message_marking(raw: &[u8], root: &Part, config: &Config) -> Option<String> {
+    let s = &config.sensitive;
+    if let Some(subject) = root.header.value(raw, "subject") {
+        let subject = decode_words(&subject);
+        let squashed = squash(&subject);
+        if let Some(m) = s.markings.iter().find(|m| {
+            let m = squash(m);
+            !m.is_empty() && squashed.contains(&m)
+        }) {
+            return Some(m.clone());
+        }
+    }
+    for field in root.header.fields.iter().filter(|f| f.name.eq_ignore_ascii_case("msip_labels")) {
+        let value = crate::mime::header::unfold(&raw[field.value.clone()]);
+        for label in value.split(';') {
+            if label_listed(label, &s.labels) {
+                return Some(format!("with the sensitivity label {}", label.trim()));
+            }
+        }
+    }
+    None
+}
+
+/// Upper-case letters and digits only: "Official - Sensitive" and "OFFICIAL_SENSITIVE" compare
+/// equal.
+fn squash(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+fn whole_message_encrypted(raw: &[u8], root: &Part) -> bool {
+    let t = root.mime_type();
+    if t == "multipart/encrypted" {
+        return true;
+    }
+    if t == "application/pkcs7-mime" || t == "application/x-pkcs7-mime" {
+        let body = decode_body(raw, root).unwrap_or_default();
+        return matches!(
+            encryption::of_part(t, &root.content_type.params, "", &body),
+            Protection::Encrypted(_)
+        );
+    }
+    false
+}
+
+/// The attachments: every leaf that is not a body text, and every attached message.
+fn collect<'a>(raw: &[u8], part: &'a Part, out: &mut Vec<Attachment<'a>>) {
+    if part.is_multipart() {
+        if part.mime_type() == "multipart/encrypted" {
+            return;
+        }
+        for c in &part.children {
+            collect(raw, c, out);
+        }
+        return;
+    }
+    let name = file_name(raw, part);
+    let body_text = matches!(part.mime_type(), "text/plain" | "text/html")
+        && name.is_none()
+        && !part.is_attachment();
+    if body_text {
+        return;
+    }
+    let name = name.unwrap_or_else(|| default_name(part.mime_type(), out.len() + 1));
+    out.push(Attachment { part, name });
+}
+
+/// The text parts that are a message's own body (not attachments).
+fn collect_bodies<'a>(part: &'a Part, out: &mut Vec<&'a Part>) {
+    if part.is_multipart() {
+        for c in &part.children {
+            collect_bodies(c, out);
+        }
+        return;
+    }
+    let named = part.content_type.param("name").is_some()
+        || part
+            .disposition
+            .as_ref()
+            .is_some_and(|d| d.param("filename").is_some());
+    if matches!(part.mime_type(), "text/plain" | "text/html") && !named && !part.is_attachment() {
+        out.push(part);
+    }
+}
+
+/// The file name the sender gave (Content-Disposition filename, else Content-Type name).
+fn file_name(raw: &[u8], part: &Part) -> Option<String> {
+    let _ = raw;
+    part.disposition
+        .as_ref()
+        .and_then(|d| d.param("filename"))
+        .or_else(|| part.content_type.param("name"))
+        .map(decode_words)
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+}
+
+fn default_name(mime_type: &str, n: usize) -> String {
+    if mime_type == "message/rfc822" {
+        format!("attached message {n}")
+    } else {
+        format!("unnamed attachment {n} ({mime_type})")
+    }
+}
+
+/// RFC 2047 encoded words (`=?utf-8?B?…?=`) in a file name or subject, decoded.
+fn decode_words(s: &str) -> String {
+    if !s.contains("=?") {
+        return s.to_string();
+    }
+    let header = format!("Subject: {s}\r\n\r\n");
+    std::panic::catch_unwind(|| {
+        mail_parser::MessageParser::new()
+            .parse_headers(header.as_bytes())
+            .and_then(|m| m.subject().map(str::to_string))
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| s.to_string())
+}
+
+/// A part's body with its transfer encoding undone. Base64 is read leniently (stray bytes
+/// skipped, as mail clients do): the recipient will open what a client opens.
+fn decode_body<'a>(raw: &'a [u8], part: &Part) -> Result<Cow<'a, [u8]>, Unscannable> {
+    let body = &raw[part.body()];
+    Ok(match part.encoding.as_str() {
+        "base64" => Cow::Owned(base64_lenient(body)),
+        "quoted-printable" => Cow::Owned(qp_decode(body)),
+        _ => Cow::Borrowed(body),
+    })
+}
+
+fn base64_lenient(encoded: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &b in encoded {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'=' => break,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// A body text part decoded to a string, by its charset (UTF-8 when unknown).
+fn text_of(part: &Part, decoded: &[u8]) -> String {
+    let label = part.content_type.param("charset").unwrap_or("us-ascii");
+    let charset = Charset::from_label(label, decoded).unwrap_or(Charset::Utf8);
+    charset.decode_lossy(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_base64_reads_what_clients_read() {
+        assert_eq!(base64_lenient(b"aGVs\r\nbG8=\r\n"), b"hello");
+        assert_eq!(base64_lenient(b"aGVs bG8"), b"hello");
+    }
+
+    #[test]
+    fn markings_compare_without_punctuation_or_case() {
+        assert_eq!(squash("Official - Sensitive"), squash("OFFICIAL_SENSITIVE"));
+    }
+
+    #[test]
+    fn reasons_read_as_a_sentence() {
+        let tally = Tally {
+            identifiers: 30,
+            birth_dates: 30,
+            ..Tally::default()
+        };
+        let reasons = judge(&tally, &Thresholds::default(), None, None);
+        assert_eq!(
+            and_list(&reasons),
+            "30 pupil or staff identifiers (UPN, ULN, NHS or NI numbers) and 30 dates of birth beside names"
+        );
+    }
+}
