@@ -32,6 +32,88 @@ pub struct Flagged {
     pub evidence: Option<String>,
 }
 
+/// A notice to the sender of a held message, composed and waiting to be sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    /// The held message's audit record.
+    pub audit_seq: u64,
+    /// The held message's quarantine id.
+    pub quarantine_id: String,
+    /// The sender it goes to (the held message's envelope sender).
+    pub to: String,
+    /// The notice as RFC 5322 text (7-bit: mail-builder encodes what is not).
+    pub message: String,
+}
+
+/// What the notice says about one attachment.
+pub struct HeldAttachment<'a> {
+    pub attachment: &'a str,
+    /// The finding's detail: counts and the file's name, never its content.
+    pub detail: &'a str,
+    pub unscannable: bool,
+}
+
+/// The notice to `sender` that their message was held (SPEC, "Sender notice"): which
+/// attachment, why, and what to do. It never contains the sensitive content.
+#[allow(clippy::too_many_arguments)]
+pub fn compose_notice(
+    sender: &str,
+    recipients: &[String],
+    subject: Option<&str>,
+    quarantine_id: &str,
+    held: &[HeldAttachment<'_>],
+    from: &str,
+    school: &str,
+    retention_days: Option<u32>,
+    now: jiff::Timestamp,
+) -> std::io::Result<Vec<u8>> {
+    let subject_line = subject.unwrap_or("(no subject)");
+    let mut body = format!(
+        "Your message has not been sent.\n\n  To:        {}\n  Subject:   {subject_line}\n  Reference: {quarantine_id}\n\n\
+         {school}'s mail gateway is holding it for the network manager to review, because:\n\n",
+        recipients.join(", "),
+    );
+    for h in held {
+        body.push_str(&format!("  - {}\n", h.detail));
+    }
+    let encrypt = held.iter().any(|h| !h.unscannable);
+    body.push_str("\nWhat to do:\n");
+    if encrypt {
+        body.push_str(
+            "  - School policy: personal data leaving the school must be encrypted. Send the\n\
+             \x20   message again with the attachment encrypted: a password-protected file (in\n\
+             \x20   Word or Excel: File > Info > Protect > Encrypt with Password) or an encrypted\n\
+             \x20   (AES) ZIP. Give the recipient the password another way, by phone for example.\n",
+        );
+    }
+    body.push_str(&format!(
+        "  - If the message must go as it is, or you think it was held by mistake, ask the\n\
+         \x20   network manager to review it, quoting the reference {quarantine_id}.\n",
+    ));
+    if encrypt {
+        body.push_str("  - Sending the same attachment again unencrypted will be held again.\n");
+    }
+    if let Some(days) = retention_days {
+        body.push_str(&format!(
+            "\nA held message that nobody releases is deleted after {days} days.\n"
+        ));
+    }
+    body.push_str("\nThis notice was sent automatically; replies are not read.\n");
+    let id = format!("{}.{quarantine_id}.notice@schoolgate", now.as_millisecond());
+    mail_builder::MessageBuilder::new()
+        .from(("schoolgate", from))
+        .to(sender)
+        .subject(format!("Message held: {subject_line}"))
+        .date(now.as_second())
+        .message_id(id)
+        .header(
+            "Auto-Submitted",
+            mail_builder::headers::raw::Raw::new("auto-generated"),
+        )
+        .text_body(body)
+        .write_to_vec()
+}
+
 /// The alert for `items` (all from one sender), from `from` to the DSLs, as RFC 5322 bytes.
 pub fn compose(
     items: &[Flagged],
@@ -168,6 +250,34 @@ mod tests {
         }
         assert_eq!(msg.attachments().count(), 0);
         assert!(bytes.split(|&b| b == b'\n').all(|l| l.len() <= 998));
+    }
+
+    #[test]
+    fn a_notice_says_which_attachment_why_and_what_to_do_and_nothing_more() {
+        let now = "2026-11-23T10:00:00Z".parse().unwrap();
+        let bytes = compose_notice(
+            "t.baker@example-academy.sch.uk",
+            &["someone@county.gov.example".into()],
+            Some("SEN register"),
+            "Q123",
+            &[HeldAttachment {
+                attachment: "SEN register.xlsx",
+                detail: "\"SEN register.xlsx\" is not encrypted and holds 12 pupils with special-category or safeguarding information",
+                unscannable: false,
+            }],
+            "schoolgate@example-academy.sch.uk",
+            "Example Academy",
+            Some(30),
+            now,
+        )
+        .unwrap();
+        let msg = mail_parser::MessageParser::new().parse(&bytes).unwrap();
+        assert_eq!(msg.subject(), Some("Message held: SEN register"));
+        let text = msg.body_text(0).unwrap();
+        for needle in ["SEN register.xlsx", "Q123", "encrypt", "network manager", "30 days"] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert_eq!(msg.attachments().count(), 0);
     }
 
     #[test]

@@ -5,10 +5,13 @@
 //! passes 998 octets. Messages the engine leaves alone as too malformed to rewrite are listed.
 //! A handful also go through `schoolgate check --json --out` to prove the command-line path.
 
+mod common;
 mod disclaimer_support;
 
+use common::{corpus_dir, corpus_files};
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use disclaimer_support::{self as ds, Protected};
@@ -26,48 +29,6 @@ use sha2::{Digest, Sha256};
 /// declared base64 that is plain text (enmime/mime-bad-content-transfer-encoding). More means
 /// the engine gives up on messages it could rewrite.
 const MAX_SKIPPED_MALFORMED: usize = 18;
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
-}
-
-/// Every message file under the corpus (not its SOURCES.md or README files), sorted.
-fn corpus_files() -> Vec<PathBuf> {
-    let root = corpus_dir();
-    assert!(
-        root.is_dir(),
-        "the shared corpus is missing: expected it at {} (../shared/corpus from the crate)",
-        root.display()
-    );
-    let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            let upper = name.to_ascii_uppercase();
-            if upper.starts_with("SOURCES") || upper.starts_with("README") || name.starts_with('.')
-            {
-                continue;
-            }
-            out.push(path);
-        }
-    }
-    out.sort();
-    assert!(
-        out.len() >= 150,
-        "only {} messages in {}; the corpus should hold about 200",
-        out.len(),
-        root.display()
-    );
-    out
-}
 
 fn short(path: &Path) -> String {
     path.strip_prefix(corpus_dir())

@@ -78,7 +78,7 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         "verdict": decision.verdict,
         "disclaimer": decision.disclaimer,
         "flags": decision.flags,
-        "findings": [],
+        "findings": decision.findings,
         "notes": decision.disclaimer_notes,
         "sha256_original": hex::encode(Sha256::digest(&message)),
         "sha256_delivered": hex::encode(Sha256::digest(delivered)),
@@ -98,6 +98,12 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
                 "flag:       {} ({:?}): {} [{}]",
                 f.rule, f.action, f.detail, f.evidence
             );
+        }
+        for f in &decision.findings {
+            println!("finding:    {} ({:?}): {}", f.rule, f.action, f.detail);
+            for e in &f.evidence {
+                println!("            {} at {}: {}", e.detector, e.location, e.sample);
+            }
         }
         println!("disclaimer: {}", decision.disclaimer.as_str());
         for note in &decision.disclaimer_notes {

@@ -4,8 +4,9 @@
 //! [`evaluate`], and act on what it decides. That keeps every rule testable on its own and the
 //! same whichever way a message arrives.
 //!
-//! For now the core decides "deliver" and changes nothing; the disclaimer, the safeguarding
-//! contact rules and the sensitive-attachment rules come in their own issues.
+//! The rules: the disclaimer ([`disclaimer`]), the safeguarding contact rules ([`contact`]) and
+//! the sensitive-attachment rules ([`sensitive`]). The strictest action of any rule that matched
+//! decides the verdict.
 
 pub mod contact;
 pub mod disclaimer;
@@ -76,6 +77,8 @@ pub struct Decision {
     pub disclaimer_notes: Vec<String>,
     /// The safeguarding contact rules that matched.
     pub flags: Vec<contact::Flag>,
+    /// What the sensitive-attachment rules found.
+    pub findings: Vec<sensitive::Finding>,
     /// The edits that make the message as it must leave; `None` means unchanged.
     pub patch: Option<disclaimer::Patch>,
     /// What the headers say, for the audit trail.
@@ -99,6 +102,30 @@ pub struct MessageSummary {
 }
 
 impl Decision {
+    /// The permanent reply for a rejected message, in words the sender understands (the first
+    /// rule that rejects says why).
+    pub fn refusal(&self) -> String {
+        use crate::config::Action::Reject;
+        let why = self
+            .findings
+            .iter()
+            .find(|f| f.action == Reject)
+            .map(|f| f.refusal())
+            .or_else(|| {
+                self.flags
+                    .iter()
+                    .find(|f| f.action == Reject)
+                    .map(|f| format!("{} is not allowed by the school's mail policy", f.rule))
+            })
+            .unwrap_or_else(|| "Message refused by the school's mail policy".into());
+        let line: String = why
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(400)
+            .collect();
+        format!("550 5.7.1 {line}")
+    }
+
     /// The message as it leaves, after `prefix` (the relay's `Received:` header).
     pub fn outgoing(&self, prefix: &[u8], original: &[u8]) -> Vec<u8> {
         match &self.patch {
@@ -131,20 +158,26 @@ pub fn evaluate(
         )
     }))
     .unwrap_or_default();
+    let today = now
+        .to_zoned(jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC))
+        .date();
+    let findings = catch_unwind(AssertUnwindSafe(|| {
+        sensitive::check(message, config, directory, today)
+    }))
+    .unwrap_or_else(|_| {
+        // A bug in an extractor must not let the attachments through unread.
+        vec![sensitive::Finding::internal_error(config)]
+    });
     // The strictest action of any matched rule decides.
-    let verdict = if flags
+    let actions = flags
         .iter()
-        .any(|f| f.action == crate::config::Action::Reject)
-    {
-        Verdict::Reject
-    } else if flags
-        .iter()
-        .any(|f| f.action == crate::config::Action::Quarantine)
-    {
-        Verdict::Quarantine
-    } else {
-        Verdict::Deliver
-    };
+        .map(|f| f.action)
+        .chain(findings.iter().map(|f| f.action));
+    let verdict = actions.fold(Verdict::Deliver, |v, a| match (v, a) {
+        (Verdict::Reject, _) | (_, crate::config::Action::Reject) => Verdict::Reject,
+        (Verdict::Quarantine, _) | (_, crate::config::Action::Quarantine) => Verdict::Quarantine,
+        _ => Verdict::Deliver,
+    });
     let d = &config.disclaimer;
     let plan = if disclaimer_exempt(envelope, &summary, config, directory) {
         disclaimer::Plan {
@@ -167,6 +200,7 @@ pub fn evaluate(
         disclaimer: plan.outcome,
         disclaimer_notes: plan.notes,
         flags,
+        findings,
         patch: plan.patch,
         summary,
     }

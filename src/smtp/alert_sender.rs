@@ -34,6 +34,9 @@ pub async fn run(relay: Arc<Relay>) {
         if let Err(e) = send_due(&relay).await {
             tracing::error!(error = %e, "DSL alerts: the queue could not be read");
         }
+        if let Err(e) = send_notices(&relay).await {
+            tracing::error!(error = %e, "sender notices: the queue could not be read");
+        }
         if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
             last_purge = Some(std::time::Instant::now());
             purge(&relay).await;
@@ -150,6 +153,70 @@ async fn send_due(relay: &Relay) -> std::io::Result<()> {
             .and_then(|r| r)
         {
             tracing::error!(error = %e, "sent alerts could not be removed from the queue");
+        }
+    }
+    Ok(())
+}
+
+/// Sends the notices to senders of held messages, at once (no window: the sender is waiting).
+async fn send_notices(relay: &Relay) -> std::io::Result<()> {
+    let spool = relay.spool.clone();
+    let pending = tokio::task::spawn_blocking(move || spool.pending_notices())
+        .await
+        .map_err(std::io::Error::other)??;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let config = relay.config();
+    for (path, notice) in pending {
+        let envelope = Envelope {
+            mail_from: config.alert_from(),
+            rcpt_to: vec![notice.to.clone()],
+            smtputf8: false,
+            body_8bit: false,
+        };
+        let bytes = notice.message.as_bytes();
+        let key = hex::encode(Sha256::digest(bytes));
+        let hop = relay.next_hop();
+        let reply = match tokio::time::timeout(
+            config.relay.next_hop_timeout.0,
+            hop.deliver(&envelope, bytes, &key),
+        )
+        .await
+        {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, to = %notice.to, "sender notice not sent yet; will retry");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(to = %notice.to, "sender notice: next hop timed out; will retry");
+                continue;
+            }
+        };
+        let detail = format!(
+            "sender notice sent to {} for quarantine {} (audit record {}); next hop: {reply}",
+            notice.to, notice.quarantine_id, notice.audit_seq
+        );
+        let record = AuditRecord::action(
+            RecordKind::Action,
+            ActionRecord {
+                actor: "schoolgate".into(),
+                detail: detail.clone(),
+            },
+        );
+        if let Err(e) = relay.audit.append(record).await {
+            tracing::error!(error = %e, "the notice could not be recorded; it stays queued");
+            continue;
+        }
+        tracing::info!("{detail}");
+        let spool = relay.spool.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || spool.notices_sent(&[path]))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+        {
+            tracing::error!(error = %e, "a sent notice could not be removed from the queue");
         }
     }
     Ok(())

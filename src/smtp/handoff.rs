@@ -14,11 +14,11 @@ use sha2::{Digest, Sha256};
 
 use super::next_hop::DeliveryError;
 use super::server::Relay;
-use crate::alerts::Flagged;
+use crate::alerts::{self, Flagged, HeldAttachment, Notice};
 use crate::envelope::Envelope;
 use crate::policy::{self, Verdict};
 use crate::store::quarantine::{NewHeld, Quarantine};
-use crate::store::{AuditRecord, FlagRecord, MessageRecord};
+use crate::store::{AuditRecord, FindingRecord, FlagRecord, MessageRecord};
 
 /// A message read to its end, with what we know of the session it came in.
 pub struct Received {
@@ -82,6 +82,26 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
             rule: f.rule.into(),
             detail: f.detail.clone(),
             evidence: f.evidence.clone(),
+            action: format!("{:?}", f.action).to_lowercase(),
+        })
+        .collect();
+    record.findings = decision
+        .findings
+        .iter()
+        .map(|f| FindingRecord {
+            rule: f.rule.into(),
+            attachment: f.attachment.clone(),
+            detail: f.detail.clone(),
+            detectors: f
+                .detectors
+                .iter()
+                .map(|d| (d.detector.to_string(), d.count))
+                .collect(),
+            evidence: f
+                .evidence
+                .iter()
+                .map(|e| format!("{} at {}: {}", e.detector, e.location, e.sample))
+                .collect(),
             action: format!("{:?}", f.action).to_lowercase(),
         })
         .collect();
@@ -174,7 +194,20 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
             let rcpt_to = received.envelope.rcpt_to.clone();
             let (smtputf8, body_8bit) = (received.envelope.smtputf8, received.envelope.body_8bit);
             let subject = record.subject.clone();
-            let reason = serde_json::to_value(&record.flags).unwrap_or_default();
+            // Why it is held: every rule that matched (the quarantine list shows rule and detail).
+            let reason = serde_json::Value::Array(
+                record
+                    .flags
+                    .iter()
+                    .filter_map(|f| serde_json::to_value(f).ok())
+                    .chain(
+                        record
+                            .findings
+                            .iter()
+                            .filter_map(|f| serde_json::to_value(f).ok()),
+                    )
+                    .collect(),
+            );
             let held = tokio::task::spawn_blocking(move || {
                 quarantine.hold(
                     &NewHeld {
@@ -209,22 +242,44 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
         }
         Verdict::Reject => {
             record.outcome = "rejected".into();
-            "550 5.7.1 Message refused by the school's mail policy".into()
+            decision.refusal()
         }
     };
     record.reply = reply.clone();
     let outcome = record.outcome.clone();
-    let alert = (!record.flags.is_empty()).then(|| Flagged {
+    // The DSL hears of every contact flag, and of a sensitive attachment whose rule is `flag`
+    // (one held or refused is the network manager's, and the sender's, to act on).
+    let alert_flags: Vec<FlagRecord> = record
+        .flags
+        .iter()
+        .cloned()
+        .chain(
+            record
+                .findings
+                .iter()
+                .filter(|f| f.action == "flag")
+                .map(|f| FlagRecord {
+                    rule: f.rule.clone(),
+                    detail: f.detail.clone(),
+                    evidence: f.evidence.join("; "),
+                    action: f.action.clone(),
+                }),
+        )
+        .collect();
+    let alert = (!alert_flags.is_empty()).then(|| Flagged {
         audit_seq: 0,
         queue_id: received.queue_id.clone(),
         time: now.to_string(),
         sender: record.mail_from.clone(),
         recipients: record.rcpt_to.clone(),
         subject: record.subject.clone(),
-        flags: record.flags.clone(),
+        flags: alert_flags,
         outcome: record.outcome.clone(),
         evidence: record.evidence.clone(),
     });
+    let notice = held_id
+        .as_deref()
+        .and_then(|id| sender_notice(&config, &record, &decision, id, now));
     match relay.audit.append(AuditRecord::message(record)).await {
         Ok(entry) => {
             if let Some(mut alert) = alert {
@@ -236,6 +291,17 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
                         "the DSL alert could not be queued; the flag is in the audit trail"),
                     Err(e) => tracing::error!(queue_id = %received.queue_id, error = %e,
                         "the DSL alert could not be queued; the flag is in the audit trail"),
+                }
+            }
+            if let Some(mut notice) = notice {
+                notice.audit_seq = entry.seq;
+                let spool = relay.spool.clone();
+                match tokio::task::spawn_blocking(move || spool.queue_notice(&notice)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(queue_id = %received.queue_id, error = %e,
+                        "the sender notice could not be queued; the message is held and recorded"),
+                    Err(e) => tracing::error!(queue_id = %received.queue_id, error = %e,
+                        "the sender notice could not be queued; the message is held and recorded"),
                 }
             }
             tracing::info!(queue_id = %received.queue_id, client = %received.client,
@@ -259,6 +325,66 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
                 }
             }
             "451 4.3.0 Audit trail unavailable, try again later".into()
+        }
+    }
+}
+
+/// The notice to the sender of a message held for its attachments (SPEC, "Sender notice"),
+/// when `[sensitive] notify_sender` is on and there is a sender to tell.
+fn sender_notice(
+    config: &crate::config::Config,
+    record: &MessageRecord,
+    decision: &policy::Decision,
+    quarantine_id: &str,
+    now: jiff::Timestamp,
+) -> Option<Notice> {
+    let sender = record.mail_from.trim();
+    if !config.sensitive.notify_sender || sender.is_empty() {
+        return None;
+    }
+    let held: Vec<HeldAttachment<'_>> = decision
+        .findings
+        .iter()
+        .filter(|f| f.action == crate::config::Action::Quarantine)
+        .map(|f| HeldAttachment {
+            attachment: &f.attachment,
+            detail: &f.detail,
+            unscannable: f.rule == "unscannable-attachment",
+        })
+        .collect();
+    if held.is_empty() {
+        return None;
+    }
+    let recipients: Vec<String> = if record.header_to.is_empty() {
+        record.rcpt_to.clone()
+    } else {
+        record
+            .header_to
+            .iter()
+            .chain(&record.header_cc)
+            .cloned()
+            .collect()
+    };
+    match alerts::compose_notice(
+        sender,
+        &recipients,
+        record.subject.as_deref(),
+        quarantine_id,
+        &held,
+        &config.alert_from(),
+        &config.school.name,
+        config.sensitive.quarantine_retention_days,
+        now,
+    ) {
+        Ok(bytes) => Some(Notice {
+            audit_seq: 0,
+            quarantine_id: quarantine_id.to_string(),
+            to: sender.to_string(),
+            message: String::from_utf8_lossy(&bytes).into_owned(),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "the sender notice could not be composed");
+            None
         }
     }
 }

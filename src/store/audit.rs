@@ -145,6 +145,9 @@ pub struct MessageRecord {
     /// The safeguarding rules that matched, with their evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<FlagRecord>,
+    /// What the sensitive-attachment rules found, with masked evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<FindingRecord>,
     /// Where the delivered copy of a flagged message is kept (under `storage.state_dir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
@@ -176,6 +179,22 @@ pub struct FlagRecord {
     pub rule: String,
     pub detail: String,
     pub evidence: String,
+    /// `flag`, `quarantine` or `reject`.
+    pub action: String,
+}
+
+/// What a sensitive-attachment rule found in one attachment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    pub rule: String,
+    pub attachment: String,
+    pub detail: String,
+    /// Detector name and its count of distinct values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detectors: Vec<(String, usize)>,
+    /// Where and a masked sample: "detector at location: sample".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
     /// `flag`, `quarantine` or `reject`.
     pub action: String,
 }

@@ -12,7 +12,7 @@ pub mod spool;
 pub mod sqlite;
 
 pub use audit::{
-    ActionRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, FlagRecord, GENESIS_HASH,
+    ActionRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, FindingRecord, FlagRecord, GENESIS_HASH,
     MessageRecord, RecordKind, verify_chain,
 };
 

@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::alerts::Flagged;
+use crate::alerts::{Flagged, Notice};
 
 /// The spool under `storage.state_dir`.
 #[derive(Debug, Clone)]
@@ -55,42 +55,36 @@ impl Spool {
     /// The alerts waiting to be sent, oldest first. A file that does not parse is reported and
     /// left where it is.
     pub fn pending_alerts(&self) -> io::Result<Vec<(PathBuf, Flagged)>> {
-        let dir = self.alerts_dir();
-        let mut out = Vec::new();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            match fs::read(&path).map(|b| serde_json::from_slice::<Flagged>(&b)) {
-                Ok(Ok(item)) => out.push((path, item)),
-                Ok(Err(e)) => {
-                    tracing::error!(path = %path.display(), error = %e, "unreadable queued alert")
-                }
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot read queued alert")
-                }
-            }
-        }
-        out.sort_by_key(|(_, i)| i.audit_seq);
-        Ok(out)
+        pending(&self.alerts_dir(), |i: &Flagged| i.audit_seq)
     }
 
     /// Forgets alerts that were sent.
     pub fn alerts_sent(&self, paths: &[PathBuf]) -> io::Result<()> {
-        for p in paths {
-            match fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        sync_dir(&self.alerts_dir())
+        remove_sent(&self.alerts_dir(), paths)
+    }
+
+    fn notices_dir(&self) -> PathBuf {
+        self.state_dir.join("notices")
+    }
+
+    /// Queues a notice to the sender of a held message.
+    pub fn queue_notice(&self, notice: &Notice) -> io::Result<()> {
+        let json = serde_json::to_vec(notice).map_err(io::Error::other)?;
+        write_durably(
+            &self.notices_dir(),
+            &format!("{:020}.json", notice.audit_seq),
+            &json,
+        )
+    }
+
+    /// The notices waiting to be sent, oldest first.
+    pub fn pending_notices(&self) -> io::Result<Vec<(PathBuf, Notice)>> {
+        pending(&self.notices_dir(), |n: &Notice| n.audit_seq)
+    }
+
+    /// Forgets notices that were sent.
+    pub fn notices_sent(&self, paths: &[PathBuf]) -> io::Result<()> {
+        remove_sent(&self.notices_dir(), paths)
     }
 
     /// Removes evidence older than `cutoff`; returns how many files went.
@@ -117,6 +111,46 @@ impl Spool {
 }
 
 /// Letters, digits, `-`, `_` and `.` only (queue ids are hex; anything else is replaced).
+/// The JSON items queued in `dir`, in the order `seq` gives. A file that does not parse is
+/// reported and left where it is (for a person to look at), never dropped.
+fn pending<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    seq: impl Fn(&T) -> u64,
+) -> io::Result<Vec<(PathBuf, T)>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        match fs::read(&path).map(|b| serde_json::from_slice::<T>(&b)) {
+            Ok(Ok(item)) => out.push((path, item)),
+            Ok(Err(e)) => {
+                tracing::error!(path = %path.display(), error = %e, "unreadable queued item")
+            }
+            Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot read queued item"),
+        }
+    }
+    out.sort_by_key(|(_, i)| seq(i));
+    Ok(out)
+}
+
+fn remove_sent(dir: &Path, paths: &[PathBuf]) -> io::Result<()> {
+    for p in paths {
+        match fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    sync_dir(dir)
+}
+
 pub(crate) fn safe_name(name: &str) -> String {
     name.chars()
         .map(|c| {

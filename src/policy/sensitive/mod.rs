@@ -55,6 +55,42 @@ pub struct Finding {
     pub action: Action,
 }
 
+impl Finding {
+    /// A finding for an attachment walk that failed inside schoolgate (a bug, contained): the
+    /// message is treated as unscannable rather than let through unread.
+    pub fn internal_error(config: &Config) -> Finding {
+        let action = config
+            .sensitive
+            .rules
+            .get(&SensitiveRule::UnscannableAttachment)
+            .copied()
+            .unwrap_or(Action::Quarantine);
+        Finding {
+            rule: SensitiveRule::UnscannableAttachment.name(),
+            attachment: "(all attachments)".into(),
+            detail: "the attachments could not be inspected: internal error in schoolgate".into(),
+            detectors: Vec::new(),
+            evidence: Vec::new(),
+            action,
+        }
+    }
+
+    /// Why the message is refused, for the sender (SMTP reply text; never the data).
+    pub fn refusal(&self) -> String {
+        if self.rule == SensitiveRule::UnscannableAttachment.name() {
+            format!(
+                "The attachment \"{}\" could not be checked for pupils' personal data; ask the network manager",
+                self.attachment
+            )
+        } else {
+            format!(
+                "The attachment \"{}\" holds personal data and is not encrypted; encrypt it (a password-protected file) and send it again",
+                self.attachment
+            )
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DetectorCount {
     pub detector: &'static str,
