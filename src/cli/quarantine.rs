@@ -212,6 +212,45 @@ fn release(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Re
         smtputf8: h.smtputf8,
         body_8bit: h.body_8bit,
     };
+    // Claimed before delivery: of two people releasing at once, one delivers and the other is
+    // told; a failed delivery puts the message back.
+    if !q.mark(id, "releasing", actor, None)? {
+        anyhow::bail!("quarantined message {id} is being released or was acted on by someone else meanwhile");
+    }
+    let delivered = deliver_held(config, id, &envelope, &bytes, &h.sha256);
+    let (reply, hop) = match delivered {
+        Ok(r) => r,
+        Err(e) => {
+            if let Err(undo) = q.unmark(id) {
+                tracing::error!(error = %undo, "{id} could not be put back to held");
+            }
+            return Err(e);
+        }
+    };
+    if !q.advance(id, "releasing", "released", actor)? {
+        anyhow::bail!("quarantined message {id} changed state while it was being released");
+    }
+    audit(
+        config,
+        actor,
+        format!(
+            "quarantine release {id} by {actor}: {} to {}; next hop {hop}: {reply}",
+            h.mail_from,
+            h.rcpt_to.join(", "),
+        ),
+    )?;
+    println!("released {id} to {hop}: {reply}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Hands the held bytes to the next hop; returns its reply and the hop's description.
+fn deliver_held(
+    config: &Config,
+    id: &str,
+    envelope: &Envelope,
+    bytes: &[u8],
+    sha256: &str,
+) -> anyhow::Result<(String, String)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -221,7 +260,7 @@ fn release(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Re
     // The key is the held bytes' hash: the outbox stores a repeated release once.
     let reply = runtime
         .block_on(async {
-            tokio::time::timeout(timeout, hop.deliver(&envelope, &bytes, &h.sha256)).await
+            tokio::time::timeout(timeout, hop.deliver(envelope, bytes, sha256)).await
         })
         .map_err(|_| {
             anyhow::anyhow!(
@@ -231,22 +270,7 @@ fn release(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Re
             )
         })?
         .map_err(|e| anyhow::anyhow!("{e}; {id} is still held"))?;
-    drop(runtime);
-    if !q.mark(id, "released", actor, None)? {
-        anyhow::bail!("quarantined message {id} was released or deleted by someone else meanwhile");
-    }
-    audit(
-        config,
-        actor,
-        format!(
-            "quarantine release {id} by {actor}: {} to {}; next hop {}: {reply}",
-            h.mail_from,
-            h.rcpt_to.join(", "),
-            hop.describe()
-        ),
-    )?;
-    println!("released {id} to {}: {reply}", hop.describe());
-    Ok(ExitCode::SUCCESS)
+    Ok((reply, hop.describe()))
 }
 
 fn delete(

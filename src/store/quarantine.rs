@@ -185,6 +185,17 @@ impl Quarantine {
         Ok(n == 1)
     }
 
+    /// Moves `id` from `from` to `to` (`releasing` → `released`), stamping who and when; false
+    /// when it was not in `from` (someone else acted first).
+    pub fn advance(&self, id: &str, from: &str, to: &str, by: &str) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(
+            "UPDATE quarantine SET state = ?3, acted_by = ?4, acted_at = ?5
+             WHERE id = ?1 AND state = ?2",
+            params![id, from, to, by, now_rfc3339()],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Puts `id` back to `held` after an action that could not be completed (its audit record
     /// failed).
     pub fn unmark(&self, id: &str) -> Result<(), StoreError> {
