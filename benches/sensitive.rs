@@ -38,7 +38,12 @@ fn decision(c: &mut Criterion) {
     let xlsx = attachments::xlsx(10 << 20);
     let pdf = attachments::pdf(10 << 20);
     let cases = [
-        ("xlsx_10m", "pupils.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", &xlsx),
+        (
+            "xlsx_10m",
+            "pupils.xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            &xlsx,
+        ),
         ("pdf_10m", "report.pdf", "application/pdf", &pdf),
     ];
     let mut group = c.benchmark_group("decision");
@@ -58,7 +63,15 @@ fn decision(c: &mut Criterion) {
         );
         group.throughput(Throughput::Bytes(file.len() as u64));
         group.bench_function(label, |b| {
-            b.iter(|| black_box(policy::evaluate(&envelope, black_box(&message), &config, &directory, now)))
+            b.iter(|| {
+                black_box(policy::evaluate(
+                    &envelope,
+                    black_box(&message),
+                    &config,
+                    &directory,
+                    now,
+                ))
+            })
         });
     }
     group.finish();

@@ -274,7 +274,13 @@ mod tests {
         let msg = mail_parser::MessageParser::new().parse(&bytes).unwrap();
         assert_eq!(msg.subject(), Some("Message held: SEN register"));
         let text = msg.body_text(0).unwrap();
-        for needle in ["SEN register.xlsx", "Q123", "encrypt", "network manager", "30 days"] {
+        for needle in [
+            "SEN register.xlsx",
+            "Q123",
+            "encrypt",
+            "network manager",
+            "30 days",
+        ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
         assert_eq!(msg.attachments().count(), 0);

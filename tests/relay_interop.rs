@@ -947,7 +947,11 @@ fn every_corpus_message_is_delivered_once_as_audited_with_the_disclaimer_on() {
     // About delivery with the disclaimer: the attachment rules (tests/sensitive_corpus.rs) are
     // off so every message leaves.
     let gw = Gateway::start(|cfg| {
-        set(cfg, "sensitive.rules.unencrypted-sensitive-attachment", "off");
+        set(
+            cfg,
+            "sensitive.rules.unencrypted-sensitive-attachment",
+            "off",
+        );
         set(cfg, "sensitive.rules.unscannable-attachment", "off");
     });
     let mut sent: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();

@@ -16,7 +16,8 @@ const MAX_UNSCANNABLE: usize = 12;
 #[test]
 fn the_corpus_passes_without_panics_and_ordinary_mail_is_not_held() {
     let config = Config::load(&common::example_config()).unwrap();
-    let directory = Directory::load(&common::example_directory(), &config.school.staff_roles).unwrap();
+    let directory =
+        Directory::load(&common::example_directory(), &config.school.staff_roles).unwrap();
     let today = jiff::civil::date(2026, 11, 23);
     let mut unscannable = Vec::new();
     let mut sensitive_found = Vec::new();
@@ -27,16 +28,11 @@ fn the_corpus_passes_without_panics_and_ordinary_mail_is_not_held() {
             .unwrap_or(&path)
             .display()
             .to_string();
-        let findings = std::panic::catch_unwind(|| {
-            sensitive::check(&message, &config, &directory, today)
-        })
-        .unwrap_or_else(|_| panic!("{name}: the sensitive-attachment check panicked"));
+        let findings =
+            std::panic::catch_unwind(|| sensitive::check(&message, &config, &directory, today))
+                .unwrap_or_else(|_| panic!("{name}: the sensitive-attachment check panicked"));
         for f in findings {
-            assert!(
-                !f.detail.contains("internal error"),
-                "{name}: {}",
-                f.detail
-            );
+            assert!(!f.detail.contains("internal error"), "{name}: {}", f.detail);
             let line = format!("{name}: {} — {}", f.rule, f.detail);
             if f.rule == "unscannable-attachment" {
                 unscannable.push(line);

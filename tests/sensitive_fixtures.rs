@@ -24,7 +24,11 @@ fn config(dir: &Path) -> PathBuf {
         "school.directory",
         root().join("directory.csv").to_str().unwrap(),
     );
-    common::set(&mut cfg, "storage.state_dir", dir.join("var").to_str().unwrap());
+    common::set(
+        &mut cfg,
+        "storage.state_dir",
+        dir.join("var").to_str().unwrap(),
+    );
     let path = dir.join("schoolgate.toml");
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
     path
@@ -136,7 +140,10 @@ fn every_fixture_gets_its_expected_verdict_findings_and_detectors() {
         expect.len(),
         failures.join("\n")
     );
-    assert!(held >= 10 && delivered >= 8, "held {held}, delivered {delivered}");
+    assert!(
+        held >= 10 && delivered >= 8,
+        "held {held}, delivered {delivered}"
+    );
 }
 
 #[test]

@@ -133,7 +133,10 @@ fn a_class_list_in_clear_is_held_the_sender_told_and_a_release_delivers_it_once(
     );
 
     // Nothing reached the recipient; the sender hears why, without the data.
-    assert!(to(&gw, COUNTY).is_empty(), "a held message is not delivered");
+    assert!(
+        to(&gw, COUNTY).is_empty(),
+        "a held message is not delivered"
+    );
     assert!(
         gw.wait_for(Duration::from_secs(10), || !to(&gw, FROM).is_empty()),
         "the sender notice never reached the outbox\n{}",
@@ -148,7 +151,10 @@ fn a_class_list_in_clear_is_held_the_sender_told_and_a_release_delivers_it_once(
         );
     }
     assert!(!notice_text.contains(&upn(100)), "the notice holds no data");
-    assert!(!notice_text.contains("Surname1"), "the notice holds no data");
+    assert!(
+        !notice_text.contains("Surname1"),
+        "the notice holds no data"
+    );
     assert!(
         gw.wait_for(Duration::from_secs(5), || gw
             .audit_records()
@@ -168,9 +174,9 @@ fn a_class_list_in_clear_is_held_the_sender_told_and_a_release_delivers_it_once(
     assert_eq!(again.status.code(), Some(2));
     assert_eq!(to(&gw, COUNTY).len(), 1, "still exactly once");
     assert!(
-        gw.audit_records()
-            .iter()
-            .any(|r| r.record_json.contains(&format!("quarantine release {id} by netman"))),
+        gw.audit_records().iter().any(|r| r
+            .record_json
+            .contains(&format!("quarantine release {id} by netman"))),
         "the release is audited"
     );
     verify_audit_chain(&gw.audit_records()).unwrap();
@@ -268,7 +274,11 @@ fn bombs_are_held_as_unscannable_and_the_server_goes_on() {
         // Still serving: an ordinary message goes straight through.
         let plain = common::plain_message(FROM, COUNTY, "After", &format!("a{n}@test"), "Hi");
         let t = c.send(FROM, "", &[COUNTY], &plain).unwrap();
-        assert!(t.accepted() && !t.reply.text().contains("held"), "{:?}", t.reply);
+        assert!(
+            t.accepted() && !t.reply.text().contains("held"),
+            "{:?}",
+            t.reply
+        );
     }
     assert_eq!(to(&gw, COUNTY).len(), bombs.len());
 }

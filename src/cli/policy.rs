@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::Action;
+use crate::config::{Action, ContactRule, SensitiveRule};
 use crate::directory::Directory;
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
@@ -66,17 +66,52 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             .join(", "),
         config.relay.next_hop.0
     );
+    // Every rule with its action, defaults included, by its SPEC name.
+    let lower = |a: Action| format!("{a:?}").to_lowercase();
     let mut rules: Vec<String> = Vec::new();
-    for (rule, action) in &config.safeguarding.rules {
-        if *action != Action::Off {
-            rules.push(format!("{rule:?}={action:?}"));
-        }
+    for rule in [
+        ContactRule::PupilPersonalAddress,
+        ContactRule::StaffPersonalAddress,
+        ContactRule::PersonalContactShared,
+        ContactRule::OutOfHoursPupilContact,
+    ] {
+        let action = config
+            .safeguarding
+            .rules
+            .get(&rule)
+            .copied()
+            .unwrap_or(Action::Flag);
+        rules.push(format!("{}={}", rule.name(), lower(action)));
     }
-    for (rule, action) in &config.sensitive.rules {
-        if *action != Action::Off {
-            rules.push(format!("{rule:?}={action:?}"));
-        }
+    for rule in [
+        SensitiveRule::UnencryptedSensitiveAttachment,
+        SensitiveRule::UnscannableAttachment,
+    ] {
+        let action = config
+            .sensitive
+            .rules
+            .get(&rule)
+            .copied()
+            .unwrap_or(Action::Quarantine);
+        rules.push(format!("{}={}", rule.name(), lower(action)));
     }
-    println!("  rules on:        {}", rules.join(", "));
+    let t = &config.sensitive.thresholds;
+    let l = &config.sensitive.limits;
+    println!(
+        "  sensitive when:  {} identifiers, {} dates of birth, {} pupils with special-category data, or a marking ({})",
+        t.identifiers,
+        t.birth_dates,
+        t.special_category,
+        config.sensitive.markings.join(", ")
+    );
+    println!(
+        "  scan limits:     depth {}, {} bytes expanded, {} entries, ratio {}, {} s",
+        l.max_depth,
+        l.max_expanded_size.0,
+        l.max_entries,
+        l.max_ratio,
+        l.max_scan_time.0.as_secs()
+    );
+    println!("  rules:           {}", rules.join(", "));
     Ok(ExitCode::SUCCESS)
 }

@@ -215,7 +215,9 @@ fn release(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Re
     // Claimed before delivery: of two people releasing at once, one delivers and the other is
     // told; a failed delivery puts the message back.
     if !q.mark(id, "releasing", actor, None)? {
-        anyhow::bail!("quarantined message {id} is being released or was acted on by someone else meanwhile");
+        anyhow::bail!(
+            "quarantined message {id} is being released or was acted on by someone else meanwhile"
+        );
     }
     let delivered = deliver_held(config, id, &envelope, &bytes, &h.sha256);
     let (reply, hop) = match delivered {

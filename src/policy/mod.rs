@@ -159,7 +159,9 @@ pub fn evaluate(
     }))
     .unwrap_or_default();
     let today = now
-        .to_zoned(jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC))
+        .to_zoned(
+            jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
+        )
         .date();
     let findings = catch_unwind(AssertUnwindSafe(|| {
         sensitive::check(message, config, directory, today)

@@ -12,8 +12,8 @@ pub mod spool;
 pub mod sqlite;
 
 pub use audit::{
-    ActionRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, FindingRecord, FlagRecord, GENESIS_HASH,
-    MessageRecord, RecordKind, verify_chain,
+    ActionRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, FindingRecord, FlagRecord,
+    GENESIS_HASH, MessageRecord, RecordKind, verify_chain,
 };
 
 use std::path::PathBuf;

@@ -133,7 +133,9 @@ fn pending<T: serde::de::DeserializeOwned>(
             Ok(Err(e)) => {
                 tracing::error!(path = %path.display(), error = %e, "unreadable queued item")
             }
-            Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot read queued item"),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read queued item")
+            }
         }
     }
     out.sort_by_key(|(_, i)| seq(i));

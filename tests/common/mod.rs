@@ -85,7 +85,11 @@ pub const HEADTEACHER: &str = "head@example-academy.sch.uk";
 /// exempt address as well, so no policy rewrites what these tests send; the sensitive-attachment
 /// rules are off, so none is held.
 pub fn relay_only(cfg: &mut toml::Table) {
-    set(cfg, "sensitive.rules.unencrypted-sensitive-attachment", "off");
+    set(
+        cfg,
+        "sensitive.rules.unencrypted-sensitive-attachment",
+        "off",
+    );
     set(cfg, "sensitive.rules.unscannable-attachment", "off");
     set(cfg, "disclaimer.text", "");
     set(cfg, "disclaimer.html", "");
@@ -824,6 +828,49 @@ pub fn plain_message(from: &str, to: &str, subject: &str, message_id: &str, body
     m.into_bytes()
 }
 
+/// The shared corpus of real-world messages (../shared/corpus from the crate).
+pub fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+/// Every message file under the corpus (not its SOURCES.md or README files), sorted.
+pub fn corpus_files() -> Vec<PathBuf> {
+    let root = corpus_dir();
+    assert!(
+        root.is_dir(),
+        "the shared corpus is missing: expected it at {} (../shared/corpus from the crate)",
+        root.display()
+    );
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let upper = name.to_ascii_uppercase();
+            if upper.starts_with("SOURCES") || upper.starts_with("README") || name.starts_with('.')
+            {
+                continue;
+            }
+            out.push(path);
+        }
+    }
+    out.sort();
+    assert!(
+        out.len() >= 150,
+        "only {} messages in {}; the corpus should hold about 200",
+        out.len(),
+        root.display()
+    );
+    out
+}
+
 #[cfg(test)]
 mod self_tests {
     use super::*;
@@ -905,47 +952,4 @@ mod self_tests {
             b"..a\r\nb\r\n...c\r\n.\r\n".to_vec()
         );
     }
-}
-
-/// The shared corpus of real-world messages (../shared/corpus from the crate).
-pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
-}
-
-/// Every message file under the corpus (not its SOURCES.md or README files), sorted.
-pub fn corpus_files() -> Vec<PathBuf> {
-    let root = corpus_dir();
-    assert!(
-        root.is_dir(),
-        "the shared corpus is missing: expected it at {} (../shared/corpus from the crate)",
-        root.display()
-    );
-    let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            let upper = name.to_ascii_uppercase();
-            if upper.starts_with("SOURCES") || upper.starts_with("README") || name.starts_with('.')
-            {
-                continue;
-            }
-            out.push(path);
-        }
-    }
-    out.sort();
-    assert!(
-        out.len() >= 150,
-        "only {} messages in {}; the corpus should hold about 200",
-        out.len(),
-        root.display()
-    );
-    out
 }
