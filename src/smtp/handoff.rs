@@ -59,9 +59,35 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Decides, delivers and records `received`; returns the reply for the client.
-pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
+pub async fn hand_off(relay: &Relay, received: Received) -> String {
     let config = relay.config();
     let directory = relay.directory();
+    let now = jiff::Timestamp::now();
+    // The policy opens attachments (up to `max_scan_time`): on a blocking thread, so the
+    // sessions sharing this worker are not held up. The message moves there and back, uncopied.
+    let decided = {
+        let (config, directory) = (config.clone(), directory.clone());
+        tokio::task::spawn_blocking(move || {
+            let decision = policy::evaluate(
+                &received.envelope,
+                received.original(),
+                &config,
+                &directory,
+                now,
+            );
+            (received, decision)
+        })
+        .await
+    };
+    let (mut received, mut decision) = match decided {
+        Ok(pair) => pair,
+        Err(e) => {
+            // evaluate contains its own panics; this is the runtime failing. Nothing was
+            // accepted: the client keeps the message and retries.
+            tracing::error!(error = %e, "the policy could not run");
+            return "451 4.3.0 Policy check failed, try again later".into();
+        }
+    };
     let original = received.original();
     let size = original.len();
     let hop = relay.next_hop();
@@ -70,8 +96,6 @@ pub async fn hand_off(relay: &Relay, mut received: Received) -> String {
     } else {
         String::new()
     };
-    let now = jiff::Timestamp::now();
-    let mut decision = policy::evaluate(&received.envelope, original, &config, &directory, now);
     let mut record = base_record(&received, original, &decision.summary);
     record.verdict = decision.verdict.as_str().into();
     record.disclaimer = Some(decision.disclaimer.as_str().into());
