@@ -197,7 +197,7 @@ fn the_same_list_encrypted_or_a_harmless_file_is_delivered() {
     let t = c.send(FROM, "", &[COUNTY], &m).unwrap();
     assert!(t.accepted(), "{:?}", t.reply);
     assert!(!t.reply.text().contains("held"), "{:?}", t.reply);
-    let zip = std::fs::read(fixture("fixtures/sensitive/files/class-list-aes.zip"))
+    let zip = std::fs::read(fixture("fixtures/sensitive/files/class-list-aes256.zip"))
         .expect("the AES ZIP fixture (scripts/make-sensitive-fixtures)");
     let m = with_attachment(
         "Class list (encrypted)",
