@@ -101,4 +101,89 @@ mod tests {
         assert_eq!(u64_at(b"", usize::MAX), None);
         assert_eq!(u16_at(b"\x01\x02", 0), Some(0x0201));
     }
+
+    /// Samples made by the real tools (scripts/make-encryption-samples says which).
+    macro_rules! sample {
+        ($name:literal) => {
+            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/encryption/", $name)).as_slice()
+        };
+    }
+
+    #[test]
+    fn zip_samples() {
+        assert_eq!(of_file(sample!("zip-clear.zip")), Protection::Clear);
+        assert_eq!(of_file(sample!("zip-zipcrypto.zip")), Protection::Encrypted("ZipCrypto ZIP"));
+        assert_eq!(of_file(sample!("zip-aes256.zip")), Protection::Encrypted("AES-256 ZIP"));
+        // One entry with a password, one without: the extractor reads the clear one.
+        assert_eq!(of_file(sample!("zip-partial.zip")), Protection::Clear);
+        assert_eq!(of_file(sample!("xlsx-clear.xlsx")), Protection::Clear);
+    }
+
+    #[test]
+    fn opendocument_samples() {
+        assert_eq!(of_file(sample!("odt-clear.odt")), Protection::Clear);
+        assert_eq!(of_file(sample!("odt-encrypted.odt")), Protection::Encrypted("encrypted OpenDocument"));
+    }
+
+    #[test]
+    fn sevenzip_samples() {
+        assert_eq!(of_file(sample!("7z-clear.7z")), Protection::Clear);
+        assert_eq!(of_file(sample!("7z-aes.7z")), Protection::Encrypted("AES-256 7z"));
+        assert_eq!(
+            of_file(sample!("7z-aes-hidden-names.7z")),
+            Protection::Encrypted("AES-256 7z, file names hidden")
+        );
+    }
+
+    #[test]
+    fn pdf_samples() {
+        let owner_only = Protection::OpensWithoutPassword("PDF with an owner password only");
+        let asks = Protection::Encrypted("password-protected PDF");
+        assert_eq!(of_file(sample!("pdf-clear.pdf")), Protection::Clear);
+        assert_eq!(of_file(sample!("pdf-owner-only-r3.pdf")), owner_only);
+        assert_eq!(of_file(sample!("pdf-owner-only-r4-aes.pdf")), owner_only);
+        assert_eq!(of_file(sample!("pdf-owner-only-r6.pdf")), owner_only);
+        assert_eq!(of_file(sample!("pdf-user-r2.pdf")), asks);
+        assert_eq!(of_file(sample!("pdf-user-r4-aes.pdf")), asks);
+        assert_eq!(of_file(sample!("pdf-user-r6.pdf")), asks);
+    }
+
+    #[test]
+    fn office_samples() {
+        assert_eq!(
+            of_file(sample!("xlsx-agile.xlsx")),
+            Protection::Encrypted("password-protected Office document (agile encryption)")
+        );
+        assert_eq!(of_file(sample!("xls-clear.xls")), Protection::Clear);
+        let default = Protection::OpensWithoutPassword("Excel workbook with the default password");
+        assert_eq!(of_file(sample!("xls-velvetsweatshop.xls")), default);
+        assert_eq!(of_file(sample!("xls-velvetsweatshop-rc4.xls")), default);
+        assert_eq!(of_file(sample!("xls-velvetsweatshop-xor.xls")), default);
+        let asks = Protection::Encrypted("password-protected Excel workbook");
+        assert_eq!(of_file(sample!("xls-password.xls")), asks);
+        assert_eq!(of_file(sample!("xls-password-rc4.xls")), asks);
+    }
+
+    #[test]
+    fn pgp_and_smime_samples() {
+        let pgp = Protection::Encrypted("OpenPGP encrypted");
+        let octet = "application/octet-stream";
+        assert_eq!(of_file(sample!("pgp-symmetric.asc")), pgp);
+        assert_eq!(of_part(octet, &[], "pupils.csv.asc", sample!("pgp-symmetric.asc")), pgp);
+        assert_eq!(of_part(octet, &[], "pupils.csv.gpg", sample!("pgp-symmetric.gpg")), pgp);
+        // Signed only: anyone can read it.
+        assert_eq!(of_file(sample!("pgp-signed.asc")), Protection::Clear);
+        assert_eq!(of_part(octet, &[], "pupils.csv.asc", sample!("pgp-signed.asc")), Protection::Clear);
+        let smime = Protection::Encrypted("S/MIME encrypted");
+        assert_eq!(of_part("application/pkcs7-mime", &[], "smime.p7m", sample!("smime-enveloped.p7m")), smime);
+        assert_eq!(of_file(sample!("smime-enveloped.p7m")), smime);
+        assert_eq!(of_part(octet, &[], "smime.p7m", sample!("smime-signed.p7m")), Protection::Clear);
+    }
+
+    #[test]
+    fn of_part_falls_through_to_the_file() {
+        let zip = "application/zip";
+        assert_eq!(of_part(zip, &[], "pupils.zip", sample!("zip-aes256.zip")), Protection::Encrypted("AES-256 ZIP"));
+        assert_eq!(of_part("application/pdf", &[], "report.pdf", sample!("pdf-clear.pdf")), Protection::Clear);
+    }
 }

@@ -125,15 +125,20 @@ fn excel(stream: &[u8], biff5: bool) -> Protection {
 
 /// Whether a FilePass record's verifier matches "VelvetSweatshop".
 fn opens_with_default_password(body: &[u8], biff8: bool) -> bool {
+    opens_with(body, biff8, EXCEL_DEFAULT_PASSWORD)
+}
+
+/// Whether a FilePass record's verifier matches `password`.
+fn opens_with(body: &[u8], biff8: bool, password: &str) -> bool {
     if !biff8 {
         // BIFF5 and older: key, verifier.
-        return u16_at(body, 2) == Some(xor_verifier(EXCEL_DEFAULT_PASSWORD));
+        return u16_at(body, 2) == Some(xor_verifier(password));
     }
     match u16_at(body, 0) {
-        Some(0) => u16_at(body, 4) == Some(xor_verifier(EXCEL_DEFAULT_PASSWORD)),
+        Some(0) => u16_at(body, 4) == Some(xor_verifier(password)),
         Some(1) => match (u16_at(body, 2), u16_at(body, 4)) {
-            (Some(1), Some(1)) => rc4_verifier(body.get(6..).unwrap_or_default()),
-            (Some(2..=4), Some(2)) => cryptoapi_verifier(body.get(6..).unwrap_or_default()),
+            (Some(1), Some(1)) => rc4_verifier(body.get(6..).unwrap_or_default(), password),
+            (Some(2..=4), Some(2)) => cryptoapi_verifier(body.get(6..).unwrap_or_default(), password),
             _ => false,
         },
         _ => false,
@@ -156,12 +161,12 @@ fn xor_verifier(password: &str) -> u16 {
 }
 
 /// [MS-OFFCRYPTO] §2.3.6: RC4 encryption (version 1.1): salt, encrypted verifier, its MD5.
-fn rc4_verifier(v: &[u8]) -> bool {
+fn rc4_verifier(v: &[u8], password: &str) -> bool {
     let (Some(salt), Some(verifier), Some(hash)) = (v.get(..16), v.get(16..32), v.get(32..48))
     else {
         return false;
     };
-    let h0 = md5(&[&utf16le(EXCEL_DEFAULT_PASSWORD)]);
+    let h0 = md5(&[&utf16le(password)]);
     let truncated = h0.get(..5).unwrap_or_default();
     let mut buffer = Vec::with_capacity(16 * 21);
     for _ in 0..16 {
@@ -179,7 +184,7 @@ fn rc4_verifier(v: &[u8]) -> bool {
 }
 
 /// [MS-OFFCRYPTO] §2.3.5: RC4 CryptoAPI: EncryptionHeader, then the verifier with its SHA-1.
-fn cryptoapi_verifier(v: &[u8]) -> bool {
+fn cryptoapi_verifier(v: &[u8], password: &str) -> bool {
     // Flags (4), header size (4), header, then the verifier.
     let Some(header_size) = u32_at(v, 4).and_then(|n| usize::try_from(n).ok()) else {
         return false;
@@ -208,7 +213,7 @@ fn cryptoapi_verifier(v: &[u8]) -> bool {
     let Some(encrypted_hash) = encrypted_hash.get(..hash_size) else {
         return false;
     };
-    let h0 = sha1(&[salt, &utf16le(EXCEL_DEFAULT_PASSWORD)]);
+    let h0 = sha1(&[salt, &utf16le(password)]);
     let h_final = sha1(&[&h0, &0u32.to_le_bytes()]);
     let key_len = usize::try_from(key_bits / 8).unwrap_or(5).clamp(5, 16);
     let mut key = h_final.get(..key_len).unwrap_or_default().to_vec();
@@ -333,10 +338,16 @@ mod tests {
     }
 
     #[test]
-    fn xor_verifier_matches_ms_offcrypto() {
-        // Worked by hand from §2.3.7.1 for "a": ((0 ^ 'a') << 1 | 0) ^ 1 ... then ^ 0xCE4B.
-        let a = ((u16::from(b'a') << 1) ^ 1) ^ 0xCE4B;
-        assert_eq!(xor_verifier("a"), a);
+    fn verifiers_match_published_vectors() {
+        // VelvetSweatshop's XOR verifier, as msoffcrypto-tool documents it.
+        assert_eq!(xor_verifier("VelvetSweatshop"), 0x9A0A);
+        // RC4 version 1.1, the "password1" vector of msoffcrypto-tool's tests.
+        let mut v = b"\xe8w,\x1d\x91\xc5j7\x96Ga\xb2\x80\x182\x17".to_vec();
+        v.extend_from_slice(b"\xc9\xe9\x97\xd4T\x97=1\x0b\xb1\xbap\x14&\x83~");
+        v.extend_from_slice(b"\xb1\xde\x17\x8f\x07\xe9\x89\xc4M\xae^L\xf9j\xc4\x07");
+        assert!(rc4_verifier(&v, "password1"));
+        assert!(!rc4_verifier(&v, "password2"));
+        assert!(!rc4_verifier(&v[..40], "password1"));
     }
 
     #[test]
