@@ -34,7 +34,9 @@ impl Rc4 {
             self.i = self.i.wrapping_add(1);
             self.j = self.j.wrapping_add(self.s[usize::from(self.i)]);
             self.s.swap(usize::from(self.i), usize::from(self.j));
-            let k = self.s[usize::from(self.s[usize::from(self.i)].wrapping_add(self.s[usize::from(self.j)]))];
+            let k = self.s[usize::from(
+                self.s[usize::from(self.i)].wrapping_add(self.s[usize::from(self.j)]),
+            )];
             *b ^= k;
         }
     }
@@ -96,7 +98,13 @@ pub(super) fn sha1(parts: &[&[u8]]) -> [u8; 20] {
         message.push(0);
     }
     message.extend_from_slice(&bit_len.to_be_bytes());
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     for chunk in message.chunks_exact(64) {
         let mut w = [0u32; 80];
         for (i, word) in chunk.chunks_exact(4).enumerate() {
@@ -142,10 +150,19 @@ mod tests {
 
     #[test]
     fn sha1_matches_the_fips_vectors() {
-        assert_eq!(hex::encode(sha1(&[b"abc"])), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(hex::encode(sha1(&[b""])), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            hex::encode(sha1(&[b"abc"])),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            hex::encode(sha1(&[b""])),
+            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+        );
         let long = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-        assert_eq!(hex::encode(sha1(&[&long[..10], &long[10..]])), "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+        assert_eq!(
+            hex::encode(sha1(&[&long[..10], &long[10..]])),
+            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
+        );
     }
 
     #[test]
@@ -158,8 +175,14 @@ mod tests {
     #[test]
     fn aes_cbc_matches_sp800_38a() {
         // NIST SP 800-38A F.2.1, first block.
-        let key: [u8; 16] = hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap().try_into().unwrap();
-        let iv: [u8; 16] = hex::decode("000102030405060708090a0b0c0d0e0f").unwrap().try_into().unwrap();
+        let key: [u8; 16] = hex::decode("2b7e151628aed2a6abf7158809cf4f3c")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let iv: [u8; 16] = hex::decode("000102030405060708090a0b0c0d0e0f")
+            .unwrap()
+            .try_into()
+            .unwrap();
         let mut data = hex::decode("6bc1bee22e409f96e93d7e117393172a").unwrap();
         aes128_cbc(&key, &iv, &mut data);
         assert_eq!(hex::encode(data), "7649abac8119b246cee98e9b12e9197d");

@@ -5,9 +5,12 @@
 use super::Protection;
 
 /// CMS content types, as DER-encoded OIDs with their tag and length.
-const ENVELOPED_DATA: &[u8] = &[0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x03];
-const AUTH_ENVELOPED_DATA: &[u8] =
-    &[0x06, 0x0B, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x10, 0x01, 0x17];
+const ENVELOPED_DATA: &[u8] = &[
+    0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x03,
+];
+const AUTH_ENVELOPED_DATA: &[u8] = &[
+    0x06, 0x0B, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x10, 0x01, 0x17,
+];
 /// Where the content type sits in a ContentInfo: after a SEQUENCE header of at most 6 bytes
 /// (indefinite or long length); a little room for a BER writer's oddities.
 const OID_WINDOW: usize = 24;
@@ -18,7 +21,12 @@ const ENCRYPTED_TAGS: [u8; 5] = [1, 3, 9, 18, 20];
 /// What the part's type, parameters and name say, with a look at its first bytes where the
 /// type alone cannot tell. `Clear` here means "not an encrypted mail part": the caller then
 /// looks at the file itself.
-pub(super) fn of_part(mime_type: &str, params: &[(String, String)], name: &str, body: &[u8]) -> Protection {
+pub(super) fn of_part(
+    mime_type: &str,
+    params: &[(String, String)],
+    name: &str,
+    body: &[u8],
+) -> Protection {
     let param = |key: &str| {
         params
             .iter()
@@ -56,7 +64,9 @@ pub(super) fn of_part(mime_type: &str, params: &[(String, String)], name: &str, 
     }
     if (name.ends_with(".gpg") || name.ends_with(".pgp")) && !body.starts_with(b"-----") {
         return match first_packet_tag(body) {
-            Some(tag) if ENCRYPTED_TAGS.contains(&tag) => Protection::Encrypted("OpenPGP encrypted"),
+            Some(tag) if ENCRYPTED_TAGS.contains(&tag) => {
+                Protection::Encrypted("OpenPGP encrypted")
+            }
             _ => Protection::Clear,
         };
     }
@@ -101,7 +111,9 @@ fn trim_start(b: &[u8]) -> &[u8] {
 /// compressed/literal packet.
 fn armour(text: &[u8]) -> Protection {
     // Armour headers ("Version: …") end at the first empty line; the base64 follows.
-    let mut lines = text.split(|&c| c == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = text
+        .split(|&c| c == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     lines.next();
     let mut in_headers = true;
     let mut base64 = Vec::new();
@@ -128,9 +140,9 @@ fn armour(text: &[u8]) -> Protection {
     let decoded = decode_base64_prefix(&base64);
     match first_packet_tag(&decoded) {
         Some(tag) if ENCRYPTED_TAGS.contains(&tag) => Protection::Encrypted("OpenPGP encrypted"),
-        Some(_) => Protection::Clear,
-        // Unreadable armour: the header says it is a PGP message; it reads as nothing else.
-        None => Protection::Encrypted("OpenPGP encrypted"),
+        // Signed only, or not OpenPGP at all under the armour line (a text file that merely
+        // starts with it): read as clear, so its text is still checked.
+        _ => Protection::Clear,
     }
 }
 
@@ -178,7 +190,9 @@ mod tests {
     use super::*;
 
     fn params(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -194,27 +208,49 @@ mod tests {
             Protection::Encrypted("S/MIME encrypted")
         );
         let signed = params(&[("smime-type", "signed-data")]);
-        assert_eq!(of_part("application/pkcs7-mime", &signed, "", b""), Protection::Clear);
+        assert_eq!(
+            of_part("application/pkcs7-mime", &signed, "", b""),
+            Protection::Clear
+        );
         // No smime-type: the DER says.
         let mut der = vec![0x30, 0x80];
         der.extend_from_slice(ENVELOPED_DATA);
-        assert_eq!(of_part("application/pkcs7-mime", &[], "", &der), Protection::Encrypted("S/MIME encrypted"));
-        assert_eq!(of_part("application/octet-stream", &[], "x.P7M", &der), Protection::Encrypted("S/MIME encrypted"));
+        assert_eq!(
+            of_part("application/pkcs7-mime", &[], "", &der),
+            Protection::Encrypted("S/MIME encrypted")
+        );
+        assert_eq!(
+            of_part("application/octet-stream", &[], "x.P7M", &der),
+            Protection::Encrypted("S/MIME encrypted")
+        );
         let mut signed_der = vec![0x30, 0x82, 0x01, 0x00];
-        signed_der.extend_from_slice(&[0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x02]);
-        assert_eq!(of_part("application/octet-stream", &[], "x.p7m", &signed_der), Protection::Clear);
+        signed_der.extend_from_slice(&[
+            0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x02,
+        ]);
+        assert_eq!(
+            of_part("application/octet-stream", &[], "x.p7m", &signed_der),
+            Protection::Clear
+        );
     }
 
     #[test]
     fn pgp_mime_and_rights_managed_mail() {
         let pgp = params(&[("protocol", "application/pgp-encrypted")]);
-        assert_eq!(of_part("multipart/encrypted", &pgp, "", b""), Protection::Encrypted("PGP/MIME encrypted"));
+        assert_eq!(
+            of_part("multipart/encrypted", &pgp, "", b""),
+            Protection::Encrypted("PGP/MIME encrypted")
+        );
         assert_eq!(
             of_part("application/pgp-encrypted", &[], "", b"Version: 1\r\n"),
             Protection::Encrypted("PGP/MIME encrypted")
         );
         assert_eq!(
-            of_part("application/x-microsoft-rpmsg-message", &[], "message.rpmsg", b"\x76\xe8"),
+            of_part(
+                "application/x-microsoft-rpmsg-message",
+                &[],
+                "message.rpmsg",
+                b"\x76\xe8"
+            ),
             Protection::Encrypted("rights-managed message")
         );
         assert_eq!(
@@ -226,24 +262,56 @@ mod tests {
     #[test]
     fn binary_openpgp_by_its_first_packet() {
         // Old-format PKESK (tag 1), new-format SEIPD (tag 18), old-format compressed (tag 8).
-        assert_eq!(of_part("application/octet-stream", &[], "r.gpg", &[0x85, 0x01, 0x0C]), Protection::Encrypted("OpenPGP encrypted"));
-        assert_eq!(of_part("application/octet-stream", &[], "r.pgp", &[0xD2, 0x10]), Protection::Encrypted("OpenPGP encrypted"));
-        assert_eq!(of_part("application/octet-stream", &[], "r.gpg", &[0xA3, 0x01]), Protection::Clear);
+        assert_eq!(
+            of_part(
+                "application/octet-stream",
+                &[],
+                "r.gpg",
+                &[0x85, 0x01, 0x0C]
+            ),
+            Protection::Encrypted("OpenPGP encrypted")
+        );
+        assert_eq!(
+            of_part("application/octet-stream", &[], "r.pgp", &[0xD2, 0x10]),
+            Protection::Encrypted("OpenPGP encrypted")
+        );
+        assert_eq!(
+            of_part("application/octet-stream", &[], "r.gpg", &[0xA3, 0x01]),
+            Protection::Clear
+        );
         // The same bytes without the name are not taken for OpenPGP.
-        assert_eq!(of_part("application/octet-stream", &[], "r.bin", &[0x85, 0x01, 0x0C]), Protection::Clear);
+        assert_eq!(
+            of_part(
+                "application/octet-stream",
+                &[],
+                "r.bin",
+                &[0x85, 0x01, 0x0C]
+            ),
+            Protection::Clear
+        );
     }
 
     #[test]
     fn armour_is_decoded_and_signed_only_is_clear() {
         // hQEMA… is a PKESK packet (0x85 0x01 0x0C …).
         let encrypted = b"\n-----BEGIN PGP MESSAGE-----\nVersion: GnuPG\n\nhQEMA5dNnxIbSpTjAQf/Zx\n=abcd\n-----END PGP MESSAGE-----\n";
-        assert_eq!(of_content(encrypted), Protection::Encrypted("OpenPGP encrypted"));
+        assert_eq!(
+            of_content(encrypted),
+            Protection::Encrypted("OpenPGP encrypted")
+        );
         // owGb… is a compressed-data packet (0xA3 0x01): signed, not encrypted.
-        let signed = b"-----BEGIN PGP MESSAGE-----\r\n\r\nowGbwMvMwCX2\r\n-----END PGP MESSAGE-----\r\n";
+        let signed =
+            b"-----BEGIN PGP MESSAGE-----\r\n\r\nowGbwMvMwCX2\r\n-----END PGP MESSAGE-----\r\n";
         assert_eq!(of_content(signed), Protection::Clear);
         // Cleartext signatures are a different armour altogether.
         let cleartext = b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nhello\n";
         assert_eq!(of_content(cleartext), Protection::Clear);
-        assert_eq!(decode_base64_prefix(b"hQEMA5dN"), vec![0x85, 0x01, 0x0C, 0x03, 0x97, 0x4D]);
+        assert_eq!(
+            decode_base64_prefix(b"hQEMA5dN"),
+            vec![0x85, 0x01, 0x0C, 0x03, 0x97, 0x4D]
+        );
+        // The armour line above a list of pupils does not make it encrypted.
+        let disguised = b"-----BEGIN PGP MESSAGE-----\n\nName,UPN\nTest Pupil,A123456789012\n";
+        assert_eq!(of_content(disguised), Protection::Clear);
     }
 }

@@ -60,7 +60,12 @@ pub fn of_file(bytes: &[u8]) -> Protection {
 /// Tells from a MIME part whether it is an encrypted message or attachment (S/MIME enveloped
 /// data, PGP/MIME, armoured PGP, Microsoft rights-managed mail). `mime_type` is lower-cased
 /// `type/subtype`; `params` are its Content-Type parameters; `body` is decoded.
-pub fn of_part(mime_type: &str, params: &[(String, String)], name: &str, body: &[u8]) -> Protection {
+pub fn of_part(
+    mime_type: &str,
+    params: &[(String, String)],
+    name: &str,
+    body: &[u8],
+) -> Protection {
     match mail::of_part(mime_type, params, name, body) {
         Protection::Clear => of_file(body),
         told => told,
@@ -105,15 +110,26 @@ mod tests {
     /// Samples made by the real tools (scripts/make-encryption-samples says which).
     macro_rules! sample {
         ($name:literal) => {
-            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/encryption/", $name)).as_slice()
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fixtures/encryption/",
+                $name
+            ))
+            .as_slice()
         };
     }
 
     #[test]
     fn zip_samples() {
         assert_eq!(of_file(sample!("zip-clear.zip")), Protection::Clear);
-        assert_eq!(of_file(sample!("zip-zipcrypto.zip")), Protection::Encrypted("ZipCrypto ZIP"));
-        assert_eq!(of_file(sample!("zip-aes256.zip")), Protection::Encrypted("AES-256 ZIP"));
+        assert_eq!(
+            of_file(sample!("zip-zipcrypto.zip")),
+            Protection::Encrypted("ZipCrypto ZIP")
+        );
+        assert_eq!(
+            of_file(sample!("zip-aes256.zip")),
+            Protection::Encrypted("AES-256 ZIP")
+        );
         // One entry with a password, one without: the extractor reads the clear one.
         assert_eq!(of_file(sample!("zip-partial.zip")), Protection::Clear);
         assert_eq!(of_file(sample!("xlsx-clear.xlsx")), Protection::Clear);
@@ -122,13 +138,19 @@ mod tests {
     #[test]
     fn opendocument_samples() {
         assert_eq!(of_file(sample!("odt-clear.odt")), Protection::Clear);
-        assert_eq!(of_file(sample!("odt-encrypted.odt")), Protection::Encrypted("encrypted OpenDocument"));
+        assert_eq!(
+            of_file(sample!("odt-encrypted.odt")),
+            Protection::Encrypted("encrypted OpenDocument")
+        );
     }
 
     #[test]
     fn sevenzip_samples() {
         assert_eq!(of_file(sample!("7z-clear.7z")), Protection::Clear);
-        assert_eq!(of_file(sample!("7z-aes.7z")), Protection::Encrypted("AES-256 7z"));
+        assert_eq!(
+            of_file(sample!("7z-aes.7z")),
+            Protection::Encrypted("AES-256 7z")
+        );
         assert_eq!(
             of_file(sample!("7z-aes-hidden-names.7z")),
             Protection::Encrypted("AES-256 7z, file names hidden")
@@ -146,6 +168,16 @@ mod tests {
         assert_eq!(of_file(sample!("pdf-user-r2.pdf")), asks);
         assert_eq!(of_file(sample!("pdf-user-r4-aes.pdf")), asks);
         assert_eq!(of_file(sample!("pdf-user-r6.pdf")), asks);
+        // /Encrypt in a cross-reference stream's dictionary (no `trailer` keyword at all).
+        assert_eq!(
+            of_file(sample!("pdf-owner-only-r6-xref-stream.pdf")),
+            owner_only
+        );
+        assert_eq!(of_file(sample!("pdf-user-r4-xref-stream.pdf")), asks);
+        assert_eq!(
+            of_file(sample!("pdf-owner-only-r4-linearized.pdf")),
+            owner_only
+        );
     }
 
     #[test]
@@ -169,21 +201,52 @@ mod tests {
         let pgp = Protection::Encrypted("OpenPGP encrypted");
         let octet = "application/octet-stream";
         assert_eq!(of_file(sample!("pgp-symmetric.asc")), pgp);
-        assert_eq!(of_part(octet, &[], "pupils.csv.asc", sample!("pgp-symmetric.asc")), pgp);
-        assert_eq!(of_part(octet, &[], "pupils.csv.gpg", sample!("pgp-symmetric.gpg")), pgp);
+        assert_eq!(
+            of_part(octet, &[], "pupils.csv.asc", sample!("pgp-symmetric.asc")),
+            pgp
+        );
+        assert_eq!(
+            of_part(octet, &[], "pupils.csv.gpg", sample!("pgp-symmetric.gpg")),
+            pgp
+        );
         // Signed only: anyone can read it.
         assert_eq!(of_file(sample!("pgp-signed.asc")), Protection::Clear);
-        assert_eq!(of_part(octet, &[], "pupils.csv.asc", sample!("pgp-signed.asc")), Protection::Clear);
+        assert_eq!(
+            of_part(octet, &[], "pupils.csv.asc", sample!("pgp-signed.asc")),
+            Protection::Clear
+        );
         let smime = Protection::Encrypted("S/MIME encrypted");
-        assert_eq!(of_part("application/pkcs7-mime", &[], "smime.p7m", sample!("smime-enveloped.p7m")), smime);
+        assert_eq!(
+            of_part(
+                "application/pkcs7-mime",
+                &[],
+                "smime.p7m",
+                sample!("smime-enveloped.p7m")
+            ),
+            smime
+        );
         assert_eq!(of_file(sample!("smime-enveloped.p7m")), smime);
-        assert_eq!(of_part(octet, &[], "smime.p7m", sample!("smime-signed.p7m")), Protection::Clear);
+        assert_eq!(
+            of_part(octet, &[], "smime.p7m", sample!("smime-signed.p7m")),
+            Protection::Clear
+        );
     }
 
     #[test]
     fn of_part_falls_through_to_the_file() {
         let zip = "application/zip";
-        assert_eq!(of_part(zip, &[], "pupils.zip", sample!("zip-aes256.zip")), Protection::Encrypted("AES-256 ZIP"));
-        assert_eq!(of_part("application/pdf", &[], "report.pdf", sample!("pdf-clear.pdf")), Protection::Clear);
+        assert_eq!(
+            of_part(zip, &[], "pupils.zip", sample!("zip-aes256.zip")),
+            Protection::Encrypted("AES-256 ZIP")
+        );
+        assert_eq!(
+            of_part(
+                "application/pdf",
+                &[],
+                "report.pdf",
+                sample!("pdf-clear.pdf")
+            ),
+            Protection::Clear
+        );
     }
 }

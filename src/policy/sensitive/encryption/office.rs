@@ -32,8 +32,12 @@ fn inspect(bytes: &[u8]) -> Protection {
             let version = read_prefix(&mut file, "/EncryptionInfo", 4);
             return Protection::Encrypted(match (u16_at(&version, 0), u16_at(&version, 2)) {
                 (Some(4), Some(4)) => "password-protected Office document (agile encryption)",
-                (Some(2..=4), Some(2)) => "password-protected Office document (standard encryption)",
-                (Some(3 | 4), Some(3)) => "password-protected Office document (extensible encryption)",
+                (Some(2..=4), Some(2)) => {
+                    "password-protected Office document (standard encryption)"
+                }
+                (Some(3 | 4), Some(3)) => {
+                    "password-protected Office document (extensible encryption)"
+                }
                 _ => "password-protected Office document",
             });
         }
@@ -46,7 +50,10 @@ fn inspect(bytes: &[u8]) -> Protection {
     }
     for name in ["/Workbook", "/Book"] {
         if file.is_stream(name) {
-            return excel(&read_prefix(&mut file, name, WORKBOOK_PREFIX), name == "/Book");
+            return excel(
+                &read_prefix(&mut file, name, WORKBOOK_PREFIX),
+                name == "/Book",
+            );
         }
     }
     if file.is_stream("/Current User") {
@@ -138,7 +145,9 @@ fn opens_with(body: &[u8], biff8: bool, password: &str) -> bool {
         Some(0) => u16_at(body, 4) == Some(xor_verifier(password)),
         Some(1) => match (u16_at(body, 2), u16_at(body, 4)) {
             (Some(1), Some(1)) => rc4_verifier(body.get(6..).unwrap_or_default(), password),
-            (Some(2..=4), Some(2)) => cryptoapi_verifier(body.get(6..).unwrap_or_default(), password),
+            (Some(2..=4), Some(2)) => {
+                cryptoapi_verifier(body.get(6..).unwrap_or_default(), password)
+            }
             _ => false,
         },
         _ => false,
@@ -153,7 +162,11 @@ fn utf16le(s: &str) -> Vec<u8> {
 fn xor_verifier(password: &str) -> u16 {
     let bytes: Vec<u8> = password.bytes().take(15).collect();
     let mut verifier = 0u16;
-    for &b in bytes.iter().rev().chain(std::iter::once(&(bytes.len() as u8))) {
+    for &b in bytes
+        .iter()
+        .rev()
+        .chain(std::iter::once(&(bytes.len() as u8)))
+    {
         let high = u16::from(verifier & 0x4000 != 0);
         verifier = ((verifier << 1) & 0x7FFF | high) ^ u16::from(b);
     }
@@ -199,7 +212,9 @@ fn cryptoapi_verifier(v: &[u8], password: &str) -> bool {
     let Some(verifier) = v.get(8 + header_size..) else {
         return false;
     };
-    let salt_size = u32_at(verifier, 0).and_then(|n| usize::try_from(n).ok()).unwrap_or(16);
+    let salt_size = u32_at(verifier, 0)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(16);
     let Some(salt) = verifier.get(4..4 + salt_size.min(64)) else {
         return false;
     };
@@ -249,12 +264,24 @@ mod tests {
 
     #[test]
     fn encrypted_ooxml_names_its_encryption() {
-        let agile = compound(&[("/EncryptionInfo", &[4, 0, 4, 0, 0x40, 0]), ("/EncryptedPackage", b"x")], &[]);
+        let agile = compound(
+            &[
+                ("/EncryptionInfo", &[4, 0, 4, 0, 0x40, 0]),
+                ("/EncryptedPackage", b"x"),
+            ],
+            &[],
+        );
         assert_eq!(
             protection(&agile),
             Protection::Encrypted("password-protected Office document (agile encryption)")
         );
-        let standard = compound(&[("/EncryptionInfo", &[3, 0, 2, 0]), ("/EncryptedPackage", b"x")], &[]);
+        let standard = compound(
+            &[
+                ("/EncryptionInfo", &[3, 0, 2, 0]),
+                ("/EncryptedPackage", b"x"),
+            ],
+            &[],
+        );
         assert_eq!(
             protection(&standard),
             Protection::Encrypted("password-protected Office document (standard encryption)")
@@ -264,7 +291,10 @@ mod tests {
     #[test]
     fn rights_managed_ooxml_is_encrypted() {
         let irm = compound(&[("/EncryptedPackage", b"x")], &["/\u{6}DataSpaces"]);
-        assert_eq!(protection(&irm), Protection::Encrypted("rights-managed Office document"));
+        assert_eq!(
+            protection(&irm),
+            Protection::Encrypted("rights-managed Office document")
+        );
         // A package alone, with neither: not something that can be told encrypted.
         let odd = compound(&[("/EncryptedPackage", b"x")], &[]);
         assert_eq!(protection(&odd), Protection::Clear);
@@ -280,7 +310,10 @@ mod tests {
     #[test]
     fn legacy_word_fencrypted_and_xor_obfuscation() {
         let enc = compound(&[("/WordDocument", &fib(0x0100))], &[]);
-        assert_eq!(protection(&enc), Protection::Encrypted("password-protected Word document"));
+        assert_eq!(
+            protection(&enc),
+            Protection::Encrypted("password-protected Word document")
+        );
         let xor = compound(&[("/WordDocument", &fib(0x8100))], &[]);
         assert_eq!(
             protection(&xor),
@@ -294,10 +327,19 @@ mod tests {
     fn legacy_powerpoint_current_user_token() {
         let mut cu = vec![0u8; 20];
         cu[12..16].copy_from_slice(&0xF3D1_C4DFu32.to_le_bytes());
-        let enc = compound(&[("/Current User", &cu), ("/PowerPoint Document", b"x")], &[]);
-        assert_eq!(protection(&enc), Protection::Encrypted("password-protected PowerPoint presentation"));
+        let enc = compound(
+            &[("/Current User", &cu), ("/PowerPoint Document", b"x")],
+            &[],
+        );
+        assert_eq!(
+            protection(&enc),
+            Protection::Encrypted("password-protected PowerPoint presentation")
+        );
         cu[12..16].copy_from_slice(&0xE391_C05Fu32.to_le_bytes());
-        let clear = compound(&[("/Current User", &cu), ("/PowerPoint Document", b"x")], &[]);
+        let clear = compound(
+            &[("/Current User", &cu), ("/PowerPoint Document", b"x")],
+            &[],
+        );
         assert_eq!(protection(&clear), Protection::Clear);
     }
 
@@ -309,7 +351,10 @@ mod tests {
     }
 
     fn workbook(filepass: Option<&[u8]>) -> Vec<u8> {
-        let mut w = record(0x0809, &[0x00, 0x06, 0x05, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut w = record(
+            0x0809,
+            &[0x00, 0x06, 0x05, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
         if let Some(fp) = filepass {
             w.extend(record(0x002F, fp));
         }
@@ -326,7 +371,10 @@ mod tests {
         let mut xor = vec![0, 0, 0x34, 0x12];
         xor.extend_from_slice(&xor_verifier("secret").to_le_bytes());
         let enc = compound(&[("/Workbook", &workbook(Some(&xor)))], &[]);
-        assert_eq!(protection(&enc), Protection::Encrypted("password-protected Excel workbook"));
+        assert_eq!(
+            protection(&enc),
+            Protection::Encrypted("password-protected Excel workbook")
+        );
         // XOR obfuscation with VelvetSweatshop's verifier.
         let mut velvet = vec![0, 0, 0x34, 0x12];
         velvet.extend_from_slice(&xor_verifier(EXCEL_DEFAULT_PASSWORD).to_le_bytes());

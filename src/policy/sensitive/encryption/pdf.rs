@@ -32,24 +32,28 @@ pub(super) fn is_pdf(bytes: &[u8]) -> bool {
 }
 
 pub(super) fn protection(bytes: &[u8]) -> Protection {
-    let Some(trailer) = last_trailer(bytes) else {
+    let trailers = trailers(bytes);
+    if trailers.is_empty() {
         // No readable trailer: look for the key itself near either end (a damaged file, or one
         // whose startxref is wrong).
         return match fallback_encrypt(bytes) {
             Some(value) => judge(bytes, &value, &[]),
             None => Protection::Clear,
         };
-    };
-    let Some(encrypt) = get(&trailer, b"Encrypt") else {
+    }
+    let Some(encrypt) = trailers.iter().find_map(|t| get(t, b"Encrypt")) else {
         return Protection::Clear;
     };
-    let id = match get(&trailer, b"ID") {
-        Some(Obj::Array(items)) => match items.first() {
-            Some(Obj::Str(s)) => s.clone(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
+    let id = trailers
+        .iter()
+        .find_map(|t| match get(t, b"ID") {
+            Some(Obj::Array(items)) => match items.first() {
+                Some(Obj::Str(s)) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap_or_default();
     judge(bytes, encrypt, &id)
 }
 
@@ -126,7 +130,11 @@ fn empty_user_password_opens(dict: &Obj, id: &[u8]) -> Option<bool> {
 
 /// Algorithm 2 of ISO 32000-1 for the empty password: the file key.
 fn key_r2_r4(o: &[u8], p: u32, id: &[u8], r: i64, n: usize, encrypt_metadata: bool) -> Vec<u8> {
-    let no_metadata: &[u8] = if r >= 4 && !encrypt_metadata { &[0xFF; 4] } else { &[] };
+    let no_metadata: &[u8] = if r >= 4 && !encrypt_metadata {
+        &[0xFF; 4]
+    } else {
+        &[]
+    };
     let mut h = md5(&[&PADDING, o, &p.to_le_bytes(), id, no_metadata]);
     if r >= 3 {
         for _ in 0..50 {
@@ -166,22 +174,46 @@ fn hash_2b(password: &[u8], salt: &[u8], udata: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The dictionary of the last trailer, or of the last cross-reference stream.
-fn last_trailer(bytes: &[u8]) -> Option<Obj> {
+/// How many cross-reference sections are followed back through `/Prev`.
+const MAX_SECTIONS: usize = 8;
+
+/// The trailer dictionaries, newest first: the last `trailer` near the end, then the section
+/// `startxref` points to and those before it (`/Prev`). A linearised file keeps `/Encrypt` in
+/// the first-page trailer, which the last one need not repeat.
+fn trailers(bytes: &[u8]) -> Vec<Obj> {
+    let mut found = Vec::new();
     let tail_start = bytes.len().saturating_sub(TAIL);
-    let tail = bytes.get(tail_start..)?;
+    let Some(tail) = bytes.get(tail_start..) else {
+        return found;
+    };
     let startxref = memmem::rfind(tail, b"startxref");
-    let before = tail.get(..startxref.unwrap_or(tail.len()))?;
+    let before = tail
+        .get(..startxref.unwrap_or(tail.len()))
+        .unwrap_or_default();
     if let Some(at) = memmem::rfind(before, b"trailer")
         && let Some((dict @ Obj::Dict(_), _)) = parse(bytes, tail_start + at + 7, 0)
     {
-        return Some(dict);
+        found.push(dict);
     }
-    let sx = tail_start + startxref? + 9;
-    let (Obj::Int(offset), _) = parse(bytes, sx, 0)? else {
-        return None;
-    };
-    let offset = usize::try_from(offset).ok()?;
+    let mut next = startxref.and_then(|sx| match parse(bytes, tail_start + sx + 9, 0) {
+        Some((Obj::Int(offset), _)) => usize::try_from(offset).ok(),
+        _ => None,
+    });
+    for _ in 0..MAX_SECTIONS {
+        let Some(dict) = next.and_then(|offset| section_dict(bytes, offset)) else {
+            break;
+        };
+        next = int(&dict, b"Prev").and_then(|p| usize::try_from(p).ok());
+        if !found.contains(&dict) {
+            found.push(dict);
+        }
+    }
+    found
+}
+
+/// The trailer of the cross-reference section at `offset`: after a table, or the dictionary
+/// of a cross-reference stream (`n g obj << ... >> stream`).
+fn section_dict(bytes: &[u8], offset: usize) -> Option<Obj> {
     let at_xref = bytes.get(offset..)?;
     if at_xref.starts_with(b"xref") {
         let t = memmem::find(at_xref, b"trailer")?;
@@ -190,7 +222,6 @@ fn last_trailer(bytes: &[u8]) -> Option<Obj> {
             _ => None,
         };
     }
-    // A cross-reference stream: `n g obj << ... >> stream`.
     indirect_at(bytes, offset)
 }
 
@@ -229,7 +260,10 @@ fn object(bytes: &[u8], n: u32, g: u32) -> Option<Obj> {
 /// `/Encrypt` followed by a reference or a dictionary, near either end of a damaged file.
 fn fallback_encrypt(bytes: &[u8]) -> Option<Obj> {
     let tail_start = bytes.len().saturating_sub(TAIL);
-    let regions = [(0, bytes.get(..TAIL.min(bytes.len()))?), (tail_start, bytes.get(tail_start..)?)];
+    let regions = [
+        (0, bytes.get(..TAIL.min(bytes.len()))?),
+        (tail_start, bytes.get(tail_start..)?),
+    ];
     for (base, region) in regions {
         for at in memmem::find_iter(region, b"/Encrypt") {
             let after = base + at + 8;
@@ -285,7 +319,10 @@ fn is_space(b: u8) -> bool {
 }
 
 fn is_delimiter(b: u8) -> bool {
-    matches!(b, b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%')
+    matches!(
+        b,
+        b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%'
+    )
 }
 
 /// Skips white space and comments.
@@ -473,7 +510,12 @@ mod tests {
 
     #[test]
     fn objects_parse_as_in_the_spec() {
-        let (o, _) = parse(b"<< /A 1 0 R /B [(a\\(b\\)\\101\\\nc) <4142 4> -3 2.5 true] /C <</D null>> >>", 0, 0).unwrap();
+        let (o, _) = parse(
+            b"<< /A 1 0 R /B [(a\\(b\\)\\101\\\nc) <4142 4> -3 2.5 true] /C <</D null>> >>",
+            0,
+            0,
+        )
+        .unwrap();
         assert_eq!(get(&o, b"A"), Some(&Obj::Ref(1, 0)));
         assert_eq!(
             get(&o, b"B"),
@@ -485,7 +527,10 @@ mod tests {
                 Obj::Bool(true)
             ]))
         );
-        assert_eq!(get(&o, b"C"), Some(&Obj::Dict(vec![(b"D".to_vec(), Obj::Null)])));
+        assert_eq!(
+            get(&o, b"C"),
+            Some(&Obj::Dict(vec![(b"D".to_vec(), Obj::Null)]))
+        );
         // Nesting past the limit is refused, not followed.
         let deep = "[".repeat(1000);
         assert_eq!(parse(deep.as_bytes(), 0, 0), None);
@@ -501,7 +546,10 @@ mod tests {
     #[test]
     fn an_unknown_handler_or_unreadable_dictionary_asks_for_a_password() {
         let pubsec = b"%PDF-1.6\ntrailer << /Encrypt << /Filter /Adobe.PubSec /V 4 >> >>\nstartxref\n0\n%%EOF";
-        assert_eq!(protection(pubsec), Protection::Encrypted("certificate-encrypted PDF"));
+        assert_eq!(
+            protection(pubsec),
+            Protection::Encrypted("certificate-encrypted PDF")
+        );
         let missing = b"%PDF-1.6\ntrailer << /Encrypt 9 0 R >>\nstartxref\n0\n%%EOF";
         assert_eq!(protection(missing), Protection::Encrypted("PDF /Encrypt"));
     }

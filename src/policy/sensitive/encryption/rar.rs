@@ -47,9 +47,11 @@ fn rar4(bytes: &[u8]) -> Walk {
     let mut encrypted = 0;
     let mut at = SIGNATURE_4.len();
     for _ in 0..MAX_RECORDS {
-        let (Some(&kind), Some(flags), Some(size)) =
-            (bytes.get(at + 2), u16_at(bytes, at + 3), u16_at(bytes, at + 5))
-        else {
+        let (Some(&kind), Some(flags), Some(size)) = (
+            bytes.get(at + 2),
+            u16_at(bytes, at + 3),
+            u16_at(bytes, at + 5),
+        ) else {
             break;
         };
         if usize::from(size) < 7 {
@@ -105,10 +107,16 @@ fn rar5(bytes: &[u8]) -> Walk {
     let mut at = SIGNATURE_5.len();
     for _ in 0..MAX_RECORDS {
         // CRC32, then the header size, which counts from the header type to its end.
-        let mut r = Vint { b: bytes, at: at + 4 };
+        let mut r = Vint {
+            b: bytes,
+            at: at + 4,
+        };
         let Some(size) = r.next() else { break };
         let start = r.at;
-        let Some(end) = usize::try_from(size).ok().and_then(|s| start.checked_add(s)) else {
+        let Some(end) = usize::try_from(size)
+            .ok()
+            .and_then(|s| start.checked_add(s))
+        else {
             break;
         };
         if end > bytes.len() {
@@ -120,8 +128,16 @@ fn rar5(bytes: &[u8]) -> Walk {
         if kind == ENCRYPTION {
             return Walk::HeadersEncrypted("RAR5, file names hidden");
         }
-        let extra = if flags & HAS_EXTRA != 0 { r.next() } else { Some(0) };
-        let data = if flags & HAS_DATA != 0 { r.next() } else { Some(0) };
+        let extra = if flags & HAS_EXTRA != 0 {
+            r.next()
+        } else {
+            Some(0)
+        };
+        let data = if flags & HAS_DATA != 0 {
+            r.next()
+        } else {
+            Some(0)
+        };
         let (Some(extra), Some(data)) = (extra, data) else {
             break;
         };
@@ -164,7 +180,10 @@ fn has_record(area: &[u8], wanted: u64) -> bool {
         if kind == wanted {
             return true;
         }
-        let Some(next) = usize::try_from(size).ok().and_then(|s| start.checked_add(s)) else {
+        let Some(next) = usize::try_from(size)
+            .ok()
+            .and_then(|s| start.checked_add(s))
+        else {
             return false;
         };
         r.at = next;
@@ -228,7 +247,10 @@ mod tests {
         let all = rar4_archive(0, &[(0x0004, b"xxxx"), (0x8004, b"yy")]);
         assert_eq!(protection(&all), Protection::Encrypted("RAR"));
         let hidden = rar4_archive(0x0080, &[]);
-        assert_eq!(protection(&hidden), Protection::Encrypted("RAR, file names hidden"));
+        assert_eq!(
+            protection(&hidden),
+            Protection::Encrypted("RAR, file names hidden")
+        );
         let partial = rar4_archive(0, &[(0x0004, b"xxxx"), (0, b"yy")]);
         assert_eq!(protection(&partial), Protection::Clear);
         let clear = rar4_archive(0, &[(0, b"xxxx")]);
@@ -256,7 +278,9 @@ mod tests {
 
     fn rar5_block(kind: u64, flags: u64, fields: &[u8], extra: &[u8], data: &[u8]) -> Vec<u8> {
         let mut h = vint(kind);
-        h.extend(vint(flags | if extra.is_empty() { 0 } else { 1 } | if data.is_empty() { 0 } else { 2 }));
+        h.extend(vint(
+            flags | if extra.is_empty() { 0 } else { 1 } | if data.is_empty() { 0 } else { 2 },
+        ));
         if !extra.is_empty() {
             h.extend(vint(extra.len() as u64));
         }
@@ -300,7 +324,10 @@ mod tests {
         assert_eq!(protection(&clear), Protection::Clear);
         let mut hidden = SIGNATURE_5.to_vec();
         hidden.extend(rar5_block(4, 0, &[0, 0], &[], &[]));
-        assert_eq!(protection(&hidden), Protection::Encrypted("RAR5, file names hidden"));
+        assert_eq!(
+            protection(&hidden),
+            Protection::Encrypted("RAR5, file names hidden")
+        );
         for cut in 0..all.len() {
             let _ = protection(&all[..cut]);
         }

@@ -117,7 +117,9 @@ struct StreamsInfo {
 
 /// Decompresses an encoded header: one folder of one LZMA or LZMA2 coder.
 fn decode(bytes: &[u8], info: &StreamsInfo) -> Option<Vec<u8>> {
-    let start = usize::try_from(info.pack_pos).ok()?.checked_add(SIGNATURE_HEADER)?;
+    let start = usize::try_from(info.pack_pos)
+        .ok()?
+        .checked_add(SIGNATURE_HEADER)?;
     let end = start.checked_add(usize::try_from(info.pack_size?).ok()?)?;
     let packed = bytes.get(start..end)?;
     let (id, props) = info.coder.as_ref()?;
@@ -251,7 +253,10 @@ impl Reader<'_> {
             n
         } else {
             let bytes = n.div_ceil(8);
-            self.take(bytes)?.iter().map(|b| u64::from(b.count_ones())).sum()
+            self.take(bytes)?
+                .iter()
+                .map(|b| u64::from(b.count_ones()))
+                .sum()
         };
         self.skip(defined.checked_mul(4)?)
     }
@@ -379,7 +384,16 @@ mod tests {
 
     /// A plain header with one folder of the given coders (flags, id).
     fn plain_header(coders: &[&[u8]]) -> Vec<u8> {
-        let mut h = vec![K_HEADER, K_MAIN_STREAMS, K_PACK_INFO, 0, 1, K_SIZE, 10, K_END];
+        let mut h = vec![
+            K_HEADER,
+            K_MAIN_STREAMS,
+            K_PACK_INFO,
+            0,
+            1,
+            K_SIZE,
+            10,
+            K_END,
+        ];
         h.extend_from_slice(&[K_UNPACK_INFO, K_FOLDER, 1, 0, coders.len() as u8]);
         for c in coders {
             h.push(c.len() as u8);
@@ -397,7 +411,10 @@ mod tests {
     #[test]
     fn a_plain_header_with_7zaes_is_encrypted() {
         let h = plain_header(&[LZMA, AES]);
-        assert_eq!(protection(&crafted(&[0; 10], &h)), Protection::Encrypted("AES-256 7z"));
+        assert_eq!(
+            protection(&crafted(&[0; 10], &h)),
+            Protection::Encrypted("AES-256 7z")
+        );
         let h = plain_header(&[LZMA]);
         assert_eq!(protection(&crafted(&[0; 10], &h)), Protection::Clear);
     }
@@ -446,7 +463,14 @@ mod tests {
             let b = encode_number(n);
             assert_eq!(Reader { b: &b, at: 0 }.number(), Some(n), "{n}");
         }
-        assert_eq!(Reader { b: &[0xFF, 1, 2, 3, 4, 5, 6, 7, 8], at: 0 }.number(), Some(0x0807060504030201));
+        assert_eq!(
+            Reader {
+                b: &[0xFF, 1, 2, 3, 4, 5, 6, 7, 8],
+                at: 0
+            }
+            .number(),
+            Some(0x0807060504030201)
+        );
     }
 
     #[test]
@@ -461,14 +485,43 @@ mod tests {
         bad[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
         assert_eq!(protection(&bad), Protection::Clear);
         // An encoded header whose stream is garbage.
-        let h = [K_ENCODED_HEADER, K_PACK_INFO, 0, 1, K_SIZE, 4, K_END, K_UNPACK_INFO, K_FOLDER, 1, 0, 1, 0x23, 3, 1, 1, 5, 0x5D, 0, 0, 1, 0, K_CODERS_UNPACK_SIZE, 100, K_END, K_END];
+        let h = [
+            K_ENCODED_HEADER,
+            K_PACK_INFO,
+            0,
+            1,
+            K_SIZE,
+            4,
+            K_END,
+            K_UNPACK_INFO,
+            K_FOLDER,
+            1,
+            0,
+            1,
+            0x23,
+            3,
+            1,
+            1,
+            5,
+            0x5D,
+            0,
+            0,
+            1,
+            0,
+            K_CODERS_UNPACK_SIZE,
+            100,
+            K_END,
+            K_END,
+        ];
         assert_eq!(protection(&crafted(&[0xFF; 4], &h)), Protection::Clear);
     }
 
     #[test]
     fn lzma2_chunk_sizes_are_added_up_before_decoding() {
         // Two uncompressed chunks of 3 and 2 bytes, then the end.
-        let s = [0x01, 0x00, 0x02, b'a', b'b', b'c', 0x02, 0x00, 0x01, b'd', b'e', 0x00];
+        let s = [
+            0x01, 0x00, 0x02, b'a', b'b', b'c', 0x02, 0x00, 0x01, b'd', b'e', 0x00,
+        ];
         assert_eq!(lzma2_unpacked_size(&s), Some(5));
         assert_eq!(lzma2_unpacked_size(&s[..7]), None);
     }

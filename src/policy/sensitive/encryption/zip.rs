@@ -56,7 +56,10 @@ pub(super) fn protection(bytes: &[u8]) -> Protection {
     {
         return Protection::Encrypted("ZIP with an encrypted directory");
     }
-    let end = directory.start.saturating_add(directory.size).min(bytes.len());
+    let end = directory
+        .start
+        .saturating_add(directory.size)
+        .min(bytes.len());
     let Some(records) = bytes.get(directory.start..end) else {
         return Protection::Clear;
     };
@@ -88,19 +91,22 @@ fn find_directory(bytes: &[u8]) -> Option<Directory> {
     let mut size = u64::from(u32_at(bytes, eocd + 12)?);
     let mut offset = u64::from(u32_at(bytes, eocd + 16)?);
     let mut record_end = eocd;
-    if size == 0xFFFF_FFFF || offset == 0xFFFF_FFFF || u16_at(bytes, eocd + 10)? == 0xFFFF {
-        if let Some(locator) = eocd.checked_sub(20)
-            && bytes.get(locator..).is_some_and(|l| l.starts_with(ZIP64_LOCATOR))
-        {
-            let mut at = usize::try_from(u64_at(bytes, locator + 8)?).ok()?;
-            // A prefixed archive (self-extractor): the record sits just before its locator.
-            if !bytes.get(at..).is_some_and(|r| r.starts_with(ZIP64_EOCD)) {
-                at = memmem::rfind(bytes.get(..locator)?, ZIP64_EOCD)?;
-            }
-            size = u64_at(bytes, at + 40)?;
-            offset = u64_at(bytes, at + 48)?;
-            record_end = at;
+    let zip64 = size == 0xFFFF_FFFF || offset == 0xFFFF_FFFF || u16_at(bytes, eocd + 10)? == 0xFFFF;
+    if zip64
+        && let Some(locator) = eocd.checked_sub(20)
+        && bytes
+            .get(locator..)
+            .is_some_and(|l| l.starts_with(ZIP64_LOCATOR))
+    {
+        let mut at = usize::try_from(u64_at(bytes, locator + 8)?).ok()?;
+        // A prefixed archive (self-extractor): the record sits just before its locator.
+        if !bytes.get(at..).is_some_and(|r| r.starts_with(ZIP64_EOCD)) {
+            let from = locator.saturating_sub(EOCD_SEARCH);
+            at = from + memmem::rfind(bytes.get(from..locator)?, ZIP64_EOCD)?;
         }
+        size = u64_at(bytes, at + 40)?;
+        offset = u64_at(bytes, at + 48)?;
+        record_end = at;
     }
     let size = usize::try_from(size).ok()?;
     let mut start = usize::try_from(offset).ok()?;
@@ -128,6 +134,7 @@ fn walk(bytes: &[u8], records: &[u8]) -> Protection {
     let mut how: Option<&'static str> = None;
     let mut manifest_entry: Option<usize> = None;
     let mut seen_mimetype = false;
+    let mut encrypted_package = false;
     for _ in 0..MAX_RECORDS {
         let Some(record) = records.get(at..) else {
             break;
@@ -154,7 +161,7 @@ fn walk(bytes: &[u8], records: &[u8]) -> Protection {
             return Protection::Encrypted("ZIP with an encrypted directory");
         }
         if name == b"encrypted-package" {
-            return Protection::Encrypted("encrypted OpenDocument");
+            encrypted_package = true;
         }
         if name == ODF_MANIFEST {
             manifest_entry = Some(at);
@@ -170,7 +177,9 @@ fn walk(bytes: &[u8], records: &[u8]) -> Protection {
                 how.get_or_insert_with(|| scheme(flags, method, extra));
             }
         }
-        at = extra_end.saturating_add(usize::from(comment_len)).saturating_add(at);
+        at = extra_end
+            .saturating_add(usize::from(comment_len))
+            .saturating_add(at);
         if encrypted > 0 && encrypted < files {
             // Partly encrypted: the extractor reads the clear entries and reports the rest.
             return Protection::Clear;
@@ -184,6 +193,11 @@ fn walk(bytes: &[u8], records: &[u8]) -> Protection {
     }
     if files > 0 && encrypted == files {
         return Protection::Encrypted(how.unwrap_or("ZipCrypto ZIP"));
+    }
+    // The newest OpenDocument encryption leaves only the mimetype, the manifest and the
+    // encrypted package (and perhaps a thumbnail): a name alone among other files is not it.
+    if encrypted_package && seen_mimetype && files <= 4 {
+        return Protection::Encrypted("encrypted OpenDocument");
     }
     if encrypted == 0 && seen_mimetype && manifest_entry.is_some() && manifest_encrypted(bytes) {
         return Protection::Encrypted("encrypted OpenDocument");
@@ -231,11 +245,27 @@ fn manifest_encrypted(bytes: &[u8]) -> bool {
         return false;
     };
     let mut manifest = Vec::new();
-    if entry.take(MANIFEST_LIMIT).read_to_end(&mut manifest).is_err() {
+    if entry
+        .take(MANIFEST_LIMIT)
+        .read_to_end(&mut manifest)
+        .is_err()
+    {
         return false;
     }
-    // The prefix is `manifest:` in every producer; the local name alone is enough.
-    memmem::find(&manifest, b"encryption-data").is_some()
+    content_encrypted(&manifest)
+}
+
+/// Whether the manifest gives `content.xml` (the document's text) encryption data; when it
+/// does not list content.xml, whether it gives any part encryption data. The prefix is
+/// `manifest:` in every producer; the local names alone are matched.
+fn content_encrypted(manifest: &[u8]) -> bool {
+    const ENCRYPTION: &[u8] = b"encryption-data";
+    let Some(at) = memmem::find(manifest, b"full-path=\"content.xml\"") else {
+        return memmem::find(manifest, ENCRYPTION).is_some();
+    };
+    let entry = manifest.get(at..).unwrap_or_default();
+    let end = memmem::find(entry, b"file-entry").unwrap_or(entry.len());
+    memmem::find(entry.get(..end).unwrap_or_default(), ENCRYPTION).is_some()
 }
 
 #[cfg(test)]
@@ -244,7 +274,11 @@ pub(super) mod tests {
 
     /// A stored ZIP with the given (name, flags, method, extra) entries, built by hand so the
     /// flags can be anything.
-    pub(crate) fn crafted(entries: &[(&str, u16, u16, &[u8])], prefix: &[u8], zip64: bool) -> Vec<u8> {
+    pub(crate) fn crafted(
+        entries: &[(&str, u16, u16, &[u8])],
+        prefix: &[u8],
+        zip64: bool,
+    ) -> Vec<u8> {
         let mut out = prefix.to_vec();
         let mut central = Vec::new();
         for (name, flags, method, extra) in entries {
@@ -296,16 +330,29 @@ pub(super) mod tests {
         out
     }
 
-    const AES256: &[u8] = &[0x01, 0x99, 0x07, 0x00, 0x02, 0x00, b'A', b'E', 0x03, 0x08, 0x00];
+    const AES256: &[u8] = &[
+        0x01, 0x99, 0x07, 0x00, 0x02, 0x00, b'A', b'E', 0x03, 0x08, 0x00,
+    ];
 
     #[test]
     fn every_entry_encrypted_is_encrypted_and_names_the_scheme() {
-        let zc = crafted(&[("a.csv", 1, 8, &[]), ("dir/", 0, 0, &[]), ("b.csv", 1, 8, &[])], b"", false);
+        let zc = crafted(
+            &[
+                ("a.csv", 1, 8, &[]),
+                ("dir/", 0, 0, &[]),
+                ("b.csv", 1, 8, &[]),
+            ],
+            b"",
+            false,
+        );
         assert_eq!(protection(&zc), Protection::Encrypted("ZipCrypto ZIP"));
         let aes = crafted(&[("a.csv", 1, 99, AES256)], b"", false);
         assert_eq!(protection(&aes), Protection::Encrypted("AES-256 ZIP"));
         let strong = crafted(&[("a.csv", 0x41, 8, &[])], b"", false);
-        assert_eq!(protection(&strong), Protection::Encrypted("PKWARE strong-encrypted ZIP"));
+        assert_eq!(
+            protection(&strong),
+            Protection::Encrypted("PKWARE strong-encrypted ZIP")
+        );
     }
 
     #[test]
@@ -335,14 +382,20 @@ pub(super) mod tests {
     #[test]
     fn an_encrypted_central_directory_is_encrypted() {
         let flagged = crafted(&[("a.csv", 0x2001, 8, &[])], b"", false);
-        assert_eq!(protection(&flagged), Protection::Encrypted("ZIP with an encrypted directory"));
+        assert_eq!(
+            protection(&flagged),
+            Protection::Encrypted("ZIP with an encrypted directory")
+        );
         // Masked local header of the first entry, and a directory that cannot be read.
         let mut masked = crafted(&[("a.csv", 0, 8, &[])], b"", false);
         masked[4] = 62;
         masked[7] = 0x20;
         let at = memmem::find(&masked, CENTRAL).unwrap();
         masked[at..at + 4].copy_from_slice(b"\x8a\x01\xf3\x77");
-        assert_eq!(protection(&masked), Protection::Encrypted("ZIP with an encrypted directory"));
+        assert_eq!(
+            protection(&masked),
+            Protection::Encrypted("ZIP with an encrypted directory")
+        );
         // Bit 13 alone, with a readable directory, is not enough.
         let mut bit_only = crafted(&[("a.csv", 0, 8, &[])], b"", false);
         bit_only[4] = 62;
@@ -352,13 +405,64 @@ pub(super) mod tests {
         let mut extra = crafted(&[("a.csv", 0, 8, &[])], b"", false);
         let at = memmem::find(&extra, CENTRAL).unwrap();
         extra[at..at + 4].copy_from_slice(ARCHIVE_EXTRA_DATA);
-        assert_eq!(protection(&extra), Protection::Encrypted("ZIP with an encrypted directory"));
+        assert_eq!(
+            protection(&extra),
+            Protection::Encrypted("ZIP with an encrypted directory")
+        );
     }
 
     #[test]
     fn an_encrypted_package_entry_is_an_encrypted_opendocument() {
-        let z = crafted(&[("mimetype", 0, 0, &[]), ("encrypted-package", 0, 0, &[])], b"", false);
-        assert_eq!(protection(&z), Protection::Encrypted("encrypted OpenDocument"));
+        let z = crafted(
+            &[
+                ("mimetype", 0, 0, &[]),
+                ("META-INF/manifest.xml", 0, 0, &[]),
+                ("encrypted-package", 0, 0, &[]),
+            ],
+            b"",
+            false,
+        );
+        assert_eq!(
+            protection(&z),
+            Protection::Encrypted("encrypted OpenDocument")
+        );
+        // The name among a folder of spreadsheets is just a name.
+        let files = ["mimetype", "encrypted-package", "a.csv", "b.csv", "c.csv"];
+        let entries: Vec<(&str, u16, u16, &[u8])> =
+            files.iter().map(|n| (*n, 0u16, 0u16, &[][..])).collect();
+        assert_eq!(
+            protection(&crafted(&entries, b"", false)),
+            Protection::Clear
+        );
+    }
+
+    #[test]
+    fn the_manifest_must_encrypt_the_content() {
+        let entry = |path: &str, enc: bool| {
+            if enc {
+                format!(
+                    "<manifest:file-entry manifest:full-path=\"{path}\"><manifest:encryption-data/></manifest:file-entry>"
+                )
+            } else {
+                format!("<manifest:file-entry manifest:full-path=\"{path}\"/>")
+            }
+        };
+        let m =
+            |parts: &[(&str, bool)]| parts.iter().map(|(p, e)| entry(p, *e)).collect::<String>();
+        assert!(content_encrypted(
+            m(&[("/", false), ("content.xml", true), ("styles.xml", true)]).as_bytes()
+        ));
+        // Only a thumbnail's encryption data: the text is clear.
+        assert!(!content_encrypted(
+            m(&[("content.xml", false), ("Thumbnails/t.png", true)]).as_bytes()
+        ));
+        // No content.xml listed: any encryption data counts.
+        assert!(content_encrypted(
+            m(&[("/", false), ("body.xml", true)]).as_bytes()
+        ));
+        assert!(!content_encrypted(
+            m(&[("/", false), ("styles.xml", false)]).as_bytes()
+        ));
     }
 
     #[test]
@@ -374,14 +478,19 @@ pub(super) mod tests {
         let n = commented.len();
         commented[n - 2..].copy_from_slice(&26u16.to_le_bytes());
         commented.extend_from_slice(b"PK\x05\x06 in the comment..");
-        assert_eq!(protection(&commented), Protection::Encrypted("ZipCrypto ZIP"));
+        assert_eq!(
+            protection(&commented),
+            Protection::Encrypted("ZipCrypto ZIP")
+        );
     }
 
     #[test]
     fn too_many_records_are_left_to_the_extractor() {
         let names: Vec<String> = (0..MAX_RECORDS + 1).map(|i| format!("{i}")).collect();
-        let entries: Vec<(&str, u16, u16, &[u8])> =
-            names.iter().map(|n| (n.as_str(), 1u16, 8u16, &[][..])).collect();
+        let entries: Vec<(&str, u16, u16, &[u8])> = names
+            .iter()
+            .map(|n| (n.as_str(), 1u16, 8u16, &[][..]))
+            .collect();
         let z = crafted(&entries, b"", true);
         assert_eq!(protection(&z), Protection::Clear);
     }
