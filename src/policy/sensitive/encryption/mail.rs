@@ -31,7 +31,7 @@ pub(super) fn of_part(
         params
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.trim().to_ascii_lowercase())
+            .map(|(_, v)| v.trim().trim_matches('"').to_ascii_lowercase())
     };
     let name = name.to_ascii_lowercase();
     match mime_type {

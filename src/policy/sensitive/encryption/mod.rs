@@ -74,8 +74,8 @@ pub fn of_part(
 
 /// Little-endian readers that answer `None` past the end instead of panicking.
 pub(super) fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([s[0], s[1]]))
+    let s: [u8; 2] = b.get(at..at.checked_add(2)?)?.try_into().ok()?;
+    Some(u16::from_le_bytes(s))
 }
 
 pub(super) fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -248,5 +248,76 @@ mod tests {
             ),
             Protection::Clear
         );
+    }
+
+    const SAMPLES: &[&[u8]] = &[
+        sample!("zip-clear.zip"),
+        sample!("zip-zipcrypto.zip"),
+        sample!("zip-aes256.zip"),
+        sample!("zip-partial.zip"),
+        sample!("odt-clear.odt"),
+        sample!("odt-encrypted.odt"),
+        sample!("7z-clear.7z"),
+        sample!("7z-aes.7z"),
+        sample!("7z-aes-hidden-names.7z"),
+        sample!("pdf-clear.pdf"),
+        // (Not an R6 file: its hash is slow in debug builds, and damage rarely reaches it.)
+        sample!("pdf-owner-only-r3.pdf"),
+        sample!("pdf-user-r4-xref-stream.pdf"),
+        sample!("xlsx-agile.xlsx"),
+        sample!("xls-velvetsweatshop.xls"),
+        sample!("pgp-symmetric.asc"),
+        sample!("smime-enveloped.p7m"),
+    ];
+
+    #[test]
+    fn damaged_samples_never_panic() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for s in SAMPLES {
+            for cut in (0..s.len()).step_by(13) {
+                let _ = of_file(&s[..cut]);
+                let _ = of_part("application/octet-stream", &[], "x.p7m", &s[..cut]);
+            }
+            for _ in 0..300 {
+                let mut m = s.to_vec();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() as usize) % m.len();
+                    m[at] = next() as u8;
+                }
+                let _ = of_file(&m);
+            }
+        }
+    }
+
+    #[test]
+    fn a_pdf_with_a_wrong_startxref_is_still_read() {
+        for (name, bytes, want) in [
+            (
+                "user",
+                sample!("pdf-user-r4-xref-stream.pdf"),
+                Protection::Encrypted("password-protected PDF"),
+            ),
+            // R6 needs no /ID, so the owner-only file is still told apart.
+            (
+                "owner",
+                sample!("pdf-owner-only-r6-xref-stream.pdf"),
+                Protection::OpensWithoutPassword("PDF with an owner password only"),
+            ),
+        ] {
+            let mut damaged = bytes.to_vec();
+            let sx = memchr::memmem::rfind(&damaged, b"startxref").unwrap() + 10;
+            let digits = damaged[sx..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            damaged[sx..sx + digits].fill(b'9');
+            assert_eq!(of_file(&damaged), want, "{name}");
+        }
     }
 }
