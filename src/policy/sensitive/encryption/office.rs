@@ -250,7 +250,7 @@ mod tests {
     use std::io::Write;
 
     /// A compound file with the given streams, made with the cfb crate.
-    pub(crate) fn compound(streams: &[(&str, &[u8])], storages: &[&str]) -> Vec<u8> {
+    fn compound(streams: &[(&str, &[u8])], storages: &[&str]) -> Vec<u8> {
         let mut file = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
         for s in storages {
             file.create_storage(s).unwrap();

@@ -269,16 +269,12 @@ fn content_encrypted(manifest: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
 
     /// A stored ZIP with the given (name, flags, method, extra) entries, built by hand so the
     /// flags can be anything.
-    pub(crate) fn crafted(
-        entries: &[(&str, u16, u16, &[u8])],
-        prefix: &[u8],
-        zip64: bool,
-    ) -> Vec<u8> {
+    fn crafted(entries: &[(&str, u16, u16, &[u8])], prefix: &[u8], zip64: bool) -> Vec<u8> {
         let mut out = prefix.to_vec();
         let mut central = Vec::new();
         for (name, flags, method, extra) in entries {
