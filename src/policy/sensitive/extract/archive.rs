@@ -234,7 +234,8 @@ pub(super) mod tests {
             h.extend_from_slice(&(name.len() as u16).to_le_bytes());
             h.extend_from_slice(&0u16.to_le_bytes());
             if central {
-                h.extend_from_slice(&[0; 12]);
+                // Comment length, disk, internal and external attributes, then the offset.
+                h.extend_from_slice(&[0; 10]);
                 h.extend_from_slice(&0u32.to_le_bytes());
             }
             h.extend_from_slice(name.as_bytes());
@@ -339,6 +340,21 @@ pub(super) mod tests {
             .unwrap_err();
         assert_eq!(err, Unscannable::TooManyEntries(10_000));
         assert!(started.elapsed() < Duration::from_millis(50), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn an_encrypted_entry_is_listed_not_read() {
+        let mut bytes = deflated_zip("inner/pupils.xlsx", &[0x03, 0x00], 0);
+        // Set general purpose flag bit 0 (encrypted) in the local and central headers.
+        bytes[6] |= 1;
+        let central = memchr::memmem::find(&bytes, b"PK\x01\x02").unwrap();
+        bytes[central + 8] |= 1;
+        let out = open("archive.zip", &bytes).unwrap();
+        assert_eq!(
+            out.encrypted,
+            [("archive.zip › inner/pupils.xlsx".to_string(), "encrypted ZIP entry")]
+        );
+        assert!(out.texts.is_empty());
     }
 
     #[test]

@@ -297,6 +297,66 @@ mod tests {
         ));
     }
 
+    /// A Word 97 file reduced to what the reader uses: a FIB with fcClx/lcbClx, the text in
+    /// two pieces (one 8-bit, one UTF-16), and a 1Table stream holding the piece table.
+    fn word_97(first: &str, second: &str) -> Vec<u8> {
+        use std::io::Write;
+        let mut word = vec![0u8; 0x800];
+        word[0..2].copy_from_slice(&0xA5ECu16.to_le_bytes());
+        word[0x0A..0x0C].copy_from_slice(&0x0200u16.to_le_bytes());
+        let first_at = word.len();
+        word.extend_from_slice(first.as_bytes());
+        let second_at = word.len();
+        for u in second.encode_utf16() {
+            word.extend_from_slice(&u.to_le_bytes());
+        }
+        let n1 = first.len() as u32;
+        let n2 = second.encode_utf16().count() as u32;
+        let mut plc = Vec::new();
+        for cp in [0, n1, n1 + n2] {
+            plc.extend_from_slice(&cp.to_le_bytes());
+        }
+        for fc in [((first_at as u32) * 2) | 0x4000_0000, second_at as u32] {
+            plc.extend_from_slice(&0u16.to_le_bytes());
+            plc.extend_from_slice(&fc.to_le_bytes());
+            plc.extend_from_slice(&0u16.to_le_bytes());
+        }
+        let mut table = vec![0u8; 16];
+        let fc_clx = table.len() as u32;
+        table.extend_from_slice(&[0x01, 0x02, 0x00, 0xAA, 0xBB]);
+        table.push(0x02);
+        table.extend_from_slice(&(plc.len() as u32).to_le_bytes());
+        table.extend_from_slice(&plc);
+        let lcb_clx = table.len() as u32 - fc_clx;
+        word[0x01A2..0x01A6].copy_from_slice(&fc_clx.to_le_bytes());
+        word[0x01A6..0x01AA].copy_from_slice(&lcb_clx.to_le_bytes());
+        let mut cfb = cfb::CompoundFile::create(std::io::Cursor::new(Vec::new())).unwrap();
+        cfb.create_stream("/WordDocument").unwrap().write_all(&word).unwrap();
+        cfb.create_stream("/1Table").unwrap().write_all(&table).unwrap();
+        cfb.flush().unwrap();
+        cfb.into_inner().into_inner()
+    }
+
+    #[test]
+    fn a_word_97_document_reads_through_its_piece_table() {
+        let doc = word_97("Pupil list\rName\x07UPN\x07\x07", "Zoë Smith\x07A123456789012\x07\x07");
+        let out = open("list.doc", &doc).unwrap();
+        assert_eq!(
+            all_text(&out),
+            "Pupil list\nName\tUPN\nZoë Smith\tA123456789012\n"
+        );
+    }
+
+    #[test]
+    fn a_word_97_document_without_a_piece_table_falls_back_to_printable_runs() {
+        let mut doc = word_97("Pupil list for Year 7\r", "");
+        // Point fcClx past the end of the table stream.
+        let at = memchr::memmem::find(&doc, &[0xEC, 0xA5]).unwrap();
+        doc[at + 0x01A2..at + 0x01A6].copy_from_slice(&0xFFFF_0000u32.to_le_bytes());
+        let out = open("list.doc", &doc).unwrap();
+        assert!(all_text(&out).contains("Pupil list for Year 7"));
+    }
+
     #[test]
     fn word_marks_become_lines_and_cells() {
         let mut w = super::Writer::new(&super::Contents::default());

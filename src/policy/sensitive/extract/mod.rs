@@ -343,6 +343,36 @@ pub(crate) mod tests {
             .join("\n")
     }
 
+    /// MB/s of extraction for the big samples `scripts/make-extract-samples --big DIR` writes:
+    /// `SCHOOLGATE_EXTRACT_SAMPLES=DIR cargo test --release --lib extraction_speed -- --ignored
+    /// --nocapture`.
+    #[test]
+    #[ignore]
+    fn extraction_speed() {
+        let dir = std::env::var("SCHOOLGATE_EXTRACT_SAMPLES").unwrap_or("/tmp/bigsamples".into());
+        for name in ["big.xlsx", "big.pdf", "big-compressed.pdf"] {
+            let Ok(bytes) = std::fs::read(format!("{dir}/{name}")) else {
+                continue;
+            };
+            let limits = ScanLimits {
+                max_expanded_size: crate::config::ByteSize(1 << 30),
+                ..ScanLimits::default()
+            };
+            let started = std::time::Instant::now();
+            let mut out = Contents::default();
+            extract(name, name, "", &bytes, &Budget::new(&limits), 1, &mut out).unwrap();
+            let elapsed = started.elapsed();
+            let text: usize = out.texts.iter().map(|t| t.text.len()).sum();
+            let mb = bytes.len() as f64 / 1e6;
+            println!(
+                "{name}: {mb:.1} MB in {elapsed:.2?} = {:.1} MB/s; {:.1} MB of text in {} sections",
+                mb / elapsed.as_secs_f64(),
+                text as f64 / 1e6,
+                out.texts.len()
+            );
+        }
+    }
+
     #[test]
     fn excel_serials_become_school_dates() {
         assert_eq!(excel_date(1.0, false).unwrap(), "01/01/1900");
