@@ -132,7 +132,10 @@ pub(super) fn corrupt(e: zip::result::ZipError) -> Unscannable {
 
 /// The names of all entries (each entry's name, in order).
 pub(super) fn names(zip: &Zip<'_>) -> Vec<String> {
-    zip.file_names().filter_map(Result::ok).map(|n| n.into_owned()).collect()
+    zip.file_names()
+        .filter_map(Result::ok)
+        .map(|n| n.into_owned())
+        .collect()
 }
 
 /// A plain archive: each file inside opened as a file of its own, one level deeper.
@@ -209,7 +212,10 @@ pub(super) mod tests {
         let locations: Vec<_> = out.texts.iter().map(|t| t.location.as_str()).collect();
         assert_eq!(
             locations,
-            ["pupils.zip › notes.txt", "pupils.zip › inner.zip › deep/list.csv"]
+            [
+                "pupils.zip › notes.txt",
+                "pupils.zip › inner.zip › deep/list.csv"
+            ]
         );
         assert!(all_text(&out).contains("Ada\tA123"));
     }
@@ -219,7 +225,10 @@ pub(super) mod tests {
         let eml = b"From: a@school.example\r\nSubject: hi\r\n\r\nThe body of the message\r\n";
         let outer = zip_of(&[("saved/mail.eml", eml)]);
         let out = open("mail.zip", &outer).unwrap();
-        assert!(all_text(&out).contains("The body of the message"), "{out:?}");
+        assert!(
+            all_text(&out).contains("The body of the message"),
+            "{out:?}"
+        );
         assert_eq!(out.texts[0].location, "mail.zip › saved/mail.eml");
     }
 
@@ -227,7 +236,11 @@ pub(super) mod tests {
     pub(crate) fn deflated_zip(name: &str, data: &[u8], size: u32) -> Vec<u8> {
         let header = |central: bool| {
             let mut h = Vec::new();
-            h.extend_from_slice(if central { b"PK\x01\x02\x14\0" } else { b"PK\x03\x04" });
+            h.extend_from_slice(if central {
+                b"PK\x01\x02\x14\0"
+            } else {
+                b"PK\x03\x04"
+            });
             h.extend_from_slice(b"\x14\0\0\0\x08\0\0\0\0\0\0\0\0\0");
             h.extend_from_slice(&(data.len() as u32).to_le_bytes());
             h.extend_from_slice(&size.to_le_bytes());
@@ -271,7 +284,11 @@ pub(super) mod tests {
             "{err:?}"
         );
         // Well under a second in release; debug builds are slower.
-        assert!(started.elapsed() < crate::policy::sensitive::extract::tests::quickly(), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < crate::policy::sensitive::extract::tests::quickly(),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -284,7 +301,11 @@ pub(super) mod tests {
         let started = Instant::now();
         let result = open("zeros.zip", &bomb);
         assert!(result.is_err(), "{result:?}");
-        assert!(started.elapsed() < crate::policy::sensitive::extract::tests::quickly(), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < crate::policy::sensitive::extract::tests::quickly(),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -339,7 +360,11 @@ pub(super) mod tests {
         let err = super::super::extract("many.zip", "many.zip", "", &bytes, &budget(), 1, &mut out)
             .unwrap_err();
         assert_eq!(err, Unscannable::TooManyEntries(10_000));
-        assert!(started.elapsed() < Duration::from_millis(50), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -352,7 +377,10 @@ pub(super) mod tests {
         let out = open("archive.zip", &bytes).unwrap();
         assert_eq!(
             out.encrypted,
-            [("archive.zip › inner/pupils.xlsx".to_string(), "encrypted ZIP entry")]
+            [(
+                "archive.zip › inner/pupils.xlsx".to_string(),
+                "encrypted ZIP entry"
+            )]
         );
         assert!(out.texts.is_empty());
     }

@@ -22,9 +22,32 @@ pub(super) fn open(
 fn is_block(tag: &str) -> bool {
     matches!(
         tag,
-        "p" | "div" | "br" | "tr" | "li" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "table"
-            | "ul" | "ol" | "title" | "section" | "article" | "header" | "footer"
-            | "blockquote" | "pre" | "hr" | "dt" | "dd" | "caption" | "thead" | "tbody"
+        "p" | "div"
+            | "br"
+            | "tr"
+            | "li"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "table"
+            | "ul"
+            | "ol"
+            | "title"
+            | "section"
+            | "article"
+            | "header"
+            | "footer"
+            | "blockquote"
+            | "pre"
+            | "hr"
+            | "dt"
+            | "dd"
+            | "caption"
+            | "thead"
+            | "tbody"
     )
 }
 
@@ -58,7 +81,9 @@ pub(super) fn strip(html: &str) -> String {
             continue;
         }
         if let Some(comment) = from.strip_prefix("<!--") {
-            rest = comment.find("-->").map_or("", |e| comment.get(e + 3..).unwrap_or(""));
+            rest = comment
+                .find("-->")
+                .map_or("", |e| comment.get(e + 3..).unwrap_or(""));
             continue;
         }
         let Some(end) = from.find('>') else {

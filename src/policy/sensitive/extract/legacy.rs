@@ -29,7 +29,9 @@ pub(super) fn open(
             .map(|one| if one { "/1Table" } else { "/0Table" })
             .and_then(|name| stream(&mut file, name, bytes.len()).ok());
         let mut w = Writer::new(out);
-        let by_pieces = table.as_deref().and_then(|t| pieces(&word, t, budget, &mut w));
+        let by_pieces = table
+            .as_deref()
+            .and_then(|t| pieces(&word, t, budget, &mut w));
         if by_pieces.is_none() {
             w = Writer::new(out);
             printable_runs(&word, &mut w);
@@ -69,34 +71,36 @@ fn workbook(
     budget: &Budget,
     out: &mut Contents,
 ) -> Result<(), Unscannable> {
-    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<(String, String)>, String> {
-        let mut xls = Xls::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
-        let date1904 = xls.has_1904_epoch();
-        let mut sheets = Vec::new();
-        for name in xls.sheet_names() {
-            if budget.check_time().is_err() {
-                break;
-            }
-            let range = xls.worksheet_range(&name).map_err(|e| e.to_string())?;
-            let mut text = String::new();
-            for row in range.rows() {
-                let mut line = String::new();
-                for (i, cell) in row.iter().enumerate() {
-                    if i > 0 {
-                        line.push('\t');
-                    }
-                    write_cell(cell, date1904, &mut line);
-                }
-                text.push_str(line.trim_end_matches('\t'));
-                text.push('\n');
-                if text.len() > super::MAX_TEXT {
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || -> Result<Vec<(String, String)>, String> {
+            let mut xls = Xls::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
+            let date1904 = xls.has_1904_epoch();
+            let mut sheets = Vec::new();
+            for name in xls.sheet_names() {
+                if budget.check_time().is_err() {
                     break;
                 }
+                let range = xls.worksheet_range(&name).map_err(|e| e.to_string())?;
+                let mut text = String::new();
+                for row in range.rows() {
+                    let mut line = String::new();
+                    for (i, cell) in row.iter().enumerate() {
+                        if i > 0 {
+                            line.push('\t');
+                        }
+                        write_cell(cell, date1904, &mut line);
+                    }
+                    text.push_str(line.trim_end_matches('\t'));
+                    text.push('\n');
+                    if text.len() > super::MAX_TEXT {
+                        break;
+                    }
+                }
+                sheets.push((name, text));
             }
-            sheets.push((name, text));
-        }
-        Ok(sheets)
-    }));
+            Ok(sheets)
+        },
+    ));
     budget.check_time()?;
     let sheets = match read {
         Ok(Ok(sheets)) => sheets,
@@ -146,7 +150,9 @@ fn write_cell(cell: &Data, date1904: bool, line: &mut String) {
 /// read, so the caller falls back to printable runs.
 fn pieces(word: &[u8], table: &[u8], budget: &Budget, w: &mut Writer) -> Option<()> {
     let le32 = |b: &[u8], at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+        Some(u32::from_le_bytes(
+            b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+        ))
     };
     let magic = u16::from_le_bytes(word.get(0..2)?.try_into().ok()?);
     if magic != 0xA5EC {
@@ -186,7 +192,9 @@ fn pieces(word: &[u8], table: &[u8], budget: &Budget, w: &mut Writer) -> Option<
             text.push_str(&s);
         } else {
             let bytes = word.get(fc..fc.checked_add(count.checked_mul(2)?)?)?;
-            let units = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+            let units = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]));
             text.extend(char::decode_utf16(units).map(|c| c.unwrap_or('\u{FFFD}')));
         }
         if text.len() > super::MAX_TEXT {
@@ -280,10 +288,17 @@ mod tests {
 
     #[test]
     fn an_excel_97_workbook_reads_with_dates() {
-        let out = open("old.xls", include_bytes!("../../../../fixtures/extract/class.xls")).unwrap();
+        let out = open(
+            "old.xls",
+            include_bytes!("../../../../fixtures/extract/class.xls"),
+        )
+        .unwrap();
         let text = all_text(&out);
         assert!(text.contains("Name\tUPN\tDOB"), "{text}");
-        assert!(text.contains("Ada Lovelace\tA123456789012\t10/12/2015"), "{text}");
+        assert!(
+            text.contains("Ada Lovelace\tA123456789012\t10/12/2015"),
+            "{text}"
+        );
         assert_eq!(out.texts[0].location, "old.xls › Pupils");
     }
 
@@ -331,15 +346,24 @@ mod tests {
         word[0x01A2..0x01A6].copy_from_slice(&fc_clx.to_le_bytes());
         word[0x01A6..0x01AA].copy_from_slice(&lcb_clx.to_le_bytes());
         let mut cfb = cfb::CompoundFile::create(std::io::Cursor::new(Vec::new())).unwrap();
-        cfb.create_stream("/WordDocument").unwrap().write_all(&word).unwrap();
-        cfb.create_stream("/1Table").unwrap().write_all(&table).unwrap();
+        cfb.create_stream("/WordDocument")
+            .unwrap()
+            .write_all(&word)
+            .unwrap();
+        cfb.create_stream("/1Table")
+            .unwrap()
+            .write_all(&table)
+            .unwrap();
         cfb.flush().unwrap();
         cfb.into_inner().into_inner()
     }
 
     #[test]
     fn a_word_97_document_reads_through_its_piece_table() {
-        let doc = word_97("Pupil list\rName\x07UPN\x07\x07", "Zoë Smith\x07A123456789012\x07\x07");
+        let doc = word_97(
+            "Pupil list\rName\x07UPN\x07\x07",
+            "Zoë Smith\x07A123456789012\x07\x07",
+        );
         let out = open("list.doc", &doc).unwrap();
         assert_eq!(
             all_text(&out),

@@ -399,7 +399,16 @@ pub(crate) mod tests {
         let out = open("class photo.jpg", &jpeg).unwrap();
         assert!(out.texts.is_empty());
         let mut out = Contents::default();
-        extract("x", "x", "image/png", &[0x89, b'P', b'N', b'G'], &budget(), 1, &mut out).unwrap();
+        extract(
+            "x",
+            "x",
+            "image/png",
+            &[0x89, b'P', b'N', b'G'],
+            &budget(),
+            1,
+            &mut out,
+        )
+        .unwrap();
         assert!(out.texts.is_empty());
     }
 
@@ -407,9 +416,15 @@ pub(crate) mod tests {
     fn magic_wins_over_the_name() {
         assert_eq!(kind_of("notes.txt", "text/plain", b"%PDF-1.4\n"), Kind::Pdf);
         assert_eq!(kind_of("a.txt", "", b"PK\x03\x04rest"), Kind::Zip);
-        assert_eq!(kind_of("list.CSV", "application/octet-stream", b"a,b"), Kind::Csv);
+        assert_eq!(
+            kind_of("list.CSV", "application/octet-stream", b"a,b"),
+            Kind::Csv
+        );
         assert_eq!(kind_of("x", "text/plain", b"hello"), Kind::Text);
-        assert_eq!(kind_of("x.bin", "application/octet-stream", b"hello"), Kind::Other);
+        assert_eq!(
+            kind_of("x.bin", "application/octet-stream", b"hello"),
+            Kind::Other
+        );
     }
 
     #[test]

@@ -28,8 +28,12 @@ pub(super) fn open(
 ) -> Result<(), Unscannable> {
     let spreadsheet = kind.contains("spreadsheet");
     let mut w = Writer::new(out);
-    if !with_entry(zip, "content.xml", |s, c| part(s, c, budget, spreadsheet, &mut w))? {
-        return Err(Unscannable::Corrupt("an OpenDocument file without content.xml".into()));
+    if !with_entry(zip, "content.xml", |s, c| {
+        part(s, c, budget, spreadsheet, &mut w)
+    })? {
+        return Err(Unscannable::Corrupt(
+            "an OpenDocument file without content.xml".into(),
+        ));
     }
     if !w.full() {
         w.section(None);
@@ -154,8 +158,11 @@ mod tests {
 
     #[test]
     fn a_text_document_reads_as_lines_and_rows() {
-        let out = open("letter.odt", include_bytes!("../../../../fixtures/extract/letter.odt"))
-            .unwrap();
+        let out = open(
+            "letter.odt",
+            include_bytes!("../../../../fixtures/extract/letter.odt"),
+        )
+        .unwrap();
         let text = all_text(&out);
         assert!(text.contains("Dear parents\n"), "{text}");
         assert!(text.contains("Name\tUPN\n"), "{text}");
@@ -164,8 +171,11 @@ mod tests {
 
     #[test]
     fn a_spreadsheet_reads_as_sheets_with_dates() {
-        let out = open("class.ods", include_bytes!("../../../../fixtures/extract/class.ods"))
-            .unwrap();
+        let out = open(
+            "class.ods",
+            include_bytes!("../../../../fixtures/extract/class.ods"),
+        )
+        .unwrap();
         let sheet = out
             .texts
             .iter()

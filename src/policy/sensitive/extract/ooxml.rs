@@ -15,9 +15,10 @@ use crate::policy::sensitive::limits::{Budget, Unscannable};
 /// An OOXML package: `[Content_Types].xml` and Word, Excel or PowerPoint parts.
 pub(super) fn is_ooxml(zip: &Zip<'_>) -> bool {
     zip.index_for_name("[Content_Types].xml").is_some()
-        && zip.file_names().filter_map(Result::ok).any(|n| {
-            n.starts_with("word/") || n.starts_with("xl/") || n.starts_with("ppt/")
-        })
+        && zip
+            .file_names()
+            .filter_map(Result::ok)
+            .any(|n| n.starts_with("word/") || n.starts_with("xl/") || n.starts_with("ppt/"))
 }
 
 pub(super) fn open(
@@ -48,7 +49,13 @@ fn document(
     w: &mut Writer,
 ) -> Result<(), Unscannable> {
     let mut parts = vec!["word/document.xml".to_string()];
-    for prefix in ["word/header", "word/footer", "word/footnotes", "word/endnotes", "word/comments"] {
+    for prefix in [
+        "word/header",
+        "word/footer",
+        "word/footnotes",
+        "word/endnotes",
+        "word/comments",
+    ] {
         let mut more: Vec<_> = names
             .iter()
             .filter(|n| n.starts_with(prefix) && n.ends_with(".xml"))
@@ -95,7 +102,11 @@ fn presentation(
 
 /// The speaker notes part of a slide, from the slide's relationships (notes are numbered in the
 /// order they were written, not by slide).
-fn notes_of(zip: &mut Zip<'_>, slide: &str, budget: &Budget) -> Result<Option<String>, Unscannable> {
+fn notes_of(
+    zip: &mut Zip<'_>,
+    slide: &str,
+    budget: &Budget,
+) -> Result<Option<String>, Unscannable> {
     let (folder, file) = slide.rsplit_once('/').unwrap_or(("", slide));
     let rels = format!("{folder}/_rels/{file}.rels");
     let mut target = None;
@@ -244,7 +255,11 @@ fn workbook(
             break;
         }
         if part.starts_with("xl/worksheets/") && part.ends_with(".xml") && !done.contains(part) {
-            let stem = part.rsplit('/').next().unwrap_or(part).trim_end_matches(".xml");
+            let stem = part
+                .rsplit('/')
+                .next()
+                .unwrap_or(part)
+                .trim_end_matches(".xml");
             w.section(Some(stem.to_string()));
             sheet(zip, part, budget, &shared, &styles, w)?;
         }
@@ -303,7 +318,8 @@ fn date_styles(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<bool>, Unscanna
             match ev {
                 Ev::Open(e) => match name(e) {
                     b"numFmt" => {
-                        if let (Some(id), Some(code)) = (attr(e, b"numFmtId"), attr(e, b"formatCode"))
+                        if let (Some(id), Some(code)) =
+                            (attr(e, b"numFmtId"), attr(e, b"formatCode"))
                             && let Ok(id) = id.parse()
                         {
                             custom.insert(id, is_date_format(&code));
@@ -311,7 +327,9 @@ fn date_styles(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<bool>, Unscanna
                     }
                     b"cellXfs" => in_cell_xfs = true,
                     b"xf" if in_cell_xfs => {
-                        let id = attr(e, b"numFmtId").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let id = attr(e, b"numFmtId")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
                         formats.push(id);
                     }
                     _ => {}
@@ -392,7 +410,11 @@ fn shared_strings(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<String>, Uns
                 Ev::Text(_) => {}
             }
             // Past the text limit the rest is never written anyway.
-            if total > super::MAX_TEXT { Flow::Stop } else { Flow::Go }
+            if total > super::MAX_TEXT {
+                Flow::Stop
+            } else {
+                Flow::Go
+            }
         })
     })?;
     Ok(strings)
@@ -400,7 +422,11 @@ fn shared_strings(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<String>, Uns
 
 /// A tab or line break inside a cell, as a space.
 fn flatten(c: char) -> char {
-    if matches!(c, '\t' | '\n' | '\r') { ' ' } else { c }
+    if matches!(c, '\t' | '\n' | '\r') {
+        ' '
+    } else {
+        c
+    }
 }
 
 /// One worksheet, row by row. False when the part does not exist.
@@ -427,16 +453,25 @@ fn sheet(
                         true
                     }
                     b"c" => {
-                        let col = attr(e, b"r")
-                            .and_then(|r| column(&r))
-                            .unwrap_or(next_col)
-                            .max(next_col);
+                        // One pass over the attributes, unescaped: a reference, a type and a
+                        // style index never hold entities (the hot loop of a big sheet).
+                        let mut at = None;
+                        let mut c = Cell {
+                            kind: String::new(),
+                            style: 0,
+                        };
+                        for a in e.attributes().flatten() {
+                            match a.key.local_name().into_inner().as_bytes() {
+                                b"r" => at = column(&a.value),
+                                b"t" => c.kind = a.value.into_owned(),
+                                b"s" => c.style = a.value.parse().unwrap_or(0),
+                                _ => {}
+                            }
+                        }
+                        let col = at.unwrap_or(next_col).max(next_col);
                         next_col = col.saturating_add(1);
                         value.clear();
-                        cell = Some(Cell {
-                            kind: attr(e, b"t").unwrap_or_default(),
-                            style: attr(e, b"s").and_then(|s| s.parse().ok()).unwrap_or(0),
-                        });
+                        cell = Some(c);
                         let mut ok = true;
                         while tabs < col && ok {
                             ok = w.push('\t');
@@ -517,18 +552,17 @@ fn write_cell(c: &Cell, value: &str, shared: &[String], styles: &Styles, w: &mut
 /// The zero-based column of a cell reference ("C5" → 2); None when it has no letters or more
 /// than Excel's three.
 fn column(reference: &str) -> Option<usize> {
-    let letters: Vec<u8> = reference
-        .bytes()
-        .take_while(u8::is_ascii_alphabetic)
-        .map(|b| b.to_ascii_uppercase())
-        .collect();
-    if letters.is_empty() || letters.len() > 3 {
-        return None;
+    let letters = reference.bytes().take_while(u8::is_ascii_alphabetic);
+    let mut n = 0usize;
+    let mut count = 0;
+    for b in letters {
+        count += 1;
+        if count > 3 {
+            return None;
+        }
+        n = n * 26 + usize::from(b.to_ascii_uppercase() - b'A') + 1;
     }
-    let n = letters
-        .iter()
-        .fold(0usize, |n, &b| n * 26 + usize::from(b - b'A') + 1);
-    Some(n - 1)
+    n.checked_sub(1)
 }
 
 /// Sensitivity labels: `docProps/custom.xml` (`MSIP_Label_<GUID>_Enabled` / `_Name`) and
@@ -645,20 +679,29 @@ mod tests {
 
     #[test]
     fn a_word_document_reads_as_paragraphs_and_tab_separated_rows() {
-        let out = open("report.docx", include_bytes!("../../../../fixtures/extract/report.docx"))
-            .unwrap();
+        let out = open(
+            "report.docx",
+            include_bytes!("../../../../fixtures/extract/report.docx"),
+        )
+        .unwrap();
         let text = all_text(&out);
         assert!(text.contains("Pupil progress report\n"), "{text}");
         assert!(text.contains("Name\tUPN\tDate of birth\n"), "{text}");
-        assert!(text.contains("Ada Lovelace\tA123456789012\t10/12/2015\n"), "{text}");
+        assert!(
+            text.contains("Ada Lovelace\tA123456789012\t10/12/2015\n"),
+            "{text}"
+        );
         assert!(text.contains("Smith & Jones"), "{text}");
         assert!(text.contains("Header: OFFICIAL-SENSITIVE"), "{text}");
     }
 
     #[test]
     fn a_workbook_reads_as_rows_with_dates_and_kept_empty_cells() {
-        let out = open("class.xlsx", include_bytes!("../../../../fixtures/extract/class.xlsx"))
-            .unwrap();
+        let out = open(
+            "class.xlsx",
+            include_bytes!("../../../../fixtures/extract/class.xlsx"),
+        )
+        .unwrap();
         let pupils = out
             .texts
             .iter()
@@ -667,7 +710,10 @@ mod tests {
         let lines: Vec<_> = pupils.text.lines().collect();
         assert_eq!(lines[0], "Name\tUPN\tDOB\tNotes\tScore");
         assert_eq!(lines[1], "Ada Lovelace\tA123456789012\t10/12/2015\t\t97");
-        assert_eq!(lines[2], "Alan Turing\tB123456789012\t23/06/2014\tSEN support & EHCP\t88.5");
+        assert_eq!(
+            lines[2],
+            "Alan Turing\tB123456789012\t23/06/2014\tSEN support & EHCP\t88.5"
+        );
         assert!(out.texts.iter().any(|t| t.location == "class.xlsx › Staff"));
     }
 
@@ -683,19 +729,31 @@ mod tests {
 
     #[test]
     fn slides_and_notes_are_read_in_order() {
-        let out = open("assembly.pptx", include_bytes!("../../../../fixtures/extract/deck.pptx"))
-            .unwrap();
+        let out = open(
+            "assembly.pptx",
+            include_bytes!("../../../../fixtures/extract/deck.pptx"),
+        )
+        .unwrap();
         let locations: Vec<_> = out.texts.iter().map(|t| t.location.as_str()).collect();
-        assert_eq!(locations, ["assembly.pptx › Slide 1", "assembly.pptx › Slide 2"]);
+        assert_eq!(
+            locations,
+            ["assembly.pptx › Slide 1", "assembly.pptx › Slide 2"]
+        );
         assert!(out.texts[0].text.contains("Welcome back"));
-        assert!(out.texts[1].text.contains("Speaker notes: Year 7"), "{out:?}");
+        assert!(
+            out.texts[1].text.contains("Speaker notes: Year 7"),
+            "{out:?}"
+        );
     }
 
     #[test]
     fn a_truncated_workbook_is_corrupt() {
         let bytes = include_bytes!("../../../../fixtures/extract/class.xlsx");
         let cut = &bytes[..bytes.len() / 2];
-        assert!(matches!(open("class.xlsx", cut), Err(Unscannable::Corrupt(_))));
+        assert!(matches!(
+            open("class.xlsx", cut),
+            Err(Unscannable::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -725,9 +783,22 @@ mod tests {
         let mut w = Writer::new(&Contents::default());
         w.room = 10;
         let doc = br#"<w:document xmlns:w="x"><w:body><w:p><w:r><w:t>0123456789abcdef</w:t></w:r></w:p></w:body></w:document>"#;
-        let bytes = zip_of(&[("[Content_Types].xml", b"<Types/>"), ("word/document.xml", doc)]);
-        let mut zip = super::super::archive::open_zip(&bytes, &crate::policy::sensitive::extract::tests::budget()).unwrap();
-        flow_part(&mut zip, "word/document.xml", &crate::policy::sensitive::extract::tests::budget(), &mut w).unwrap();
+        let bytes = zip_of(&[
+            ("[Content_Types].xml", b"<Types/>"),
+            ("word/document.xml", doc),
+        ]);
+        let mut zip = super::super::archive::open_zip(
+            &bytes,
+            &crate::policy::sensitive::extract::tests::budget(),
+        )
+        .unwrap();
+        flow_part(
+            &mut zip,
+            "word/document.xml",
+            &crate::policy::sensitive::extract::tests::budget(),
+            &mut w,
+        )
+        .unwrap();
         let mut out = Contents::default();
         w.finish("big.docx", &mut out);
         assert_eq!(out.texts[0].text, "0123456789");

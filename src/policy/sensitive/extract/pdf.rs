@@ -53,7 +53,10 @@ pub(super) fn open(
         match page_text {
             Ok(r) => r?,
             Err(_) => {
-                return Err(Unscannable::Corrupt(format!("page {} cannot be read", n + 1)));
+                return Err(Unscannable::Corrupt(format!(
+                    "page {} cannot be read",
+                    n + 1
+                )));
             }
         }
         if !w.ends_with_line_break() {
@@ -289,10 +292,19 @@ fn prove_stream(dict: &[u8], data: &[u8], budget: &Budget) -> Result<(), Unscann
     {
         return Ok(());
     }
-    let expanding = |f: &str| matches!(f, "FlateDecode" | "Fl" | "LZWDecode" | "LZW" | "ASCII85Decode" | "A85");
+    let expanding = |f: &str| {
+        matches!(
+            f,
+            "FlateDecode" | "Fl" | "LZWDecode" | "LZW" | "ASCII85Decode" | "A85"
+        )
+    };
     let mut current = data.to_vec();
     for (i, f) in filters.iter().enumerate() {
-        let last = !filters.get(i + 1..).unwrap_or_default().iter().any(|f| expanding(f));
+        let last = !filters
+            .get(i + 1..)
+            .unwrap_or_default()
+            .iter()
+            .any(|f| expanding(f));
         match f.as_str() {
             "FlateDecode" | "Fl" => {
                 let compressed = current.len() as u64;
@@ -443,7 +455,9 @@ fn ascii85(data: &[u8]) -> Vec<u8> {
                 }
                 n += 1;
                 if n == 5 {
-                    let v = group.iter().fold(0u32, |v, &d| v.wrapping_mul(85).wrapping_add(d));
+                    let v = group
+                        .iter()
+                        .fold(0u32, |v, &d| v.wrapping_mul(85).wrapping_add(d));
                     out.extend_from_slice(&v.to_be_bytes());
                     n = 0;
                 }
@@ -455,7 +469,9 @@ fn ascii85(data: &[u8]) -> Vec<u8> {
         for slot in group.iter_mut().skip(n) {
             *slot = 84;
         }
-        let v = group.iter().fold(0u32, |v, &d| v.wrapping_mul(85).wrapping_add(d));
+        let v = group
+            .iter()
+            .fold(0u32, |v, &d| v.wrapping_mul(85).wrapping_add(d));
         out.extend_from_slice(v.to_be_bytes().get(..n - 1).unwrap_or_default());
     }
     out
@@ -463,15 +479,18 @@ fn ascii85(data: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use super::*;
     use crate::policy::sensitive::extract::tests::{all_text, open};
 
     #[test]
     fn a_pdf_reads_as_lines_of_text() {
-        let out = open("report.pdf", include_bytes!("../../../../fixtures/extract/report.pdf"))
-            .unwrap();
+        let out = open(
+            "report.pdf",
+            include_bytes!("../../../../fixtures/extract/report.pdf"),
+        )
+        .unwrap();
         let text = all_text(&out);
         assert!(text.contains("Pupil progress report"), "{text}");
         assert!(text.contains("Ada Lovelace"), "{text}");
@@ -490,13 +509,18 @@ mod tests {
             out.extend_from_slice(b"\nendobj\n");
         }
         let xref = out.len();
-        out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+        out.extend_from_slice(
+            format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+        );
         for o in offsets {
             out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
         }
         out.extend_from_slice(
-            format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1)
-                .as_bytes(),
+            format!(
+                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+                objects.len() + 1
+            )
+            .as_bytes(),
         );
         out
     }
@@ -509,7 +533,8 @@ mod tests {
     }
 
     fn font() -> Vec<u8> {
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec()
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec()
     }
 
     #[test]
@@ -525,7 +550,11 @@ mod tests {
         ]);
         let started = Instant::now();
         let result = open("loop.pdf", &pdf);
-        assert!(started.elapsed() < crate::policy::sensitive::extract::tests::quickly(), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < crate::policy::sensitive::extract::tests::quickly(),
+            "{:?}",
+            started.elapsed()
+        );
         match result {
             Ok(out) => assert_eq!(all_text(&out).matches("Round and round").count(), 1),
             Err(e) => assert!(matches!(e, Unscannable::Corrupt(_)), "{e:?}"),
@@ -535,7 +564,9 @@ mod tests {
     /// A zlib stream of `megabytes` MiB of zeros (its checksum is not checked before the limit).
     fn zlib_zeros(megabytes: usize) -> Vec<u8> {
         let mut z = vec![0x78, 0xDA];
-        z.extend(crate::policy::sensitive::extract::tests::zeros_deflate(megabytes));
+        z.extend(crate::policy::sensitive::extract::tests::zeros_deflate(
+            megabytes,
+        ));
         z.extend_from_slice(&[0, 0, 0, 1]);
         z
     }
@@ -551,22 +582,36 @@ mod tests {
         ]);
         let started = Instant::now();
         let err = open("bomb.pdf", &pdf).unwrap_err();
-        assert!(matches!(err, Unscannable::Bomb(_) | Unscannable::TooLarge(_)), "{err:?}");
-        assert!(started.elapsed() < crate::policy::sensitive::extract::tests::quickly(), "{:?}", started.elapsed());
+        assert!(
+            matches!(err, Unscannable::Bomb(_) | Unscannable::TooLarge(_)),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < crate::policy::sensitive::extract::tests::quickly(),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
     fn a_flate_stream_with_a_filter_array_is_proven_too() {
         let bomb = zlib_zeros(64);
         let dict = b"1 0 obj << /Filter [ /FlateDecode ] /Length 5 >>".to_vec();
-        let err = prove_stream(&dict, &bomb, &crate::policy::sensitive::extract::tests::budget())
-            .unwrap_err();
+        let err = prove_stream(
+            &dict,
+            &bomb,
+            &crate::policy::sensitive::extract::tests::budget(),
+        )
+        .unwrap_err();
         assert!(matches!(err, Unscannable::Bomb(_)), "{err:?}");
     }
 
     #[test]
     fn filter_names_are_read_from_names_and_arrays() {
-        assert_eq!(filter_names(b"<< /Filter /FlateDecode /Length 3 >>"), ["FlateDecode"]);
+        assert_eq!(
+            filter_names(b"<< /Filter /FlateDecode /Length 3 >>"),
+            ["FlateDecode"]
+        );
         assert_eq!(
             filter_names(b"<< /Filter [/ASCII85Decode /FlateDecode] >>"),
             ["ASCII85Decode", "FlateDecode"]
@@ -585,6 +630,31 @@ mod tests {
         // "-----A---B" from the PDF specification's LZW example: 80 00 0B 60 50 22 0C 0C 85 01.
         let data = [0x80, 0x0B, 0x60, 0x50, 0x22, 0x0C, 0x0C, 0x85, 0x01];
         assert_eq!(lzw_expanded_len(&data), 10);
+    }
+
+    #[test]
+    fn an_owner_password_only_pdf_is_read_with_the_empty_password() {
+        let out = open(
+            "owner.pdf",
+            include_bytes!("../../../../fixtures/extract/owner-only.pdf"),
+        )
+        .unwrap();
+        assert!(
+            all_text(&out).contains("Owner only Ada Lovelace"),
+            "{out:?}"
+        );
+        assert!(out.encrypted.is_empty());
+    }
+
+    #[test]
+    fn a_pdf_that_needs_a_password_is_encrypted_not_read() {
+        let out = open(
+            "locked.pdf",
+            include_bytes!("../../../../fixtures/extract/user-password.pdf"),
+        )
+        .unwrap();
+        assert!(out.texts.is_empty(), "{out:?}");
+        assert_eq!(out.encrypted, [("locked.pdf".to_string(), "PDF /Encrypt")]);
     }
 
     #[test]

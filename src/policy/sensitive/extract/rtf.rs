@@ -13,11 +13,30 @@ const MAX_DEPTH: usize = 256;
 fn skipped(word: &str) -> bool {
     matches!(
         word,
-        "fonttbl" | "colortbl" | "stylesheet" | "info" | "pict" | "object" | "objdata"
-            | "themedata" | "colorschememapping" | "latentstyles" | "datastore"
-            | "xmlnstbl" | "listtable" | "listoverridetable" | "rsidtbl" | "generator"
-            | "filetbl" | "revtbl" | "pgdsctbl" | "fldinst" | "shppict" | "nonshppict"
-            | "bkmkstart" | "bkmkend"
+        "fonttbl"
+            | "colortbl"
+            | "stylesheet"
+            | "info"
+            | "pict"
+            | "object"
+            | "objdata"
+            | "themedata"
+            | "colorschememapping"
+            | "latentstyles"
+            | "datastore"
+            | "xmlnstbl"
+            | "listtable"
+            | "listoverridetable"
+            | "rsidtbl"
+            | "generator"
+            | "filetbl"
+            | "revtbl"
+            | "pgdsctbl"
+            | "fldinst"
+            | "shppict"
+            | "nonshppict"
+            | "bkmkstart"
+            | "bkmkend"
     )
 }
 
@@ -96,8 +115,8 @@ fn strip(bytes: &[u8], budget: &Budget, w: &mut Writer) -> Result<(), Unscannabl
                     while bytes.get(j).is_some_and(u8::is_ascii_alphabetic) && j - start < 32 {
                         j += 1;
                     }
-                    let word = std::str::from_utf8(bytes.get(start..j).unwrap_or_default())
-                        .unwrap_or("");
+                    let word =
+                        std::str::from_utf8(bytes.get(start..j).unwrap_or_default()).unwrap_or("");
                     let num_start = j;
                     if bytes.get(j) == Some(&b'-') {
                         j += 1;
@@ -105,9 +124,10 @@ fn strip(bytes: &[u8], budget: &Budget, w: &mut Writer) -> Result<(), Unscannabl
                     while bytes.get(j).is_some_and(u8::is_ascii_digit) && j - num_start < 11 {
                         j += 1;
                     }
-                    let param: Option<i64> = std::str::from_utf8(bytes.get(num_start..j).unwrap_or_default())
-                        .ok()
-                        .and_then(|p| p.parse().ok());
+                    let param: Option<i64> =
+                        std::str::from_utf8(bytes.get(num_start..j).unwrap_or_default())
+                            .ok()
+                            .and_then(|p| p.parse().ok());
                     if bytes.get(j) == Some(&b' ') {
                         j += 1;
                     }
@@ -139,7 +159,11 @@ fn strip(bytes: &[u8], budget: &Budget, w: &mut Writer) -> Result<(), Unscannabl
                         "ansicpg" => {
                             if let Some(e) = param.and_then(|p| {
                                 encoding_rs::Encoding::for_label(format!("windows-{p}").as_bytes())
-                                    .or_else(|| encoding_rs::Encoding::for_label(format!("cp{p}").as_bytes()))
+                                    .or_else(|| {
+                                        encoding_rs::Encoding::for_label(
+                                            format!("cp{p}").as_bytes(),
+                                        )
+                                    })
                             }) {
                                 codepage = e;
                             }

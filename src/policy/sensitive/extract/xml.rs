@@ -46,7 +46,9 @@ pub(super) fn walk<R: Read>(
             Ok(e) => e,
             Err(e) => {
                 let stopped = reader.get_mut().get_mut().stopped.take();
-                return Err(stopped.unwrap_or_else(|| Unscannable::Corrupt(format!("bad XML: {e}"))));
+                return Err(
+                    stopped.unwrap_or_else(|| Unscannable::Corrupt(format!("bad XML: {e}")))
+                );
             }
         };
         let flow = match &event {
@@ -100,7 +102,11 @@ pub(super) fn entity(name: &str) -> Option<char> {
 pub(super) fn attr(e: &BytesStart<'_>, local: &[u8]) -> Option<String> {
     e.attributes().flatten().find_map(|a| {
         (a.key.local_name().into_inner().as_bytes() == local)
-            .then(|| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned()))
+            .then(|| {
+                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .ok()
+                    .map(|v| v.into_owned())
+            })
             .flatten()
     })
 }
