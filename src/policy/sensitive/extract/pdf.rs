@@ -6,6 +6,7 @@
 //! expands them. The page tree is walked here too, with a visited set and depth and page caps,
 //! so a Kids array that points back at an ancestor cannot loop.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::Read;
 
@@ -288,17 +289,16 @@ fn prove_streams(bytes: &[u8], budget: &Budget) -> Result<(), Unscannable> {
 
 fn prove_stream(dict: &[u8], data: &[u8], budget: &Budget) -> Result<(), Unscannable> {
     let filters = filter_names(dict);
-    if filters.is_empty() || contains(dict, b"/Subtype/Image") || contains(dict, b"/Subtype /Image")
-    {
-        return Ok(());
+    let image = contains(dict, b"/Image");
+    let flate = |f: &str| matches!(f, "FlateDecode" | "Fl");
+    // zlib data is proven whatever its dictionary seems to say: the dictionary read here
+    // is a guess (the one lopdf reads may differ), and a failed guess costs nothing.
+    if looks_like_zlib(data) && !filters.first().is_some_and(|f| flate(f)) {
+        inflate_to_nothing(data, budget, image)?;
     }
-    let expanding = |f: &str| {
-        matches!(
-            f,
-            "FlateDecode" | "Fl" | "LZWDecode" | "LZW" | "ASCII85Decode" | "A85"
-        )
-    };
-    let mut current = data.to_vec();
+    let expanding =
+        |f: &str| flate(f) || matches!(f, "LZWDecode" | "LZW" | "ASCII85Decode" | "A85");
+    let mut current: Cow<'_, [u8]> = Cow::Borrowed(data);
     for (i, f) in filters.iter().enumerate() {
         let last = !filters
             .get(i + 1..)
@@ -306,33 +306,16 @@ fn prove_stream(dict: &[u8], data: &[u8], budget: &Budget) -> Result<(), Unscann
             .iter()
             .any(|f| expanding(f));
         match f.as_str() {
+            "FlateDecode" | "Fl" if last => return inflate_to_nothing(&current, budget, image),
             "FlateDecode" | "Fl" => {
                 let compressed = current.len() as u64;
                 let mut metered = Metered::new(ZlibDecoder::new(&current[..]), budget, compressed);
-                if last {
-                    if let Err(e) = std::io::copy(&mut metered, &mut std::io::sink()) {
-                        return match metered.stopped.take() {
-                            Some(limit) => Err(limit),
-                            // Damaged data: lopdf fails on it the same way.
-                            None => {
-                                let _ = e;
-                                Ok(())
-                            }
-                        };
-                    }
-                    return Ok(());
-                }
                 let mut next = Vec::new();
-                if let Err(e) = metered.read_to_end(&mut next) {
-                    return match metered.stopped.take() {
-                        Some(limit) => Err(limit),
-                        None => {
-                            let _ = e;
-                            Ok(())
-                        }
-                    };
+                if metered.read_to_end(&mut next).is_err() {
+                    // A limit, or damaged data (lopdf fails on it the same way).
+                    return metered.stopped.take().map_or(Ok(()), Err);
                 }
-                current = next;
+                current = Cow::Owned(next);
             }
             "LZWDecode" | "LZW" => {
                 if !last {
@@ -345,14 +328,61 @@ fn prove_stream(dict: &[u8], data: &[u8], budget: &Budget) -> Result<(), Unscann
                 return budget.check_ratio(expanded, current.len() as u64);
             }
             "ASCII85Decode" | "A85" => {
-                current = ascii85(&current);
-                budget.charge(current.len() as u64)?;
+                let decoded = ascii85(&current);
+                budget.charge(decoded.len() as u64)?;
+                current = Cow::Owned(decoded);
             }
             // lopdf stops at a filter it does not know.
             _ => return Ok(()),
         }
     }
     Ok(())
+}
+
+/// Most bytes an image stream may expand to. Images are not charged to the budget (reading
+/// text never expands them, and a scanned letter's pixels are not a bomb), but a stream marked
+/// as an image could still be used as page content, so it is bounded all the same.
+const MAX_IMAGE: u64 = 512 << 20;
+
+/// Inflates `data` without keeping it: charged to the budget, or for an image checked only
+/// against the ratio, [`MAX_IMAGE`] and the deadline. Damaged data is not an error here.
+fn inflate_to_nothing(data: &[u8], budget: &Budget, image: bool) -> Result<(), Unscannable> {
+    let compressed = data.len() as u64;
+    if !image {
+        let mut metered = Metered::new(ZlibDecoder::new(data), budget, compressed);
+        return match std::io::copy(&mut metered, &mut std::io::sink()) {
+            Ok(_) => Ok(()),
+            Err(_) => metered.stopped.take().map_or(Ok(()), Err),
+        };
+    }
+    let mut decoder = ZlibDecoder::new(data);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut expanded = 0u64;
+    let mut reads = 0u32;
+    loop {
+        match decoder.read(&mut buf) {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(n) => {
+                expanded = expanded.saturating_add(n as u64);
+                budget.check_ratio(expanded, compressed)?;
+                if expanded > MAX_IMAGE {
+                    return Err(Unscannable::TooLarge(MAX_IMAGE));
+                }
+                reads = reads.wrapping_add(1);
+                if reads.is_multiple_of(64) {
+                    budget.check_time()?;
+                }
+            }
+        }
+    }
+}
+
+/// A zlib header: deflate, and the check bits right.
+fn looks_like_zlib(data: &[u8]) -> bool {
+    match data {
+        [cmf, flg, ..] => cmf & 0x0F == 8 && (u16::from(*cmf) * 256 + u16::from(*flg)) % 31 == 0,
+        _ => false,
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -603,6 +633,42 @@ mod tests {
             &crate::policy::sensitive::extract::tests::budget(),
         )
         .unwrap_err();
+        assert!(matches!(err, Unscannable::Bomb(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_bomb_whose_dictionary_is_out_of_sight_is_still_proven() {
+        let err = prove_stream(
+            b"",
+            &zlib_zeros(64),
+            &crate::policy::sensitive::extract::tests::budget(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Unscannable::Bomb(_)), "{err:?}");
+    }
+
+    #[test]
+    fn an_image_is_not_charged_but_a_bomb_image_is_stopped() {
+        let limits = crate::config::ScanLimits {
+            max_expanded_size: crate::config::ByteSize(1 << 20),
+            ..crate::config::ScanLimits::default()
+        };
+        let budget = Budget::new(&limits);
+        // 4 MiB of noisy pixels, four times the allowance: fine, and not charged.
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(1));
+        let mut seed = 1u32;
+        let pixels: Vec<u8> = (0..4u32 << 20)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 30) as u8
+            })
+            .collect();
+        std::io::Write::write_all(&mut z, &pixels).unwrap();
+        let image = z.finish().unwrap();
+        let dict = b"5 0 obj << /Type /XObject /Subtype /Image /Filter /FlateDecode >>";
+        prove_stream(dict, &image, &budget).unwrap();
+        budget.charge(1000).unwrap();
+        let err = prove_stream(dict, &zlib_zeros(64), &budget).unwrap_err();
         assert!(matches!(err, Unscannable::Bomb(_)), "{err:?}");
     }
 
