@@ -1,0 +1,731 @@
+//! PDF: the text of each page, through lopdf and the fonts' encodings and ToUnicode maps.
+//!
+//! lopdf decompresses streams without any limit (object streams as soon as it loads a file),
+//! so before it sees the bytes every stream it could expand is expanded here through the
+//! budget, to prove none is a bomb. Image streams are left alone: text extraction never
+//! expands them. The page tree is walked here too, with a visited set and depth and page caps,
+//! so a Kids array that points back at an ancestor cannot loop.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::io::Read;
+
+use flate2::read::ZlibDecoder;
+use lopdf::content::Content;
+use lopdf::{Document, Encoding, Object, ObjectId};
+
+use super::{Contents, Writer};
+use crate::policy::sensitive::limits::{Budget, Metered, Unscannable};
+
+/// Page tree levels followed; real files use three or four.
+const MAX_TREE_DEPTH: usize = 64;
+/// Pages read from one PDF.
+const MAX_PAGES: usize = 20_000;
+
+pub(super) fn open(
+    location: &str,
+    bytes: &[u8],
+    budget: &Budget,
+    out: &mut Contents,
+) -> Result<(), Unscannable> {
+    prove_streams(bytes, budget)?;
+    let loaded = std::panic::catch_unwind(|| Document::load_mem(bytes));
+    let mut doc = match loaded {
+        Ok(Ok(doc)) => doc,
+        Ok(Err(e)) => return Err(Unscannable::Corrupt(format!("not a readable PDF: {e}"))),
+        Err(_) => return Err(Unscannable::Corrupt("not a readable PDF".into())),
+    };
+    budget.check_time()?;
+    if doc.is_encrypted() && doc.encryption_state.is_none() && doc.decrypt("").is_err() {
+        // Needs a user password: encrypted for its recipient.
+        out.encrypted.push((location.to_string(), "PDF /Encrypt"));
+        return Ok(());
+    }
+    let mut w = Writer::new(out);
+    let pages = page_list(&doc);
+    for (n, page) in pages.into_iter().enumerate() {
+        budget.check_time()?;
+        if w.full() {
+            break;
+        }
+        let page_text = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            page_text(&doc, page, budget, &mut w)
+        }));
+        match page_text {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Unscannable::Corrupt(format!(
+                    "page {} cannot be read",
+                    n + 1
+                )));
+            }
+        }
+        if !w.ends_with_line_break() {
+            w.push('\n');
+        }
+    }
+    w.finish(location, out);
+    Ok(())
+}
+
+/// The pages in order, walking Kids depth first with a visited set, at most
+/// [`MAX_TREE_DEPTH`] levels and [`MAX_PAGES`] pages.
+fn page_list(doc: &Document) -> Vec<ObjectId> {
+    let mut pages = Vec::new();
+    let Ok(root) = doc
+        .catalog()
+        .and_then(|c| c.get(b"Pages"))
+        .and_then(Object::as_reference)
+    else {
+        return pages;
+    };
+    let mut seen = HashSet::new();
+    let mut stack = vec![(root, 0usize)];
+    while let Some((id, depth)) = stack.pop() {
+        if depth > MAX_TREE_DEPTH || !seen.insert(id) {
+            continue;
+        }
+        let Ok(node) = doc.get_dictionary(id) else {
+            continue;
+        };
+        match node.get(b"Kids").and_then(Object::as_array) {
+            Ok(kids) => {
+                for kid in kids.iter().rev() {
+                    if let Ok(kid) = kid.as_reference() {
+                        stack.push((kid, depth + 1));
+                    }
+                }
+            }
+            Err(_) => {
+                pages.push(id);
+                if pages.len() >= MAX_PAGES {
+                    break;
+                }
+            }
+        }
+    }
+    pages
+}
+
+/// A page's content streams, decompressed through the budget.
+fn page_content(doc: &Document, page: ObjectId, budget: &Budget) -> Result<Vec<u8>, Unscannable> {
+    let mut content = Vec::new();
+    for id in doc.get_page_contents(page) {
+        let Ok(stream) = doc.get_object(id).and_then(Object::as_stream) else {
+            continue;
+        };
+        let filters = stream.filters().unwrap_or_default();
+        let data = match filters.as_slice() {
+            [] => stream.content.clone(),
+            [b"FlateDecode"] => {
+                let compressed = stream.content.len() as u64;
+                match budget.read_all(ZlibDecoder::new(&stream.content[..]), compressed) {
+                    Ok(d) => d,
+                    Err(Unscannable::Corrupt(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            // Other chains were proven by `prove_streams` before the file was loaded.
+            _ => match stream.decompressed_content() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+        };
+        content.extend_from_slice(&data);
+        content.push(b'\n');
+    }
+    Ok(content)
+}
+
+/// Where the text cursor is, to tell a new line from the next cell of the same line.
+#[derive(Default)]
+struct Cursor {
+    y: f32,
+    last_y: Option<f32>,
+    new_block: bool,
+    moved: bool,
+}
+
+fn page_text(
+    doc: &Document,
+    page: ObjectId,
+    budget: &Budget,
+    w: &mut Writer,
+) -> Result<(), Unscannable> {
+    let fonts = doc.get_page_fonts(page).unwrap_or_default();
+    let encodings: Vec<(Vec<u8>, Encoding<'_>)> = fonts
+        .into_iter()
+        .filter_map(|(name, font)| font.get_font_encoding(doc).ok().map(|e| (name, e)))
+        .collect();
+    let data = page_content(doc, page, budget)?;
+    let Ok(content) = Content::decode(&data) else {
+        return Ok(());
+    };
+    let mut encoding: Option<&Encoding<'_>> = None;
+    let mut cursor = Cursor::default();
+    for op in &content.operations {
+        let number = |i: usize| op.operands.get(i).and_then(|o| o.as_float().ok());
+        match op.operator.as_str() {
+            "BT" => {
+                cursor.y = 0.0;
+                cursor.new_block = true;
+            }
+            "Tf" => {
+                encoding = op
+                    .operands
+                    .first()
+                    .and_then(|o| o.as_name().ok())
+                    .and_then(|n| encodings.iter().find(|(name, _)| name == n))
+                    .map(|(_, e)| e);
+            }
+            "Td" | "TD" => {
+                cursor.y += number(1).unwrap_or(0.0);
+                cursor.moved = true;
+            }
+            "Tm" => {
+                cursor.y = number(5).unwrap_or(0.0);
+                cursor.moved = true;
+            }
+            "T*" => {
+                cursor.y -= 1.0;
+            }
+            "Tj" | "TJ" | "'" | "\"" => {
+                if matches!(op.operator.as_str(), "'" | "\"") {
+                    cursor.y -= 1.0;
+                }
+                let Some(encoding) = encoding else {
+                    continue;
+                };
+                let mut shown = String::new();
+                let operands = if op.operator == "\"" {
+                    op.operands.get(2..).unwrap_or_default()
+                } else {
+                    &op.operands[..]
+                };
+                collect_text(&mut shown, encoding, operands);
+                if shown.is_empty() {
+                    continue;
+                }
+                let separator = match cursor.last_y {
+                    None => None,
+                    Some(y) if (y - cursor.y).abs() > 0.5 => Some('\n'),
+                    Some(_) if cursor.new_block => Some('\t'),
+                    Some(_) if cursor.moved => Some(' '),
+                    Some(_) => None,
+                };
+                if let Some(s) = separator {
+                    w.trim_spaces();
+                    w.push(s);
+                }
+                cursor.last_y = Some(cursor.y);
+                cursor.new_block = false;
+                cursor.moved = false;
+                if !w.push_str(&shown) {
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// lopdf's own `collect_text`: strings decoded by the font's encoding, a wide gap in a TJ
+/// array as a space.
+fn collect_text(text: &mut String, encoding: &Encoding<'_>, operands: &[Object]) {
+    for operand in operands {
+        match operand {
+            Object::String(bytes, _) => {
+                let _ = encoding.write_to_string(bytes, text);
+            }
+            Object::Array(items) => collect_text(text, encoding, items),
+            Object::Integer(i) if *i < -200 => text.push(' '),
+            Object::Real(r) if *r < -200.0 => text.push(' '),
+            _ => {}
+        }
+    }
+}
+
+/// Expands, through the budget and without keeping the result, every stream lopdf could
+/// expand: any filter chain up to the first filter lopdf does not know (it stops there).
+fn prove_streams(bytes: &[u8], budget: &Budget) -> Result<(), Unscannable> {
+    let finder = memchr::memmem::Finder::new(b"stream");
+    let end_finder = memchr::memmem::Finder::new(b"endstream");
+    let mut at = 0usize;
+    let mut count = 0u32;
+    while let Some(found) = bytes.get(at..).and_then(|rest| finder.find(rest)) {
+        let keyword = at + found;
+        at = keyword + 6;
+        // "endstream" also contains "stream".
+        if keyword >= 3 && bytes.get(keyword - 3..keyword) == Some(b"end") {
+            continue;
+        }
+        count = count.wrapping_add(1);
+        if count.is_multiple_of(64) {
+            budget.check_time()?;
+        }
+        let mut start = at;
+        if bytes.get(start) == Some(&b'\r') {
+            start += 1;
+        }
+        if bytes.get(start) == Some(&b'\n') {
+            start += 1;
+        }
+        let Some(len) = bytes.get(start..).and_then(|rest| end_finder.find(rest)) else {
+            break;
+        };
+        let data = bytes.get(start..start + len).unwrap_or_default();
+        at = start + len + 9;
+        let dict_start = keyword.saturating_sub(4096);
+        let before = bytes.get(dict_start..keyword).unwrap_or_default();
+        // The dictionary: from the last "obj" before the keyword.
+        let dict = memchr::memmem::rfind(before, b"obj")
+            .and_then(|o| before.get(o..))
+            .unwrap_or(before);
+        prove_stream(dict, data, budget)?;
+    }
+    Ok(())
+}
+
+fn prove_stream(dict: &[u8], data: &[u8], budget: &Budget) -> Result<(), Unscannable> {
+    let filters = filter_names(dict);
+    let image = contains(dict, b"/Image");
+    let flate = |f: &str| matches!(f, "FlateDecode" | "Fl");
+    // zlib data is proven whatever its dictionary seems to say: the dictionary read here
+    // is a guess (the one lopdf reads may differ), and a failed guess costs nothing.
+    if looks_like_zlib(data) && !filters.first().is_some_and(|f| flate(f)) {
+        inflate_to_nothing(data, budget, image)?;
+    }
+    let expanding =
+        |f: &str| flate(f) || matches!(f, "LZWDecode" | "LZW" | "ASCII85Decode" | "A85");
+    let mut current: Cow<'_, [u8]> = Cow::Borrowed(data);
+    for (i, f) in filters.iter().enumerate() {
+        let last = !filters
+            .get(i + 1..)
+            .unwrap_or_default()
+            .iter()
+            .any(|f| expanding(f));
+        match f.as_str() {
+            "FlateDecode" | "Fl" if last => return inflate_to_nothing(&current, budget, image),
+            "FlateDecode" | "Fl" => {
+                let compressed = current.len() as u64;
+                let mut metered = Metered::new(ZlibDecoder::new(&current[..]), budget, compressed);
+                let mut next = Vec::new();
+                if metered.read_to_end(&mut next).is_err() {
+                    // A limit, or damaged data (lopdf fails on it the same way).
+                    return metered.stopped.take().map_or(Ok(()), Err);
+                }
+                current = Cow::Owned(next);
+            }
+            "LZWDecode" | "LZW" => {
+                if !last {
+                    return Err(Unscannable::Corrupt(
+                        "a PDF stream compressed twice in a way that cannot be checked".into(),
+                    ));
+                }
+                let expanded = lzw_expanded_len(&current);
+                budget.charge(expanded)?;
+                return budget.check_ratio(expanded, current.len() as u64);
+            }
+            "ASCII85Decode" | "A85" => {
+                let decoded = ascii85(&current);
+                budget.charge(decoded.len() as u64)?;
+                current = Cow::Owned(decoded);
+            }
+            // lopdf stops at a filter it does not know.
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Most bytes an image stream may expand to. Images are not charged to the budget (reading
+/// text never expands them, and a scanned letter's pixels are not a bomb), but a stream marked
+/// as an image could still be used as page content, so it is bounded all the same.
+const MAX_IMAGE: u64 = 512 << 20;
+
+/// Inflates `data` without keeping it: charged to the budget, or for an image checked only
+/// against the ratio, [`MAX_IMAGE`] and the deadline. Damaged data is not an error here.
+fn inflate_to_nothing(data: &[u8], budget: &Budget, image: bool) -> Result<(), Unscannable> {
+    let compressed = data.len() as u64;
+    if !image {
+        let mut metered = Metered::new(ZlibDecoder::new(data), budget, compressed);
+        return match std::io::copy(&mut metered, &mut std::io::sink()) {
+            Ok(_) => Ok(()),
+            Err(_) => metered.stopped.take().map_or(Ok(()), Err),
+        };
+    }
+    let mut decoder = ZlibDecoder::new(data);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut expanded = 0u64;
+    let mut reads = 0u32;
+    loop {
+        match decoder.read(&mut buf) {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(n) => {
+                expanded = expanded.saturating_add(n as u64);
+                budget.check_ratio(expanded, compressed)?;
+                if expanded > MAX_IMAGE {
+                    return Err(Unscannable::TooLarge(MAX_IMAGE));
+                }
+                reads = reads.wrapping_add(1);
+                if reads.is_multiple_of(64) {
+                    budget.check_time()?;
+                }
+            }
+        }
+    }
+}
+
+/// A zlib header: deflate, and the check bits right.
+fn looks_like_zlib(data: &[u8]) -> bool {
+    match data {
+        [cmf, flg, ..] => cmf & 0x0F == 8 && (u16::from(*cmf) * 256 + u16::from(*flg)) % 31 == 0,
+        _ => false,
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(haystack, needle).is_some()
+}
+
+/// The names in a dictionary's /Filter entry (a name or an array of names).
+fn filter_names(dict: &[u8]) -> Vec<String> {
+    let Some(at) = memchr::memmem::find(dict, b"/Filter") else {
+        return Vec::new();
+    };
+    let rest = dict.get(at + 7..).unwrap_or_default();
+    let rest = rest.get(..rest.len().min(512)).unwrap_or_default();
+    let rest = rest.trim_ascii_start();
+    let (list, array) = match rest.strip_prefix(b"[") {
+        Some(inner) => (inner, true),
+        None => (rest, false),
+    };
+    let mut names = Vec::new();
+    for token in list.split(|&b| b == b'/').skip(1) {
+        let name: String = token
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .map(|&b| char::from(b))
+            .collect();
+        let after = token.get(name.len()..).unwrap_or_default().trim_ascii();
+        names.push(name);
+        if !array || after.starts_with(b"]") {
+            break;
+        }
+    }
+    names
+}
+
+/// The length an LZW stream (PDF's variant: MSB first, 9–12 bit codes, 256 clear, 257 end,
+/// early change) expands to, counted without building the strings.
+fn lzw_expanded_len(data: &[u8]) -> u64 {
+    let mut lengths: Vec<u64> = Vec::with_capacity(4096);
+    let reset = |lengths: &mut Vec<u64>| {
+        lengths.clear();
+        lengths.extend(std::iter::repeat_n(1, 256));
+        lengths.extend([0, 0]);
+    };
+    reset(&mut lengths);
+    let mut width = 9u32;
+    let mut acc: u32 = 0;
+    let mut bits = 0u32;
+    let mut previous: Option<u64> = None;
+    let mut total = 0u64;
+    for &b in data {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= width {
+            bits -= width;
+            let code = ((acc >> bits) & ((1 << width) - 1)) as usize;
+            acc &= (1 << bits) - 1;
+            match code {
+                256 => {
+                    reset(&mut lengths);
+                    width = 9;
+                    previous = None;
+                    continue;
+                }
+                257 => return total,
+                _ => {}
+            }
+            let len = match lengths.get(code) {
+                Some(&l) => l,
+                // The code being defined right now: previous string plus its first byte.
+                None => previous.map_or(1, |p| p + 1),
+            };
+            if let Some(p) = previous
+                && lengths.len() < 4096
+            {
+                lengths.push(p + 1);
+            }
+            previous = Some(len);
+            total = total.saturating_add(len);
+            if lengths.len() + 1 >= (1 << width) && width < 12 {
+                width += 1;
+            }
+        }
+    }
+    total
+}
+
+/// ASCII85 decoded (lenient: stray characters skipped); at most four times the input.
+fn ascii85(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut group = [0u32; 5];
+    let mut n = 0usize;
+    let body = data.strip_prefix(b"<~").unwrap_or(data);
+    for &c in body {
+        match c {
+            b'~' => break,
+            b'z' if n == 0 => out.extend_from_slice(&[0; 4]),
+            b'!'..=b'u' => {
+                if let Some(slot) = group.get_mut(n) {
+                    *slot = u32::from(c - b'!');
+                }
+                n += 1;
+                if n == 5 {
+                    let v = group
+                        .iter()
+                        .fold(0u32, |v, &d| v.wrapping_mul(85).wrapping_add(d));
+                    out.extend_from_slice(&v.to_be_bytes());
+                    n = 0;
+                }
+            }
+            _ => {}
+        }
+    }
+    if n > 1 {
+        for slot in group.iter_mut().skip(n) {
+            *slot = 84;
+        }
+        let v = group
+            .iter()
+            .fold(0u32, |v, &d| v.wrapping_mul(85).wrapping_add(d));
+        out.extend_from_slice(v.to_be_bytes().get(..n - 1).unwrap_or_default());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::policy::sensitive::extract::tests::{all_text, open};
+
+    #[test]
+    fn a_pdf_reads_as_lines_of_text() {
+        let out = open(
+            "report.pdf",
+            include_bytes!("../../../../fixtures/extract/report.pdf"),
+        )
+        .unwrap();
+        let text = all_text(&out);
+        assert!(text.contains("Pupil progress report"), "{text}");
+        assert!(text.contains("Ada Lovelace"), "{text}");
+        assert!(text.contains("A123456789012"), "{text}");
+        assert!(text.contains("Page two"), "{text}");
+    }
+
+    /// A PDF written by hand: `objects` numbered from 1, with a correct xref table.
+    fn pdf_of(objects: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = b"%PDF-1.4\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, o) in objects.iter().enumerate() {
+            offsets.push(out.len());
+            out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+            out.extend_from_slice(o);
+            out.extend_from_slice(b"\nendobj\n");
+        }
+        let xref = out.len();
+        out.extend_from_slice(
+            format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+        );
+        for o in offsets {
+            out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+        }
+        out.extend_from_slice(
+            format!(
+                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+                objects.len() + 1
+            )
+            .as_bytes(),
+        );
+        out
+    }
+
+    fn stream(dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut o = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
+        o.extend_from_slice(data);
+        o.extend_from_slice(b"\nendstream");
+        o
+    }
+
+    fn font() -> Vec<u8> {
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec()
+    }
+
+    #[test]
+    fn a_cyclic_page_tree_does_not_hang() {
+        // 2 is the page tree; its Kids hold the page and the tree itself.
+        let content = b"BT /F1 12 Tf 72 700 Td (Round and round) Tj ET";
+        let pdf = pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R 2 0 R] /Count 2 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>".to_vec(),
+            stream("", content),
+            font(),
+        ]);
+        let started = Instant::now();
+        let result = open("loop.pdf", &pdf);
+        assert!(
+            started.elapsed() < crate::policy::sensitive::extract::tests::quickly(),
+            "{:?}",
+            started.elapsed()
+        );
+        match result {
+            Ok(out) => assert_eq!(all_text(&out).matches("Round and round").count(), 1),
+            Err(e) => assert!(matches!(e, Unscannable::Corrupt(_)), "{e:?}"),
+        }
+    }
+
+    /// A zlib stream of `megabytes` MiB of zeros (its checksum is not checked before the limit).
+    fn zlib_zeros(megabytes: usize) -> Vec<u8> {
+        let mut z = vec![0x78, 0xDA];
+        z.extend(crate::policy::sensitive::extract::tests::zeros_deflate(
+            megabytes,
+        ));
+        z.extend_from_slice(&[0, 0, 0, 1]);
+        z
+    }
+
+    #[test]
+    fn a_flate_bomb_inside_a_pdf_is_stopped_before_lopdf() {
+        let bomb = zlib_zeros(1024);
+        let pdf = pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /Contents 4 0 R >>".to_vec(),
+            stream("/Filter /FlateDecode", &bomb),
+        ]);
+        let started = Instant::now();
+        let err = open("bomb.pdf", &pdf).unwrap_err();
+        assert!(
+            matches!(err, Unscannable::Bomb(_) | Unscannable::TooLarge(_)),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < crate::policy::sensitive::extract::tests::quickly(),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_flate_stream_with_a_filter_array_is_proven_too() {
+        let bomb = zlib_zeros(64);
+        let dict = b"1 0 obj << /Filter [ /FlateDecode ] /Length 5 >>".to_vec();
+        let err = prove_stream(
+            &dict,
+            &bomb,
+            &crate::policy::sensitive::extract::tests::budget(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Unscannable::Bomb(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_bomb_whose_dictionary_is_out_of_sight_is_still_proven() {
+        let err = prove_stream(
+            b"",
+            &zlib_zeros(64),
+            &crate::policy::sensitive::extract::tests::budget(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Unscannable::Bomb(_)), "{err:?}");
+    }
+
+    #[test]
+    fn an_image_is_not_charged_but_a_bomb_image_is_stopped() {
+        let limits = crate::config::ScanLimits {
+            max_expanded_size: crate::config::ByteSize(1 << 20),
+            ..crate::config::ScanLimits::default()
+        };
+        let budget = Budget::new(&limits);
+        // 4 MiB of noisy pixels, four times the allowance: fine, and not charged.
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(1));
+        let mut seed = 1u32;
+        let pixels: Vec<u8> = (0..4u32 << 20)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 30) as u8
+            })
+            .collect();
+        std::io::Write::write_all(&mut z, &pixels).unwrap();
+        let image = z.finish().unwrap();
+        let dict = b"5 0 obj << /Type /XObject /Subtype /Image /Filter /FlateDecode >>";
+        prove_stream(dict, &image, &budget).unwrap();
+        budget.charge(1000).unwrap();
+        let err = prove_stream(dict, &zlib_zeros(64), &budget).unwrap_err();
+        assert!(matches!(err, Unscannable::Bomb(_)), "{err:?}");
+    }
+
+    #[test]
+    fn filter_names_are_read_from_names_and_arrays() {
+        assert_eq!(
+            filter_names(b"<< /Filter /FlateDecode /Length 3 >>"),
+            ["FlateDecode"]
+        );
+        assert_eq!(
+            filter_names(b"<< /Filter [/ASCII85Decode /FlateDecode] >>"),
+            ["ASCII85Decode", "FlateDecode"]
+        );
+        assert!(filter_names(b"<< /Length 3 >>").is_empty());
+    }
+
+    #[test]
+    fn ascii85_decodes() {
+        assert_eq!(ascii85(b"<~87cURD]j7BEbo7~>"), b"Hello world");
+        assert_eq!(ascii85(b"z~>"), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn lzw_lengths_are_counted() {
+        // "-----A---B" from the PDF specification's LZW example: 80 00 0B 60 50 22 0C 0C 85 01.
+        let data = [0x80, 0x0B, 0x60, 0x50, 0x22, 0x0C, 0x0C, 0x85, 0x01];
+        assert_eq!(lzw_expanded_len(&data), 10);
+    }
+
+    #[test]
+    fn an_owner_password_only_pdf_is_read_with_the_empty_password() {
+        let out = open(
+            "owner.pdf",
+            include_bytes!("../../../../fixtures/extract/owner-only.pdf"),
+        )
+        .unwrap();
+        assert!(
+            all_text(&out).contains("Owner only Ada Lovelace"),
+            "{out:?}"
+        );
+        assert!(out.encrypted.is_empty());
+    }
+
+    #[test]
+    fn a_pdf_that_needs_a_password_is_encrypted_not_read() {
+        let out = open(
+            "locked.pdf",
+            include_bytes!("../../../../fixtures/extract/user-password.pdf"),
+        )
+        .unwrap();
+        assert!(out.texts.is_empty(), "{out:?}");
+        assert_eq!(out.encrypted, [("locked.pdf".to_string(), "PDF /Encrypt")]);
+    }
+
+    #[test]
+    fn an_unreadable_pdf_is_corrupt() {
+        let err = open("x.pdf", b"%PDF-1.4\nthis is not a pdf at all").unwrap_err();
+        assert!(matches!(err, Unscannable::Corrupt(_)), "{err:?}");
+    }
+}
