@@ -25,9 +25,9 @@ fn month_named(word: &str) -> Option<i8> {
     if w.len() < 3 {
         return None;
     }
-    let found = MONTHS
-        .iter()
-        .position(|m| *m == w || (w.len() <= 4 && m.starts_with(&w)) || (w == "sept" && *m == "september"))?;
+    let found = MONTHS.iter().position(|m| {
+        *m == w || (w.len() <= 4 && m.starts_with(&w)) || (w == "sept" && *m == "september")
+    })?;
     i8::try_from(found + 1).ok()
 }
 
@@ -58,7 +58,11 @@ fn year_of(word: &str, today: Date) -> Option<i16> {
         2 => {
             let yy = number(word, 2, 2)?;
             let this = today.year();
-            Some(if 2000 + yy <= this { 2000 + yy } else { 1900 + yy })
+            Some(if 2000 + yy <= this {
+                2000 + yy
+            } else {
+                1900 + yy
+            })
         }
         _ => None,
     }
@@ -67,7 +71,11 @@ fn year_of(word: &str, today: Date) -> Option<i16> {
 /// Between the parts of a written date: spaces, a comma, a full stop ("14 Mar. 2010",
 /// "March 14, 2010").
 fn written_gap(gap: &str) -> bool {
-    !gap.is_empty() && gap.len() <= 3 && gap.chars().all(|c| c == ' ' || c == ',' || c == '.' || c == '\u{a0}')
+    !gap.is_empty()
+        && gap.len() <= 3
+        && gap
+            .chars()
+            .all(|c| c == ' ' || c == ',' || c == '.' || c == '\u{a0}')
 }
 
 /// The date starting at word `i` of `line`, and the index of its last word.
@@ -87,7 +95,11 @@ pub fn date_at(line: &str, toks: &[Tok], i: usize, today: Date) -> Option<(Date,
             let (w1, w2) = (word(i + 1)?, word(i + 2)?);
             let date = if w0.len() == 4 {
                 let y = number(w0, 4, 4)?;
-                Date::new(y, i8::try_from(number(w1, 1, 2)?).ok()?, i8::try_from(number(w2, 1, 2)?).ok()?)
+                Date::new(
+                    y,
+                    i8::try_from(number(w1, 1, 2)?).ok()?,
+                    i8::try_from(number(w2, 1, 2)?).ok()?,
+                )
             } else {
                 let d = i8::try_from(number(w0, 1, 2)?).ok()?;
                 let m = i8::try_from(number(w1, 1, 2)?).ok()?;
@@ -101,7 +113,8 @@ pub fn date_at(line: &str, toks: &[Tok], i: usize, today: Date) -> Option<(Date,
             return None;
         }
         let mut k = i + 1;
-        if word(k).is_some_and(|w| w.eq_ignore_ascii_case("of")) && gap(k).is_some_and(written_gap) {
+        if word(k).is_some_and(|w| w.eq_ignore_ascii_case("of")) && gap(k).is_some_and(written_gap)
+        {
             k += 1;
         }
         let m = month_named(word(k)?)?;
@@ -140,7 +153,9 @@ mod tests {
         let today = jiff::civil::date(2026, 11, 23);
         let mut t = Vec::new();
         tokenize(s, &mut t);
-        (0..t.len()).find_map(|i| date_at(s, &t, i, today)).map(|(d, _)| d)
+        (0..t.len())
+            .find_map(|i| date_at(s, &t, i, today))
+            .map(|(d, _)| d)
     }
 
     #[test]

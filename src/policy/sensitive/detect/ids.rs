@@ -12,7 +12,10 @@ pub fn upn_valid(s: &str) -> bool {
     if b.len() != 13 {
         return false;
     }
-    let Some(first) = b.first().and_then(|&c| UPN_LETTERS.iter().position(|&l| l == c)) else {
+    let Some(first) = b
+        .first()
+        .and_then(|&c| UPN_LETTERS.iter().position(|&l| l == c))
+    else {
         return false;
     };
     let mut sum = 0usize;
@@ -140,7 +143,12 @@ mod tests {
             assert!(!upn_valid(bad), "{bad}");
         }
         // Wrong length, lower case, a letter inside.
-        for bad in ["H80120000100", "h801200001001", "H8012000A1001", "H8012000010011"] {
+        for bad in [
+            "H80120000100",
+            "h801200001001",
+            "H8012000A1001",
+            "H8012000010011",
+        ] {
             assert!(!upn_valid(bad), "{bad}");
         }
     }
@@ -172,7 +180,13 @@ mod tests {
 
     #[test]
     fn a_ten_digit_number_is_never_both_uln_and_nhs() {
-        for n in ["1234567899", "0000000042", "1000000000", "9434765919", "4010232137"] {
+        for n in [
+            "1234567899",
+            "0000000042",
+            "1000000000",
+            "9434765919",
+            "4010232137",
+        ] {
             assert!(!(uln_valid(n) && nhs_check(n)), "{n}");
         }
     }

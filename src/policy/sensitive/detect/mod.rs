@@ -107,6 +107,24 @@ struct NameIndex {
     by_words: ByHash<Vec<(Vec<u64>, usize)>>,
     /// Distinct name keys of pupils.
     keys: Vec<String>,
+    /// Each key's [`name_hash`].
+    key_hash: Vec<u64>,
+}
+
+/// A person's name as one number, from the hashes of its words in order.
+fn name_hash(words: &[u64]) -> u64 {
+    words.iter().fold(1, |h, &w| chain(h, w))
+}
+
+/// An identifier as one number.
+fn id_hash(value: &str) -> u64 {
+    value.bytes().fold(2, |h, b| chain(h, u64::from(b)))
+}
+
+/// A date standing for a person whose name is unknown.
+fn date_hash(d: Date) -> u64 {
+    let n = i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day());
+    chain(3, n as u64)
 }
 
 impl NameIndex {
@@ -115,6 +133,7 @@ impl NameIndex {
             first: ByHash::default(),
             by_words: ByHash::default(),
             keys: Vec::new(),
+            key_hash: Vec::new(),
         };
         let mut seen: HashMap<String, usize> = HashMap::new();
         for p in directory.pupils(today) {
@@ -128,6 +147,7 @@ impl NameIndex {
                 Some(&k) => k,
                 None => {
                     index.keys.push(key.clone());
+                    index.key_hash.push(name_hash(&words));
                     seen.insert(key.clone(), index.keys.len() - 1);
                     index.keys.len() - 1
                 }
@@ -170,13 +190,12 @@ impl NameIndex {
             .map(|&(_, k)| k)
     }
 
-    /// A cell's or a field's whole value, if it is a pupil's name.
-    fn named(&self, value: &str) -> Option<usize> {
-        let words = hashes(&name_key(value));
+    /// The pupil whose name is exactly these words (a cell's or a field's whole value).
+    fn named(&self, words: &[u64]) -> Option<usize> {
         if words.len() < 2 {
             return None;
         }
-        self.lookup(&words)
+        self.lookup(words)
     }
 
     /// The pupils named among `toks`, the words of `line`: (name, first word, last word).
@@ -212,7 +231,9 @@ impl NameIndex {
             }
             // "Smith, Jamie" / "O'Brien, Siân": up to 3 words either side of the comma.
             if gap(i).is_some_and(|g| g.trim() == ",")
-                && toks.get(i + 1).is_some_and(|t| self.first.contains_key(&t.hash))
+                && toks
+                    .get(i + 1)
+                    .is_some_and(|t| self.first.contains_key(&t.hash))
             {
                 'surname: for s in 1..=3usize {
                     let Some(from) = (i + 1).checked_sub(s) else {
@@ -254,10 +275,10 @@ enum Who {
 #[derive(Debug, Clone)]
 struct Anchor {
     who: Who,
-    /// Distinct person: "n:" and a name key, "i:" and an identifier, "d:" and a date.
-    key: String,
-    /// Masked, for evidence.
-    shown: String,
+    /// Distinct person: [`name_hash`], [`id_hash`] or [`date_hash`].
+    key: u64,
+    /// What evidence shows, masked when it is written.
+    shown: Shown,
     line: usize,
     /// A form field: reaches the lines around it.
     field: bool,
@@ -266,7 +287,7 @@ struct Anchor {
 }
 
 impl Anchor {
-    fn new(who: Who, key: String, shown: String, line: usize, field: bool) -> Anchor {
+    fn new(who: Who, key: u64, shown: Shown, line: usize, field: bool) -> Anchor {
         Anchor {
             who,
             key,
@@ -284,14 +305,48 @@ impl Anchor {
     }
 }
 
-/// "J. S." from a name key.
-fn initials(key: &str) -> String {
-    key.split(' ')
-        .filter_map(|w| w.chars().next())
-        .flat_map(char::to_uppercase)
-        .map(|c| format!("{c}."))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// What an anchor's evidence shows, kept unmasked only until the evidence is written (and
+/// only computed for the few pieces of evidence kept).
+#[derive(Debug, Clone)]
+enum Shown {
+    /// A directory pupil (index into the name index's keys).
+    Pupil(usize),
+    /// Initials already made.
+    Initials(String),
+    /// The name in these bytes of the row.
+    Cells(usize, usize),
+    Id(String),
+    Date(Date),
+}
+
+impl Shown {
+    fn masked(&self, names: &NameIndex, row: &str) -> String {
+        match self {
+            Shown::Pupil(k) => names.keys.get(*k).map(|k| initials(k)).unwrap_or_default(),
+            Shown::Initials(s) => s.clone(),
+            Shown::Cells(a, b) => initials(row.get(*a..*b).unwrap_or("")),
+            Shown::Id(v) => ids::mask(v),
+            Shown::Date(d) => dates::mask(*d),
+        }
+    }
+}
+
+/// "J. S." from a name: the first letter of each word, in capitals.
+fn initials(name: &str) -> String {
+    let mut out = String::new();
+    for w in name
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+    {
+        if let Some(c) = w.chars().find(|c| c.is_alphabetic()) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.extend(c.to_uppercase());
+            out.push('.');
+        }
+    }
+    out
 }
 
 /// What a table's header row says about its columns.
@@ -312,7 +367,10 @@ enum Role {
 /// A header cell or a form label folded for comparison: lower case, no full stops, plain
 /// apostrophes, single spaces, no trailing colon.
 fn fold_label(cell: &str) -> String {
-    let lower = cell.to_lowercase().replace(['.', '*'], "").replace('\u{2019}', "'");
+    let lower = cell
+        .to_lowercase()
+        .replace(['.', '*'], "")
+        .replace('\u{2019}', "'");
     let joined = lower.split_whitespace().collect::<Vec<_>>().join(" ");
     joined.trim_end_matches([':', ' ']).trim().to_string()
 }
@@ -323,23 +381,75 @@ fn role_of(cell: &str) -> Role {
         return Role::Other;
     }
     const NAME: &[&str] = &[
-        "name", "full name", "pupil", "pupil name", "pupil's name", "name of pupil", "student",
-        "student name", "student's name", "child", "child name", "child's name", "childs name",
-        "name of child", "learner", "learner name", "young person", "young person's name",
-        "name of young person", "legal name", "pupil full name", "surname, forename",
-        "surname forename", "name (surname, forename)",
+        "name",
+        "full name",
+        "pupil",
+        "pupil name",
+        "pupil's name",
+        "name of pupil",
+        "student",
+        "student name",
+        "student's name",
+        "child",
+        "child name",
+        "child's name",
+        "childs name",
+        "name of child",
+        "learner",
+        "learner name",
+        "young person",
+        "young person's name",
+        "name of young person",
+        "legal name",
+        "pupil full name",
+        "surname, forename",
+        "surname forename",
+        "name (surname, forename)",
     ];
     const FORENAME: &[&str] = &[
-        "forename", "forenames", "first name", "first names", "given name", "given names",
-        "legal forename", "preferred forename", "preferred first name",
+        "forename",
+        "forenames",
+        "first name",
+        "first names",
+        "given name",
+        "given names",
+        "legal forename",
+        "preferred forename",
+        "preferred first name",
     ];
-    const SURNAME: &[&str] = &["surname", "last name", "family name", "legal surname", "preferred surname"];
+    const SURNAME: &[&str] = &[
+        "surname",
+        "last name",
+        "family name",
+        "legal surname",
+        "preferred surname",
+    ];
     const NEED: &[&str] = &[
-        "need", "needs", "primary need", "secondary need", "sen need", "send need", "need type",
-        "type of need", "area of need", "areas of need", "category of need", "main need",
-        "sen need type", "primary sen need", "medical condition", "medical conditions",
-        "condition", "conditions", "diagnosis", "allergies", "medical needs", "medical",
-        "health needs", "medical details", "medication",
+        "need",
+        "needs",
+        "primary need",
+        "secondary need",
+        "sen need",
+        "send need",
+        "need type",
+        "type of need",
+        "area of need",
+        "areas of need",
+        "category of need",
+        "main need",
+        "sen need type",
+        "primary sen need",
+        "medical condition",
+        "medical conditions",
+        "condition",
+        "conditions",
+        "diagnosis",
+        "allergies",
+        "medical needs",
+        "medical",
+        "health needs",
+        "medical details",
+        "medication",
     ];
     if NAME.contains(&l.as_str()) {
         return Role::Name;
@@ -353,7 +463,10 @@ fn role_of(cell: &str) -> Role {
     if NEED.contains(&l.as_str()) {
         return Role::Need;
     }
-    let words: Vec<&str> = l.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let words: Vec<&str> = l
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
     let has = |w: &str| words.contains(&w);
     if has("dob")
         || has("birthdate")
@@ -375,11 +488,22 @@ fn role_of(cell: &str) -> Role {
 
 /// A cell that answers yes: not empty, not "No", "N", "None", "0", "-", "N/A".
 fn positive(cell: &str) -> bool {
-    let c = cell.trim().to_ascii_lowercase();
-    !matches!(
-        c.as_str(),
-        "" | "n" | "no" | "none" | "0" | "-" | "n/a" | "na" | "false" | "nil" | "not applicable"
-    )
+    let c = cell.trim();
+    !c.is_empty()
+        && ![
+            "n",
+            "no",
+            "none",
+            "0",
+            "-",
+            "n/a",
+            "na",
+            "false",
+            "nil",
+            "not applicable",
+        ]
+        .iter()
+        .any(|no| c.eq_ignore_ascii_case(no))
 }
 
 /// Plausibly a person's name in a Name cell or field: letters, at most six words, no digits.
@@ -408,7 +532,17 @@ fn field_name(line: &str) -> Option<String> {
         if w.ends_with(':')
             || matches!(
                 bare.as_str(),
-                "dob" | "upn" | "uln" | "nhs" | "date" | "year" | "class" | "age" | "gender" | "sex" | "born"
+                "dob"
+                    | "upn"
+                    | "uln"
+                    | "nhs"
+                    | "date"
+                    | "year"
+                    | "class"
+                    | "age"
+                    | "gender"
+                    | "sex"
+                    | "born"
             )
             || words.len() == 5
         {
@@ -435,7 +569,11 @@ enum IdCandidate {
 /// The identifiers among `toks`, the words of `line`, with the index of the first word.
 fn id_candidates(line: &str, toks: &[Tok], out: &mut Vec<(IdCandidate, usize)>) {
     out.clear();
-    let word = |k: usize| toks.get(k).and_then(|t| line.get(t.start..t.end)).unwrap_or("");
+    let word = |k: usize| {
+        toks.get(k)
+            .and_then(|t| line.get(t.start..t.end))
+            .unwrap_or("")
+    };
     let gap = |k: usize| {
         toks.get(k)
             .zip(toks.get(k + 1))
@@ -445,7 +583,9 @@ fn id_candidates(line: &str, toks: &[Tok], out: &mut Vec<(IdCandidate, usize)>) 
     let all_digits = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit());
     // Words `k` and `k + 1` are digit groups joined by a single space or hyphen: one number.
     let joined_digits = |k: usize| {
-        gap(k).is_some_and(|g| g == " " || g == "-") && all_digits(word(k)) && all_digits(word(k + 1))
+        gap(k).is_some_and(|g| g == " " || g == "-")
+            && all_digits(word(k))
+            && all_digits(word(k + 1))
     };
     let mut i = 0;
     while i < toks.len() {
@@ -552,7 +692,9 @@ impl Cues {
                 }
             } else if h == self.d && hash(i + 1) == Some(self.o) && hash(i + 2) == Some(self.b) {
                 // "D.O.B."
-                let dotted = toks.get(i + 1).is_some_and(|o| line.get(t.end..o.start) == Some("."));
+                let dotted = toks
+                    .get(i + 1)
+                    .is_some_and(|o| line.get(t.end..o.start) == Some("."));
                 if dotted {
                     out.push((i, i + 2));
                 }
@@ -563,7 +705,12 @@ impl Cues {
 
 /// The date that a label on this line introduces: the first date within a few words after it
 /// ("DOB: 14/03/2010", "born on 14 March 2010"), or one just before it ("14/03/2010 (DOB)").
-fn labelled_date(line: &str, toks: &[Tok], label: (usize, usize), today: Date) -> Option<(Date, usize)> {
+fn labelled_date(
+    line: &str,
+    toks: &[Tok],
+    label: (usize, usize),
+    today: Date,
+) -> Option<(Date, usize)> {
     let end = toks.get(label.1)?.end;
     for k in label.1 + 1..label.1 + 6 {
         let t = toks.get(k)?;
@@ -589,27 +736,54 @@ fn labelled_date(line: &str, toks: &[Tok], label: (usize, usize), today: Date) -
 /// Everything found so far in the attachment.
 #[derive(Default)]
 struct Found {
-    upn: HashSet<String>,
-    uln: HashSet<String>,
-    nhs: HashSet<String>,
-    ni: HashSet<String>,
-    /// (name key or "", date).
-    births: HashSet<(String, Date)>,
-    pupils: HashSet<usize>,
-    special: HashSet<String>,
+    /// [`id_hash`] of each identifier.
+    upn: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
+    uln: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
+    nhs: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
+    ni: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
+    /// ([`name_hash`] or 0 when no name is tied, date).
+    births: HashSet<(u64, Date), std::hash::BuildHasherDefault<words::Prehashed>>,
+    /// Which of the name index's keys were found.
+    pupils: Vec<bool>,
+    pupils_count: usize,
+    special: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
     markings: Vec<String>,
     evidence: Vec<Evidence>,
 }
 
 impl Found {
-    fn evidence(&mut self, detector: &'static str, location: impl FnOnce() -> String, sample: impl FnOnce() -> String) {
-        let n = self.evidence.iter().filter(|e| e.detector == detector).count();
+    fn evidence(
+        &mut self,
+        detector: &'static str,
+        location: impl FnOnce() -> String,
+        sample: impl FnOnce() -> String,
+    ) {
+        let n = self
+            .evidence
+            .iter()
+            .filter(|e| e.detector == detector)
+            .count();
         if n < EVIDENCE_PER_DETECTOR {
             self.evidence.push(Evidence {
                 detector,
                 location: location(),
                 sample: sample(),
             });
+        }
+    }
+
+    /// Marks pupil name `k` as found; whether it is new.
+    fn pupil(&mut self, k: usize) -> bool {
+        if k >= self.pupils.len() {
+            self.pupils.resize(k + 1, false);
+        }
+        match self.pupils.get_mut(k) {
+            Some(seen) if !*seen => {
+                *seen = true;
+                self.pupils_count += 1;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -620,18 +794,23 @@ impl Found {
             (NHS, self.nhs.len()),
             (NI, self.ni.len()),
             (BIRTH, self.births.len()),
-            (PUPIL, self.pupils.len()),
+            (PUPIL, self.pupils_count),
             (SPECIAL, self.special.len()),
             (MARKING, self.markings.len()),
         ];
-        let order = |d: &str| counts.iter().position(|(n, _)| *n == d).unwrap_or(usize::MAX);
+        let order = |d: &str| {
+            counts
+                .iter()
+                .position(|(n, _)| *n == d)
+                .unwrap_or(usize::MAX)
+        };
         let mut evidence = self.evidence;
         evidence.sort_by_key(|e| order(e.detector));
         Tally {
             identifiers: self.upn.len() + self.uln.len() + self.nhs.len() + self.ni.len(),
             birth_dates: self.births.len(),
             special_category: self.special.len(),
-            pupils_named: self.pupils.len(),
+            pupils_named: self.pupils_count,
             markings: self.markings,
             by_detector: counts.into_iter().filter(|(_, n)| *n > 0).collect(),
             evidence,
@@ -688,6 +867,10 @@ struct Scanner<'a> {
     name_hits: Vec<(usize, usize, usize)>,
     ids: Vec<(IdCandidate, usize)>,
     labels: Vec<(usize, usize)>,
+    /// Buffers for a cell's words and the start of each cell.
+    cell_toks: Vec<Tok>,
+    words: Vec<u64>,
+    starts: Vec<usize>,
 }
 
 /// What the line before said, for a value on the next line ("NHS number:" ⏎ "943 476 5919").
@@ -711,6 +894,9 @@ impl<'a> Scanner<'a> {
             name_hits: Vec::new(),
             ids: Vec::new(),
             labels: Vec::new(),
+            cell_toks: Vec::new(),
+            words: Vec::new(),
+            starts: Vec::new(),
         }
     }
 
@@ -725,7 +911,7 @@ impl<'a> Scanner<'a> {
         let mut i = 0;
         while let Some(line) = lines.get(i) {
             if line.contains('\t') {
-                let end = (i..lines.len())
+                let end = (i + 1..lines.len())
                     .find(|&k| lines.get(k).is_none_or(|l| !l.contains('\t')))
                     .unwrap_or(lines.len());
                 let block = lines.get(i..end).unwrap_or_default();
@@ -759,9 +945,15 @@ impl<'a> Scanner<'a> {
         }
         self.names.find(line, &self.toks, &mut self.name_hits);
         for &(k, _, _) in &self.name_hits {
-            if self.found.pupils.insert(k) {
-                let shown = self.names.keys.get(k).map(|s| initials(s)).unwrap_or_default();
-                self.found.evidence(PUPIL, || place(text, what, n), || shown);
+            if self.found.pupil(k) {
+                let shown = self
+                    .names
+                    .keys
+                    .get(k)
+                    .map(|s| initials(s))
+                    .unwrap_or_default();
+                self.found
+                    .evidence(PUPIL, || place(text, what, n), || shown);
             }
         }
         id_candidates(line, &self.toks, &mut self.ids);
@@ -774,35 +966,42 @@ impl<'a> Scanner<'a> {
     }
 
     /// Counts an identifier; its anchor.
-    fn identifier(&mut self, text: &Text, what: &str, n: usize, detector: &'static str, value: String, field: bool) -> Anchor {
+    fn identifier(
+        &mut self,
+        text: &Text,
+        what: &str,
+        n: usize,
+        detector: &'static str,
+        value: String,
+        field: bool,
+    ) -> Anchor {
         let set = match detector {
             UPN => &mut self.found.upn,
             ULN => &mut self.found.uln,
             NHS => &mut self.found.nhs,
             _ => &mut self.found.ni,
         };
-        let shown = ids::mask(&value);
-        if set.insert(value.clone()) {
-            let s = shown.clone();
-            self.found.evidence(detector, || place(text, what, n), || s);
+        let key = id_hash(&value);
+        if set.insert(key) {
+            self.found
+                .evidence(detector, || place(text, what, n), || ids::mask(&value));
         }
-        Anchor::new(Who::Identifier, format!("i:{value}"), shown, n, field)
+        Anchor::new(Who::Identifier, key, Shown::Id(value), n, field)
     }
 
     /// Which detector a candidate counts for: ten digits need an NHS or ULN cue.
-    fn classify(c: &IdCandidate, nhs: bool, uln: bool) -> Option<(&'static str, String)> {
+    fn classify(c: IdCandidate, nhs: bool, uln: bool) -> Option<(&'static str, String)> {
         match c {
-            IdCandidate::Upn(v) => Some((UPN, v.clone())),
-            IdCandidate::Ni(v) => Some((NI, v.clone())),
-            IdCandidate::TenDigits(v) if uln && ids::uln_valid(v) => Some((ULN, v.clone())),
-            IdCandidate::TenDigits(v) if nhs && ids::nhs_valid(v) => Some((NHS, v.clone())),
+            IdCandidate::Upn(v) => Some((UPN, v)),
+            IdCandidate::Ni(v) => Some((NI, v)),
+            IdCandidate::TenDigits(v) if uln && ids::uln_valid(&v) => Some((ULN, v)),
+            IdCandidate::TenDigits(v) if nhs && ids::nhs_valid(&v) => Some((NHS, v)),
             IdCandidate::TenDigits(_) => None,
         }
     }
 
-    fn birth(&mut self, text: &Text, what: &str, n: usize, name: Option<&str>, date: Date) {
-        let key = (name.unwrap_or("").to_string(), date);
-        if self.found.births.insert(key) {
+    fn birth(&mut self, text: &Text, what: &str, n: usize, name: Option<u64>, date: Date) {
+        if self.found.births.insert((name.unwrap_or(0), date)) {
             self.found
                 .evidence(BIRTH, || place(text, what, n), || dates::mask(date));
         }
@@ -815,14 +1014,16 @@ impl<'a> Scanner<'a> {
             .take(5)
             .position(|r| r.split('\t').any(|c| role_of(c) != Role::Other))
             .unwrap_or(0);
+        let header_row = rows.get(header_at).copied().unwrap_or("");
         let mut header = Header::default();
+        let empty = Header::default();
         for (k, row) in rows.iter().enumerate() {
             let n = first + k;
-            if k == header_at {
+            // The header, and the header repeated on every printed page of a long list.
+            if k == header_at || (k > header_at && *row == header_row) {
                 header = self.header(text, row, n);
                 continue;
             }
-            let empty = Header::default();
             self.row(text, row, n, if k > header_at { &header } else { &empty });
         }
     }
@@ -844,16 +1045,32 @@ impl<'a> Scanner<'a> {
         h
     }
 
+    /// The words of a name written in a cell or a field, "Surname, Forename" turned round,
+    /// into `self.words`.
+    fn name_words(&mut self, value: &str) {
+        self.words.clear();
+        let parts = match value.split_once(',') {
+            Some((surname, forenames)) if !forenames.trim().is_empty() => [forenames, surname],
+            _ => [value, ""],
+        };
+        for part in parts {
+            tokenize(part, &mut self.cell_toks);
+            self.words.extend(self.cell_toks.iter().map(|t| t.hash));
+        }
+    }
+
     fn row(&mut self, text: &Text, row: &str, n: usize, header: &Header) {
         self.read_line(text, row, n, "row");
-        let cells: Vec<&str> = row.split('\t').collect();
         // Byte offset where each cell starts, to find a word's column.
-        let mut starts = Vec::with_capacity(cells.len());
-        let mut at = 0;
-        for c in &cells {
-            starts.push(at);
-            at += c.len() + 1;
-        }
+        let mut starts = std::mem::take(&mut self.starts);
+        starts.clear();
+        starts.push(0);
+        starts.extend(row.match_indices('\t').map(|(i, _)| i + 1));
+        let cell_at = |col: usize| -> Option<(usize, usize)> {
+            let a = *starts.get(col)?;
+            let b = starts.get(col + 1).map_or(row.len(), |&s| s - 1);
+            Some((a, b))
+        };
         let column_of = |byte: usize| starts.partition_point(|&s| s <= byte).saturating_sub(1);
         let role_at = |col: usize| header.roles.get(col).copied().unwrap_or(Role::Other);
         let nhs_cue = self.line_has(&[self.cues.nhs]);
@@ -861,52 +1078,82 @@ impl<'a> Scanner<'a> {
         let mut anchors: Vec<Anchor> = Vec::new();
 
         // The row's name: a directory pupil, the Name column, or Forename and Surname.
-        let mut row_name: Option<String> = None;
+        let mut row_name: Option<u64> = None;
         for &(k, _, _) in &self.name_hits {
-            if let Some(key) = self.names.keys.get(k) {
-                row_name.get_or_insert_with(|| key.clone());
-                anchors.push(Anchor::new(Who::Pupil, format!("n:{key}"), initials(key), n, false));
+            if let Some(&key) = self.names.key_hash.get(k) {
+                row_name.get_or_insert(key);
+                anchors.push(Anchor::new(Who::Pupil, key, Shown::Pupil(k), n, false));
             }
         }
-        let cell = |role: Role| header.column(role).and_then(|c| cells.get(c)).map(|c| c.trim());
-        let column_name = match (cell(Role::Forename), cell(Role::Surname)) {
-            (Some(f), Some(s)) if !f.is_empty() && !s.is_empty() => Some(format!("{f} {s}")),
-            _ => cell(Role::Name).filter(|v| !v.is_empty()).map(str::to_string),
+        let span = |role: Role| {
+            header
+                .column(role)
+                .and_then(cell_at)
+                .filter(|&(a, b)| row.get(a..b).is_some_and(|c| !c.trim().is_empty()))
         };
-        if let Some(name) = column_name.filter(|v| looks_like_name(v)) {
-            let key = name_key(&name);
-            let who = match self.names.named(&name) {
-                Some(k) => {
-                    if self.found.pupils.insert(k) {
-                        self.found.evidence(PUPIL, || place(text, "row", n), || initials(&key));
-                    }
-                    Who::Pupil
+        let column_name = match (span(Role::Forename), span(Role::Surname)) {
+            (Some(f), Some(s)) => Some((f, Some(s))),
+            _ => span(Role::Name).map(|c| (c, None)),
+        };
+        if let Some(((a, b), surname)) = column_name {
+            let forename = row.get(a..b).unwrap_or("");
+            let whole = match surname {
+                Some((c, d)) => {
+                    looks_like_name(forename) && row.get(c..d).is_some_and(looks_like_name)
                 }
-                None => Who::Name,
+                None => looks_like_name(forename),
             };
-            if !anchors.iter().any(|a| a.key == format!("n:{key}")) {
-                anchors.push(Anchor::new(who, format!("n:{key}"), initials(&key), n, false));
+            if whole {
+                self.name_words(forename);
+                if let Some(s) = surname.and_then(|(c, d)| row.get(c..d)) {
+                    tokenize(s, &mut self.cell_toks);
+                    self.words.extend(self.cell_toks.iter().map(|t| t.hash));
+                }
+                let key = name_hash(&self.words);
+                let pupil = self.names.named(&self.words);
+                let (who, shown) = match pupil {
+                    Some(k) => {
+                        if self.found.pupil(k) {
+                            let shown = Shown::Pupil(k).masked(self.names, row);
+                            self.found
+                                .evidence(PUPIL, || place(text, "row", n), || shown);
+                        }
+                        (Who::Pupil, Shown::Pupil(k))
+                    }
+                    None => {
+                        let (from, to) = surname.map_or((a, b), |(c, d)| (a.min(c), b.max(d)));
+                        (Who::Name, Shown::Cells(from, to))
+                    }
+                };
+                let key = pupil
+                    .and_then(|k| self.names.key_hash.get(k).copied())
+                    .unwrap_or(key);
+                if !anchors.iter().any(|x| x.key == key) {
+                    anchors.push(Anchor::new(who, key, shown, n, false));
+                }
+                row_name.get_or_insert(key);
             }
-            row_name.get_or_insert(key);
         }
 
         for (c, first) in std::mem::take(&mut self.ids) {
             let col = self.toks.get(first).map_or(0, |t| column_of(t.start));
             let nhs = nhs_cue || role_at(col) == Role::Nhs;
             let uln = uln_cue || role_at(col) == Role::Uln;
-            if let Some((detector, value)) = Self::classify(&c, nhs, uln) {
+            if let Some((detector, value)) = Self::classify(c, nhs, uln) {
                 let a = self.identifier(text, "row", n, detector, value, false);
                 anchors.push(a);
             }
         }
 
         // Dates of birth: in the DOB column, or labelled in the row.
-        let mut births = Vec::new();
-        if let Some(col) = header.column(Role::Birth) {
-            for k in 0..self.toks.len() {
-                if self.toks.get(k).is_some_and(|t| column_of(t.start) == col)
-                    && let Some((d, _)) = dates::date_at(row, &self.toks, k, self.today)
-                {
+        let mut births: Vec<Date> = Vec::new();
+        if let Some((a, b)) = header.column(Role::Birth).and_then(cell_at) {
+            let first = self.toks.partition_point(|t| t.start < a);
+            for k in first..self.toks.len() {
+                if self.toks.get(k).is_none_or(|t| t.start >= b) {
+                    break;
+                }
+                if let Some((d, _)) = dates::date_at(row, &self.toks, k, self.today) {
                     births.push(d);
                     break;
                 }
@@ -921,52 +1168,72 @@ impl<'a> Scanner<'a> {
         }
         for d in births {
             if dates::plausible_birth(d, self.today) {
-                self.birth(text, "row", n, row_name.as_deref(), d);
-                let key = match &row_name {
-                    Some(k) => format!("n:{k}"),
-                    None => format!("d:{d}"),
-                };
-                anchors.push(Anchor::new(Who::Birth, key, dates::mask(d), n, false));
+                self.birth(text, "row", n, row_name, d);
+                let key = row_name.unwrap_or_else(|| date_hash(d));
+                anchors.push(Anchor::new(Who::Birth, key, Shown::Date(d), n, false));
             }
         }
 
         // Terms in the row, and columns whose header is a term or a need.
-        let mut best: Option<(String, Strength)> = None;
-        let mut consider = |name: &str, s: Strength| {
+        let mut best: Option<(&str, Strength)> = None;
+        let consider = |name: &'a str, s: Strength, best: &mut Option<(&'a str, Strength)>| {
             if best.as_ref().is_none_or(|(_, b)| s > *b) {
-                best = Some((name.to_string(), s));
+                *best = Some((name, s));
             }
         };
+        let patterns = self.patterns;
         for &(t, _) in &self.terms.terms {
-            if let Some((name, s)) = self.patterns.terms.get(t) {
-                consider(name, *s);
+            if let Some((name, s)) = patterns.terms.get(t) {
+                consider(name, *s, &mut best);
             }
         }
-        for (col, value) in cells.iter().enumerate() {
+        let mut need: Option<String> = None;
+        for col in 0..starts.len() {
+            let Some(value) = cell_at(col).and_then(|(a, b)| row.get(a..b)) else {
+                continue;
+            };
             if !positive(value) {
                 continue;
             }
             if let Some(Some(t)) = header.terms.get(col)
-                && let Some((name, _)) = self.patterns.terms.get(*t)
+                && let Some((name, _)) = patterns.terms.get(*t)
             {
-                consider(name, Strength::Strong);
+                consider(name, Strength::Strong, &mut best);
             }
-            if role_at(col) == Role::Need {
-                consider(value.trim(), Strength::Strong);
+            if role_at(col) == Role::Need && best.is_none_or(|(_, s)| s < Strength::Strong) {
+                need = Some(value.trim().to_string());
             }
         }
-        if let Some((term, mut strength)) = best {
+        let found = match (&need, best) {
+            (Some(need), None | Some((_, Strength::Weak))) => {
+                Some((need.as_str(), Strength::Strong))
+            }
+            (_, b) => b,
+        };
+        if let Some((term, mut strength)) = found {
             if header.about_special {
                 strength = Strength::Strong;
             }
             let refs: Vec<&Anchor> = anchors.iter().collect();
-            self.special(text, "row", n, &term, strength, &refs, true);
+            let term = term.to_string();
+            self.special(text, "row", n, row, &term, strength, &refs, true);
         }
+        self.starts = starts;
     }
 
-    /// Counts the pupils of one record beside `term`.
+    /// Counts the pupils of one record beside `term`. `row` is the record's line, for evidence.
     #[allow(clippy::too_many_arguments)]
-    fn special(&mut self, text: &Text, what: &str, n: usize, term: &str, strength: Strength, anchors: &[&Anchor], one_person: bool) {
+    fn special(
+        &mut self,
+        text: &Text,
+        what: &str,
+        n: usize,
+        row: &str,
+        term: &str,
+        strength: Strength,
+        anchors: &[&Anchor],
+        one_person: bool,
+    ) {
         let counts = match strength {
             Strength::Strong => !anchors.is_empty(),
             Strength::Weak => anchors.iter().any(|a| a.strong()),
@@ -974,48 +1241,79 @@ impl<'a> Scanner<'a> {
         if !counts {
             return;
         }
-        let named: Vec<&&Anchor> = anchors.iter().filter(|a| matches!(a.who, Who::Pupil | Who::Name)).collect();
+        let named: Vec<&&Anchor> = anchors
+            .iter()
+            .filter(|a| matches!(a.who, Who::Pupil | Who::Name))
+            .collect();
         let chosen: Vec<&&Anchor> = if !named.is_empty() {
             named
         } else {
-            let ids: Vec<&&Anchor> = anchors.iter().filter(|a| a.who == Who::Identifier).collect();
+            let ids: Vec<&&Anchor> = anchors
+                .iter()
+                .filter(|a| a.who == Who::Identifier)
+                .collect();
             let pick = if ids.is_empty() {
                 anchors.iter().filter(|a| a.who == Who::Birth).collect()
             } else {
                 ids
             };
-            if one_person { pick.into_iter().take(1).collect() } else { pick }
+            if one_person {
+                pick.into_iter().take(1).collect()
+            } else {
+                pick
+            }
         };
         for a in chosen {
-            if self.found.special.insert(a.key.clone()) {
-                let sample = format!("{term} — {}", a.shown);
-                self.found.evidence(SPECIAL, || place(text, what, n), || sample);
+            if self.found.special.insert(a.key) {
+                let names = self.names;
+                self.found.evidence(
+                    SPECIAL,
+                    || place(text, what, n),
+                    || format!("{term} — {}", a.shown.masked(names, row)),
+                );
             }
         }
     }
 
-    fn prose_line(&mut self, text: &Text, line: &str, n: usize, before: Before, prose: &mut Prose) -> Before {
+    fn prose_line(
+        &mut self,
+        text: &Text,
+        line: &str,
+        n: usize,
+        before: Before,
+        prose: &mut Prose,
+    ) -> Before {
         self.read_line(text, line, n, "line");
         let nhs = before.nhs || self.line_has(&[self.cues.nhs]);
         let uln = before.uln || self.line_has(&[self.cues.uln, self.cues.ulns, self.cues.learner]);
 
         // A name field, and the directory's pupils named in the paragraph.
-        let field = field_name(line);
-        let field_key = field.as_deref().map(name_key);
-        if let (Some(value), Some(key)) = (&field, &field_key) {
-            let who = if self.names.named(value).is_some() { Who::Pupil } else { Who::Name };
-            prose.anchors.push(Anchor::new(who, format!("n:{key}"), initials(key), n, true));
+        let mut field_key = None;
+        if let Some(value) = field_name(line) {
+            self.name_words(&value);
+            let pupil = self.names.named(&self.words);
+            let key = pupil
+                .and_then(|k| self.names.key_hash.get(k).copied())
+                .unwrap_or_else(|| name_hash(&self.words));
+            let (who, shown) = match pupil {
+                Some(k) => (Who::Pupil, Shown::Pupil(k)),
+                None => (Who::Name, Shown::Initials(initials(&value))),
+            };
+            prose.anchors.push(Anchor::new(who, key, shown, n, true));
             prose.fields.push(n);
+            field_key = Some(key);
         }
         for &(k, _, _) in &self.name_hits {
-            if let Some(key) = self.names.keys.get(k)
-                && field_key.as_deref() != Some(key)
+            if let Some(&key) = self.names.key_hash.get(k)
+                && field_key != Some(key)
             {
-                prose.anchors.push(Anchor::new(Who::Pupil, format!("n:{key}"), initials(key), n, false));
+                prose
+                    .anchors
+                    .push(Anchor::new(Who::Pupil, key, Shown::Pupil(k), n, false));
             }
         }
         for (c, _) in std::mem::take(&mut self.ids) {
-            if let Some((detector, value)) = Self::classify(&c, nhs, uln) {
+            if let Some((detector, value)) = Self::classify(c, nhs, uln) {
                 let a = self.identifier(text, "line", n, detector, value, true);
                 prose.anchors.push(a);
             }
@@ -1032,7 +1330,8 @@ impl<'a> Scanner<'a> {
             }
         }
         if before.birth_label_last
-            && let Some((d, _)) = (0..self.toks.len().min(4)).find_map(|k| dates::date_at(line, &self.toks, k, self.today))
+            && let Some((d, _)) = (0..self.toks.len().min(4))
+                .find_map(|k| dates::date_at(line, &self.toks, k, self.today))
             && !births.contains(&d)
         {
             births.push(d);
@@ -1040,9 +1339,13 @@ impl<'a> Scanner<'a> {
         for d in births {
             if dates::plausible_birth(d, self.today) {
                 prose.births.push((prose.anchors.len(), d));
-                prose
-                    .anchors
-                    .push(Anchor::new(Who::Birth, format!("d:{d}"), dates::mask(d), n, true));
+                prose.anchors.push(Anchor::new(
+                    Who::Birth,
+                    date_hash(d),
+                    Shown::Date(d),
+                    n,
+                    true,
+                ));
             }
         }
 
@@ -1075,8 +1378,11 @@ impl<'a> Scanner<'a> {
                 .checked_sub(1)
                 .and_then(|p| prose.fields.get(p))
                 .map_or(0, |&f| f + 1);
-            let upper = prose.fields.get(next).map_or(usize::MAX, |&f| f.saturating_sub(1));
-            a.from = a.line.saturating_sub(FORM_BACK).max(lower);
+            let upper = prose
+                .fields
+                .get(next)
+                .map_or(usize::MAX, |&f| f.saturating_sub(1));
+            a.from = a.line.saturating_sub(FORM_BACK).max(lower).min(a.line);
             a.to = a.line.saturating_add(FORM_ON).min(upper).max(a.line);
         }
         // A date of birth belongs to the name on its line, or the nearest name field or
@@ -1086,16 +1392,22 @@ impl<'a> Scanner<'a> {
                 continue;
             };
             let near = |dl: usize, above: bool| {
-                let target = if above { line.checked_sub(dl) } else { line.checked_add(dl) }?;
+                let target = if above {
+                    line.checked_sub(dl)
+                } else {
+                    line.checked_add(dl)
+                }?;
+                let lo = prose.anchors.partition_point(|a| a.line < target);
                 prose
                     .anchors
                     .iter()
-                    .find(|a| a.line == target && matches!(a.who, Who::Pupil | Who::Name) && (dl == 0 || a.field))
-                    .map(|a| a.key.clone())
+                    .skip(lo)
+                    .take_while(|a| a.line == target)
+                    .find(|a| matches!(a.who, Who::Pupil | Who::Name) && (dl == 0 || a.field))
+                    .map(|a| a.key)
             };
             let name = (0..=FORM_BACK).find_map(|dl| near(dl, true).or_else(|| near(dl, false)));
-            let bare = name.as_deref().and_then(|k| k.strip_prefix("n:"));
-            self.birth(text, "line", line, bare, date);
+            self.birth(text, "line", line, name, date);
             if let (Some(key), Some(a)) = (name, prose.anchors.get_mut(b)) {
                 a.key = key;
             }
@@ -1105,9 +1417,7 @@ impl<'a> Scanner<'a> {
             let Some((term, strength)) = self.patterns.terms.get(t) else {
                 continue;
             };
-            let lo = prose
-                .anchors
-                .partition_point(|a| a.line + FORM_ON < line);
+            let lo = prose.anchors.partition_point(|a| a.line + FORM_ON < line);
             let reaching: Vec<&Anchor> = prose
                 .anchors
                 .iter()
@@ -1118,11 +1428,7 @@ impl<'a> Scanner<'a> {
             if reaching.is_empty() {
                 continue;
             }
-            let term = term.clone();
-            let strength = *strength;
-            let reaching: Vec<Anchor> = reaching.into_iter().cloned().collect();
-            let refs: Vec<&Anchor> = reaching.iter().collect();
-            self.special(text, "line", line, &term, strength, &refs, false);
+            self.special(text, "line", line, "", term, *strength, &reaching, false);
         }
     }
 }
@@ -1133,7 +1439,8 @@ impl<'a> Scanner<'a> {
 fn form_block(rows: &[&str]) -> bool {
     let mut filled = 0usize;
     let mut fields = 0usize;
-    for row in rows {
+    // A form is short: the first rows decide, so a long table costs nothing more.
+    for row in rows.iter().take(20) {
         let mut cells = row.split('\t').map(str::trim);
         let (first, second) = (cells.next().unwrap_or(""), cells.next().unwrap_or(""));
         if first.is_empty() && second.is_empty() {

@@ -12,10 +12,36 @@ const FORENAMES: [&str; 30] = [
     "Poppy", "Alfie", "Ivy", "Finley", "Ella", "Henry", "Rosie", "Archie", "Siân",
 ];
 const SURNAMES: [&str; 30] = [
-    "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Patel",
-    "Robinson", "Wright", "Thompson", "Evans", "Walker", "Khan", "White", "Roberts", "Green",
-    "Hall", "Wood", "Jackson", "Clarke", "Hughes", "Edwards", "Lewis", "Nowak", "Harris", "Ali",
-    "O'Brien", "Kowalczyk",
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Williams",
+    "Wilson",
+    "Johnson",
+    "Davies",
+    "Patel",
+    "Robinson",
+    "Wright",
+    "Thompson",
+    "Evans",
+    "Walker",
+    "Khan",
+    "White",
+    "Roberts",
+    "Green",
+    "Hall",
+    "Wood",
+    "Jackson",
+    "Clarke",
+    "Hughes",
+    "Edwards",
+    "Lewis",
+    "Nowak",
+    "Harris",
+    "Ali",
+    "O'Brien",
+    "Kowalczyk",
 ];
 
 fn today() -> Date {
@@ -72,7 +98,12 @@ fn scan_texts(texts: &[(&str, String)]) -> Tally {
             text: t.clone(),
         })
         .collect();
-    scan(&texts, &directory(), today(), &Vocabulary::new(&[], &["OFFICIAL-SENSITIVE".into()]))
+    scan(
+        &texts,
+        &directory(),
+        today(),
+        &Vocabulary::new(&[], &["OFFICIAL-SENSITIVE".into()]),
+    )
 }
 
 fn scan_one(location: &str, text: &str) -> Tally {
@@ -82,10 +113,14 @@ fn scan_one(location: &str, text: &str) -> Tally {
 /// Nothing unmasked in the evidence: no identifier, date or name of the fixture.
 fn assert_masked(t: &Tally) {
     for e in &t.evidence {
-        for i in 0..30 {
+        for (i, surname) in SURNAMES.iter().enumerate() {
             assert!(!e.sample.contains(&upn(i)), "{e:?}");
-            assert!(!e.sample.contains(SURNAMES[i]), "{e:?}");
-            assert!(!e.sample.contains(&birthday(i).strftime("%d/%m/%Y").to_string()), "{e:?}");
+            assert!(!e.sample.contains(surname), "{e:?}");
+            assert!(
+                !e.sample
+                    .contains(&birthday(i).strftime("%d/%m/%Y").to_string()),
+                "{e:?}"
+            );
         }
     }
 }
@@ -120,9 +155,17 @@ fn a_class_list_counts_every_upn_and_every_date_of_birth() {
     assert_eq!(upns.len(), 3);
     assert_eq!(upns[0].location, "7B.xlsx › Sheet1 › row 2");
     assert_eq!(upns[0].sample, ids::mask(&upn(0)));
-    let dob = t.evidence.iter().find(|e| e.detector == "date-of-birth").unwrap();
+    let dob = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "date-of-birth")
+        .unwrap();
     assert_eq!(dob.sample, "••/••/2014");
-    let name = t.evidence.iter().find(|e| e.detector == "pupil-name").unwrap();
+    let name = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "pupil-name")
+        .unwrap();
     assert_eq!(name.sample, "J. S.");
     assert_masked(&t);
 }
@@ -139,18 +182,33 @@ fn two_pupils_born_on_the_same_day_are_two_dates_of_birth() {
 
 #[test]
 fn a_sen_register_counts_every_pupil_on_it() {
-    let needs = ["SEMH", "SpLD", "ASD", "SLCN", "MLD", "Cognition and learning"];
+    let needs = [
+        "SEMH",
+        "SpLD",
+        "ASD",
+        "SLCN",
+        "MLD",
+        "Cognition and learning",
+    ];
     let mut sheet = String::from("SEN register 2026-27\t\t\t\nName\tYear\tNeed\tEHCP\n");
     for i in 0..12 {
         let ehcp = if i % 3 == 0 { "Yes" } else { "No" };
-        sheet.push_str(&format!("{}\t7\t{}\t{ehcp}\n", pupil(i), needs[i % needs.len()]));
+        sheet.push_str(&format!(
+            "{}\t7\t{}\t{ehcp}\n",
+            pupil(i),
+            needs[i % needs.len()]
+        ));
     }
     let t = scan_one("SEN register.xlsx › Register", &sheet);
     assert_eq!(t.special_category, 12);
     assert_eq!(t.pupils_named, 12);
     assert_eq!(t.identifiers, 0);
-    let e = t.evidence.iter().find(|e| e.detector == "special-category").unwrap();
-    assert_eq!(e.sample, "SEMH — J. S.");
+    let e = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "special-category")
+        .unwrap();
+    assert_eq!(e.sample, "EHCP — J. S.");
     assert_masked(&t);
 }
 
@@ -185,7 +243,11 @@ Referrer: Tom Baker, DSL";
     assert_eq!(t.pupils_named, 1);
     assert_eq!(t.markings, ["OFFICIAL-SENSITIVE [PERSONAL]"]);
     assert_eq!(count(&t, "protective-marking"), 1);
-    let e = t.evidence.iter().find(|e| e.detector == "special-category").unwrap();
+    let e = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "special-category")
+        .unwrap();
     assert!(e.sample.ends_with("— J. S."), "{e:?}");
     assert!(e.location.starts_with("referral.docx › line "), "{e:?}");
     assert_masked(&t);
@@ -221,10 +283,22 @@ fn a_payroll_sheet_counts_national_insurance_numbers() {
     let prefixes = ["AB", "CE", "JK", "PR", "WX"];
     for i in 0..10 {
         let ni = if i % 2 == 0 {
-            format!("{}{:06}{}", prefixes[i % 5], 123456 + i * 7, ['A', 'B', 'C', 'D'][i % 4])
+            format!(
+                "{}{:06}{}",
+                prefixes[i % 5],
+                123456 + i * 7,
+                ['A', 'B', 'C', 'D'][i % 4]
+            )
         } else {
             let d = format!("{:06}", 200000 + i * 13);
-            format!("{} {} {} {} {}", prefixes[i % 5], &d[0..2], &d[2..4], &d[4..6], 'C')
+            format!(
+                "{} {} {} {} {}",
+                prefixes[i % 5],
+                &d[0..2],
+                &d[2..4],
+                &d[4..6],
+                'C'
+            )
         };
         sheet.push_str(&format!("Staff Member {i}\t{ni}\t£32,000\t1257L\n"));
     }
@@ -234,7 +308,11 @@ fn a_payroll_sheet_counts_national_insurance_numbers() {
     assert_eq!(t.identifiers, 10);
     assert_eq!(count(&t, "ni-number"), 10);
     assert_eq!(t.special_category, 0);
-    assert!(t.evidence.iter().any(|e| e.sample == "AB••••••A"), "{:?}", t.evidence);
+    assert!(
+        t.evidence.iter().any(|e| e.sample == "AB••••••A"),
+        "{:?}",
+        t.evidence
+    );
 }
 
 #[test]
@@ -311,7 +389,10 @@ fn ten_digit_numbers_count_only_beside_their_keyword_or_column() {
     // On the line under its label.
     let t = scan_one("a.txt", "NHS No:\n4010232137\n");
     assert_eq!(count(&t, "nhs-number"), 1);
-    let t = scan_one("a.xlsx", "Name\tNHS No\tULN\nJamie Smith\t9434765919\t1234567899\nAva Jones\t9434765918\t1234567890\n");
+    let t = scan_one(
+        "a.xlsx",
+        "Name\tNHS No\tULN\nJamie Smith\t9434765919\t1234567899\nAva Jones\t9434765918\t1234567890\n",
+    );
     assert_eq!(count(&t, "nhs-number"), 1);
     assert_eq!(count(&t, "uln"), 1);
     // The test range is never issued: not counted even with its keyword.
@@ -331,7 +412,11 @@ fn the_worked_examples_are_found_in_text() {
          ULN 1234567899 / 0000000042 / 1000000000, not 1234567890\n",
     );
     assert_eq!(count(&t, "upn"), 2);
-    assert_eq!(count(&t, "ni-number"), 2, "AB 12 34 56 C and ab123456c are one number");
+    assert_eq!(
+        count(&t, "ni-number"),
+        2,
+        "AB 12 34 56 C and ab123456c are one number"
+    );
     assert_eq!(count(&t, "uln"), 3);
     assert_eq!(t.identifiers, 7);
 }
@@ -339,17 +424,26 @@ fn the_worked_examples_are_found_in_text() {
 #[test]
 fn acronyms_need_a_pupil_identifier_a_date_of_birth_or_a_directory_pupil() {
     // A stranger's name beside CP: nothing; a directory pupil beside CP: one.
-    let t = scan_one("notes.docx", "Sam Stranger — CP\nJamie Smith: CP, LAC, PEP due\n");
+    let t = scan_one(
+        "notes.docx",
+        "Sam Stranger — CP\nJamie Smith: CP, LAC, PEP due\n",
+    );
     assert_eq!(t.special_category, 1);
     // A name field with no identifier: a weak word does not count.
     let t = scan_one("notes.docx", "Name: Sam Stranger\nMedical: see office\n");
     assert_eq!(t.special_category, 0);
     // …but with a date of birth it does.
-    let t = scan_one("notes.docx", "Name: Sam Stranger\nDOB: 02/02/2015\nMedical: see office\n");
+    let t = scan_one(
+        "notes.docx",
+        "Name: Sam Stranger\nDOB: 02/02/2015\nMedical: see office\n",
+    );
     assert_eq!(t.special_category, 1);
     assert_eq!(t.birth_dates, 1);
     // On their own, acronyms and weak words are nothing.
-    let t = scan_one("notes.docx", "CP, CIN, LAC, FSM, PP, SEND and medical matters\n");
+    let t = scan_one(
+        "notes.docx",
+        "CP, CIN, LAC, FSM, PP, SEND and medical matters\n",
+    );
     assert_eq!(t.special_category, 0);
 }
 
@@ -364,13 +458,19 @@ fn names_are_found_however_they_are_written() {
     let t = scan_one("a.csv", "Surname\tForename\nSmith\tJamie\nPatel\tArthur\n");
     assert_eq!(t.pupils_named, 2);
     // Staff, former pupils over 18 and one-word names are not pupils named.
-    let t = scan_one("a.txt", "Tom Baker, Margaret Hughes and Old Boy met Jamie.\n");
+    let t = scan_one(
+        "a.txt",
+        "Tom Baker, Margaret Hughes and Old Boy met Jamie.\n",
+    );
     assert_eq!(t.pupils_named, 0);
 }
 
 #[test]
 fn the_schools_own_keywords_and_markings() {
-    let vocabulary = Vocabulary::new(&["nurture group".into()], &["OFFICIAL-SENSITIVE".into(), "RESTRICTED".into()]);
+    let vocabulary = Vocabulary::new(
+        &["nurture group".into()],
+        &["OFFICIAL-SENSITIVE".into(), "RESTRICTED".into()],
+    );
     let texts = [Text {
         location: "a.docx".into(),
         text: "RESTRICTED\nJamie Smith joins the Nurture Group on Monday.\nThis is restricted to staff.\n".into(),
@@ -386,7 +486,10 @@ fn the_schools_own_keywords_and_markings() {
 
 #[test]
 fn nothing_in_an_empty_attachment() {
-    assert_eq!(scan(&[], &directory(), today(), &Vocabulary::new(&[], &[])), Tally::default());
+    assert_eq!(
+        scan(&[], &directory(), today(), &Vocabulary::new(&[], &[])),
+        Tally::default()
+    );
     let t = scan_one("a.txt", "");
     assert_eq!(t, Tally::default());
 }
@@ -396,20 +499,27 @@ fn nothing_in_an_empty_attachment() {
 #[test]
 #[ignore]
 fn speed() {
-    let mut csv = String::from("role,name,school_email,personal_emails,personal_phones,date_of_birth,status\n");
+    let mut csv = String::from(
+        "role,name,school_email,personal_emails,personal_phones,date_of_birth,status\n",
+    );
     for i in 0..2000 {
         csv.push_str(&format!(
             "pupil,{} {}{},p{i}@p.x,,,2014-01-01,current\n",
             FORENAMES[i % 30],
-            SURNAMES[(i / 30) % 30],
-            i / 900
+            ["", "Lee ", "Rose "][i / 900],
+            SURNAMES[(i / 30) % 30]
         ));
     }
     let directory = Directory::parse(Path::new("d.csv"), csv.as_bytes(), &[]).unwrap();
     let prose = "Congratulations to Jamie Smith and Ava Jones, who won the chess tournament on 14/11/2026! Our SENCO runs a coffee morning for parents; call 01632 960 123. The pupil premium strategy is online and Grace will read a poem.\n";
     let mut sheet = String::from("Name\tUPN\tDOB\tNeed\n");
     for i in 0..30 {
-        sheet.push_str(&format!("{}\t{}\t{}\tSEMH\n", pupil(i), upn(i), birthday(i).strftime("%d/%m/%Y")));
+        sheet.push_str(&format!(
+            "{}\t{}\t{}\tSEMH\n",
+            pupil(i),
+            upn(i),
+            birthday(i).strftime("%d/%m/%Y")
+        ));
     }
     let mut big = String::new();
     while big.len() < 25_000_000 {
@@ -420,14 +530,33 @@ fn speed() {
         table.push_str(&sheet);
     }
     let texts = [
-        Text { location: "a".into(), text: big },
-        Text { location: "b".into(), text: table },
+        Text {
+            location: "a".into(),
+            text: big,
+        },
+        Text {
+            location: "b".into(),
+            text: table,
+        },
     ];
     let bytes: usize = texts.iter().map(|t| t.text.len()).sum();
     let vocabulary = Vocabulary::new(&[], &[]);
+    for one in &texts {
+        let start = std::time::Instant::now();
+        scan(std::slice::from_ref(one), &directory, today(), &vocabulary);
+        println!(
+            "{}: {:.0} MB/s",
+            one.location,
+            one.text.len() as f64 / 1e6 / start.elapsed().as_secs_f64()
+        );
+    }
     let start = std::time::Instant::now();
     let t = scan(&texts, &directory, today(), &vocabulary);
     let secs = start.elapsed().as_secs_f64();
-    println!("{} MB in {secs:.2} s: {:.0} MB/s; {t:?}", bytes / 1_000_000, bytes as f64 / 1e6 / secs);
+    println!(
+        "{} MB in {secs:.2} s: {:.0} MB/s; {t:?}",
+        bytes / 1_000_000,
+        bytes as f64 / 1e6 / secs
+    );
     assert!(t.identifiers >= 30);
 }

@@ -52,48 +52,168 @@ pub struct Patterns {
 /// Strong terms: special-category or safeguarding data wherever they stand beside a person.
 const STRONG: &[&str] = &[
     // SEND
-    "SENCO", "SENDCo", "EHCP", "EHC plan", "EHC plans", "EHCPs", "education health and care plan",
-    "statement of special educational needs", "special educational needs", "SEN support",
-    "educational psychologist", "autism", "autistic", "ADHD", "dyslexia", "dyslexic", "dyspraxia",
-    "dyscalculia", "speech and language therapy", "speech and language therapist",
+    "SENCO",
+    "SENDCo",
+    "EHCP",
+    "EHC plan",
+    "EHC plans",
+    "EHCPs",
+    "education health and care plan",
+    "statement of special educational needs",
+    "special educational needs",
+    "SEN support",
+    "educational psychologist",
+    "autism",
+    "autistic",
+    "ADHD",
+    "dyslexia",
+    "dyslexic",
+    "dyspraxia",
+    "dyscalculia",
+    "speech and language therapy",
+    "speech and language therapist",
     // Safeguarding
-    "child protection", "CP plan", "child in need", "CIN plan", "section 47", "section 17", "s47",
-    "s17", "strategy meeting", "strategy discussion", "ICPC", "RCPC", "child protection conference",
-    "core group", "LADO", "early help", "team around the family", "neglect", "neglected",
-    "domestic abuse", "domestic violence", "Operation Encompass", "sexual exploitation",
-    "criminal exploitation", "county lines", "FGM", "female genital mutilation", "forced marriage",
-    "Prevent referral", "Channel panel", "child-on-child abuse", "peer-on-peer abuse",
-    "child missing education", "children missing education", "CPOMS", "MyConcern", "sexual abuse",
-    "physical abuse", "emotional abuse", "social worker", "children's social care",
+    "child protection",
+    "CP plan",
+    "child in need",
+    "CIN plan",
+    "section 47",
+    "section 17",
+    "s47",
+    "s17",
+    "strategy meeting",
+    "strategy discussion",
+    "ICPC",
+    "RCPC",
+    "child protection conference",
+    "core group",
+    "LADO",
+    "early help",
+    "team around the family",
+    "neglect",
+    "neglected",
+    "domestic abuse",
+    "domestic violence",
+    "Operation Encompass",
+    "sexual exploitation",
+    "criminal exploitation",
+    "county lines",
+    "FGM",
+    "female genital mutilation",
+    "forced marriage",
+    "Prevent referral",
+    "Channel panel",
+    "child-on-child abuse",
+    "peer-on-peer abuse",
+    "child missing education",
+    "children missing education",
+    "CPOMS",
+    "MyConcern",
+    "sexual abuse",
+    "physical abuse",
+    "emotional abuse",
+    "social worker",
+    "children's social care",
     // Care
-    "looked after child", "looked-after child", "looked after children", "child in care",
-    "previously looked after", "care leaver", "foster care", "foster carer", "foster carers",
-    "kinship care", "special guardianship", "special guardianship order",
-    "personal education plan", "pupil premium plus",
+    "looked after child",
+    "looked-after child",
+    "looked after children",
+    "child in care",
+    "previously looked after",
+    "care leaver",
+    "foster care",
+    "foster carer",
+    "foster carers",
+    "kinship care",
+    "special guardianship",
+    "special guardianship order",
+    "personal education plan",
+    "pupil premium plus",
     // Disadvantage
-    "free school meals", "eFSM", "Ever 6", "Ever6", "pupil premium", "young carer",
-    "service child", "service premium",
+    "free school meals",
+    "eFSM",
+    "Ever 6",
+    "Ever6",
+    "pupil premium",
+    "young carer",
+    "service child",
+    "service premium",
     // Health
-    "IHCP", "individual healthcare plan", "individual health care plan", "healthcare plan",
-    "health care plan", "allergy", "allergies", "allergic", "anaphylaxis", "anaphylactic",
-    "EpiPen", "Epi-Pen", "EpiPens", "Jext", "auto-injector", "asthma", "asthmatic", "inhaler",
-    "diabetes", "diabetic", "insulin", "epilepsy", "epileptic", "seizures", "CAMHS", "self-harm",
-    "self-harming", "self-harmed", "suicidal", "suicide", "eating disorder", "anorexia",
-    "bulimia", "pregnancy", "pregnant", "medical condition", "medical conditions",
-    "medical needs", "diagnosis", "diagnosed",
+    "IHCP",
+    "individual healthcare plan",
+    "individual health care plan",
+    "healthcare plan",
+    "health care plan",
+    "allergy",
+    "allergies",
+    "allergic",
+    "anaphylaxis",
+    "anaphylactic",
+    "EpiPen",
+    "Epi-Pen",
+    "EpiPens",
+    "Jext",
+    "auto-injector",
+    "asthma",
+    "asthmatic",
+    "inhaler",
+    "diabetes",
+    "diabetic",
+    "insulin",
+    "epilepsy",
+    "epileptic",
+    "seizures",
+    "CAMHS",
+    "self-harm",
+    "self-harming",
+    "self-harmed",
+    "suicidal",
+    "suicide",
+    "eating disorder",
+    "anorexia",
+    "bulimia",
+    "pregnancy",
+    "pregnant",
+    "medical condition",
+    "medical conditions",
+    "medical needs",
+    "diagnosis",
+    "diagnosed",
     // Exclusions and justice
-    "suspension", "fixed-term exclusion", "fixed term exclusion", "permanent exclusion",
-    "permanently excluded", "managed move", "alternative provision", "pupil referral unit",
-    "youth offending", "youth justice",
+    "suspension",
+    "fixed-term exclusion",
+    "fixed term exclusion",
+    "permanent exclusion",
+    "permanently excluded",
+    "managed move",
+    "alternative provision",
+    "pupil referral unit",
+    "youth offending",
+    "youth justice",
     // Other special category
-    "ethnicity", "ethnic origin", "sexual orientation", "gender identity", "transgender",
+    "ethnicity",
+    "ethnic origin",
+    "sexual orientation",
+    "gender identity",
+    "transgender",
 ];
 
 /// Weak words: they count only beside a pupil identifier, a date of birth or a directory
 /// pupil.
 const WEAK: &[&str] = &[
-    "medical", "medication", "religion", "disclosure", "disclosed", "safeguarding", "excluded",
-    "exclusion", "mental health", "biometric", "biometrics", "virtual school", "disadvantaged",
+    "medical",
+    "medication",
+    "religion",
+    "disclosure",
+    "disclosed",
+    "safeguarding",
+    "excluded",
+    "exclusion",
+    "mental health",
+    "biometric",
+    "biometrics",
+    "virtual school",
+    "disadvantaged",
 ];
 
 /// Short acronyms that are also ordinary words or initials: matched in these capitals only,
@@ -230,12 +350,14 @@ impl Patterns {
                         Meaning::Marking(_) => marking_gap(g),
                         // The note's `OFFICIAL[\s_-]*SENSITIVE`, with the dashes Word types.
                         Meaning::OfficialSensitive => g.chars().all(|c| {
-                            c.is_whitespace() && c != '\n' || matches!(c, '_' | '-' | '\u{2010}'..='\u{2014}')
+                            c.is_whitespace() && c != '\n'
+                                || matches!(c, '_' | '-' | '\u{2010}'..='\u{2014}')
                         }),
                         _ => phrase_gap(g),
                     };
                     let fits = p.rest.iter().enumerate().all(|(k, &h)| {
-                        toks.get(i + 1 + k).is_some_and(|t| t.hash == h) && gap(i + k).is_some_and(gap_fits)
+                        toks.get(i + 1 + k).is_some_and(|t| t.hash == h)
+                            && gap(i + k).is_some_and(gap_fits)
                     });
                     if !fits {
                         continue;
@@ -279,7 +401,9 @@ fn official_sensitive(line: &str, toks: &[Tok], last: usize) -> String {
         let end = toks.get(last)?.end;
         let gap = line.get(end..next.start)?;
         let gap_ok = gap.len() <= 4
-            && gap.chars().all(|c| c.is_whitespace() || matches!(c, ':' | '-' | '/' | '[' | '('));
+            && gap
+                .chars()
+                .all(|c| c.is_whitespace() || matches!(c, ':' | '-' | '/' | '[' | '('));
         let word = line.get(next.start..next.end)?.to_ascii_uppercase();
         (gap_ok && matches!(word.as_str(), "PERSONAL" | "COMMERCIAL" | "LOCSEN")).then_some(word)
     });
@@ -296,8 +420,12 @@ fn capitals_or_brackets(line: &str, tok: &Tok) -> bool {
     if !word.is_empty() && !word.bytes().any(|b| b.is_ascii_lowercase()) {
         return true;
     }
-    let before = line.get(..tok.start).and_then(|s| s.trim_end().chars().last());
-    let after = line.get(tok.end..).and_then(|s| s.trim_start().chars().next());
+    let before = line
+        .get(..tok.start)
+        .and_then(|s| s.trim_end().chars().last());
+    let after = line
+        .get(tok.end..)
+        .and_then(|s| s.trim_start().chars().next());
     matches!(before, Some('[' | '(')) && matches!(after, Some(']' | ')'))
 }
 
@@ -311,7 +439,11 @@ mod tests {
         tokenize(s, &mut t);
         let mut out = LineTerms::default();
         p.find(s, &t, &mut out);
-        let terms = out.terms.iter().map(|&(i, _)| p.terms[i].0.clone()).collect();
+        let terms = out
+            .terms
+            .iter()
+            .map(|&(i, _)| p.terms[i].0.clone())
+            .collect();
         (terms, out.markings)
     }
 
@@ -331,26 +463,44 @@ mod tests {
         let p = Patterns::with(&[], &[]);
         assert_eq!(found(&p, "Need: SEMH; on a CP plan").0, ["SEMH", "CP plan"]);
         assert_eq!(found(&p, "LAC").0, ["LAC"]);
-        assert!(found(&p, "lac of effort, a cp, send it, hi there, pp. 4").0.is_empty());
+        assert!(
+            found(&p, "lac of effort, a cp, send it, hi there, pp. 4")
+                .0
+                .is_empty()
+        );
     }
 
     #[test]
     fn school_prose_is_not_a_term() {
         let p = Patterns::with(&[], &[]);
-        assert!(found(&p, "Our pupil premium strategy statement").0.is_empty());
+        assert!(
+            found(&p, "Our pupil premium strategy statement")
+                .0
+                .is_empty()
+        );
         assert!(found(&p, "Please visit the medical room").0.is_empty());
-        assert!(found(&p, "Religious education and Year 6 SATs").0.is_empty());
+        assert!(
+            found(&p, "Religious education and Year 6 SATs")
+                .0
+                .is_empty()
+        );
         assert_eq!(found(&p, "eligible for pupil premium").0, ["pupil premium"]);
     }
 
     #[test]
     fn official_sensitive_with_separators_and_caveats() {
         let p = Patterns::with(&[], &["OFFICIAL-SENSITIVE".into()]);
-        assert!(matches!(p, std::borrow::Cow::Borrowed(_)), "the default adds nothing");
+        assert!(
+            matches!(p, std::borrow::Cow::Borrowed(_)),
+            "the default adds nothing"
+        );
         for (s, m) in [
             ("OFFICIAL-SENSITIVE", "OFFICIAL-SENSITIVE"),
             ("Official Sensitive", "OFFICIAL-SENSITIVE"),
-            ("OFFICIAL_SENSITIVE: PERSONAL", "OFFICIAL-SENSITIVE [PERSONAL]"),
+            (
+                "OFFICIAL_SENSITIVE: PERSONAL",
+                "OFFICIAL-SENSITIVE [PERSONAL]",
+            ),
             ("OFFICIAL–SENSITIVE [LOCSEN]", "OFFICIAL-SENSITIVE [LOCSEN]"),
             ("OFFICIALSENSITIVE", "OFFICIAL-SENSITIVE"),
         ] {

@@ -143,9 +143,9 @@ pub type ByHash<V> = HashMap<u64, V, BuildHasherDefault<Prehashed>>;
 /// plan"), never a tab (another cell) or punctuation.
 pub fn phrase_gap(gap: &str) -> bool {
     !gap.is_empty()
-        && gap
-            .chars()
-            .all(|c| c == ' ' || c == '-' || c == '_' || c == '\u{a0}' || c == '\u{2010}' || c == '\u{2011}')
+        && gap.chars().all(|c| {
+            c == ' ' || c == '-' || c == '_' || c == '\u{a0}' || c == '\u{2010}' || c == '\u{2011}'
+        })
 }
 
 /// Between two words of a protective marking: anything but letters, digits and line breaks
@@ -183,7 +183,10 @@ mod tests {
         assert_ne!(hashes("asthma"), hashes("asthmas"));
         let mut t = Vec::new();
         tokenize("£5 — Zoë's 2010/03", &mut t);
-        let words: Vec<&str> = t.iter().map(|t| &"£5 — Zoë's 2010/03"[t.start..t.end]).collect();
+        let words: Vec<&str> = t
+            .iter()
+            .map(|t| &"£5 — Zoë's 2010/03"[t.start..t.end])
+            .collect();
         assert_eq!(words, ["5", "Zoë", "s", "2010", "03"]);
     }
 }
