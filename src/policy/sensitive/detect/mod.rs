@@ -35,7 +35,7 @@ use words::{ByHash, Tok, chain, hashes, name_gap, tokenize};
 pub struct Evidence {
     pub detector: &'static str,
     pub location: String,
-    /// Masked: never the whole value ("H80•••••••01", "J. S••••").
+    /// Masked: never the whole value ("H8••••••••••1", "J. S.", "••/••/2010", "EHCP — J. S.").
     pub sample: String,
 }
 
@@ -711,14 +711,18 @@ fn labelled_date(
     label: (usize, usize),
     today: Date,
 ) -> Option<(Date, usize)> {
-    let end = toks.get(label.1)?.end;
-    for k in label.1 + 1..label.1 + 6 {
-        let t = toks.get(k)?;
-        if t.start > end + 40 {
-            break;
-        }
+    // Only a few small words may stand between: "born on the 14th March 2010", not "DOB:
+    // unknown; meeting 12/11/2026".
+    for k in label.1 + 1..label.1 + 5 {
         if let Some((d, _)) = dates::date_at(line, toks, k, today) {
             return Some((d, k));
+        }
+        let word = toks.get(k).and_then(|t| line.get(t.start..t.end))?;
+        if !["on", "is", "the", "was"]
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w))
+        {
+            break;
         }
     }
     let start = toks.get(label.0)?.start;
@@ -1008,23 +1012,34 @@ impl<'a> Scanner<'a> {
     }
 
     fn table(&mut self, text: &Text, rows: &[&str], first: usize) {
-        // The header row comes first; a title row or two may stand above it.
+        // The header row comes first; a title row or two may stand above it. Without a
+        // column we know, the first row is a header only if it holds no digits and no pupil:
+        // a sheet of data rows alone loses none of them.
         let header_at = rows
             .iter()
             .take(5)
             .position(|r| r.split('\t').any(|c| role_of(c) != Role::Other))
-            .unwrap_or(0);
-        let header_row = rows.get(header_at).copied().unwrap_or("");
+            .or_else(|| {
+                let first = rows.first()?;
+                tokenize(first, &mut self.toks);
+                self.names.find(first, &self.toks, &mut self.name_hits);
+                let data = first.bytes().any(|b| b.is_ascii_digit()) || !self.name_hits.is_empty();
+                (!data).then_some(0)
+            });
+        let header_row = header_at.and_then(|h| rows.get(h)).copied();
         let mut header = Header::default();
         let empty = Header::default();
         for (k, row) in rows.iter().enumerate() {
             let n = first + k;
             // The header, and the header repeated on every printed page of a long list.
-            if k == header_at || (k > header_at && *row == header_row) {
+            if Some(k) == header_at
+                || (header_at.is_some_and(|h| k > h) && Some(*row) == header_row)
+            {
                 header = self.header(text, row, n);
                 continue;
             }
-            self.row(text, row, n, if k > header_at { &header } else { &empty });
+            let below = header_at.is_some_and(|h| k > h);
+            self.row(text, row, n, if below { &header } else { &empty });
         }
     }
 

@@ -171,6 +171,21 @@ fn a_class_list_counts_every_upn_and_every_date_of_birth() {
 }
 
 #[test]
+fn a_sheet_without_a_header_row_loses_no_row() {
+    let t = scan_one(
+        "export.csv",
+        &format!(
+            "Jamie Smith\t{}\tSEMH\nAva Jones\t{}\tEHCP\n",
+            upn(0),
+            upn(1)
+        ),
+    );
+    assert_eq!(t.identifiers, 2);
+    assert_eq!(t.pupils_named, 2);
+    assert_eq!(t.special_category, 2);
+}
+
+#[test]
 fn two_pupils_born_on_the_same_day_are_two_dates_of_birth() {
     let t = scan_one(
         "twins.csv",
@@ -364,7 +379,7 @@ Cover code\t9434765918\t0123456789\t1111111111
     let worksheet = "\
 Maths worksheet — Year 8 — 14th March 2026
 1. Write 9876543210 in words.
-2. Which is bigger: 1234567890 or 1234567899? (hint: the ULN of a number is not a thing)
+2. Which is bigger: 1234567890 or 1234567899? Learners may use a calculator.
 3. 943 476 5919 + 401 023 2137 = ?
 4. Shakespeare was born on 23 April 1564. How many years ago was that?
 5. A pupil was born in 2012. How old are they on 01/09/2026?
@@ -373,10 +388,8 @@ Maths worksheet — Year 8 — 14th March 2026
         ("timetable.xlsx › Autumn", timetable.to_string()),
         ("worksheet.docx", worksheet.to_string()),
     ]);
-    // The ULN keyword sits beside 1234567899, a valid ULN: it counts, as a real one would.
-    assert_eq!(count(&t, "uln"), 1);
-    assert_eq!(count(&t, "nhs-number"), 0);
-    assert_eq!(count(&t, "upn") + count(&t, "ni-number"), 0);
+    // 1234567899 is a valid ULN and 943 476 5919 a valid NHS number, but nothing says so.
+    assert_eq!(t.identifiers, 0);
     assert_eq!(t.birth_dates, 0);
     assert_eq!(t.special_category, 0);
 }
