@@ -235,6 +235,50 @@ fn a_register_of_names_not_in_the_directory_still_counts_with_a_need_column() {
     );
     assert_eq!(t.special_category, 2);
     assert_eq!(t.pupils_named, 0);
+    let e = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "special-category")
+        .unwrap();
+    assert_eq!(e.sample, "SEMH — S. O.");
+}
+
+#[test]
+fn an_mis_export_with_flag_columns_counts_the_pupils_flagged() {
+    let mut sheet = String::from("Surname\tForename\tDOB\tUPN\tGender\tFSM\tPP\tSEN\n");
+    for i in 0..20 {
+        let (fsm, sen) = match i % 5 {
+            0 => ("Y", "N"),
+            1 => ("N", "K"),
+            2 => ("N", "E"),
+            _ => ("N", "N"),
+        };
+        sheet.push_str(&format!(
+            "{}\t{}\t{}\t{}\tF\t{fsm}\t{fsm}\t{sen}\n",
+            SURNAMES[i],
+            FORENAMES[i],
+            birthday(i).strftime("%Y-%m-%d"),
+            upn(i)
+        ));
+    }
+    let t = scan_one("SIMS export.csv", &sheet);
+    assert_eq!(t.identifiers, 20);
+    assert_eq!(t.birth_dates, 20);
+    assert_eq!(t.pupils_named, 20);
+    // Rows 0, 1, 2 of every five: a yes in FSM/PP or an SEN code.
+    assert_eq!(t.special_category, 12);
+    assert_masked(&t);
+}
+
+#[test]
+fn an_incident_log_counts_every_pupil_in_a_row() {
+    let sheet = "Date\tPupils involved\tIncident\tAction\n\
+                 12/11/2026\tJamie Smith, Ava Jones\tFight at lunch\tSuspension (1 day) for both\n\
+                 13/11/2026\tOliver Taylor\tLate to lesson\tDetention\n";
+    let t = scan_one("behaviour.xlsx", sheet);
+    assert_eq!(t.special_category, 2);
+    assert_eq!(t.pupils_named, 3);
+    assert_eq!(t.birth_dates, 0);
 }
 
 #[test]
