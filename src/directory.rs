@@ -265,6 +265,12 @@ impl Directory {
             .find(|p| p.is_pupil(today))
     }
 
+    /// Everyone who is a pupil on `today` (current, or former and 18 or under), in file order:
+    /// the detectors build their name index from them once per scan.
+    pub fn pupils(&self, today: jiff::civil::Date) -> impl Iterator<Item = &Person> {
+        self.people.iter().filter(move |p| p.is_pupil(today))
+    }
+
     /// The person with `address` (school or personal; case-insensitive).
     pub fn person(&self, address: &str) -> Option<&Person> {
         self.by_address
@@ -313,6 +319,13 @@ pub fn name_key(name: &str) -> String {
         key.push_str(word);
     }
     key
+}
+
+/// One letter folded as [`name_key`] folds it (accents removed, typographic apostrophes and
+/// hyphens made plain), before lower-casing: the detectors hash words of attachment text
+/// letter by letter without building a key per word.
+pub fn fold_letter(c: char) -> char {
+    fold_accent(c)
 }
 
 /// The base letter of an accented Latin letter (the letters of UK and European names); the

@@ -1,0 +1,619 @@
+//! The detectors over the files schools really send: class lists, SEN registers, referral
+//! forms, payroll, medical lists — and the newsletters, timetables and worksheets that must not
+//! trip them.
+
+use std::path::Path;
+
+use super::*;
+
+const FORENAMES: [&str; 30] = [
+    "Jamie", "Ava", "Oliver", "Amelia", "Noah", "Isla", "Leo", "Mia", "Arthur", "Freya", "Oscar",
+    "Zoë", "Harry", "Grace", "Muhammad", "Lily", "George", "Sophia", "Theo", "Evie", "Jack",
+    "Poppy", "Alfie", "Ivy", "Finley", "Ella", "Henry", "Rosie", "Archie", "Siân",
+];
+const SURNAMES: [&str; 30] = [
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Williams",
+    "Wilson",
+    "Johnson",
+    "Davies",
+    "Patel",
+    "Robinson",
+    "Wright",
+    "Thompson",
+    "Evans",
+    "Walker",
+    "Khan",
+    "White",
+    "Roberts",
+    "Green",
+    "Hall",
+    "Wood",
+    "Jackson",
+    "Clarke",
+    "Hughes",
+    "Edwards",
+    "Lewis",
+    "Nowak",
+    "Harris",
+    "Ali",
+    "O'Brien",
+    "Kowalczyk",
+];
+
+fn today() -> Date {
+    jiff::civil::date(2026, 11, 23)
+}
+
+fn pupil(i: usize) -> String {
+    format!("{} {}", FORENAMES[i], SURNAMES[i])
+}
+
+fn birthday(i: usize) -> Date {
+    jiff::civil::date(2014, 9, 1)
+        .checked_add(jiff::Span::new().days(i as i64 * 11))
+        .unwrap()
+}
+
+/// The 30 pupils of 7B, two members of staff, and a former pupil now over 18.
+fn directory() -> Directory {
+    let mut csv = String::from(
+        "role,name,school_email,personal_emails,personal_phones,date_of_birth,status\n\
+         headteacher,Margaret Hughes,head@school.sch.uk,,,,current\n\
+         staff,Tom Baker,t.baker@school.sch.uk,,,,current\n\
+         pupil,Old Boy,o.boy@pupils.school.sch.uk,,,2001-01-01,former\n",
+    );
+    for i in 0..30 {
+        csv.push_str(&format!(
+            "pupil,\"{}\",p{i}@pupils.school.sch.uk,,,{},current\n",
+            pupil(i),
+            birthday(i)
+        ));
+    }
+    Directory::parse(Path::new("d.csv"), csv.as_bytes(), &[]).unwrap()
+}
+
+/// A valid UPN for school 801/2000, allocated in 2014, serial `i`.
+fn upn(i: usize) -> String {
+    let body = format!("8012000{:02}{:03}", 14, i + 1);
+    let sum: usize = body
+        .bytes()
+        .zip(2..)
+        .map(|(d, pos)| usize::from(d - b'0') * pos)
+        .sum();
+    let letter = b"ABCDEFGHJKLMNPQRTUVWXYZ"[sum % 23] as char;
+    let u = format!("{letter}{body}");
+    assert!(ids::upn_valid(&u));
+    u
+}
+
+fn scan_texts(texts: &[(&str, String)]) -> Tally {
+    let texts: Vec<Text> = texts
+        .iter()
+        .map(|(l, t)| Text {
+            location: l.to_string(),
+            text: t.clone(),
+        })
+        .collect();
+    scan(
+        &texts,
+        &directory(),
+        today(),
+        &Vocabulary::new(&[], &["OFFICIAL-SENSITIVE".into()]),
+    )
+}
+
+fn scan_one(location: &str, text: &str) -> Tally {
+    scan_texts(&[(location, text.to_string())])
+}
+
+/// Nothing unmasked in the evidence: no identifier, date or name of the fixture.
+fn assert_masked(t: &Tally) {
+    for e in &t.evidence {
+        for (i, surname) in SURNAMES.iter().enumerate() {
+            assert!(!e.sample.contains(&upn(i)), "{e:?}");
+            assert!(!e.sample.contains(surname), "{e:?}");
+            assert!(
+                !e.sample
+                    .contains(&birthday(i).strftime("%d/%m/%Y").to_string()),
+                "{e:?}"
+            );
+        }
+    }
+}
+
+fn count(t: &Tally, detector: &str) -> usize {
+    t.by_detector
+        .iter()
+        .find(|(d, _)| *d == detector)
+        .map_or(0, |&(_, n)| n)
+}
+
+#[test]
+fn a_class_list_counts_every_upn_and_every_date_of_birth() {
+    let mut sheet = String::from("Name\tUPN\tDOB\tTutor group\n");
+    for i in 0..30 {
+        sheet.push_str(&format!(
+            "{}\t{}\t{}\t7B\n",
+            pupil(i),
+            upn(i),
+            birthday(i).strftime("%d/%m/%Y")
+        ));
+    }
+    let t = scan_one("7B.xlsx › Sheet1", &sheet);
+    assert_eq!(t.identifiers, 30);
+    assert_eq!(t.birth_dates, 30);
+    assert_eq!(t.pupils_named, 30);
+    assert_eq!(t.special_category, 0);
+    assert_eq!(count(&t, "upn"), 30);
+    assert_eq!(count(&t, "date-of-birth"), 30);
+    assert!(t.markings.is_empty());
+    let upns: Vec<&Evidence> = t.evidence.iter().filter(|e| e.detector == "upn").collect();
+    assert_eq!(upns.len(), 3);
+    assert_eq!(upns[0].location, "7B.xlsx › Sheet1 › row 2");
+    assert_eq!(upns[0].sample, ids::mask(&upn(0)));
+    let dob = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "date-of-birth")
+        .unwrap();
+    assert_eq!(dob.sample, "••/••/2014");
+    let name = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "pupil-name")
+        .unwrap();
+    assert_eq!(name.sample, "J. S.");
+    assert_masked(&t);
+}
+
+#[test]
+fn a_sheet_without_a_header_row_loses_no_row() {
+    let t = scan_one(
+        "export.csv",
+        &format!(
+            "Jamie Smith\t{}\tSEMH\nAva Jones\t{}\tEHCP\n",
+            upn(0),
+            upn(1)
+        ),
+    );
+    assert_eq!(t.identifiers, 2);
+    assert_eq!(t.pupils_named, 2);
+    assert_eq!(t.special_category, 2);
+}
+
+#[test]
+fn two_pupils_born_on_the_same_day_are_two_dates_of_birth() {
+    let t = scan_one(
+        "twins.csv",
+        "Forename\tSurname\tDate of birth\nJamie\tSmith\t14/03/2014\nAva\tJones\t14/03/2014\nJamie\tSmith\t14/03/2014\n",
+    );
+    assert_eq!(t.birth_dates, 2);
+    assert_eq!(t.pupils_named, 2);
+}
+
+#[test]
+fn a_sen_register_counts_every_pupil_on_it() {
+    let needs = [
+        "SEMH",
+        "SpLD",
+        "ASD",
+        "SLCN",
+        "MLD",
+        "Cognition and learning",
+    ];
+    let mut sheet = String::from("SEN register 2026-27\t\t\t\nName\tYear\tNeed\tEHCP\n");
+    for i in 0..12 {
+        let ehcp = if i % 3 == 0 { "Yes" } else { "No" };
+        sheet.push_str(&format!(
+            "{}\t7\t{}\t{ehcp}\n",
+            pupil(i),
+            needs[i % needs.len()]
+        ));
+    }
+    let t = scan_one("SEN register.xlsx › Register", &sheet);
+    assert_eq!(t.special_category, 12);
+    assert_eq!(t.pupils_named, 12);
+    assert_eq!(t.identifiers, 0);
+    let e = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "special-category")
+        .unwrap();
+    assert_eq!(e.sample, "EHCP — J. S.");
+    assert_masked(&t);
+}
+
+#[test]
+fn a_register_of_names_not_in_the_directory_still_counts_with_a_need_column() {
+    let t = scan_one(
+        "register.csv",
+        "Pupil\tPrimary need\nSam Other\tSEMH\nAlex Else\t\nKim New\tASD\n",
+    );
+    assert_eq!(t.special_category, 2);
+    assert_eq!(t.pupils_named, 0);
+    let e = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "special-category")
+        .unwrap();
+    assert_eq!(e.sample, "SEMH — S. O.");
+}
+
+#[test]
+fn an_mis_export_with_flag_columns_counts_the_pupils_flagged() {
+    let mut sheet = String::from("Surname\tForename\tDOB\tUPN\tGender\tFSM\tPP\tSEN\n");
+    for i in 0..20 {
+        let (fsm, sen) = match i % 5 {
+            0 => ("Y", "N"),
+            1 => ("N", "K"),
+            2 => ("N", "E"),
+            _ => ("N", "N"),
+        };
+        sheet.push_str(&format!(
+            "{}\t{}\t{}\t{}\tF\t{fsm}\t{fsm}\t{sen}\n",
+            SURNAMES[i],
+            FORENAMES[i],
+            birthday(i).strftime("%Y-%m-%d"),
+            upn(i)
+        ));
+    }
+    let t = scan_one("SIMS export.csv", &sheet);
+    assert_eq!(t.identifiers, 20);
+    assert_eq!(t.birth_dates, 20);
+    assert_eq!(t.pupils_named, 20);
+    // Rows 0, 1, 2 of every five: a yes in FSM/PP or an SEN code.
+    assert_eq!(t.special_category, 12);
+    assert_masked(&t);
+}
+
+#[test]
+fn an_incident_log_counts_every_pupil_in_a_row() {
+    let sheet = "Date\tPupils involved\tIncident\tAction\n\
+                 12/11/2026\tJamie Smith, Ava Jones\tFight at lunch\tSuspension (1 day) for both\n\
+                 13/11/2026\tOliver Taylor\tLate to lesson\tDetention\n";
+    let t = scan_one("behaviour.xlsx", sheet);
+    assert_eq!(t.special_category, 2);
+    assert_eq!(t.pupils_named, 3);
+    assert_eq!(t.birth_dates, 0);
+}
+
+#[test]
+fn a_child_protection_referral_form_is_one_child() {
+    let form = "\
+MULTI-AGENCY REFERRAL FORM
+OFFICIAL-SENSITIVE: PERSONAL
+Child's name: Jamie Smith
+Date of birth: 01/09/2014
+Address: 12 Acacia Avenue, Anytown
+Parent/carer: Sarah Smith
+School: Anytown Academy, Year 7
+Reason for referral
+Jamie disclosed to his form tutor that there is often no food at home and he is left alone overnight.
+We are concerned about neglect. The DSL has spoken to children's social care.
+Outcome: section 47 enquiry and strategy meeting arranged for 30/11/2026.
+Referrer: Tom Baker, DSL";
+    let t = scan_one("referral.docx", form);
+    assert_eq!(t.special_category, 1);
+    assert_eq!(t.birth_dates, 1);
+    assert_eq!(t.pupils_named, 1);
+    assert_eq!(t.markings, ["OFFICIAL-SENSITIVE [PERSONAL]"]);
+    assert_eq!(count(&t, "protective-marking"), 1);
+    let e = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "special-category")
+        .unwrap();
+    assert!(e.sample.ends_with("— J. S."), "{e:?}");
+    assert!(e.location.starts_with("referral.docx › line "), "{e:?}");
+    assert_masked(&t);
+}
+
+#[test]
+fn a_referral_form_laid_out_as_a_table_is_one_child() {
+    let form = "Child's name\tKim Newcomer\nD.O.B.\t3rd May 2015\nUPN\tH801200001001\nConcerns\tDomestic abuse at home; Operation Encompass notification received\n";
+    let t = scan_one("referral.docx", form);
+    assert_eq!(t.special_category, 1);
+    assert_eq!(t.birth_dates, 1);
+    assert_eq!(t.identifiers, 1);
+    assert_eq!(t.pupils_named, 0);
+}
+
+#[test]
+fn two_forms_in_one_document_are_two_children() {
+    let form = "\
+Pupil name: Jamie Smith
+DOB: 01/09/2014
+Concern: self harm
+Pupil name: Ava Jones
+DOB: 12/09/2014
+Concern: eating disorder";
+    let t = scan_one("log.docx", form);
+    assert_eq!(t.special_category, 2);
+    assert_eq!(t.birth_dates, 2);
+}
+
+#[test]
+fn a_payroll_sheet_counts_national_insurance_numbers() {
+    let mut sheet = String::from("Employee\tNI number\tSalary\tTax code\n");
+    let prefixes = ["AB", "CE", "JK", "PR", "WX"];
+    for i in 0..10 {
+        let ni = if i % 2 == 0 {
+            format!(
+                "{}{:06}{}",
+                prefixes[i % 5],
+                123456 + i * 7,
+                ['A', 'B', 'C', 'D'][i % 4]
+            )
+        } else {
+            let d = format!("{:06}", 200000 + i * 13);
+            format!(
+                "{} {} {} {} {}",
+                prefixes[i % 5],
+                &d[0..2],
+                &d[2..4],
+                &d[4..6],
+                'C'
+            )
+        };
+        sheet.push_str(&format!("Staff Member {i}\t{ni}\t£32,000\t1257L\n"));
+    }
+    // An unallocated prefix and a bad suffix are not numbers.
+    sheet.push_str("Test Person\tZZ123456A\t£0\t\nOther Person\tAB123456E\t£0\t\n");
+    let t = scan_one("payroll.xlsx › Nov", &sheet);
+    assert_eq!(t.identifiers, 10);
+    assert_eq!(count(&t, "ni-number"), 10);
+    assert_eq!(t.special_category, 0);
+    assert!(
+        t.evidence.iter().any(|e| e.sample == "AB••••••A"),
+        "{:?}",
+        t.evidence
+    );
+}
+
+#[test]
+fn a_medical_needs_list_counts_each_pupil() {
+    let sheet = "\
+Name\tClass\tCondition\tMedication\tLocation
+Jamie Smith\t7B\tAsthma\tSalbutamol inhaler\tBag
+Ava Jones\t7B\tNut allergy - anaphylaxis\tEpiPen x2\tMedical room
+Oliver Taylor\t7C\tType 1 diabetes\tInsulin pump\tOffice
+Amelia Brown\t7C\t\t\t
+Noah Williams\t7D\tEpilepsy\tBuccal midazolam\tOffice
+";
+    let t = scan_one("medical.xlsx › Sheet1", sheet);
+    assert_eq!(t.special_category, 4);
+    assert_eq!(t.pupils_named, 5);
+    assert_masked(&t);
+}
+
+#[test]
+fn a_newsletter_names_pupils_and_nothing_else() {
+    let letter = "\
+Anytown Academy Newsletter — Friday 20 November 2026
+Congratulations to Jamie Smith and Ava Jones, who won the Year 6 chess tournament on 14/11/2026!
+Well done to Zoe Thompson for her poem, read at the Remembrance assembly on 11 November 2026.
+Our SENCO, Mrs Patel, runs a coffee morning for parents on Tuesday 1 December 2026 at 9am.
+You can read our pupil premium strategy statement on the school website.
+Please remember that medicines must be handed in at the medical room.
+Religious education: Year 6 SATs revision starts in January; Year 5 visit the mosque.
+Children in Need day raised £412. Safeguarding is everyone's business: if you are worried,
+speak to our designated safeguarding lead. Call the office on 01632 960 123 (ext. 4012345678).
+The school was founded on 1 September 1965 and was born of a merger; term dates are online.";
+    let t = scan_one("newsletter.pdf", letter);
+    assert_eq!(t.pupils_named, 3);
+    assert_eq!(t.identifiers, 0);
+    assert_eq!(t.birth_dates, 0);
+    assert_eq!(t.special_category, 0);
+    assert!(t.markings.is_empty());
+    assert_eq!(t.by_detector, vec![("pupil-name", 3)]);
+}
+
+#[test]
+fn a_timetable_and_a_worksheet_have_no_identifiers_or_birth_dates() {
+    let timetable = "\
+Week beginning\tMonday\tTuesday\tWednesday
+14/09/2026\tMaths 7B (Room 12)\tEnglish\tScience
+21/09/2026\tPE\tHistory 1234567890\tArt
+Cover code\t9434765918\t0123456789\t1111111111
+";
+    let worksheet = "\
+Maths worksheet — Year 8 — 14th March 2026
+1. Write 9876543210 in words.
+2. Which is bigger: 1234567890 or 1234567899? Learners may use a calculator.
+3. 943 476 5919 + 401 023 2137 = ?
+4. Shakespeare was born on 23 April 1564. How many years ago was that?
+5. A pupil was born in 2012. How old are they on 01/09/2026?
+6. Simplify 3.14 × 10 / 2 and round 12.5 to the nearest 5.";
+    let t = scan_texts(&[
+        ("timetable.xlsx › Autumn", timetable.to_string()),
+        ("worksheet.docx", worksheet.to_string()),
+    ]);
+    // 1234567899 is a valid ULN and 943 476 5919 a valid NHS number, but nothing says so.
+    assert_eq!(t.identifiers, 0);
+    assert_eq!(t.birth_dates, 0);
+    assert_eq!(t.special_category, 0);
+}
+
+#[test]
+fn ten_digit_numbers_count_only_beside_their_keyword_or_column() {
+    let nhs = "NHS number: 943 476 5919\n\nReference 401 023 2137\n";
+    let t = scan_one("a.txt", nhs);
+    assert_eq!(count(&t, "nhs-number"), 1);
+    // On the line under its label.
+    let t = scan_one("a.txt", "NHS No:\n4010232137\n");
+    assert_eq!(count(&t, "nhs-number"), 1);
+    let t = scan_one(
+        "a.xlsx",
+        "Name\tNHS No\tULN\nJamie Smith\t9434765919\t1234567899\nAva Jones\t9434765918\t1234567890\n",
+    );
+    assert_eq!(count(&t, "nhs-number"), 1);
+    assert_eq!(count(&t, "uln"), 1);
+    // The test range is never issued: not counted even with its keyword.
+    let t = scan_one("a.txt", "NHS number 999 000 0018");
+    assert_eq!(t.identifiers, 0);
+    // An 11-digit phone number is not an NHS number with a digit beside it.
+    let t = scan_one("a.txt", "NHS 111 or 0 943 476 5919");
+    assert_eq!(t.identifiers, 0);
+}
+
+#[test]
+fn the_worked_examples_are_found_in_text() {
+    let t = scan_one(
+        "ids.txt",
+        "UPN H801200001001, temporary X00180001701A, not A801200005001 or h801200001001\n\
+         NI: AB 12 34 56 C and ab123456c and CE123456D, not QQ123456A or BG123456A or AB123456E\n\
+         ULN 1234567899 / 0000000042 / 1000000000, not 1234567890\n",
+    );
+    assert_eq!(count(&t, "upn"), 2);
+    assert_eq!(
+        count(&t, "ni-number"),
+        2,
+        "AB 12 34 56 C and ab123456c are one number"
+    );
+    assert_eq!(count(&t, "uln"), 3);
+    assert_eq!(t.identifiers, 7);
+}
+
+#[test]
+fn acronyms_need_a_pupil_identifier_a_date_of_birth_or_a_directory_pupil() {
+    // A stranger's name beside CP: nothing; a directory pupil beside CP: one.
+    let t = scan_one(
+        "notes.docx",
+        "Sam Stranger — CP\nJamie Smith: CP, LAC, PEP due\n",
+    );
+    assert_eq!(t.special_category, 1);
+    // A name field with no identifier: a weak word does not count.
+    let t = scan_one("notes.docx", "Name: Sam Stranger\nMedical: see office\n");
+    assert_eq!(t.special_category, 0);
+    // …but with a date of birth it does.
+    let t = scan_one(
+        "notes.docx",
+        "Name: Sam Stranger\nDOB: 02/02/2015\nMedical: see office\n",
+    );
+    assert_eq!(t.special_category, 1);
+    assert_eq!(t.birth_dates, 1);
+    // On their own, acronyms and weak words are nothing.
+    let t = scan_one(
+        "notes.docx",
+        "CP, CIN, LAC, FSM, PP, SEND and medical matters\n",
+    );
+    assert_eq!(t.special_category, 0);
+}
+
+#[test]
+fn names_are_found_however_they_are_written() {
+    let t = scan_one(
+        "a.txt",
+        "SMITH, Jamie; jones ava; Zoe Thompson; O’Brien, Archie; Sian Kowalczyk's coat\n",
+    );
+    assert_eq!(t.pupils_named, 4, "{:?}", t.evidence);
+    // Surname then forename in their own columns.
+    let t = scan_one("a.csv", "Surname\tForename\nSmith\tJamie\nPatel\tArthur\n");
+    assert_eq!(t.pupils_named, 2);
+    // Staff, former pupils over 18 and one-word names are not pupils named.
+    let t = scan_one(
+        "a.txt",
+        "Tom Baker, Margaret Hughes and Old Boy met Jamie.\n",
+    );
+    assert_eq!(t.pupils_named, 0);
+}
+
+#[test]
+fn the_schools_own_keywords_and_markings() {
+    let vocabulary = Vocabulary::new(
+        &["nurture group".into()],
+        &["OFFICIAL-SENSITIVE".into(), "RESTRICTED".into()],
+    );
+    let texts = [Text {
+        location: "a.docx".into(),
+        text: "RESTRICTED\nJamie Smith joins the Nurture Group on Monday.\nThis is restricted to staff.\n".into(),
+    }];
+    let t = scan(&texts, &directory(), today(), &vocabulary);
+    assert_eq!(t.special_category, 1);
+    assert_eq!(t.markings, ["RESTRICTED"]);
+    // Without the school's list, neither counts.
+    let t = scan(&texts, &directory(), today(), &Vocabulary::new(&[], &[]));
+    assert_eq!(t.special_category, 0);
+    assert!(t.markings.is_empty());
+}
+
+#[test]
+fn nothing_in_an_empty_attachment() {
+    assert_eq!(
+        scan(&[], &directory(), today(), &Vocabulary::new(&[], &[])),
+        Tally::default()
+    );
+    let t = scan_one("a.txt", "");
+    assert_eq!(t, Tally::default());
+}
+
+/// Release-build speed on 2,000 pupils and ~50 MB of mixed text:
+/// `cargo test --release --lib detect::tests::speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn speed() {
+    let mut csv = String::from(
+        "role,name,school_email,personal_emails,personal_phones,date_of_birth,status\n",
+    );
+    for i in 0..2000 {
+        csv.push_str(&format!(
+            "pupil,{} {}{},p{i}@p.x,,,2014-01-01,current\n",
+            FORENAMES[i % 30],
+            ["", "Lee ", "Rose "][i / 900],
+            SURNAMES[(i / 30) % 30]
+        ));
+    }
+    let directory = Directory::parse(Path::new("d.csv"), csv.as_bytes(), &[]).unwrap();
+    let prose = "Congratulations to Jamie Smith and Ava Jones, who won the chess tournament on 14/11/2026! Our SENCO runs a coffee morning for parents; call 01632 960 123. The pupil premium strategy is online and Grace will read a poem.\n";
+    let mut sheet = String::from("Name\tUPN\tDOB\tNeed\n");
+    for i in 0..30 {
+        sheet.push_str(&format!(
+            "{}\t{}\t{}\tSEMH\n",
+            pupil(i),
+            upn(i),
+            birthday(i).strftime("%d/%m/%Y")
+        ));
+    }
+    let mut big = String::new();
+    while big.len() < 25_000_000 {
+        big.push_str(prose);
+    }
+    let mut table = String::new();
+    while table.len() < 25_000_000 {
+        table.push_str(&sheet);
+    }
+    let texts = [
+        Text {
+            location: "a".into(),
+            text: big,
+        },
+        Text {
+            location: "b".into(),
+            text: table,
+        },
+    ];
+    let bytes: usize = texts.iter().map(|t| t.text.len()).sum();
+    let vocabulary = Vocabulary::new(&[], &[]);
+    for one in &texts {
+        let start = std::time::Instant::now();
+        scan(std::slice::from_ref(one), &directory, today(), &vocabulary);
+        println!(
+            "{}: {:.0} MB/s",
+            one.location,
+            one.text.len() as f64 / 1e6 / start.elapsed().as_secs_f64()
+        );
+    }
+    let start = std::time::Instant::now();
+    let t = scan(&texts, &directory, today(), &vocabulary);
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{} MB in {secs:.2} s: {:.0} MB/s; {t:?}",
+        bytes / 1_000_000,
+        bytes as f64 / 1e6 / secs
+    );
+    assert!(t.identifiers >= 30);
+}
