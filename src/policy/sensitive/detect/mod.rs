@@ -118,7 +118,10 @@ fn name_hash(words: &[u64]) -> u64 {
 
 /// An identifier as one number.
 fn id_hash(value: &str) -> u64 {
-    value.bytes().fold(2, |h, b| chain(h, u64::from(b)))
+    let fnv = value.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    chain(2, fnv)
 }
 
 /// A date standing for a person whose name is unknown.
@@ -230,7 +233,11 @@ impl NameIndex {
                 }
             }
             // "Smith, Jamie" / "O'Brien, Siân": up to 3 words either side of the comma.
-            if gap(i).is_some_and(|g| g.trim() == ",")
+            let comma = toks
+                .get(i)
+                .is_some_and(|t| line.as_bytes().get(t.end) == Some(&b','));
+            if comma
+                && gap(i).is_some_and(|g| g.trim() == ",")
                 && toks
                     .get(i + 1)
                     .is_some_and(|t| self.first.contains_key(&t.hash))
@@ -745,8 +752,8 @@ struct Found {
     uln: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
     nhs: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
     ni: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
-    /// ([`name_hash`] or 0 when no name is tied, date).
-    births: HashSet<(u64, Date), std::hash::BuildHasherDefault<words::Prehashed>>,
+    /// [`name_hash`] (or 0 when no name is tied) chained with [`date_hash`].
+    births: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
     /// Which of the name index's keys were found.
     pupils: Vec<bool>,
     pupils_count: usize,
@@ -840,6 +847,9 @@ struct Header {
     terms: Vec<Option<usize>>,
     /// The table is about special-category data: its acronyms count beside any name.
     about_special: bool,
+    /// Each column's header as written (folded), shown in evidence for a Need column instead of
+    /// the cell, which may be free text about the child.
+    labels: Vec<String>,
 }
 
 impl Header {
@@ -1005,7 +1015,11 @@ impl<'a> Scanner<'a> {
     }
 
     fn birth(&mut self, text: &Text, what: &str, n: usize, name: Option<u64>, date: Date) {
-        if self.found.births.insert((name.unwrap_or(0), date)) {
+        if self
+            .found
+            .births
+            .insert(chain(name.unwrap_or(0), date_hash(date)))
+        {
             self.found
                 .evidence(BIRTH, || place(text, what, n), || dates::mask(date));
         }
@@ -1056,6 +1070,7 @@ impl<'a> Scanner<'a> {
             h.about_special |= term.is_some() || role == Role::Need;
             h.roles.push(role);
             h.terms.push(term);
+            h.labels.push(fold_label(cell));
         }
         h
     }
@@ -1216,7 +1231,7 @@ impl<'a> Scanner<'a> {
                 consider(name, Strength::Strong, &mut best);
             }
             if role_at(col) == Role::Need && best.is_none_or(|(_, s)| s < Strength::Strong) {
-                need = Some(value.trim().to_string());
+                need = header.labels.get(col).cloned();
             }
         }
         let found = match (&need, best) {
