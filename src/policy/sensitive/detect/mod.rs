@@ -94,6 +94,7 @@ const PUPIL: &str = "pupil-name";
 const SPECIAL: &str = "special-category";
 const MARKING: &str = "protective-marking";
 const EVIDENCE_PER_DETECTOR: usize = 3;
+const MAX_BIRTHS_PER_LINE: usize = 64;
 
 /// Prose windows: how far a form field reaches.
 const FORM_BACK: usize = 3;
@@ -850,11 +851,21 @@ struct Header {
     /// Each column's header as written (folded), shown in evidence for a Need column instead of
     /// the cell, which may be free text about the child.
     labels: Vec<String>,
+    /// Name, Forename, Surname and Birth columns.
+    columns: [Option<usize>; 4],
 }
 
 impl Header {
+    /// The first column with `role`, looked up once per header (a hostile header may have a
+    /// million columns; every row asks).
     fn column(&self, role: Role) -> Option<usize> {
-        self.roles.iter().position(|&r| r == role)
+        match role {
+            Role::Name => self.columns[0],
+            Role::Forename => self.columns[1],
+            Role::Surname => self.columns[2],
+            Role::Birth => self.columns[3],
+            _ => self.roles.iter().position(|&r| r == role),
+        }
     }
 }
 
@@ -972,6 +983,9 @@ impl<'a> Scanner<'a> {
         }
         id_candidates(line, &self.toks, &mut self.ids);
         self.cues.birth_labels(line, &self.toks, &mut self.labels);
+        // No paragraph gives more dates of birth than this; a hostile one must not make the
+        // checks below quadratic.
+        self.labels.truncate(MAX_BIRTHS_PER_LINE);
     }
 
     /// Whether a word of the current line is one of `cues`.
@@ -1071,6 +1085,13 @@ impl<'a> Scanner<'a> {
             h.roles.push(role);
             h.terms.push(term);
             h.labels.push(fold_label(cell));
+        }
+        for (slot, role) in
+            h.columns
+                .iter_mut()
+                .zip([Role::Name, Role::Forename, Role::Surname, Role::Birth])
+        {
+            *slot = h.roles.iter().position(|&r| r == role);
         }
         h
     }
@@ -1417,10 +1438,20 @@ impl<'a> Scanner<'a> {
         }
         // A date of birth belongs to the name on its line, or the nearest name field or
         // pupil within three lines (the one above first).
+        let mut tied: Option<(usize, Option<u64>)> = None;
         for &(b, date) in &prose.births {
             let Some(line) = prose.anchors.get(b).map(|a| a.line) else {
                 continue;
             };
+            if let Some((l, name)) = tied
+                && l == line
+            {
+                self.birth(text, "line", line, name, date);
+                if let (Some(key), Some(a)) = (name, prose.anchors.get_mut(b)) {
+                    a.key = key;
+                }
+                continue;
+            }
             let near = |dl: usize, above: bool| {
                 let target = if above {
                     line.checked_sub(dl)
@@ -1437,6 +1468,7 @@ impl<'a> Scanner<'a> {
                     .map(|a| a.key)
             };
             let name = (0..=FORM_BACK).find_map(|dl| near(dl, true).or_else(|| near(dl, false)));
+            tied = Some((line, name));
             self.birth(text, "line", line, name, date);
             if let (Some(key), Some(a)) = (name, prose.anchors.get_mut(b)) {
                 a.key = key;

@@ -552,6 +552,27 @@ fn nothing_in_an_empty_attachment() {
     assert_eq!(t, Tally::default());
 }
 
+#[test]
+fn hostile_lines_and_headers_stay_linear() {
+    // One paragraph of 40,000 labelled dates beside names, and a sheet with a 20,000-column
+    // header above 2,000 rows: quadratic work here would not finish.
+    let line = "DOB: 01/09/2014 Jamie Smith CP ".repeat(40_000);
+    let mut sheet = (0..20_000)
+        .map(|i| format!("Col{i}"))
+        .collect::<Vec<_>>()
+        .join("\t");
+    sheet.insert_str(0, "Name\tDOB\t");
+    sheet.push('\n');
+    for i in 0..2_000 {
+        sheet.push_str(&format!("{}\t01/09/2014\tx\n", pupil(i % 30)));
+    }
+    let started = std::time::Instant::now();
+    let t = scan_texts(&[("a.txt", line), ("b.xlsx", sheet)]);
+    assert_eq!(t.birth_dates, 30);
+    assert_eq!(t.special_category, 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
 /// Release-build speed on 2,000 pupils and ~50 MB of mixed text:
 /// `cargo test --release --lib detect::tests::speed -- --ignored --nocapture`.
 #[test]
