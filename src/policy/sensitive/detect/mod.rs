@@ -904,6 +904,8 @@ struct Before {
     nhs: bool,
     uln: bool,
     birth_label_last: bool,
+    /// The line was a name label alone ("Child's name:"): this line is the name.
+    name_label: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -1340,7 +1342,12 @@ impl<'a> Scanner<'a> {
 
         // A name field, and the directory's pupils named in the paragraph.
         let mut field_key = None;
-        if let Some(value) = field_name(line) {
+        let value_below = Some(line.trim())
+            .filter(|v| {
+                before.name_label && looks_like_name(v) && v.split_whitespace().count() <= 5
+            })
+            .map(str::to_string);
+        if let Some(value) = field_name(line).or(value_below) {
             self.name_words(&value);
             let pupil = self.names.named(&self.words);
             let key = pupil
@@ -1413,10 +1420,13 @@ impl<'a> Scanner<'a> {
             .labels
             .last()
             .is_some_and(|&(_, last)| last + 1 == self.toks.len());
+        let trimmed = line.trim();
+        let name_label = trimmed.len() <= 31 && role_of(trimmed) == Role::Name;
         Before {
             nhs: self.line_has(&[self.cues.nhs]),
             uln: self.line_has(&[self.cues.uln, self.cues.ulns, self.cues.learner]),
             birth_label_last,
+            name_label,
         }
     }
 

@@ -324,6 +324,20 @@ fn a_referral_form_laid_out_as_a_table_is_one_child() {
 }
 
 #[test]
+fn a_form_with_each_label_above_its_value_is_one_child() {
+    let form = "Name of child:\nKim Newcomer\nDate of birth:\n3 May 2015\nHome address:\n1 High Street\nSchool:\nAnytown Academy\nDetails of concern:\nBruising seen on arms; suspected physical abuse.\n";
+    let t = scan_one("referral.docx", form);
+    assert_eq!(t.birth_dates, 1);
+    assert_eq!(t.special_category, 1);
+    let e = t
+        .evidence
+        .iter()
+        .find(|e| e.detector == "special-category")
+        .unwrap();
+    assert_eq!(e.sample, "physical abuse — K. N.");
+}
+
+#[test]
 fn two_forms_in_one_document_are_two_children() {
     let form = "\
 Pupil name: Jamie Smith
