@@ -22,12 +22,7 @@ pub fn of_file(bytes: &[u8]) -> Protection {
 /// Tells from a MIME part whether it is an encrypted message or attachment (S/MIME enveloped
 /// data, PGP/MIME, armoured PGP, Microsoft rights-managed mail). `mime_type` is lower-cased
 /// `type/subtype`; `params` are its Content-Type parameters; `body` is decoded.
-pub fn of_part(
-    mime_type: &str,
-    params: &[(String, String)],
-    name: &str,
-    body: &[u8],
-) -> Protection {
+pub fn of_part(mime_type: &str, params: &[(String, String)], name: &str, body: &[u8]) -> Protection {
     let _ = (mime_type, params, name, body);
     Protection::Clear
 }
