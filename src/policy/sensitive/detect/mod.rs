@@ -94,6 +94,7 @@ const PUPIL: &str = "pupil-name";
 const SPECIAL: &str = "special-category";
 const MARKING: &str = "protective-marking";
 const EVIDENCE_PER_DETECTOR: usize = 3;
+const MAX_BIRTHS_PER_LINE: usize = 64;
 
 /// Prose windows: how far a form field reaches.
 const FORM_BACK: usize = 3;
@@ -118,7 +119,10 @@ fn name_hash(words: &[u64]) -> u64 {
 
 /// An identifier as one number.
 fn id_hash(value: &str) -> u64 {
-    value.bytes().fold(2, |h, b| chain(h, u64::from(b)))
+    let fnv = value.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    chain(2, fnv)
 }
 
 /// A date standing for a person whose name is unknown.
@@ -230,7 +234,11 @@ impl NameIndex {
                 }
             }
             // "Smith, Jamie" / "O'Brien, Siân": up to 3 words either side of the comma.
-            if gap(i).is_some_and(|g| g.trim() == ",")
+            let comma = toks
+                .get(i)
+                .is_some_and(|t| line.as_bytes().get(t.end) == Some(&b','));
+            if comma
+                && gap(i).is_some_and(|g| g.trim() == ",")
                 && toks
                     .get(i + 1)
                     .is_some_and(|t| self.first.contains_key(&t.hash))
@@ -745,8 +753,8 @@ struct Found {
     uln: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
     nhs: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
     ni: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
-    /// ([`name_hash`] or 0 when no name is tied, date).
-    births: HashSet<(u64, Date), std::hash::BuildHasherDefault<words::Prehashed>>,
+    /// [`name_hash`] (or 0 when no name is tied) chained with [`date_hash`].
+    births: HashSet<u64, std::hash::BuildHasherDefault<words::Prehashed>>,
     /// Which of the name index's keys were found.
     pupils: Vec<bool>,
     pupils_count: usize,
@@ -840,11 +848,24 @@ struct Header {
     terms: Vec<Option<usize>>,
     /// The table is about special-category data: its acronyms count beside any name.
     about_special: bool,
+    /// Each column's header as written (folded), shown in evidence for a Need column instead of
+    /// the cell, which may be free text about the child.
+    labels: Vec<String>,
+    /// Name, Forename, Surname and Birth columns.
+    columns: [Option<usize>; 4],
 }
 
 impl Header {
+    /// The first column with `role`, looked up once per header (a hostile header may have a
+    /// million columns; every row asks).
     fn column(&self, role: Role) -> Option<usize> {
-        self.roles.iter().position(|&r| r == role)
+        match role {
+            Role::Name => self.columns[0],
+            Role::Forename => self.columns[1],
+            Role::Surname => self.columns[2],
+            Role::Birth => self.columns[3],
+            _ => self.roles.iter().position(|&r| r == role),
+        }
     }
 }
 
@@ -883,6 +904,8 @@ struct Before {
     nhs: bool,
     uln: bool,
     birth_label_last: bool,
+    /// The line was a name label alone ("Child's name:"): this line is the name.
+    name_label: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -962,6 +985,9 @@ impl<'a> Scanner<'a> {
         }
         id_candidates(line, &self.toks, &mut self.ids);
         self.cues.birth_labels(line, &self.toks, &mut self.labels);
+        // No paragraph gives more dates of birth than this; a hostile one must not make the
+        // checks below quadratic.
+        self.labels.truncate(MAX_BIRTHS_PER_LINE);
     }
 
     /// Whether a word of the current line is one of `cues`.
@@ -1005,7 +1031,11 @@ impl<'a> Scanner<'a> {
     }
 
     fn birth(&mut self, text: &Text, what: &str, n: usize, name: Option<u64>, date: Date) {
-        if self.found.births.insert((name.unwrap_or(0), date)) {
+        if self
+            .found
+            .births
+            .insert(chain(name.unwrap_or(0), date_hash(date)))
+        {
             self.found
                 .evidence(BIRTH, || place(text, what, n), || dates::mask(date));
         }
@@ -1056,6 +1086,14 @@ impl<'a> Scanner<'a> {
             h.about_special |= term.is_some() || role == Role::Need;
             h.roles.push(role);
             h.terms.push(term);
+            h.labels.push(fold_label(cell));
+        }
+        for (slot, role) in
+            h.columns
+                .iter_mut()
+                .zip([Role::Name, Role::Forename, Role::Surname, Role::Birth])
+        {
+            *slot = h.roles.iter().position(|&r| r == role);
         }
         h
     }
@@ -1216,7 +1254,7 @@ impl<'a> Scanner<'a> {
                 consider(name, Strength::Strong, &mut best);
             }
             if role_at(col) == Role::Need && best.is_none_or(|(_, s)| s < Strength::Strong) {
-                need = Some(value.trim().to_string());
+                need = header.labels.get(col).cloned();
             }
         }
         let found = match (&need, best) {
@@ -1304,7 +1342,12 @@ impl<'a> Scanner<'a> {
 
         // A name field, and the directory's pupils named in the paragraph.
         let mut field_key = None;
-        if let Some(value) = field_name(line) {
+        let value_below = Some(line.trim())
+            .filter(|v| {
+                before.name_label && looks_like_name(v) && v.split_whitespace().count() <= 5
+            })
+            .map(str::to_string);
+        if let Some(value) = field_name(line).or(value_below) {
             self.name_words(&value);
             let pupil = self.names.named(&self.words);
             let key = pupil
@@ -1377,10 +1420,13 @@ impl<'a> Scanner<'a> {
             .labels
             .last()
             .is_some_and(|&(_, last)| last + 1 == self.toks.len());
+        let trimmed = line.trim();
+        let name_label = trimmed.len() <= 31 && role_of(trimmed) == Role::Name;
         Before {
             nhs: self.line_has(&[self.cues.nhs]),
             uln: self.line_has(&[self.cues.uln, self.cues.ulns, self.cues.learner]),
             birth_label_last,
+            name_label,
         }
     }
 
@@ -1402,10 +1448,20 @@ impl<'a> Scanner<'a> {
         }
         // A date of birth belongs to the name on its line, or the nearest name field or
         // pupil within three lines (the one above first).
+        let mut tied: Option<(usize, Option<u64>)> = None;
         for &(b, date) in &prose.births {
             let Some(line) = prose.anchors.get(b).map(|a| a.line) else {
                 continue;
             };
+            if let Some((l, name)) = tied
+                && l == line
+            {
+                self.birth(text, "line", line, name, date);
+                if let (Some(key), Some(a)) = (name, prose.anchors.get_mut(b)) {
+                    a.key = key;
+                }
+                continue;
+            }
             let near = |dl: usize, above: bool| {
                 let target = if above {
                     line.checked_sub(dl)
@@ -1422,6 +1478,7 @@ impl<'a> Scanner<'a> {
                     .map(|a| a.key)
             };
             let name = (0..=FORM_BACK).find_map(|dl| near(dl, true).or_else(|| near(dl, false)));
+            tied = Some((line, name));
             self.birth(text, "line", line, name, date);
             if let (Some(key), Some(a)) = (name, prose.anchors.get_mut(b)) {
                 a.key = key;
