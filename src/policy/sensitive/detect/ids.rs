@@ -63,10 +63,11 @@ pub fn uln_valid(s: &str) -> bool {
     }
 }
 
-/// A valid NHS number that can belong to someone (NHS Data Dictionary): ten digits, check
-/// digit 11 − (sum mod 11) with 11 → 0 and 10 never issued; not one repeated digit
-/// (0000000000 passes the check); and not in 999 000 0000–999 999 9999, the range kept for
-/// tests and training material, which is never issued — such a number is nobody's data.
+/// A valid NHS number (NHS Data Dictionary): ten digits, check digit 11 − (sum mod 11) with
+/// 11 → 0 and 10 never issued; not one repeated digit (0000000000 passes the check). The test
+/// range 999 000 0000–999 999 9999 is counted too: it is never issued, so it cannot be a real
+/// patient's, but it is what a school's own test data and training files use (the research
+/// notes recommend it), and a network manager trying schoolgate out must see it caught.
 pub fn nhs_valid(s: &str) -> bool {
     let Some((sum, last)) = mod11_parts(s) else {
         return false;
@@ -78,17 +79,7 @@ pub fn nhs_valid(s: &str) -> bool {
     };
     let b = s.as_bytes();
     let repeated = b.windows(2).all(|w| w.first() == w.last());
-    check == last && !repeated && !s.starts_with("999")
-}
-
-/// The NHS check alone, the 999 test range included: for the worked examples.
-#[cfg(test)]
-fn nhs_check(s: &str) -> bool {
-    mod11_parts(s).is_some_and(|(sum, last)| match 11 - sum % 11 {
-        11 => last == 0,
-        10 => false,
-        c => c == last,
-    })
+    check == last && !repeated
 }
 
 /// A valid National Insurance number (HMRC NIM39110), compact ("AB123456C"), upper or lower
@@ -172,10 +163,10 @@ mod tests {
             assert!(!nhs_valid(bad), "{bad}");
         }
         // The test range passes the check but is never issued: not counted.
-        assert!(nhs_check("9990000018"));
-        assert!(!nhs_valid("9990000018"));
+        assert!(nhs_valid("9990000018"));
+        assert!(nhs_valid("9990000018"));
         // 0000000000 passes the check alone; the repeated-digit rule rejects it.
-        assert!(nhs_check("0000000000"));
+        assert!(nhs_valid("0000000000"));
     }
 
     #[test]
@@ -187,7 +178,7 @@ mod tests {
             "9434765919",
             "4010232137",
         ] {
-            assert!(!(uln_valid(n) && nhs_check(n)), "{n}");
+            assert!(!(uln_valid(n) && nhs_valid(n)), "{n}");
         }
     }
 

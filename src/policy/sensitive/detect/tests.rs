@@ -467,9 +467,11 @@ fn ten_digit_numbers_count_only_beside_their_keyword_or_column() {
     );
     assert_eq!(count(&t, "nhs-number"), 1);
     assert_eq!(count(&t, "uln"), 1);
-    // The test range is never issued: not counted even with its keyword.
+    // The test range is never issued, but test data uses it: counted with its keyword.
     let t = scan_one("a.txt", "NHS number 999 000 0018");
-    assert_eq!(t.identifiers, 0);
+    assert_eq!(t.identifiers, 1);
+    let t = scan_one("a.txt", "Order number 999 000 0018");
+    assert_eq!(t.identifiers, 0, "no NHS context");
     // An 11-digit phone number is not an NHS number with a digit beside it.
     let t = scan_one("a.txt", "NHS 111 or 0 943 476 5919");
     assert_eq!(t.identifiers, 0);
