@@ -284,6 +284,7 @@ pub(super) mod tests {
             "{err:?}"
         );
         // Well under a second in release; debug builds are slower.
+        println!("elapsed: {:?}", started.elapsed());
         assert!(
             started.elapsed() < crate::policy::sensitive::extract::tests::quickly(),
             "{:?}",
@@ -292,7 +293,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_bomb_that_declares_a_small_size_is_still_stopped() {
+    fn a_bomb_that_lies_about_its_size_is_refused_as_damaged() {
         let bomb = deflated_zip(
             "zeros.txt",
             &crate::policy::sensitive::extract::tests::zeros_deflate(1024),
@@ -300,7 +301,8 @@ pub(super) mod tests {
         );
         let started = Instant::now();
         let result = open("zeros.zip", &bomb);
-        assert!(result.is_err(), "{result:?}");
+        assert!(matches!(result, Err(Unscannable::Corrupt(_))), "{result:?}");
+        println!("elapsed: {:?}", started.elapsed());
         assert!(
             started.elapsed() < crate::policy::sensitive::extract::tests::quickly(),
             "{:?}",
@@ -360,6 +362,7 @@ pub(super) mod tests {
         let err = super::super::extract("many.zip", "many.zip", "", &bytes, &budget(), 1, &mut out)
             .unwrap_err();
         assert_eq!(err, Unscannable::TooManyEntries(10_000));
+        println!("elapsed: {:?}", started.elapsed());
         assert!(
             started.elapsed() < Duration::from_millis(50),
             "{:?}",

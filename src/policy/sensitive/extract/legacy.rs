@@ -17,9 +17,23 @@ pub(super) fn open(
 ) -> Result<(), Unscannable> {
     let mut file = cfb::CompoundFile::open(Cursor::new(bytes))
         .map_err(|e| Unscannable::Corrupt(format!("not a readable Office 97-2003 file: {e}")))?;
-    if file.is_stream("/Workbook") || file.is_stream("/Book") {
-        drop(file);
-        return workbook(location, bytes, budget, out);
+    for name in ["/Workbook", "/Book"] {
+        if !file.is_stream(name) {
+            continue;
+        }
+        let book = stream(&mut file, name, bytes.len())?;
+        if sheet_sizes_are_sane(&book) {
+            return workbook(location, bytes, budget, out);
+        }
+        // calamine would reserve memory for the cells a sheet claims, and aborting on a
+        // failed allocation cannot be caught: read the strings as printable runs instead.
+        out.notes.push(format!(
+            "{location}: a workbook claiming more cells than it could hold, read as plain runs of text"
+        ));
+        let mut w = Writer::new(out);
+        printable_runs(&book, &mut w);
+        w.finish(location, out);
+        return Ok(());
     }
     if file.is_stream("/WordDocument") {
         let word = stream(&mut file, "/WordDocument", bytes.len())?;
@@ -44,6 +58,51 @@ pub(super) fn open(
         "{location}: an Office 97-2003 file of a kind whose text is not read"
     ));
     Ok(())
+}
+
+/// Most cells a sheet may claim (its Dimensions record) before calamine is not trusted with it.
+const MAX_XLS_CELLS: u64 = 2_000_000;
+
+/// Whether every Dimensions record (type 0x0200), found at any offset so a sheet whose
+/// offset points into the middle of another record cannot hide one, claims a size calamine can
+/// reserve for. The arithmetic mirrors calamine 0.38's `parse_dimensions`.
+fn sheet_sizes_are_sane(book: &[u8]) -> bool {
+    let u16_at = |at: usize| -> Option<u32> {
+        Some(u32::from(u16::from_le_bytes(
+            book.get(at..at + 2)?.try_into().ok()?,
+        )))
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(book.get(at..at + 4)?.try_into().ok()?))
+    };
+    for at in memchr::memmem::find_iter(book, &[0x00, 0x02]) {
+        let Some(len) = u16_at(at + 2) else {
+            continue;
+        };
+        let d = at + 4;
+        let dims = match len {
+            10 => (|| Some((u16_at(d)?, u16_at(d + 2)?, u16_at(d + 4)?, u16_at(d + 6)?)))(),
+            14 | 16 => (|| Some((u32_at(d)?, u32_at(d + 4)?, u16_at(d + 8)?, u16_at(d + 10)?)))(),
+            _ => continue,
+        };
+        let Some((rf, rl, mut cf, cl)) = dims else {
+            continue;
+        };
+        if 0xFF < cf || cl < cf {
+            cf = 0;
+        }
+        let (end_row, end_col) = if rl >= 1 && cl >= 1 {
+            (rl - 1, cl - 1)
+        } else {
+            (rf, cf)
+        };
+        let rows = i64::from(end_row) - i64::from(rf) + 1;
+        let cols = i64::from(end_col) - i64::from(cf) + 1;
+        if rows <= 0 || cols <= 0 || (rows as u64).saturating_mul(cols as u64) > MAX_XLS_CELLS {
+            return false;
+        }
+    }
+    true
 }
 
 /// A stream's bytes; its size is bounded by the file's own.
@@ -300,6 +359,25 @@ mod tests {
             "{text}"
         );
         assert_eq!(out.texts[0].location, "old.xls › Pupils");
+    }
+
+    #[test]
+    fn a_workbook_claiming_billions_of_cells_is_not_given_to_calamine() {
+        let mut book = vec![0x09, 0x08, 0x02, 0x00, 0, 0];
+        // Dimensions: rows 0..4,000,000,000, columns 0..200.
+        book.extend_from_slice(&[0x00, 0x02, 14, 0]);
+        book.extend_from_slice(&0u32.to_le_bytes());
+        book.extend_from_slice(&4_000_000_000u32.to_le_bytes());
+        book.extend_from_slice(&[0, 0, 200, 0, 0, 0]);
+        assert!(!super::sheet_sizes_are_sane(&book));
+        // A start row past the end row wraps round in calamine: refused too.
+        let mut wrapped = vec![0x00, 0x02, 14, 0];
+        wrapped.extend_from_slice(&10u32.to_le_bytes());
+        wrapped.extend_from_slice(&2u32.to_le_bytes());
+        wrapped.extend_from_slice(&[0, 0, 5, 0, 0, 0]);
+        assert!(!super::sheet_sizes_are_sane(&wrapped));
+        let real = include_bytes!("../../../../fixtures/extract/class.xls");
+        assert!(super::sheet_sizes_are_sane(real));
     }
 
     #[test]

@@ -444,3 +444,71 @@ pub(crate) mod tests {
         assert_eq!(out.notes.len(), 1);
     }
 }
+
+#[cfg(test)]
+mod damaged {
+    use super::tests::open;
+
+    /// Every fixture with bytes overwritten here and there, and cut short: each must open or be
+    /// refused, never panic or hang (attachment bytes are hostile).
+    #[test]
+    fn damaged_files_never_panic() {
+        let fixtures: [(&str, &[u8]); 10] = [
+            (
+                "a.docx",
+                include_bytes!("../../../../fixtures/extract/report.docx"),
+            ),
+            (
+                "a.xlsx",
+                include_bytes!("../../../../fixtures/extract/class.xlsx"),
+            ),
+            (
+                "a.pptx",
+                include_bytes!("../../../../fixtures/extract/deck.pptx"),
+            ),
+            (
+                "a.odt",
+                include_bytes!("../../../../fixtures/extract/letter.odt"),
+            ),
+            (
+                "a.ods",
+                include_bytes!("../../../../fixtures/extract/class.ods"),
+            ),
+            (
+                "a.xls",
+                include_bytes!("../../../../fixtures/extract/class.xls"),
+            ),
+            (
+                "a.pdf",
+                include_bytes!("../../../../fixtures/extract/report.pdf"),
+            ),
+            (
+                "b.pdf",
+                include_bytes!("../../../../fixtures/extract/owner-only.pdf"),
+            ),
+            (
+                "a.rtf",
+                b"{\\rtf1\\ansi{\\fonttbl{\\f0 A;}}\\'e9\\u233?x\\par\\cell\\row}",
+            ),
+            ("a.html", b"<p>a<td>b&#x41;&amp;<script>x</script>"),
+        ];
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) as usize
+        };
+        for (name, bytes) in fixtures {
+            for round in 0..200 {
+                let mut damaged = bytes.to_vec();
+                for _ in 0..1 + round % 8 {
+                    let at = next() % damaged.len();
+                    damaged[at] = next() as u8;
+                }
+                if round % 5 == 0 {
+                    damaged.truncate(next() % damaged.len());
+                }
+                let _ = open(name, &damaged);
+            }
+        }
+    }
+}

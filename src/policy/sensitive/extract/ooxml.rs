@@ -317,7 +317,7 @@ fn date_styles(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<bool>, Unscanna
         walk(source, compressed, budget, |ev| {
             match ev {
                 Ev::Open(e) => match name(e) {
-                    b"numFmt" => {
+                    b"numFmt" if custom.len() < MAX_STYLES => {
                         if let (Some(id), Some(code)) =
                             (attr(e, b"numFmtId"), attr(e, b"formatCode"))
                             && let Ok(id) = id.parse()
@@ -326,7 +326,7 @@ fn date_styles(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<bool>, Unscanna
                         }
                     }
                     b"cellXfs" => in_cell_xfs = true,
-                    b"xf" if in_cell_xfs => {
+                    b"xf" if in_cell_xfs && formats.len() < MAX_STYLES => {
                         let id = attr(e, b"numFmtId")
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0);
@@ -345,6 +345,9 @@ fn date_styles(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<bool>, Unscanna
         .map(|id| custom.get(&id).copied().unwrap_or_else(|| builtin_date(id)))
         .collect())
 }
+
+/// Most cell styles read (Excel allows about 64,000); a flood of styles is not a workbook.
+const MAX_STYLES: usize = 65_536;
 
 /// Excel's built-in date and time formats.
 fn builtin_date(id: u32) -> bool {
@@ -399,7 +402,9 @@ fn shared_strings(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<String>, Uns
                 },
                 Ev::Close(n) => match n {
                     b"si" => {
-                        total = total.saturating_add(current.len());
+                        // Each string costs its text and its slot: a flood of empty
+                        // strings is bounded too.
+                        total = total.saturating_add(current.len() + 24);
                         strings.push(std::mem::take(&mut current));
                     }
                     b"t" => in_text = false,
@@ -565,6 +570,9 @@ fn column(reference: &str) -> Option<usize> {
     n.checked_sub(1)
 }
 
+/// Most labels read from one file (a real one has one or two).
+const MAX_LABELS: usize = 64;
+
 /// Sensitivity labels: `docProps/custom.xml` (`MSIP_Label_<GUID>_Enabled` / `_Name`) and
 /// `docMetadata/LabelInfo.xml` (`<clbl:label id=… enabled=…>`). One string per enabled label:
 /// its GUID, then its name when the file gives one.
@@ -609,6 +617,9 @@ fn labels(zip: &mut Zip<'_>, budget: &Budget, out: &mut Contents) -> Result<(), 
             let Some(rest) = p.strip_prefix("MSIP_Label_") else {
                 continue;
             };
+            if found.len() >= MAX_LABELS {
+                break;
+            }
             if let Some(guid) = rest.strip_suffix("_Enabled") {
                 entry(&mut found, guid).1 = v.eq_ignore_ascii_case("true");
             } else if let Some(guid) = rest.strip_suffix("_Name") {
@@ -629,7 +640,7 @@ fn labels(zip: &mut Zip<'_>, budget: &Budget, out: &mut Contents) -> Result<(), 
             }
             Flow::Go
         })?;
-        for (id, enabled) in labels {
+        for (id, enabled) in labels.into_iter().take(MAX_LABELS) {
             let e = entry(&mut found, &id);
             e.1 = e.1 && enabled;
         }
