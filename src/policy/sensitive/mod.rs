@@ -155,7 +155,12 @@ pub fn check(
                     .iter()
                     .find(|l| label_listed(l, &s.labels))
                     .cloned();
-                let reasons = judge(&tally, &s.thresholds, marked.as_deref(), labelled.as_deref());
+                let reasons = judge(
+                    &tally,
+                    &s.thresholds,
+                    marked.as_deref(),
+                    labelled.as_deref(),
+                );
                 if !reasons.is_empty() {
                     findings.push(Finding {
                         rule: SensitiveRule::UnencryptedSensitiveAttachment.name(),
@@ -239,8 +244,21 @@ pub(crate) fn open_message(
         let text = text_of(part, &decoded);
         let text = if part.mime_type() == "text/html" {
             let mut inner = Contents::default();
-            extract::extract(location, "", "text/html", text.as_bytes(), budget, depth, &mut inner)?;
-            inner.texts.into_iter().map(|t| t.text).collect::<Vec<_>>().join("\n")
+            extract::extract(
+                location,
+                "",
+                "text/html",
+                text.as_bytes(),
+                budget,
+                depth,
+                &mut inner,
+            )?;
+            inner
+                .texts
+                .into_iter()
+                .map(|t| t.text)
+                .collect::<Vec<_>>()
+                .join("\n")
         } else {
             text
         };
@@ -255,12 +273,25 @@ pub(crate) fn open_message(
         let inner = format!("{location} › {}", a.name);
         let body = decode_body(bytes, a.part)?;
         budget.charge(body.len() as u64)?;
-        match encryption::of_part(a.part.mime_type(), &a.part.content_type.params, &a.name, &body) {
+        match encryption::of_part(
+            a.part.mime_type(),
+            &a.part.content_type.params,
+            &a.name,
+            &body,
+        ) {
             Protection::Encrypted(how) => out.encrypted.push((inner, how)),
             _ if a.part.mime_type() == "message/rfc822" => {
                 open_message(&inner, &body, budget, depth + 1, out)?
             }
-            _ => extract::extract(&inner, &a.name, a.part.mime_type(), &body, budget, depth + 1, out)?,
+            _ => extract::extract(
+                &inner,
+                &a.name,
+                a.part.mime_type(),
+                &body,
+                budget,
+                depth + 1,
+                out,
+            )?,
         }
     }
     Ok(())
@@ -345,7 +376,12 @@ fn message_marking(raw: &[u8], root: &Part, config: &Config) -> Option<String> {
             return Some(m.clone());
         }
     }
-    for field in root.header.fields.iter().filter(|f| f.name.eq_ignore_ascii_case("msip_labels")) {
+    for field in root
+        .header
+        .fields
+        .iter()
+        .filter(|f| f.name.eq_ignore_ascii_case("msip_labels"))
+    {
         let value = crate::mime::header::unfold(&raw[field.value.clone()]);
         for label in value.split(';') {
             if label_listed(label, &s.labels) {

@@ -206,6 +206,6 @@ mod tests {
         let _ = strip(&html);
         let html = "&".repeat(200_000);
         let _ = strip(&html);
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(started.elapsed() < crate::policy::sensitive::extract::tests::quickly());
     }
 }

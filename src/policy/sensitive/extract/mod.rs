@@ -303,6 +303,9 @@ pub(crate) mod tests {
 
     /// How long a bomb may take to be stopped: well under a second in release; dependencies
     /// (the inflater) are not optimised in test builds, so a debug build gets more.
+    /// A hang guard, not a speed test (speed is measured in benches/sensitive.rs and
+    /// scripts/bench-bombs): generous enough for a loaded CI machine, tight enough that a loop
+    /// that never ends fails rather than stalls the suite.
     pub(crate) fn quickly() -> std::time::Duration {
         if cfg!(debug_assertions) {
             std::time::Duration::from_secs(30)

@@ -301,7 +301,7 @@ Caf\u233?s \{ok\}\par}";
         let started = std::time::Instant::now();
         let out = open("deep.rtf", &rtf).unwrap();
         println!("elapsed: {:?}", started.elapsed());
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(started.elapsed() < crate::policy::sensitive::extract::tests::quickly());
         assert_eq!(out.texts[0].text, "deep text");
     }
 }
