@@ -9,9 +9,11 @@ use schoolgate::config::Config;
 use schoolgate::directory::Directory;
 use schoolgate::policy::sensitive;
 
-/// Corpus messages held as unscannable today, each looked at: attachments that really are
-/// damaged or truncated in the corpus. More means the extractors fail on mail they should read.
-const MAX_UNSCANNABLE: usize = 12;
+/// Corpus attachments unscannable today, each looked at, all PDFs no reader can open:
+/// mikel-mail/attachment_pdf.eml and attachment_pdf_lf.eml ("broken.pdf", cut off after 1 KB,
+/// no xref or trailer) and mime4j/boundary-name-clash.msg (a 31-byte stand-in with a bogus
+/// startxref). More means the extractors fail on mail they should read.
+const MAX_UNSCANNABLE: usize = 3;
 
 #[test]
 fn the_corpus_passes_without_panics_and_ordinary_mail_is_not_held() {
