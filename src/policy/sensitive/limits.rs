@@ -7,6 +7,7 @@
 
 use std::cell::Cell;
 use std::io::{self, Read};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::config::ScanLimits;
@@ -16,6 +17,32 @@ pub const RATIO_FLOOR: u64 = 1 << 20;
 
 /// Most text kept from one attachment; the rest is not read (and a note says so).
 pub const MAX_TEXT: usize = 32 << 20;
+
+/// The compressed side of a decompression, for the ratio: the whole entry's size, and, when the
+/// reader can tell, how many of those bytes the decompressor has consumed so far. Measured
+/// against what was consumed, a bomb trips after a few MiB; measured against the whole entry,
+/// a 1 MiB entry could expand to `max_ratio` MiB first.
+#[derive(Debug, Clone, Default)]
+pub struct Compressed {
+    pub total: u64,
+    pub so_far: Option<Rc<Cell<u64>>>,
+}
+
+impl Compressed {
+    /// The compressed bytes behind what has been decompressed so far.
+    pub fn now(&self) -> u64 {
+        self.so_far.as_ref().map_or(self.total, |c| c.get())
+    }
+}
+
+impl From<u64> for Compressed {
+    fn from(total: u64) -> Self {
+        Compressed {
+            total,
+            so_far: None,
+        }
+    }
+}
 
 /// Why an attachment could not be inspected (`unscannable-attachment`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,7 +123,11 @@ impl Budget {
     }
 
     /// Reads all of `reader` (a decompressor fed `compressed` bytes), charging as it goes.
-    pub fn read_all<R: Read>(&self, reader: R, compressed: u64) -> Result<Vec<u8>, Unscannable> {
+    pub fn read_all<R: Read>(
+        &self,
+        reader: R,
+        compressed: impl Into<Compressed>,
+    ) -> Result<Vec<u8>, Unscannable> {
         let mut out = Vec::new();
         let mut metered = Metered::new(reader, self, compressed);
         match metered.read_to_end(&mut out) {
@@ -114,17 +145,17 @@ impl Budget {
 pub struct Metered<'b, R> {
     inner: R,
     budget: &'b Budget,
-    compressed: u64,
+    compressed: Compressed,
     read: u64,
     pub stopped: Option<Unscannable>,
 }
 
 impl<'b, R: Read> Metered<'b, R> {
-    pub fn new(inner: R, budget: &'b Budget, compressed: u64) -> Self {
+    pub fn new(inner: R, budget: &'b Budget, compressed: impl Into<Compressed>) -> Self {
         Metered {
             inner,
             budget,
-            compressed,
+            compressed: compressed.into(),
             read: 0,
             stopped: None,
         }
@@ -145,7 +176,7 @@ impl<R: Read> Read for Metered<'_, R> {
         let check = self
             .budget
             .charge(n as u64)
-            .and_then(|()| self.budget.check_ratio(self.read, self.compressed));
+            .and_then(|()| self.budget.check_ratio(self.read, self.compressed.now()));
         if let Err(e) = check {
             let message = e.to_string();
             self.stopped = Some(e);

@@ -11,7 +11,9 @@ use zip::ZipArchive;
 
 use super::{Contents, extract, inside, odf, ooxml};
 use crate::policy::sensitive::encryption::{self, Protection};
-use crate::policy::sensitive::limits::{Budget, Metered, Unscannable};
+use crate::policy::sensitive::limits::{Budget, Compressed, Metered, Unscannable};
+use std::cell::Cell;
+use std::rc::Rc;
 
 pub(super) type Zip<'a> = ZipArchive<Cursor<&'a [u8]>>;
 
@@ -100,11 +102,16 @@ pub(super) fn read_entry(
 }
 
 fn read_index(zip: &mut Zip<'_>, index: usize, budget: &Budget) -> Result<Vec<u8>, Unscannable> {
-    let file = zip.by_index(index).map_err(corrupt)?;
-    let compressed = file.compressed_size();
+    let declared = zip.by_index_raw(index).map_err(corrupt)?.size();
+    let (file, compressed) = entry_reader(zip, index)?;
     let mut metered = Metered::new(file, budget, compressed);
     let mut bytes = Vec::new();
     match metered.read_to_end(&mut bytes) {
+        // An entry that is not the size its directory says is damaged (unzip refuses it too).
+        Ok(_) if bytes.len() as u64 != declared => Err(Unscannable::Corrupt(format!(
+            "an entry is {} bytes, not the {declared} its directory says",
+            bytes.len()
+        ))),
         Ok(_) => Ok(bytes),
         Err(e) => Err(metered.why(&e)),
     }
@@ -115,15 +122,55 @@ fn read_index(zip: &mut Zip<'_>, index: usize, budget: &Budget) -> Result<Vec<u8
 pub(super) fn with_entry(
     zip: &mut Zip<'_>,
     name: &str,
-    walk: impl FnOnce(&mut dyn Read, u64) -> Result<(), Unscannable>,
+    walk: impl FnOnce(&mut dyn Read, Compressed) -> Result<(), Unscannable>,
 ) -> Result<bool, Unscannable> {
     let Some(index) = zip.index_for_name(name) else {
         return Ok(false);
     };
-    let mut file = zip.by_index(index).map_err(corrupt)?;
-    let compressed = file.compressed_size();
+    let (mut file, compressed) = entry_reader(zip, index)?;
     walk(&mut file, compressed)?;
     Ok(true)
+}
+
+/// Entry `index` decompressed here rather than by the zip crate, counting the compressed bytes
+/// the decompressor has consumed, so the ratio is measured as it goes ([`Compressed`]). Only
+/// stored and deflated entries are read (the methods the zip crate is built with here).
+fn entry_reader<'z>(
+    zip: &'z mut Zip<'_>,
+    index: usize,
+) -> Result<(Box<dyn Read + 'z>, Compressed), Unscannable> {
+    let raw = zip.by_index_raw(index).map_err(corrupt)?;
+    let method = raw.compression();
+    let so_far = Rc::new(Cell::new(0));
+    let compressed = Compressed {
+        total: raw.compressed_size(),
+        so_far: Some(Rc::clone(&so_far)),
+    };
+    let counted = Counted { inner: raw, so_far };
+    let reader: Box<dyn Read + 'z> = match method {
+        zip::CompressionMethod::Stored => Box::new(counted),
+        zip::CompressionMethod::Deflated => Box::new(flate2::read::DeflateDecoder::new(counted)),
+        other => {
+            return Err(Unscannable::Corrupt(format!(
+                "an entry compressed with {other}, which schoolgate does not read"
+            )));
+        }
+    };
+    Ok((reader, compressed))
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    so_far: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.so_far.set(self.so_far.get().saturating_add(n as u64));
+        Ok(n)
+    }
 }
 
 pub(super) fn corrupt(e: zip::result::ZipError) -> Unscannable {
@@ -293,7 +340,19 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_bomb_that_lies_about_its_size_is_refused_as_damaged() {
+    fn an_entry_shorter_than_its_directory_says_is_damaged() {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b"name,upn\nAda,A123\n").unwrap();
+        let zip = deflated_zip("list.csv", &e.finish().unwrap(), 99);
+        let err = open("cut.zip", &zip).unwrap_err();
+        assert!(
+            matches!(&err, Unscannable::Corrupt(m) if m.contains("not the 99")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_bomb_that_lies_about_its_size_is_refused() {
         let bomb = deflated_zip(
             "zeros.txt",
             &crate::policy::sensitive::extract::tests::zeros_deflate(1024),
@@ -301,7 +360,10 @@ pub(super) mod tests {
         );
         let started = Instant::now();
         let result = open("zeros.zip", &bomb);
-        assert!(matches!(result, Err(Unscannable::Corrupt(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(Unscannable::Corrupt(_) | Unscannable::Bomb(_))),
+            "{result:?}"
+        );
         println!("elapsed: {:?}", started.elapsed());
         assert!(
             started.elapsed() < crate::policy::sensitive::extract::tests::quickly(),

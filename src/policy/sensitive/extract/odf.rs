@@ -46,7 +46,7 @@ pub(super) fn open(
 /// One part's text. In a spreadsheet each table is a section named after its sheet.
 fn part(
     source: &mut dyn std::io::Read,
-    compressed: u64,
+    compressed: crate::policy::sensitive::limits::Compressed,
     budget: &Budget,
     spreadsheet: bool,
     w: &mut Writer,

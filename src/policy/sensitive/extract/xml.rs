@@ -6,7 +6,7 @@ use std::io::{BufReader, Read};
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
-use crate::policy::sensitive::limits::{Budget, Metered, Unscannable};
+use crate::policy::sensitive::limits::{Budget, Compressed, Metered, Unscannable};
 
 /// One step of the walk: an element opens (an empty element opens then closes), closes, or
 /// text arrives (entities already resolved).
@@ -27,7 +27,7 @@ pub(super) enum Flow {
 /// step. The deadline is checked every few thousand steps.
 pub(super) fn walk<R: Read>(
     source: R,
-    compressed: u64,
+    compressed: impl Into<Compressed>,
     budget: &Budget,
     mut on: impl FnMut(Ev<'_>) -> Flow,
 ) -> Result<(), Unscannable> {
