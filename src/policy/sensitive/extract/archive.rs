@@ -228,7 +228,7 @@ fn open_archive(
 #[cfg(test)]
 pub(super) mod tests {
     use std::io::Write;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use zip::write::{SimpleFileOptions, ZipWriter};
 
