@@ -49,6 +49,9 @@ pub enum RecordKind {
     LoginFailed,
     /// An account was added, removed or had its password or role changed.
     UserChange,
+    /// schoolgate found, when it came to write, that the trail no longer ended where its last
+    /// commit left it (records cut off or added outside schoolgate). `verify` reports it.
+    TamperDetected,
 }
 
 impl RecordKind {
@@ -64,11 +67,12 @@ impl RecordKind {
             RecordKind::Login => "login",
             RecordKind::LoginFailed => "login-failed",
             RecordKind::UserChange => "user-change",
+            RecordKind::TamperDetected => "tamper-detected",
         }
     }
 
     /// Every kind, in the order above.
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 10] = [
         RecordKind::Message,
         RecordKind::Start,
         RecordKind::Stop,
@@ -78,6 +82,7 @@ impl RecordKind {
         RecordKind::Login,
         RecordKind::LoginFailed,
         RecordKind::UserChange,
+        RecordKind::TamperDetected,
     ];
 }
 
@@ -393,7 +398,7 @@ pub fn verify(backend: &mut dyn Backend, expected: &[Checkpoint]) -> Result<Veri
     let mut checkpoints: Vec<(Checkpoint, &str)> = marks
         .checkpoints
         .iter()
-        .map(|c| (c.clone(), "the checkpoint"))
+        .map(|c| (c.clone(), "the checkpoint of"))
         .chain(expected.iter().map(|c| (c.clone(), "the checkpoint given")))
         .collect();
     if let Some(h) = &marks.head {
@@ -458,7 +463,7 @@ pub fn verify(backend: &mut dyn Backend, expected: &[Checkpoint]) -> Result<Veri
                         return Err(broken(want_seq, reason));
                     }
                     if entry.prev_hash != h.hash {
-                        return Err(broken(entry.seq, misplaced(&entry, "its link to record").unwrap_or_else(|| format!(
+                        return Err(broken(entry.seq, misplaced(&entry).unwrap_or_else(|| format!(
                             "its link to record {} does not match that record's hash (a record was inserted, deleted or reordered here)",
                             h.seq
                         ))));
@@ -480,9 +485,18 @@ pub fn verify(backend: &mut dyn Backend, expected: &[Checkpoint]) -> Result<Veri
             if entry_hash(entry.seq, &entry.prev_hash, &entry.record_json) != entry.hash {
                 return Err(broken(
                     entry.seq,
-                    misplaced(&entry, "").unwrap_or_else(|| {
+                    misplaced(&entry).unwrap_or_else(|| {
                         "its content does not match its hash (the record was changed)".into()
                     }),
+                ));
+            }
+            if is_tamper_notice(&entry) {
+                let detail = entry.record()?.action.map(|a| a.detail).unwrap_or_default();
+                return Err(broken(
+                    entry.seq,
+                    format!(
+                        "schoolgate found the trail tampered with when it wrote this record: {detail}"
+                    ),
                 ));
             }
             while let Some((cp, what)) = cps.peek() {
@@ -581,7 +595,9 @@ fn check_start(entry: &AuditEntry, purged: Option<&(u64, PurgeRecord)>) -> Resul
                 entry.seq,
                 p.first_seq,
                 p.last_seq,
-                if entry.seq > p.last_seq + 1 {
+                if entry.seq == p.last_seq + 2 {
+                    format!("record {} is missing (deleted)", p.last_seq + 1)
+                } else if entry.seq > p.last_seq + 1 {
                     format!(
                         "records {} to {} are missing (deleted)",
                         p.last_seq + 1,
@@ -597,9 +613,18 @@ fn check_start(entry: &AuditEntry, purged: Option<&(u64, PurgeRecord)>) -> Resul
     }
 }
 
+/// Whether `entry` is a [`RecordKind::TamperDetected`] record. The record's JSON starts with
+/// its time (no quotes inside) and then its kind, so the first `"kind":` is the record's own,
+/// never one a sender wrote into a subject.
+fn is_tamper_notice(entry: &AuditEntry) -> bool {
+    let json = &entry.record_json;
+    json.find("\"kind\":")
+        .is_some_and(|i| json[i..].starts_with("\"kind\":\"tamper-detected\""))
+}
+
 /// Whether `entry` is a whole entry from another place in the chain (its hash matches its
 /// content under a nearby sequence number): records moved, swapped or renumbered.
-fn misplaced(entry: &AuditEntry, _what: &str) -> Option<String> {
+fn misplaced(entry: &AuditEntry) -> Option<String> {
     let lo = entry.seq.saturating_sub(256).max(1);
     let hi = entry.seq.saturating_add(256);
     (lo..=hi)

@@ -301,7 +301,7 @@ impl SqliteBackend {
         );
         tracing::error!("{detail}");
         Ok(Some(AuditRecord::action(
-            RecordKind::Action,
+            RecordKind::TamperDetected,
             ActionRecord {
                 actor: "schoolgate".into(),
                 detail,
