@@ -329,7 +329,10 @@ fn filters_find_a_person_by_every_address_a_rule_a_verdict_and_dates() {
     assert_eq!(jsonl.lines().count(), 6, "messages only: {jsonl}");
 
     // Dates are days in the school's time zone (the example config's).
-    let today = jiff::Timestamp::now().in_tz("Europe/London").unwrap().date();
+    let today = jiff::Timestamp::now()
+        .in_tz("Europe/London")
+        .unwrap()
+        .date();
     let (jsonl, _) = export(
         &gw,
         &[

@@ -690,7 +690,7 @@ impl Backend for SqliteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AuditLog, AuditRecord, RecordKind, verify_chain};
+    use crate::store::{AuditLog, AuditRecord, RecordKind, verify, verify_chain};
 
     fn record(n: usize) -> AuditRecord {
         AuditRecord::action(
@@ -819,5 +819,71 @@ mod tests {
             Err(StoreError::ChainBroken { seq, .. }) => assert_eq!(seq, 2),
             other => panic!("expected a broken chain at 2, got {other:?}"),
         }
+    }
+
+    /// A database written before version 3 (records, no index, no marks) still verifies
+    /// read-only, is migrated without a stored byte changing, and its old records are found
+    /// by address.
+    #[test]
+    fn a_version_2_database_verifies_and_migrates_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            let msg = AuditRecord::message(crate::store::MessageRecord {
+                mail_from: "t.baker@example-academy.sch.uk".into(),
+                rcpt_to: vec!["jamie.smith2010@gmail.com".into()],
+                header_to: vec!["Jamie <Jamie.Smith2010@gmail.com>".into()],
+                verdict: "deliver".into(),
+                ..Default::default()
+            });
+            let records = [record(1), msg, record(2)];
+            let refs: Vec<&AuditRecord> = records.iter().collect();
+            for (e, r) in crate::store::audit::chain_all(None, &refs)
+                .iter()
+                .zip(&records)
+            {
+                conn.execute(
+                    "INSERT INTO audit (seq, time, kind, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![e.seq as i64, r.time, r.kind.as_str(), e.record_json, e.prev_hash, e.hash],
+                )
+                .unwrap();
+            }
+        }
+        let stored = |p: &Path| -> Vec<(i64, String, String)> {
+            let conn = Connection::open(p).unwrap();
+            let mut st = conn
+                .prepare("SELECT seq, record, hash FROM audit ORDER BY seq")
+                .unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = stored(&path);
+        let mut reader = SqliteBackend::open_read_only(dir.path()).unwrap();
+        assert_eq!(verify_chain(&mut reader).unwrap().unwrap().seq, 3);
+        drop(reader);
+
+        let mut backend = SqliteBackend::open(dir.path()).unwrap();
+        assert_eq!(
+            stored(&path),
+            before,
+            "the migration changes no stored record"
+        );
+        let mut found = Vec::new();
+        backend
+            .scan((1, 3), &["a:jamie.smith2010@gmail.com".into()], &mut |e| {
+                found.push(e.seq);
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(found, [2]);
+        assert_eq!(backend.marks().unwrap().head.unwrap().seq, 3);
+        let mut reader = SqliteBackend::open_read_only(dir.path()).unwrap();
+        assert_eq!(verify(&mut reader, &[]).unwrap().records, 3);
     }
 }
