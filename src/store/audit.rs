@@ -394,6 +394,18 @@ fn broken(seq: u64, reason: String) -> StoreError {
 /// commit recorded and every checkpoint; so a record that was changed, inserted, deleted,
 /// reordered, or cut off the end is found and named.
 pub fn verify(backend: &mut dyn Backend, expected: &[Checkpoint]) -> Result<Verified, StoreError> {
+    backend.begin_read()?;
+    let result = verify_snapshot(backend, expected);
+    let ended = backend.end_read();
+    let verified = result?;
+    ended?;
+    Ok(verified)
+}
+
+fn verify_snapshot(
+    backend: &mut dyn Backend,
+    expected: &[Checkpoint],
+) -> Result<Verified, StoreError> {
     let marks = backend.marks()?;
     let mut checkpoints: Vec<(Checkpoint, &str)> = marks
         .checkpoints

@@ -102,6 +102,12 @@ pub trait Backend: Send + 'static {
     }
     /// Up to `limit` entries with `seq >= from_seq`, in sequence order.
     fn read_from(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Starts a read transaction: until [`Backend::end_read`], reads see one snapshot, however
+    /// much another process appends meanwhile (so `verify` never mistakes a new record for one
+    /// added behind schoolgate's back).
+    fn begin_read(&mut self) -> Result<(), StoreError>;
+    /// Ends the read transaction [`Backend::begin_read`] started.
+    fn end_read(&mut self) -> Result<(), StoreError>;
     /// The head as of the last commit, the checkpoints and the newest purge record.
     fn marks(&mut self) -> Result<Marks, StoreError>;
     /// Records the current head as a checkpoint (once per head); returns it.

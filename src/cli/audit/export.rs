@@ -308,6 +308,8 @@ pub fn run(config: &Config, actor: &str, args: ExportArgs) -> anyhow::Result<Exi
 
     // Read-write: an older database gets its export index here.
     let mut backend = SqliteBackend::open(&config.storage.state_dir)?;
+    // One snapshot for the count, the index and the records, however much the gateway writes.
+    backend.begin_read()?;
     let range = backend.seq_range(
         since.map(|t| bound(t, false)).as_deref(),
         until.map(|t| bound(t, true)).as_deref(),
@@ -343,6 +345,10 @@ pub fn run(config: &Config, actor: &str, args: ExportArgs) -> anyhow::Result<Exi
         &bar,
     );
     bar.finish_and_clear();
+    let written = written.and_then(|w| {
+        backend.end_read()?;
+        Ok(w)
+    });
     let (count, last) = match written {
         Ok(n) => n,
         Err(e) => {
