@@ -139,10 +139,14 @@ async fn mail_checkpoint(relay: &Relay, line: &str) {
         return;
     }
     let now = jiff::Timestamp::now();
+    let (count, seq_hash) = line
+        .strip_prefix("audit checkpoint: ")
+        .and_then(|l| l.split_once(", head "))
+        .unwrap_or((line, ""));
+    // Short lines, so the checkpoint reads (and copies) as it is, not quoted-printable.
     let body = format!(
-        "{line}\r\n\r\nKeep this mail. It records the state of {}'s audit trail at {now}.\r\nTo check that nothing has since been changed or removed, run:\r\n\r\n  schoolgate audit verify --checkpoint {}\r\n",
+        "Audit checkpoint of {}: {count} at {now}.\r\n\r\n{seq_hash}\r\n\r\nKeep this mail: it is a copy of the state of the audit trail\r\noutside the gateway. To check that nothing has since been\r\nchanged or removed, run\r\n\r\n  schoolgate audit verify --checkpoint \\\r\n    {seq_hash}\r\n",
         config.school.name,
-        line.rsplit(' ').next().unwrap_or_default()
     );
     let bytes = match mail_builder::MessageBuilder::new()
         .from(("schoolgate", config.alert_from().as_str()))
