@@ -208,6 +208,24 @@ fn tampering_is_caught_and_named() {
     sqlite(&c.db, "DELETE FROM audit WHERE seq <= 2;");
     assert_broken_at(&c, 1, "records 1 to 2 are missing");
 
+    // The export index changed: an export for that address would miss the message.
+    let c = copy(&gw, |_| {});
+    let s = seq_of(&gw, "Report 5");
+    sqlite(
+        &c.db,
+        &format!("DELETE FROM audit_key WHERE seq = {s} AND key = 'a:parent@example.org';"),
+    );
+    assert_broken_at(&c, s, "the export index lacks a:parent@example.org");
+
+    // The time column changed: an export by date would miss the message.
+    let c = copy(&gw, |_| {});
+    let s = seq_of(&gw, "Report 1");
+    sqlite(
+        &c.db,
+        &format!("UPDATE audit SET time = '2001-01-01T00:00:00Z' WHERE seq = {s};"),
+    );
+    assert_broken_at(&c, s, "its time column says \"2001-01-01T00:00:00Z\"");
+
     // A checkpoint kept elsewhere that the trail no longer matches.
     let c = copy(&gw, |_| {});
     let bad = format!("3:{}", "ab".repeat(32));

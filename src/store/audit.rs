@@ -368,6 +368,15 @@ pub struct Marks {
     pub last_purge: Option<AuditEntry>,
 }
 
+/// What the database keeps beside one record to find it by (see [`Backend::search_columns`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchColumns {
+    pub seq: u64,
+    pub time: String,
+    pub kind: String,
+    pub keys: std::collections::BTreeSet<String>,
+}
+
 /// What a successful [`verify`] found.
 #[derive(Debug, Clone, Default)]
 pub struct Verified {
@@ -448,9 +457,12 @@ fn verify_snapshot(
     loop {
         let from = prev.as_ref().map_or(1, |h| h.seq + 1);
         let batch = backend.read_from(from, 4096)?;
-        if batch.is_empty() {
+        let (Some(lo), Some(hi)) = (batch.first(), batch.last()) else {
             break;
-        }
+        };
+        let mut columns = backend
+            .search_columns((lo.seq, hi.seq))?
+            .map(|c| c.into_iter().peekable());
         for entry in batch {
             match &prev {
                 None => {
@@ -510,6 +522,9 @@ fn verify_snapshot(
                         "schoolgate found the trail tampered with when it wrote this record: {detail}"
                     ),
                 ));
+            }
+            if let Some(columns) = columns.as_mut() {
+                check_search_columns(&entry, columns)?;
             }
             while let Some((cp, what)) = cps.peek() {
                 if cp.seq > entry.seq {
@@ -572,6 +587,50 @@ fn verify_snapshot(
         purged: purged.map(|(_, p)| p),
         checkpoints: matched,
     })
+}
+
+/// The columns a record is searched by (time, kind, export keys) must say what its hashed
+/// content says: otherwise an export by date, person or rule would silently leave it out.
+fn check_search_columns(
+    entry: &AuditEntry,
+    columns: &mut std::iter::Peekable<std::vec::IntoIter<SearchColumns>>,
+) -> Result<(), StoreError> {
+    let record = entry.record()?;
+    let c = match columns.peek() {
+        Some(c) if c.seq == entry.seq => columns.next().unwrap_or_default(),
+        _ => SearchColumns::default(),
+    };
+    let index = |what: String| {
+        broken(
+            entry.seq,
+            format!(
+                "its search columns were changed: {what}; exports by date, person or rule would get it wrong (the record itself is intact)"
+            ),
+        )
+    };
+    if c.time != record.time {
+        return Err(index(format!(
+            "its time column says {:?} but the record says {:?}",
+            c.time, record.time
+        )));
+    }
+    if c.kind != record.kind.as_str() {
+        return Err(index(format!(
+            "its kind column says {:?} but the record is {:?}",
+            c.kind,
+            record.kind.as_str()
+        )));
+    }
+    let want = index_keys(&record);
+    if let Some(k) = want.difference(&c.keys).next() {
+        return Err(index(format!("the export index lacks {k}")));
+    }
+    if let Some(k) = c.keys.difference(&want).next() {
+        return Err(index(format!(
+            "the export index lists it under {k}, which it does not involve"
+        )));
+    }
+    Ok(())
 }
 
 /// The oldest record kept must be the first ever written, or lie in (or just after) the range

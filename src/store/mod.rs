@@ -138,6 +138,13 @@ pub trait Backend: Send + 'static {
         keys: &[String],
         each: &mut dyn FnMut(AuditEntry) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError>;
+    /// What is kept beside each record in `seqs` (inclusive) to find it by, in sequence order:
+    /// its time and kind columns and its export keys. `None` when the database has no export
+    /// index yet. These are not covered by the hash, so `verify` checks them against the records.
+    fn search_columns(
+        &mut self,
+        seqs: (u64, u64),
+    ) -> Result<Option<Vec<audit::SearchColumns>>, StoreError>;
     /// How many entries [`Backend::scan`] would visit (for a progress bar).
     fn count(&mut self, seqs: (u64, u64), keys: &[String]) -> Result<u64, StoreError>;
 }

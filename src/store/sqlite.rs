@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use super::audit::{Checkpoint, Marks, PurgeRecord, index_keys};
+use super::audit::{Checkpoint, Marks, PurgeRecord, SearchColumns, index_keys};
 use super::{
     ActionRecord, AuditEntry, AuditRecord, Backend, ChainHead, NewEntry, RecordKind, StoreError,
 };
@@ -292,6 +292,10 @@ impl SqliteBackend {
                 "INSERT OR IGNORE INTO audit_checkpoint (seq, hash, time) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![mark.seq as i64, mark.hash, now])?;
+        // The index rows of records cut off would otherwise describe the records written next.
+        self.conn
+            .prepare_cached("DELETE FROM audit_key WHERE seq > ?1")?
+            .execute(params![head.map_or(0, |h| h.seq as i64)])?;
         let found = head.map_or("no records".to_string(), |h| {
             format!("record {} (hash {})", h.seq, h.hash)
         });
@@ -675,6 +679,44 @@ impl Backend for SqliteBackend {
             }
         }
         Ok(())
+    }
+
+    fn search_columns(
+        &mut self,
+        seqs: (u64, u64),
+    ) -> Result<Option<Vec<SearchColumns>>, StoreError> {
+        if self.version < MARKS_VERSION {
+            return Ok(None);
+        }
+        let (lo, hi) = (seqs.0 as i64, seqs.1 as i64);
+        let mut out: Vec<SearchColumns> = Vec::new();
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT seq, time, kind FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+            )?;
+            let mut rows = stmt.query(params![lo, hi])?;
+            while let Some(row) = rows.next()? {
+                out.push(SearchColumns {
+                    seq: row.get::<_, i64>(0)? as u64,
+                    time: row.get(1)?,
+                    kind: row.get(2)?,
+                    keys: Default::default(),
+                });
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, key FROM audit_key WHERE seq BETWEEN ?1 AND ?2")?;
+        let mut rows = stmt.query(params![lo, hi])?;
+        while let Some(row) = rows.next()? {
+            let seq = row.get::<_, i64>(0)? as u64;
+            let key: String = row.get(1)?;
+            // A key for a record that is not there would find nothing: harmless.
+            if let Ok(i) = out.binary_search_by_key(&seq, |c| c.seq) {
+                out[i].keys.insert(key);
+            }
+        }
+        Ok(Some(out))
     }
 
     fn count(&mut self, seqs: (u64, u64), keys: &[String]) -> Result<u64, StoreError> {
