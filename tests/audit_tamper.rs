@@ -259,6 +259,8 @@ fn a_retention_purge_keeps_the_chain_verifiable_and_is_audited() {
     let (code, text) = verify(&c);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("records 1 to 4 were purged"), "{text}");
+    assert!(text.starts_with("audit trail intact: "), "{text}");
+    assert!(text.contains(" records (5 to "), "the records kept: {text}");
 
     // The purge is itself a record, by who ran it, carrying the hash of record 4.
     let db = rusqlite::Connection::open(&c.db).unwrap();

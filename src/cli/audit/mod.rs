@@ -97,22 +97,24 @@ fn run_verify(config: &Config, expected: &[Checkpoint]) -> anyhow::Result<ExitCo
     match verify(&mut backend, expected) {
         Ok(v) => {
             match &v.head {
+                Some(head) if v.first_seq > 1 => println!(
+                    "audit trail intact: {} records ({} to {}), head {}",
+                    v.records, v.first_seq, head.seq, head.hash
+                ),
                 Some(head) => println!(
                     "audit trail intact: {} records, head {}",
-                    head.seq, head.hash
+                    v.records, head.hash
                 ),
                 None => println!("audit trail intact: 0 records"),
             }
             if let Some(p) = &v.purged {
                 println!(
-                    "records 1 to {} were purged under retention (the last purge removed {} to {}, written {} to {}); {} records kept, from record {}",
+                    "records 1 to {} were purged under retention (the last purge removed {} to {}, written {} to {})",
                     v.first_seq.saturating_sub(1),
                     p.first_seq,
                     p.last_seq,
                     p.oldest,
                     p.newest,
-                    v.records,
-                    v.first_seq
                 );
             }
             if v.checkpoints > 0 {
