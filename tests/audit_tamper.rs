@@ -226,8 +226,20 @@ fn tampering_is_caught_and_named() {
     );
     assert_broken_at(&c, s, "its time column says \"2001-01-01T00:00:00Z\"");
 
-    // A checkpoint kept elsewhere that the trail no longer matches.
+    // `audit checkpoint` prints the head as `verify --checkpoint` takes it.
     let c = copy(&gw, |_| {});
+    let out = schoolgate(&c, &["audit", "checkpoint"]);
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(out.status.success(), "{line}");
+    let last = gw.audit_records().last().unwrap().clone();
+    let seq_hash = format!("{}:{}", last.seq, last.hash);
+    assert!(line.ends_with(&format!("head {seq_hash}")), "{line}");
+    let out = schoolgate(&c, &["audit", "verify", "--checkpoint", &seq_hash]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("checkpoints match"), "{text}");
+
+    // A checkpoint kept elsewhere that the trail no longer matches.
     let bad = format!("3:{}", "ab".repeat(32));
     let out = schoolgate(&c, &["audit", "verify", "--checkpoint", &bad]);
     assert_eq!(out.status.code(), Some(1));

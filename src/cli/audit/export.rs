@@ -324,7 +324,7 @@ pub fn run(config: &Config, actor: &str, args: ExportArgs) -> anyhow::Result<Exi
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} exporting [{bar:40}] {pos}/{len} records ({per_sec}, {eta} left)",
+                "exporting [{bar:30}] {human_pos}/{human_len} records, {eta} left",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
