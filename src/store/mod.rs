@@ -59,6 +59,11 @@ pub enum StoreError {
     /// A quarantine file could not be written, read or removed.
     #[error("quarantine file error: {0}")]
     Io(#[from] std::io::Error),
+    /// A read-only connection to a database older than the export index.
+    #[error(
+        "{path} predates the export index; open it once read-write with this schoolgate (schoolgate audit export does) to add it"
+    )]
+    NoIndex { path: PathBuf },
     /// An export could not be written (the output file or a pipe).
     #[error("cannot write the export: {0}")]
     Output(String),

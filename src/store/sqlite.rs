@@ -353,10 +353,9 @@ impl SqliteBackend {
 
     fn need_index(&self) -> Result<(), StoreError> {
         if self.version < MARKS_VERSION {
-            return Err(StoreError::WriteFailed(format!(
-                "{} predates the export index; open it once with this schoolgate read-write (e.g. schoolgate audit export) to add it",
-                self.path.display()
-            )));
+            return Err(StoreError::NoIndex {
+                path: self.path.clone(),
+            });
         }
         Ok(())
     }

@@ -46,6 +46,16 @@ pub enum Format {
     Jsonl,
 }
 
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "CSV",
+            Format::Json => "JSON",
+            Format::Jsonl => "JSONL",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Verdict {
     Deliver,
@@ -377,19 +387,16 @@ pub fn run(config: &Config, actor: &str, args: ExportArgs) -> anyhow::Result<Exi
         filters.push(format!("--verdict {v}"));
     }
     let detail = format!(
-        "audit export by {actor}: {count} records{} as {:?} to {target}{}",
+        "audit export by {actor}: {count} records{} as {} to {target}{}",
         last.map(|s| format!(" (up to record {s})"))
             .unwrap_or_default(),
-        args.format,
+        args.format.name(),
         if filters.is_empty() {
             String::new()
         } else {
             format!("; {}", filters.join(" "))
         }
-    )
-    .replace("as Csv", "as CSV")
-    .replace("as Json", "as JSON")
-    .replace("as JSONl", "as JSONL");
+    );
     let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
     log.append_blocking(AuditRecord::action(
         RecordKind::Action,
