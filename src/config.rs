@@ -61,6 +61,8 @@ pub struct Config {
     pub safeguarding: Safeguarding,
     #[serde(default)]
     pub sensitive: Sensitive,
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// The file this was read from.
     #[serde(skip)]
     pub source: PathBuf,
@@ -159,6 +161,9 @@ mod defaults {
     pub fn alert_window() -> HumanDuration {
         HumanDuration(Duration::from_secs(120))
     }
+    pub fn checkpoint_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(3600))
+    }
     pub fn evidence_retention_days() -> u32 {
         365
     }
@@ -186,6 +191,32 @@ pub struct Milter {
 pub struct Web {
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+}
+
+/// `[audit]`: how long the trail is kept and how its head is anchored outside the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Records older than this many days are purged (a purge record keeps the chain
+    /// verifiable). Not set: kept for ever.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// How often the head of the chain (count and hash) is written to the log as a checkpoint.
+    #[serde(default = "defaults::checkpoint_interval")]
+    pub checkpoint_interval: HumanDuration,
+    /// Also mail each checkpoint to `[safeguarding] dsl`, so a copy lives outside this machine.
+    #[serde(default)]
+    pub checkpoint_mail: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: None,
+            checkpoint_interval: defaults::checkpoint_interval(),
+            checkpoint_mail: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -773,6 +804,20 @@ impl Config {
                     "\"{}\" is not a known time zone; use e.g. \"Europe/London\"",
                     self.school.timezone
                 ),
+            ));
+        }
+        if self.audit.retention_days == Some(0) {
+            return Err(err(
+                "audit",
+                "retention_days",
+                "must be at least 1 (leave it out to keep the audit trail for ever)".into(),
+            ));
+        }
+        if self.audit.checkpoint_interval.0 < Duration::from_secs(1) {
+            return Err(err(
+                "audit",
+                "checkpoint_interval",
+                "must be at least 1s; e.g. \"1h\"".into(),
             ));
         }
         Ok(())

@@ -37,24 +37,14 @@ pub enum Command {
     },
     /// Messages held for review.
     Quarantine(quarantine::QuarantineArgs),
-    /// The audit trail.
-    Audit {
-        #[command(subcommand)]
-        command: AuditCommand,
-    },
+    /// The audit trail: verify it, export it, purge it.
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Validate the config and the directory and print a summary.
     Check,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// Walk the whole hash chain: exit 0 with the count and head hash, or 1 naming the first
-    /// broken record.
-    Verify,
 }
 
 /// Runs the command; errors are printed by `main` and exit 2.
@@ -66,9 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: PolicyCommand::Check,
         } => policy::run(&cli.config),
         Command::Quarantine(args) => quarantine::run(&cli.config, args),
-        Command::Audit {
-            command: AuditCommand::Verify,
-        } => audit::verify(&cli.config),
+        Command::Audit(args) => audit::run(&cli.config, args),
     }
 }
 

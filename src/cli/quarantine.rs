@@ -53,7 +53,7 @@ pub enum QuarantineCommand {
 }
 
 /// The OS user: `$USER`, else `$LOGNAME`, else "unknown".
-fn os_user() -> String {
+pub(crate) fn os_user() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())

@@ -110,6 +110,11 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         .append(gateway_action(RecordKind::Start, &described))
         .await?;
     tracing::info!("{described}");
+    let keeping = tokio::spawn(super::audit::keeper::run(
+        Arc::clone(&relay),
+        state_dir.clone(),
+        stop_tx.subscribe(),
+    ));
     let mut accepting = Vec::new();
     for l in listeners {
         accepting.push(tokio::spawn(accept_loop(Arc::clone(&relay), l)));
@@ -137,6 +142,7 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     );
     let _ = stop_tx.send(true);
     let _ = watching.await;
+    let _ = keeping.await;
     for a in accepting {
         let _ = a.await;
     }
@@ -154,6 +160,9 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         .await
     {
         tracing::error!(error = %e, "could not record the stop");
+    }
+    if let Err(e) = super::audit::keeper::checkpoint_now(&state_dir) {
+        tracing::error!(error = %e, "could not record the final audit checkpoint");
     }
     tracing::info!("{detail}");
     Ok(ExitCode::SUCCESS)

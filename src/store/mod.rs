@@ -12,8 +12,9 @@ pub mod spool;
 pub mod sqlite;
 
 pub use audit::{
-    ActionRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, FindingRecord, FlagRecord,
-    GENESIS_HASH, MessageRecord, RecordKind, verify_chain,
+    ActionRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, Checkpoint, FindingRecord,
+    FlagRecord, GENESIS_HASH, Marks, MessageRecord, PurgeRecord, RecordKind, Verified, verify,
+    verify_chain,
 };
 
 use std::path::PathBuf;
@@ -58,6 +59,14 @@ pub enum StoreError {
     /// A quarantine file could not be written, read or removed.
     #[error("quarantine file error: {0}")]
     Io(#[from] std::io::Error),
+    /// A read-only connection to a database older than the export index.
+    #[error(
+        "{path} predates the export index; open it once read-write with this schoolgate (schoolgate audit export does) to add it"
+    )]
+    NoIndex { path: PathBuf },
+    /// An export could not be written (the output file or a pipe).
+    #[error("cannot write the export: {0}")]
+    Output(String),
     /// `verify` found a record that was changed, inserted, deleted or reordered.
     #[error("audit chain broken at record {seq}: {reason}")]
     ChainBroken { seq: u64, reason: String },
@@ -98,4 +107,49 @@ pub trait Backend: Send + 'static {
     }
     /// Up to `limit` entries with `seq >= from_seq`, in sequence order.
     fn read_from(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Starts a read transaction: until [`Backend::end_read`], reads see one snapshot, however
+    /// much another process appends meanwhile (so `verify` never mistakes a new record for one
+    /// added behind schoolgate's back).
+    fn begin_read(&mut self) -> Result<(), StoreError>;
+    /// Ends the read transaction [`Backend::begin_read`] started.
+    fn end_read(&mut self) -> Result<(), StoreError>;
+    /// The head as of the last commit, the checkpoints and the newest purge record.
+    fn marks(&mut self) -> Result<Marks, StoreError>;
+    /// Records the current head as a checkpoint (once per head); returns it.
+    fn checkpoint(&mut self) -> Result<Option<ChainHead>, StoreError>;
+    /// Removes the oldest records written before `before` (UTC, RFC 3339) under
+    /// `retention_days`: first appends a purge record (by `actor`) carrying the hash of the last
+    /// one removed, then deletes them. Returns the purge record's entry, or `None` when nothing
+    /// was due.
+    fn purge(
+        &mut self,
+        before: &str,
+        retention_days: u32,
+        actor: &str,
+    ) -> Result<Option<AuditEntry>, StoreError>;
+    /// The sequence numbers of the records whose time is in `[since, until)` lie in the range
+    /// returned (`None`: no such record). Times are compared as stored (UTC, RFC 3339).
+    fn seq_range(
+        &mut self,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Option<(u64, u64)>, StoreError>;
+    /// Calls `each` for every entry in `seqs` (inclusive) carrying any of `keys` (every entry
+    /// when `keys` is empty; see [`audit::index_keys`]), in sequence order, reading as it goes
+    /// (constant memory); stops early when `each` returns `Ok(false)`.
+    fn scan(
+        &mut self,
+        seqs: (u64, u64),
+        keys: &[String],
+        each: &mut dyn FnMut(AuditEntry) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError>;
+    /// What is kept beside each record in `seqs` (inclusive) to find it by, in sequence order:
+    /// its time and kind columns and its export keys. `None` when the database has no export
+    /// index yet. These are not covered by the hash, so `verify` checks them against the records.
+    fn search_columns(
+        &mut self,
+        seqs: (u64, u64),
+    ) -> Result<Option<Vec<audit::SearchColumns>>, StoreError>;
+    /// How many entries [`Backend::scan`] would visit (for a progress bar).
+    fn count(&mut self, seqs: (u64, u64), keys: &[String]) -> Result<u64, StoreError>;
 }
