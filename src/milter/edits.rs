@@ -1,0 +1,406 @@
+//! The milter's edits: from the message as the mail server gave it and the message as it must
+//! leave, the header changes and the new body that turn one into the other.
+//!
+//! The milter protocol cannot hand back a whole message: a milter replaces the body and adds,
+//! inserts, changes or deletes header fields one at a time. The disclaimer changes the body
+//! and, when it converts or wraps the top-level entity, some top-level fields
+//! (`Content-Type`, `Content-Transfer-Encoding`, `MIME-Version`). Rather than knowing which, the
+//! edits are computed from the two messages: the fields are aligned (longest common
+//! subsequence), a field replaced by one of the same name in the same place is a change, and
+//! every other difference a deletion or an insertion at its exact position, so the mail server
+//! ends up with the same bytes the relay would have sent.
+
+use std::ops::Range;
+
+use crate::mime::header;
+
+/// Header fields beyond which the alignment is not worth its quadratic cost: the fields that
+/// differ are then all deleted and inserted anew (still exact, only more edits).
+const MAX_ALIGN: usize = 2_000_000;
+
+/// One change to the header, in the order the mail server must apply them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    /// The `index`-th (from 1) field called `name` gets `value`; `None` deletes it.
+    Change {
+        name: String,
+        index: usize,
+        value: Option<Vec<u8>>,
+    },
+    /// A new field before the `position`-th (from 0) field of the header.
+    Insert {
+        position: usize,
+        name: String,
+        value: Vec<u8>,
+    },
+}
+
+/// What the mail server must do to its copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Edits {
+    pub headers: Vec<HeaderEdit>,
+    /// The new body (CRLF line endings, as the protocol carries it), when it changed.
+    pub body: Option<Vec<u8>>,
+}
+
+impl Edits {
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty() && self.body.is_none()
+    }
+}
+
+/// A field as the milter protocol carries it: its name, and its value exactly as written after
+/// the colon (leading white space and folds kept; folds as bare LF, the protocol's form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Field {
+    name: String,
+    value: Vec<u8>,
+}
+
+fn fields(raw: &[u8]) -> (Vec<Field>, Range<usize>) {
+    let h = header::parse(raw, 0, raw.len());
+    let fields = h
+        .fields
+        .iter()
+        .map(|f| Field {
+            name: f.name.clone(),
+            value: wire_value(&raw[f.value.clone()]),
+        })
+        .collect();
+    (fields, h.body_start..raw.len())
+}
+
+/// CRLF inside a folded value becomes LF (a CR left in would reach the queue file as data).
+fn wire_value(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'\r' && v.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(v[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The edits that turn `original` into `outgoing`.
+pub fn between(original: &[u8], outgoing: &[u8]) -> Edits {
+    let (old, old_body) = fields(original);
+    let (new, new_body) = fields(outgoing);
+    let body =
+        (original[old_body] != outgoing[new_body.clone()]).then(|| outgoing[new_body].to_vec());
+    Edits {
+        headers: header_edits(&old, &new),
+        body,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Keep,
+    /// The original field with this index goes.
+    Delete(usize),
+    /// The new field with this index comes.
+    Insert(usize),
+}
+
+fn header_edits(old: &[Field], new: &[Field]) -> Vec<HeaderEdit> {
+    let ops = align(old, new);
+    // The header as the mail server holds it while the edits are applied: the names, in order.
+    let mut current: Vec<String> = old.iter().map(|f| f.name.clone()).collect();
+    let mut pos = 0;
+    let mut edits = Vec::new();
+    let mut i = 0;
+    while i < ops.len() {
+        if ops[i] == Op::Keep {
+            pos += 1;
+            i += 1;
+            continue;
+        }
+        // A run of differences between two kept fields.
+        let end = ops[i..]
+            .iter()
+            .position(|o| *o == Op::Keep)
+            .map_or(ops.len(), |n| i + n);
+        let run = &ops[i..end];
+        let deleted: Vec<usize> = run
+            .iter()
+            .filter_map(|o| match o {
+                Op::Delete(d) => Some(*d),
+                _ => None,
+            })
+            .collect();
+        let inserted: Vec<usize> = run
+            .iter()
+            .filter_map(|o| match o {
+                Op::Insert(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        let same_names = deleted.len() == inserted.len()
+            && deleted
+                .iter()
+                .zip(&inserted)
+                .all(|(&d, &n)| old[d].name.eq_ignore_ascii_case(&new[n].name));
+        if same_names {
+            // Rewritten in place: changed where they stand.
+            for &n in &inserted {
+                edits.push(HeaderEdit::Change {
+                    name: current[pos].clone(),
+                    index: occurrence(&current, pos),
+                    value: Some(new[n].value.clone()),
+                });
+                pos += 1;
+            }
+        } else {
+            for _ in &deleted {
+                edits.push(HeaderEdit::Change {
+                    name: current[pos].clone(),
+                    index: occurrence(&current, pos),
+                    value: None,
+                });
+                current.remove(pos);
+            }
+            for &n in &inserted {
+                edits.push(HeaderEdit::Insert {
+                    position: pos,
+                    name: new[n].name.clone(),
+                    value: new[n].value.clone(),
+                });
+                current.insert(pos, new[n].name.clone());
+                pos += 1;
+            }
+        }
+        i = end;
+    }
+    edits
+}
+
+/// Which occurrence (from 1) of its name the field at `pos` is.
+fn occurrence(current: &[String], pos: usize) -> usize {
+    let name = &current[pos];
+    1 + current[..pos]
+        .iter()
+        .filter(|n| n.eq_ignore_ascii_case(name))
+        .count()
+}
+
+/// Keep/delete/insert steps from `old` to `new`, in header order.
+fn align(old: &[Field], new: &[Field]) -> Vec<Op> {
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let suffix = old[prefix..]
+        .iter()
+        .rev()
+        .zip(new[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (a, b) = (
+        &old[prefix..old.len() - suffix],
+        &new[prefix..new.len() - suffix],
+    );
+    let mut ops = vec![Op::Keep; prefix];
+    if a.len().saturating_mul(b.len()) > MAX_ALIGN {
+        ops.extend((0..a.len()).map(|i| Op::Delete(prefix + i)));
+        ops.extend((0..b.len()).map(|j| Op::Insert(prefix + j)));
+    } else {
+        // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
+        let w = b.len() + 1;
+        let mut lcs = vec![0u32; (a.len() + 1) * w];
+        for i in (0..a.len()).rev() {
+            for j in (0..b.len()).rev() {
+                lcs[i * w + j] = if a[i] == b[j] {
+                    lcs[(i + 1) * w + j + 1] + 1
+                } else {
+                    lcs[(i + 1) * w + j].max(lcs[i * w + j + 1])
+                };
+            }
+        }
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            if i < a.len() && j < b.len() && a[i] == b[j] {
+                ops.push(Op::Keep);
+                i += 1;
+                j += 1;
+            } else if i < a.len() && (j == b.len() || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1]) {
+                // Deletions first: a field replaced in place reads as delete, insert.
+                ops.push(Op::Delete(prefix + i));
+                i += 1;
+            } else {
+                ops.push(Op::Insert(prefix + j));
+                j += 1;
+            }
+        }
+    }
+    ops.extend(std::iter::repeat_n(Op::Keep, suffix));
+    ops
+}
+
+/// `original` with `edits` applied as a mail server applies them (for tests, and to check the
+/// edits before they are sent).
+pub fn apply(original: &[u8], edits: &Edits) -> Vec<u8> {
+    let (mut current, body) = fields(original);
+    for e in &edits.headers {
+        match e {
+            HeaderEdit::Change { name, index, value } => {
+                let at = current
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.name.eq_ignore_ascii_case(name))
+                    .nth(index - 1)
+                    .map(|(i, _)| i);
+                match (at, value) {
+                    (Some(i), Some(v)) => current[i].value = v.clone(),
+                    (Some(i), None) => {
+                        current.remove(i);
+                    }
+                    (None, Some(v)) => current.push(Field {
+                        name: name.clone(),
+                        value: v.clone(),
+                    }),
+                    (None, None) => {}
+                }
+            }
+            HeaderEdit::Insert {
+                position,
+                name,
+                value,
+            } => current.insert(
+                (*position).min(current.len()),
+                Field {
+                    name: name.clone(),
+                    value: value.clone(),
+                },
+            ),
+        }
+    }
+    let mut out = Vec::with_capacity(original.len());
+    for f in &current {
+        out.extend_from_slice(f.name.as_bytes());
+        out.push(b':');
+        for (k, &b) in f.value.iter().enumerate() {
+            if b == b'\n' && (k == 0 || f.value[k - 1] != b'\r') {
+                out.push(b'\r');
+            }
+            out.push(b);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    match &edits.body {
+        Some(b) => out.extend_from_slice(b),
+        None => out.extend_from_slice(&original[body]),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OnSigned;
+    use crate::policy::disclaimer::add_disclaimer;
+
+    const TEXT: &str = "The views expressed are not necessarily those of Example Academy.";
+    const HTML: &str = "<p>The views expressed are not necessarily those of Example Academy.</p>";
+
+    fn roundtrip(original: &[u8], outgoing: &[u8]) -> Edits {
+        let e = between(original, outgoing);
+        assert_eq!(
+            String::from_utf8_lossy(&apply(original, &e)),
+            String::from_utf8_lossy(outgoing),
+            "edits {e:?}"
+        );
+        e
+    }
+
+    #[test]
+    fn an_appended_disclaimer_is_a_new_body_only() {
+        let m = b"From: a@x\r\nTo: b@y\r\nSubject: s\r\n\r\nHello\r\n";
+        let out = add_disclaimer(m, TEXT, HTML, OnSigned::Skip)
+            .message
+            .unwrap();
+        let e = roundtrip(m, &out);
+        assert!(e.headers.is_empty(), "{e:?}");
+        assert!(e.body.is_some());
+    }
+
+    #[test]
+    fn a_converted_part_changes_its_fields_in_place() {
+        let m = "From: a@x\r\nContent-Type: text/plain; charset=iso-8859-1\r\nSubject: caf\u{e9}\r\nContent-Transfer-Encoding: 8bit\r\nDate: d\r\n\r\nCaf\u{e9} \u{2014} \u{1f600}\r\n";
+        let out = add_disclaimer(m.as_bytes(), "Vues \u{2014} \u{e9}cole", "", OnSigned::Skip);
+        let out = out.message.unwrap();
+        let e = roundtrip(m.as_bytes(), &out);
+        assert!(
+            e.headers
+                .iter()
+                .all(|h| matches!(h, HeaderEdit::Change { value: Some(_), .. })),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_wrapped_message_loses_its_content_fields_and_gains_new_ones() {
+        let m = b"From: a@x\r\nContent-Type: multipart/signed; boundary=\"b\"; protocol=\"application/pgp-signature\"\r\nSubject: s\r\nDate: d\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsigned\r\n--b\r\nContent-Type: application/pgp-signature\r\n\r\nsig\r\n--b--\r\n";
+        let out = add_disclaimer(m, TEXT, HTML, OnSigned::Wrap)
+            .message
+            .unwrap();
+        let e = roundtrip(m, &out);
+        assert!(e.headers.iter().any(|h| matches!(
+            h,
+            HeaderEdit::Change {
+                value: None,
+                index: 1,
+                ..
+            }
+        )));
+        assert!(
+            e.headers
+                .iter()
+                .any(|h| matches!(h, HeaderEdit::Insert { name, .. } if name == "MIME-Version"))
+        );
+    }
+
+    #[test]
+    fn folds_are_sent_as_lf_and_repeated_names_are_counted() {
+        let m = b"Received: a\r\nX-A: 1\r\nx-a: 2\r\nX-A: 3\r\n\tfolded\r\n\r\nbody\r\n";
+        let out =
+            b"Received: a\r\nX-A: 1\r\nx-a: 2\r\nX-A: three\r\n\tfolded\r\nNew:  v\r\n\r\nbody\r\n";
+        let e = roundtrip(m, out);
+        assert_eq!(
+            e.headers,
+            vec![
+                HeaderEdit::Change {
+                    name: "X-A".into(),
+                    index: 3,
+                    value: Some(b" three\n\tfolded".to_vec())
+                },
+                HeaderEdit::Insert {
+                    position: 4,
+                    name: "New".into(),
+                    value: b"  v".to_vec()
+                }
+            ]
+        );
+        assert!(e.body.is_none());
+    }
+
+    #[test]
+    fn unchanged_is_no_edit() {
+        let m = b"From: a@x\r\n\r\nbody\r\n";
+        assert!(between(m, m).is_empty());
+    }
+
+    #[test]
+    fn many_differing_fields_still_come_out_exact() {
+        let mut m = String::new();
+        let mut out = String::new();
+        for i in 0..1500 {
+            m.push_str(&format!("X-{i}: a\r\n"));
+            out.push_str(&format!("X-{}: b\r\n", 1499 - i));
+        }
+        m.push_str("\r\nbody\r\n");
+        out.push_str("\r\nbody\r\n");
+        roundtrip(m.as_bytes(), out.as_bytes());
+    }
+}
