@@ -99,7 +99,8 @@ pub fn between(original: &[u8], outgoing: &[u8]) -> Edits {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
-    Keep,
+    /// The original field with the first index matches the new one with the second.
+    Both(usize, usize),
     /// The original field with this index goes.
     Delete(usize),
     /// The new field with this index comes.
@@ -107,70 +108,71 @@ enum Op {
 }
 
 fn header_edits(old: &[Field], new: &[Field]) -> Vec<HeaderEdit> {
-    let ops = align(old, new);
+    let ops = diff(old.len(), new.len(), MAX_ALIGN, |i, j| old[i] == new[j]);
     // The header as the mail server holds it while the edits are applied: the names, in order.
     let mut current: Vec<String> = old.iter().map(|f| f.name.clone()).collect();
     let mut pos = 0;
     let mut edits = Vec::new();
     let mut i = 0;
     while i < ops.len() {
-        if ops[i] == Op::Keep {
+        if let Op::Both(..) = ops[i] {
             pos += 1;
             i += 1;
             continue;
         }
-        // A run of differences between two kept fields.
+        // A run of differences between two unchanged fields: a field that gave way to one of
+        // the same name is changed where it stands, the rest deleted or inserted in place.
         let end = ops[i..]
             .iter()
-            .position(|o| *o == Op::Keep)
+            .position(|o| matches!(o, Op::Both(..)))
             .map_or(ops.len(), |n| i + n);
-        let run = &ops[i..end];
-        let deleted: Vec<usize> = run
+        let deleted: Vec<usize> = ops[i..end]
             .iter()
             .filter_map(|o| match o {
                 Op::Delete(d) => Some(*d),
                 _ => None,
             })
             .collect();
-        let inserted: Vec<usize> = run
+        let inserted: Vec<usize> = ops[i..end]
             .iter()
             .filter_map(|o| match o {
                 Op::Insert(n) => Some(*n),
                 _ => None,
             })
             .collect();
-        let same_names = deleted.len() == inserted.len()
-            && deleted
-                .iter()
-                .zip(&inserted)
-                .all(|(&d, &n)| old[d].name.eq_ignore_ascii_case(&new[n].name));
-        if same_names {
-            // Rewritten in place: changed where they stand.
-            for &n in &inserted {
-                edits.push(HeaderEdit::Change {
-                    name: current[pos].clone(),
-                    index: occurrence(&current, pos),
-                    value: Some(new[n].value.clone()),
-                });
-                pos += 1;
-            }
-        } else {
-            for _ in &deleted {
-                edits.push(HeaderEdit::Change {
-                    name: current[pos].clone(),
-                    index: occurrence(&current, pos),
-                    value: None,
-                });
-                current.remove(pos);
-            }
-            for &n in &inserted {
-                edits.push(HeaderEdit::Insert {
-                    position: pos,
-                    name: new[n].name.clone(),
-                    value: new[n].value.clone(),
-                });
-                current.insert(pos, new[n].name.clone());
-                pos += 1;
+        let by_name = diff(deleted.len(), inserted.len(), MAX_ALIGN, |d, n| {
+            old[deleted[d]]
+                .name
+                .eq_ignore_ascii_case(&new[inserted[n]].name)
+        });
+        for op in by_name {
+            match op {
+                Op::Both(_, n) => {
+                    edits.push(HeaderEdit::Change {
+                        name: current[pos].clone(),
+                        index: occurrence(&current, pos),
+                        value: Some(new[inserted[n]].value.clone()),
+                    });
+                    pos += 1;
+                }
+                Op::Delete(_) => {
+                    edits.push(HeaderEdit::Change {
+                        name: current[pos].clone(),
+                        index: occurrence(&current, pos),
+                        value: None,
+                    });
+                    current.remove(pos);
+                }
+                Op::Insert(n) => {
+                    let f = &new[inserted[n]];
+                    edits.push(HeaderEdit::Insert {
+                        position: pos,
+                        name: f.name.clone(),
+                        value: f.value.clone(),
+                    });
+                    current.insert(pos, f.name.clone());
+                    pos += 1;
+                }
             }
         }
         i = end;
@@ -187,30 +189,27 @@ fn occurrence(current: &[String], pos: usize) -> usize {
         .count()
 }
 
-/// Keep/delete/insert steps from `old` to `new`, in header order.
-fn align(old: &[Field], new: &[Field]) -> Vec<Op> {
-    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
-    let suffix = old[prefix..]
-        .iter()
-        .rev()
-        .zip(new[prefix..].iter().rev())
-        .take_while(|(a, b)| a == b)
+/// The steps from a sequence of `n` items to one of `m` (`same(i, j)`: item `i` of the first
+/// is item `j` of the second), in order: a longest common subsequence, deletions before
+/// insertions within a run. Past `max_cost` comparisons the differing middle is simply all
+/// deleted and all inserted.
+fn diff(n: usize, m: usize, max_cost: usize, same: impl Fn(usize, usize) -> bool) -> Vec<Op> {
+    let prefix = (0..n.min(m)).take_while(|&k| same(k, k)).count();
+    let suffix = (0..(n - prefix).min(m - prefix))
+        .take_while(|&k| same(n - 1 - k, m - 1 - k))
         .count();
-    let (a, b) = (
-        &old[prefix..old.len() - suffix],
-        &new[prefix..new.len() - suffix],
-    );
-    let mut ops = vec![Op::Keep; prefix];
-    if a.len().saturating_mul(b.len()) > MAX_ALIGN {
-        ops.extend((0..a.len()).map(|i| Op::Delete(prefix + i)));
-        ops.extend((0..b.len()).map(|j| Op::Insert(prefix + j)));
+    let (a, b) = (n - prefix - suffix, m - prefix - suffix);
+    let mut ops: Vec<Op> = (0..prefix).map(|k| Op::Both(k, k)).collect();
+    if a.saturating_mul(b) > max_cost {
+        ops.extend((0..a).map(|i| Op::Delete(prefix + i)));
+        ops.extend((0..b).map(|j| Op::Insert(prefix + j)));
     } else {
-        // lcs[i][j]: the longest common subsequence of a[i..] and b[j..].
-        let w = b.len() + 1;
-        let mut lcs = vec![0u32; (a.len() + 1) * w];
-        for i in (0..a.len()).rev() {
-            for j in (0..b.len()).rev() {
-                lcs[i * w + j] = if a[i] == b[j] {
+        // lcs[i * w + j]: the longest common subsequence of the middles from i and j on.
+        let w = b + 1;
+        let mut lcs = vec![0u32; (a + 1) * w];
+        for i in (0..a).rev() {
+            for j in (0..b).rev() {
+                lcs[i * w + j] = if same(prefix + i, prefix + j) {
                     lcs[(i + 1) * w + j + 1] + 1
                 } else {
                     lcs[(i + 1) * w + j].max(lcs[i * w + j + 1])
@@ -218,13 +217,12 @@ fn align(old: &[Field], new: &[Field]) -> Vec<Op> {
             }
         }
         let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            if i < a.len() && j < b.len() && a[i] == b[j] {
-                ops.push(Op::Keep);
+        while i < a || j < b {
+            if i < a && j < b && same(prefix + i, prefix + j) {
+                ops.push(Op::Both(prefix + i, prefix + j));
                 i += 1;
                 j += 1;
-            } else if i < a.len() && (j == b.len() || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1]) {
-                // Deletions first: a field replaced in place reads as delete, insert.
+            } else if i < a && (j == b || lcs[(i + 1) * w + j] >= lcs[i * w + j + 1]) {
                 ops.push(Op::Delete(prefix + i));
                 i += 1;
             } else {
@@ -233,7 +231,7 @@ fn align(old: &[Field], new: &[Field]) -> Vec<Op> {
             }
         }
     }
-    ops.extend(std::iter::repeat_n(Op::Keep, suffix));
+    ops.extend((0..suffix).map(|k| Op::Both(n - suffix + k, m - suffix + k)));
     ops
 }
 
