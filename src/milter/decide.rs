@@ -24,6 +24,11 @@ use crate::smtp::handoff::{
 use crate::smtp::server::Relay;
 use crate::store::{AuditRecord, MessageRecord};
 
+/// The mail server's own fields above the message that the milter is not shown (its
+/// `Received:`), found with Postfix 3.7: an insertion at index N lands before the N-th field
+/// counting that one.
+const HIDDEN_TRACE_FIELDS: usize = 1;
+
 /// What the audit record says about the way the message came.
 const PATH: &str = "milter";
 
@@ -261,11 +266,24 @@ async fn send(actions: &EomActions, changes: &Edits) -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
             }
             HeaderEdit::Insert {
+                append: true,
+                name,
+                value,
+                ..
+            } => actions
+                .add_header(name.as_str(), cstring(value)?)
+                .await
+                .map_err(|e| e.to_string())?,
+            HeaderEdit::Insert {
                 position,
                 name,
                 value,
+                ..
             } => {
-                let position = i32::try_from(*position).map_err(|e| e.to_string())?;
+                // Postfix and Sendmail count their own Received: field, at the top and never
+                // shown to the milter, among the fields an insertion is placed by.
+                let position =
+                    i32::try_from(*position + HIDDEN_TRACE_FIELDS).map_err(|e| e.to_string())?;
                 actions
                     .insert_header(position, name.as_str(), cstring(value)?)
                     .await

@@ -27,9 +27,12 @@ pub enum HeaderEdit {
         index: usize,
         value: Option<Vec<u8>>,
     },
-    /// A new field before the `position`-th (from 0) field of the header.
+    /// A new field before the `position`-th (from 0) field of the header as the milter sees
+    /// it; `append` when that is the end of the header (the disclaimer's new fields always are),
+    /// which the protocol says without counting fields the milter cannot see.
     Insert {
         position: usize,
+        append: bool,
         name: String,
         value: Vec<u8>,
     },
@@ -167,6 +170,7 @@ fn header_edits(old: &[Field], new: &[Field]) -> Vec<HeaderEdit> {
                     let f = &new[inserted[n]];
                     edits.push(HeaderEdit::Insert {
                         position: pos,
+                        append: pos == current.len(),
                         name: f.name.clone(),
                         value: f.value.clone(),
                     });
@@ -264,6 +268,7 @@ pub fn apply(original: &[u8], edits: &Edits) -> Vec<u8> {
                 position,
                 name,
                 value,
+                ..
             } => current.insert(
                 (*position).min(current.len()),
                 Field {
@@ -375,6 +380,7 @@ mod tests {
                 },
                 HeaderEdit::Insert {
                     position: 4,
+                    append: true,
                     name: "New".into(),
                     value: b"  v".to_vec()
                 }
