@@ -291,3 +291,243 @@ fn a_message_too_big_for_the_milter_is_tempfailed_not_let_through() {
         "nothing unfiltered went out"
     );
 }
+
+/// Files in Postfix's hold queue.
+fn hold_queue(postfix: &Postfix) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&postfix.queue_dir.join("hold"), &mut out);
+    out
+}
+
+fn cli(gw: &Gateway, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&gw.config_path)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run schoolgate")
+}
+
+/// A message the policy quarantines (here through a contact rule set to `quarantine`, which
+/// needs no attachment rules) goes into schoolgate's quarantine as the exact bytes that would
+/// have left; Postfix discards its copy; a release delivers those bytes.
+#[test]
+fn quarantine_schoolgate_holds_the_outgoing_bytes_and_postfix_discards() {
+    let rig = Rig::start(|cfg| {
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    let m = plain_message(
+        &format!("Tom Baker <{STAFF}>"),
+        PUPIL_PERSONAL,
+        "Held",
+        "q1@example-academy.sch.uk",
+        "Hold me.",
+    );
+    rig.send("q1.eml", STAFF, &[PUPIL_PERSONAL], &m)
+        .assert_ok("swaks → Postfix (quarantined)");
+    let rec = rig.record("q1@example-academy.sch.uk");
+    assert_milter_record(&rig, &rec);
+    assert_eq!(rec.field("verdict").as_deref(), Some("quarantine"));
+    assert_eq!(rec.field("outcome").as_deref(), Some("quarantined"));
+    let id = rec.field("quarantine_id").expect("a quarantine id");
+    let held = std::fs::read(rig.gw.state_dir.join(format!("quarantine/{id}.eml")))
+        .expect("the held file");
+    assert!(
+        String::from_utf8_lossy(&held).contains(DISCLAIMER),
+        "held as it would have left, disclaimer included"
+    );
+    assert!(
+        rig.gw.wait_for(Duration::from_secs(10), || rig
+            .postfix
+            .maillog()
+            .contains("milter triggers DISCARD action")),
+        "Postfix did not discard its copy:\n{}",
+        rig.postfix.maillog()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        rig.sink.accepted().is_empty(),
+        "nothing left through Postfix"
+    );
+
+    let out = cli(&rig.gw, &["quarantine", "release", &id, "--as", "netman"]);
+    assert!(out.status.success(), "{out:?}");
+    let released: Vec<_> = rig
+        .gw
+        .outbox_messages()
+        .into_iter()
+        .filter(|m| m.rcpt_to().iter().any(|r| r == PUPIL_PERSONAL))
+        .collect();
+    assert_eq!(released.len(), 1, "released once through the next hop");
+    assert_same_bytes("the released message", &held, &released[0].bytes);
+}
+
+/// `quarantine = "hold"`: Postfix keeps the message in its hold queue, with the disclaimer
+/// already in it, and the audit record says how to release it.
+#[test]
+fn quarantine_hold_puts_the_message_in_postfixs_hold_queue() {
+    let rig = Rig::start(|cfg| {
+        set(cfg, "milter.quarantine", "hold");
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    let m = plain_message(
+        &format!("Tom Baker <{STAFF}>"),
+        PUPIL_PERSONAL,
+        "Held by Postfix",
+        "q2@example-academy.sch.uk",
+        "Hold me too.",
+    );
+    rig.send("q2.eml", STAFF, &[PUPIL_PERSONAL], &m)
+        .assert_ok("swaks → Postfix (held)");
+    let rec = rig.record("q2@example-academy.sch.uk");
+    assert_milter_record(&rig, &rec);
+    assert_eq!(rec.field("outcome").as_deref(), Some("quarantined"));
+    let qid = rec.field("mta_queue_id").unwrap_or_default();
+    assert!(
+        rec.field("detail")
+            .is_some_and(|d| d.contains(&format!("postsuper -H {qid}"))),
+        "{}",
+        rec.record_json
+    );
+    assert!(
+        rig.gw
+            .wait_for(Duration::from_secs(10), || hold_queue(&rig.postfix).len()
+                == 1),
+        "nothing in Postfix's hold queue; maillog:\n{}",
+        rig.postfix.maillog()
+    );
+    assert!(
+        rig.postfix
+            .maillog()
+            .contains("milter triggers HOLD action"),
+        "{}",
+        rig.postfix.maillog()
+    );
+    assert!(rig.sink.accepted().is_empty());
+
+    // Released by the network manager with Postfix's own tool: delivered with the disclaimer.
+    let out = std::process::Command::new(require_tool("postsuper"))
+        .arg("-c")
+        .arg(&rig.postfix.config_dir)
+        .args(["-H", &qid])
+        .output()
+        .expect("run postsuper");
+    assert!(out.status.success(), "postsuper -H: {out:?}");
+    let msgs = rig.delivered(1);
+    let text = String::from_utf8_lossy(&msgs[0].data);
+    assert!(
+        text.contains(DISCLAIMER),
+        "released without the disclaimer:\n{text}"
+    );
+    assert_eq!(
+        rec.field("sha256_delivered"),
+        Some(sha256_hex(&strip_received(&msgs[0].data))),
+        "Postfix released exactly what the milter handed back"
+    );
+}
+
+/// A valid UPN for `serial` (DfE check letter; research/detectors.md).
+fn upn(serial: u32) -> String {
+    const TABLE: &[u8] = b"ABCDEFGHJKLMNPQRTUVWXYZ";
+    let body = format!("80120000{serial:04}");
+    let sum: u32 = body
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| u32::from(b - b'0') * (i as u32 + 2))
+        .sum();
+    format!("{}{body}", TABLE[(sum % 23) as usize] as char)
+}
+
+/// A message with a class list (a CSV with three valid UPNs) attached in clear.
+fn class_list_message(mid: &str) -> Vec<u8> {
+    let mut csv = String::from("Name,UPN,Form\r\n");
+    for n in 0..3 {
+        csv.push_str(&format!("Pupil{n} Surname{n},{},7B\r\n", upn(100 + n)));
+    }
+    format!(
+        "From: Tom Baker <{STAFF}>\r\nTo: <{PARENT}>\r\nSubject: Class list\r\nMessage-ID: <{mid}>\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nThe list.\r\n--b1\r\n\
+         Content-Type: text/csv; name=\"7B.csv\"\r\nContent-Disposition: attachment; filename=\"7B.csv\"\r\n\
+         \r\n{csv}--b1--\r\n"
+    )
+    .into_bytes()
+}
+
+/// DEPENDS ON THE ATTACHMENT RULES (src/policy/sensitive/, merged by the lead): with the stubs
+/// in this branch nothing is found and the message is delivered, so this test fails until the
+/// real detectors are in. A class list in clear is held in both quarantine modes.
+#[test]
+fn a_sensitive_attachment_is_held_in_both_quarantine_modes() {
+    for mode in ["schoolgate", "hold"] {
+        let rig = Rig::start(|cfg| set(cfg, "milter.quarantine", mode));
+        let mid = format!("s-{mode}@example-academy.sch.uk");
+        rig.send("s.eml", STAFF, &[PARENT], &class_list_message(&mid))
+            .assert_ok(&format!("swaks → Postfix (class list, {mode})"));
+        let rec = rig.record(&mid);
+        assert_milter_record(&rig, &rec);
+        assert_eq!(
+            rec.message()["findings"][0]["rule"],
+            "unencrypted-sensitive-attachment",
+            "({mode}) the attachment rules found nothing: are the real src/policy/sensitive/ detectors merged? {}",
+            rec.record_json
+        );
+        assert_eq!(
+            rec.field("outcome").as_deref(),
+            Some("quarantined"),
+            "({mode})"
+        );
+        match mode {
+            "schoolgate" => {
+                let id = rec.field("quarantine_id").expect("a quarantine id");
+                assert!(
+                    rig.gw
+                        .state_dir
+                        .join(format!("quarantine/{id}.eml"))
+                        .exists()
+                );
+            }
+            _ => assert!(
+                rig.gw
+                    .wait_for(Duration::from_secs(10), || hold_queue(&rig.postfix).len()
+                        == 1),
+                "nothing in Postfix's hold queue:\n{}",
+                rig.postfix.maillog()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            rig.sink.accepted().is_empty(),
+            "({mode}) nothing was delivered"
+        );
+        // The sender hears why, through the next hop.
+        assert!(
+            rig.gw.wait_for(Duration::from_secs(10), || rig
+                .gw
+                .outbox_messages()
+                .iter()
+                .any(|m| m.rcpt_to().iter().any(|r| r == STAFF))),
+            "({mode}) no sender notice"
+        );
+    }
+}
