@@ -531,3 +531,48 @@ fn a_sensitive_attachment_is_held_in_both_quarantine_modes() {
         );
     }
 }
+
+/// The milter on a Unix socket, as `smtpd_milters = unix:/…` reaches it. The socket is made
+/// owner-and-group only; the mail server's user must be in its group (here: chgrp postfix).
+#[test]
+fn the_milter_listens_on_a_unix_socket() {
+    let dir = tempfile::Builder::new()
+        .prefix("schoolgate-milter-sock-")
+        .tempdir()
+        .expect("a directory for the socket");
+    let socket = dir.path().join("milter.sock");
+    let gw = Gateway::start(|cfg| set(cfg, "milter.listen", socket.display().to_string()));
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(&socket).expect("the socket exists");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod the socket's directory");
+    let chgrp = std::process::Command::new("chgrp")
+        .arg("postfix")
+        .arg(&socket)
+        .status()
+        .expect("run chgrp");
+    assert!(chgrp.success());
+    let sink = Sink::start(SinkBehaviour::accept());
+    let postfix = Postfix::start_with(
+        sink.port,
+        &format!(
+            "smtpd_milters = unix:{}\nmilter_default_action = tempfail\n",
+            socket.display()
+        ),
+    );
+    let rig = Rig { gw, sink, postfix };
+    let m = plain_message(
+        &format!("Tom Baker <{STAFF}>"),
+        PARENT,
+        "Over a socket",
+        "u1@example-academy.sch.uk",
+        "Hello.",
+    );
+    rig.send("u1.eml", STAFF, &[PARENT], &m)
+        .assert_ok("swaks → Postfix → unix socket");
+    let msgs = rig.delivered(1);
+    assert!(String::from_utf8_lossy(&msgs[0].data).contains(DISCLAIMER));
+    assert_milter_record(&rig, &rig.record("u1@example-academy.sch.uk"));
+}
