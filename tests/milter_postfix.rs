@@ -76,11 +76,10 @@ impl Rig {
 
     /// The message record whose Message-ID is `mid`.
     fn record(&self, mid: &str) -> AuditRow {
-        let want = format!("{mid}");
         self.gw
             .message_records()
             .into_iter()
-            .find(|r| r.field("message_id").as_deref() == Some(want.as_str()))
+            .find(|r| r.field("message_id").as_deref() == Some(mid))
             .unwrap_or_else(|| {
                 panic!(
                     "no audit record for {mid}; records:\n{}",
