@@ -575,3 +575,33 @@ fn the_milter_listens_on_a_unix_socket() {
     assert!(String::from_utf8_lossy(&msgs[0].data).contains(DISCLAIMER));
     assert_milter_record(&rig, &rig.record("u1@example-academy.sch.uk"));
 }
+
+/// A client that goes away in the middle of DATA: Postfix hands a milter the content only once
+/// the message is complete, so it abandons this one before schoolgate sees any of it; nothing
+/// is delivered and nothing recorded as accepted. (An abandoned message whose content had
+/// reached the milter is recorded as aborted: tests/milter_protocol.rs.)
+#[test]
+fn a_client_that_goes_away_leaves_nothing_delivered() {
+    let rig = Rig::start(|_| {});
+    let mut c = Client::ready(rig.postfix.port);
+    assert_eq!(c.cmd(&format!("MAIL FROM:<{STAFF}>")).unwrap().code, 250);
+    assert_eq!(c.cmd(&format!("RCPT TO:<{PARENT}>")).unwrap().code, 250);
+    assert_eq!(c.cmd("DATA").unwrap().code, 354);
+    let mut partial = format!(
+        "From: <{STAFF}>\r\nTo: <{PARENT}>\r\nSubject: cut off\r\nMessage-ID: <a1@example-academy.sch.uk>\r\n\r\n"
+    );
+    partial.push_str(&"half a message\r\n".repeat(2000));
+    c.write(partial.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c.drop_connection();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(rig.sink.accepted().is_empty());
+    let records = rig.gw.message_records();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.field("outcome").as_deref() == Some("aborted")),
+        "{:?}",
+        records.iter().map(|r| &r.record_json).collect::<Vec<_>>()
+    );
+}
