@@ -22,6 +22,11 @@ struct Mta {
 
 impl Mta {
     fn connect(port: u16) -> Mta {
+        Self::connect_with(port, 0x1f_ffff)
+    }
+
+    /// Offers the protocol options `opts` (e.g. without leading space, as an old Sendmail).
+    fn connect_with(port: u16, opts: u32) -> Mta {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the milter");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -31,7 +36,7 @@ impl Mta {
         let mut neg = Vec::new();
         neg.extend_from_slice(&6u32.to_be_bytes());
         neg.extend_from_slice(&0x1ffu32.to_be_bytes());
-        neg.extend_from_slice(&0x1f_ffffu32.to_be_bytes());
+        neg.extend_from_slice(&opts.to_be_bytes());
         mta.send(b'O', &neg);
         let (cmd, _) = mta.read();
         assert_eq!(cmd, b'O', "negotiation reply");
@@ -197,5 +202,53 @@ fn on_error_accept_lets_an_oversized_message_through_and_says_so() {
         r.field("detail").is_some_and(|d| d.contains("unfiltered")),
         "{}",
         r.record_json
+    );
+}
+
+/// Without the leading-space option the mail server drops the space after the colon and adds
+/// one back: the message is put back together with it, and edits are sent without it.
+#[test]
+fn without_the_leading_space_option_one_space_is_the_mail_servers() {
+    let (gw, port) = start(|cfg| {
+        set(cfg, "disclaimer.text", "Views \u{2014} not the school's.");
+        set(cfg, "disclaimer.html", "");
+    });
+    let mut mta = Mta::connect_with(port, 0x1f_ffff & !0x10_0000);
+    let fields = [
+        ("From", "Tom Baker <t.baker@example-academy.sch.uk>"),
+        ("To", "parent@example.org"),
+        ("Message-ID", "<ls@test>"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", "text/plain; charset=us-ascii"),
+    ];
+    mta.begin("QLS", &fields);
+    mta.send(b'B', b"Hello.\r\n");
+    assert_eq!(mta.read().0, b'c');
+    mta.send(b'E', b"");
+    let mut changed = Vec::new();
+    loop {
+        let (cmd, data) = mta.read();
+        match cmd {
+            b'm' | b'h' | b'i' => changed.push((cmd, String::from_utf8_lossy(&data).into_owned())),
+            b'b' => {}
+            _ => {
+                assert_eq!(cmd, b'a');
+                break;
+            }
+        }
+    }
+    assert!(
+        changed
+            .iter()
+            .any(|(c, d)| *c == b'm' && d.contains("Content-Type\0text/plain; charset=utf-8")),
+        "{changed:?}"
+    );
+    let sent = "From: Tom Baker <t.baker@example-academy.sch.uk>\r\nTo: parent@example.org\r\n\
+                Message-ID: <ls@test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\
+                \r\nHello.\r\n";
+    let r = record(&gw, "ls@test").expect("a record");
+    assert_eq!(
+        r.field("sha256_received"),
+        Some(sha256_hex(sent.as_bytes()))
     );
 }

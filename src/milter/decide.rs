@@ -107,6 +107,12 @@ pub async fn end_of_message(
     let mut held_id: Option<String> = None;
     let mta_id = mta_queue_id.as_deref().unwrap_or("unknown");
 
+    let leading_space = cx.data.as_ref().is_some_and(|c| c.leading_space);
+    let changes = if leading_space {
+        changes
+    } else {
+        changes.without_leading_space()
+    };
     let (status, reply) = match (decision.verdict, config.milter.quarantine) {
         (Verdict::Deliver, _) => match send(&cx.actions, &changes).await {
             Ok(()) => {

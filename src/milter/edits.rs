@@ -50,6 +50,22 @@ impl Edits {
     pub fn is_empty(&self) -> bool {
         self.headers.is_empty() && self.body.is_none()
     }
+
+    /// For a mail server that writes `name: value` itself (no leading-space option): one
+    /// space after the colon is its to add.
+    pub fn without_leading_space(mut self) -> Edits {
+        for e in &mut self.headers {
+            let value = match e {
+                HeaderEdit::Change { value: Some(v), .. } => v,
+                HeaderEdit::Insert { value, .. } => value,
+                HeaderEdit::Change { value: None, .. } => continue,
+            };
+            if value.first() == Some(&b' ') {
+                value.remove(0);
+            }
+        }
+        self
+    }
 }
 
 /// A field as the milter protocol carries it: its name, and its value exactly as written after

@@ -28,6 +28,10 @@ pub struct Connection {
     pub tls: Option<String>,
     /// The message in progress.
     pub message: Option<Message>,
+    /// Header values come (and go back) exactly as written after the colon. Without it (an
+    /// old Sendmail) the mail server drops the space after the colon and adds one back to what
+    /// we send.
+    pub leading_space: bool,
 }
 
 /// One message in progress.
@@ -83,9 +87,14 @@ fn negotiate(cx: &mut NegotiateContext<Connection>, actions: Actions, opts: Prot
     // Only what the mail server offers can be asked for; a missing action (an old Sendmail
     // without quarantine) is found when it is needed and the message is then tempfailed.
     cx.requested_actions = super::ACTIONS & actions;
-    if opts.contains(ProtoOpts::LEADING_SPACE) {
+    let leading_space = opts.contains(ProtoOpts::LEADING_SPACE);
+    if leading_space {
         cx.requested_opts |= ProtoOpts::LEADING_SPACE;
     }
+    cx.data = Some(Connection {
+        leading_space,
+        ..Connection::default()
+    });
     // The mail server's queue id, and the client's TLS (Postfix honours the request; a server
     // that does not sends its own defaults, which carry the queue id too).
     for (stage, names) in [
@@ -107,10 +116,11 @@ fn connect(cx: &mut Context<Connection>, hostname: CString, socket: SocketInfo) 
         SocketInfo::Unix(path) => format!("unix:{}", path.to_string_lossy()),
         SocketInfo::Unknown => hostname.to_string_lossy().into_owned(),
     };
-    cx.data = Some(Connection {
-        client,
-        ..Connection::default()
-    });
+    let conn = cx.data.get_or_insert_with(Connection::default);
+    conn.client = client;
+    conn.helo.clear();
+    conn.tls = None;
+    conn.message = None;
     Status::Continue
 }
 
@@ -173,12 +183,15 @@ async fn header(
     name: CString,
     value: CString,
 ) -> Status {
-    if cx.data.as_ref().is_none_or(|c| c.message.is_none()) {
+    let Some(conn) = cx.data.as_ref().filter(|c| c.message.is_some()) else {
         return Status::Continue;
-    }
-    let mut field = Vec::with_capacity(name.as_bytes().len() + value.as_bytes().len() + 3);
+    };
+    let mut field = Vec::with_capacity(name.as_bytes().len() + value.as_bytes().len() + 4);
     field.extend_from_slice(name.as_bytes());
     field.push(b':');
+    if !conn.leading_space {
+        field.push(b' ');
+    }
     // Folds come as LF (or CRLF); on the wire, and so to the policy, they are CRLF.
     let v = value.as_bytes();
     for (i, &b) in v.iter().enumerate() {
