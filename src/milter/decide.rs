@@ -102,7 +102,15 @@ pub async fn end_of_message(
     );
     record_decision(&mut record, &decision);
     let outgoing = decision.outgoing(b"", &original);
-    let changes = edits::between(&original, &outgoing);
+    // Held in our quarantine, the mail server's copy is discarded: no edits to send.
+    let changes = match (decision.verdict, config.milter.quarantine) {
+        (Verdict::Deliver, _) | (Verdict::Quarantine, MilterQuarantine::Hold) => {
+            edits::between(&original, &outgoing)
+        }
+        _ => Edits::default(),
+    };
+    let size = original.len();
+    drop(original);
     // The quarantine entry made for this message, undone if its audit record fails.
     let mut held_id: Option<String> = None;
     let mta_id = mta_queue_id.as_deref().unwrap_or("unknown");
@@ -114,7 +122,7 @@ pub async fn end_of_message(
         changes.without_leading_space()
     };
     let (status, reply) = match (decision.verdict, config.milter.quarantine) {
-        (Verdict::Deliver, _) => match send(&cx.actions, &changes).await {
+        (Verdict::Deliver, _) => match send(&cx.actions, &changes, &outgoing).await {
             Ok(()) => {
                 record.outcome = "accepted".into();
                 record.sha256_delivered = Some(sha256_hex(&outgoing));
@@ -158,7 +166,7 @@ pub async fn end_of_message(
         // delivers what would have left.
         (Verdict::Quarantine, MilterQuarantine::Hold) => {
             let reason = hold_reason(&queue_id, &record);
-            let sent = match send(&cx.actions, &changes).await {
+            let sent = match send(&cx.actions, &changes, &outgoing).await {
                 Ok(()) => cstring(reason.as_bytes())
                     .map_err(|e| e.to_string())
                     .map(|r| (r, &cx.actions)),
@@ -207,7 +215,7 @@ pub async fn end_of_message(
             follow_up(relay, entry.seq, alert, notice, &queue_id).await;
             tracing::info!(queue_id = %queue_id, mta_queue_id = %mta_id,
                 from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(),
-                size = original.len(), outcome = %outcome, audit = entry.seq, "milter: message");
+                size, outcome = %outcome, audit = entry.seq, "milter: message");
             (status, Some(reply))
         }
         Err(e) => {
@@ -259,8 +267,8 @@ fn hold_reason(queue_id: &str, record: &MessageRecord) -> String {
     line
 }
 
-/// Sends `changes` to the mail server.
-async fn send(actions: &EomActions, changes: &Edits) -> Result<(), String> {
+/// Sends `changes` (made against `outgoing`) to the mail server.
+async fn send(actions: &EomActions, changes: &Edits, outgoing: &[u8]) -> Result<(), String> {
     for edit in &changes.headers {
         match edit {
             HeaderEdit::Change { name, index, value } => {
@@ -299,7 +307,7 @@ async fn send(actions: &EomActions, changes: &Edits) -> Result<(), String> {
     }
     if let Some(body) = &changes.body {
         actions
-            .replace_body(body)
+            .replace_body(outgoing.get(body.clone()).unwrap_or_default())
             .await
             .map_err(|e| e.to_string())?;
     }

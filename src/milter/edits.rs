@@ -42,8 +42,9 @@ pub enum HeaderEdit {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Edits {
     pub headers: Vec<HeaderEdit>,
-    /// The new body (CRLF line endings, as the protocol carries it), when it changed.
-    pub body: Option<Vec<u8>>,
+    /// Where the new body is in the outgoing message (CRLF line endings, as the protocol
+    /// carries it), when it changed: not copied out, as it may be most of 50 MiB.
+    pub body: Option<Range<usize>>,
 }
 
 impl Edits {
@@ -108,8 +109,7 @@ fn wire_value(v: &[u8]) -> Vec<u8> {
 pub fn between(original: &[u8], outgoing: &[u8]) -> Edits {
     let (old, old_body) = fields(original);
     let (new, new_body) = fields(outgoing);
-    let body =
-        (original[old_body] != outgoing[new_body.clone()]).then(|| outgoing[new_body].to_vec());
+    let body = (original[old_body] != outgoing[new_body.clone()]).then_some(new_body);
     Edits {
         headers: header_edits(&old, &new),
         body,
@@ -255,9 +255,9 @@ fn diff(n: usize, m: usize, max_cost: usize, same: impl Fn(usize, usize) -> bool
     ops
 }
 
-/// `original` with `edits` applied as a mail server applies them (for tests, and to check the
-/// edits before they are sent).
-pub fn apply(original: &[u8], edits: &Edits) -> Vec<u8> {
+/// `original` with `edits` (made against `outgoing`) applied as a mail server applies them.
+#[cfg(test)]
+fn apply(original: &[u8], outgoing: &[u8], edits: &Edits) -> Vec<u8> {
     let (mut current, body) = fields(original);
     for e in &edits.headers {
         match e {
@@ -308,7 +308,7 @@ pub fn apply(original: &[u8], edits: &Edits) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     match &edits.body {
-        Some(b) => out.extend_from_slice(b),
+        Some(b) => out.extend_from_slice(&outgoing[b.clone()]),
         None => out.extend_from_slice(&original[body]),
     }
     out
@@ -326,7 +326,7 @@ mod tests {
     fn roundtrip(original: &[u8], outgoing: &[u8]) -> Edits {
         let e = between(original, outgoing);
         assert_eq!(
-            String::from_utf8_lossy(&apply(original, &e)),
+            String::from_utf8_lossy(&apply(original, outgoing, &e)),
             String::from_utf8_lossy(outgoing),
             "edits {e:?}"
         );
