@@ -166,18 +166,14 @@ pub async fn end_of_message(
         // delivers what would have left.
         (Verdict::Quarantine, MilterQuarantine::Hold) => {
             let reason = hold_reason(&queue_id, &record);
-            let sent = match send(&cx.actions, &changes, &outgoing).await {
-                Ok(()) => cstring(reason.as_bytes())
+            let held = async {
+                send(&cx.actions, &changes, &outgoing).await?;
+                cx.actions
+                    .quarantine(cstring(reason.as_bytes())?)
+                    .await
                     .map_err(|e| e.to_string())
-                    .map(|r| (r, &cx.actions)),
-                Err(e) => Err(e),
-            };
-            let held = match sent {
-                Ok((reason, actions)) => {
-                    actions.quarantine(reason).await.map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e),
-            };
+            }
+            .await;
             match held {
                 Ok(()) => {
                     record.outcome = "quarantined".into();
