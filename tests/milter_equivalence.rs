@@ -253,3 +253,111 @@ fn relay_and_milter_deliver_the_same_bytes_and_record_the_same_decision() {
         assert_eq!(m.field("outcome").as_deref(), Some("accepted"));
     }
 }
+
+/// A valid UPN for `serial` (DfE check letter; research/detectors.md).
+fn upn(serial: u32) -> String {
+    const TABLE: &[u8] = b"ABCDEFGHJKLMNPQRTUVWXYZ";
+    let body = format!("80120000{serial:04}");
+    let sum: u32 = body
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| u32::from(b - b'0') * (i as u32 + 2))
+        .sum();
+    format!("{}{body}", TABLE[(sum % 23) as usize] as char)
+}
+
+/// A class list with UPNs, in clear, both ways: the same findings and verdict, and (held in
+/// schoolgate's quarantine) the same held bytes below each path's trace header. With the
+/// attachment rules in this branch's stubs both paths deliver it, and the delivered bytes are
+/// compared instead; with the real rules merged it is held both ways.
+#[test]
+fn a_sensitive_attachment_gets_the_same_decision_both_ways() {
+    let milter_port = free_port();
+    let gw = Gateway::start(|cfg| {
+        set(cfg, "milter.listen", format!("127.0.0.1:{milter_port}"));
+    });
+    let sink = Sink::start(SinkBehaviour::accept());
+    let postfix = Postfix::start_with(
+        sink.port,
+        &format!(
+            "smtpd_milters = inet:127.0.0.1:{milter_port}\nmilter_default_action = tempfail\n"
+        ),
+    );
+    let mut csv = String::from("Name,UPN,Form\r\n");
+    for n in 0..3 {
+        csv.push_str(&format!("Pupil{n} Surname{n},{},7B\r\n", upn(200 + n)));
+    }
+    let case = Case {
+        name: "class-list",
+        from: STAFF,
+        to: PARENT,
+        message: format!(
+            "{}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\nThe list.\r\n--b1\r\n\
+             Content-Type: text/csv; name=\"7B.csv\"\r\nContent-Disposition: attachment; filename=\"7B.csv\"\r\n\
+             \r\n{csv}--b1--\r\n",
+            header(&format!("Tom Baker <{STAFF}>"), PARENT, "Class list", "cl@example-academy.sch.uk")
+        )
+        .into_bytes(),
+    };
+    swaks_to(gw.port, gw.dir.path(), &case, "relay").assert_ok("class list via the relay");
+    swaks_to(postfix.port, postfix.dir.path(), &case, "milter")
+        .assert_ok("class list via Postfix and the milter");
+    let records = gw.message_records();
+    let of = |path: Option<&str>| {
+        records
+            .iter()
+            .find(|r| {
+                r.field("message_id").as_deref() == Some("cl@example-academy.sch.uk")
+                    && r.field("path").as_deref() == path
+            })
+            .unwrap_or_else(|| panic!("no audit record for path {path:?}"))
+            .clone()
+    };
+    let (r, m) = (of(None), of(Some("milter")));
+    for field in [
+        "verdict",
+        "disclaimer",
+        "flags",
+        "findings",
+        "notes",
+        "sha256_received",
+    ] {
+        assert_eq!(
+            r.message().get(field),
+            m.message().get(field),
+            "{field} differs:\n{}\n{}",
+            r.record_json,
+            m.record_json
+        );
+    }
+    let (a, b) = match r.field("verdict").as_deref() {
+        Some("quarantine") => {
+            let held = |rec: &AuditRow| {
+                let id = rec.field("quarantine_id").expect("a quarantine id");
+                std::fs::read(gw.state_dir.join(format!("quarantine/{id}.eml")))
+                    .expect("the held file")
+            };
+            // The relay holds what it would have sent, its Received: included; the milter
+            // holds what Postfix would have delivered below its own.
+            (strip_received(&held(&r)), held(&m))
+        }
+        _ => {
+            assert!(
+                gw.wait_for(Duration::from_secs(30), || !sink.accepted().is_empty()),
+                "nothing came through Postfix:\n{}",
+                postfix.maillog()
+            );
+            let relayed = gw
+                .outbox_messages()
+                .into_iter()
+                .find(|o| mid_of(&o.bytes) == "<cl@example-academy.sch.uk>")
+                .expect("in the outbox");
+            (
+                strip_received(&relayed.bytes),
+                strip_received(&sink.accepted()[0].data),
+            )
+        }
+    };
+    assert_same_bytes("the class list, relay against milter", &a, &b);
+}
