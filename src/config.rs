@@ -1074,10 +1074,13 @@ mod tests {
         assert_eq!(c.milter.quarantine, MilterQuarantine::Schoolgate);
         assert_eq!(c.milter.on_error, MilterOnError::Tempfail);
         assert_eq!(c.milter_max_message_size(), 50 << 20);
-        let text = EXAMPLE.replace(
-            "# listen = \"127.0.0.1:7357\"",
-            "listen = \"127.0.0.1:7357\"\nquarantine = \"hold\"\non_error = \"accept\"\nmax_message_size = \"1MiB\"",
-        );
+        let text = EXAMPLE
+            .replace(
+                "# listen = \"127.0.0.1:7357\"",
+                "listen = \"127.0.0.1:7357\"\nmax_message_size = \"1MiB\"",
+            )
+            .replace("quarantine = \"schoolgate\"", "quarantine = \"hold\"")
+            .replace("on_error = \"tempfail\"", "on_error = \"accept\"");
         let c = parse(&text).unwrap();
         assert_eq!(
             c.milter.listen,
@@ -1108,7 +1111,7 @@ mod tests {
         );
         let e = parse(&text).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("milter.listen"));
-        let text = EXAMPLE.replace("# listen = \"127.0.0.1:7357\"", "on_error = \"shrug\"");
+        let text = EXAMPLE.replace("on_error = \"tempfail\"", "on_error = \"shrug\"");
         let e = parse(&text).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("milter.on_error"));
     }
