@@ -252,3 +252,42 @@ fn without_the_leading_space_option_one_space_is_the_mail_servers() {
         Some(sha256_hex(sent.as_bytes()))
     );
 }
+
+/// SIGTERM stops the milter too: a message the mail server is still sending is recorded as
+/// aborted (the mail server, seeing the connection close, applies milter_default_action and
+/// keeps it), and the gateway exits 0 with the stop recorded last.
+#[test]
+fn sigterm_stops_the_milter_cleanly() {
+    let (mut gw, port) = start(|_| {});
+    let mut mta = Mta::connect(port);
+    let f = fields("term@test");
+    let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    mta.begin("QTERM", &f);
+    mta.send(b'B', b"Half of it\r\n");
+    assert_eq!(mta.read().0, b'c');
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let mut status = None;
+    for _ in 0..150 {
+        status = gw.exited();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exited = status.is_some_and(|s| s.success());
+    assert!(exited, "the gateway did not exit 0:\n{}", gw.log_tail(4000));
+    let r = record(&gw, "term@test").expect("a record of the message cut off");
+    assert_eq!(r.field("outcome").as_deref(), Some("aborted"));
+    let records = gw.audit_records();
+    let last = records.last().expect("records");
+    assert_eq!(last.kind, "stop", "{:?}", last.record);
+    assert!(
+        last.record.to_string().contains("stopped cleanly"),
+        "{:?}",
+        last.record
+    );
+}
