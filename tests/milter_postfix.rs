@@ -282,6 +282,7 @@ fn a_message_too_big_for_the_milter_is_tempfailed_not_let_through() {
         run.transcript
     );
     let rec = rig.record("big1@example-academy.sch.uk");
+    assert_milter_record(&rig, &rec);
     assert_eq!(rec.field("outcome").as_deref(), Some("deferred"));
     assert_eq!(rec.field("verdict").as_deref(), Some("none"));
     std::thread::sleep(Duration::from_millis(500));

@@ -76,7 +76,6 @@ pub async fn end_of_message(
                 bytes: Vec::new(),
                 size,
                 limit: 0,
-                in_body: true,
             };
             record_undecided(
                 relay,

@@ -46,8 +46,6 @@ pub struct Message {
     pub size: u64,
     /// The size limit in force when the message began.
     pub limit: u64,
-    /// The header has ended (the blank line is in `bytes`).
-    pub in_body: bool,
 }
 
 /// The protocol's callbacks, each a thin step onto [`Connection`] or [`decide`].
@@ -163,7 +161,6 @@ fn mail(relay: &Relay, cx: &mut Context<Connection>, args: Vec<CString>) -> Stat
         bytes: Vec::new(),
         size: 0,
         limit: config.milter_max_message_size(),
-        in_body: false,
     });
     Status::Continue
 }
@@ -204,13 +201,13 @@ async fn header(
     take(relay, cx, &field).await
 }
 
+/// The blank line between header and body.
 fn eoh(cx: &mut Context<Connection>) -> Status {
     if let Some(m) = cx.data.as_mut().and_then(|c| c.message.as_mut()) {
-        m.in_body = true;
-        if m.size < m.limit {
+        m.size += 2;
+        if m.size <= m.limit {
             m.bytes.extend_from_slice(b"\r\n");
         }
-        m.size += 2;
     }
     Status::Continue
 }
@@ -244,8 +241,18 @@ async fn take(relay: &Relay, cx: &mut Context<Connection>, bytes: &[u8]) -> Stat
         "Message too big for the school's mail filter",
     );
     set_reply(&mut cx.reply, &reply);
+    let mta_queue_id = macro_value(&cx.macros, c"i");
     let conn = cx.data.as_ref();
-    decide::record_undecided(relay, conn, &message, None, on_error, &detail, &reply).await;
+    decide::record_undecided(
+        relay,
+        conn,
+        &message,
+        mta_queue_id,
+        on_error,
+        &detail,
+        &reply,
+    )
+    .await;
     status
 }
 
