@@ -179,11 +179,103 @@ pub struct NextHopAuthConfig {
     pub password_file: PathBuf,
 }
 
+/// `[milter]`: the same policy over the milter protocol (Postfix `smtpd_milters`, Sendmail).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Milter {
+    /// Where the mail server connects: `"127.0.0.1:7357"` (TCP) or a Unix socket path
+    /// (`"/run/schoolgate/milter.sock"`, or `"unix:/…"`). Unset: no milter.
     #[serde(default)]
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<MilterListen>,
+    /// Where a message the policy quarantines goes.
+    #[serde(default)]
+    pub quarantine: MilterQuarantine,
+    /// What the mail server is told when schoolgate cannot decide about a message (too large,
+    /// the policy could not run, the conversation broke off).
+    #[serde(default)]
+    pub on_error: MilterOnError,
+    /// The largest message inspected; default `relay.max_message_size`.
+    #[serde(default)]
+    pub max_message_size: Option<ByteSize>,
+}
+
+/// The milter's listening socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MilterListen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for MilterListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MilterListen::Tcp(a) => write!(f, "inet:{a}"),
+            MilterListen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl FromStr for MilterListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if let Some(path) = t.strip_prefix("unix:").or_else(|| t.strip_prefix("local:")) {
+            return MilterListen::from_str(path).and_then(|l| match l {
+                MilterListen::Unix(p) => Ok(MilterListen::Unix(p)),
+                MilterListen::Tcp(_) => Err(format!("\"{s}\" is not a socket path")),
+            });
+        }
+        if t.starts_with('/') {
+            return Ok(MilterListen::Unix(PathBuf::from(t)));
+        }
+        let addr = t.strip_prefix("inet:").unwrap_or(t);
+        addr.parse().map(MilterListen::Tcp).map_err(|_| {
+            format!(
+                "\"{s}\" is neither host:port (e.g. \"127.0.0.1:7357\") nor a Unix socket path (e.g. \"/run/schoolgate/milter.sock\")"
+            )
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for MilterListen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_text(d)
+    }
+}
+
+/// Where the milter puts a message the policy quarantines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MilterQuarantine {
+    /// schoolgate's own quarantine (released with `schoolgate quarantine release`); the mail
+    /// server is told to discard its copy.
+    #[default]
+    Schoolgate,
+    /// The mail server's hold queue (Postfix: `postsuper -H` releases it).
+    Hold,
+}
+
+/// What the milter tells the mail server when it cannot decide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MilterOnError {
+    /// 4xx: the sender's server keeps the message and tries again.
+    #[default]
+    Tempfail,
+    /// Let it through unfiltered (recorded in the audit trail).
+    Accept,
+    /// 5xx: the sender is told it failed.
+    Reject,
+}
+
+impl Config {
+    /// The largest message the milter inspects.
+    pub fn milter_max_message_size(&self) -> u64 {
+        self.milter
+            .max_message_size
+            .unwrap_or(self.relay.max_message_size)
+            .0
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -789,6 +881,13 @@ impl Config {
         if r.max_connections == 0 || r.max_connections_per_client == 0 {
             return Err(err("relay", "max_connections", "must be at least 1".into()));
         }
+        if self.milter.max_message_size.is_some_and(|m| m.0 == 0) {
+            return Err(err(
+                "milter",
+                "max_message_size",
+                "must be more than 0".into(),
+            ));
+        }
         if self.school.domains.is_empty() {
             return Err(err(
                 "school",
@@ -1011,6 +1110,55 @@ mod tests {
             e.field.as_deref(),
             Some("relay.next_hop_auth.password_file")
         );
+    }
+
+    #[test]
+    fn the_milter_section() {
+        let c = parse(EXAMPLE).unwrap();
+        assert_eq!(c.milter.listen, None);
+        assert_eq!(c.milter.quarantine, MilterQuarantine::Schoolgate);
+        assert_eq!(c.milter.on_error, MilterOnError::Tempfail);
+        assert_eq!(c.milter_max_message_size(), 50 << 20);
+        let text = EXAMPLE
+            .replace(
+                "# listen = \"127.0.0.1:7357\"",
+                "listen = \"127.0.0.1:7357\"\nmax_message_size = \"1MiB\"",
+            )
+            .replace("quarantine = \"schoolgate\"", "quarantine = \"hold\"")
+            .replace("on_error = \"tempfail\"", "on_error = \"accept\"");
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.milter.listen,
+            Some(MilterListen::Tcp("127.0.0.1:7357".parse().unwrap()))
+        );
+        assert_eq!(c.milter.quarantine, MilterQuarantine::Hold);
+        assert_eq!(c.milter.on_error, MilterOnError::Accept);
+        assert_eq!(c.milter_max_message_size(), 1 << 20);
+        for (written, path) in [
+            ("/run/schoolgate/milter.sock", "/run/schoolgate/milter.sock"),
+            (
+                "unix:/var/spool/postfix/schoolgate",
+                "/var/spool/postfix/schoolgate",
+            ),
+        ] {
+            assert_eq!(
+                written.parse::<MilterListen>(),
+                Ok(MilterListen::Unix(path.into()))
+            );
+        }
+        assert_eq!(
+            "inet:127.0.0.1:7357".parse::<MilterListen>(),
+            Ok(MilterListen::Tcp("127.0.0.1:7357".parse().unwrap()))
+        );
+        let text = EXAMPLE.replace(
+            "# listen = \"127.0.0.1:7357\"",
+            "listen = \"localhost-ish\"",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("milter.listen"));
+        let text = EXAMPLE.replace("on_error = \"tempfail\"", "on_error = \"shrug\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("milter.on_error"));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway: the SMTP relay (and, later, the milter and web page).
+    /// Run the gateway: the SMTP relay, the milter when configured (and, later, the web page).
     Serve,
     /// Dry run: what the policy does to one message. Changes no state.
     Check(check::CheckArgs),

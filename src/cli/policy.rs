@@ -66,6 +66,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             .join(", "),
         config.relay.next_hop.0
     );
+    if let Some(listen) = &config.milter.listen {
+        let lower = |s: String| s.to_lowercase();
+        println!(
+            "  milter:          {listen}; quarantine {}; on error {}; up to {} octets",
+            lower(format!("{:?}", config.milter.quarantine)),
+            lower(format!("{:?}", config.milter.on_error)),
+            config.milter_max_message_size()
+        );
+    }
     // Every rule with its action, defaults included, by its SPEC name.
     let lower = |a: Action| format!("{a:?}").to_lowercase();
     let mut rules: Vec<String> = Vec::new();

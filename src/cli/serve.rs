@@ -1,4 +1,5 @@
-//! `schoolgate serve`: run the relay until SIGTERM; reload on SIGHUP or when a file changes.
+//! `schoolgate serve`: run the relay (and the milter, when `[milter] listen` is set) until
+//! SIGTERM; reload on SIGHUP or when a file changes.
 //!
 //! SIGTERM (or Ctrl-C) stops accepting, tells idle clients 421, lets messages in flight finish
 //! (up to `relay.shutdown_grace`) and records the stop. SIGHUP re-reads the config and the
@@ -84,11 +85,20 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         })?;
         listeners.push(l);
     }
+    let milter_listener = match &config.milter.listen {
+        Some(listen) => Some(crate::milter::bind(listen).await.with_context(|| {
+            format!(
+                "{}: milter.listen: cannot listen on {listen}",
+                config.source.display()
+            )
+        })?),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = config.relay.shutdown_grace.0;
     let config = Arc::new(config);
     let described = format!(
-        "started; relay on {}; next hop {}",
+        "started; relay on {}{}; next hop {}",
         config
             .relay
             .listen
@@ -96,6 +106,10 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
             .map(|a| a.to_string())
             .collect::<Vec<_>>()
             .join(", "),
+        match &config.milter.listen {
+            Some(l) => format!("; milter on {l}"),
+            None => String::new(),
+        },
         next_hop.describe()
     );
     let relay = Relay::new(
@@ -119,6 +133,13 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     for l in listeners {
         accepting.push(tokio::spawn(accept_loop(Arc::clone(&relay), l)));
     }
+    let milter = milter_listener.map(|l| {
+        tokio::spawn(crate::milter::serve(
+            Arc::clone(&relay),
+            l,
+            stop_tx.subscribe(),
+        ))
+    });
 
     let reloader = Arc::new(Reloader {
         relay: Arc::clone(&relay),
@@ -147,6 +168,12 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         let _ = a.await;
     }
     let left = relay.drain(grace).await;
+    if let Some(milter) = milter {
+        // The milter finishes the messages it is deciding about, within the same grace.
+        if tokio::time::timeout(grace, milter).await.is_err() {
+            tracing::warn!("the milter had messages in flight after the grace period");
+        }
+    }
     let detail = if left == 0 {
         "stopped cleanly".to_string()
     } else {
@@ -314,6 +341,9 @@ impl Reloader {
                     || new.relay.tls_key != old.relay.tls_key
                 {
                     tracing::warn!("relay.listen and TLS changes take effect only after a restart");
+                }
+                if new.milter.listen != old.milter.listen {
+                    tracing::warn!("milter.listen changes take effect only after a restart");
                 }
                 let d = format!(
                     "configuration reloaded from {} {trigger}; directory {} ({} people); next hop {}",

@@ -54,7 +54,7 @@ pub fn delivery_key(envelope: &Envelope, original: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -97,41 +97,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
         String::new()
     };
     let mut record = base_record(&received, original, &decision.summary);
-    record.verdict = decision.verdict.as_str().into();
-    record.disclaimer = Some(decision.disclaimer.as_str().into());
-    record.flags = decision
-        .flags
-        .iter()
-        .map(|f| FlagRecord {
-            rule: f.rule.into(),
-            detail: f.detail.clone(),
-            evidence: f.evidence.clone(),
-            action: format!("{:?}", f.action).to_lowercase(),
-        })
-        .collect();
-    record.findings = decision
-        .findings
-        .iter()
-        .map(|f| FindingRecord {
-            rule: f.rule.into(),
-            attachment: f.attachment.clone(),
-            detail: f.detail.clone(),
-            detectors: f
-                .detectors
-                .iter()
-                .map(|d| (d.detector.to_string(), d.count))
-                .collect(),
-            evidence: f
-                .evidence
-                .iter()
-                .map(|e| format!("{} at {}: {}", e.detector, e.location, e.sample))
-                .collect(),
-            action: format!("{:?}", f.action).to_lowercase(),
-        })
-        .collect();
-    record
-        .notes
-        .extend(decision.disclaimer_notes.iter().cloned());
+    record_decision(&mut record, &decision);
 
     // The quarantine entry made for this message, undone if its audit record fails.
     let mut held_id: Option<String> = None;
@@ -172,24 +138,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
                     if !decision.flags.is_empty() {
                         // The DSL must see what the pupil received: the sender's own Sent copy
                         // lacks the gateway's changes.
-                        let spool = relay.spool.clone();
-                        let name = received.queue_id.clone();
-                        match tokio::task::spawn_blocking(move || {
-                            spool.keep_evidence(&name, &outgoing)
-                        })
-                        .await
-                        {
-                            Ok(Ok(path)) => record.evidence = Some(path),
-                            Ok(Err(e)) => {
-                                tracing::error!(queue_id = %received.queue_id, error = %e, "evidence not kept");
-                                record.notes.push(format!(
-                                    "the delivered copy could not be kept as evidence: {e}"
-                                ));
-                            }
-                            Err(e) => {
-                                tracing::error!(queue_id = %received.queue_id, error = %e, "evidence not kept");
-                            }
-                        }
+                        keep_evidence(relay, &received.queue_id, outgoing, &mut record).await;
                     }
                     format!("250 2.0.0 Ok: queued as {}", received.queue_id)
                 }
@@ -212,43 +161,14 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
         Verdict::Quarantine => {
             let outgoing =
                 decision.outgoing(&received.message[..received.trace_len], received.original());
-            let quarantine = Quarantine::new(&config.storage.state_dir);
-            let id = received.queue_id.clone();
-            let mail_from = received.envelope.mail_from.clone();
-            let rcpt_to = received.envelope.rcpt_to.clone();
-            let (smtputf8, body_8bit) = (received.envelope.smtputf8, received.envelope.body_8bit);
-            let subject = record.subject.clone();
-            // Why it is held: every rule that matched (the quarantine list shows rule and detail).
-            let reason = serde_json::Value::Array(
-                record
-                    .flags
-                    .iter()
-                    .filter_map(|f| serde_json::to_value(f).ok())
-                    .chain(
-                        record
-                            .findings
-                            .iter()
-                            .filter_map(|f| serde_json::to_value(f).ok()),
-                    )
-                    .collect(),
-            );
-            let held = tokio::task::spawn_blocking(move || {
-                quarantine.hold(
-                    &NewHeld {
-                        id: &id,
-                        mail_from: &mail_from,
-                        rcpt_to: &rcpt_to,
-                        subject: subject.as_deref(),
-                        reason,
-                        smtputf8,
-                        body_8bit,
-                    },
-                    &outgoing,
-                )
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+            let held = hold(
+                &config,
+                &record,
+                &received.envelope,
+                &received.queue_id,
+                outgoing,
+            )
+            .await;
             match held {
                 Ok(h) => {
                     record.outcome = "quarantined".into();
@@ -271,63 +191,13 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     };
     record.reply = reply.clone();
     let outcome = record.outcome.clone();
-    // The DSL hears of every contact flag, and of a sensitive attachment whose rule is `flag`
-    // (one held or refused is the network manager's, and the sender's, to act on).
-    let alert_flags: Vec<FlagRecord> = record
-        .flags
-        .iter()
-        .cloned()
-        .chain(
-            record
-                .findings
-                .iter()
-                .filter(|f| f.action == "flag")
-                .map(|f| FlagRecord {
-                    rule: f.rule.clone(),
-                    detail: f.detail.clone(),
-                    evidence: f.evidence.join("; "),
-                    action: f.action.clone(),
-                }),
-        )
-        .collect();
-    let alert = (!alert_flags.is_empty()).then(|| Flagged {
-        audit_seq: 0,
-        queue_id: received.queue_id.clone(),
-        time: now.to_string(),
-        sender: record.mail_from.clone(),
-        recipients: record.rcpt_to.clone(),
-        subject: record.subject.clone(),
-        flags: alert_flags,
-        outcome: record.outcome.clone(),
-        evidence: record.evidence.clone(),
-    });
+    let alert = alert_for(&record, &received.queue_id, now);
     let notice = held_id
         .as_deref()
         .and_then(|id| sender_notice(&config, &record, &decision, id, now));
     match relay.audit.append(AuditRecord::message(record)).await {
         Ok(entry) => {
-            if let Some(mut alert) = alert {
-                alert.audit_seq = entry.seq;
-                let spool = relay.spool.clone();
-                match tokio::task::spawn_blocking(move || spool.queue_alert(&alert)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(queue_id = %received.queue_id, error = %e,
-                        "the DSL alert could not be queued; the flag is in the audit trail"),
-                    Err(e) => tracing::error!(queue_id = %received.queue_id, error = %e,
-                        "the DSL alert could not be queued; the flag is in the audit trail"),
-                }
-            }
-            if let Some(mut notice) = notice {
-                notice.audit_seq = entry.seq;
-                let spool = relay.spool.clone();
-                match tokio::task::spawn_blocking(move || spool.queue_notice(&notice)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(queue_id = %received.queue_id, error = %e,
-                        "the sender notice could not be queued; the message is held and recorded"),
-                    Err(e) => tracing::error!(queue_id = %received.queue_id, error = %e,
-                        "the sender notice could not be queued; the message is held and recorded"),
-                }
-            }
+            follow_up(relay, entry.seq, alert, notice, &received.queue_id).await;
             tracing::info!(queue_id = %received.queue_id, client = %received.client,
                 from = %received.envelope.mail_from, rcpts = received.envelope.rcpt_to.len(),
                 size, outcome = %outcome, audit = entry.seq, "message");
@@ -339,14 +209,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
             if let Some(id) = held_id {
                 // Unrecorded, it must not stay held: the client's retry is held (and recorded)
                 // anew.
-                let quarantine = Quarantine::new(&config.storage.state_dir);
-                match tokio::task::spawn_blocking(move || quarantine.unhold(&id)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(queue_id = %received.queue_id, error = %e,
-                        "an unrecorded quarantine entry could not be removed"),
-                    Err(e) => tracing::error!(queue_id = %received.queue_id, error = %e,
-                        "an unrecorded quarantine entry could not be removed"),
-                }
+                unhold(&config, id, &received.queue_id).await;
             }
             "451 4.3.0 Audit trail unavailable, try again later".into()
         }
@@ -355,7 +218,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
 
 /// The notice to the sender of a message held for its attachments (SPEC, "Sender notice"),
 /// when `[sensitive] notify_sender` is on and there is a sender to tell.
-fn sender_notice(
+pub(crate) fn sender_notice(
     config: &crate::config::Config,
     record: &MessageRecord,
     decision: &policy::Decision,
@@ -447,6 +310,216 @@ fn base_record(
         tls: received.tls.clone(),
         mail_from: received.envelope.mail_from.clone(),
         rcpt_to: received.envelope.rcpt_to.clone(),
+        queue_id: Some(received.queue_id.clone()),
+        ..summary_record(original, summary)
+    }
+}
+
+// The pieces of a hand-off that every shell shares (the relay here, the milter in
+// `crate::milter`): what the decision says in the audit record, holding a message in the
+// quarantine, keeping evidence, and the DSL alert and sender notice queued once the record is
+// durable.
+
+/// Writes what `decision` says into `record`: verdict, disclaimer, flags, findings, notes.
+pub(crate) fn record_decision(record: &mut MessageRecord, decision: &policy::Decision) {
+    record.verdict = decision.verdict.as_str().into();
+    record.disclaimer = Some(decision.disclaimer.as_str().into());
+    record.flags = decision
+        .flags
+        .iter()
+        .map(|f| FlagRecord {
+            rule: f.rule.into(),
+            detail: f.detail.clone(),
+            evidence: f.evidence.clone(),
+            action: format!("{:?}", f.action).to_lowercase(),
+        })
+        .collect();
+    record.findings = decision
+        .findings
+        .iter()
+        .map(|f| FindingRecord {
+            rule: f.rule.into(),
+            attachment: f.attachment.clone(),
+            detail: f.detail.clone(),
+            detectors: f
+                .detectors
+                .iter()
+                .map(|d| (d.detector.to_string(), d.count))
+                .collect(),
+            evidence: f
+                .evidence
+                .iter()
+                .map(|e| format!("{} at {}: {}", e.detector, e.location, e.sample))
+                .collect(),
+            action: format!("{:?}", f.action).to_lowercase(),
+        })
+        .collect();
+    record
+        .notes
+        .extend(decision.disclaimer_notes.iter().cloned());
+}
+
+/// Why a message is held: every rule that matched (the quarantine list shows rule and detail).
+pub(crate) fn hold_reason(record: &MessageRecord) -> serde_json::Value {
+    serde_json::Value::Array(
+        record
+            .flags
+            .iter()
+            .filter_map(|f| serde_json::to_value(f).ok())
+            .chain(
+                record
+                    .findings
+                    .iter()
+                    .filter_map(|f| serde_json::to_value(f).ok()),
+            )
+            .collect(),
+    )
+}
+
+/// Holds `outgoing` (the exact bytes that would have left) in the quarantine as `id`, durably.
+pub(crate) async fn hold(
+    config: &crate::config::Config,
+    record: &MessageRecord,
+    envelope: &Envelope,
+    id: &str,
+    outgoing: Vec<u8>,
+) -> Result<crate::store::quarantine::Held, String> {
+    let quarantine = Quarantine::new(&config.storage.state_dir);
+    let id = id.to_string();
+    let mail_from = envelope.mail_from.clone();
+    let rcpt_to = envelope.rcpt_to.clone();
+    let (smtputf8, body_8bit) = (envelope.smtputf8, envelope.body_8bit);
+    let subject = record.subject.clone();
+    let reason = hold_reason(record);
+    tokio::task::spawn_blocking(move || {
+        quarantine.hold(
+            &NewHeld {
+                id: &id,
+                mail_from: &mail_from,
+                rcpt_to: &rcpt_to,
+                subject: subject.as_deref(),
+                reason,
+                smtputf8,
+                body_8bit,
+            },
+            &outgoing,
+        )
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()))
+}
+
+/// Takes a quarantine entry back out (its audit record could not be written).
+pub(crate) async fn unhold(config: &crate::config::Config, id: String, queue_id: &str) {
+    let quarantine = Quarantine::new(&config.storage.state_dir);
+    match tokio::task::spawn_blocking(move || quarantine.unhold(&id)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(queue_id = %queue_id, error = %e,
+            "an unrecorded quarantine entry could not be removed"),
+        Err(e) => tracing::error!(queue_id = %queue_id, error = %e,
+            "an unrecorded quarantine entry could not be removed"),
+    }
+}
+
+/// Keeps the delivered copy of a flagged message as evidence and notes where in `record`.
+pub(crate) async fn keep_evidence(
+    relay: &Relay,
+    name: &str,
+    delivered: Vec<u8>,
+    record: &mut MessageRecord,
+) {
+    let spool = relay.spool.clone();
+    let file = name.to_string();
+    match tokio::task::spawn_blocking(move || spool.keep_evidence(&file, &delivered)).await {
+        Ok(Ok(path)) => record.evidence = Some(path),
+        Ok(Err(e)) => {
+            tracing::error!(queue_id = %name, error = %e, "evidence not kept");
+            record.notes.push(format!(
+                "the delivered copy could not be kept as evidence: {e}"
+            ));
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %name, error = %e, "evidence not kept");
+        }
+    }
+}
+
+/// The DSL alert for `record`, if any rule asks for one: every contact flag, and a sensitive
+/// attachment whose rule is `flag` (one held or refused is the network manager's, and the
+/// sender's, to act on).
+pub(crate) fn alert_for(
+    record: &MessageRecord,
+    queue_id: &str,
+    now: jiff::Timestamp,
+) -> Option<Flagged> {
+    let alert_flags: Vec<FlagRecord> = record
+        .flags
+        .iter()
+        .cloned()
+        .chain(
+            record
+                .findings
+                .iter()
+                .filter(|f| f.action == "flag")
+                .map(|f| FlagRecord {
+                    rule: f.rule.clone(),
+                    detail: f.detail.clone(),
+                    evidence: f.evidence.join("; "),
+                    action: f.action.clone(),
+                }),
+        )
+        .collect();
+    (!alert_flags.is_empty()).then(|| Flagged {
+        audit_seq: 0,
+        queue_id: queue_id.to_string(),
+        time: now.to_string(),
+        sender: record.mail_from.clone(),
+        recipients: record.rcpt_to.clone(),
+        subject: record.subject.clone(),
+        flags: alert_flags,
+        outcome: record.outcome.clone(),
+        evidence: record.evidence.clone(),
+    })
+}
+
+/// Queues the DSL alert and the sender notice of the message recorded as `audit_seq`. Best
+/// effort: the flag and the hold are in the audit trail whatever happens here.
+pub(crate) async fn follow_up(
+    relay: &Relay,
+    audit_seq: u64,
+    alert: Option<Flagged>,
+    notice: Option<Notice>,
+    queue_id: &str,
+) {
+    if let Some(mut alert) = alert {
+        alert.audit_seq = audit_seq;
+        let spool = relay.spool.clone();
+        match tokio::task::spawn_blocking(move || spool.queue_alert(&alert)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(queue_id = %queue_id, error = %e,
+                "the DSL alert could not be queued; the flag is in the audit trail"),
+            Err(e) => tracing::error!(queue_id = %queue_id, error = %e,
+                "the DSL alert could not be queued; the flag is in the audit trail"),
+        }
+    }
+    if let Some(mut notice) = notice {
+        notice.audit_seq = audit_seq;
+        let spool = relay.spool.clone();
+        match tokio::task::spawn_blocking(move || spool.queue_notice(&notice)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(queue_id = %queue_id, error = %e,
+                "the sender notice could not be queued; the message is held and recorded"),
+            Err(e) => tracing::error!(queue_id = %queue_id, error = %e,
+                "the sender notice could not be queued; the message is held and recorded"),
+        }
+    }
+}
+
+/// The fields of a message record that come from the message itself (the shell adds the
+/// session: client, HELO, TLS, envelope, ids).
+pub(crate) fn summary_record(original: &[u8], summary: &policy::MessageSummary) -> MessageRecord {
+    MessageRecord {
         header_from: summary.from.clone(),
         header_to: summary.to.clone(),
         header_cc: summary.cc.clone(),
@@ -454,7 +527,6 @@ fn base_record(
         message_id: summary.message_id.clone(),
         size: original.len() as u64,
         sha256_received: sha256_hex(original),
-        queue_id: Some(received.queue_id.clone()),
         ..MessageRecord::default()
     }
 }

@@ -451,7 +451,7 @@ impl Session {
 }
 
 /// A short id for a message, unique within this gateway (time in microseconds and a counter).
-fn new_queue_id() -> String {
+pub(crate) fn new_queue_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff;
     let micros = jiff::Timestamp::now().as_microsecond() as u64 & 0xffff_ffff_ffff;

@@ -147,6 +147,13 @@ pub struct MessageRecord {
     /// Our id for the message (in our `Received:` header and logs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_id: Option<String>,
+    /// How the message came: absent for the SMTP relay, `milter` for the milter (where the mail
+    /// server keeps the message and delivers it; schoolgate only decides and edits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The mail server's own queue id (Postfix's `i` macro), on the milter path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_queue_id: Option<String>,
     /// The name the client gave in EHLO/HELO.
     pub helo: String,
     /// The TLS protocol and cipher suite, when the session used STARTTLS.
@@ -191,7 +198,8 @@ pub struct MessageRecord {
     pub verdict: String,
     /// What actually happened: `delivered`, `deferred` (4xx to the client), `refused` (the next
     /// hop's 5xx passed back), `rejected` (our own 5xx), `quarantined` (held for review, see
-    /// `quarantine_id`), `aborted` (the client went away).
+    /// `quarantine_id`), `aborted` (the client went away); on the milter path `accepted`
+    /// (handed back to the mail server to deliver, with our edits).
     pub outcome: String,
     /// Why, in words, when the outcome is not `delivered`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -125,6 +125,11 @@ pub struct Postfix {
 
 impl Postfix {
     pub fn start(relay_port: u16) -> Postfix {
+        Self::start_with(relay_port, "")
+    }
+
+    /// As [`Postfix::start`], with `extra` lines appended to main.cf (e.g. `smtpd_milters`).
+    pub fn start_with(relay_port: u16, extra: &str) -> Postfix {
         let postfix = require_tool("postfix");
         require_tool("postconf");
         let uid = Command::new("id").arg("-u").output().expect("run id -u");
@@ -196,6 +201,7 @@ queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 smtp_connect_timeout = 5s
+{extra}
 ",
             queue = queue_dir.display(),
             data = data_dir.display(),
