@@ -7,10 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::smtp::Client;
-use common::{AuditRow, BIN, Gateway, plain_message, sha256_hex};
+use common::{AuditRow, Gateway, plain_message, sha256_hex};
 use serde_json::Value;
 
 const BAKER: &str = "t.baker@example-academy.sch.uk";
@@ -79,20 +79,10 @@ fn trail() -> Gateway {
     gw
 }
 
-fn schoolgate(gw: &Gateway, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(&gw.config_path)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run schoolgate")
-}
-
 fn export(gw: &Gateway, args: &[&str]) -> (String, String) {
     let mut all = vec!["audit", "export", "--as", "dsl"];
     all.extend_from_slice(args);
-    let out = schoolgate(gw, &all);
+    let out = gw.cli(&all);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "schoolgate {all:?} failed: {stderr}");
     // Not on a terminal: no progress bar, only the summary.
@@ -366,17 +356,14 @@ fn filters_find_a_person_by_every_address_a_rule_a_verdict_and_dates() {
 #[test]
 fn bad_arguments_say_what_is_wrong_and_write_nothing() {
     let gw = trail();
-    let out = schoolgate(
-        &gw,
-        &[
-            "audit",
-            "export",
-            "--format",
-            "csv",
-            "--rule",
-            "pupil-personal",
-        ],
-    );
+    let out = gw.cli(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--rule",
+        "pupil-personal",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -384,32 +371,26 @@ fn bad_arguments_say_what_is_wrong_and_write_nothing() {
         "{err}"
     );
 
-    let out = schoolgate(
-        &gw,
-        &[
-            "audit",
-            "export",
-            "--format",
-            "csv",
-            "--since",
-            "31/01/2026",
-        ],
-    );
+    let out = gw.cli(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--since",
+        "31/01/2026",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));
 
     let missing = gw.dir.path().join("no/such/dir/out.csv");
-    let out = schoolgate(
-        &gw,
-        &[
-            "audit",
-            "export",
-            "--format",
-            "csv",
-            "--out",
-            missing.to_str().unwrap(),
-        ],
-    );
+    let out = gw.cli(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--out",
+        missing.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("check that the directory exists"));
     assert!(!Path::new(&missing).exists());

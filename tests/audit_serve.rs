@@ -5,23 +5,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use common::smtp::Client;
-use common::{BIN, Gateway, plain_message, require_tool, set};
+use common::{Gateway, plain_message, require_tool, set};
 
 const FROM: &str = "t.baker@example-academy.sch.uk";
-
-fn schoolgate(gw: &Gateway, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(&gw.config_path)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run schoolgate")
-}
 
 fn send(gw: &Gateway, subject: &str) {
     let mut c = Client::ready(gw.port);
@@ -79,7 +69,7 @@ fn checkpoints_go_to_the_journal_and_the_dsl_and_verify_checks_them() {
     for c in &all {
         args.extend(["--checkpoint", c.as_str()]);
     }
-    let out = schoolgate(&gw, &args);
+    let out = gw.cli(&args);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("checkpoints match"), "{text}");
@@ -125,7 +115,7 @@ fn the_gateway_purges_under_retention_and_the_chain_still_verifies() {
     assert_eq!(purge.record["purge"]["records"], 4);
     assert_eq!(purge.record["purge"]["retention_days"], 365);
 
-    let out = schoolgate(&gw, &["audit", "verify"]);
+    let out = gw.cli(&["audit", "verify"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("records 1 to 4 were purged"), "{text}");

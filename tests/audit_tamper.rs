@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::smtp::Client;
-use common::{BIN, Gateway, plain_message, require_tool, set};
+use common::{Gateway, plain_message, require_tool, set};
 
 const FROM: &str = "t.baker@example-academy.sch.uk";
 
@@ -85,13 +85,7 @@ fn sqlite(db: &Path, sql: &str) {
 }
 
 fn schoolgate(c: &Copy, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(&c.config)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run schoolgate")
+    common::schoolgate_cli(&c.config, args)
 }
 
 /// `audit verify`: its exit code and what it printed.

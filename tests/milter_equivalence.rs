@@ -254,18 +254,6 @@ fn relay_and_milter_deliver_the_same_bytes_and_record_the_same_decision() {
     }
 }
 
-/// A valid UPN for `serial` (DfE check letter; research/detectors.md).
-fn upn(serial: u32) -> String {
-    const TABLE: &[u8] = b"ABCDEFGHJKLMNPQRTUVWXYZ";
-    let body = format!("80120000{serial:04}");
-    let sum: u32 = body
-        .bytes()
-        .enumerate()
-        .map(|(i, b)| u32::from(b - b'0') * (i as u32 + 2))
-        .sum();
-    format!("{}{body}", TABLE[(sum % 23) as usize] as char)
-}
-
 /// A class list with UPNs, in clear, both ways: the same findings and verdict, and (held in
 /// schoolgate's quarantine) the same held bytes below each path's trace header. With the
 /// attachment rules in this branch's stubs both paths deliver it, and the delivered bytes are
@@ -285,7 +273,10 @@ fn a_sensitive_attachment_gets_the_same_decision_both_ways() {
     );
     let mut csv = String::from("Name,UPN,Form\r\n");
     for n in 0..3 {
-        csv.push_str(&format!("Pupil{n} Surname{n},{},7B\r\n", upn(200 + n)));
+        csv.push_str(&format!(
+            "Pupil{n} Surname{n},{},7B\r\n",
+            common::upn(200 + n)
+        ));
     }
     let case = Case {
         name: "class-list",

@@ -309,16 +309,6 @@ fn hold_queue(postfix: &Postfix) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn cli(gw: &Gateway, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(&gw.config_path)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run schoolgate")
-}
-
 /// A message the policy quarantines (here through a contact rule set to `quarantine`, which
 /// needs no attachment rules) goes into schoolgate's quarantine as the exact bytes that would
 /// have left; Postfix discards its copy; a release delivers those bytes.
@@ -365,7 +355,9 @@ fn quarantine_schoolgate_holds_the_outgoing_bytes_and_postfix_discards() {
         "nothing left through Postfix"
     );
 
-    let out = cli(&rig.gw, &["quarantine", "release", &id, "--as", "netman"]);
+    let out = rig
+        .gw
+        .cli(&["quarantine", "release", &id, "--as", "netman"]);
     assert!(out.status.success(), "{out:?}");
     let released: Vec<_> = rig
         .gw
@@ -445,23 +437,14 @@ fn quarantine_hold_puts_the_message_in_postfixs_hold_queue() {
     );
 }
 
-/// A valid UPN for `serial` (DfE check letter; research/detectors.md).
-fn upn(serial: u32) -> String {
-    const TABLE: &[u8] = b"ABCDEFGHJKLMNPQRTUVWXYZ";
-    let body = format!("80120000{serial:04}");
-    let sum: u32 = body
-        .bytes()
-        .enumerate()
-        .map(|(i, b)| u32::from(b - b'0') * (i as u32 + 2))
-        .sum();
-    format!("{}{body}", TABLE[(sum % 23) as usize] as char)
-}
-
 /// A message with a class list (a CSV with three valid UPNs) attached in clear.
 fn class_list_message(mid: &str) -> Vec<u8> {
     let mut csv = String::from("Name,UPN,Form\r\n");
     for n in 0..3 {
-        csv.push_str(&format!("Pupil{n} Surname{n},{},7B\r\n", upn(100 + n)));
+        csv.push_str(&format!(
+            "Pupil{n} Surname{n},{},7B\r\n",
+            common::upn(100 + n)
+        ));
     }
     format!(
         "From: Tom Baker <{STAFF}>\r\nTo: <{PARENT}>\r\nSubject: Class list\r\nMessage-ID: <{mid}>\r\n\

@@ -5,27 +5,15 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
 use common::smtp::Client;
-use common::{BIN, Gateway, OutboxMessage, plain_message, set, verify_audit_chain};
+use common::{Gateway, OutboxMessage, plain_message, set, verify_audit_chain};
 use serde_json::Value;
 
 const FROM: &str = "t.baker@example-academy.sch.uk";
 const PUPIL: &str = "jamie.smith2010@gmail.com";
 
-fn cli(gw: &Gateway, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(&gw.config_path)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run schoolgate")
-}
-
 fn ok(gw: &Gateway, args: &[&str]) -> String {
-    let out = cli(gw, args);
+    let out = gw.cli(args);
     assert!(
         out.status.success(),
         "schoolgate {args:?} failed ({:?}): {}{}",
@@ -114,13 +102,13 @@ fn held_released_once_deleted_and_audited() {
     assert_eq!(release.record["action"]["actor"], "netman");
     assert!(held(&gw).is_empty(), "a released message is no longer held");
 
-    let again = cli(&gw, &["quarantine", "release", &id, "--as", "netman"]);
+    let again = gw.cli(&["quarantine", "release", &id, "--as", "netman"]);
     assert_eq!(again.status.code(), Some(2));
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("already released"), "{err}");
     assert_eq!(to_pupil(&gw).len(), 1, "still exactly once");
 
-    let unknown = cli(&gw, &["quarantine", "show", "NOPE"]);
+    let unknown = gw.cli(&["quarantine", "show", "NOPE"]);
     assert_eq!(unknown.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&unknown.stderr)
@@ -131,7 +119,7 @@ fn held_released_once_deleted_and_audited() {
     assert_ne!(id2, id);
     let file = gw.state_dir.join(format!("quarantine/{id2}.eml"));
     assert!(file.exists());
-    let no_reason = cli(&gw, &["quarantine", "delete", &id2]);
+    let no_reason = gw.cli(&["quarantine", "delete", &id2]);
     assert_eq!(no_reason.status.code(), Some(2), "delete needs --reason");
     ok(
         &gw,

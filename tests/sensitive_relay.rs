@@ -6,36 +6,13 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::smtp::Client;
-use common::{BIN, Gateway, OutboxMessage, verify_audit_chain};
+use common::{Gateway, OutboxMessage, verify_audit_chain};
 
 const FROM: &str = "t.baker@example-academy.sch.uk";
 const COUNTY: &str = "admissions@county.gov.example";
-
-fn cli(gw: &Gateway, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(&gw.config_path)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run schoolgate")
-}
-
-/// A valid UPN for `serial` (DfE check letter; research/detectors.md).
-fn upn(serial: u32) -> String {
-    const TABLE: &[u8] = b"ABCDEFGHJKLMNPQRTUVWXYZ";
-    let body = format!("80120000{serial:04}");
-    let sum: u32 = body
-        .bytes()
-        .enumerate()
-        .map(|(i, b)| u32::from(b - b'0') * (i as u32 + 2))
-        .sum();
-    format!("{}{body}", TABLE[(sum % 23) as usize] as char)
-}
 
 fn base64(data: &[u8]) -> String {
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -80,7 +57,7 @@ fn class_list_csv() -> Vec<u8> {
     for n in 0..30 {
         csv.push_str(&format!(
             "Pupil{n} Surname{n},{},{:02}/0{}/2014,7B\r\n",
-            upn(100 + n),
+            common::upn(100 + n),
             n % 28 + 1,
             n % 9 + 1
         ));
@@ -128,7 +105,7 @@ fn a_class_list_in_clear_is_held_the_sender_told_and_a_release_delivers_it_once(
         "{findings}"
     );
     assert!(
-        !rec.record_json.contains(&upn(100)),
+        !rec.record_json.contains(&common::upn(100)),
         "a whole UPN must never reach the audit trail"
     );
 
@@ -150,7 +127,10 @@ fn a_class_list_in_clear_is_held_the_sender_told_and_a_release_delivers_it_once(
             "{needle} missing from the notice:\n{notice_text}"
         );
     }
-    assert!(!notice_text.contains(&upn(100)), "the notice holds no data");
+    assert!(
+        !notice_text.contains(&common::upn(100)),
+        "the notice holds no data"
+    );
     assert!(
         !notice_text.contains("Surname1"),
         "the notice holds no data"
@@ -165,12 +145,12 @@ fn a_class_list_in_clear_is_held_the_sender_told_and_a_release_delivers_it_once(
 
     // The network manager releases it: delivered exactly once, as held, audited.
     let held = std::fs::read(gw.state_dir.join(format!("quarantine/{id}.eml"))).unwrap();
-    let out = cli(&gw, &["quarantine", "release", &id, "--as", "netman"]);
+    let out = gw.cli(&["quarantine", "release", &id, "--as", "netman"]);
     assert!(out.status.success(), "{out:?}");
     let delivered = to(&gw, COUNTY);
     assert_eq!(delivered.len(), 1, "released once");
     assert_eq!(delivered[0].bytes, held, "the held bytes are what leaves");
-    let again = cli(&gw, &["quarantine", "release", &id, "--as", "netman"]);
+    let again = gw.cli(&["quarantine", "release", &id, "--as", "netman"]);
     assert_eq!(again.status.code(), Some(2));
     assert_eq!(to(&gw, COUNTY).len(), 1, "still exactly once");
     assert!(

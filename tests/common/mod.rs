@@ -325,6 +325,11 @@ impl Gateway {
     }
 
     /// The messages in the outbox (`new/`), sorted by file name, each with its envelope.
+    /// Runs the schoolgate command line against this gateway's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        schoolgate_cli(&self.config_path, args)
+    }
+
     pub fn outbox_messages(&self) -> Vec<OutboxMessage> {
         outbox_messages(&self.outbox_dir)
     }
@@ -826,6 +831,29 @@ pub fn plain_message(from: &str, to: &str, subject: &str, message_id: &str, body
         m.push_str("\r\n");
     }
     m.into_bytes()
+}
+
+/// Runs the schoolgate command line with `args` and `--config config` (warnings only).
+pub fn schoolgate_cli(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run schoolgate")
+}
+
+/// A valid UPN for `serial` (the DfE check letter; research/detectors.md), for class lists.
+pub fn upn(serial: u32) -> String {
+    const TABLE: &[u8] = b"ABCDEFGHJKLMNPQRTUVWXYZ";
+    let body = format!("80120000{serial:04}");
+    let sum: u32 = body
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| u32::from(b - b'0') * (i as u32 + 2))
+        .sum();
+    format!("{}{body}", TABLE[(sum % 23) as usize] as char)
 }
 
 /// The shared corpus of real-world messages (../shared/corpus from the crate).
