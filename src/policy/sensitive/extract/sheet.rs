@@ -150,7 +150,7 @@ impl Sheet<'_, '_> {
                 return Ok(pos);
             }
             if rest.first() != Some(&b'<') {
-                let end = match memchr(b'<', rest) {
+                let end = match find_short(b'<', rest) {
                     Some(i) => i,
                     None if eof => rest.len(),
                     None => split_point(rest, self.split_text),
@@ -356,7 +356,7 @@ fn is_space(b: u8) -> bool {
 
 /// A name without its namespace prefix (`x:c` → `c`).
 fn local(name: &[u8]) -> &[u8] {
-    match memchr(b':', name) {
+    match name.iter().position(|b| *b == b':') {
         Some(i) => name.get(i + 1..).unwrap_or_default(),
         None => name,
     }
@@ -407,20 +407,35 @@ fn tag_len(data: &[u8]) -> Option<usize> {
             }
         }
         Some(_) => {
-            // `>` outside quoted attribute values.
-            let mut i = 1;
-            loop {
-                let k = memchr3(b'>', b'"', b'\'', data.get(i..)?)?;
-                i += k;
-                let quote = *data.get(i)?;
-                if quote == b'>' {
+            // `>` outside quoted attribute values. A byte at a time: a sheet's tags are a few
+            // dozen bytes, too short for a vector search to pay for its setup.
+            let mut quote = 0u8;
+            for (i, &b) in data.iter().enumerate().skip(1) {
+                if quote != 0 {
+                    if b == quote {
+                        quote = 0;
+                    }
+                } else if b == b'>' {
                     return Some(i + 1);
+                } else if b == b'"' || b == b'\'' {
+                    quote = b;
                 }
-                i += 1;
-                i += memchr(quote, data.get(i..)?)? + 1;
             }
+            None
         }
     }
+}
+
+/// The first `byte` in `data`: a byte at a time over the first few dozen (the text between a
+/// sheet's tags is short), then a vector search.
+fn find_short(byte: u8, data: &[u8]) -> Option<usize> {
+    const SHORT: usize = 32;
+    let head = data.get(..SHORT).unwrap_or(data);
+    if let Some(i) = head.iter().position(|b| *b == byte) {
+        return Some(i);
+    }
+    let tail = data.get(SHORT..)?;
+    memchr(byte, tail).map(|i| i + SHORT)
 }
 
 /// How much of a run of text with no `<` in sight can be used now: none while it is short
@@ -480,7 +495,7 @@ impl<'a> Iterator for Attributes<'a> {
             }
         };
         let body = s.get(i + 1..)?;
-        let Some(end) = memchr(quote, body) else {
+        let Some(end) = body.iter().position(|b| *b == quote) else {
             self.0 = &[];
             return None;
         };
