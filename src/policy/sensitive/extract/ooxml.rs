@@ -390,40 +390,9 @@ fn is_date_format(code: &str) -> bool {
 /// rows. Phonetic guides (`rPh`) are skipped.
 fn shared_strings(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<String>, Unscannable> {
     let mut strings = Vec::new();
-    let mut current = String::new();
-    let mut in_text = false;
-    let mut phonetic = false;
-    let mut total = 0usize;
     with_entry(zip, "xl/sharedStrings.xml", |source, compressed| {
-        walk(source, compressed, budget, |ev| {
-            match ev {
-                Ev::Open(e) => match name(e) {
-                    b"si" => current.clear(),
-                    b"t" => in_text = true,
-                    b"rPh" => phonetic = true,
-                    _ => {}
-                },
-                Ev::Close(n) => match n {
-                    b"si" => {
-                        // Each string costs its text and its slot: a flood of empty
-                        // strings is bounded too.
-                        total = total.saturating_add(current.len() + 24);
-                        strings.push(std::mem::take(&mut current));
-                    }
-                    b"t" => in_text = false,
-                    b"rPh" => phonetic = false,
-                    _ => {}
-                },
-                Ev::Text(t) if in_text && !phonetic => current.extend(t.chars().map(flatten)),
-                Ev::Text(_) => {}
-            }
-            // Past the text limit the rest is never written anyway.
-            if total > super::MAX_TEXT {
-                Flow::Stop
-            } else {
-                Flow::Go
-            }
-        })
+        strings = sheet::shared_strings(source, compressed, budget)?;
+        Ok(())
     })?;
     Ok(strings)
 }

@@ -42,38 +42,50 @@ pub(super) fn read(
     styles: &Styles,
     w: &mut Writer,
 ) -> Result<(), Unscannable> {
-    read_in(
-        CHUNK, SPLIT_TEXT, source, compressed, budget, shared, styles, w,
-    )
+    let mut sheet = Sheet::new(shared, styles, w);
+    run(CHUNK, SPLIT_TEXT, source, compressed, budget, &mut sheet)
 }
 
-/// [`read`] with the chunk size and the text split threshold given (small in tests, so that
+/// Reads the shared strings part (`xl/sharedStrings.xml`): each `<si>`'s text, phonetic guides
+/// (`rPh`) left out, tabs and line breaks as spaces. Stops once the strings pass the text limit
+/// (each also costs its slot, so a flood of empty strings is bounded too).
+pub(super) fn shared_strings(
+    source: &mut dyn Read,
+    compressed: Compressed,
+    budget: &Budget,
+) -> Result<Vec<String>, Unscannable> {
+    let mut part = SharedStrings::default();
+    run(CHUNK, SPLIT_TEXT, source, compressed, budget, &mut part)?;
+    Ok(part.strings)
+}
+
+/// What one kind of part does with its tags and text.
+trait Part {
+    fn open(&mut self, name: &[u8], attributes: &[u8]);
+    fn close(&mut self, name: &[u8]);
+    /// Where text goes now; None when it is not kept (then it is not even decoded).
+    fn text(&mut self) -> Option<&mut String>;
+    /// Nothing more is wanted.
+    fn stopped(&self) -> bool;
+}
+
+/// Reads `source` in chunks of `chunk` bytes through the budget, giving `part` its tags and
+/// text. `split_text` is the run of text past which a run is split (small in tests, so that
 /// every boundary case is met).
-#[allow(clippy::too_many_arguments)]
-fn read_in(
+fn run<P: Part>(
     chunk: usize,
     split_text: usize,
     source: &mut dyn Read,
     compressed: Compressed,
     budget: &Budget,
-    shared: &[String],
-    styles: &Styles,
-    w: &mut Writer,
+    part: &mut P,
 ) -> Result<(), Unscannable> {
     let mut metered = Metered::new(source, budget, compressed);
-    let mut sheet = Sheet {
-        shared,
-        styles,
-        w,
+    let mut scanner = Scanner {
+        part,
         budget,
         split_text,
-        next_col: 0,
-        tabs: 0,
-        cell: None,
-        in_value: false,
-        value: String::new(),
         tags: 0,
-        stopped: false,
     };
     let chunk = chunk.max(1);
     let mut buf = vec![0u8; chunk];
@@ -81,20 +93,20 @@ fn read_in(
     let (mut start, mut filled) = (0usize, 0usize);
     let mut eof = false;
     loop {
-        let used = sheet.scan(buf.get(start..filled).unwrap_or_default(), eof)?;
+        let used = scanner.scan(buf.get(start..filled).unwrap_or_default(), eof)?;
         start = start.saturating_add(used).min(filled);
-        if sheet.stopped || (eof && start == filled) {
+        if scanner.part.stopped() || (eof && start == filled) {
             return Ok(());
         }
         if eof {
             return Err(Unscannable::Corrupt(
-                "a worksheet ends inside a tag".to_string(),
+                "a workbook part ends inside a tag".to_string(),
             ));
         }
         let pending = filled - start;
         if pending > MAX_TAG {
             return Err(Unscannable::Corrupt(format!(
-                "a worksheet has a tag or text longer than {} MiB",
+                "a workbook part has a tag or text longer than {} MiB",
                 MAX_TAG >> 20
             )));
         }
@@ -121,12 +133,18 @@ fn read_in(
     }
 }
 
+struct Scanner<'a, 'p, P> {
+    part: &'p mut P,
+    budget: &'a Budget,
+    split_text: usize,
+    tags: u32,
+}
+
+/// A worksheet being written row by row.
 struct Sheet<'a, 'w> {
     shared: &'a [String],
     styles: &'a Styles,
     w: &'w mut Writer,
-    budget: &'a Budget,
-    split_text: usize,
     /// The column the next cell without a reference goes in.
     next_col: usize,
     /// Tabs written in this row so far.
@@ -135,18 +153,76 @@ struct Sheet<'a, 'w> {
     /// Inside a cell's `<v>` or `<t>`: text is the cell's value.
     in_value: bool,
     value: String,
-    tags: u32,
     /// The text limit was reached: nothing more is read.
     stopped: bool,
 }
 
-impl Sheet<'_, '_> {
+impl<'a, 'w> Sheet<'a, 'w> {
+    fn new(shared: &'a [String], styles: &'a Styles, w: &'w mut Writer) -> Self {
+        Sheet {
+            shared,
+            styles,
+            w,
+            next_col: 0,
+            tabs: 0,
+            cell: None,
+            in_value: false,
+            value: String::new(),
+            stopped: false,
+        }
+    }
+}
+
+/// The shared strings being collected.
+#[derive(Default)]
+struct SharedStrings {
+    strings: Vec<String>,
+    current: String,
+    in_text: bool,
+    phonetic: bool,
+    /// Bytes of text so far, and 24 a string for its slot.
+    total: usize,
+}
+
+impl Part for SharedStrings {
+    fn open(&mut self, name: &[u8], _attributes: &[u8]) {
+        match name {
+            b"si" => self.current.clear(),
+            b"t" => self.in_text = true,
+            b"rPh" => self.phonetic = true,
+            _ => {}
+        }
+    }
+
+    fn close(&mut self, name: &[u8]) {
+        match name {
+            b"si" => {
+                self.total = self.total.saturating_add(self.current.len() + 24);
+                self.strings.push(std::mem::take(&mut self.current));
+            }
+            b"t" => self.in_text = false,
+            b"rPh" => self.phonetic = false,
+            _ => {}
+        }
+    }
+
+    fn text(&mut self) -> Option<&mut String> {
+        (self.in_text && !self.phonetic).then_some(&mut self.current)
+    }
+
+    /// Past the text limit the rest is never written anyway.
+    fn stopped(&self) -> bool {
+        self.total > super::super::MAX_TEXT
+    }
+}
+
+impl<P: Part> Scanner<'_, '_, P> {
     /// Uses as much of `data` as is complete (whole tags, text up to a safe point) and says how
     /// much; at `eof` all of it must be complete.
     fn scan(&mut self, data: &[u8], eof: bool) -> Result<usize, Unscannable> {
         let mut pos = 0;
         while let Some(rest) = data.get(pos..).filter(|r| !r.is_empty()) {
-            if self.stopped {
+            if self.part.stopped() {
                 return Ok(pos);
             }
             if rest.first() != Some(&b'<') {
@@ -193,7 +269,7 @@ impl Sheet<'_, '_> {
                     .rposition(|b| !is_space(*b))
                     .map_or(0, |p| p + 1);
                 let name = local(name.get(..end).unwrap_or_default());
-                self.close(name);
+                self.part.close(name);
             }
             Some(b'!') => {
                 if let Some(body) = inner
@@ -215,15 +291,85 @@ impl Sheet<'_, '_> {
                     .unwrap_or(content.len());
                 let name = local(content.get(..name_len).unwrap_or_default());
                 let attributes = content.get(name_len..).unwrap_or_default();
-                self.open(name, attributes);
+                self.part.open(name, attributes);
                 if empty {
-                    self.close(name);
+                    self.part.close(name);
                 }
             }
         }
         Ok(())
     }
 
+    /// Text between tags: entities and character references resolved, `\r\n` and `\r` read as
+    /// one line end, tabs and line ends as spaces (a cell stays on its row). Only a cell's value
+    /// is kept, so other text is not even decoded.
+    fn text(&mut self, raw: &[u8]) -> Result<(), Unscannable> {
+        let Some(out) = self.part.text() else {
+            return Ok(());
+        };
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| Unscannable::Corrupt("a workbook part is not UTF-8".to_string()))?;
+        if !raw
+            .iter()
+            .any(|b| matches!(b, b'&' | b'\r' | b'\n' | b'\t'))
+        {
+            out.push_str(text);
+            return Ok(());
+        }
+        let bytes = text.as_bytes();
+        let mut run = 0;
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            match b {
+                b'&' => {
+                    out.push_str(text.get(run..i).unwrap_or_default());
+                    let after = bytes.get(i + 1..).unwrap_or_default();
+                    let end = match memchr2(b';', b'&', after) {
+                        Some(k) if after.get(k) == Some(&b';') => k,
+                        _ => {
+                            return Err(Unscannable::Corrupt(
+                                "a workbook part has a lone &".to_string(),
+                            ));
+                        }
+                    };
+                    let name = text.get(i + 1..i + 1 + end).unwrap_or_default();
+                    if let Some(c) = entity(name) {
+                        out.push(flatten(c));
+                    }
+                    i += end + 2;
+                    run = i;
+                }
+                b'\r' | b'\n' | b'\t' => {
+                    out.push_str(text.get(run..i).unwrap_or_default());
+                    out.push(' ');
+                    i += if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                        2
+                    } else {
+                        1
+                    };
+                    run = i;
+                }
+                _ => i += 1,
+            }
+        }
+        out.push_str(text.get(run..).unwrap_or_default());
+        Ok(())
+    }
+
+    /// A CDATA section: text as it stands (no entities), line ends normalised.
+    fn cdata(&mut self, raw: &[u8]) -> Result<(), Unscannable> {
+        let Some(out) = self.part.text() else {
+            return Ok(());
+        };
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| Unscannable::Corrupt("a workbook part is not UTF-8".to_string()))?;
+        let normalised = text.replace("\r\n", "\n");
+        out.extend(normalised.chars().map(flatten));
+        Ok(())
+    }
+}
+
+impl Part for Sheet<'_, '_> {
     fn open(&mut self, name: &[u8], attributes: &[u8]) {
         if self.stopped {
             return;
@@ -280,72 +426,12 @@ impl Sheet<'_, '_> {
         }
     }
 
-    /// Text between tags: entities and character references resolved, `\r\n` and `\r` read as
-    /// one line end, tabs and line ends as spaces (a cell stays on its row). Only a cell's value
-    /// is kept, so other text is not even decoded.
-    fn text(&mut self, raw: &[u8]) -> Result<(), Unscannable> {
-        if !self.in_value || self.stopped {
-            return Ok(());
-        }
-        let text = std::str::from_utf8(raw)
-            .map_err(|_| Unscannable::Corrupt("a worksheet is not UTF-8".to_string()))?;
-        if !raw
-            .iter()
-            .any(|b| matches!(b, b'&' | b'\r' | b'\n' | b'\t'))
-        {
-            self.value.push_str(text);
-            return Ok(());
-        }
-        let bytes = text.as_bytes();
-        let mut run = 0;
-        let mut i = 0;
-        while let Some(&b) = bytes.get(i) {
-            match b {
-                b'&' => {
-                    self.value.push_str(text.get(run..i).unwrap_or_default());
-                    let after = bytes.get(i + 1..).unwrap_or_default();
-                    let end = match memchr2(b';', b'&', after) {
-                        Some(k) if after.get(k) == Some(&b';') => k,
-                        _ => {
-                            return Err(Unscannable::Corrupt(
-                                "a worksheet has a lone &".to_string(),
-                            ));
-                        }
-                    };
-                    let name = text.get(i + 1..i + 1 + end).unwrap_or_default();
-                    if let Some(c) = entity(name) {
-                        self.value.push(flatten(c));
-                    }
-                    i += end + 2;
-                    run = i;
-                }
-                b'\r' | b'\n' | b'\t' => {
-                    self.value.push_str(text.get(run..i).unwrap_or_default());
-                    self.value.push(' ');
-                    i += if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
-                        2
-                    } else {
-                        1
-                    };
-                    run = i;
-                }
-                _ => i += 1,
-            }
-        }
-        self.value.push_str(text.get(run..).unwrap_or_default());
-        Ok(())
+    fn text(&mut self) -> Option<&mut String> {
+        (self.in_value && !self.stopped).then_some(&mut self.value)
     }
 
-    /// A CDATA section: text as it stands (no entities), line ends normalised.
-    fn cdata(&mut self, raw: &[u8]) -> Result<(), Unscannable> {
-        if !self.in_value || self.stopped {
-            return Ok(());
-        }
-        let text = std::str::from_utf8(raw)
-            .map_err(|_| Unscannable::Corrupt("a worksheet is not UTF-8".to_string()))?;
-        let normalised = text.replace("\r\n", "\n");
-        self.value.extend(normalised.chars().map(flatten));
-        Ok(())
+    fn stopped(&self) -> bool {
+        self.stopped
     }
 }
 
@@ -602,15 +688,14 @@ mod tests {
         let mut w = Writer::new(&Contents::default());
         w.room = room;
         let mut source = xml;
-        read_in(
+        let mut sheet = Sheet::new(shared, styles, &mut w);
+        run(
             chunk,
             split,
             &mut source,
             Compressed::from(xml.len() as u64),
             &budget,
-            shared,
-            styles,
-            &mut w,
+            &mut sheet,
         )?;
         let mut out = Contents::default();
         w.finish("a.xlsx", &mut out);
@@ -763,5 +848,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, want);
+    }
+
+    /// The shared strings reader this one replaced (the generic XML walk).
+    fn shared_by_walk(xml: &[u8]) -> Vec<String> {
+        let budget = budget();
+        let mut strings = Vec::new();
+        let mut current = String::new();
+        let (mut in_text, mut phonetic) = (false, false);
+        walk(xml, xml.len() as u64, &budget, |ev| {
+            match ev {
+                Ev::Open(e) => match name(e) {
+                    b"si" => current.clear(),
+                    b"t" => in_text = true,
+                    b"rPh" => phonetic = true,
+                    _ => {}
+                },
+                Ev::Close(n) => match n {
+                    b"si" => strings.push(std::mem::take(&mut current)),
+                    b"t" => in_text = false,
+                    b"rPh" => phonetic = false,
+                    _ => {}
+                },
+                Ev::Text(t) if in_text && !phonetic => current.extend(t.chars().map(flatten)),
+                Ev::Text(_) => {}
+            }
+            Flow::Go
+        })
+        .unwrap();
+        strings
+    }
+
+    #[test]
+    fn shared_strings_read_as_the_walk_read_them() {
+        let xml = concat!(
+            "<?xml version=\"1.0\"?>\r\n<sst xmlns=\"x\" count=\"6\">",
+            "<si><t>Ada Lovelace</t></si>",
+            "<si><r><t>Alan</t></r><r><rPr><b/></rPr><t xml:space=\"preserve\"> Turing</t></r></si>",
+            "<si><t>\u{6f22}\u{5b57}</t><rPh sb=\"0\" eb=\"1\"><t>\u{304b}\u{3093}</t></rPh></si>",
+            "<si/><si><t/></si>",
+            "<si><t>Smith &amp; Jones &#163;5\r\nnext\tline</t></si>",
+            "<x:si><x:t><![CDATA[a & b]]></x:t></x:si>",
+            "</sst>"
+        )
+        .as_bytes();
+        let want = shared_by_walk(xml);
+        assert_eq!(want.len(), 7);
+        assert_eq!(want[5], "Smith & Jones £5 next line");
+        for chunk in [1, 2, 5, 64, 1 << 16] {
+            let budget = budget();
+            let mut part = SharedStrings::default();
+            let mut source = xml;
+            run(
+                chunk,
+                3,
+                &mut source,
+                Compressed::from(xml.len() as u64),
+                &budget,
+                &mut part,
+            )
+            .unwrap();
+            assert_eq!(part.strings, want, "chunk {chunk}");
+        }
     }
 }
