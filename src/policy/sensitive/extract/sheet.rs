@@ -495,19 +495,19 @@ fn tag_len(data: &[u8]) -> Option<usize> {
         Some(_) => {
             // `>` outside quoted attribute values. A byte at a time: a sheet's tags are a few
             // dozen bytes, too short for a vector search to pay for its setup.
-            let mut quote = 0u8;
-            for (i, &b) in data.iter().enumerate().skip(1) {
-                if quote != 0 {
-                    if b == quote {
-                        quote = 0;
-                    }
-                } else if b == b'>' {
+            let mut i = 1;
+            loop {
+                let rest = data.get(i..)?;
+                i += rest
+                    .iter()
+                    .position(|&b| matches!(b, b'>' | b'"' | b'\''))?;
+                let quote = *data.get(i)?;
+                if quote == b'>' {
                     return Some(i + 1);
-                } else if b == b'"' || b == b'\'' {
-                    quote = b;
                 }
+                i += 1;
+                i += data.get(i..)?.iter().position(|&b| b == quote)? + 1;
             }
-            None
         }
     }
 }
