@@ -12,6 +12,9 @@ use super::xml::{Ev, Flow, attr, name, walk};
 use super::{Contents, Writer, excel_date, iso_date};
 use crate::policy::sensitive::limits::{Budget, Unscannable};
 
+#[path = "sheet.rs"]
+mod sheet;
+
 /// An OOXML package: `[Content_Types].xml` and Word, Excel or PowerPoint parts.
 pub(super) fn is_ooxml(zip: &Zip<'_>) -> bool {
     zip.index_for_name("[Content_Types].xml").is_some()
@@ -387,40 +390,9 @@ fn is_date_format(code: &str) -> bool {
 /// rows. Phonetic guides (`rPh`) are skipped.
 fn shared_strings(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<String>, Unscannable> {
     let mut strings = Vec::new();
-    let mut current = String::new();
-    let mut in_text = false;
-    let mut phonetic = false;
-    let mut total = 0usize;
     with_entry(zip, "xl/sharedStrings.xml", |source, compressed| {
-        walk(source, compressed, budget, |ev| {
-            match ev {
-                Ev::Open(e) => match name(e) {
-                    b"si" => current.clear(),
-                    b"t" => in_text = true,
-                    b"rPh" => phonetic = true,
-                    _ => {}
-                },
-                Ev::Close(n) => match n {
-                    b"si" => {
-                        // Each string costs its text and its slot: a flood of empty
-                        // strings is bounded too.
-                        total = total.saturating_add(current.len() + 24);
-                        strings.push(std::mem::take(&mut current));
-                    }
-                    b"t" => in_text = false,
-                    b"rPh" => phonetic = false,
-                    _ => {}
-                },
-                Ev::Text(t) if in_text && !phonetic => current.extend(t.chars().map(flatten)),
-                Ev::Text(_) => {}
-            }
-            // Past the text limit the rest is never written anyway.
-            if total > super::MAX_TEXT {
-                Flow::Stop
-            } else {
-                Flow::Go
-            }
-        })
+        strings = sheet::shared_strings(source, compressed, budget)?;
+        Ok(())
     })?;
     Ok(strings)
 }
@@ -434,7 +406,8 @@ fn flatten(c: char) -> char {
     }
 }
 
-/// One worksheet, row by row. False when the part does not exist.
+/// One worksheet, row by row (see [`sheet`] for the reader). False when the part does not
+/// exist.
 fn sheet(
     zip: &mut Zip<'_>,
     part: &str,
@@ -443,89 +416,48 @@ fn sheet(
     styles: &Styles,
     w: &mut Writer,
 ) -> Result<bool, Unscannable> {
-    let mut next_col = 0usize;
-    let mut tabs = 0usize;
-    let mut cell: Option<Cell> = None;
-    let mut in_value = false;
-    let mut value = String::new();
     with_entry(zip, part, |source, compressed| {
-        walk(source, compressed, budget, |ev| {
-            let more = match ev {
-                Ev::Open(e) => match name(e) {
-                    b"row" => {
-                        next_col = 0;
-                        tabs = 0;
-                        true
-                    }
-                    b"c" => {
-                        // One pass over the attributes, unescaped: a reference, a type and a
-                        // style index never hold entities (the hot loop of a big sheet).
-                        let mut at = None;
-                        let mut c = Cell {
-                            kind: String::new(),
-                            style: 0,
-                        };
-                        for a in e.attributes().flatten() {
-                            match a.key.local_name().into_inner().as_bytes() {
-                                b"r" => at = column(&a.value),
-                                b"t" => c.kind = a.value.into_owned(),
-                                b"s" => c.style = a.value.parse().unwrap_or(0),
-                                _ => {}
-                            }
-                        }
-                        let col = at.unwrap_or(next_col).max(next_col);
-                        next_col = col.saturating_add(1);
-                        value.clear();
-                        cell = Some(c);
-                        let mut ok = true;
-                        while tabs < col && ok {
-                            ok = w.push('\t');
-                            tabs += 1;
-                        }
-                        ok
-                    }
-                    b"v" | b"t" if cell.is_some() => {
-                        in_value = true;
-                        true
-                    }
-                    _ => true,
-                },
-                Ev::Close(n) => match n {
-                    b"v" | b"t" => {
-                        in_value = false;
-                        true
-                    }
-                    b"c" => match cell.take() {
-                        Some(c) => write_cell(&c, &value, shared, styles, w),
-                        None => true,
-                    },
-                    b"row" => {
-                        w.trim_tabs();
-                        w.push('\n')
-                    }
-                    _ => true,
-                },
-                Ev::Text(t) if in_value => {
-                    value.extend(t.chars().map(flatten));
-                    true
-                }
-                Ev::Text(_) => true,
-            };
-            if more { Flow::Go } else { Flow::Stop }
-        })
+        sheet::read(source, compressed, budget, shared, styles, w)
     })
 }
 
+/// A cell being read.
 struct Cell {
-    /// The `t` attribute: s, inlineStr, str, b, e, d or n (the default).
-    kind: String,
+    kind: Kind,
     /// Index into cellXfs.
     style: usize,
 }
 
+/// The `t` attribute of a cell: what its value means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `s`: an index into the shared strings.
+    Shared,
+    /// `b`: 1 or 0.
+    Boolean,
+    /// `d`: an ISO 8601 date.
+    Date,
+    /// `inlineStr`, `str` (a formula's text) or `e` (an error such as #N/A): text as it stands.
+    Text,
+    /// `n`, none, or anything Excel does not define: a number (a date when its style says so).
+    Number,
+}
+
+impl Kind {
+    fn of(t: &[u8]) -> Kind {
+        match t {
+            b"s" => Kind::Shared,
+            b"b" => Kind::Boolean,
+            b"d" => Kind::Date,
+            b"inlineStr" | b"str" | b"e" => Kind::Text,
+            _ => Kind::Number,
+        }
+    }
+}
+
 fn write_cell(c: &Cell, value: &str, shared: &[String], styles: &Styles, w: &mut Writer) -> bool {
-    match c.kind.as_str() {
-        "s" => {
+    match c.kind {
+        Kind::Shared => {
             let text = value
                 .trim()
                 .parse::<usize>()
@@ -534,13 +466,13 @@ fn write_cell(c: &Cell, value: &str, shared: &[String], styles: &Styles, w: &mut
                 .map_or("", String::as_str);
             w.push_str(text)
         }
-        "b" => w.push_str(if value.trim() == "1" { "TRUE" } else { "FALSE" }),
-        "d" => match iso_date(value.trim()) {
+        Kind::Boolean => w.push_str(if value.trim() == "1" { "TRUE" } else { "FALSE" }),
+        Kind::Date => match iso_date(value.trim()) {
             Some(d) => w.push_str(&d),
             None => w.push_str(value),
         },
-        "inlineStr" | "str" | "e" => w.push_str(value),
-        _ => {
+        Kind::Text => w.push_str(value),
+        Kind::Number => {
             let is_date = styles.date_styles.get(c.style).copied().unwrap_or(false);
             let date = is_date
                 .then(|| value.trim().parse::<f64>().ok())
