@@ -149,11 +149,7 @@ fn run_postfix_recipe(recipe: &str, postfix_delivers: bool) {
         apply_toml(cfg, &p.apply(&toml_lines));
     });
     ports.schoolgate = gw_port;
-    let relay_port = if postfix_delivers {
-        sink.port
-    } else {
-        gw.port
-    };
+    let relay_port = if postfix_delivers { sink.port } else { gw.port };
     let postfix =
         Postfix::start_with_services(relay_port, &ports.apply(&main_cf), &ports.apply(&master_cf));
     let entry = if master_cf.contains("submission inet") {
@@ -209,7 +205,10 @@ fn run_postfix_recipe(recipe: &str, postfix_delivers: bool) {
             "Postfix hands the filtered message on (re-injected)"
         );
     } else {
-        assert_ne!(m.helo, "mta.example-academy.sch.uk", "schoolgate hands it on");
+        assert_ne!(
+            m.helo, "mta.example-academy.sch.uk",
+            "schoolgate hands it on"
+        );
     }
     let records = gw.message_records();
     assert_eq!(records.len(), 1, "one audit record");
@@ -237,7 +236,10 @@ fn postfix_relayhost_recipe() {
 #[test]
 fn cloud_connector_recipe_config() {
     let toml_lines = recipe_file("cloud", "schoolgate.toml");
-    assert!(!toml_lines.is_empty(), "the README has the cloud recipe's config");
+    assert!(
+        !toml_lines.is_empty(),
+        "the README has the cloud recipe's config"
+    );
     let tls = tempfile::tempdir().expect("temporary directory");
     let openssl = require_tool("openssl");
     let made = Command::new(openssl)

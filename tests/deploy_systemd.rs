@@ -42,9 +42,7 @@ fn service_values(unit: &str, key: &str) -> Vec<String> {
             in_service = line == "[Service]";
             continue;
         }
-        if in_service
-            && let Some(v) = line.strip_prefix(key).and_then(|r| r.strip_prefix('='))
-        {
+        if in_service && let Some(v) = line.strip_prefix(key).and_then(|r| r.strip_prefix('=')) {
             out.push(v.trim().to_string());
         }
     }
@@ -273,11 +271,18 @@ fn the_units_exec_start_starts_the_gateway_and_tells_systemd() {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("schoolgate did not exit within 30 s of SIGTERM:\n{}", log_of());
+            panic!(
+                "schoolgate did not exit within 30 s of SIGTERM:\n{}",
+                log_of()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(status.success(), "exit after SIGTERM: {status}\n{}", log_of());
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}\n{}",
+        log_of()
+    );
     let log = log_of();
     assert!(
         log.contains("verdict=\"deliver\"") || log.contains("verdict=deliver"),
@@ -357,7 +362,10 @@ fn exposure(tool: &Path, drop_ins: &[(String, String)]) -> (f64, String) {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let figure = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for schoolgate.service:").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for schoolgate.service:")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse::<f64>().ok())
         .unwrap_or_else(|| {

@@ -178,10 +178,22 @@ mod tests {
             messages: 2,
             bytes: 10,
         }));
-        assert!(text.contains("schoolgate_next_hop_seconds_bucket{result=\"accepted\",le=\"0.005\"} 1\n"));
-        assert!(text.contains("schoolgate_next_hop_seconds_bucket{result=\"accepted\",le=\"0.1\"} 2\n"));
-        assert!(text.contains("schoolgate_next_hop_seconds_bucket{result=\"accepted\",le=\"30\"} 2\n"));
-        assert!(text.contains("schoolgate_next_hop_seconds_bucket{result=\"accepted\",le=\"+Inf\"} 3\n"));
+        assert!(
+            text.contains(
+                "schoolgate_next_hop_seconds_bucket{result=\"accepted\",le=\"0.005\"} 1\n"
+            )
+        );
+        assert!(
+            text.contains("schoolgate_next_hop_seconds_bucket{result=\"accepted\",le=\"0.1\"} 2\n")
+        );
+        assert!(
+            text.contains("schoolgate_next_hop_seconds_bucket{result=\"accepted\",le=\"30\"} 2\n")
+        );
+        assert!(
+            text.contains(
+                "schoolgate_next_hop_seconds_bucket{result=\"accepted\",le=\"+Inf\"} 3\n"
+            )
+        );
         assert!(text.contains("schoolgate_next_hop_seconds_count{result=\"accepted\"} 3\n"));
         assert!(text.contains("schoolgate_quarantine_messages 2\n"));
     }

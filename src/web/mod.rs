@@ -44,10 +44,12 @@ pub async fn serve(relay: Arc<Relay>, listener: TcpListener, mut stop: watch::Re
 async fn scrape(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
     let state_dir = relay.config().storage.state_dir.clone();
     let quarantine = tokio::task::spawn_blocking(move || {
-        Quarantine::new(&state_dir).list("held").map(|held| QuarantineSize {
-            messages: held.len() as u64,
-            bytes: held.iter().map(|h| h.size).sum(),
-        })
+        Quarantine::new(&state_dir)
+            .list("held")
+            .map(|held| QuarantineSize {
+                messages: held.len() as u64,
+                bytes: held.iter().map(|h| h.size).sum(),
+            })
     })
     .await;
     let quarantine = match quarantine {
@@ -62,7 +64,10 @@ async fn scrape(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
         }
     };
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         relay.metrics.render(quarantine),
     )
 }
