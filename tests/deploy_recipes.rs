@@ -6,6 +6,7 @@
 //! - Postfix before-queue `smtpd_proxy_filter`: swaks → Postfix's submission smtpd, proxied
 //!   through schoolgate → the re-injection port → the sink.
 //! - Postfix `relayhost`: swaks → Postfix → schoolgate → its next hop (the sink).
+//! - Postfix `smtpd_milters`: swaks → Postfix, which asks schoolgate's milter → the sink.
 //! - The cloud connector's schoolgate config: TLS from the named files, and only the cloud's
 //!   address ranges may relay (loopback is refused).
 //!
@@ -74,6 +75,7 @@ fn recipe_file(recipe: &str, file: &str) -> String {
 /// The ports and names the README uses, changed to this test's.
 struct Ports {
     schoolgate: u16,
+    milter: u16,
     reinject: u16,
     submission: u16,
     sink: u16,
@@ -83,10 +85,12 @@ impl Ports {
     fn apply(&self, text: &str) -> String {
         text.replace("10025", "\u{0}REINJECT")
             .replace("2525", "\u{0}SCHOOLGATE")
+            .replace("7357", "\u{0}MILTER")
             .replace("smarthost.example:25", "\u{0}SINK")
             .replace("submission inet", "\u{0}SUBMISSION inet")
             .replace("\u{0}REINJECT", &self.reinject.to_string())
             .replace("\u{0}SCHOOLGATE", &self.schoolgate.to_string())
+            .replace("\u{0}MILTER", &self.milter.to_string())
             .replace("\u{0}SINK", &format!("127.0.0.1:{}", self.sink))
             .replace("\u{0}SUBMISSION", &format!("127.0.0.1:{}", self.submission))
     }
@@ -118,9 +122,10 @@ fn listen_port(cfg: &toml::Table) -> u16 {
         .expect("the test config's relay.listen")
 }
 
-/// Runs one Postfix recipe; `through` is the port swaks gives the message to, chosen from the
-/// ports; `final_hop` says whether Postfix (true) or schoolgate hands it to the sink.
-fn run_postfix_recipe(recipe: &str, postfix_delivers: bool) {
+/// Runs one Postfix recipe: `postfix_delivers` says whether Postfix (true) or schoolgate hands
+/// the message to the sink; `path` and `outcome` are what the gateway's metrics and audit record
+/// must say.
+fn run_postfix_recipe(recipe: &str, postfix_delivers: bool, path: &str, outcome: &str) {
     let main_cf = recipe_file(recipe, "main.cf");
     let master_cf = recipe_file(recipe, "master.cf");
     let toml_lines = recipe_file(recipe, "schoolgate.toml");
@@ -135,6 +140,7 @@ fn run_postfix_recipe(recipe: &str, postfix_delivers: bool) {
     let sink = Sink::start(SinkBehaviour::accept());
     let mut ports = Ports {
         schoolgate: 0,
+        milter: free_port(),
         reinject: free_port(),
         submission: free_port(),
         sink: sink.port,
@@ -212,25 +218,64 @@ fn run_postfix_recipe(recipe: &str, postfix_delivers: bool) {
     }
     let records = gw.message_records();
     assert_eq!(records.len(), 1, "one audit record");
-    assert_eq!(records[0].field("outcome").as_deref(), Some("delivered"));
+    assert_eq!(records[0].field("outcome").as_deref(), Some(outcome));
+    let metrics = http_get(web_port(&gw), "/metrics");
+    let series = format!(
+        "schoolgate_messages_total{{path=\"{path}\",verdict=\"deliver\",outcome=\"{outcome}\"}} 1"
+    );
+    assert!(
+        metrics.lines().any(|l| l == series),
+        "/metrics lacks {series}:\n{metrics}"
+    );
     // Filtered once: the re-injected copy does not come back to schoolgate.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(gw.message_records().len(), 1, "no filtering loop");
 }
 
+fn web_port(gw: &Gateway) -> u16 {
+    let text = fs::read_to_string(&gw.config_path).expect("read the test config");
+    let cfg: toml::Table = toml::from_str(&text).expect("the test config parses");
+    cfg.get("web")
+        .and_then(|w| w.get("listen"))
+        .and_then(|l| l.as_str())
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("web.listen in the test config")
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the web listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the response");
+    out
+}
+
 #[test]
 fn postfix_content_filter_recipe() {
-    run_postfix_recipe("content_filter", true);
+    run_postfix_recipe("content_filter", true, "relay", "delivered");
 }
 
 #[test]
 fn postfix_before_queue_proxy_recipe() {
-    run_postfix_recipe("smtpd_proxy_filter", true);
+    run_postfix_recipe("smtpd_proxy_filter", true, "relay", "delivered");
 }
 
 #[test]
 fn postfix_relayhost_recipe() {
-    run_postfix_recipe("relayhost", false);
+    run_postfix_recipe("relayhost", false, "relay", "delivered");
+}
+
+#[test]
+fn postfix_milter_recipe() {
+    run_postfix_recipe("milter", true, "milter", "accepted");
 }
 
 #[test]
