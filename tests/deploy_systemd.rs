@@ -284,10 +284,23 @@ fn the_units_exec_start_starts_the_gateway_and_tells_systemd() {
         log_of()
     );
     let log = log_of();
-    assert!(
-        log.contains("verdict=\"deliver\"") || log.contains("verdict=deliver"),
-        "the message's log line names its verdict:\n{log}"
-    );
+    let line = log
+        .lines()
+        .find(|l| l.contains(" message queue_id="))
+        .unwrap_or_else(|| panic!("no log line for the message:\n{log}"));
+    for field in [
+        "verdict=\"deliver\"",
+        "rules=-",
+        "outcome=delivered",
+        "next_hop_reply=\"250 ",
+        "reply=\"250 2.0.0 Ok: queued as ",
+        "audit=",
+    ] {
+        assert!(
+            line.contains(field),
+            "the message's log line lacks {field}: {line}"
+        );
+    }
     assert!(
         !log.contains("The unit works"),
         "no body in the log:\n{log}"

@@ -212,7 +212,7 @@ pub async fn end_of_message(
             tracing::info!(queue_id = %queue_id, mta_queue_id = %mta_id,
                 from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(),
                 size, verdict = decision.verdict.as_str(), rules = %rules_of(&decision),
-                outcome = %outcome, reply = %reply, audit = entry.seq, "milter: message");
+                outcome = %outcome, reply = reply.as_str(), audit = entry.seq, "milter: message");
             (status, Some(reply))
         }
         Err(e) => {

@@ -208,7 +208,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
                 from = %received.envelope.mail_from, rcpts = received.envelope.rcpt_to.len(),
                 size, verdict = decision.verdict.as_str(), rules = %rules_of(&decision),
                 outcome = %outcome, next_hop_reply = next_hop_reply.as_deref().unwrap_or("-"),
-                reply = %reply, audit = entry.seq, "message");
+                reply = reply.as_str(), audit = entry.seq, "message");
             reply
         }
         Err(e) => {
