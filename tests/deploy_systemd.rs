@@ -140,6 +140,26 @@ fn wait_for_notification(socket: &UnixDatagram, want: &str, timeout: Duration) -
     panic!("no {want} within {timeout:?}; received: {seen:?}");
 }
 
+/// The first notification with a line starting `prefix` within 20 s.
+fn wait_for_notification_prefix(socket: &UnixDatagram, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = vec![0u8; 4096];
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("set a read timeout");
+        if let Ok(n) = socket.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if text.lines().any(|l| l.starts_with(prefix)) {
+                return text;
+            }
+            seen.push(text);
+        }
+    }
+    panic!("no {prefix}… within 20 s; received: {seen:?}");
+}
+
 fn http_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web listener");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
@@ -157,6 +177,11 @@ fn http_get(port: u16, path: &str) -> String {
 fn the_units_exec_start_starts_the_gateway_and_tells_systemd() {
     let unit = unit_text();
     assert_eq!(service_values(&unit, "Type"), ["notify"], "Type=");
+    assert_eq!(
+        service_values(&unit, "ExecReload"),
+        ["/bin/kill -HUP $MAINPID"],
+        "ExecReload= sends the SIGHUP this test sends"
+    );
     let exec = service_values(&unit, "ExecStart");
     assert_eq!(exec.len(), 1, "one ExecStart= line: {exec:?}");
     let argv: Vec<&str> = exec[0].split_whitespace().collect();
@@ -249,6 +274,18 @@ fn the_units_exec_start_starts_the_gateway_and_tells_systemd() {
         );
         let missing = http_get(web_port, "/nothing-here");
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+
+        // SIGHUP (ExecReload=): the reload's outcome becomes systemd's status line.
+        let hup = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(hup.success(), "kill -HUP");
+        let seen = wait_for_notification_prefix(&notify, "STATUS=configuration reloaded from ");
+        assert!(
+            seen.contains("on SIGHUP"),
+            "the status names the trigger: {seen}"
+        );
 
         // SIGTERM: STOPPING=1, then a clean exit.
         let kill = Command::new("kill")

@@ -171,6 +171,7 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
 
     let reloader = Arc::new(Reloader {
         relay: Arc::clone(&relay),
+        notifier: Arc::clone(&notifier),
         read: tokio::sync::Mutex::new(read),
     });
     let watching = tokio::spawn(watch_files(Arc::clone(&reloader), stop_tx.subscribe()));
@@ -321,6 +322,8 @@ impl std::fmt::Display for Trigger {
 /// Runs reloads one at a time, whether SIGHUP or a changed file asks for them.
 struct Reloader {
     relay: Arc<Relay>,
+    /// `systemctl status` shows the last reload's outcome.
+    notifier: Arc<super::notify::Notifier>,
     /// What the last reload (or the start) read. Locked for the whole of a reload.
     read: tokio::sync::Mutex<Watched>,
 }
@@ -401,6 +404,7 @@ impl Reloader {
                 format!("reload refused, old configuration kept: {e:#} ({trigger})")
             }
         };
+        self.notifier.status(&detail);
         if let Err(e) = relay
             .audit
             .append(gateway_action(RecordKind::ConfigReload, &detail))
