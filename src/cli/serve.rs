@@ -200,7 +200,8 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     }
     let left = relay.drain(grace).await;
     if let Some(web) = web {
-        let _ = tokio::time::timeout(grace, web).await;
+        // A scrape takes milliseconds; idle keep-alive connections are closed at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
     }
     if let Some(milter) = milter {
         // The milter finishes the messages it is deciding about, within the same grace.
