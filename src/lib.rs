@@ -15,3 +15,4 @@ pub mod mime;
 pub mod policy;
 pub mod smtp;
 pub mod store;
+pub mod web;

@@ -94,11 +94,20 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         })?),
         None => None,
     };
+    let web_listener = match &config.web.listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "{}: web.listen: cannot listen on {addr}",
+                config.source.display()
+            )
+        })?),
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = config.relay.shutdown_grace.0;
     let config = Arc::new(config);
     let described = format!(
-        "started; relay on {}{}; next hop {}",
+        "started; relay on {}{}{}; next hop {}",
         config
             .relay
             .listen
@@ -108,6 +117,10 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
             .join(", "),
         match &config.milter.listen {
             Some(l) => format!("; milter on {l}"),
+            None => String::new(),
+        },
+        match &config.web.listen {
+            Some(l) => format!("; metrics on http://{l}/metrics"),
             None => String::new(),
         },
         next_hop.describe()
@@ -141,8 +154,24 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         ))
     });
 
+    let web = web_listener.map(|l| {
+        tokio::spawn(crate::web::serve(
+            Arc::clone(&relay),
+            l,
+            stop_tx.subscribe(),
+        ))
+    });
+    // Every listener is bound and the start recorded: systemd may now start what needs mail.
+    let notifier = Arc::new(super::notify::Notifier::from_env());
+    notifier.ready(&described);
+    let watchdog = tokio::spawn(super::notify::keep_watchdog(
+        Arc::clone(&notifier),
+        stop_tx.subscribe(),
+    ));
+
     let reloader = Arc::new(Reloader {
         relay: Arc::clone(&relay),
+        notifier: Arc::clone(&notifier),
         read: tokio::sync::Mutex::new(read),
     });
     let watching = tokio::spawn(watch_files(Arc::clone(&reloader), stop_tx.subscribe()));
@@ -157,17 +186,23 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         }
     }
 
+    notifier.stopping("stopping: finishing messages in flight");
     tracing::info!(
         sessions = relay.active_sessions(),
         "stopping: no new connections; finishing messages in flight"
     );
     let _ = stop_tx.send(true);
+    let _ = watchdog.await;
     let _ = watching.await;
     let _ = keeping.await;
     for a in accepting {
         let _ = a.await;
     }
     let left = relay.drain(grace).await;
+    if let Some(web) = web {
+        // A scrape takes milliseconds; idle keep-alive connections are closed at once.
+        let _ = tokio::time::timeout(Duration::from_secs(5), web).await;
+    }
     if let Some(milter) = milter {
         // The milter finishes the messages it is deciding about, within the same grace.
         if tokio::time::timeout(grace, milter).await.is_err() {
@@ -288,6 +323,8 @@ impl std::fmt::Display for Trigger {
 /// Runs reloads one at a time, whether SIGHUP or a changed file asks for them.
 struct Reloader {
     relay: Arc<Relay>,
+    /// `systemctl status` shows the last reload's outcome.
+    notifier: Arc<super::notify::Notifier>,
     /// What the last reload (or the start) read. Locked for the whole of a reload.
     read: tokio::sync::Mutex<Watched>,
 }
@@ -368,6 +405,7 @@ impl Reloader {
                 format!("reload refused, old configuration kept: {e:#} ({trigger})")
             }
         };
+        self.notifier.status(&detail);
         if let Err(e) = relay
             .audit
             .append(gateway_action(RecordKind::ConfigReload, &detail))

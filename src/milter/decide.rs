@@ -18,8 +18,8 @@ use crate::config::{MilterOnError, MilterQuarantine};
 use crate::envelope::Envelope;
 use crate::policy::{self, Verdict};
 use crate::smtp::handoff::{
-    alert_for, follow_up, hold, keep_evidence, record_decision, sender_notice, sha256_hex,
-    summary_record, unhold,
+    alert_for, follow_up, hold, keep_evidence, record_decision, rules_of, sender_notice,
+    sha256_hex, summary_record, unhold,
 };
 use crate::smtp::server::Relay;
 use crate::store::{AuditRecord, MessageRecord};
@@ -208,13 +208,17 @@ pub async fn end_of_message(
     match relay.audit.append(AuditRecord::message(record)).await {
         Ok(entry) => {
             follow_up(relay, entry.seq, alert, notice, &queue_id).await;
+            relay.metrics.message("milter", &decision, &outcome);
             tracing::info!(queue_id = %queue_id, mta_queue_id = %mta_id,
                 from = %envelope.mail_from, rcpts = envelope.rcpt_to.len(),
-                size, outcome = %outcome, audit = entry.seq, "milter: message");
+                size, verdict = decision.verdict.as_str(), rules = %rules_of(&decision),
+                outcome = %outcome, reply = reply.as_str(), audit = entry.seq, "milter: message");
             (status, Some(reply))
         }
         Err(e) => {
+            relay.metrics.message("milter", &decision, "audit-failed");
             tracing::error!(queue_id = %queue_id, mta_queue_id = %mta_id, error = %e, outcome = %outcome,
+                verdict = decision.verdict.as_str(), rules = %rules_of(&decision),
                 "milter: the audit record could not be written; telling the mail server to try again");
             if let Some(id) = held_id {
                 unhold(&config, id, &queue_id).await;

@@ -118,6 +118,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
             };
             record.next_hop = Some(hop.describe());
             let timeout = config.relay.next_hop_timeout.0;
+            let started = std::time::Instant::now();
             let result = match tokio::time::timeout(
                 timeout,
                 hop.deliver(&received.envelope, &outgoing, &key),
@@ -130,6 +131,9 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
                     detail: format!("no answer within {} s", timeout.as_secs()),
                 }),
             };
+            relay
+                .metrics
+                .next_hop(next_hop_result(&result), started.elapsed());
             match result {
                 Ok(next_hop_reply) => {
                     record.sha256_delivered = Some(sha256_hex(&outgoing));
@@ -191,6 +195,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     };
     record.reply = reply.clone();
     let outcome = record.outcome.clone();
+    let next_hop_reply = record.next_hop_reply.clone();
     let alert = alert_for(&record, &received.queue_id, now);
     let notice = held_id
         .as_deref()
@@ -198,13 +203,18 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     match relay.audit.append(AuditRecord::message(record)).await {
         Ok(entry) => {
             follow_up(relay, entry.seq, alert, notice, &received.queue_id).await;
+            relay.metrics.message("relay", &decision, &outcome);
             tracing::info!(queue_id = %received.queue_id, client = %received.client,
                 from = %received.envelope.mail_from, rcpts = received.envelope.rcpt_to.len(),
-                size, outcome = %outcome, audit = entry.seq, "message");
+                size, verdict = decision.verdict.as_str(), rules = %rules_of(&decision),
+                outcome = %outcome, next_hop_reply = next_hop_reply.as_deref().unwrap_or("-"),
+                reply = reply.as_str(), audit = entry.seq, "message");
             reply
         }
         Err(e) => {
+            relay.metrics.message("relay", &decision, "audit-failed");
             tracing::error!(queue_id = %received.queue_id, error = %e, outcome = %outcome,
+                verdict = decision.verdict.as_str(), rules = %rules_of(&decision),
                 "the audit record could not be written; telling the client to try again");
             if let Some(id) = held_id {
                 // Unrecorded, it must not stay held: the client's retry is held (and recorded)
@@ -532,6 +542,31 @@ pub(crate) fn summary_record(original: &[u8], summary: &policy::MessageSummary) 
 }
 
 /// The outcome word and the client's reply for a failed delivery.
+/// The rules a message matched, for its log line: `rule,rule` or `-`.
+pub(crate) fn rules_of(decision: &policy::Decision) -> String {
+    let rules: Vec<&str> = decision
+        .flags
+        .iter()
+        .map(|f| f.rule)
+        .chain(decision.findings.iter().map(|f| f.rule))
+        .collect();
+    if rules.is_empty() {
+        "-".into()
+    } else {
+        rules.join(",")
+    }
+}
+
+/// How a hand-off to the next hop ended, for the latency metric.
+fn next_hop_result(result: &Result<String, DeliveryError>) -> &'static str {
+    match result {
+        Ok(_) => "accepted",
+        Err(DeliveryError::Deferred { .. }) => "deferred",
+        Err(DeliveryError::Refused { .. }) => "refused",
+        Err(DeliveryError::Unreachable { .. } | DeliveryError::Local { .. }) => "unreachable",
+    }
+}
+
 fn reply_for(e: &DeliveryError) -> (&'static str, String) {
     match e {
         DeliveryError::Unreachable { .. } => (

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::store::AuditLog;
 use crate::store::spool::Spool;
+use crate::web::metrics::Metrics;
 
 /// What every session shares.
 pub struct Relay {
@@ -31,6 +32,8 @@ pub struct Relay {
     /// Evidence and queued DSL alerts.
     pub spool: Spool,
     pub tls: Option<TlsAcceptor>,
+    /// The counters `/metrics` shows.
+    pub metrics: Metrics,
     per_client: Mutex<HashMap<IpAddr, usize>>,
     active: AtomicUsize,
     idle: Notify,
@@ -54,6 +57,7 @@ impl Relay {
             audit,
             spool,
             tls,
+            metrics: Metrics::default(),
             per_client: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             idle: Notify::new(),

@@ -130,6 +130,12 @@ impl Postfix {
 
     /// As [`Postfix::start`], with `extra` lines appended to main.cf (e.g. `smtpd_milters`).
     pub fn start_with(relay_port: u16, extra: &str) -> Postfix {
+        Self::start_with_services(relay_port, extra, "")
+    }
+
+    /// As [`Postfix::start_with`], with `services` appended to master.cf (e.g. a content
+    /// filter's transport and its re-injection smtpd).
+    pub fn start_with_services(relay_port: u16, extra: &str, services: &str) -> Postfix {
         let postfix = require_tool("postfix");
         require_tool("postconf");
         let uid = Command::new("id").arg("-u").output().expect("run id -u");
@@ -230,7 +236,7 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-"
+{services}"
         );
         fs::write(config_dir.join("main.cf"), main_cf).expect("write main.cf");
         fs::write(config_dir.join("master.cf"), master_cf).expect("write master.cf");
