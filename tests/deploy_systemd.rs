@@ -219,6 +219,7 @@ fn the_units_exec_start_starts_the_gateway_and_tells_systemd() {
         .env("WATCHDOG_USEC", "1000000")
         .env_remove("WATCHDOG_PID")
         .env_remove("SCHOOLGATE_CONFIG")
+        .env_remove("JOURNAL_STREAM")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone the log"))
         .stderr(log)

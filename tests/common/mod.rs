@@ -276,6 +276,8 @@ impl Gateway {
             .arg(&self.config_path)
             .current_dir(self.dir.path())
             .env_remove("SCHOOLGATE_CONFIG")
+            // Logs must come to the test's file, not to a journal the test runner may sit in.
+            .env_remove("JOURNAL_STREAM")
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
@@ -839,6 +841,7 @@ pub fn schoolgate_cli(config: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .arg("--config")
         .arg(config)
+        .env_remove("JOURNAL_STREAM")
         .env("RUST_LOG", "warn")
         .output()
         .expect("run schoolgate")
