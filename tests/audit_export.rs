@@ -238,6 +238,7 @@ print(json.dumps({"header": rows[0], "rows": rows[1:]}))
         "notes",
         "hash",
         "prev_hash",
+        "attachments",
     ];
     assert_eq!(header, expected);
     let table: Vec<Vec<String>> = serde_json::from_value(parsed["rows"].clone()).unwrap();

@@ -104,6 +104,14 @@ fn a_class_list_in_clear_is_held_the_sender_told_and_a_release_delivers_it_once(
         findings[0]["detectors"].to_string().contains("upn"),
         "{findings}"
     );
+    // The attachment itself is listed: name, type, size, SHA-256, not encrypted.
+    let csv = class_list_csv();
+    let listed = &rec.message()["attachments"][0];
+    assert_eq!(listed["name"], "7B class list.csv");
+    assert_eq!(listed["mime_type"], "text/csv");
+    assert_eq!(listed["size"], csv.len() as u64);
+    assert_eq!(listed["sha256"], common::sha256_hex(&csv));
+    assert_eq!(listed["encrypted"], false);
     assert!(
         !rec.record_json.contains(&common::upn(100)),
         "a whole UPN must never reach the audit trail"
@@ -190,6 +198,11 @@ fn the_same_list_encrypted_or_a_harmless_file_is_delivered() {
     assert!(t.accepted(), "{:?}", t.reply);
     assert!(!t.reply.text().contains("held"), "{:?}", t.reply);
     assert_eq!(to(&gw, COUNTY).len(), 2, "both delivered");
+    let records = gw.message_records();
+    let listed = &records.last().unwrap().message()["attachments"][0];
+    assert_eq!(listed["name"], "class-list.zip");
+    assert_eq!(listed["encrypted"], true);
+    assert_eq!(listed["encryption"], "AES-256 ZIP");
 }
 
 #[test]

@@ -79,6 +79,7 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         "disclaimer": decision.disclaimer,
         "flags": decision.flags,
         "findings": decision.findings,
+        "attachments": decision.attachments,
         "notes": decision.disclaimer_notes,
         "sha256_original": hex::encode(Sha256::digest(&message)),
         "sha256_delivered": hex::encode(Sha256::digest(delivered)),

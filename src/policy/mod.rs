@@ -79,6 +79,8 @@ pub struct Decision {
     pub flags: Vec<contact::Flag>,
     /// What the sensitive-attachment rules found.
     pub findings: Vec<sensitive::Finding>,
+    /// The message's attachments (name, type, size, SHA-256, encrypted or not).
+    pub attachments: Vec<sensitive::AttachmentInfo>,
     /// The edits that make the message as it must leave; `None` means unchanged.
     pub patch: Option<disclaimer::Patch>,
     /// What the headers say, for the audit trail.
@@ -163,13 +165,18 @@ pub fn evaluate(
             jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
         )
         .date();
-    let findings = catch_unwind(AssertUnwindSafe(|| {
-        sensitive::check(message, config, directory, today)
+    let inspection = catch_unwind(AssertUnwindSafe(|| {
+        sensitive::inspect(message, config, directory, today)
     }))
-    .unwrap_or_else(|_| {
+    .unwrap_or_else(|_| sensitive::Inspection {
         // A bug in an extractor must not let the attachments through unread.
-        vec![sensitive::Finding::internal_error(config)]
+        attachments: Vec::new(),
+        findings: vec![sensitive::Finding::internal_error(config)],
     });
+    let sensitive::Inspection {
+        attachments,
+        findings,
+    } = inspection;
     // The strictest action of any matched rule decides.
     let actions = flags
         .iter()
@@ -203,6 +210,7 @@ pub fn evaluate(
         disclaimer_notes: plan.notes,
         flags,
         findings,
+        attachments,
         patch: plan.patch,
         summary,
     }

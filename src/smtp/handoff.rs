@@ -18,7 +18,7 @@ use crate::alerts::{self, Flagged, HeldAttachment, Notice};
 use crate::envelope::Envelope;
 use crate::policy::{self, Verdict};
 use crate::store::quarantine::{NewHeld, Quarantine};
-use crate::store::{AuditRecord, FindingRecord, FlagRecord, MessageRecord};
+use crate::store::{AttachmentRecord, AuditRecord, FindingRecord, FlagRecord, MessageRecord};
 
 /// A message read to its end, with what we know of the session it came in.
 pub struct Received {
@@ -362,6 +362,18 @@ pub(crate) fn record_decision(record: &mut MessageRecord, decision: &policy::Dec
                 .map(|e| format!("{} at {}: {}", e.detector, e.location, e.sample))
                 .collect(),
             action: format!("{:?}", f.action).to_lowercase(),
+        })
+        .collect();
+    record.attachments = decision
+        .attachments
+        .iter()
+        .map(|a| AttachmentRecord {
+            name: a.name.clone(),
+            mime_type: a.mime_type.clone(),
+            size: a.size,
+            sha256: a.sha256.clone(),
+            encrypted: a.encrypted.is_some(),
+            encryption: a.encrypted.clone(),
         })
         .collect();
     record

@@ -191,6 +191,9 @@ pub struct MessageRecord {
     /// What the sensitive-attachment rules found, with masked evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<FindingRecord>,
+    /// The message's attachments: name, type, size, SHA-256, encrypted or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRecord>,
     /// Where the delivered copy of a flagged message is kept (under `storage.state_dir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
@@ -225,6 +228,19 @@ pub struct FlagRecord {
     pub evidence: String,
     /// `flag`, `quarantine` or `reject`.
     pub action: String,
+}
+
+/// One attachment of a message (SPEC, "Audit trail").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentRecord {
+    pub name: String,
+    pub mime_type: String,
+    pub size: u64,
+    pub sha256: String,
+    pub encrypted: bool,
+    /// How, when it is encrypted ("AES-256 ZIP").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
 }
 
 /// What a sensitive-attachment rule found in one attachment.

@@ -12,9 +12,9 @@ pub mod spool;
 pub mod sqlite;
 
 pub use audit::{
-    ActionRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, Checkpoint, FindingRecord,
-    FlagRecord, GENESIS_HASH, Marks, MessageRecord, PurgeRecord, RecordKind, Verified, verify,
-    verify_chain,
+    ActionRecord, AttachmentRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, Checkpoint,
+    FindingRecord, FlagRecord, GENESIS_HASH, Marks, MessageRecord, PurgeRecord, RecordKind,
+    Verified, verify, verify_chain,
 };
 
 use std::path::PathBuf;

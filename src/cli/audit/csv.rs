@@ -7,7 +7,7 @@ use crate::store::{AuditEntry, AuditRecord, FindingRecord, FlagRecord};
 pub const BOM: &str = "\u{feff}";
 
 /// The columns, in order. Stable: scripts and spreadsheets rely on it; add new ones at the end.
-pub const COLUMNS: [&str; 33] = [
+pub const COLUMNS: [&str; 34] = [
     "seq",
     "time",
     "kind",
@@ -41,6 +41,7 @@ pub const COLUMNS: [&str; 33] = [
     "notes",
     "hash",
     "prev_hash",
+    "attachments",
 ];
 
 /// The header row.
@@ -53,7 +54,7 @@ pub fn record_row(entry: &AuditEntry, r: &AuditRecord) -> String {
     let m = r.message.as_ref();
     let a = r.action.as_ref();
     let ms = |f: fn(&crate::store::MessageRecord) -> String| m.map(f).unwrap_or_default();
-    let cells: [String; 33] = [
+    let cells: [String; 34] = [
         entry.seq.to_string(),
         r.time.clone(),
         r.kind.as_str().to_string(),
@@ -93,8 +94,31 @@ pub fn record_row(entry: &AuditEntry, r: &AuditRecord) -> String {
         ms(|m| m.notes.join(" | ")),
         entry.hash.clone(),
         entry.prev_hash.clone(),
+        ms(|m| {
+            m.attachments
+                .iter()
+                .map(attachment)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        }),
     ];
     row(cells.into_iter())
+}
+
+/// `name (type, N bytes, sha256 …, encrypted: how | clear)`.
+fn attachment(a: &crate::store::AttachmentRecord) -> String {
+    format!(
+        "{} ({}, {} bytes, sha256 {}, {})",
+        a.name,
+        a.mime_type,
+        a.size,
+        a.sha256,
+        match &a.encryption {
+            Some(how) => format!("encrypted: {how}"),
+            None if a.encrypted => "encrypted".to_string(),
+            None => "clear".to_string(),
+        }
+    )
 }
 
 /// `rule (action): detail [evidence: …]`.

@@ -16,6 +16,7 @@ pub mod limits;
 use std::borrow::Cow;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::config::{Action, Config, SensitiveRule, Thresholds};
 use crate::directory::Directory;
@@ -91,6 +92,28 @@ impl Finding {
     }
 }
 
+/// One attachment as the audit trail lists it (SPEC, "Audit trail": name, type, size, SHA-256,
+/// encrypted or not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttachmentInfo {
+    pub name: String,
+    /// Its declared `type/subtype`.
+    pub mime_type: String,
+    /// Decoded size in bytes.
+    pub size: u64,
+    /// SHA-256 of the decoded file.
+    pub sha256: String,
+    /// How it is encrypted, when it is ("AES-256 ZIP", "password-protected PDF").
+    pub encrypted: Option<String>,
+}
+
+/// What the attachment rules saw in a message.
+#[derive(Debug, Clone, Default)]
+pub struct Inspection {
+    pub attachments: Vec<AttachmentInfo>,
+    pub findings: Vec<Finding>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DetectorCount {
     pub detector: &'static str,
@@ -103,38 +126,58 @@ struct Attachment<'a> {
     name: String,
 }
 
-/// Checks every attachment of `message`.
+/// Checks every attachment of `message` (the findings of [`inspect`]).
 pub fn check(
     message: &[u8],
     config: &Config,
     directory: &Directory,
     today: jiff::civil::Date,
 ) -> Vec<Finding> {
+    inspect(message, config, directory, today).findings
+}
+
+/// Lists every attachment of `message` and, unless both rules are off, checks each one.
+pub fn inspect(
+    message: &[u8],
+    config: &Config,
+    directory: &Directory,
+    today: jiff::civil::Date,
+) -> Inspection {
     let s = &config.sensitive;
     let action = |r: SensitiveRule| s.rules.get(&r).copied().unwrap_or(Action::Quarantine);
     let on_sensitive = action(SensitiveRule::UnencryptedSensitiveAttachment);
     let on_unscannable = action(SensitiveRule::UnscannableAttachment);
-    if on_sensitive == Action::Off && on_unscannable == Action::Off {
-        return Vec::new();
-    }
+    let rules_on = on_sensitive != Action::Off || on_unscannable != Action::Off;
     let root = tree::scan(message);
-    // A message encrypted as a whole (S/MIME, PGP/MIME) is encrypted for its recipient.
+    let mut inspection = Inspection::default();
+    let mut attachments = Vec::new();
+    collect(message, &root, &mut attachments);
+    // A message encrypted as a whole (S/MIME, PGP/MIME) is encrypted for its recipient: its
+    // parts are ciphertext, listed as such and not read.
     if whole_message_encrypted(message, &root) {
-        return Vec::new();
+        return inspection;
     }
     let budget = Budget::new(&s.limits);
     let vocabulary = Vocabulary::new(&s.keywords, &s.markings);
     let marked = message_marking(message, &root, config);
-    let mut attachments = Vec::new();
-    collect(message, &root, &mut attachments);
-    let mut findings = Vec::new();
     for a in attachments {
+        let mut info = AttachmentInfo {
+            name: a.name.clone(),
+            mime_type: a.part.mime_type().to_string(),
+            size: 0,
+            sha256: String::new(),
+            encrypted: None,
+        };
         let mut contents = Contents::default();
-        let opened = open_attachment(message, &a, &budget, &mut contents);
+        let opened = open_attachment(message, &a, &budget, &mut contents, &mut info, rules_on);
+        inspection.attachments.push(info);
+        if !rules_on {
+            continue;
+        }
         match opened {
             Err(why) => {
                 if on_unscannable != Action::Off {
-                    findings.push(Finding {
+                    inspection.findings.push(Finding {
                         rule: SensitiveRule::UnscannableAttachment.name(),
                         attachment: a.name.clone(),
                         detail: format!("\"{}\" could not be inspected: {why}", a.name),
@@ -162,7 +205,7 @@ pub fn check(
                     labelled.as_deref(),
                 );
                 if !reasons.is_empty() {
-                    findings.push(Finding {
+                    inspection.findings.push(Finding {
                         rule: SensitiveRule::UnencryptedSensitiveAttachment.name(),
                         attachment: a.name.clone(),
                         detail: format!(
@@ -183,7 +226,7 @@ pub fn check(
             }
         }
     }
-    findings
+    inspection
 }
 
 enum Opened {
@@ -196,25 +239,36 @@ fn open_attachment(
     a: &Attachment<'_>,
     budget: &Budget,
     out: &mut Contents,
+    info: &mut AttachmentInfo,
+    read: bool,
 ) -> Result<Opened, Unscannable> {
     let body = decode_body(raw, a.part)?;
-    budget.charge(body.len() as u64)?;
+    info.size = body.len() as u64;
+    info.sha256 = hex::encode(Sha256::digest(&body));
     let protection = encryption::of_part(
         a.part.mime_type(),
         &a.part.content_type.params,
         &a.name,
         &body,
     );
-    if let Protection::Encrypted(_) = protection {
+    if let Protection::Encrypted(how) = protection {
+        info.encrypted = Some(how.to_string());
         return Ok(Opened::Encrypted);
     }
+    if !read {
+        return Ok(Opened::Clear);
+    }
+    budget.charge(body.len() as u64)?;
     if a.part.mime_type() == "message/rfc822" || a.part.mime_type() == "message/global" {
         open_message(&a.name, &body, budget, 1, out)?;
         return Ok(Opened::Clear);
     }
     extract::extract(&a.name, &a.name, a.part.mime_type(), &body, budget, 1, out)?;
     // A file that is wholly encrypted leaves nothing to read and says so.
-    if out.texts.is_empty() && out.encrypted.iter().any(|(l, _)| l == &a.name) {
+    if let Some((_, how)) = out.encrypted.iter().find(|(l, _)| l == &a.name)
+        && out.texts.is_empty()
+    {
+        info.encrypted = Some(how.to_string());
         return Ok(Opened::Encrypted);
     }
     Ok(Opened::Clear)
