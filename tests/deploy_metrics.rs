@@ -12,17 +12,6 @@ use common::*;
 
 const FROM: &str = "t.baker@example-academy.sch.uk";
 
-fn web_port(gw: &Gateway) -> u16 {
-    let text = std::fs::read_to_string(&gw.config_path).expect("read the test config");
-    let cfg: toml::Table = toml::from_str(&text).expect("the test config parses");
-    cfg.get("web")
-        .and_then(|w| w.get("listen"))
-        .and_then(|l| l.as_str())
-        .and_then(|l| l.rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .expect("web.listen in the test config")
-}
-
 fn metrics(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web listener");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
@@ -86,7 +75,7 @@ fn class_list() -> Vec<u8> {
 #[test]
 fn metrics_count_verdicts_rules_latency_and_the_quarantine() {
     let gw = Gateway::start(|_| {});
-    let port = web_port(&gw);
+    let port = gw.web_port();
 
     let before = metrics(port);
     assert_eq!(

@@ -219,7 +219,7 @@ fn run_postfix_recipe(recipe: &str, postfix_delivers: bool, path: &str, outcome:
     let records = gw.message_records();
     assert_eq!(records.len(), 1, "one audit record");
     assert_eq!(records[0].field("outcome").as_deref(), Some(outcome));
-    let metrics = http_get(web_port(&gw), "/metrics");
+    let metrics = common::http_get(gw.web_port(), "/metrics");
     let series = format!(
         "schoolgate_messages_total{{path=\"{path}\",verdict=\"deliver\",outcome=\"{outcome}\"}} 1"
     );
@@ -230,32 +230,6 @@ fn run_postfix_recipe(recipe: &str, postfix_delivers: bool, path: &str, outcome:
     // Filtered once: the re-injected copy does not come back to schoolgate.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(gw.message_records().len(), 1, "no filtering loop");
-}
-
-fn web_port(gw: &Gateway) -> u16 {
-    let text = fs::read_to_string(&gw.config_path).expect("read the test config");
-    let cfg: toml::Table = toml::from_str(&text).expect("the test config parses");
-    cfg.get("web")
-        .and_then(|w| w.get("listen"))
-        .and_then(|l| l.as_str())
-        .and_then(|l| l.rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .expect("web.listen in the test config")
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s =
-        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the web listener");
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read the response");
-    out
 }
 
 #[test]

@@ -7,8 +7,6 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
@@ -160,19 +158,6 @@ fn wait_for_notification_prefix(socket: &UnixDatagram, prefix: &str) -> String {
     panic!("no {prefix}… within 20 s; received: {seen:?}");
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web listener");
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read the response");
-    out
-}
-
 #[test]
 fn the_units_exec_start_starts_the_gateway_and_tells_systemd() {
     let unit = unit_text();
@@ -253,7 +238,7 @@ fn the_units_exec_start_starts_the_gateway_and_tells_systemd() {
         // The watchdog is pinged at half of WATCHDOG_USEC.
         wait_for_notification(&notify, "WATCHDOG=1", Duration::from_secs(10));
 
-        let metrics = http_get(web_port, "/metrics");
+        let metrics = common::http_get(web_port, "/metrics");
         assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
         assert!(
             metrics.contains("text/plain; version=0.0.4"),
@@ -273,7 +258,7 @@ fn the_units_exec_start_starts_the_gateway_and_tells_systemd() {
             !metrics.contains("parent@example.org") && !metrics.contains("Deployed"),
             "/metrics names no address or subject"
         );
-        let missing = http_get(web_port, "/nothing-here");
+        let missing = common::http_get(web_port, "/nothing-here");
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 
         // SIGHUP (ExecReload=): the reload's outcome becomes systemd's status line.

@@ -327,6 +327,18 @@ impl Gateway {
     }
 
     /// The messages in the outbox (`new/`), sorted by file name, each with its envelope.
+    /// The port of `[web] listen` in this gateway's config.
+    pub fn web_port(&self) -> u16 {
+        let text = fs::read_to_string(&self.config_path).expect("read the test config");
+        let cfg: toml::Table = toml::from_str(&text).expect("the test config parses");
+        cfg.get("web")
+            .and_then(|w| w.get("listen"))
+            .and_then(|l| l.as_str())
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .expect("web.listen in the test config")
+    }
+
     /// Runs the schoolgate command line against this gateway's config.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         schoolgate_cli(&self.config_path, args)
@@ -833,6 +845,21 @@ pub fn plain_message(from: &str, to: &str, subject: &str, message_id: &str, body
         m.push_str("\r\n");
     }
     m.into_bytes()
+}
+
+/// A plain HTTP/1.1 GET to the gateway's web listener on loopback: the whole response, headers
+/// and body.
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the web listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the response");
+    out
 }
 
 /// Runs the schoolgate command line with `args` and `--config config` (warnings only).
