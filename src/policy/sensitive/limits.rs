@@ -59,6 +59,8 @@ pub enum Unscannable {
     TooSlow(Duration),
     #[error("it is damaged: {0}")]
     Corrupt(String),
+    #[error("it is a {0} archive, which schoolgate cannot open to check")]
+    Unreadable(&'static str),
 }
 
 /// What one message may still spend on opening its attachments. Shared by reference through
