@@ -635,6 +635,50 @@ mod tests {
     }
 
     #[test]
+    fn a_class_list_inside_outlooks_winmail_dat_is_found() {
+        let upns = ["H801200001001", "B801200005001", "X00180001701A"];
+        let csv: String = std::iter::once("Name,UPN".to_string())
+            .chain(
+                upns.iter()
+                    .enumerate()
+                    .map(|(n, u)| format!("Pupil{n} Surname{n},{u}")),
+            )
+            .collect::<Vec<_>>()
+            .join("\n");
+        let tnef = extract::tnef_for_tests(&[("class list.csv", csv.as_bytes())]);
+        let body = crate::mime::encoding::base64_encode(&tnef, 76, b"\r\n", true);
+        let mut message = b"From: t@school.example\r\nTo: x@county.example\r\nSubject: list\r\n\
+            MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+            Content-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\n\
+            Content-Type: application/ms-tnef; name=winmail.dat\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\n"
+            .to_vec();
+        message.extend_from_slice(&body);
+        message.extend_from_slice(b"--b--\r\n");
+        let config = crate::config::Config::parse(
+            std::path::Path::new("t.toml"),
+            "[school]\nname = \"S\"\ndomains = [\"school.example\"]\ndirectory = \"d.csv\"\n\
+             [relay]\nlisten = [\"127.0.0.1:2525\"]\nhostname = \"h\"\nallowed_clients = [\"127.0.0.1/32\"]\n\
+             next_hop = \"outbox:o\"\n[storage]\nstate_dir = \"v\"\n[disclaimer]\ntext = \"\"\n",
+        )
+        .unwrap();
+        let directory = Directory::default();
+        let findings = check(
+            &message,
+            &config,
+            &directory,
+            jiff::civil::date(2026, 11, 23),
+        );
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].attachment, "winmail.dat");
+        assert!(
+            findings[0].detail.contains("3 pupil or staff identifiers"),
+            "{}",
+            findings[0].detail
+        );
+    }
+
+    #[test]
     fn reasons_read_as_a_sentence() {
         let tally = Tally {
             identifiers: 30,

@@ -16,6 +16,7 @@ mod ooxml;
 mod pdf;
 mod rtf;
 mod text;
+mod tnef;
 mod xml;
 
 use super::encryption::{self, Protection};
@@ -68,6 +69,7 @@ pub fn extract(
         Kind::Csv => text::open_csv(location, bytes, budget, out),
         Kind::Text => text::open(location, bytes, out),
         Kind::Message => super::open_message(location, bytes, budget, depth, out),
+        Kind::Tnef => tnef::open(location, bytes, budget, depth, out),
         // An archive that is not encrypted (that was checked first) but that schoolgate has no
         // reader for could carry anything: it is held as unscannable, never passed unread.
         Kind::Unreadable(format) => Err(Unscannable::Unreadable(format)),
@@ -86,6 +88,7 @@ enum Kind {
     Csv,
     Text,
     Message,
+    Tnef,
     Unreadable(&'static str),
     Other,
 }
@@ -104,6 +107,9 @@ fn kind_of(name: &str, mime_type: &str, bytes: &[u8]) -> Kind {
     }
     if bytes.starts_with(b"{\\rtf") {
         return Kind::Rtf;
+    }
+    if bytes.starts_with(&tnef::SIGNATURE) {
+        return Kind::Tnef;
     }
     if let Some(format) = unreadable_archive(bytes) {
         return Kind::Unreadable(format);
@@ -148,6 +154,12 @@ fn unreadable_archive(bytes: &[u8]) -> Option<&'static str> {
         return Some(name);
     }
     (bytes.get(257..262) == Some(b"ustar")).then_some("tar")
+}
+
+/// A winmail.dat holding `files`, for tests elsewhere in the module.
+#[cfg(test)]
+pub(crate) fn tnef_for_tests(files: &[(&str, &[u8])]) -> Vec<u8> {
+    tnef::tests::winmail(files)
 }
 
 /// `location › inner`.
