@@ -457,9 +457,7 @@ fn class_list_message(mid: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// DEPENDS ON THE ATTACHMENT RULES (src/policy/sensitive/, merged by the lead): with the stubs
-/// in this branch nothing is found and the message is delivered, so this test fails until the
-/// real detectors are in. A class list in clear is held in both quarantine modes.
+/// A class list in clear is held in both quarantine modes.
 #[test]
 fn a_sensitive_attachment_is_held_in_both_quarantine_modes() {
     for mode in ["schoolgate", "hold"] {

@@ -144,6 +144,31 @@ fn every_fixture_gets_its_expected_verdict_findings_and_detectors() {
 }
 
 #[test]
+fn a_zip_of_a_hundred_thousand_entries_is_unscannable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let message = common::message_with_attachment(
+        (
+            "t.baker@example-academy.sch.uk",
+            "admissions@county.gov.example",
+        ),
+        "Files",
+        "many@test",
+        ("zip-100k-entries.zip", "application/zip"),
+        &common::zip_with_empty_entries(100_000),
+    );
+    let path = dir.path().join("zip-100k-entries.eml");
+    std::fs::write(&path, message).unwrap();
+    let got = check(&config, &path);
+    assert_eq!(got["verdict"], "quarantine", "{got}");
+    assert_eq!(
+        got["findings"][0]["rule"], "unscannable-attachment",
+        "{got}"
+    );
+    assert_eq!(got["findings"][0]["attachment"], "zip-100k-entries.zip");
+}
+
+#[test]
 fn every_message_file_is_listed_in_expect_json() {
     let expect: Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("expect.json")).unwrap())

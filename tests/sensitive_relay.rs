@@ -14,42 +14,8 @@ use common::{Gateway, OutboxMessage, verify_audit_chain};
 const FROM: &str = "t.baker@example-academy.sch.uk";
 const COUNTY: &str = "admissions@county.gov.example";
 
-fn base64(data: &[u8]) -> String {
-    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for (n, chunk) in data.chunks(3).enumerate() {
-        if n > 0 && n % 19 == 0 {
-            out.push_str("\r\n");
-        }
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let v = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(v >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out.push_str("\r\n");
-    out
-}
-
 fn with_attachment(subject: &str, mid: &str, name: &str, mime: &str, data: &[u8]) -> Vec<u8> {
-    format!(
-        "From: Tom Baker <{FROM}>\r\nTo: <{COUNTY}>\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\n\
-         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\nPlease find the list attached.\r\n--b1\r\n\
-         Content-Type: {mime}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
-         Content-Transfer-Encoding: base64\r\n\r\n{}--b1--\r\n",
-        base64(data)
-    )
-    .into_bytes()
+    common::message_with_attachment((FROM, COUNTY), subject, mid, (name, mime), data)
 }
 
 fn class_list_csv() -> Vec<u8> {
@@ -245,8 +211,22 @@ fn bombs_are_held_as_unscannable_and_the_server_goes_on() {
         .collect();
     bombs.sort();
     assert!(bombs.len() >= 4, "bombs: {bombs:?}");
-    for (n, path) in bombs.iter().enumerate() {
-        let message = common::to_crlf(&std::fs::read(path).unwrap());
+    // The ZIP with 100,000 entries is built here, not committed.
+    let many = with_attachment(
+        "Files",
+        "many@test",
+        "zip-100k-entries.zip",
+        "application/zip",
+        &common::zip_with_empty_entries(100_000),
+    );
+    let many_path = PathBuf::from("(built) zip-100k-entries.eml");
+    let messages = bombs
+        .iter()
+        .map(|p| (p.clone(), common::to_crlf(&std::fs::read(p).unwrap())))
+        .chain(std::iter::once((many_path, many)));
+    let mut sent = 0;
+    for (n, (path, message)) in messages.enumerate() {
+        sent += 1;
         let mut c = Client::ready(gw.port);
         let t = c.send(FROM, "", &[COUNTY], &message).unwrap();
         assert!(t.accepted(), "{}: {:?}", path.display(), t.reply);
@@ -273,5 +253,5 @@ fn bombs_are_held_as_unscannable_and_the_server_goes_on() {
             t.reply
         );
     }
-    assert_eq!(to(&gw, COUNTY).len(), bombs.len());
+    assert_eq!(to(&gw, COUNTY).len(), sent);
 }

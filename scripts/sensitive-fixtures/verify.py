@@ -256,9 +256,6 @@ def all_files(out: Path, files, pupils, staff, cp_pupil, big_numbers, cert, key,
         d = z.read(names[0])
     ok(f"{rel}: 6 levels, leaf 256 MiB, file under 1 MB",
        depth == 6 and leaf.file_size == 256 << 20 and len(data(rel)) < 1_000_000)
-    rel = "bombs/zip-100k-entries.zip"
-    ok(f"{rel}: zipinfo counts 100,000 entries",
-       b"100000 files" in run("zipinfo", "-t", str(P(rel))).stdout)
     for rel in ("bombs/pdf-cyclic-pages.pdf", "bombs/pdf-flate-bomb.pdf"):
         _check_xref(P(rel).read_bytes(), rel)
     r = run("qpdf", "--check", str(P("bombs/pdf-cyclic-pages.pdf")), check=False)

@@ -847,6 +847,44 @@ pub fn plain_message(from: &str, to: &str, subject: &str, message_id: &str, body
     m.into_bytes()
 }
 
+/// A message from `from` to `to` with a short text body and `data` attached as `name` (base64),
+/// the way a member of staff sends a file.
+pub fn message_with_attachment(
+    (from, to): (&str, &str),
+    subject: &str,
+    message_id: &str,
+    (name, mime): (&str, &str),
+    data: &[u8],
+) -> Vec<u8> {
+    let mut m = format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n\
+         Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nPlease find the list attached.\r\n--b1\r\n\
+         Content-Type: {mime}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    .into_bytes();
+    m.extend(schoolgate::mime::encoding::base64_encode(
+        data, 76, b"\r\n", true,
+    ));
+    m.extend_from_slice(b"--b1--\r\n");
+    m
+}
+
+/// A ZIP of `count` empty stored entries: the "100,000 entries" bomb, built where a test needs it
+/// rather than committed (19 MB with its message).
+pub fn zip_with_empty_entries(count: usize) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..count {
+        zip.start_file(format!("{i:x}"), options)
+            .expect("a ZIP entry");
+    }
+    zip.finish().expect("the ZIP").into_inner()
+}
+
 /// A plain HTTP/1.1 GET to the gateway's web listener on loopback: the whole response, headers
 /// and body.
 pub fn http_get(port: u16, path: &str) -> String {
