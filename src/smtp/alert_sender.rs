@@ -44,6 +44,39 @@ pub async fn run(relay: Arc<Relay>) {
     }
 }
 
+/// Sends mail schoolgate itself wrote (an alert, a notice, a checkpoint) from `alert_from` to
+/// `to`, straight to the next hop: its reply, or why it was not sent (to retry later).
+pub(crate) async fn send_own_mail(
+    relay: &Relay,
+    to: Vec<String>,
+    bytes: &[u8],
+) -> Result<String, String> {
+    let config = relay.config();
+    let envelope = Envelope {
+        mail_from: config.alert_from(),
+        rcpt_to: to,
+        smtputf8: false,
+        body_8bit: false,
+    };
+    // The same mail is the same key: a retry after a lost reply is stored once by the outbox.
+    let key = hex::encode(Sha256::digest(bytes));
+    let hop = relay.next_hop();
+    match tokio::time::timeout(
+        config.relay.next_hop_timeout.0,
+        hop.deliver(&envelope, bytes, &key),
+    )
+    .await
+    {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "next hop {} did not answer within {} s",
+            hop.describe(),
+            config.relay.next_hop_timeout.0.as_secs()
+        )),
+    }
+}
+
 async fn send_due(relay: &Relay) -> std::io::Result<()> {
     let spool = relay.spool.clone();
     let pending = tokio::task::spawn_blocking(move || spool.pending_alerts())
@@ -102,32 +135,15 @@ async fn send_due(relay: &Relay) -> std::io::Result<()> {
                     continue;
                 }
             };
-            let envelope = Envelope {
-                mail_from: config.alert_from(),
-                rcpt_to: dsl.clone(),
-                smtputf8: false,
-                body_8bit: false,
-            };
-            let key = hex::encode(Sha256::digest(&bytes));
-            let hop = relay.next_hop();
-            match tokio::time::timeout(
-                config.relay.next_hop_timeout.0,
-                hop.deliver(&envelope, &bytes, &key),
-            )
-            .await
-            {
-                Ok(Ok(reply)) => format!(
+            match send_own_mail(relay, dsl.clone(), &bytes).await {
+                Ok(reply) => format!(
                     "DSL alert sent to {} for audit records {} ({} flagged messages from {sender}); next hop: {reply}",
                     dsl.join(", "),
                     seqs.join(", "),
                     flagged.len()
                 ),
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::warn!(error = %e, %sender, "DSL alert not sent yet; will retry");
-                    continue;
-                }
-                Err(_) => {
-                    tracing::warn!(%sender, "DSL alert: next hop timed out; will retry");
                     continue;
                 }
             }
@@ -167,30 +183,13 @@ async fn send_notices(relay: &Relay) -> std::io::Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    let config = relay.config();
     for (path, notice) in pending {
-        let envelope = Envelope {
-            mail_from: config.alert_from(),
-            rcpt_to: vec![notice.to.clone()],
-            smtputf8: false,
-            body_8bit: false,
-        };
-        let bytes = notice.message.as_bytes();
-        let key = hex::encode(Sha256::digest(bytes));
-        let hop = relay.next_hop();
-        let reply = match tokio::time::timeout(
-            config.relay.next_hop_timeout.0,
-            hop.deliver(&envelope, bytes, &key),
-        )
-        .await
+        let reply = match send_own_mail(relay, vec![notice.to.clone()], notice.message.as_bytes())
+            .await
         {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
+            Ok(reply) => reply,
+            Err(e) => {
                 tracing::warn!(error = %e, to = %notice.to, "sender notice not sent yet; will retry");
-                continue;
-            }
-            Err(_) => {
-                tracing::warn!(to = %notice.to, "sender notice: next hop timed out; will retry");
                 continue;
             }
         };

@@ -10,10 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::envelope::Envelope;
 use crate::smtp::server::Relay;
 use crate::store::sqlite::SqliteBackend;
 use crate::store::{Backend, ChainHead, StoreError};
@@ -170,22 +168,8 @@ async fn mail_checkpoint(relay: &Relay, line: &str) {
             return;
         }
     };
-    let envelope = Envelope {
-        mail_from: config.alert_from(),
-        rcpt_to: dsl,
-        smtputf8: false,
-        body_8bit: false,
-    };
-    let key = hex::encode(Sha256::digest(&bytes));
-    let hop = relay.next_hop();
-    match tokio::time::timeout(
-        config.relay.next_hop_timeout.0,
-        hop.deliver(&envelope, &bytes, &key),
-    )
-    .await
-    {
-        Ok(Ok(reply)) => tracing::info!("audit checkpoint mailed to the DSL; next hop: {reply}"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "the audit checkpoint could not be mailed"),
-        Err(_) => tracing::warn!("the audit checkpoint could not be mailed: next hop timed out"),
+    match crate::smtp::alert_sender::send_own_mail(relay, dsl, &bytes).await {
+        Ok(reply) => tracing::info!("audit checkpoint mailed to the DSL; next hop: {reply}"),
+        Err(e) => tracing::warn!(error = %e, "the audit checkpoint could not be mailed"),
     }
 }

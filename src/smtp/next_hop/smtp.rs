@@ -484,7 +484,7 @@ impl SmtpHop {
                 return Err(Failure::Stale { error, dead });
             }
             other => {
-                self.expect(other, 2, "MAIL FROM")?;
+                self.require(other, 2, "MAIL FROM")?;
             }
         }
         for rcpt in rcpts {
@@ -493,7 +493,7 @@ impl SmtpHop {
             } else {
                 conn.smtp.command(rcpt).await
             };
-            self.expect(reply, 2, "RCPT TO")?;
+            self.require(reply, 2, "RCPT TO")?;
         }
         let data = if conn.pipelining {
             conn.smtp.read_response().await
@@ -502,7 +502,7 @@ impl SmtpHop {
         };
         // Every answer is in; after a 354 the next hop reads message text until the ".".
         conn.in_sync = !matches!(&data, Ok(r) if u16::from(r.code()) / 100 == 3);
-        self.expect(data, 3, "DATA")?;
+        self.require(data, 3, "DATA")?;
         let end = match std::str::from_utf8(body) {
             // The message, dot-stuffed, and the final "." in one write: one copy of the
             // message, made much faster than lettre's own writer makes its.
@@ -519,7 +519,7 @@ impl SmtpHop {
             Ok(_) => true,
             Err(e) => e.status().is_some(),
         };
-        let line = self.expect(end, 2, "the end of the data")?;
+        let line = self.require(end, 2, "the end of the data")?;
         tracing::debug!(next_hop = %self.hop, reply = %line, "next hop accepted the message");
         conn.sent += 1;
         Ok(line)
@@ -527,7 +527,7 @@ impl SmtpHop {
 
     /// The reply as one line if its first digit is `class`. lettre counts any 2xx or 3xx as
     /// success; anything but the expected class is a confused conversation, not a success.
-    fn expect(
+    fn require(
         &self,
         reply: Result<Response, SmtpError>,
         class: u16,
