@@ -42,10 +42,37 @@ pub fn example_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/example.toml")
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
+/// A TCP port on 127.0.0.1 that nothing listens on right now and that no other caller in this
+/// test process has been given.
+///
+/// The port is not held open, so it must not come from the kernel's ephemeral range: there,
+/// the next `bind(0)` or outgoing connection of a test running alongside may take it before
+/// the gateway or Postfix binds it (CI once saw Postfix fail with "Address already in use").
+/// Ports are handed out in turn from 12000–31999, below Linux's ephemeral range (32768 up),
+/// starting at an offset drawn from the process id so that two test processes rarely meet,
+/// and each is proved bindable before it is returned.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for a free port");
-    listener.local_addr().expect("local_addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 12_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        let port = (FIRST + offset) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no free TCP port on 127.0.0.1 between {FIRST} and {}",
+        FIRST + SPAN - 1
+    )
 }
 
 /// Sets `dotted` (e.g. `"relay.next_hop"`) in `cfg`, creating tables on the way.
