@@ -8,6 +8,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod http;
 pub mod smtp;
 pub mod tools;
 
