@@ -540,3 +540,61 @@ fn web_export_is_the_cli_export_and_is_audited() {
     let bad = dsl.get("/audit?rule=nonsense");
     assert!(bad.text().contains("class=\"error\"") && bad.text().contains("is not a rule"));
 }
+
+#[test]
+fn with_tls_the_page_is_https_and_the_cookie_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=schoolgate.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl not found: run scripts/test, which installs it");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let gw = Gateway::start(|cfg| {
+        set(cfg, "relay.tls_cert", cert.to_string_lossy().into_owned());
+        set(cfg, "relay.tls_key", key.to_string_lossy().into_owned());
+        set(cfg, "web.tls", true);
+    });
+    // Plain HTTP gets no page.
+    let plain = std::panic::catch_unwind(|| common::http_get(gw.web_port(), "/login"));
+    assert!(
+        plain.map_or(true, |r| !r.contains("schoolgate_session")),
+        "plain HTTP is not served"
+    );
+    let mut child = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-ign_eof", "-connect"])
+        .arg(format!("127.0.0.1:{}", gw.web_port()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let cookie = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie: {text}"));
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+}
