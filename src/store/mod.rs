@@ -1,5 +1,5 @@
 //! Where schoolgate keeps what must survive a crash: the hash-chained audit trail, the quarantine
-//! (and, with later issues, web accounts).
+//! and the web page's accounts ([`users`]).
 //!
 //! One small, synchronous [`Backend`] trait is all a database has to provide; SQLite
 //! ([`sqlite::SqliteBackend`]) is the embedded default and PostgreSQL will follow behind the same
