@@ -1,13 +1,15 @@
 //! The harness the end-to-end tests share: a real `schoolgate serve` on loopback with its own
 //! temporary config, state and outbox; readers for what it left behind (the outbox Maildir and
 //! the audit database); a raw SMTP client and an in-test SMTP sink ([`smtp`]); and the outside
-//! tools the issue names, swaks and Postfix ([`tools`]).
+//! tools the issue names, swaks and Postfix ([`tools`]); and a headless Chromium driven over
+//! WebDriver for the web page ([`browser`]).
 //!
 //! Every helper fails the test with a message that says what was expected and, for anything the
 //! gateway did, its own log: a test that cannot see why it failed is only half a test.
 
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod smtp;
 pub mod tools;
 
