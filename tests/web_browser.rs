@@ -5,9 +5,450 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::browser::{Browser, processes_using_profile};
+use common::smtp::{Client, Sink, SinkBehaviour};
+use common::{Gateway, header_value, set, smtp_canonical};
+
+/// The network manager's account: reviews the quarantine.
+const NETWORK_MANAGER: (&str, &str) = ("sam.network", "Kettle-lamp-2026");
+/// The DSL's account: flags and the audit trail.
+const DSL: (&str, &str) = ("priya.dsl", "Orchard-gate-2026");
+/// An account that will be locked out.
+const OFFICE: (&str, &str) = ("office.manager", "Quiet-river-2026");
+
+/// A class list with a non-ASCII file name (RFC 2231), held; the network manager releases it.
+const CLASS_LIST: &str = "class-list-xlsx-rfc2231-name";
+const CLASS_LIST_ATTACHMENT: &str = "Class list – Year 7 (Zoë’s form).xlsx";
+/// A child protection referral as a Word file, held; the network manager deletes it.
+const REFERRAL: &str = "cp-referral-docx";
+const DELETE_REASON: &str =
+    "Sent as a Word file by mistake; the DSL is sending it through the secure portal";
+/// A member of staff writing to a pupil's personal address: flagged for the DSL, delivered.
+const STAFF: &str = "t.baker@example-academy.sch.uk";
+const PUPIL_PERSONAL: &str = "mo.hussain2012@gmail.com";
+
+fn sensitive_fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/sensitive")
+}
+
+/// Sends `message` from `from` to `to` through the relay; returns the final reply's text.
+fn send(gw: &Gateway, from: &str, to: &str, message: &[u8]) -> String {
+    let mut client = Client::ready(gw.port);
+    let t = client
+        .send(from, "", &[to], &smtp_canonical(message))
+        .expect("send through the relay");
+    assert!(t.accepted(), "the relay refused the message: {}", t.reply);
+    client.quit();
+    t.reply.text()
+}
+
+/// Sends the fixture message `name` (its envelope from its From: and To:) and returns the
+/// quarantine id the relay's "held for review" reply names.
+fn send_held_fixture(gw: &Gateway, name: &str) -> String {
+    let path = sensitive_fixtures().join(format!("messages/{name}.eml"));
+    let message =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let address = |header: &str| {
+        let value = header_value(&message, header)
+            .unwrap_or_else(|| panic!("{} has no {header}: header", path.display()));
+        value
+            .rsplit_once('<')
+            .and_then(|(_, a)| a.split_once('>'))
+            .map(|(a, _)| a.to_string())
+            .unwrap_or(value)
+    };
+    let reply = send(gw, &address("From"), &address("To"), &message);
+    assert!(
+        reply.contains("held for review"),
+        "{name} was not held: {reply}"
+    );
+    reply
+        .rsplit(' ')
+        .next()
+        .expect("the reply ends with the quarantine id")
+        .trim()
+        .to_string()
+}
+
+/// The messages the next hop accepted whose Message-ID contains `id_part`.
+fn at_next_hop(sink: &Sink, id_part: &str) -> Vec<Vec<u8>> {
+    sink.accepted()
+        .into_iter()
+        .filter(|m| header_value(&m.data, "Message-ID").is_some_and(|v| v.contains(id_part)))
+        .map(|m| m.data)
+        .collect()
+}
+
+/// Logs in on /login the way a person does.
+fn log_in(browser: &Browser, (name, password): (&str, &str)) {
+    browser.goto("/login");
+    browser.set_field("input[name=name]", name);
+    browser.set_field("input[name=password]", password);
+    browser.click("button[type=submit]");
+}
+
+/// The path of the current page without its query.
+fn page(browser: &Browser) -> String {
+    browser
+        .path()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The one `tr.held` row whose text contains `needle`.
+fn held_row<'b>(browser: &'b Browser, needle: &str) -> common::browser::El<'b> {
+    let mut rows: Vec<_> = browser
+        .find_all("table#quarantine tr.held")
+        .into_iter()
+        .filter(|row| row.text().contains(needle))
+        .collect();
+    if rows.len() != 1 {
+        browser.fail(&format!(
+            "expected one held message mentioning {needle:?} in the list, found {}",
+            rows.len()
+        ));
+    }
+    rows.remove(0)
+}
+
+/// The action record whose text contains `what` (e.g. "quarantine release ID").
+fn action_record(gw: &Gateway, what: &str) -> common::AuditRow {
+    gw.audit_records()
+        .into_iter()
+        .filter(|r| r.kind != "message")
+        .find(|r| r.record_json.contains(what))
+        .unwrap_or_else(|| panic!("no audit record mentions {what:?}"))
+}
+
+/// Issue 7's acceptance, as the school will use it: the network manager logs in, finds the
+/// held class list, reads it, releases it (the next hop gets it exactly once) and deletes a
+/// held referral with a reason (the quarantine and the audit trail say who and why); the DSL
+/// sees the safeguarding flags, searches the audit trail and downloads the CSV Excel opens;
+/// five wrong passwords lock an account so that even the right one then fails. Every page is
+/// photographed at desktop and phone widths (target/screenshots/).
+#[test]
+fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trail() {
+    let started = Instant::now();
+    let sink = Sink::start(SinkBehaviour::accept());
+    let gw = Gateway::start(|cfg| {
+        set(
+            cfg,
+            "school.directory",
+            sensitive_fixtures()
+                .join("directory.csv")
+                .to_string_lossy()
+                .into_owned(),
+        );
+        set(cfg, "relay.next_hop", sink.url());
+    });
+    gw.add_user(NETWORK_MANAGER.0, &["network-manager"], NETWORK_MANAGER.1);
+    gw.add_user(DSL.0, &["dsl"], DSL.1);
+    gw.add_user(OFFICE.0, &["network-manager"], OFFICE.1);
+
+    let class_list = send_held_fixture(&gw, CLASS_LIST);
+    let referral = send_held_fixture(&gw, REFERRAL);
+    let flagged = common::plain_message(
+        STAFF,
+        PUPIL_PERSONAL,
+        "Your coursework",
+        "coursework.1@example-academy.sch.uk",
+        "Hi Mo, I have marked your coursework; see me on Monday.",
+    );
+    let reply = send(&gw, STAFF, PUPIL_PERSONAL, &flagged);
+    assert!(
+        !reply.contains("held"),
+        "the flagged message was held: {reply}"
+    );
+    let held_class_list = std::fs::read(gw.state_dir.join(format!("quarantine/{class_list}.eml")))
+        .expect("the held class list is in the quarantine directory");
+    let setup = started.elapsed();
+
+    let mut browser = Browser::start();
+    browser.set_base(format!("http://127.0.0.1:{}", gw.web_port()));
+
+    // The network manager logs in and sees both held messages.
+    browser.goto("/login");
+    browser.screenshots("login");
+    log_in(&browser, NETWORK_MANAGER);
+    assert_eq!(
+        page(&browser),
+        "/quarantine",
+        "a network manager lands on the quarantine"
+    );
+    assert!(
+        !browser.exists("a#nav-flags"),
+        "a network manager without the DSL role is offered the safeguarding flags"
+    );
+    assert_eq!(browser.find_all("table#quarantine tr.held").len(), 2);
+    let row = held_row(&browser, CLASS_LIST_ATTACHMENT);
+    let row_text = row.text();
+    for shown in [
+        "t.baker@example-academy.sch.uk",
+        "k.supply.teacher@gmail.com",
+        "Class list for Zoë’s form",
+    ] {
+        assert!(
+            row_text.contains(shown),
+            "the class list's row does not show {shown:?}: {row_text}"
+        );
+    }
+    browser.screenshots("quarantine");
+
+    // The filter finds the referral alone.
+    browser.set_field("form#quarantine-filter [name=q]", "Referral");
+    browser.submit("form#quarantine-filter");
+    assert_eq!(browser.find_all("table#quarantine tr.held").len(), 1);
+    held_row(&browser, "cp-referral.docx");
+
+    // The class list: headers, text preview, the attachment and why it is held.
+    browser.goto("/quarantine");
+    held_row(&browser, CLASS_LIST_ATTACHMENT)
+        .find("a.open")
+        .click();
+    assert_eq!(page(&browser), format!("/quarantine/{class_list}"));
+    let headers = browser.text("section#headers");
+    for shown in [
+        "Tom Baker",
+        "k.supply.teacher@gmail.com",
+        "Class list for Zoë’s form",
+    ] {
+        assert!(
+            headers.contains(shown),
+            "the headers do not show {shown:?}: {headers}"
+        );
+    }
+    let preview = browser.text("section#preview");
+    assert!(
+        preview.contains("Attached, as promised."),
+        "the preview: {preview}"
+    );
+    let attachments = browser.find_all("section#attachments .attachment");
+    assert_eq!(attachments.len(), 1, "one attachment is listed");
+    let attachment = attachments[0].text();
+    assert!(
+        attachment.contains(CLASS_LIST_ATTACHMENT),
+        "the attachment's name is not shown: {attachment}"
+    );
+    assert!(
+        attachment.to_lowercase().contains("upn"),
+        "the attachment's findings (pupil UPNs) are not shown: {attachment}"
+    );
+    assert!(
+        browser
+            .find("a#download")
+            .attr("href")
+            .is_some_and(|h| h.ends_with(&format!("/quarantine/{class_list}/eml"))),
+        "a#download does not lead to the .eml"
+    );
+    browser.screenshots("message");
+    browser.click("a#download");
+    let eml = std::fs::read(browser.wait_for_download(".eml")).expect("read the downloaded .eml");
+    assert!(
+        eml == held_class_list,
+        "the downloaded .eml is not the held message"
+    );
+
+    // Release: the next hop gets it, exactly once, byte for byte as held.
+    browser.click("button#release");
+    assert_eq!(page(&browser), "/quarantine");
+    let notice = browser.text(".notice");
+    assert!(
+        notice.contains("Released"),
+        "the notice after a release: {notice}"
+    );
+    assert!(
+        gw.wait_for(Duration::from_secs(10), || !at_next_hop(
+            &sink,
+            "class-list-xlsx-rfc2231-name"
+        )
+        .is_empty()),
+        "the released class list never reached the next hop; the sink saw:\n{}",
+        sink.transcript()
+    );
+    let release = action_record(&gw, &format!("quarantine release {class_list}"));
+    assert_eq!(
+        release.record["action"]["actor"], NETWORK_MANAGER.0,
+        "{}",
+        release.record_json
+    );
+    assert_eq!(browser.find_all("table#quarantine tr.held").len(), 1);
+
+    // Delete the referral with a reason.
+    held_row(&browser, "cp-referral.docx")
+        .find("a.open")
+        .click();
+    assert_eq!(page(&browser), format!("/quarantine/{referral}"));
+    browser.set_field("form#delete textarea[name=reason]", DELETE_REASON);
+    browser.click("button#delete");
+    assert_eq!(page(&browser), "/quarantine");
+    let notice = browser.text(".notice");
+    assert!(
+        notice.contains("Deleted"),
+        "the notice after a delete: {notice}"
+    );
+    assert!(
+        browser.exists("p.empty"),
+        "the quarantine is not shown empty"
+    );
+    let shown = gw.cli_ok(&["quarantine", "show", &referral]);
+    assert!(shown.contains("state:    deleted"), "{shown}");
+    assert!(
+        shown.contains(&format!("by {}", NETWORK_MANAGER.0)) && shown.contains(DELETE_REASON),
+        "the quarantine does not say who deleted it and why:\n{shown}"
+    );
+    assert!(
+        !gw.state_dir
+            .join(format!("quarantine/{referral}.eml"))
+            .exists(),
+        "the deleted referral's file is still kept"
+    );
+    let delete = action_record(&gw, &format!("quarantine delete {referral}"));
+    assert_eq!(
+        delete.record["action"]["actor"], NETWORK_MANAGER.0,
+        "{}",
+        delete.record_json
+    );
+    assert!(
+        delete.record_json.contains(DELETE_REASON),
+        "{}",
+        delete.record_json
+    );
+    browser.click("button#logout");
+    assert_eq!(page(&browser), "/login");
+
+    // The DSL: flags, then the audit trail searched and exported.
+    log_in(&browser, DSL);
+    assert_eq!(page(&browser), "/flags", "a DSL lands on the flags");
+    let flags: Vec<String> = browser
+        .find_all("table#flags tr.flag")
+        .iter()
+        .map(|r| r.text())
+        .collect();
+    assert!(
+        flags.iter().any(|f| f.contains(PUPIL_PERSONAL)),
+        "the message to a pupil's personal address is not among the flags: {flags:?}"
+    );
+    browser.screenshots("flags");
+    browser.click("a#nav-audit");
+    assert_eq!(page(&browser), "/audit");
+    browser.set_field(
+        "form#audit-search [name=rule]",
+        "unencrypted-sensitive-attachment",
+    );
+    browser.submit("form#audit-search");
+    let records: Vec<String> = browser
+        .find_all("table#audit tr.record")
+        .iter()
+        .map(|r| r.text())
+        .collect();
+    assert_eq!(
+        records.len(),
+        2,
+        "the search should find the two held messages: {records:?}"
+    );
+    assert!(
+        records.iter().any(|r| r.contains("Referral")),
+        "{records:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.contains("Class list for Zoë’s form")),
+        "{records:?}"
+    );
+    browser.screenshots("audit");
+    browser.click("a#download-csv");
+    let csv = std::fs::read(browser.wait_for_download(".csv")).expect("read the downloaded CSV");
+    assert!(
+        csv.starts_with("\u{feff}seq,time,kind,".as_bytes()),
+        "the CSV does not start with a BOM and the header row"
+    );
+    let cli = gw.cli(&[
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "--rule",
+        "unencrypted-sensitive-attachment",
+    ]);
+    assert!(
+        cli.status.success(),
+        "audit export: {}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(
+        csv == cli.stdout,
+        "the CSV downloaded differs from `schoolgate audit export`'s:\n{}\n---\n{}",
+        String::from_utf8_lossy(&csv),
+        String::from_utf8_lossy(&cli.stdout)
+    );
+    let text = String::from_utf8(csv).expect("the CSV is UTF-8");
+    assert!(
+        text.contains("cp-referral-docx.16@") && text.contains("class-list-xlsx-rfc2231-name.2@"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(PUPIL_PERSONAL),
+        "the flagged message matched another rule: {text}"
+    );
+    browser.click("button#logout");
+
+    // Five wrong passwords lock the account; the right one then fails too.
+    for attempt in 1..=5 {
+        log_in(&browser, (OFFICE.0, &format!("not-the-password-{attempt}")));
+        assert_eq!(page(&browser), "/login");
+        let error = browser.text(".error");
+        assert!(
+            error.contains("wrong name or password"),
+            "attempt {attempt}: {error}"
+        );
+        assert_eq!(
+            error.contains("locked"),
+            attempt == 5,
+            "attempt {attempt}: {error}"
+        );
+    }
+    log_in(&browser, OFFICE);
+    assert_eq!(
+        page(&browser),
+        "/login",
+        "the right password let a locked account in"
+    );
+    let error = browser.text(".error");
+    assert!(
+        error.contains("locked"),
+        "the right password on a locked account: {error}"
+    );
+    browser.screenshots("login-locked");
+    browser.goto("/quarantine");
+    assert_eq!(page(&browser), "/login", "a locked account has no session");
+
+    // Still exactly once at the next hop, and the referral never went.
+    assert_eq!(
+        at_next_hop(&sink, "class-list-xlsx-rfc2231-name").len(),
+        1,
+        "released once"
+    );
+    assert!(
+        at_next_hop(&sink, "class-list-xlsx-rfc2231-name")[0] == held_class_list,
+        "the released bytes are not the held bytes"
+    );
+    assert!(
+        at_next_hop(&sink, "cp-referral-docx").is_empty(),
+        "the deleted referral was delivered"
+    );
+    common::verify_audit_chain(&gw.audit_records()).expect("the audit chain is whole");
+    eprintln!(
+        "web_browser: setup (gateway, 3 accounts, 3 messages) {:.1} s, in the browser {:.1} s",
+        setup.as_secs_f64(),
+        (started.elapsed() - setup).as_secs_f64()
+    );
+}
 
 /// A page of our own, served in-test, on which the harness itself is proved: a form that
 /// posts, a page it leads to, and a CSV download.

@@ -355,6 +355,36 @@ impl Browser {
         field.type_text(value);
     }
 
+    /// Sets the form field matching `css` to `value` the way a person would: picks the option
+    /// of a `<select>`, otherwise clears the field and types.
+    pub fn set_field(&self, css: &str, value: &str) {
+        let field = self.find(css);
+        let tag = self.step(&format!("read the tag of {css:?}"), field.e.tag_name());
+        if tag.eq_ignore_ascii_case("select") {
+            self.step(
+                &format!("choose {value:?} in {css:?}"),
+                field.e.select_by_value(value),
+            );
+        } else {
+            field.clear();
+            field.type_text(value);
+        }
+    }
+
+    /// Submits the form matching `form_css` with its submit button, as a person clicking it
+    /// would (pressing Enter in a field if the form has no button).
+    pub fn submit(&self, form_css: &str) {
+        let form = self.find(form_css);
+        let buttons = form.find_all("button[type=submit], input[type=submit], button:not([type])");
+        match buttons.first() {
+            Some(button) => button.click(),
+            None => {
+                let field = form.find("input:not([type=hidden]), textarea, select");
+                field.type_text("\u{E007}"); // WebDriver's Enter key
+            }
+        }
+    }
+
     /// Clicks the first element matching `css` (and waits for the page it leads to, if any).
     pub fn click(&self, css: &str) {
         self.find(css).click();

@@ -355,7 +355,6 @@ impl Gateway {
         );
     }
 
-    /// The messages in the outbox (`new/`), sorted by file name, each with its envelope.
     /// The port of `[web] listen` in this gateway's config.
     pub fn web_port(&self) -> u16 {
         let text = fs::read_to_string(&self.config_path).expect("read the test config");
@@ -373,6 +372,43 @@ impl Gateway {
         schoolgate_cli(&self.config_path, args)
     }
 
+    /// As [`Gateway::cli`], with `input` on standard input (e.g. a password for `user add`).
+    pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> std::process::Output {
+        schoolgate_cli_with_input(&self.config_path, args, input)
+    }
+
+    /// Runs the command line and fails the test (showing its output) unless it succeeds;
+    /// returns its standard output.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "schoolgate {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Adds a web account with `schoolgate user add NAME --role ROLE...`, the password as one
+    /// line on standard input, the way a network manager scripts it.
+    pub fn add_user(&self, name: &str, roles: &[&str], password: &str) {
+        let mut args = vec!["user", "add", name];
+        for role in roles {
+            args.extend(["--role", role]);
+        }
+        let out = self.cli_with_input(&args, format!("{password}\n").as_bytes());
+        assert!(
+            out.status.success(),
+            "schoolgate {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The messages in the outbox (`new/`), sorted by file name, each with its envelope.
     pub fn outbox_messages(&self) -> Vec<OutboxMessage> {
         outbox_messages(&self.outbox_dir)
     }
@@ -939,6 +975,34 @@ pub fn schoolgate_cli(config: &Path, args: &[&str]) -> std::process::Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run schoolgate")
+}
+
+/// As [`schoolgate_cli`], with `input` written to its standard input (then closed).
+pub fn schoolgate_cli_with_input(
+    config: &Path,
+    args: &[&str],
+    input: &[u8],
+) -> std::process::Output {
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("JOURNAL_STREAM")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run schoolgate");
+    let mut stdin = child.stdin.take().expect("schoolgate's stdin");
+    let input = input.to_vec();
+    // Written from a thread, so a command that does not read its input cannot block the test.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for schoolgate");
+    let _ = writer.join();
+    out
 }
 
 /// A valid UPN for `serial` (the DfE check letter; research/detectors.md), for class lists.
