@@ -283,6 +283,9 @@ impl Config {
 pub struct Web {
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// Serve the web page over HTTPS with the relay's certificate (`relay.tls_cert`/`tls_key`).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// `[audit]`: how long the trail is kept and how its head is anchored outside the database.
@@ -842,6 +845,13 @@ impl Config {
                 "relay",
                 "hostname",
                 format!("\"{}\" is not a host name", r.hostname),
+            ));
+        }
+        if self.web.tls && (r.tls_cert.is_none() || r.tls_key.is_none()) {
+            return Err(err(
+                "web",
+                "tls",
+                "is true but relay.tls_cert and relay.tls_key are not both set; the web page uses the relay's certificate".into(),
             ));
         }
         match (&r.tls_cert, &r.tls_key) {

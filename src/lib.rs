@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod milter;
 pub mod mime;
 pub mod policy;
+pub mod review;
 pub mod smtp;
 pub mod store;
 pub mod web;

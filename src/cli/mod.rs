@@ -6,6 +6,7 @@ pub mod notify;
 pub mod policy;
 pub mod quarantine;
 pub mod serve;
+pub mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,7 +28,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway: the SMTP relay, the milter when configured (and, later, the web page).
+    /// Run the gateway: the SMTP relay, the milter and the web page when configured.
     Serve,
     /// Dry run: what the policy does to one message. Changes no state.
     Check(check::CheckArgs),
@@ -40,6 +41,8 @@ pub enum Command {
     Quarantine(quarantine::QuarantineArgs),
     /// The audit trail: verify it, export it, purge it.
     Audit(audit::AuditArgs),
+    /// Accounts for the web page.
+    User(user::UserArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => policy::run(&cli.config),
         Command::Quarantine(args) => quarantine::run(&cli.config, args),
         Command::Audit(args) => audit::run(&cli.config, args),
+        Command::User(args) => user::run(&cli.config, args),
     }
 }
 

@@ -11,10 +11,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
-use crate::envelope::Envelope;
+use crate::review::quarantine::{self as review, ReviewError};
+use crate::store::AuditLog;
 use crate::store::quarantine::{Held, Quarantine};
 use crate::store::sqlite::SqliteBackend;
-use crate::store::{ActionRecord, AuditLog, AuditRecord, RecordKind};
 
 #[derive(Debug, Args)]
 pub struct QuarantineArgs {
@@ -87,41 +87,21 @@ fn ensure_state_dir(config: &Config) -> anyhow::Result<()> {
     })
 }
 
-/// The entry `id`, which must exist.
-fn find(q: &Quarantine, id: &str) -> anyhow::Result<Held> {
-    q.get(id)?.ok_or_else(|| {
-        anyhow::anyhow!("no quarantined message {id}; see schoolgate quarantine list")
-    })
-}
-
-/// The entry `id`, which must still be held.
-fn find_held(q: &Quarantine, id: &str) -> anyhow::Result<Held> {
-    let h = find(q, id)?;
-    if h.state != "held" {
-        anyhow::bail!(
-            "quarantined message {id} was already {} by {} at {}; nothing done",
-            h.state,
-            h.acted_by.as_deref().unwrap_or("?"),
-            h.acted_at.as_deref().unwrap_or("?")
-        );
-    }
-    Ok(h)
-}
-
-fn audit(config: &Config, actor: &str, detail: String) -> anyhow::Result<()> {
+/// Runs one shared review action (see [`crate::review::quarantine`]) with its own audit writer.
+fn act<T>(
+    config: &Config,
+    action: impl AsyncFnOnce(&AuditLog) -> Result<T, ReviewError>,
+) -> anyhow::Result<T> {
+    ensure_state_dir(config)?;
     let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
-    log.append_blocking(AuditRecord::action(
-        RecordKind::Action,
-        ActionRecord {
-            actor: actor.into(),
-            detail,
-        },
-    ))
-    .context("the audit record could not be written")?;
-    Ok(())
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(action(&log))?)
 }
 
-fn reasons(h: &Held) -> String {
+pub(crate) fn reasons(h: &Held) -> String {
     match h.reason.as_array() {
         Some(items) if !items.is_empty() => items
             .iter()
@@ -162,7 +142,7 @@ fn list(q: &Quarantine, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn show(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Result<ExitCode> {
-    let h = find(q, id)?;
+    let h = review::find(q, id)?;
     println!("id:       {}", h.id);
     println!("state:    {}", h.state);
     println!("held at:  {}", h.time);
@@ -190,89 +170,21 @@ fn show(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Resul
             .unwrap_or(bytes.len());
         println!("\n{}", String::from_utf8_lossy(&bytes[..end]).trim_end());
     }
-    audit(config, actor, format!("quarantine show {id} by {actor}"))?;
+    act(
+        config,
+        async |log| Ok(review::viewed(log, id, actor).await?),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn release(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Result<ExitCode> {
-    ensure_state_dir(config)?;
-    let h = find_held(q, id)?;
-    let bytes = q
-        .read(id)
-        .with_context(|| format!("cannot read {}", q.path(id).display()))?;
-    if crate::store::audit::sha256_hex(&bytes) != h.sha256 {
-        anyhow::bail!(
-            "{} does not match its recorded SHA-256; not released",
-            q.path(id).display()
-        );
-    }
-    let envelope = Envelope {
-        mail_from: h.mail_from.clone(),
-        rcpt_to: h.rcpt_to.clone(),
-        smtputf8: h.smtputf8,
-        body_8bit: h.body_8bit,
-    };
-    // Claimed before delivery: of two people releasing at once, one delivers and the other is
-    // told; a failed delivery puts the message back.
-    if !q.mark(id, "releasing", actor, None)? {
-        anyhow::bail!(
-            "quarantined message {id} is being released or was acted on by someone else meanwhile"
-        );
-    }
-    let delivered = deliver_held(config, id, &envelope, &bytes, &h.sha256);
-    let (reply, hop) = match delivered {
-        Ok(r) => r,
-        Err(e) => {
-            if let Err(undo) = q.unmark(id) {
-                tracing::error!(error = %undo, "{id} could not be put back to held");
-            }
-            return Err(e);
-        }
-    };
-    if !q.advance(id, "releasing", "released", actor)? {
-        anyhow::bail!("quarantined message {id} changed state while it was being released");
-    }
-    audit(
-        config,
-        actor,
-        format!(
-            "quarantine release {id} by {actor}: {} to {}; next hop {hop}: {reply}",
-            h.mail_from,
-            h.rcpt_to.join(", "),
-        ),
-    )?;
-    println!("released {id} to {hop}: {reply}");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Hands the held bytes to the next hop; returns its reply and the hop's description.
-fn deliver_held(
-    config: &Config,
-    id: &str,
-    envelope: &Envelope,
-    bytes: &[u8],
-    sha256: &str,
-) -> anyhow::Result<(String, String)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let hop = super::serve::next_hop_for(config)?;
     let timeout = config.relay.next_hop_timeout.0;
-    // The key is the held bytes' hash: the outbox stores a repeated release once.
-    let reply = runtime
-        .block_on(async {
-            tokio::time::timeout(timeout, hop.deliver(envelope, bytes, sha256)).await
-        })
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "next hop {} did not answer within {} s; {id} is still held",
-                hop.describe(),
-                timeout.as_secs()
-            )
-        })?
-        .map_err(|e| anyhow::anyhow!("{e}; {id} is still held"))?;
-    Ok((reply, hop.describe()))
+    let done = act(config, async |log| {
+        review::release(q, id, actor, &hop, timeout, log).await
+    })?;
+    println!("released {id} to {}: {}", done.hop, done.reply);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn delete(
@@ -285,21 +197,9 @@ fn delete(
     if reason.trim().is_empty() {
         anyhow::bail!("quarantine delete needs --reason TEXT (kept in the audit trail)");
     }
-    find_held(q, id)?;
-    if !q.mark(id, "deleted", actor, Some(reason))? {
-        anyhow::bail!("quarantined message {id} was released or deleted by someone else meanwhile");
-    }
-    if let Err(e) = audit(
-        config,
-        actor,
-        format!("quarantine delete {id} by {actor}: {reason}"),
-    ) {
-        // Not recorded, so not done.
-        let _ = q.unmark(id);
-        return Err(e.context(format!("{id} is still held")));
-    }
-    q.remove_file(id)
-        .with_context(|| format!("{id} is marked deleted but its file could not be removed"))?;
+    act(config, async |log| {
+        review::delete(q, id, actor, reason, log).await
+    })?;
     println!("deleted {id}");
     Ok(ExitCode::SUCCESS)
 }
@@ -311,19 +211,11 @@ fn export(
     actor: &str,
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
-    find(q, id)?;
-    let bytes = q.read(id).with_context(|| {
-        format!(
-            "the bytes of {id} are no longer kept ({})",
-            q.path(id).display()
-        )
+    let target = out.display().to_string();
+    let bytes = act(config, async |log| {
+        review::export(q, id, actor, &target, log).await
     })?;
     std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
-    audit(
-        config,
-        actor,
-        format!("quarantine export {id} by {actor} to {}", out.display()),
-    )?;
     println!("exported {id} to {}", out.display());
     Ok(ExitCode::SUCCESS)
 }

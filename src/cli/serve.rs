@@ -120,7 +120,10 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
             None => String::new(),
         },
         match &config.web.listen {
-            Some(l) => format!("; metrics on http://{l}/metrics"),
+            Some(l) => format!(
+                "; web page on {}://{l}/",
+                if config.web.tls { "https" } else { "http" }
+            ),
             None => String::new(),
         },
         next_hop.describe()
@@ -155,9 +158,15 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     });
 
     let web = web_listener.map(|l| {
+        let tls = if config.web.tls {
+            relay.tls.clone()
+        } else {
+            None
+        };
         tokio::spawn(crate::web::serve(
             Arc::clone(&relay),
             l,
+            tls,
             stop_tx.subscribe(),
         ))
     });

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod quarantine;
 pub mod spool;
 pub mod sqlite;
+pub mod users;
 
 pub use audit::{
     ActionRecord, AttachmentRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, Checkpoint,

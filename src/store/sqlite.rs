@@ -18,7 +18,7 @@ use super::{
 pub const DATABASE_FILE: &str = "schoolgate.db";
 
 /// The schema version this code writes; see [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// The first version with the export index, the head mark and checkpoints.
 const MARKS_VERSION: i64 = 3;
@@ -81,6 +81,19 @@ const MIGRATIONS: &[&str] = &[
         seq  INTEGER PRIMARY KEY,
         hash TEXT NOT NULL,
         time TEXT NOT NULL
+    );
+",
+    // Web page accounts (see `store::users`): an argon2id hash, the roles, and the failed
+    // logins in a row with the lock-out they led to.
+    "
+    CREATE TABLE web_user (
+        name         TEXT PRIMARY KEY,
+        roles        TEXT NOT NULL,
+        hash         TEXT NOT NULL,
+        failures     INTEGER NOT NULL DEFAULT 0,
+        locked_until TEXT,
+        created      TEXT NOT NULL,
+        changed      TEXT NOT NULL
     );
 ",
 ];

@@ -1,55 +1,331 @@
-//! The web listener (`[web] listen`): today only `GET /metrics` for Prometheus; the
-//! quarantine and audit pages will be routes on this same router.
+//! The web listener (`[web] listen`): the network manager's quarantine review, the DSL's flags
+//! and audit search, and `GET /metrics` for Prometheus.
 //!
-//! It listens on loopback in the example config. `/metrics` holds counts only (no address,
-//! subject or content), but put it behind the firewall all the same.
+//! Pages are server-rendered HTML (maud) that need no JavaScript. Every response carries a
+//! strict Content-Security-Policy (nothing but our own stylesheet loads, no script runs, no
+//! framing), `Cache-Control: no-store` (message content never stays in a browser's cache),
+//! `nosniff` and `no-referrer`. `/metrics` and `/static/style.css` are public; every other page
+//! needs a session ([`auth`]) and the right role, checked in each handler.
+//!
+//! With `[web] tls = true` the page is served over HTTPS with the relay's certificate.
 
+pub mod auth;
+mod login;
 pub mod metrics;
+mod pages;
+mod quarantine;
+mod safeguarding;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::smtp::server::Relay;
 use crate::store::quarantine::Quarantine;
+use crate::store::users::{Role, Users};
+use auth::{Sessions, User};
 use metrics::QuarantineSize;
+
+/// What every handler shares.
+pub struct Web {
+    pub relay: Arc<Relay>,
+    pub sessions: Sessions,
+    /// Whether cookies get `Secure` (TLS, or any listener but loopback).
+    pub secure: bool,
+}
+
+impl Web {
+    pub fn new(relay: Arc<Relay>) -> Arc<Self> {
+        let config = relay.config();
+        let loopback = config.web.listen.is_some_and(|a| a.ip().is_loopback());
+        let secure = config.web.tls || !loopback;
+        Arc::new(Web {
+            relay,
+            sessions: Sessions::default(),
+            secure,
+        })
+    }
+
+    fn users(&self) -> Users {
+        Users::new(&self.relay.config().storage.state_dir)
+    }
+
+    fn quarantine(&self) -> Quarantine {
+        Quarantine::new(&self.relay.config().storage.state_dir)
+    }
+
+    /// The logged-in person behind the request's cookie, if any (their account must still
+    /// exist: removing an account ends its sessions).
+    async fn user(&self, headers: &HeaderMap) -> Option<User> {
+        let id = auth::cookie_id(headers)?;
+        let found = self.sessions.find(&id)?;
+        let name = found.account?;
+        let users = self.users();
+        let lookup = name.clone();
+        let account = tokio::task::spawn_blocking(move || users.get(&lookup))
+            .await
+            .ok()?;
+        match account {
+            Ok(Some(account)) => Some(User::from_account(&account, found.csrf, id)),
+            Ok(None) => {
+                self.sessions.end_all_of(&name);
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "web: the accounts could not be read");
+                None
+            }
+        }
+    }
+
+    /// The person for a page (GET): without a session, to the login page; without `allowed`,
+    /// 403.
+    async fn page_user(
+        &self,
+        headers: &HeaderMap,
+        allowed: impl Fn(&User) -> bool,
+    ) -> Result<User, Response> {
+        match self.user(headers).await {
+            None => Err(Redirect::to("/login").into_response()),
+            Some(u) if allowed(&u) => Ok(u),
+            Some(u) => Err(pages::forbidden(Some(&u))),
+        }
+    }
+
+    /// The person for a POST: a session, `allowed`, and the session's CSRF token in the form;
+    /// anything else is 403.
+    async fn post_user(
+        &self,
+        headers: &HeaderMap,
+        form: &Form,
+        allowed: impl Fn(&User) -> bool,
+    ) -> Result<User, Response> {
+        let Some(u) = self.user(headers).await else {
+            return Err(pages::forbidden(None));
+        };
+        if !u.csrf_ok(form.get("csrf")) || !allowed(&u) {
+            return Err(pages::forbidden(Some(&u)));
+        }
+        Ok(u)
+    }
+}
+
+/// An `application/x-www-form-urlencoded` body (read whatever the content type says, so a
+/// malformed post is refused by the CSRF check, not by a parser's error page).
+#[derive(Debug, Default)]
+pub(crate) struct Form(std::collections::HashMap<String, String>);
+
+impl Form {
+    pub(crate) fn parse(body: &[u8]) -> Form {
+        Form(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+}
 
 /// Every route of the web listener.
 pub fn router(relay: Arc<Relay>) -> Router {
+    let web = Web::new(relay);
     Router::new()
         .route("/metrics", get(scrape))
-        .with_state(relay)
+        .route("/static/style.css", get(stylesheet))
+        .route("/", get(home))
+        .route("/login", get(login::page).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/quarantine", get(quarantine::list))
+        .route("/quarantine/{id}", get(quarantine::show))
+        .route("/quarantine/{id}/eml", get(quarantine::download))
+        .route("/quarantine/{id}/release", post(quarantine::release))
+        .route("/quarantine/{id}/delete", post(quarantine::delete))
+        .route("/flags", get(safeguarding::flags))
+        .route("/audit", get(safeguarding::audit))
+        .route("/audit/export", get(safeguarding::export))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(web)
 }
 
-/// Serves [`router`] on `listener` until `stop` turns true.
-pub async fn serve(relay: Arc<Relay>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+/// The headers on every response (see the module's documentation).
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("style.css"),
+    )
+}
+
+/// `/`: each person's first page.
+async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    match web.user(&headers).await {
+        None => Redirect::to("/login").into_response(),
+        Some(u) => Redirect::to(login::landing(&u)).into_response(),
+    }
+}
+
+async fn not_found(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+    match web.user(&headers).await {
+        None => Redirect::to("/login").into_response(),
+        Some(u) => pages::message(
+            StatusCode::NOT_FOUND,
+            Some(&u),
+            "Not found",
+            "There is no such page.",
+        ),
+    }
+}
+
+/// Serves [`router`] on `listener` (over TLS when `tls` is given) until `stop` turns true.
+pub async fn serve(
+    relay: Arc<Relay>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
     let stopped = async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     };
-    if let Err(e) = axum::serve(listener, router(relay))
-        .with_graceful_shutdown(stopped)
-        .await
-    {
+    let app = router(relay).into_make_service_with_connect_info::<Peer>();
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        Some(acceptor) => {
+            axum::serve(TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    };
+    if let Err(e) = served {
         tracing::error!(error = %e, "the web listener stopped");
     }
 }
 
+/// The client's address, for the audit records of logins (plain HTTP or HTTPS alike).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// HTTPS: TCP connections are accepted and their TLS handshakes run in their own tasks (so a
+/// slow or silent client holds up nobody), and the finished ones are handed to axum.
+struct TlsListener {
+    ready: mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    local: SocketAddr,
+}
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl TlsListener {
+    fn new(listener: TcpListener, acceptor: TlsAcceptor) -> Self {
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, ready) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "web: accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "web: TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "web: TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        TlsListener { ready, local }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            if let Some(conn) = self.ready.recv().await {
+                return conn;
+            }
+            // The accepting task has ended: nothing will come again.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
 /// `GET /metrics`.
-async fn scrape(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
-    let state_dir = relay.config().storage.state_dir.clone();
+async fn scrape(State(web): State<Arc<Web>>) -> impl IntoResponse {
+    let q = web.quarantine();
     let quarantine = tokio::task::spawn_blocking(move || {
-        Quarantine::new(&state_dir)
-            .list("held")
-            .map(|held| QuarantineSize {
-                messages: held.len() as u64,
-                bytes: held.iter().map(|h| h.size).sum(),
-            })
+        q.list("held").map(|held| QuarantineSize {
+            messages: held.len() as u64,
+            bytes: held.iter().map(|h| h.size).sum(),
+        })
     })
     .await;
     let quarantine = match quarantine {
@@ -68,6 +344,11 @@ async fn scrape(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        relay.metrics.render(quarantine),
+        web.relay.metrics.render(quarantine),
     )
+}
+
+/// Whether `u` may act on the quarantine (release, delete).
+fn manages(u: &User) -> bool {
+    u.is(Role::NetworkManager)
 }

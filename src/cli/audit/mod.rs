@@ -5,7 +5,7 @@
 //! does it daily); `checkpoint` records and prints the head, for keeping somewhere else.
 //! [`keeper`] is what `serve` runs in the background: checkpoints and the retention purge.
 
-pub mod csv;
+pub use crate::review::csv;
 pub mod export;
 pub mod keeper;
 

@@ -1,0 +1,213 @@
+//! Release, delete and export of held messages, each audited with the acting account.
+//!
+//! A release is claimed first (`held` → `releasing`), so of two people releasing at once one
+//! delivers and the other is told; a failed delivery puts the message back to `held`. The
+//! outbox keys a delivery by the held bytes' hash, so a repeated release is stored once.
+
+use std::time::Duration;
+
+use crate::envelope::Envelope;
+use crate::smtp::next_hop::NextHop;
+use crate::store::quarantine::{Held, Quarantine};
+use crate::store::{ActionRecord, AuditLog, AuditRecord, RecordKind, StoreError};
+
+/// Why an action on a held message was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("no quarantined message {0}; see the quarantine list")]
+    NotFound(String),
+    #[error("quarantined message {id} was already {state} by {by} at {at}; nothing done")]
+    AlreadyActed {
+        id: String,
+        state: String,
+        by: String,
+        at: String,
+    },
+    #[error("quarantined message {0} is being released or was acted on by someone else meanwhile")]
+    Busy(String),
+    #[error("the held copy of {0} does not match its recorded SHA-256; not released")]
+    Changed(String),
+    #[error("the held copy of {id} cannot be read ({detail}); it may have been removed")]
+    Unreadable { id: String, detail: String },
+    #[error("next hop {hop} did not answer within {secs} s; {id} is still held")]
+    Timeout { hop: String, secs: u64, id: String },
+    #[error("{detail}; {id} is still held")]
+    Delivery { id: String, detail: String },
+    #[error("a delete needs a reason (kept in the audit trail)")]
+    NoReason,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the audit record could not be written ({0}); {1}")]
+    Audit(StoreError, &'static str),
+}
+
+/// The entry `id`, which must exist.
+pub fn find(q: &Quarantine, id: &str) -> Result<Held, ReviewError> {
+    q.get(id)?
+        .ok_or_else(|| ReviewError::NotFound(id.to_string()))
+}
+
+/// The entry `id`, which must still be held.
+pub fn find_held(q: &Quarantine, id: &str) -> Result<Held, ReviewError> {
+    let h = find(q, id)?;
+    if h.state != "held" {
+        return Err(ReviewError::AlreadyActed {
+            id: id.to_string(),
+            state: h.state,
+            by: h.acted_by.unwrap_or_else(|| "?".into()),
+            at: h.acted_at.unwrap_or_else(|| "?".into()),
+        });
+    }
+    Ok(h)
+}
+
+async fn audit(log: &AuditLog, actor: &str, detail: String) -> Result<(), StoreError> {
+    log.append(AuditRecord::action(
+        RecordKind::Action,
+        ActionRecord {
+            actor: actor.into(),
+            detail,
+        },
+    ))
+    .await
+    .map(|_| ())
+}
+
+/// What a release did.
+#[derive(Debug, Clone)]
+pub struct Released {
+    /// The next hop's reply.
+    pub reply: String,
+    /// The next hop, described.
+    pub hop: String,
+}
+
+/// Delivers the held bytes of `id` to `hop`, once, and audits it as `actor`'s.
+pub async fn release(
+    q: &Quarantine,
+    id: &str,
+    actor: &str,
+    hop: &NextHop,
+    timeout: Duration,
+    log: &AuditLog,
+) -> Result<Released, ReviewError> {
+    let h = find_held(q, id)?;
+    let bytes = q.read(id).map_err(|e| ReviewError::Unreadable {
+        id: id.to_string(),
+        detail: format!("{}: {e}", q.path(id).display()),
+    })?;
+    if crate::store::audit::sha256_hex(&bytes) != h.sha256 {
+        return Err(ReviewError::Changed(id.to_string()));
+    }
+    let envelope = Envelope {
+        mail_from: h.mail_from.clone(),
+        rcpt_to: h.rcpt_to.clone(),
+        smtputf8: h.smtputf8,
+        body_8bit: h.body_8bit,
+    };
+    if !q.mark(id, "releasing", actor, None)? {
+        return Err(ReviewError::Busy(id.to_string()));
+    }
+    // The key is the held bytes' hash: the outbox stores a repeated release once.
+    let delivered = tokio::time::timeout(timeout, hop.deliver(&envelope, &bytes, &h.sha256)).await;
+    let reply = match delivered {
+        Ok(Ok(reply)) => reply,
+        failed => {
+            if let Err(undo) = q.unmark(id) {
+                tracing::error!(error = %undo, "{id} could not be put back to held");
+            }
+            return Err(match failed {
+                Err(_) => ReviewError::Timeout {
+                    hop: hop.describe(),
+                    secs: timeout.as_secs(),
+                    id: id.to_string(),
+                },
+                Ok(Err(e)) => ReviewError::Delivery {
+                    id: id.to_string(),
+                    detail: e.to_string(),
+                },
+                Ok(Ok(_)) => ReviewError::Busy(id.to_string()),
+            });
+        }
+    };
+    if !q.advance(id, "releasing", "released", actor)? {
+        return Err(ReviewError::Busy(id.to_string()));
+    }
+    let hop = hop.describe();
+    audit(
+        log,
+        actor,
+        format!(
+            "quarantine release {id} by {actor}: {} to {}; next hop {hop}: {reply}",
+            h.mail_from,
+            h.rcpt_to.join(", "),
+        ),
+    )
+    .await
+    .map_err(|e| ReviewError::Audit(e, "the message was released"))?;
+    Ok(Released { reply, hop })
+}
+
+/// Deletes the held message `id` for `reason`, audited as `actor`'s; not recorded, not done.
+pub async fn delete(
+    q: &Quarantine,
+    id: &str,
+    actor: &str,
+    reason: &str,
+    log: &AuditLog,
+) -> Result<(), ReviewError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ReviewError::NoReason);
+    }
+    find_held(q, id)?;
+    if !q.mark(id, "deleted", actor, Some(reason))? {
+        return Err(ReviewError::Busy(id.to_string()));
+    }
+    if let Err(e) = audit(
+        log,
+        actor,
+        format!("quarantine delete {id} by {actor}: {reason}"),
+    )
+    .await
+    {
+        let _ = q.unmark(id);
+        return Err(ReviewError::Audit(e, "the message is still held"));
+    }
+    q.remove_file(id).map_err(|e| ReviewError::Unreadable {
+        id: id.to_string(),
+        detail: format!("marked deleted but its file could not be removed: {e}"),
+    })?;
+    Ok(())
+}
+
+/// The held bytes of `id` for download or `--out`, audited as `actor`'s export to `target`.
+pub async fn export(
+    q: &Quarantine,
+    id: &str,
+    actor: &str,
+    target: &str,
+    log: &AuditLog,
+) -> Result<Vec<u8>, ReviewError> {
+    find(q, id)?;
+    let bytes = q.read(id).map_err(|e| ReviewError::Unreadable {
+        id: id.to_string(),
+        detail: format!(
+            "the bytes are no longer kept ({}: {e})",
+            q.path(id).display()
+        ),
+    })?;
+    audit(
+        log,
+        actor,
+        format!("quarantine export {id} by {actor} to {target}"),
+    )
+    .await
+    .map_err(|e| ReviewError::Audit(e, "nothing was exported"))?;
+    Ok(bytes)
+}
+
+/// The audit record of someone looking at a held message.
+pub async fn viewed(log: &AuditLog, id: &str, actor: &str) -> Result<(), StoreError> {
+    audit(log, actor, format!("quarantine show {id} by {actor}")).await
+}

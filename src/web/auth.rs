@@ -1,0 +1,305 @@
+//! Who is asking: passwords, sessions, CSRF tokens and roles.
+//!
+//! - Passwords are argon2id hashes; checking one takes tens of milliseconds of CPU, so it runs on
+//!   the blocking pool, never on the threads that serve pages.
+//! - [`LOCK_AFTER`] failed logins in a row lock an account for [`LOCK_FOR`]; while locked even the
+//!   right password is refused. Both are audited (`login`, `login-failed`), never the password.
+//! - A session id is 32 random bytes from the OS; the server keeps only its SHA-256, so a copy
+//!   of the server's memory does not hand out live sessions. Sessions end after [`IDLE`] unused.
+//! - Every session has its own CSRF token; every POST must carry it (compared in constant time).
+//!   The login form has one too, from a session that has no account yet, so a login cannot be
+//!   forged from another site either.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::store::users::{Account, Role};
+
+/// Failed logins in a row that lock an account.
+pub const LOCK_AFTER: u32 = 5;
+/// How long a lock-out lasts.
+pub const LOCK_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(15 * 60);
+/// A session unused this long has ended.
+pub const IDLE: Duration = Duration::from_secs(8 * 3600);
+/// A login page's session (no account yet) lasts this long unused.
+const ANONYMOUS_IDLE: Duration = Duration::from_secs(3600);
+/// Past this many sessions, expired ones are swept before a new one is made; past twice this,
+/// the oldest login-page sessions go (a flood of GET /login cannot grow memory without bound).
+const SWEEP_AT: usize = 5_000;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "schoolgate_session";
+
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot hash the password: {0}")]
+pub struct HashError(String);
+
+/// The argon2id PHC string of `password`, with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, HashError> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+/// Whether `password` matches the PHC string `hash` (false for a hash that does not parse).
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash)
+        .is_ok()
+}
+
+/// A hash of a password nobody has, checked when the name is unknown so that an unknown name
+/// takes as long to refuse as a wrong password.
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        let mut random = [0u8; 16];
+        let _ = getrandom::fill(&mut random);
+        hash_password(&hex::encode(random)).unwrap_or_default()
+    })
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 32 random bytes from the OS, hex.
+fn random_token() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(hex::encode(bytes))
+}
+
+fn key_of(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+/// One session, as the server keeps it.
+#[derive(Debug, Clone)]
+struct Session {
+    /// `None` on the login page, before anyone logged in.
+    account: Option<String>,
+    csrf: String,
+    last_seen: Instant,
+}
+
+impl Session {
+    fn expired(&self, now: Instant) -> bool {
+        let idle = if self.account.is_some() {
+            IDLE
+        } else {
+            ANONYMOUS_IDLE
+        };
+        now.duration_since(self.last_seen) > idle
+    }
+}
+
+/// A session found from a request's cookie.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub account: Option<String>,
+    pub csrf: String,
+}
+
+/// Every live session, by the SHA-256 of its id.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    inner: Mutex<HashMap<[u8; 32], Session>>,
+}
+
+impl Sessions {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// A new session (for `account`, or for the login page); returns its id for the cookie and
+    /// its CSRF token. `None` only if the OS gave no random bytes.
+    pub fn create(&self, account: Option<String>) -> Option<(String, String)> {
+        let id = random_token()?;
+        let csrf = random_token()?;
+        let now = Instant::now();
+        let mut map = self.map();
+        if map.len() >= SWEEP_AT {
+            map.retain(|_, s| !s.expired(now));
+        }
+        if map.len() >= 2 * SWEEP_AT {
+            map.retain(|_, s| s.account.is_some());
+        }
+        map.insert(
+            key_of(&id),
+            Session {
+                account,
+                csrf: csrf.clone(),
+                last_seen: now,
+            },
+        );
+        Some((id, csrf))
+    }
+
+    /// The live session `id` names (and marks it used), or `None`.
+    pub fn find(&self, id: &str) -> Option<Found> {
+        let key = key_of(id);
+        let now = Instant::now();
+        let mut map = self.map();
+        let s = map.get_mut(&key)?;
+        if s.expired(now) {
+            map.remove(&key);
+            return None;
+        }
+        s.last_seen = now;
+        Some(Found {
+            account: s.account.clone(),
+            csrf: s.csrf.clone(),
+        })
+    }
+
+    /// Ends session `id`.
+    pub fn end(&self, id: &str) {
+        self.map().remove(&key_of(id));
+    }
+
+    /// Ends every session of `account` (it was removed).
+    pub fn end_all_of(&self, account: &str) {
+        self.map()
+            .retain(|_, s| s.account.as_deref() != Some(account));
+    }
+}
+
+/// The session id in the request's cookie, if any.
+pub fn cookie_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The `Set-Cookie` value for session `id`: `Secure` unless the page is served over plain
+/// HTTP on loopback (where a browser would not send a `Secure` cookie back).
+pub fn set_cookie(id: &str, secure: bool) -> String {
+    format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// The `Set-Cookie` value that ends the session in the browser.
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// A logged-in person, as each page sees them.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub roles: Vec<Role>,
+    pub csrf: String,
+    /// The session id (to end it at logout).
+    pub session: String,
+}
+
+impl User {
+    pub fn from_account(account: &Account, csrf: String, session: String) -> Self {
+        User {
+            name: account.name.clone(),
+            roles: account.roles.clone(),
+            csrf,
+            session,
+        }
+    }
+
+    pub fn is(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// May review the quarantine (the DSL read-only).
+    pub fn sees_quarantine(&self) -> bool {
+        self.is(Role::NetworkManager) || self.is(Role::Dsl)
+    }
+
+    /// May see safeguarding flags, alerts and the audit trail.
+    pub fn sees_flags(&self) -> bool {
+        self.is(Role::Dsl)
+    }
+
+    /// Whether `token` is this session's CSRF token.
+    pub fn csrf_ok(&self, token: Option<&str>) -> bool {
+        token.is_some_and(|t| same(t.as_bytes(), self.csrf.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_differ() {
+        let a = hash_password("correct horse battery").unwrap();
+        let b = hash_password("correct horse battery").unwrap();
+        assert!(a.starts_with("$argon2id$"), "{a}");
+        assert_ne!(a, b, "a fresh salt each time");
+        assert!(verify_password("correct horse battery", &a));
+        assert!(!verify_password("correct horse batterY", &a));
+        assert!(!verify_password("x", "not a hash"));
+        assert!(!verify_password("x", decoy_hash()));
+    }
+
+    #[test]
+    fn sessions_are_found_by_id_only_and_end() {
+        let s = Sessions::default();
+        let (id, csrf) = s.create(Some("ms.jones".into())).unwrap();
+        assert_eq!(id.len(), 64);
+        let found = s.find(&id).unwrap();
+        assert_eq!(found.account.as_deref(), Some("ms.jones"));
+        assert_eq!(found.csrf, csrf);
+        assert!(s.find(&csrf).is_none());
+        assert!(
+            !s.map().keys().any(|k| hex::encode(k) == id),
+            "the id itself is not kept"
+        );
+        s.end_all_of("ms.jones");
+        assert!(s.find(&id).is_none());
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn cookie_is_parsed_and_set() {
+        let mut h = HeaderMap::new();
+        let id = "a".repeat(64);
+        h.insert(
+            axum::http::header::COOKIE,
+            format!("x=1; {COOKIE}={id}").parse().unwrap(),
+        );
+        assert_eq!(cookie_id(&h), Some(id.clone()));
+        assert!(set_cookie(&id, true).ends_with("; Secure"));
+        assert!(!set_cookie(&id, false).contains("Secure"));
+    }
+}

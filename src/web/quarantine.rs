@@ -1,0 +1,601 @@
+//! The quarantine pages: the list, one message, its download, release and delete.
+//!
+//! The network manager acts; a DSL may look (read-only). A person without the DSL role never
+//! sees a safeguarding flag's rule or evidence: a message held by one shows only that a
+//! safeguarding rule held it.
+//!
+//! The preview is the message's text as plain text (an HTML part with its tags stripped, never
+//! rendered), escaped, so no script of the message runs and no remote image loads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use mail_parser::MimeHeaders;
+use maud::{Markup, html};
+use serde_json::Value;
+
+use super::auth::User;
+use super::{Form, Web, manages, pages};
+use crate::policy::sensitive::encryption::{self, Protection};
+use crate::review::audit_search::SAFEGUARDING_RULES;
+use crate::review::quarantine::{self as review, ReviewError};
+use crate::store::quarantine::Held;
+
+/// Messages on one page of the list.
+const PAGE: usize = 25;
+/// The most characters of a message's text the preview shows.
+const PREVIEW_CHARS: usize = 20_000;
+
+fn is_safeguarding(rule: &str) -> bool {
+    SAFEGUARDING_RULES.contains(&rule)
+}
+
+/// The reasons `u` may see: `(rule, detail)`; a safeguarding flag is only named to the DSL.
+fn reasons(h: &Held, u: &User) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut hidden = false;
+    for item in h.reason.as_array().into_iter().flatten() {
+        let rule = item["rule"].as_str().unwrap_or("?");
+        if is_safeguarding(rule) && !u.sees_flags() {
+            hidden = true;
+            continue;
+        }
+        out.push((
+            rule.to_string(),
+            item["detail"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    if hidden {
+        out.push((
+            "safeguarding".into(),
+            "held by a safeguarding rule; the DSL has the details".into(),
+        ));
+    }
+    out
+}
+
+/// The attachments the findings name.
+fn attachment_names(h: &Held) -> Vec<String> {
+    let mut names: Vec<String> = h
+        .reason
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["attachment"].as_str())
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    names.dedup();
+    names
+}
+
+fn matches(h: &Held, u: &User, q: &str) -> bool {
+    let q = q.to_lowercase();
+    let hay = [
+        h.id.clone(),
+        h.mail_from.clone(),
+        h.rcpt_to.join(" "),
+        h.subject.clone().unwrap_or_default(),
+        attachment_names(h).join(" "),
+        reasons(h, u)
+            .iter()
+            .map(|(r, d)| format!("{r} {d}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    ]
+    .join("\n")
+    .to_lowercase();
+    hay.contains(&q)
+}
+
+fn link(q: &str, page: usize) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    if !q.is_empty() {
+        s.append_pair("q", q);
+    }
+    s.append_pair("page", &page.to_string());
+    format!("/quarantine?{}", s.finish())
+}
+
+/// `GET /quarantine?q=TEXT&page=N`.
+pub async fn list(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let u = match web.page_user(&headers, User::sees_quarantine).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let q = params
+        .get("q")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let page: usize = params
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .filter(|p| *p >= 1)
+        .unwrap_or(1);
+    let quarantine = web.quarantine();
+    let held = match tokio::task::spawn_blocking(move || quarantine.list("held")).await {
+        Ok(Ok(h)) => h,
+        other => {
+            if let Ok(Err(e)) = other {
+                tracing::error!(error = %e, "web: the quarantine could not be read");
+            }
+            return pages::message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some(&u),
+                "Quarantine",
+                "The quarantine could not be read; see the gateway's log.",
+            );
+        }
+    };
+    // Newest first: what was held this morning matters most.
+    let mut held: Vec<Held> = held
+        .into_iter()
+        .rev()
+        .filter(|h| q.is_empty() || matches(h, &u, &q))
+        .collect();
+    let total = held.len();
+    let pages_n = total.div_ceil(PAGE).max(1);
+    let page = page.min(pages_n);
+    let shown: Vec<Held> = held.drain(..).skip((page - 1) * PAGE).take(PAGE).collect();
+    let notice = match (params.get("done").map(String::as_str), params.get("id")) {
+        (Some("released"), Some(id)) => Some(format!("Released {id} to the next hop.")),
+        (Some("deleted"), Some(id)) => Some(format!("Deleted {id}.")),
+        _ => None,
+    };
+    let body = html! {
+        h1 { "Quarantine" }
+        @if let Some(n) = &notice {
+            p.notice role="status" { (n) }
+        }
+        form #quarantine-filter method="get" action="/quarantine" {
+            label for="q" { "Search" }
+            input #q type="search" name="q" value=(q) placeholder="sender, recipient, subject, attachment";
+            button type="submit" { "Filter" }
+        }
+        @if shown.is_empty() {
+            p.empty { @if q.is_empty() { "No messages are held." } @else { "No held message matches." } }
+        } @else {
+            p.count { (total) " held" @if !q.is_empty() { " matching" } }
+            div.scroll {
+                table #quarantine {
+                    thead { tr { th { "Held" } th { "From" } th { "To" } th { "Subject" } th { "Why" } th { "Attachments" } th {} } }
+                    tbody {
+                        @for h in &shown {
+                            tr.held {
+                                td.time { (short_time(&h.time)) }
+                                td.sender { (h.mail_from) }
+                                td.recipients { (h.rcpt_to.join(", ")) }
+                                td.subject { (h.subject.as_deref().unwrap_or("(no subject)")) }
+                                td.reason {
+                                    @for (rule, detail) in reasons(h, &u) {
+                                        span.rule title=(detail) { (rule) } " "
+                                    }
+                                }
+                                td.attachments { (attachment_names(h).join(", ")) }
+                                td { a.open href=(format!("/quarantine/{}", h.id)) { "Open" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        nav.paging {
+            @if page > 1 {
+                a #prev-page href=(link(&q, page - 1)) { "← Newer" }
+            }
+            span { "page " (page) " of " (pages_n) }
+            @if page < pages_n {
+                a #next-page href=(link(&q, page + 1)) { "Older →" }
+            }
+        }
+    };
+    pages::page(StatusCode::OK, "Quarantine", Some(&u), body)
+}
+
+/// `2026-11-23T10:01:02.123Z` → `2026-11-23 10:01 UTC`.
+fn short_time(t: &str) -> String {
+    match t.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => t.to_string(),
+    }
+}
+
+/// The text to find and mark in the preview: flag evidence (DSL only) and the sample of each
+/// finding's evidence.
+fn evidence(h: &Held, u: &User) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in h.reason.as_array().into_iter().flatten() {
+        let rule = item["rule"].as_str().unwrap_or("");
+        if is_safeguarding(rule) && !u.sees_flags() {
+            continue;
+        }
+        match &item["evidence"] {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => out.extend(items.iter().filter_map(|e| {
+                e.as_str()
+                    .map(|e| e.rsplit(": ").next().unwrap_or(e).to_string())
+            })),
+            _ => {}
+        }
+    }
+    out.retain(|e| e.trim().chars().count() >= 3);
+    out
+}
+
+/// `text` split into plain and marked pieces (case-insensitive, ASCII), in order.
+fn highlight(text: &str, marks: &[String]) -> Vec<(bool, String)> {
+    let lower = text.to_ascii_lowercase();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for m in marks {
+        let needle = m.trim().to_ascii_lowercase();
+        if needle.is_empty() {
+            continue;
+        }
+        let mut from = 0;
+        while let Some(at) = lower[from..].find(&needle) {
+            let start = from + at;
+            spans.push((start, start + needle.len()));
+            from = start + needle.len();
+        }
+    }
+    spans.sort();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for (s, e) in spans {
+        if s < pos || !text.is_char_boundary(s) || !text.is_char_boundary(e) {
+            continue;
+        }
+        out.push((false, text[pos..s].to_string()));
+        out.push((true, text[s..e].to_string()));
+        pos = e;
+    }
+    out.push((false, text[pos..].to_string()));
+    out
+}
+
+/// What the page shows of one attachment.
+struct Attachment {
+    name: String,
+    mime: String,
+    size: usize,
+    protection: Protection,
+}
+
+/// Headers, preview text and attachments of the held bytes.
+struct Parsed {
+    headers: Vec<(&'static str, String)>,
+    text: String,
+    truncated: bool,
+    attachments: Vec<Attachment>,
+}
+
+fn parse(bytes: &[u8]) -> Option<Parsed> {
+    let m = mail_parser::MessageParser::default().parse(bytes)?;
+    let addrs = |a: Option<&mail_parser::Address<'_>>| -> String {
+        a.map(|a| {
+            a.iter()
+                .map(|x| match (x.name(), x.address()) {
+                    (Some(n), Some(e)) => format!("{n} <{e}>"),
+                    (None, Some(e)) => e.to_string(),
+                    (Some(n), None) => n.to_string(),
+                    (None, None) => String::new(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+    };
+    let headers = vec![
+        ("From", addrs(m.from())),
+        ("To", addrs(m.to())),
+        ("Cc", addrs(m.cc())),
+        ("Subject", m.subject().unwrap_or("").to_string()),
+        ("Date", m.date().map(|d| d.to_rfc822()).unwrap_or_default()),
+        ("Message-ID", m.message_id().unwrap_or("").to_string()),
+    ];
+    // The first text body; an HTML-only message comes as text with its tags stripped.
+    let full = m.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
+    let truncated = full.chars().count() > PREVIEW_CHARS;
+    let text: String = full.chars().take(PREVIEW_CHARS).collect();
+    let attachments = m
+        .attachments()
+        .map(|p| {
+            let body = p.contents();
+            Attachment {
+                name: p.attachment_name().unwrap_or("(unnamed)").to_string(),
+                mime: p
+                    .content_type()
+                    .map(|c| match c.subtype() {
+                        Some(s) => format!("{}/{s}", c.ctype()),
+                        None => c.ctype().to_string(),
+                    })
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+                size: body.len(),
+                protection: encryption::of_file(body),
+            }
+        })
+        .collect();
+    Some(Parsed {
+        headers,
+        text,
+        truncated,
+        attachments,
+    })
+}
+
+/// `GET /quarantine/{id}`.
+pub async fn show(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let u = match web.page_user(&headers, User::sees_quarantine).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let quarantine = web.quarantine();
+    let lookup = id.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let h = review::find(&quarantine, &lookup)?;
+        let bytes = quarantine.read(&lookup).ok();
+        Ok::<_, ReviewError>((h, bytes))
+    })
+    .await;
+    let (h, bytes) = match found {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return failed(&u, &e),
+        Err(_) => return failed(&u, &ReviewError::NotFound(id)),
+    };
+    if let Err(e) = review::viewed(&web.relay.audit, &id, &u.name).await {
+        tracing::error!(error = %e, "web: a view could not be audited");
+        return pages::message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(&u),
+            "Not shown",
+            "The view could not be recorded in the audit trail, so the message is not shown; see the gateway's log.",
+        );
+    }
+    let parsed = bytes.as_deref().and_then(parse);
+    let marks = evidence(&h, &u);
+    let findings: Vec<&Value> = h
+        .reason
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| !i["attachment"].is_null())
+        .collect();
+    let flags: Vec<&Value> = h
+        .reason
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| is_safeguarding(i["rule"].as_str().unwrap_or("")))
+        .collect();
+    let body = html! {
+        p.back { a href="/quarantine" { "← Quarantine" } }
+        h1 { (h.subject.as_deref().unwrap_or("(no subject)")) }
+        p.state { "Held " (short_time(&h.time)) " · " (h.state)
+            @if let Some(by) = &h.acted_by { " by " (by) } }
+        section #headers {
+            h2 { "Envelope and headers" }
+            dl {
+                dt { "Envelope from" } dd { (h.mail_from) }
+                dt { "Envelope to" } dd { (h.rcpt_to.join(", ")) }
+                @if let Some(p) = &parsed {
+                    @for (name, value) in &p.headers {
+                        @if !value.is_empty() { dt { (name) } dd { (value) } }
+                    }
+                }
+                dt { "Size" } dd { (h.size) " bytes" }
+                dt { "Why held" } dd {
+                    @for (rule, detail) in reasons(&h, &u) {
+                        div.reason { strong { (rule) } @if !detail.is_empty() { ": " (detail) } }
+                    }
+                }
+            }
+        }
+        @if u.sees_flags() && !flags.is_empty() {
+            section #flags {
+                h2 { "Safeguarding flags" }
+                ul { @for f in &flags {
+                    li.flag { strong { (f["rule"].as_str().unwrap_or("")) } ": " (f["detail"].as_str().unwrap_or(""))
+                        @if let Some(e) = f["evidence"].as_str() { " — " mark { (e) } } }
+                } }
+            }
+        }
+        section #preview {
+            h2 { "Text" }
+            @match &parsed {
+                Some(p) => {
+                    pre.preview { @for (marked, piece) in highlight(&p.text, &marks) {
+                        @if marked { mark { (piece) } } @else { (piece) }
+                    } }
+                    @if p.truncated { p.note { "Only the first " (PREVIEW_CHARS) " characters are shown; download the message for the rest." } }
+                }
+                None => p.note { "The message's bytes are no longer kept or could not be read." }
+            }
+        }
+        section #attachments {
+            h2 { "Attachments" }
+            @match &parsed {
+                Some(p) if !p.attachments.is_empty() => {
+                    @for a in &p.attachments {
+                        div.attachment {
+                            h3 { (a.name) }
+                            p.meta { (a.mime) " · " (a.size) " bytes · "
+                                @match a.protection {
+                                    Protection::Encrypted(how) => span.encrypted { "encrypted (" (how) ")" },
+                                    Protection::OpensWithoutPassword(how) => span.clear { "not encrypted (" (how) " opens without a password)" },
+                                    Protection::Clear => span.clear { "not encrypted" },
+                                }
+                            }
+                            @let mine: Vec<&&Value> = findings.iter().filter(|f| f["attachment"].as_str() == Some(a.name.as_str())).collect();
+                            @if mine.is_empty() {
+                                p.finding { "No findings." }
+                            }
+                            @for f in mine {
+                                div.finding {
+                                    strong { (f["rule"].as_str().unwrap_or("")) } ": " (f["detail"].as_str().unwrap_or(""))
+                                    @if let Some(ev) = f["evidence"].as_array() {
+                                        ul { @for e in ev { li { (e.as_str().unwrap_or("")) } } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => p.note { "No attachments." }
+            }
+        }
+        section.actions {
+            a #download.button href=(format!("/quarantine/{}/eml", h.id)) { "Download .eml" }
+            @if manages(&u) && h.state == "held" {
+                form #release method="post" action=(format!("/quarantine/{}/release", h.id)) {
+                    input type="hidden" name="csrf" value=(u.csrf);
+                    button #release type="submit" { "Release to the recipients" }
+                }
+                form #delete method="post" action=(format!("/quarantine/{}/delete", h.id)) {
+                    input type="hidden" name="csrf" value=(u.csrf);
+                    label for="reason" { "Reason for deleting (kept in the audit trail)" }
+                    textarea #reason name="reason" required rows="2" {}
+                    button #delete type="submit" { "Delete" }
+                }
+            }
+        }
+    };
+    pages::page(StatusCode::OK, "Held message", Some(&u), body)
+}
+
+/// The page for an action that was not done.
+fn failed(u: &User, e: &ReviewError) -> Response {
+    let status = match e {
+        ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
+        ReviewError::AlreadyActed { .. } | ReviewError::Busy(_) => StatusCode::CONFLICT,
+        ReviewError::NoReason => StatusCode::BAD_REQUEST,
+        ReviewError::Timeout { .. } | ReviewError::Delivery { .. } => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body: Markup = html! {
+        h1 { "Not done" }
+        p.error { (e.to_string()) }
+        p { a href="/quarantine" { "Back to the quarantine" } }
+    };
+    pages::page(status, "Not done", Some(u), body)
+}
+
+/// `GET /quarantine/{id}/eml`: the held bytes as a download (audited as an export).
+pub async fn download(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let u = match web.page_user(&headers, User::sees_quarantine).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let quarantine = web.quarantine();
+    match review::export(
+        &quarantine,
+        &id,
+        &u.name,
+        "a web download",
+        &web.relay.audit,
+    )
+    .await
+    {
+        Ok(bytes) => {
+            let file: String = id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            (
+                [
+                    (header::CONTENT_TYPE, "message/rfc822".to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{file}.eml\""),
+                    ),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Err(e) => failed(&u, &e),
+    }
+}
+
+/// `POST /quarantine/{id}/release`: network manager only.
+pub async fn release(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let u = match web.post_user(&headers, &form, manages).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let quarantine = web.quarantine();
+    let hop = web.relay.next_hop();
+    let timeout = web.relay.config().relay.next_hop_timeout.0;
+    match review::release(&quarantine, &id, &u.name, &hop, timeout, &web.relay.audit).await {
+        Ok(_) => done("released", &id),
+        Err(e) => failed(&u, &e),
+    }
+}
+
+/// `POST /quarantine/{id}/delete` with a reason: network manager only.
+pub async fn delete(
+    State(web): State<Arc<Web>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = Form::parse(&body);
+    let u = match web.post_user(&headers, &form, manages).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let reason = form.get("reason").unwrap_or("").to_string();
+    let quarantine = web.quarantine();
+    match review::delete(&quarantine, &id, &u.name, &reason, &web.relay.audit).await {
+        Ok(()) => done("deleted", &id),
+        Err(e) => failed(&u, &e),
+    }
+}
+
+fn done(what: &str, id: &str) -> Response {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    s.append_pair("done", what).append_pair("id", id);
+    Redirect::to(&format!("/quarantine?{}", s.finish())).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highlight_marks_every_match_in_order() {
+        let parts = highlight(
+            "Call me on 07700 900123 or 07700 900123.",
+            &["07700 900123".into()],
+        );
+        let marked: Vec<&str> = parts
+            .iter()
+            .filter(|(m, _)| *m)
+            .map(|(_, s)| s.as_str())
+            .collect();
+        assert_eq!(marked, ["07700 900123", "07700 900123"]);
+        let whole: String = parts.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(whole, "Call me on 07700 900123 or 07700 900123.");
+    }
+}
