@@ -100,6 +100,14 @@ fn page(browser: &Browser) -> String {
         .to_string()
 }
 
+/// Fails the test, showing the page, unless the browser is on `path` (query aside).
+fn expect_page(browser: &Browser, path: &str, why: &str) {
+    let on = page(browser);
+    if on != path {
+        browser.fail(&format!("{why}: expected to be on {path}, but on {on}"));
+    }
+}
+
 /// The one `tr.held` row whose text contains `needle`.
 fn held_row<'b>(browser: &'b Browser, needle: &str) -> common::browser::El<'b> {
     let mut rows: Vec<_> = browser
@@ -175,10 +183,10 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
     browser.goto("/login");
     browser.screenshots("login");
     log_in(&browser, NETWORK_MANAGER);
-    assert_eq!(
-        page(&browser),
+    expect_page(
+        &browser,
         "/quarantine",
-        "a network manager lands on the quarantine"
+        "a network manager lands on the quarantine",
     );
     assert!(
         !browser.exists("a#nav-flags"),
@@ -210,7 +218,11 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
     held_row(&browser, CLASS_LIST_ATTACHMENT)
         .find("a.open")
         .click();
-    assert_eq!(page(&browser), format!("/quarantine/{class_list}"));
+    expect_page(
+        &browser,
+        &format!("/quarantine/{class_list}"),
+        "opening the class list",
+    );
     let headers = browser.text("section#headers");
     for shown in [
         "Tom Baker",
@@ -246,7 +258,7 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
         "a#download does not lead to the .eml"
     );
     browser.screenshots("message");
-    browser.click("a#download");
+    browser.click_download("a#download");
     let eml = std::fs::read(browser.wait_for_download(".eml")).expect("read the downloaded .eml");
     assert!(
         eml == held_class_list,
@@ -255,7 +267,7 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
 
     // Release: the next hop gets it, exactly once, byte for byte as held.
     browser.click("button#release");
-    assert_eq!(page(&browser), "/quarantine");
+    expect_page(&browser, "/quarantine", "releasing leads back to the list");
     let notice = browser.text(".notice");
     assert!(
         notice.contains("Released"),
@@ -282,10 +294,14 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
     held_row(&browser, "cp-referral.docx")
         .find("a.open")
         .click();
-    assert_eq!(page(&browser), format!("/quarantine/{referral}"));
+    expect_page(
+        &browser,
+        &format!("/quarantine/{referral}"),
+        "opening the referral",
+    );
     browser.set_field("form#delete textarea[name=reason]", DELETE_REASON);
     browser.click("button#delete");
-    assert_eq!(page(&browser), "/quarantine");
+    expect_page(&browser, "/quarantine", "deleting leads back to the list");
     let notice = browser.text(".notice");
     assert!(
         notice.contains("Deleted"),
@@ -319,11 +335,11 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
         delete.record_json
     );
     browser.click("button#logout");
-    assert_eq!(page(&browser), "/login");
+    expect_page(&browser, "/login", "logging out");
 
     // The DSL: flags, then the audit trail searched and exported.
     log_in(&browser, DSL);
-    assert_eq!(page(&browser), "/flags", "a DSL lands on the flags");
+    expect_page(&browser, "/flags", "a DSL lands on the flags");
     let flags: Vec<String> = browser
         .find_all("table#flags tr.flag")
         .iter()
@@ -335,7 +351,7 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
     );
     browser.screenshots("flags");
     browser.click("a#nav-audit");
-    assert_eq!(page(&browser), "/audit");
+    expect_page(&browser, "/audit", "the audit link");
     browser.set_field(
         "form#audit-search [name=rule]",
         "unencrypted-sensitive-attachment",
@@ -362,7 +378,7 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
         "{records:?}"
     );
     browser.screenshots("audit");
-    browser.click("a#download-csv");
+    browser.click_download("a#download-csv");
     let csv = std::fs::read(browser.wait_for_download(".csv")).expect("read the downloaded CSV");
     assert!(
         csv.starts_with("\u{feff}seq,time,kind,".as_bytes()),
@@ -401,7 +417,7 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
     // Five wrong passwords lock the account; the right one then fails too.
     for attempt in 1..=5 {
         log_in(&browser, (OFFICE.0, &format!("not-the-password-{attempt}")));
-        assert_eq!(page(&browser), "/login");
+        expect_page(&browser, "/login", "a wrong password");
         let error = browser.text(".error");
         assert!(
             error.contains("wrong name or password"),
@@ -414,10 +430,10 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
         );
     }
     log_in(&browser, OFFICE);
-    assert_eq!(
-        page(&browser),
+    expect_page(
+        &browser,
         "/login",
-        "the right password let a locked account in"
+        "the right password let a locked account in",
     );
     let error = browser.text(".error");
     assert!(
@@ -426,7 +442,7 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
     );
     browser.screenshots("login-locked");
     browser.goto("/quarantine");
-    assert_eq!(page(&browser), "/login", "a locked account has no session");
+    expect_page(&browser, "/login", "a locked account has no session");
 
     // Still exactly once at the next hop, and the referral never went.
     assert_eq!(
@@ -533,7 +549,7 @@ fn the_browser_harness_drives_headless_chromium() {
     assert_eq!(browser.text("p.echo"), "q=Year+9+list");
 
     browser.goto("/");
-    browser.click("a#csv");
+    browser.click_download("a#csv");
     let csv = std::fs::read(browser.wait_for_download(".csv")).expect("read the download");
     assert_eq!(csv, "\u{feff}name,value\r\nélève,1\r\n".as_bytes());
 

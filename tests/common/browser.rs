@@ -380,14 +380,53 @@ impl Browser {
             Some(button) => button.click(),
             None => {
                 let field = form.find("input:not([type=hidden]), textarea, select");
+                let page = self.current_page();
                 field.type_text("\u{E007}"); // WebDriver's Enter key
+                self.wait_for_next_page(page, &format!("submitting {form_css:?}"));
             }
         }
     }
 
-    /// Clicks the first element matching `css` (and waits for the page it leads to, if any).
+    /// Clicks the first element matching `css` and waits for the page it leads to.
     pub fn click(&self, css: &str) {
         self.find(css).click();
+    }
+
+    /// Clicks the first element matching `css` that starts a download (the page stays).
+    pub fn click_download(&self, css: &str) {
+        self.find(css).click_download();
+    }
+
+    /// The current document's root element: once it is stale, another page has replaced it.
+    fn current_page(&self) -> Element {
+        self.step(
+            "find the page's root element",
+            self.client().find(Locator::Css(":root")),
+        )
+    }
+
+    /// Waits until `old` (from [`Browser::current_page`]) has been replaced by a new page and
+    /// that page has loaded. WebDriver's click returns as soon as the click is dispatched;
+    /// without this a test may read the old page while a form is still being posted.
+    fn wait_for_next_page(&self, old: Element, after: &str) {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            // Any answer but the root's tag name means the old document is gone.
+            let gone = !matches!(self.try_step(old.tag_name()), Ok(ref tag) if !tag.is_empty());
+            if gone {
+                let state =
+                    self.try_step(self.client().execute("return document.readyState", vec![]));
+                if matches!(state, Ok(Value::String(ref s)) if s == "complete") {
+                    return;
+                }
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "{after}: no new page loaded within {STEP_TIMEOUT:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Runs `script` in the page and returns what it returns.
@@ -467,8 +506,8 @@ impl Browser {
         &self.downloads
     }
 
-    /// Waits up to the step timeout for a finished download whose file name ends with
-    /// `suffix` and returns its path (Chromium writes `*.crdownload` until it is done).
+    /// Waits up to the step timeout for a finished, non-empty download whose file name ends
+    /// with `suffix` and returns its path.
     pub fn wait_for_download(&self, suffix: &str) -> PathBuf {
         let deadline = Instant::now() + STEP_TIMEOUT;
         loop {
@@ -479,9 +518,13 @@ impl Browser {
                         .collect()
                 })
                 .unwrap_or_default();
-            if let Some(name) = names
-                .iter()
-                .find(|n| n.ends_with(suffix) && !n.ends_with(".crdownload"))
+            // Chromium reserves the final name with an empty file while it writes to a
+            // `.crdownload` beside it, then renames that over it: done once no `.crdownload`
+            // is left and the file has content.
+            let in_progress = names.iter().any(|n| n.ends_with(".crdownload"));
+            if let Some(name) = names.iter().find(|n| n.ends_with(suffix))
+                && !in_progress
+                && fs::metadata(self.downloads.join(name)).is_ok_and(|m| m.len() > 0)
             {
                 return self.downloads.join(name);
             }
@@ -604,8 +647,18 @@ impl El<'_> {
         )
     }
 
-    /// Clicks it.
+    /// Clicks it and waits for the page it leads to (a link, a form's button).
     pub fn click(&self) {
+        let page = self.browser.current_page();
+        self.browser
+            .step(&format!("click {:?}", self.css), self.e.click());
+        self.browser
+            .wait_for_next_page(page, &format!("clicking {:?}", self.css));
+    }
+
+    /// Clicks it without waiting for another page: a download link, which leaves the page as
+    /// it is.
+    pub fn click_download(&self) {
         self.browser
             .step(&format!("click {:?}", self.css), self.e.click());
     }
