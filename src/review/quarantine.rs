@@ -14,7 +14,7 @@ use crate::store::{ActionRecord, AuditLog, AuditRecord, RecordKind, StoreError};
 /// Why an action on a held message was not done.
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
-    #[error("no quarantined message {0}; see the quarantine list")]
+    #[error("no quarantined message {0}; see schoolgate quarantine list or the quarantine page")]
     NotFound(String),
     #[error("quarantined message {id} was already {state} by {by} at {at}; nothing done")]
     AlreadyActed {

@@ -1,8 +1,8 @@
 //! The harness the end-to-end tests share: a real `schoolgate serve` on loopback with its own
 //! temporary config, state and outbox; readers for what it left behind (the outbox Maildir and
-//! the audit database); a raw SMTP client and an in-test SMTP sink ([`smtp`]); and the outside
-//! tools the issue names, swaks and Postfix ([`tools`]); and a headless Chromium driven over
-//! WebDriver for the web page ([`browser`]).
+//! the audit database); a raw SMTP client and an in-test SMTP sink ([`smtp`]); the outside
+//! tools the issue names, swaks and Postfix ([`tools`]); a raw HTTP client for the web page
+//! ([`http`]); and a headless Chromium driven over WebDriver for it ([`browser`]).
 //!
 //! Every helper fails the test with a message that says what was expected and, for anything the
 //! gateway did, its own log: a test that cannot see why it failed is only half a test.
@@ -10,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod browser;
+pub mod http;
 pub mod smtp;
 pub mod tools;
 
@@ -372,11 +373,6 @@ impl Gateway {
         schoolgate_cli(&self.config_path, args)
     }
 
-    /// As [`Gateway::cli`], with `input` on standard input (e.g. a password for `user add`).
-    pub fn cli_with_input(&self, args: &[&str], input: &[u8]) -> std::process::Output {
-        schoolgate_cli_with_input(&self.config_path, args, input)
-    }
-
     /// Runs the command line and fails the test (showing its output) unless it succeeds;
     /// returns its standard output.
     pub fn cli_ok(&self, args: &[&str]) -> String {
@@ -394,18 +390,7 @@ impl Gateway {
     /// Adds a web account with `schoolgate user add NAME --role ROLE...`, the password as one
     /// line on standard input, the way a network manager scripts it.
     pub fn add_user(&self, name: &str, roles: &[&str], password: &str) {
-        let mut args = vec!["user", "add", name];
-        for role in roles {
-            args.extend(["--role", role]);
-        }
-        let out = self.cli_with_input(&args, format!("{password}\n").as_bytes());
-        assert!(
-            out.status.success(),
-            "schoolgate {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        http::add_user(&self.config_path, name, roles, password);
     }
 
     /// The messages in the outbox (`new/`), sorted by file name, each with its envelope.
@@ -975,34 +960,6 @@ pub fn schoolgate_cli(config: &Path, args: &[&str]) -> std::process::Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run schoolgate")
-}
-
-/// As [`schoolgate_cli`], with `input` written to its standard input (then closed).
-pub fn schoolgate_cli_with_input(
-    config: &Path,
-    args: &[&str],
-    input: &[u8],
-) -> std::process::Output {
-    let mut child = std::process::Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("JOURNAL_STREAM")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run schoolgate");
-    let mut stdin = child.stdin.take().expect("schoolgate's stdin");
-    let input = input.to_vec();
-    // Written from a thread, so a command that does not read its input cannot block the test.
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("wait for schoolgate");
-    let _ = writer.join();
-    out
 }
 
 /// A valid UPN for `serial` (the DfE check letter; research/detectors.md), for class lists.
