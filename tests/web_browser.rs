@@ -206,6 +206,10 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
         );
     }
     browser.screenshots("quarantine");
+    // On a phone each held message's subject, reason and Open link are in view.
+    for part in ["td.subject", "td.reason", "a.open"] {
+        browser.assert_fits_on_a_phone(&format!("table#quarantine tr.held {part}"));
+    }
 
     // The filter finds the referral alone.
     browser.set_field("form#quarantine-filter [name=q]", "Referral");
@@ -350,6 +354,7 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
         "the message to a pupil's personal address is not among the flags: {flags:?}"
     );
     browser.screenshots("flags");
+    browser.assert_fits_on_a_phone("table#flags tr.flag td.evidence");
     browser.click("a#nav-audit");
     expect_page(&browser, "/audit", "the audit link");
     browser.set_field(

@@ -501,6 +501,29 @@ impl Browser {
         [out[0].clone(), out[1].clone()]
     }
 
+    /// Fails the test unless every element matching `css` lies within the window's width at
+    /// phone size: what a person on a phone must see without scrolling sideways. Leaves the
+    /// window at the desktop size.
+    pub fn assert_fits_on_a_phone(&self, css: &str) {
+        self.resize(PHONE);
+        let elements = self.find_all(css);
+        if elements.is_empty() {
+            self.fail(&format!("nothing matches {css:?}"));
+        }
+        for el in &elements {
+            let (x, _, width, _) = el.rect();
+            if x < 0.0 || x + width > f64::from(PHONE.0) + 0.5 {
+                self.fail(&format!(
+                    "{css:?} is not within a {} px phone screen: it spans {x:.0}..{:.0} px, so \
+                     a person must scroll sideways to see it",
+                    PHONE.0,
+                    x + width
+                ));
+            }
+        }
+        self.resize(DESKTOP);
+    }
+
     /// The directory Chromium saves downloads in.
     pub fn downloads_dir(&self) -> &Path {
         &self.downloads
@@ -644,6 +667,14 @@ impl El<'_> {
         self.browser.step(
             &format!("read the HTML of {:?}", self.css),
             self.e.html(false),
+        )
+    }
+
+    /// Where it is and how big, in CSS pixels: `(x, y, width, height)` from the page's top left.
+    pub fn rect(&self) -> (f64, f64, f64, f64) {
+        self.browser.step(
+            &format!("read the position of {:?}", self.css),
+            self.e.rectangle(),
         )
     }
 
