@@ -590,3 +590,114 @@ fn the_browser_harness_drives_headless_chromium() {
         "Chromium processes left running after the browser was dropped"
     );
 }
+
+/// An HTTP server on loopback that answers nothing useful and counts who asked: where a
+/// message's remote images, scripts, styles and frames point, to prove none is fetched.
+fn serve_beacon() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind the beacon");
+    let port = listener.local_addr().expect("its address").port();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut line = String::new();
+            let _ =
+                BufReader::new(stream.try_clone().expect("clone the stream")).read_line(&mut line);
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line.trim().to_string());
+            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    (port, asked)
+}
+
+/// The preview of a held HTML message, opened in a real browser, runs none of its scripts and
+/// fetches none of its remote images, scripts, styles or frames (issue 7: "An HTML preview
+/// never runs the message's scripts or loads its remote images").
+#[test]
+fn a_held_html_message_previews_without_running_scripts_or_fetching_anything() {
+    let (beacon_port, asked) = serve_beacon();
+    let beacon = format!("http://127.0.0.1:{beacon_port}");
+    let gw = Gateway::start(|cfg| {
+        set(
+            cfg,
+            "school.directory",
+            sensitive_fixtures()
+                .join("directory.csv")
+                .to_string_lossy()
+                .into_owned(),
+        );
+    });
+    gw.add_user(NETWORK_MANAGER.0, &["network-manager"], NETWORK_MANAGER.1);
+    let pwn = |how: &str| format!("document.documentElement.setAttribute('data-pwned','{how}')");
+    let html = format!(
+        "<html><head><link rel=\"stylesheet\" href=\"{beacon}/style.css\">\
+         <script src=\"{beacon}/app.js\"></script></head>\
+         <body onload=\"{onload}\"><p>Dear parents, the Year 7 list is attached.</p>\
+         <script>{script}</script>\
+         <img src=\"{beacon}/logo.png\" onerror=\"{onerror}\">\
+         <div style=\"background-image:url({beacon}/bg.png)\">Sports day</div>\
+         <iframe src=\"{beacon}/frame.html\"></iframe>\
+         <a href=\"javascript:{link}\">Open the list</a></body></html>",
+        onload = pwn("onload"),
+        script = pwn("script"),
+        onerror = pwn("onerror"),
+        link = pwn("link"),
+    );
+    let csv = std::fs::read(sensitive_fixtures().join("files/class-list.csv"))
+        .expect("read the class list fixture");
+    let mut message = format!(
+        "From: Tom Baker <{STAFF}>\r\nTo: <k.supply.teacher@gmail.com>\r\nSubject: Newsletter draft\r\n\
+         Message-ID: <newsletter-html.1@example-academy.sch.uk>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+         Content-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n--b1\r\n\
+         Content-Type: text/csv; name=\"class-list.csv\"\r\n\
+         Content-Disposition: attachment; filename=\"class-list.csv\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    .into_bytes();
+    message.extend(schoolgate::mime::encoding::base64_encode(
+        &csv, 76, b"\r\n", true,
+    ));
+    message.extend_from_slice(b"--b1--\r\n");
+    let reply = send(&gw, STAFF, "k.supply.teacher@gmail.com", &message);
+    assert!(reply.contains("held for review"), "not held: {reply}");
+    let id = reply.rsplit(' ').next().unwrap().trim().to_string();
+
+    let mut browser = Browser::start();
+    browser.set_base(format!("http://127.0.0.1:{}", gw.web_port()));
+    log_in(&browser, NETWORK_MANAGER);
+    held_row(&browser, "Newsletter draft")
+        .find("a.open")
+        .click();
+    expect_page(
+        &browser,
+        &format!("/quarantine/{id}"),
+        "opening the HTML message",
+    );
+    let preview = browser.text("section#preview");
+    assert!(
+        preview.contains("Dear parents, the Year 7 list is attached."),
+        "the HTML's text is not previewed: {preview}"
+    );
+    assert!(
+        browser.find_all("section#preview script, section#preview img, section#preview iframe, section#preview a[href^=javascript]").is_empty(),
+        "the preview holds live elements of the message"
+    );
+    browser.screenshots("message-html");
+    // Give anything the page might have started time to arrive.
+    std::thread::sleep(Duration::from_millis(500));
+    let pwned = browser.execute(
+        "return document.documentElement.getAttribute('data-pwned')",
+        vec![],
+    );
+    assert_eq!(pwned, serde_json::Value::Null, "the message's script ran");
+    let fetched = asked.lock().unwrap().clone();
+    assert_eq!(
+        fetched,
+        Vec::<String>::new(),
+        "the message page fetched the message's remote content"
+    );
+}
