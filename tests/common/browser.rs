@@ -53,10 +53,12 @@ pub struct Browser {
     driver_log: PathBuf,
     /// Prepended to paths given to [`Browser::goto`] (e.g. `http://127.0.0.1:12345`).
     base: String,
-    failures: std::cell::Cell<u32>,
 }
 
-/// Fails the test with `why` unless both Debian packages are installed.
+/// Numbers the failure screenshots of every browser in this test process.
+static FAILURES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Fails the test, naming the package to install, unless both Debian packages are installed.
 fn require_chromium() {
     for (path, package) in [(CHROMEDRIVER, "chromium-driver"), (CHROMIUM, "chromium")] {
         assert!(
@@ -96,13 +98,15 @@ impl Browser {
         let driver_log = dir.path().join("chromedriver.log");
 
         let port = free_port();
-        let log = fs::File::create(&driver_log).expect("create chromedriver's log");
+        // What chromedriver prints itself (e.g. a missing library) goes beside its log file.
+        let out = fs::File::create(dir.path().join("chromedriver.out"))
+            .expect("create chromedriver's output file");
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", driver_log.display()))
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log handle"))
-            .stderr(log)
+            .stdout(out.try_clone().expect("clone the output handle"))
+            .stderr(out)
             // Its own process group, so drop can kill chromedriver and whatever it started.
             .process_group(0)
             .spawn()
@@ -121,7 +125,6 @@ impl Browser {
             downloads,
             driver_log,
             base: String::new(),
-            failures: std::cell::Cell::new(0),
         };
         browser.wait_for_driver(port);
         browser.open_session(port);
@@ -240,10 +243,9 @@ impl Browser {
     }
 
     /// Fails the test with `why`, the page's address and visible text, and a screenshot saved
-    /// as `failure-N.png` beside the others.
+    /// as `failure-N.png` beside the others (N counts failures in this test process).
     pub fn fail(&self, why: &str) -> ! {
-        let n = self.failures.get() + 1;
-        self.failures.set(n);
+        let n = FAILURES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let url = self
             .try_step(self.client().current_url())
             .map(|u| u.to_string())
@@ -570,11 +572,22 @@ impl Browser {
         }
     }
 
-    /// The last 20 kB of chromedriver's log.
+    /// What chromedriver printed, then the last 20 kB of its log.
     pub fn driver_log_tail(&self) -> String {
+        self.driver_log_last(20_000)
+    }
+
+    /// What chromedriver printed, then the last `max` bytes of its log (which records every
+    /// command, so only its end tells about a failure).
+    fn driver_log_last(&self, max: usize) -> String {
+        let out = fs::read(self.dir.path().join("chromedriver.out")).unwrap_or_default();
         let log = fs::read(&self.driver_log).unwrap_or_default();
-        let from = log.len().saturating_sub(20_000);
-        String::from_utf8_lossy(&log[from..]).into_owned()
+        let from = log.len().saturating_sub(max);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&log[from..])
+        )
     }
 
     /// Chromium's profile directory (removed on drop).
@@ -632,9 +645,9 @@ impl Drop for Browser {
         if std::thread::panicking() {
             let _ = writeln!(
                 std::io::stderr(),
-                "----- chromedriver log ({}) -----\n{}\n----- end of chromedriver log -----",
+                "----- chromedriver log, its end ({}) -----\n{}\n----- end of chromedriver log -----",
                 self.dir.path().display(),
-                self.driver_log_tail()
+                self.driver_log_last(6_000)
             );
         }
     }
