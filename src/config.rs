@@ -1087,6 +1087,14 @@ mod tests {
     }
 
     #[test]
+    fn web_tls_needs_the_relay_certificate() {
+        let text = EXAMPLE.replace("# tls = true", "tls = true");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("web.tls"));
+        assert!(e.line.is_some(), "{e:?}");
+    }
+
+    #[test]
     fn contact_hours_and_days() {
         let c = parse(EXAMPLE).unwrap();
         let h = c.safeguarding.contact_hours.unwrap();

@@ -252,6 +252,37 @@ fn roles_a_dsl_cannot_release_and_a_network_manager_sees_no_flags() {
     let t = both.get(&format!("/quarantine/{id}")).text();
     assert!(t.contains("id=\"release\"") && t.contains("pupil-personal-address"));
     assert_eq!(both.get("/flags").status, 200);
+
+    // A delete needs a reason; with one it is done, audited with the account, and said.
+    let page = both.get(&format!("/quarantine/{id}"));
+    let csrf = page.csrf().unwrap();
+    let r = both.post(
+        &format!("/quarantine/{id}/delete"),
+        &[("csrf", &csrf), ("reason", "  ")],
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = both.post(
+        &format!("/quarantine/{id}/delete"),
+        &[("csrf", &csrf), ("reason", "sent in error")],
+    );
+    assert_eq!(r.status, 303);
+    let t = both.get(r.header("location").unwrap()).text();
+    assert!(
+        t.contains("class=\"notice\"") && t.contains("Deleted"),
+        "{t}"
+    );
+    assert!(t.contains("class=\"empty\""), "nothing is held now: {t}");
+    assert!(
+        gw.audit_records()
+            .iter()
+            .filter_map(action)
+            .any(|(actor, d)| actor == "both"
+                && d == format!("quarantine delete {id} by both: sent in error"))
+    );
+    assert!(
+        gw.outbox_messages().is_empty(),
+        "a deleted message is not delivered"
+    );
 }
 
 #[test]

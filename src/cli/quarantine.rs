@@ -101,7 +101,7 @@ fn act<T>(
     Ok(runtime.block_on(action(&log))?)
 }
 
-pub(crate) fn reasons(h: &Held) -> String {
+fn reasons(h: &Held) -> String {
     match h.reason.as_array() {
         Some(items) if !items.is_empty() => items
             .iter()

@@ -284,6 +284,18 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_session_ends() {
+        let s = Sessions::default();
+        let (id, _) = s.create(Some("ms.jones".into())).unwrap();
+        let long_ago = Instant::now().checked_sub(IDLE + Duration::from_secs(1));
+        if let Some(then) = long_ago {
+            s.map().values_mut().for_each(|v| v.last_seen = then);
+            assert!(s.find(&id).is_none(), "8 hours unused");
+            assert!(s.map().is_empty(), "and forgotten");
+        }
+    }
+
+    #[test]
     fn constant_time_compare() {
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abc", b"abd"));

@@ -121,7 +121,10 @@ pub async fn submit(
     let password = form.get("password").unwrap_or("").to_string();
     let users = web.users();
     let who = name.clone();
-    // The hash is checked on the blocking pool: it takes real CPU time.
+    // The hash is checked on the blocking pool (it takes real CPU time), a few at a time.
+    let Ok(_permit) = web.checking.acquire().await else {
+        return unavailable();
+    };
     let checked = tokio::task::spawn_blocking(move || -> Result<Outcome, String> {
         let account = users.get(&who).map_err(|e| e.to_string())?;
         let Some(account) = account else {

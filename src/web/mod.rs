@@ -34,12 +34,18 @@ use crate::store::users::{Role, Users};
 use auth::{Sessions, User};
 use metrics::QuarantineSize;
 
+/// How many password checks run at once.
+const PASSWORD_CHECKS: usize = 2;
+
 /// What every handler shares.
 pub struct Web {
     pub relay: Arc<Relay>,
     pub sessions: Sessions,
     /// Whether cookies get `Secure` (TLS, or any listener but loopback).
     pub secure: bool,
+    /// Password checks at once: each takes about 19 MiB and tens of milliseconds of CPU, so a
+    /// flood of logins waits here rather than exhausting the machine's memory.
+    pub checking: tokio::sync::Semaphore,
 }
 
 impl Web {
@@ -51,6 +57,7 @@ impl Web {
             relay,
             sessions: Sessions::default(),
             secure,
+            checking: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
         })
     }
 

@@ -27,6 +27,9 @@ use crate::store::quarantine::Held;
 
 /// Messages on one page of the list.
 const PAGE: usize = 25;
+/// Held messages larger than this are not opened to list their attachments' names (the names
+/// the findings give are still shown).
+const LIST_PARSE_LIMIT: u64 = 16 << 20;
 /// The most characters of a message's text the preview shows.
 const PREVIEW_CHARS: usize = 20_000;
 
@@ -71,6 +74,18 @@ fn attachment_names(h: &Held) -> Vec<String> {
         .collect();
     names.dedup();
     names
+}
+
+/// The names of the attachments in `bytes`.
+fn names_in(bytes: &[u8]) -> Vec<String> {
+    mail_parser::MessageParser::default()
+        .parse(bytes)
+        .map(|m| {
+            m.attachments()
+                .filter_map(|p| p.attachment_name().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn matches(h: &Held, u: &User, q: &str) -> bool {
@@ -145,6 +160,34 @@ pub async fn list(
     let pages_n = total.div_ceil(PAGE).max(1);
     let page = page.min(pages_n);
     let shown: Vec<Held> = held.drain(..).skip((page - 1) * PAGE).take(PAGE).collect();
+    // Every attachment's name, read from the held bytes of the rows shown (only those).
+    let quarantine = web.quarantine();
+    let ids: Vec<(String, u64)> = shown.iter().map(|h| (h.id.clone(), h.size)).collect();
+    let names: Vec<Vec<String>> = tokio::task::spawn_blocking(move || {
+        ids.iter()
+            .map(|(id, size)| {
+                if *size > LIST_PARSE_LIMIT {
+                    return Vec::new();
+                }
+                quarantine
+                    .read(id)
+                    .ok()
+                    .map(|b| names_in(&b))
+                    .unwrap_or_default()
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    let names_of = |i: usize, h: &Held| -> String {
+        let mut all = names.get(i).cloned().unwrap_or_default();
+        for n in attachment_names(h) {
+            if !all.contains(&n) {
+                all.push(n);
+            }
+        }
+        all.join(", ")
+    };
     let notice = match (params.get("done").map(String::as_str), params.get("id")) {
         (Some("released"), Some(id)) => Some(format!("Released {id} to the next hop.")),
         (Some("deleted"), Some(id)) => Some(format!("Deleted {id}.")),
@@ -168,7 +211,7 @@ pub async fn list(
                 table #quarantine {
                     thead { tr { th { "Held" } th { "From" } th { "To" } th { "Subject" } th { "Why" } th { "Attachments" } th {} } }
                     tbody {
-                        @for h in &shown {
+                        @for (i, h) in shown.iter().enumerate() {
                             tr.held {
                                 td.time { (short_time(&h.time)) }
                                 td.sender { (h.mail_from) }
@@ -179,7 +222,7 @@ pub async fn list(
                                         span.rule title=(detail) { (rule) } " "
                                     }
                                 }
-                                td.attachments { (attachment_names(h).join(", ")) }
+                                td.attachments { (names_of(i, h)) }
                                 td { a.open href=(format!("/quarantine/{}", h.id)) { "Open" } }
                             }
                         }
