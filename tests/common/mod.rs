@@ -1,13 +1,15 @@
 //! The harness the end-to-end tests share: a real `schoolgate serve` on loopback with its own
 //! temporary config, state and outbox; readers for what it left behind (the outbox Maildir and
-//! the audit database); a raw SMTP client and an in-test SMTP sink ([`smtp`]); and the outside
-//! tools the issue names, swaks and Postfix ([`tools`]).
+//! the audit database); a raw SMTP client and an in-test SMTP sink ([`smtp`]); the outside
+//! tools the issue names, swaks and Postfix ([`tools`]); a raw HTTP client for the web page
+//! ([`http`]); and a headless Chromium driven over WebDriver for it ([`browser`]).
 //!
 //! Every helper fails the test with a message that says what was expected and, for anything the
 //! gateway did, its own log: a test that cannot see why it failed is only half a test.
 
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod http;
 pub mod smtp;
 pub mod tools;
@@ -354,7 +356,6 @@ impl Gateway {
         );
     }
 
-    /// The messages in the outbox (`new/`), sorted by file name, each with its envelope.
     /// The port of `[web] listen` in this gateway's config.
     pub fn web_port(&self) -> u16 {
         let text = fs::read_to_string(&self.config_path).expect("read the test config");
@@ -372,6 +373,27 @@ impl Gateway {
         schoolgate_cli(&self.config_path, args)
     }
 
+    /// Runs the command line and fails the test (showing its output) unless it succeeds;
+    /// returns its standard output.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "schoolgate {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Adds a web account with `schoolgate user add NAME --role ROLE...`, the password as one
+    /// line on standard input, the way a network manager scripts it.
+    pub fn add_user(&self, name: &str, roles: &[&str], password: &str) {
+        http::add_user(&self.config_path, name, roles, password);
+    }
+
+    /// The messages in the outbox (`new/`), sorted by file name, each with its envelope.
     pub fn outbox_messages(&self) -> Vec<OutboxMessage> {
         outbox_messages(&self.outbox_dir)
     }
