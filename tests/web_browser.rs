@@ -303,7 +303,7 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
         &format!("/quarantine/{referral}"),
         "opening the referral",
     );
-    browser.set_field("form#delete textarea[name=reason]", DELETE_REASON);
+    browser.set_field("form#delete-form textarea[name=reason]", DELETE_REASON);
     browser.click("button#delete");
     expect_page(&browser, "/quarantine", "deleting leads back to the list");
     let notice = browser.text(".notice");

@@ -133,7 +133,11 @@ pub async fn submit(
         };
         if account.locked_at(jiff::Timestamp::now()) {
             return Ok(Outcome::Locked {
-                until: account.locked_until.clone().unwrap_or_default(),
+                until: account
+                    .locked_until
+                    .as_deref()
+                    .map(super::pages::short_time)
+                    .unwrap_or_default(),
             });
         }
         if auth::verify_password(&password, &account.hash) {
@@ -227,7 +231,7 @@ pub async fn submit(
             )
             .await;
             again(&format!(
-                "This account is locked after {LOCK_AFTER} failed logins until {until} (UTC). Try again then, or ask the network manager to set a new password (schoolgate user passwd)."
+                "This account is locked after {LOCK_AFTER} failed logins until {until}. Try again then, or ask the network manager to set a new password (schoolgate user passwd)."
             ))
         }
     }

@@ -71,3 +71,12 @@ pub fn forbidden(user: Option<&User>) -> Response {
         "Your account may not do this, or the form had expired. Go back, reload the page and try again.",
     )
 }
+
+/// A stored RFC 3339 time as a person reads it: `2026-11-23T10:01:02.123Z` →
+/// `2026-11-23 10:01 UTC`. Anything that does not parse is shown as stored.
+pub fn short_time(t: &str) -> String {
+    match t.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => t.to_string(),
+    }
+}

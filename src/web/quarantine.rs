@@ -213,7 +213,7 @@ pub async fn list(
                     tbody {
                         @for (i, h) in shown.iter().enumerate() {
                             tr.held {
-                                td.time { (short_time(&h.time)) }
+                                td.time { (pages::short_time(&h.time)) }
                                 td.sender { (h.mail_from) }
                                 td.recipients { (h.rcpt_to.join(", ")) }
                                 td.subject { (h.subject.as_deref().unwrap_or("(no subject)")) }
@@ -241,14 +241,6 @@ pub async fn list(
         }
     };
     pages::page(StatusCode::OK, "Quarantine", Some(&u), body)
-}
-
-/// `2026-11-23T10:01:02.123Z` → `2026-11-23 10:01 UTC`.
-fn short_time(t: &str) -> String {
-    match t.parse::<jiff::Timestamp>() {
-        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M UTC").to_string(),
-        Err(_) => t.to_string(),
-    }
 }
 
 /// The text to find and mark in the preview: flag evidence (DSL only) and the sample of each
@@ -425,7 +417,7 @@ pub async fn show(
     let body = html! {
         p.back { a href="/quarantine" { "← Quarantine" } }
         h1 { (h.subject.as_deref().unwrap_or("(no subject)")) }
-        p.state { "Held " (short_time(&h.time)) " · " (h.state)
+        p.state { "Held " (pages::short_time(&h.time)) " · " (h.state)
             @if let Some(by) = &h.acted_by { " by " (by) } }
         section #headers {
             h2 { "Envelope and headers" }
@@ -501,11 +493,11 @@ pub async fn show(
         section.actions {
             a #download.button href=(format!("/quarantine/{}/eml", h.id)) { "Download .eml" }
             @if manages(&u) && h.state == "held" {
-                form #release method="post" action=(format!("/quarantine/{}/release", h.id)) {
+                form #release-form method="post" action=(format!("/quarantine/{}/release", h.id)) {
                     input type="hidden" name="csrf" value=(u.csrf);
                     button #release type="submit" { "Release to the recipients" }
                 }
-                form #delete method="post" action=(format!("/quarantine/{}/delete", h.id)) {
+                form #delete-form method="post" action=(format!("/quarantine/{}/delete", h.id)) {
                     input type="hidden" name="csrf" value=(u.csrf);
                     label for="reason" { "Reason for deleting (kept in the audit trail)" }
                     textarea #reason name="reason" required rows="2" {}

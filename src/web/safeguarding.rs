@@ -87,7 +87,11 @@ pub async fn flags(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response 
         @if found.is_empty() {
             p.empty { "No message has been flagged." }
         } @else {
-            p.count { "The newest " (found.len()) " flagged messages. Search the audit trail for older ones." }
+            p.count {
+                @if found.len() == 1 { "One flagged message." }
+                @else { "The newest " (found.len()) " flagged messages." }
+                " Search the audit trail for older ones."
+            }
             div.scroll {
                 table #flags {
                     thead { tr { th { "Time" } th { "From" } th { "To" } th { "Rule" } th { "Evidence" } } }
