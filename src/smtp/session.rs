@@ -3,7 +3,8 @@
 //! 6531, 2034, 3207).
 //!
 //! Commands are parsed by smtp-proto; the message after DATA by [`super::data::DataReader`].
-//! Every read has a timeout (RFC 5321 §4.5.3.2), every line and message a limit.
+//! Every command and every message has a deadline (RFC 5321 §4.5.3.2: a whole command within
+//! `command_timeout`, a whole message within `data_timeout`), every line and message a limit.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
