@@ -103,6 +103,10 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         })?),
         None => None,
     };
+    if let Some(warning) = crate::smtp::server::raise_open_file_limit(config.relay.max_connections)
+    {
+        tracing::warn!("{warning}");
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = config.relay.shutdown_grace.0;
     let config = Arc::new(config);

@@ -242,6 +242,49 @@ async fn welcome(relay: Arc<Relay>, mut stream: TcpStream, peer: SocketAddr) {
     drop(slot);
 }
 
+/// Descriptors the gateway needs besides its sessions: listeners, the audit database and its
+/// WAL, the state directory, the journal, the next hop's spare pooled connections.
+const OWN_FILES: u64 = 64;
+
+/// Raises the soft limit on open files (up to the hard limit) when `relay.max_connections`
+/// needs more than it allows, and says so; returns a warning when even the hard limit is too
+/// low.
+///
+/// Each session holds its client's socket and, while it hands a message on, one to the next
+/// hop: 500 sessions need over 1,000 descriptors, and the usual soft limit outside systemd
+/// (whose unit sets `LimitNOFILE`) is 1024. Past it, `accept` fails and clients wait.
+pub fn raise_open_file_limit(max_connections: usize) -> Option<String> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let needed = 2 * max_connections as u64 + OWN_FILES;
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current?; // None: unlimited
+    if soft >= needed {
+        return None;
+    }
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    let wanted = needed.min(hard);
+    if wanted > soft {
+        let mut raised = limit;
+        raised.current = Some(wanted);
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => tracing::info!(
+                from = soft,
+                to = wanted,
+                "raised the open file limit for relay.max_connections"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    (now < needed).then(|| {
+        format!(
+            "relay.max_connections = {max_connections} needs about {needed} open files, but the \
+             limit is {now}: raise it (LimitNOFILE= in the systemd unit, ulimit -n) or lower \
+             relay.max_connections, or clients will wait when the gateway is busy"
+        )
+    })
+}
+
 /// `::ffff:a.b.c.d` is the IPv4 client a.b.c.d (a dual-stack listener reports it so).
 fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {

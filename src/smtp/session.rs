@@ -3,7 +3,8 @@
 //! 6531, 2034, 3207).
 //!
 //! Commands are parsed by smtp-proto; the message after DATA by [`super::data::DataReader`].
-//! Every read has a timeout (RFC 5321 §4.5.3.2), every line and message a limit.
+//! Every command and every message has a deadline (RFC 5321 §4.5.3.2: a whole command within
+//! `command_timeout`, a whole message within `data_timeout`), every line and message a limit.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::data::{DataLimits, DataReader};
 use super::handoff::{self, Received};
@@ -23,6 +25,10 @@ use crate::envelope::Envelope;
 const MAX_COMMAND_LINE: usize = 4096;
 /// After this many bad commands the client is disconnected.
 const MAX_ERRORS: u32 = 20;
+/// NOOP, RSET, VRFY and HELP allowed between two messages before each further one counts as an
+/// error (Postfix's `smtpd_junk_command_limit`): a client that only keeps its connection
+/// open with them is disconnected rather than holding a place for ever.
+const JUNK_LIMIT: u32 = 100;
 /// Most bytes read from the socket at once.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -92,6 +98,8 @@ struct Session {
     body_8bit: bool,
     rcpt_to: Vec<String>,
     errors: u32,
+    /// NOOP, RSET, VRFY and HELP since the last message.
+    junk: u32,
     command_timeout: Duration,
 }
 
@@ -110,6 +118,7 @@ impl Session {
             body_8bit: false,
             rcpt_to: Vec::new(),
             errors: 0,
+            junk: 0,
             command_timeout,
         }
     }
@@ -126,22 +135,32 @@ impl Session {
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, io: &mut Io<S>) -> Ending {
         let mut shutdown = self.relay.shutdown_signal();
         let mut discarding_long_line = false;
+        // Each command must arrive whole within `command_timeout` of the previous reply, not
+        // merely keep trickling: a byte every few seconds would otherwise hold the session
+        // for ever (slowloris).
+        let mut deadline = Instant::now() + self.command_timeout;
         loop {
             // Answer every complete command already here before reading more (PIPELINING).
-            if let Some(lf) = io.pending().iter().position(|&b| b == b'\n') {
+            if let Some(lf) = memchr::memchr(b'\n', io.pending()) {
                 let line_len = lf + 1;
-                if discarding_long_line {
+                // Too long whether it came in one read or over many.
+                if discarding_long_line || line_len > MAX_COMMAND_LINE {
                     io.consume(line_len);
                     discarding_long_line = false;
                     if let Some(end) = self.error(io, "500 5.5.2 Error: line too long") {
+                        let _ = io.flush().await;
                         return end;
                     }
+                    deadline = Instant::now() + self.command_timeout;
                     continue;
                 }
                 let line = io.pending()[..line_len].to_vec();
                 io.consume(line_len);
                 match self.command(io, &line).await {
-                    None => continue,
+                    None => {
+                        deadline = Instant::now() + self.command_timeout;
+                        continue;
+                    }
                     Some(end) => {
                         let _ = io.flush().await;
                         return end;
@@ -159,7 +178,7 @@ impl Session {
                 return self.shutting_down(io).await;
             }
             tokio::select! {
-                read = io.fill(self.command_timeout) => match read {
+                read = io.fill(deadline.saturating_duration_since(Instant::now())) => match read {
                     Ok(0) => return Ending::Closed,
                     Ok(_) => {}
                     Err(ReadError::Timeout) => {
@@ -182,6 +201,17 @@ impl Session {
         ));
         let _ = io.flush().await;
         Ending::Closed
+    }
+
+    /// Answers a command that moves no mail (NOOP, RSET, VRFY, HELP); past [`JUNK_LIMIT`] of
+    /// them since the last message, each also counts as an error.
+    fn junk<S>(&mut self, io: &mut Io<S>, reply: &str) -> Option<Ending> {
+        self.junk += 1;
+        if self.junk > JUNK_LIMIT {
+            return self.error(io, reply);
+        }
+        io.queue(reply);
+        None
     }
 
     /// Counts a protocol error and queues its reply; past [`MAX_ERRORS`] ends the session.
@@ -317,19 +347,15 @@ impl Session {
             }
             Request::Rset => {
                 self.reset();
-                io.queue("250 2.0.0 Ok");
+                return self.junk(io, "250 2.0.0 Ok");
             }
-            Request::Noop { .. } => io.queue("250 2.0.0 Ok"),
+            Request::Noop { .. } => return self.junk(io, "250 2.0.0 Ok"),
             Request::Quit => {
                 io.queue(&format!("221 2.0.0 {host} Bye"));
                 return Some(Ending::Quit);
             }
-            Request::Vrfy { .. } => {
-                io.queue("502 5.5.1 Error: VRFY not supported");
-            }
-            Request::Help { .. } => {
-                io.queue("214 2.0.0 See RFC 5321");
-            }
+            Request::Vrfy { .. } => return self.junk(io, "502 5.5.1 Error: VRFY not supported"),
+            Request::Help { .. } => return self.junk(io, "214 2.0.0 See RFC 5321"),
             _ => return self.error(io, "502 5.5.1 Error: command not implemented"),
         }
         None
@@ -339,6 +365,7 @@ impl Session {
     async fn data<S: AsyncRead + AsyncWrite + Unpin>(&mut self, io: &mut Io<S>) -> Option<Ending> {
         let config = self.relay.config();
         let relay_cfg = &config.relay;
+        self.junk = 0;
         io.queue("354 End data with <CR><LF>.<CR><LF>");
         if io.flush().await.is_err() {
             return Some(Ending::Closed);
@@ -367,7 +394,7 @@ impl Session {
             max_line_length: relay_cfg.max_line_length.0,
             max_header_size: relay_cfg.max_header_size.0,
         });
-        let deadline = tokio::time::Instant::now() + relay_cfg.data_timeout.0;
+        let deadline = Instant::now() + relay_cfg.data_timeout.0;
         let mut received = Received {
             client: self.peer,
             helo: self.helo.clone().unwrap_or_default(),
@@ -386,7 +413,7 @@ impl Session {
             }
             let wait = self
                 .command_timeout
-                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                .min(deadline.saturating_duration_since(Instant::now()));
             let failure = match io.fill(wait).await {
                 Ok(0) => "client disconnected during DATA",
                 Ok(_) => continue,

@@ -411,6 +411,33 @@ impl Gateway {
             .collect()
     }
 
+    /// The gateway's memory now, from `/proc/PID/status`.
+    pub fn memory(&self) -> Memory {
+        let pid = self.pid();
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status:\n{status}"))
+        };
+        Memory {
+            rss_kib: field("VmRSS:"),
+            peak_kib: field("VmHWM:"),
+        }
+    }
+
+    /// How many files and sockets the gateway has open (`/proc/PID/fd`).
+    pub fn open_fds(&self) -> usize {
+        let pid = self.pid();
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"))
+            .count()
+    }
+
     /// Polls `cond` every 50 ms for up to `timeout`; true as soon as it holds.
     pub fn wait_for(&self, timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         let deadline = Instant::now() + timeout;
@@ -581,6 +608,24 @@ impl AuditRow {
             Value::Null => None,
             other => Some(other.to_string()),
         }
+    }
+}
+
+/// A process's resident memory: now (`VmRSS`) and its peak so far (`VmHWM`), in KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub peak_kib: u64,
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RSS {:.1} MiB (peak {:.1} MiB)",
+            self.rss_kib as f64 / 1024.0,
+            self.peak_kib as f64 / 1024.0
+        )
     }
 }
 

@@ -124,6 +124,41 @@ impl Client {
         })
     }
 
+    /// Connects from the loopback address `source` (e.g. 127.0.0.7, so that one test can be
+    /// several clients as far as per-client limits go) and reads the greeting.
+    pub fn connect_from(source: std::net::Ipv4Addr, port: u16) -> io::Result<Client> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        let stream = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind((source, 0).into())?;
+            socket.connect(([127, 0, 0, 1], port).into()).await
+        })?;
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        Client::from_stream(stream)
+    }
+
+    fn from_stream(stream: TcpStream) -> io::Result<Client> {
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(60)))?;
+        stream.set_nodelay(true)?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let greeting = read_reply(&mut reader)?;
+        Ok(Client {
+            stream,
+            reader,
+            greeting,
+            ehlo: None,
+        })
+    }
+
+    /// The socket itself, for tests that must write and read on their own schedule.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
     /// Connects, expects 220, says EHLO and expects 250.
     pub fn ready(port: u16) -> Client {
         let mut c =
