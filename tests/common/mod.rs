@@ -22,7 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use smtp::{Client, Reply, Sink, SinkBehaviour, SinkMessage, Stage, Transaction};
+pub use smtp::{Client, HangUp, Reply, Sink, SinkBehaviour, SinkMessage, Stage, Transaction};
 pub use tools::{Postfix, SwaksRun, require_tool, swaks, swaks_data_file};
 
 /// The gateway binary cargo built for these tests.
@@ -386,6 +386,22 @@ impl Gateway {
             .into_iter()
             .filter(|r| r.kind == "message")
             .collect()
+    }
+
+    /// Asserts the audit chain verifies, both as `schoolgate audit verify` sees it and as the
+    /// tests recompute it from the rows.
+    pub fn assert_audit_verifies(&self, what: &str) {
+        let out = self.cli(&["audit", "verify"]);
+        assert!(
+            out.status.success(),
+            "{what}: schoolgate audit verify failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Err(e) = verify_audit_chain(&self.audit_records()) {
+            panic!("{what}: the audit chain does not verify: {e}");
+        }
     }
 
     /// Polls `cond` every 50 ms for up to `timeout`; true as soon as it holds.
