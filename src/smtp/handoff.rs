@@ -99,8 +99,11 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     let mut record = base_record(&received, original, &decision.summary);
     record_decision(&mut record, &decision);
 
-    // The quarantine entry made for this message, undone if its audit record fails.
+    // The quarantine entry this message is held as (for the sender notice).
     let mut held_id: Option<String> = None;
+    // The entry made for this message just now: confirmed once its audit record is durable,
+    // undone if that record fails.
+    let mut fresh_hold: Option<String> = None;
     let reply = match decision.verdict {
         Verdict::Deliver => {
             // The message as it leaves, written once; the received copy and the edits are
@@ -165,18 +168,31 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
         Verdict::Quarantine => {
             let outgoing =
                 decision.outgoing(&received.message[..received.trace_len], received.original());
+            // Always keyed, whatever the next hop: a retry of a message already held is
+            // answered with the entry it already has.
+            let key = delivery_key(&received.envelope, received.original());
             let held = hold(
                 &config,
                 &record,
                 &received.envelope,
                 &received.queue_id,
                 outgoing,
+                &key,
             )
             .await;
             match held {
                 Ok(h) => {
                     record.outcome = "quarantined".into();
                     record.quarantine_id = Some(h.id.clone());
+                    if h.state == "holding" {
+                        fresh_hold = Some(h.id.clone());
+                    } else {
+                        record.notes.push(format!(
+                            "the same message (envelope and bytes) is already in the quarantine \
+                             as {} ({}): a retry, not held twice",
+                            h.id, h.state
+                        ));
+                    }
                     held_id = Some(h.id.clone());
                     format!("250 2.0.0 Ok: held for review as {}", h.id)
                 }
@@ -202,6 +218,9 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
         .and_then(|id| sender_notice(&config, &record, &decision, id, now));
     match relay.audit.append(AuditRecord::message(record)).await {
         Ok(entry) => {
+            if let Some(id) = fresh_hold {
+                confirm_held(&config, id, &received.queue_id).await;
+            }
             follow_up(relay, entry.seq, alert, notice, &received.queue_id).await;
             relay.metrics.message("relay", &decision, &outcome);
             tracing::info!(queue_id = %received.queue_id, client = %received.client,
@@ -216,7 +235,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
             tracing::error!(queue_id = %received.queue_id, error = %e, outcome = %outcome,
                 verdict = decision.verdict.as_str(), rules = %rules_of(&decision),
                 "the audit record could not be written; telling the client to try again");
-            if let Some(id) = held_id {
+            if let Some(id) = fresh_hold {
                 // Unrecorded, it must not stay held: the client's retry is held (and recorded)
                 // anew.
                 unhold(&config, id, &received.queue_id).await;
@@ -398,14 +417,18 @@ pub(crate) fn hold_reason(record: &MessageRecord) -> serde_json::Value {
     )
 }
 
-/// Holds `outgoing` (the exact bytes that would have left) in the quarantine as `id`, durably.
+/// Holds `outgoing` (the exact bytes that would have left) in the quarantine as `id`, durably,
+/// in state `holding` until [`confirm_held`]; or, when `delivery_key` (empty: none) names a
+/// message already there, returns that entry instead.
 pub(crate) async fn hold(
     config: &crate::config::Config,
     record: &MessageRecord,
     envelope: &Envelope,
     id: &str,
     outgoing: Vec<u8>,
+    delivery_key: &str,
 ) -> Result<crate::store::quarantine::Held, String> {
+    let delivery_key = delivery_key.to_string();
     let quarantine = Quarantine::new(&config.storage.state_dir);
     let id = id.to_string();
     let mail_from = envelope.mail_from.clone();
@@ -423,6 +446,7 @@ pub(crate) async fn hold(
                 reason,
                 smtputf8,
                 body_8bit,
+                delivery_key: &delivery_key,
             },
             &outgoing,
         )
@@ -430,6 +454,20 @@ pub(crate) async fn hold(
     .await
     .map_err(|e| e.to_string())
     .and_then(|r| r.map_err(|e| e.to_string()))
+}
+
+/// Confirms a `holding` entry as held, its audit record being durable. A failure leaves it
+/// `holding` (out of the review list) until the next start's [`Quarantine::recover`] finds the
+/// record and confirms it; the message is held and recorded either way.
+pub(crate) async fn confirm_held(config: &crate::config::Config, id: String, queue_id: &str) {
+    let quarantine = Quarantine::new(&config.storage.state_dir);
+    let failed = match tokio::task::spawn_blocking(move || quarantine.confirm(&id)).await {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(queue_id = %queue_id, error = %failed,
+        "a held message is recorded but could not be marked held; the next start will");
 }
 
 /// Takes a quarantine entry back out (its audit record could not be written).
