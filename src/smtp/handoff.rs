@@ -470,16 +470,38 @@ pub(crate) async fn confirm_held(config: &crate::config::Config, id: String, que
         "a held message is recorded but could not be marked held; the next start will");
 }
 
-/// Takes a quarantine entry back out (its audit record could not be written).
+/// Takes a quarantine entry back out (its audit record could not be written). What fails
+/// (the disk full, the database locked) is tried again every few seconds for a while in the
+/// background: the entry stays `holding` meanwhile, out of the review list, and the next
+/// start's [`Quarantine::recover`] removes it if this never succeeds.
 pub(crate) async fn unhold(config: &crate::config::Config, id: String, queue_id: &str) {
+    const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    const RETRIES: u32 = 120;
     let quarantine = Quarantine::new(&config.storage.state_dir);
-    match tokio::task::spawn_blocking(move || quarantine.unhold(&id)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(queue_id = %queue_id, error = %e,
-            "an unrecorded quarantine entry could not be removed"),
-        Err(e) => tracing::error!(queue_id = %queue_id, error = %e,
-            "an unrecorded quarantine entry could not be removed"),
-    }
+    let attempt = |quarantine: Quarantine, id: String| async move {
+        match tokio::task::spawn_blocking(move || quarantine.unhold(&id)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let Err(e) = attempt(quarantine.clone(), id.clone()).await else {
+        return;
+    };
+    tracing::warn!(queue_id = %queue_id, error = %e,
+        "an unrecorded quarantine entry could not be removed yet; trying again");
+    let queue_id = queue_id.to_string();
+    tokio::spawn(async move {
+        for _ in 0..RETRIES {
+            tokio::time::sleep(RETRY_EVERY).await;
+            if attempt(quarantine.clone(), id.clone()).await.is_ok() {
+                tracing::info!(queue_id = %queue_id, "the unrecorded quarantine entry is removed");
+                return;
+            }
+        }
+        tracing::error!(queue_id = %queue_id,
+            "an unrecorded quarantine entry could not be removed; the next start will");
+    });
 }
 
 /// Keeps the delivered copy of a flagged message as evidence and notes where in `record`.

@@ -185,12 +185,26 @@ impl Quarantine {
 
     /// Forgets a message just held whose audit record could not be written (the client is told
     /// to try again, and its retry is held anew).
+    ///
+    /// The file goes first: on a full disk the row may not be deletable yet, but the space the
+    /// file took is given back, and a row left `holding` is never listed for review.
     pub fn unhold(&self, id: &str) -> Result<(), StoreError> {
-        self.conn()?.execute(
+        let conn = self.conn()?;
+        let state: Option<String> = conn
+            .query_row(
+                "SELECT state FROM quarantine WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if state.as_deref() != Some("holding") {
+            return Ok(());
+        }
+        self.remove_file(id)?;
+        conn.execute(
             "DELETE FROM quarantine WHERE id = ?1 AND state = 'holding'",
             params![id],
         )?;
-        self.remove_file(id)?;
         Ok(())
     }
 
