@@ -216,7 +216,21 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     let notice = held_id
         .as_deref()
         .and_then(|id| sender_notice(&config, &record, &decision, id, now));
-    match relay.audit.append(AuditRecord::message(record)).await {
+    // A message the next hop has taken cannot be taken back: a 451 now would have the client
+    // send it again and the recipient get it twice, so its record is given time.
+    let patience = if outcome == "delivered" {
+        AUDIT_PATIENCE
+    } else {
+        std::time::Duration::ZERO
+    };
+    match append_patiently(
+        relay,
+        AuditRecord::message(record),
+        patience,
+        &received.queue_id,
+    )
+    .await
+    {
         Ok(entry) => {
             if let Some(id) = fresh_hold {
                 confirm_held(&config, id, &received.queue_id).await;
@@ -241,6 +255,33 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
                 unhold(&config, id, &received.queue_id).await;
             }
             "451 4.3.0 Audit trail unavailable, try again later".into()
+        }
+    }
+}
+
+/// How long the record of a message already delivered is retried before the client is told
+/// 451 (SQLite's busy timeout is 10 s a try). With `next_hop_timeout` and the scan limit (at
+/// most 9 minutes together, see `Config::validate`) this stays inside the client's 10 minutes.
+const AUDIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Appends `record`, trying again for up to `patience` when the write fails (the database
+/// locked by another process, the disk full for a moment).
+async fn append_patiently(
+    relay: &Relay,
+    record: AuditRecord,
+    patience: std::time::Duration,
+    queue_id: &str,
+) -> Result<crate::store::AuditEntry, crate::store::StoreError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match relay.audit.append(record.clone()).await {
+            Ok(entry) => return Ok(entry),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(queue_id = %queue_id, error = %e,
+                    "the audit record of a delivered message could not be written yet; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
