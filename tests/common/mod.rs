@@ -28,6 +28,18 @@ pub use tools::{Postfix, SwaksRun, require_tool, swaks, swaks_data_file};
 /// The gateway binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_schoolgate");
 
+/// The gateway binary the harness runs: [`BIN`], or `SCHOOLGATE_TEST_BIN` when set.
+///
+/// Worktrees of this crate that share one `CARGO_TARGET_DIR` overwrite each other's
+/// `debug/schoolgate` (cargo hashes a path package relative to its workspace, so they build to
+/// the same file), and a test may then start another worktree's gateway. Copying one's own
+/// build aside and naming it here makes a run use exactly that binary.
+pub fn bin() -> PathBuf {
+    std::env::var_os("SCHOOLGATE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BIN))
+}
+
 /// How long a gateway may take to answer its first connection.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -297,7 +309,7 @@ impl Gateway {
             .append(true)
             .open(&self.log_path)
             .expect("open the gateway log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--config")
             .arg(&self.config_path)
@@ -314,7 +326,7 @@ impl Gateway {
         }
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin().display()));
         self.child = Some(child);
         self.wait_ready();
     }
@@ -945,7 +957,7 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// Runs the schoolgate command line with `args` and `--config config` (warnings only).
 pub fn schoolgate_cli(config: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN)
+    std::process::Command::new(bin())
         .args(args)
         .arg("--config")
         .arg(config)
