@@ -922,6 +922,22 @@ impl Config {
                 "must be at least 1 (leave it out to keep the audit trail for ever)".into(),
             ));
         }
+        // The client waits for its reply while we scan, hand over and record; RFC 5321
+        // §4.5.3.2.6 gives it 10 minutes. One that gives up first sends again what the next hop
+        // may already have.
+        let waited = self.relay.next_hop_timeout.0 + self.sensitive.limits.max_scan_time.0;
+        if waited > Duration::from_secs(9 * 60) {
+            return Err(err(
+                "relay",
+                "next_hop_timeout",
+                format!(
+                    "with sensitive.limits.max_scan_time, a client would wait up to {} s for its reply, \
+                     but clients give up after 10 minutes (RFC 5321) and send the message \
+                     again; keep the two together under 9m (e.g. \"5m\")",
+                    waited.as_secs()
+                ),
+            ));
+        }
         if self.audit.checkpoint_interval.0 < Duration::from_secs(1) {
             return Err(err(
                 "audit",
@@ -1061,6 +1077,14 @@ mod tests {
         assert_eq!(e.line, Some(line_of(&text, "dsl = [")));
         assert_eq!(e.field.as_deref(), Some("safeguarding.dsl"));
         assert!(e.message.contains("not a mail address"), "{e}");
+    }
+
+    #[test]
+    fn a_next_hop_timeout_past_the_clients_patience_is_refused() {
+        let text = EXAMPLE.replace("next_hop_timeout = \"5m\"", "next_hop_timeout = \"15m\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("relay.next_hop_timeout"));
+        assert!(e.message.contains("10 minutes"), "{e}");
     }
 
     #[test]

@@ -18,8 +18,8 @@ use crate::config::{MilterOnError, MilterQuarantine};
 use crate::envelope::Envelope;
 use crate::policy::{self, Verdict};
 use crate::smtp::handoff::{
-    alert_for, follow_up, hold, keep_evidence, record_decision, rules_of, sender_notice,
-    sha256_hex, summary_record, unhold,
+    alert_for, confirm_held, follow_up, hold, keep_evidence, record_decision, rules_of,
+    sender_notice, sha256_hex, summary_record, unhold,
 };
 use crate::smtp::server::Relay;
 use crate::store::{AuditRecord, MessageRecord};
@@ -141,7 +141,9 @@ pub async fn end_of_message(
         // Held for review: the exact bytes that would have left, durably, before the audit
         // record and the discard.
         (Verdict::Quarantine, MilterQuarantine::Schoolgate) => {
-            match hold(&config, &record, &envelope, &queue_id, outgoing).await {
+            // No delivery key: the original bytes are gone by now. A retry by the mail server
+            // of a message whose accept a crash cut off is held again.
+            match hold(&config, &record, &envelope, &queue_id, outgoing, "").await {
                 Ok(h) => {
                     record.outcome = "quarantined".into();
                     record.quarantine_id = Some(h.id.clone());
@@ -207,6 +209,9 @@ pub async fn end_of_message(
     };
     match relay.audit.append(AuditRecord::message(record)).await {
         Ok(entry) => {
+            if let Some(id) = &held_id {
+                confirm_held(&config, id.clone(), &queue_id).await;
+            }
             follow_up(relay, entry.seq, alert, notice, &queue_id).await;
             relay.metrics.message("milter", &decision, &outcome);
             tracing::info!(queue_id = %queue_id, mta_queue_id = %mta_id,

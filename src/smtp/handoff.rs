@@ -99,8 +99,11 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     let mut record = base_record(&received, original, &decision.summary);
     record_decision(&mut record, &decision);
 
-    // The quarantine entry made for this message, undone if its audit record fails.
+    // The quarantine entry this message is held as (for the sender notice).
     let mut held_id: Option<String> = None;
+    // The entry made for this message just now: confirmed once its audit record is durable,
+    // undone if that record fails.
+    let mut fresh_hold: Option<String> = None;
     let reply = match decision.verdict {
         Verdict::Deliver => {
             // The message as it leaves, written once; the received copy and the edits are
@@ -165,18 +168,31 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
         Verdict::Quarantine => {
             let outgoing =
                 decision.outgoing(&received.message[..received.trace_len], received.original());
+            // Always keyed, whatever the next hop: a retry of a message already held is
+            // answered with the entry it already has.
+            let key = delivery_key(&received.envelope, received.original());
             let held = hold(
                 &config,
                 &record,
                 &received.envelope,
                 &received.queue_id,
                 outgoing,
+                &key,
             )
             .await;
             match held {
                 Ok(h) => {
                     record.outcome = "quarantined".into();
                     record.quarantine_id = Some(h.id.clone());
+                    if h.state == "holding" {
+                        fresh_hold = Some(h.id.clone());
+                    } else {
+                        record.notes.push(format!(
+                            "the same message (envelope and bytes) is already in the quarantine \
+                             as {} ({}): a retry, not held twice",
+                            h.id, h.state
+                        ));
+                    }
                     held_id = Some(h.id.clone());
                     format!("250 2.0.0 Ok: held for review as {}", h.id)
                 }
@@ -200,8 +216,25 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     let notice = held_id
         .as_deref()
         .and_then(|id| sender_notice(&config, &record, &decision, id, now));
-    match relay.audit.append(AuditRecord::message(record)).await {
+    // A message the next hop has taken cannot be taken back: a 451 now would have the client
+    // send it again and the recipient get it twice, so its record is given time.
+    let patience = if outcome == "delivered" {
+        AUDIT_PATIENCE
+    } else {
+        std::time::Duration::ZERO
+    };
+    match append_patiently(
+        relay,
+        AuditRecord::message(record),
+        patience,
+        &received.queue_id,
+    )
+    .await
+    {
         Ok(entry) => {
+            if let Some(id) = fresh_hold {
+                confirm_held(&config, id, &received.queue_id).await;
+            }
             follow_up(relay, entry.seq, alert, notice, &received.queue_id).await;
             relay.metrics.message("relay", &decision, &outcome);
             tracing::info!(queue_id = %received.queue_id, client = %received.client,
@@ -216,12 +249,39 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
             tracing::error!(queue_id = %received.queue_id, error = %e, outcome = %outcome,
                 verdict = decision.verdict.as_str(), rules = %rules_of(&decision),
                 "the audit record could not be written; telling the client to try again");
-            if let Some(id) = held_id {
+            if let Some(id) = fresh_hold {
                 // Unrecorded, it must not stay held: the client's retry is held (and recorded)
                 // anew.
                 unhold(&config, id, &received.queue_id).await;
             }
             "451 4.3.0 Audit trail unavailable, try again later".into()
+        }
+    }
+}
+
+/// How long the record of a message already delivered is retried before the client is told
+/// 451 (SQLite's busy timeout is 10 s a try). With `next_hop_timeout` and the scan limit (at
+/// most 9 minutes together, see `Config::validate`) this stays inside the client's 10 minutes.
+const AUDIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Appends `record`, trying again for up to `patience` when the write fails (the database
+/// locked by another process, the disk full for a moment).
+async fn append_patiently(
+    relay: &Relay,
+    record: AuditRecord,
+    patience: std::time::Duration,
+    queue_id: &str,
+) -> Result<crate::store::AuditEntry, crate::store::StoreError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match relay.audit.append(record.clone()).await {
+            Ok(entry) => return Ok(entry),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(queue_id = %queue_id, error = %e,
+                    "the audit record of a delivered message could not be written yet; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -398,14 +458,18 @@ pub(crate) fn hold_reason(record: &MessageRecord) -> serde_json::Value {
     )
 }
 
-/// Holds `outgoing` (the exact bytes that would have left) in the quarantine as `id`, durably.
+/// Holds `outgoing` (the exact bytes that would have left) in the quarantine as `id`, durably,
+/// in state `holding` until [`confirm_held`]; or, when `delivery_key` (empty: none) names a
+/// message already there, returns that entry instead.
 pub(crate) async fn hold(
     config: &crate::config::Config,
     record: &MessageRecord,
     envelope: &Envelope,
     id: &str,
     outgoing: Vec<u8>,
+    delivery_key: &str,
 ) -> Result<crate::store::quarantine::Held, String> {
+    let delivery_key = delivery_key.to_string();
     let quarantine = Quarantine::new(&config.storage.state_dir);
     let id = id.to_string();
     let mail_from = envelope.mail_from.clone();
@@ -423,6 +487,7 @@ pub(crate) async fn hold(
                 reason,
                 smtputf8,
                 body_8bit,
+                delivery_key: &delivery_key,
             },
             &outgoing,
         )
@@ -432,16 +497,52 @@ pub(crate) async fn hold(
     .and_then(|r| r.map_err(|e| e.to_string()))
 }
 
-/// Takes a quarantine entry back out (its audit record could not be written).
-pub(crate) async fn unhold(config: &crate::config::Config, id: String, queue_id: &str) {
+/// Confirms a `holding` entry as held, its audit record being durable. A failure leaves it
+/// `holding` (out of the review list) until the next start's [`Quarantine::recover`] finds the
+/// record and confirms it; the message is held and recorded either way.
+pub(crate) async fn confirm_held(config: &crate::config::Config, id: String, queue_id: &str) {
     let quarantine = Quarantine::new(&config.storage.state_dir);
-    match tokio::task::spawn_blocking(move || quarantine.unhold(&id)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(queue_id = %queue_id, error = %e,
-            "an unrecorded quarantine entry could not be removed"),
-        Err(e) => tracing::error!(queue_id = %queue_id, error = %e,
-            "an unrecorded quarantine entry could not be removed"),
-    }
+    let failed = match tokio::task::spawn_blocking(move || quarantine.confirm(&id)).await {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(queue_id = %queue_id, error = %failed,
+        "a held message is recorded but could not be marked held; the next start will");
+}
+
+/// Takes a quarantine entry back out (its audit record could not be written). What fails
+/// (the disk full, the database locked) is tried again every few seconds for a while in the
+/// background: the entry stays `holding` meanwhile, out of the review list, and the next
+/// start's [`Quarantine::recover`] removes it if this never succeeds.
+pub(crate) async fn unhold(config: &crate::config::Config, id: String, queue_id: &str) {
+    const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    const RETRIES: u32 = 120;
+    let quarantine = Quarantine::new(&config.storage.state_dir);
+    let attempt = |quarantine: Quarantine, id: String| async move {
+        match tokio::task::spawn_blocking(move || quarantine.unhold(&id)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let Err(e) = attempt(quarantine.clone(), id.clone()).await else {
+        return;
+    };
+    tracing::warn!(queue_id = %queue_id, error = %e,
+        "an unrecorded quarantine entry could not be removed yet; trying again");
+    let queue_id = queue_id.to_string();
+    tokio::spawn(async move {
+        for _ in 0..RETRIES {
+            tokio::time::sleep(RETRY_EVERY).await;
+            if attempt(quarantine.clone(), id.clone()).await.is_ok() {
+                tracing::info!(queue_id = %queue_id, "the unrecorded quarantine entry is removed");
+                return;
+            }
+        }
+        tracing::error!(queue_id = %queue_id,
+            "an unrecorded quarantine entry could not be removed; the next start will");
+    });
 }
 
 /// Keeps the delivered copy of a flagged message as evidence and notes where in `record`.

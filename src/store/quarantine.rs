@@ -2,6 +2,12 @@
 //! (our `Received:` header and the disclaimer included) in `state_dir/quarantine/<ID>.eml`,
 //! written durably, with an index row in the `quarantine` table.
 //!
+//! A new entry is first `holding`: written durably, but not yet recorded in the audit trail.
+//! Only once its audit record is durable is it confirmed `held` (and the client told 250), so
+//! a crash in between leaves a `holding` entry that [`Quarantine::recover`] settles at the next
+//! start: held if its record made it, removed if not (its client never heard 250 and sends it
+//! again). Nothing is ever held without a record, and nothing recorded is lost.
+//!
 //! Every operation is synchronous and opens its own database connection (WAL lets the gateway
 //! and the CLI share the file); none of it goes through the audit writer. State changes are
 //! conditional updates (`WHERE state = 'held'`), so two people acting on one message at once
@@ -53,6 +59,18 @@ pub struct NewHeld<'a> {
     pub reason: serde_json::Value,
     pub smtputf8: bool,
     pub body_8bit: bool,
+    /// Which message this is ([`crate::smtp::handoff::delivery_key`]), or empty. A message
+    /// with the same key already in the quarantine is not held again.
+    pub delivery_key: &'a str,
+}
+
+/// What [`Quarantine::recover`] found after a crash.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// `holding` entries whose audit record was written: now held.
+    pub confirmed: Vec<String>,
+    /// `holding` entries with no audit record: removed (their clients were never told 250).
+    pub removed: Vec<String>,
 }
 
 /// The quarantine under `storage.state_dir`.
@@ -88,9 +106,27 @@ impl Quarantine {
         open_connection(&self.state_dir)
     }
 
-    /// Holds `bytes`: the file is written and fsynced first, then the index row committed. Returns
-    /// only once both are durable; on error nothing is left behind.
+    /// Holds `bytes` as a `holding` entry: the file is written and fsynced first, then the
+    /// index row committed. Returns only once both are durable; on error nothing is left behind.
+    /// The entry must be [`Quarantine::confirm`]ed once its audit record is durable.
+    ///
+    /// When `item.delivery_key` names a message already in the quarantine (a client's retry
+    /// after a crash hid our 250 from it), nothing is written and that entry is returned,
+    /// in its own state (not `holding`).
     pub fn hold(&self, item: &NewHeld<'_>, bytes: &[u8]) -> Result<Held, StoreError> {
+        if !item.delivery_key.is_empty() {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM quarantine WHERE delivery_key = ?1 AND state != 'holding'
+                 ORDER BY time LIMIT 1"
+            );
+            let conn = self.conn()?;
+            if let Some(existing) = conn
+                .query_row(&sql, params![item.delivery_key], from_row)
+                .optional()?
+            {
+                return Ok(existing);
+            }
+        }
         let name = Self::file_name(item.id);
         write_durably(&self.dir(), &name, bytes)?;
         let held = Held {
@@ -102,18 +138,19 @@ impl Quarantine {
             size: bytes.len() as u64,
             sha256: super::audit::sha256_hex(bytes),
             reason: item.reason.clone(),
-            state: "held".into(),
+            state: "holding".into(),
             acted_by: None,
             acted_at: None,
             action_reason: None,
             smtputf8: item.smtputf8,
             body_8bit: item.body_8bit,
         };
+        let key = Some(item.delivery_key).filter(|k| !k.is_empty());
         let inserted = self.conn().and_then(|conn| {
             conn.execute(
                 "INSERT INTO quarantine (id, time, mail_from, rcpt_to, subject, size, sha256,
-                     reason, state, smtputf8, body_8bit)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'held', ?9, ?10)",
+                     reason, state, smtputf8, body_8bit, delivery_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'holding', ?9, ?10, ?11)",
                 params![
                     held.id,
                     held.time,
@@ -125,6 +162,7 @@ impl Quarantine {
                     held.reason.to_string(),
                     held.smtputf8,
                     held.body_8bit,
+                    key,
                 ],
             )?;
             Ok(())
@@ -136,15 +174,83 @@ impl Quarantine {
         Ok(held)
     }
 
-    /// Forgets a message just held whose audit record could not be written (the client is told
-    /// to try again, and its retry is held anew).
-    pub fn unhold(&self, id: &str) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "DELETE FROM quarantine WHERE id = ?1 AND state = 'held'",
+    /// Makes a `holding` entry `held`: its audit record is durable. False if it was not holding.
+    pub fn confirm(&self, id: &str) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(
+            "UPDATE quarantine SET state = 'held' WHERE id = ?1 AND state = 'holding'",
             params![id],
         )?;
+        Ok(n == 1)
+    }
+
+    /// Forgets a message just held whose audit record could not be written (the client is told
+    /// to try again, and its retry is held anew).
+    ///
+    /// The file goes first: on a full disk the row may not be deletable yet, but the space the
+    /// file took is given back, and a row left `holding` is never listed for review.
+    pub fn unhold(&self, id: &str) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        let state: Option<String> = conn
+            .query_row(
+                "SELECT state FROM quarantine WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if state.as_deref() != Some("holding") {
+            return Ok(());
+        }
         self.remove_file(id)?;
+        conn.execute(
+            "DELETE FROM quarantine WHERE id = ?1 AND state = 'holding'",
+            params![id],
+        )?;
         Ok(())
+    }
+
+    /// Settles what a crash left half done, before the gateway takes mail: each `holding` entry
+    /// becomes `held` if a message record names it (its record was written; the 250 may or may
+    /// not have reached the client, whose retry then finds it by its delivery key), and is
+    /// removed otherwise (no record, so no 250 was given). Temporary files of writes cut short
+    /// are removed too.
+    pub fn recover(&self) -> Result<Recovered, StoreError> {
+        let mut recovered = Recovered::default();
+        let conn = self.conn()?;
+        let holding: Vec<(String, String)> = conn
+            .prepare("SELECT id, time FROM quarantine WHERE state = 'holding' ORDER BY time")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut recorded = conn.prepare(
+            "SELECT 1 FROM audit WHERE time >= ?1 AND kind = 'message'
+                 AND outcome = 'quarantined' AND instr(record, ?2) > 0 LIMIT 1",
+        )?;
+        for (id, time) in holding {
+            // The record is written after the entry: look from a little before it (clocks
+            // step), through the time index.
+            let since = time
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .and_then(|t| t.checked_sub(jiff::SignedDuration::from_hours(1)).ok())
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            let needle = format!("\"quarantine_id\":{}", serde_json::Value::from(id.as_str()));
+            if recorded.exists(params![since, needle])? {
+                self.confirm(&id)?;
+                recovered.confirmed.push(id);
+            } else {
+                self.unhold(&id)?;
+                recovered.removed.push(id);
+            }
+        }
+        if let Ok(entries) = fs::read_dir(self.dir()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(recovered)
     }
 
     /// The entry `id`, in whatever state.
@@ -274,9 +380,16 @@ mod tests {
             reason: serde_json::json!([{"rule": "pupil-personal-address"}]),
             smtputf8: false,
             body_8bit: true,
+            delivery_key: "",
         };
-        let held = q.hold(&item("Q1"), b"bytes\r\n").unwrap();
+        let mut held = q.hold(&item("Q1"), b"bytes\r\n").unwrap();
         q.hold(&item("Q2"), b"other\r\n").unwrap();
+        assert!(
+            q.list("held").unwrap().is_empty(),
+            "holding until confirmed"
+        );
+        assert!(q.confirm("Q1").unwrap() && q.confirm("Q2").unwrap());
+        held.state = "held".into();
         assert_eq!(q.read("Q1").unwrap(), b"bytes\r\n");
         assert_eq!(q.get("Q1").unwrap().unwrap(), held);
         assert_eq!(q.list("held").unwrap().len(), 2);
@@ -291,5 +404,54 @@ mod tests {
         assert_eq!(q.purge(later, 30).unwrap(), vec!["Q2".to_string()]);
         assert!(q.list("held").unwrap().is_empty());
         assert!(!q.path("Q1").exists() && !q.path("Q2").exists());
+    }
+
+    #[test]
+    fn a_retry_finds_its_entry_and_a_crash_is_settled_by_its_audit_record() {
+        use crate::store::sqlite::SqliteBackend;
+        use crate::store::{AuditLog, AuditRecord, MessageRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path());
+        let rcpt = vec!["b@y".to_string()];
+        let item = |id, key| NewHeld {
+            id,
+            mail_from: "a@x",
+            rcpt_to: &rcpt,
+            subject: None,
+            reason: serde_json::json!([]),
+            smtputf8: false,
+            body_8bit: false,
+            delivery_key: key,
+        };
+        // A retry of a held message gets the entry it already has.
+        assert_eq!(
+            q.hold(&item("R1", "k1"), b"x\r\n").unwrap().state,
+            "holding"
+        );
+        assert_eq!(q.hold(&item("R1b", "k1"), b"x\r\n").unwrap().id, "R1b");
+        q.unhold("R1b").unwrap();
+        assert!(q.confirm("R1").unwrap());
+        let again = q.hold(&item("R1c", "k1"), b"x\r\n").unwrap();
+        assert_eq!((again.id.as_str(), again.state.as_str()), ("R1", "held"));
+        assert!(!q.path("R1c").exists());
+
+        // A crash: R2 recorded but not confirmed, R3 never recorded.
+        q.hold(&item("R2", "k2"), b"y\r\n").unwrap();
+        q.hold(&item("R3", "k3"), b"z\r\n").unwrap();
+        std::fs::write(dir.path().join("quarantine/.R4.eml.1.tmp"), b"half").unwrap();
+        let audit = AuditLog::start(Box::new(SqliteBackend::open(dir.path()).unwrap())).unwrap();
+        audit
+            .append_blocking(AuditRecord::message(MessageRecord {
+                outcome: "quarantined".into(),
+                quarantine_id: Some("R2".into()),
+                ..MessageRecord::default()
+            }))
+            .unwrap();
+        let recovered = q.recover().unwrap();
+        assert_eq!(recovered.confirmed, ["R2"]);
+        assert_eq!(recovered.removed, ["R3"]);
+        assert_eq!(q.get("R2").unwrap().unwrap().state, "held");
+        assert!(q.get("R3").unwrap().is_none() && !q.path("R3").exists());
+        assert!(!dir.path().join("quarantine/.R4.eml.1.tmp").exists());
     }
 }

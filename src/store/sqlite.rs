@@ -18,7 +18,7 @@ use super::{
 pub const DATABASE_FILE: &str = "schoolgate.db";
 
 /// The schema version this code writes; see [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The first version with the export index, the head mark and checkpoints.
 const MARKS_VERSION: i64 = 3;
@@ -95,6 +95,14 @@ const MIGRATIONS: &[&str] = &[
         created      TEXT NOT NULL,
         changed      TEXT NOT NULL
     );
+",
+    // The quarantine remembers which message each entry is (`handoff::delivery_key`), so a
+    // client's retry of a message already held, whose 250 it never heard (a crash in between),
+    // is not held twice.
+    "
+    ALTER TABLE quarantine ADD COLUMN delivery_key TEXT;
+    CREATE INDEX quarantine_delivery_key ON quarantine(delivery_key)
+        WHERE delivery_key IS NOT NULL;
 ",
 ];
 

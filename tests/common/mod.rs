@@ -25,11 +25,23 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use smtp::{Client, Reply, Sink, SinkBehaviour, SinkMessage, Stage, Transaction};
+pub use smtp::{Client, HangUp, Reply, Sink, SinkBehaviour, SinkMessage, Stage, Transaction};
 pub use tools::{Postfix, SwaksRun, require_tool, swaks, swaks_data_file};
 
 /// The gateway binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_schoolgate");
+
+/// The gateway binary the harness runs: [`BIN`], or `SCHOOLGATE_TEST_BIN` when set.
+///
+/// Worktrees of this crate that share one `CARGO_TARGET_DIR` overwrite each other's
+/// `debug/schoolgate` (cargo hashes a path package relative to its workspace, so they build to
+/// the same file), and a test may then start another worktree's gateway. Copying one's own
+/// build aside and naming it here makes a run use exactly that binary.
+pub fn bin() -> PathBuf {
+    std::env::var_os("SCHOOLGATE_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BIN))
+}
 
 /// How long a gateway may take to answer its first connection.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -300,7 +312,7 @@ impl Gateway {
             .append(true)
             .open(&self.log_path)
             .expect("open the gateway log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--config")
             .arg(&self.config_path)
@@ -317,7 +329,7 @@ impl Gateway {
         }
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin().display()));
         self.child = Some(child);
         self.wait_ready();
     }
@@ -436,6 +448,22 @@ impl Gateway {
         fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap_or_else(|e| panic!("read /proc/{pid}/fd: {e}"))
             .count()
+    }
+
+    /// Asserts the audit chain verifies, both as `schoolgate audit verify` sees it and as the
+    /// tests recompute it from the rows.
+    pub fn assert_audit_verifies(&self, what: &str) {
+        let out = self.cli(&["audit", "verify"]);
+        assert!(
+            out.status.success(),
+            "{what}: schoolgate audit verify failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if let Err(e) = verify_audit_chain(&self.audit_records()) {
+            panic!("{what}: the audit chain does not verify: {e}");
+        }
     }
 
     /// Polls `cond` every 50 ms for up to `timeout`; true as soon as it holds.
@@ -997,7 +1025,7 @@ pub fn http_get(port: u16, path: &str) -> String {
 
 /// Runs the schoolgate command line with `args` and `--config config` (warnings only).
 pub fn schoolgate_cli(config: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN)
+    std::process::Command::new(bin())
         .args(args)
         .arg("--config")
         .arg(config)

@@ -169,6 +169,14 @@ impl Client {
         c
     }
 
+    /// Waits up to `timeout` for each reply from now on (a client that waits as long as
+    /// RFC 5321 §4.5.3.2 allows: 5 minutes for MAIL and RCPT, 10 for the end of the data).
+    pub fn wait_up_to(&mut self, timeout: Duration) {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("set the read timeout");
+    }
+
     /// Does the last EHLO reply advertise `keyword` (e.g. `SIZE`, `SMTPUTF8`)?
     pub fn has_extension(&self, keyword: &str) -> bool {
         self.ehlo.as_ref().is_some_and(|r| {
@@ -274,8 +282,44 @@ pub struct SinkBehaviour {
     pub greeting: String,
     pub mail: String,
     pub rcpt: String,
+    /// The answer to DATA; anything but 354 refuses it.
+    pub data: String,
     /// After the message's final dot.
     pub dot: String,
+    /// How long the sink waits before each reply, the greeting included (a slow next hop).
+    pub delay: Duration,
+    /// Where the sink closes the connection instead of answering (a next hop that dies).
+    pub hang_up: Option<HangUp>,
+}
+
+/// Where a sink hangs up: it closes the connection at that point without a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangUp {
+    /// On connecting, before any greeting.
+    Greeting,
+    /// On EHLO or HELO.
+    Ehlo,
+    Mail,
+    Rcpt,
+    /// On DATA, before its 354.
+    Data,
+    /// After 354, once some of the message has arrived: the connection closed mid-DATA.
+    MidData,
+    /// After the final dot has arrived, before the reply. The message is recorded as received
+    /// but not accepted (the sink never said 2xx).
+    AfterDot,
+}
+
+impl HangUp {
+    pub const ALL: [HangUp; 7] = [
+        HangUp::Greeting,
+        HangUp::Ehlo,
+        HangUp::Mail,
+        HangUp::Rcpt,
+        HangUp::Data,
+        HangUp::MidData,
+        HangUp::AfterDot,
+    ];
 }
 
 impl SinkBehaviour {
@@ -285,7 +329,42 @@ impl SinkBehaviour {
             greeting: "220 sink.example.org ESMTP test sink".into(),
             mail: "250 2.1.0 Ok".into(),
             rcpt: "250 2.1.5 Ok".into(),
+            data: "354 End data with <CR><LF>.<CR><LF>".into(),
             dot: "250 2.0.0 Ok: queued as SINK".into(),
+            delay: Duration::ZERO,
+            hang_up: None,
+        }
+    }
+
+    /// Greets with `reply` (e.g. `421 ...` or `554 ...`) and then answers as usual.
+    pub fn greeting_reply(reply: &str) -> SinkBehaviour {
+        SinkBehaviour {
+            greeting: reply.into(),
+            ..Self::accept()
+        }
+    }
+
+    /// Answers DATA with `reply`.
+    pub fn data_reply(reply: &str) -> SinkBehaviour {
+        SinkBehaviour {
+            data: reply.into(),
+            ..Self::accept()
+        }
+    }
+
+    /// Accepts everything, but waits `delay` before every reply.
+    pub fn slow(delay: Duration) -> SinkBehaviour {
+        SinkBehaviour {
+            delay,
+            ..Self::accept()
+        }
+    }
+
+    /// Closes the connection at `stage` without answering.
+    pub fn hang_up(stage: HangUp) -> SinkBehaviour {
+        SinkBehaviour {
+            hang_up: Some(stage),
+            ..Self::accept()
         }
     }
 
@@ -344,45 +423,81 @@ struct SinkState {
 }
 
 /// An SMTP server on 127.0.0.1 that stands in for the next hop. One thread per connection.
+///
+/// Dropping it is the next hop going down: the port is closed and every open connection cut.
+/// [`Sink::start_on`] brings one up again on the same port.
 pub struct Sink {
     pub port: u16,
     state: Arc<Mutex<SinkState>>,
     behaviour: Arc<Mutex<SinkBehaviour>>,
     connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    /// The open connections, to cut when the sink goes down.
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    accepting: Option<thread::JoinHandle<()>>,
 }
 
 impl Sink {
     pub fn start(behaviour: SinkBehaviour) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the sink");
+        Self::serve_on(listener, behaviour)
+    }
+
+    /// Starts a sink on `port` (a next hop coming back where it was). Waits up to 5 s for the
+    /// port to be free.
+    pub fn start_on(port: u16, behaviour: SinkBehaviour) -> Sink {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match TcpListener::bind(("127.0.0.1", port)) {
+                Ok(listener) => return Self::serve_on(listener, behaviour),
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    panic!("cannot start the sink again on port {port}: {e}")
+                }
+                Err(_) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    fn serve_on(listener: TcpListener, behaviour: SinkBehaviour) -> Sink {
         let port = listener.local_addr().expect("sink address").port();
-        let sink = Sink {
+        let mut sink = Sink {
             port,
             state: Arc::default(),
             behaviour: Arc::new(Mutex::new(behaviour)),
             connections: Arc::default(),
             stop: Arc::default(),
+            open: Arc::default(),
+            accepting: None,
         };
-        let (state, behaviour, connections, stop) = (
+        let (state, behaviour, connections, stop, open) = (
             sink.state.clone(),
             sink.behaviour.clone(),
             sink.connections.clone(),
             sink.stop.clone(),
+            sink.open.clone(),
         );
-        thread::spawn(move || {
+        sink.accepting = Some(thread::spawn(move || {
             for stream in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
                 connections.fetch_add(1, Ordering::SeqCst);
+                if let Ok(clone) = stream.try_clone() {
+                    open.lock().unwrap().push(clone);
+                }
                 let state = state.clone();
                 let behaviour = behaviour.lock().unwrap().clone();
+                let closer = stream.try_clone();
                 thread::spawn(move || {
                     let _ = serve(stream, &behaviour, &state);
+                    // The list of open connections holds a copy: closing is explicit.
+                    if let Ok(closer) = closer {
+                        let _ = closer.shutdown(Shutdown::Both);
+                    }
                 });
             }
-        });
+        }));
         sink
     }
 
@@ -420,8 +535,19 @@ impl Sink {
 impl Drop for Sink {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
+        // Wake the accept loop so it sees the flag, and wait for it to close the port.
         let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(accepting) = self.accepting.take() {
+            let _ = accepting.join();
+        }
+        for stream in self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 }
 
@@ -443,10 +569,16 @@ fn serve(stream: TcpStream, b: &SinkBehaviour, state: &Mutex<SinkState>) -> io::
     let mut out = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     let mut say = |text: &str| -> io::Result<()> {
+        thread::sleep(b.delay);
         out.write_all(text.as_bytes())?;
         out.write_all(b"\r\n")?;
         out.flush()
     };
+    // Hanging up is returning: the connection is closed as the stream is dropped.
+    let hangs_up = |at: HangUp| b.hang_up == Some(at);
+    if hangs_up(HangUp::Greeting) {
+        return Ok(());
+    }
     say(&b.greeting)?;
     let (mut helo, mut from, mut params) = (String::new(), None::<String>, String::new());
     let mut rcpts: Vec<String> = Vec::new();
@@ -466,6 +598,10 @@ fn serve(stream: TcpStream, b: &SinkBehaviour, state: &Mutex<SinkState>) -> io::
             .to_ascii_uppercase();
         let arg = line.get(verb.len()..).unwrap_or("").trim().to_string();
         match verb.as_str() {
+            "EHLO" | "HELO" if hangs_up(HangUp::Ehlo) => return Ok(()),
+            "MAIL" if hangs_up(HangUp::Mail) => return Ok(()),
+            "RCPT" if hangs_up(HangUp::Rcpt) => return Ok(()),
+            "DATA" if hangs_up(HangUp::Data) => return Ok(()),
             "EHLO" => {
                 helo = arg;
                 say(
@@ -500,7 +636,12 @@ fn serve(stream: TcpStream, b: &SinkBehaviour, state: &Mutex<SinkState>) -> io::
                     say("554 5.5.1 No valid recipients")?;
                     continue;
                 }
-                say("354 End data with <CR><LF>.<CR><LF>")?;
+                say(&b.data)?;
+                if !b.data.starts_with('3') {
+                    from = None;
+                    rcpts.clear();
+                    continue;
+                }
                 let mut data = Vec::new();
                 loop {
                     let mut l = Vec::new();
@@ -515,8 +656,11 @@ fn serve(stream: TcpStream, b: &SinkBehaviour, state: &Mutex<SinkState>) -> io::
                     } else {
                         data.extend_from_slice(&l);
                     }
+                    if hangs_up(HangUp::MidData) {
+                        return Ok(()); // some of the message came; nothing recorded
+                    }
                 }
-                let accepted = b.dot.starts_with('2');
+                let accepted = b.dot.starts_with('2') && !hangs_up(HangUp::AfterDot);
                 state.lock().unwrap().messages.push(SinkMessage {
                     helo: helo.clone(),
                     mail_from: from.take().unwrap_or_default(),
@@ -525,6 +669,9 @@ fn serve(stream: TcpStream, b: &SinkBehaviour, state: &Mutex<SinkState>) -> io::
                     data,
                     accepted,
                 });
+                if hangs_up(HangUp::AfterDot) {
+                    return Ok(());
+                }
                 say(&b.dot)?;
             }
             "RSET" => {

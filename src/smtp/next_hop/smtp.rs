@@ -343,7 +343,7 @@ impl SmtpHop {
                 AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello_name).await
             }
         };
-        let mut smtp = connected.map_err(|e| self.map_error(&e))?;
+        let mut smtp = connected.map_err(|e| self.connection_error(&e))?;
         let tls = match &self.tls {
             Tls::Opportunistic(parameters) if smtp.can_starttls() => Some(parameters),
             Tls::Required(parameters) => Some(parameters),
@@ -353,7 +353,7 @@ impl SmtpHop {
             && let Err(e) = smtp.starttls(parameters.clone(), &self.hello_name).await
         {
             // lettre has already closed the connection.
-            return Err(self.map_error(&e));
+            return Err(self.connection_error(&e));
         }
         let mut conn = Connection::new(smtp);
         // lettre keeps only the EHLO keywords it uses itself, and PIPELINING is not among them:
@@ -367,7 +367,7 @@ impl SmtpHop {
             }
             Err(e) => {
                 close_later(conn);
-                return Err(self.map_error(&e));
+                return Err(self.connection_error(&e));
             }
         }
         if let Some(credentials) = &self.credentials
@@ -618,6 +618,25 @@ impl SmtpHop {
             code: 554,
             text: format!("5.5.1 no recipients to pass to the next hop: {e}"),
         })
+    }
+
+    /// A failure before any message was begun (the greeting, EHLO, STARTTLS): whatever its
+    /// code, it is about this gateway's connection, not the message, so the message is deferred.
+    /// Passing a 5xx greeting back would bounce every message the school sends while the
+    /// smarthost refuses us (an address missing from a Microsoft 365 connector, say); Postfix
+    /// defers here too (`smtp_skip_5xx_greeting`).
+    fn connection_error(&self, e: &SmtpError) -> DeliveryError {
+        match self.map_error(e) {
+            DeliveryError::Refused { hop, code, text } => DeliveryError::Unreachable {
+                hop,
+                detail: format!(
+                    "the next hop refused the connection: {code} {} (check that it accepts \
+                     mail from this gateway)",
+                    text.trim()
+                ),
+            },
+            other => other,
+        }
     }
 
     fn map_error(&self, e: &SmtpError) -> DeliveryError {
