@@ -216,6 +216,9 @@ fn run_postfix_recipe(recipe: &str, postfix_delivers: bool, path: &str, outcome:
             "schoolgate hands it on"
         );
     }
+    // The next hop has the message a moment before the gateway's record of its reply is
+    // written (the 250 to Postfix waits for it): wait for the record, then check there is one.
+    gw.wait_for(Duration::from_secs(10), || !gw.message_records().is_empty());
     let records = gw.message_records();
     assert_eq!(records.len(), 1, "one audit record");
     assert_eq!(records[0].field("outcome").as_deref(), Some(outcome));

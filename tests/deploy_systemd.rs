@@ -258,8 +258,12 @@ fn the_units_exec_start_starts_the_gateway_and_tells_systemd() {
             !metrics.contains("parent@example.org") && !metrics.contains("Deployed"),
             "/metrics names no address or subject"
         );
-        let missing = common::http_get(web_port, "/nothing-here");
-        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        // Any other address is the web page's, behind its login.
+        let elsewhere = common::http_get(web_port, "/nothing-here");
+        assert!(
+            elsewhere.starts_with("HTTP/1.1 303") && elsewhere.contains("location: /login"),
+            "{elsewhere}"
+        );
 
         // SIGHUP (ExecReload=): the reload's outcome becomes systemd's status line.
         let hup = Command::new("kill")
