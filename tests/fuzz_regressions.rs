@@ -46,6 +46,16 @@ fn replay(target: &str, check: fn(&[u8])) {
 #[test]
 fn smtp_session_inputs() {
     replay("smtp_session", fuzz_checks::smtp_session);
+    // The target reaches the hand-off: a pipelined message is delivered into the outbox.
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/smtp_session/pipelined");
+    let replies = fuzz_checks::smtp_transcript(&std::fs::read(seed).unwrap());
+    let replies = String::from_utf8(replies).unwrap();
+    assert!(
+        replies.contains("\r\n250 2.0.0 Ok: queued as "),
+        "{replies}"
+    );
+    assert!(replies.ends_with(" Bye\r\n"), "{replies}");
+    std::fs::remove_dir_all(fuzz_checks::smtp_state_dir()).unwrap();
 }
 
 #[test]

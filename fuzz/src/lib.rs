@@ -79,6 +79,7 @@ fn example() -> &'static (Config, Directory) {
 struct SessionBench {
     runtime: tokio::runtime::Runtime,
     relay: Arc<Relay>,
+    state: PathBuf,
     outbox: PathBuf,
     runs: std::sync::atomic::AtomicU64,
     /// Keeps the relay's shutdown channel open.
@@ -146,11 +147,17 @@ fn session_bench() -> &'static SessionBench {
         SessionBench {
             runtime,
             relay,
+            state,
             outbox,
             runs: Default::default(),
             _stop: stop,
         }
     })
+}
+
+/// Where the SMTP target's relay keeps its state (for a test to remove when done).
+pub fn smtp_state_dir() -> PathBuf {
+    session_bench().state.clone()
 }
 
 /// Feeds `data` to a real session as one client's byte stream (then end of input) and returns
