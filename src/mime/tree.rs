@@ -90,7 +90,20 @@ fn scan_entity(
         .as_deref()
         .map(Parameterised::parse)
         .unwrap_or_default();
-    let malformed = None;
+    // Two Content-Type (or Content-Transfer-Encoding) fields: readers differ on which counts
+    // (this one takes the first, mail-parser the last), so no edit can be right for both.
+    let twice = |name: &str| {
+        header
+            .fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case(name))
+            .nth(1)
+            .is_some()
+    };
+    let malformed = ["Content-Type", "Content-Transfer-Encoding"]
+        .into_iter()
+        .find(|name| twice(name))
+        .map(|name| format!("two {name} fields"));
     // RFC 2045 §5.2: an absent or unreadable Content-Type is text/plain us-ascii
     // (message/rfc822 inside a digest).
     if !content_type.value.contains('/') {
@@ -307,6 +320,21 @@ mod tests {
         assert!(scan(m).any_malformed().is_some());
         let m = b"Content-Type: multipart/mixed\r\n\r\n--zz\r\n";
         assert!(scan(m).any_malformed().is_some());
+    }
+
+    #[test]
+    fn two_content_types_are_malformed() {
+        // Found by the mime_rewrite fuzz target: the disclaimer went into the multipart this
+        // scan read from the first field, inside what mail-parser read as one binary part.
+        let m = b"Content-Type: multipart/mixed; boundary=a\r\nContent-Type: application/pdf\r\n\r\n--a\r\n\r\nx\r\n--a--\r\n";
+        assert_eq!(scan(m).any_malformed(), Some("two Content-Type fields"));
+        let m = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\ncontent-transfer-encoding: 7bit\r\n\r\nx\r\n";
+        assert_eq!(
+            scan(m).any_malformed(),
+            Some("two Content-Transfer-Encoding fields")
+        );
+        let m = b"Content-Type: text/plain\r\n\r\nx\r\n";
+        assert!(scan(m).any_malformed().is_none());
     }
 
     #[test]

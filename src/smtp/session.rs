@@ -76,6 +76,24 @@ pub async fn run(relay: Arc<Relay>, stream: TcpStream, peer: SocketAddr) {
     session.serve(&mut io).await;
 }
 
+/// A session over any byte stream, without STARTTLS (the client is told it is not available).
+///
+/// The seam that lets the real state machine be driven without a socket: the SMTP fuzz target
+/// (`fuzz/`) and its regression tests feed it bytes over `tokio::io::duplex`.
+pub async fn run_plain<S: AsyncRead + AsyncWrite + Unpin>(
+    relay: Arc<Relay>,
+    stream: S,
+    peer: SocketAddr,
+) {
+    let mut session = Session::new(Arc::clone(&relay), peer);
+    let mut io = Io::new(stream);
+    let host = relay.config().relay.hostname.clone();
+    io.queue(&format!("220 {host} ESMTP schoolgate"));
+    // With a relay that has TLS, STARTTLS would be offered and accepted; over a plain stream
+    // the session can only end there.
+    session.serve(&mut io).await;
+}
+
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Ending {
