@@ -183,3 +183,35 @@ fn every_message_file_is_listed_in_expect_json() {
         }
     }
 }
+
+/// A line that is neither a field nor a continuation above an attachment's Content-Type ends
+/// that part's header for schoolgate (as for Postfix) but not for mail programs that read on
+/// past it: the class list must not slip through unread. Found by the mime_rewrite fuzzer.
+#[test]
+fn a_stray_header_line_cannot_hide_an_attachment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let clean = std::fs::read(root().join("messages/class-list-xlsx.eml")).unwrap();
+    let text = String::from_utf8(clean).unwrap();
+    let at = text
+        .find("Content-Type: application/vnd.openxmlformats")
+        .expect("the attachment's Content-Type");
+    let hidden = format!("{}X\n{}", &text[..at], &text[at..]);
+    let path = dir.path().join("stray-line.eml");
+    std::fs::write(&path, hidden).unwrap();
+    let got = check(&config, &path);
+    assert_eq!(got["verdict"], "quarantine", "{got}");
+    assert_eq!(
+        got["findings"][0]["rule"], "unscannable-attachment",
+        "{got}"
+    );
+    assert_eq!(got["findings"][0]["attachment"], "class-list.xlsx", "{got}");
+
+    // A stray line in a message without attachments (an old client's odd header) holds nothing.
+    let plain = "From: t.baker@example-academy.sch.uk\nTo: parent@example.org\nSubject: Trip\nX\nThe coach leaves at nine.\n";
+    let path = dir.path().join("stray-line-plain.eml");
+    std::fs::write(&path, plain).unwrap();
+    let got = check(&config, &path);
+    assert_eq!(got["verdict"], "deliver", "{got}");
+    assert_eq!(got["findings"], serde_json::json!([]), "{got}");
+}

@@ -22,6 +22,12 @@ pub struct Header {
     pub fields_end: usize,
     /// Where the body begins (after the blank line).
     pub body_start: usize,
+    /// The section was ended by a line that is neither a field nor a continuation, not by a
+    /// blank line, and a MIME field (Content-Type, -Disposition, -Transfer-Encoding) follows it
+    /// before the next blank line. Readers differ here: this one (as Postfix) starts the body
+    /// at the stray line, mail-parser skips it and reads on, so what the part is may be seen
+    /// one way by some mail programs and another way by others.
+    pub stray_line: bool,
 }
 
 impl Header {
@@ -55,6 +61,7 @@ pub fn parse(raw: &[u8], start: usize, end: usize) -> Header {
                 fields,
                 fields_end: pos,
                 body_start: line_end,
+                stray_line: false,
             };
         }
         if content[0] == b' ' || content[0] == b'\t' {
@@ -89,6 +96,7 @@ pub fn parse(raw: &[u8], start: usize, end: usize) -> Header {
                     fields,
                     fields_end: pos,
                     body_start: pos,
+                    stray_line: mime_field_follows(raw, line_end, end),
                 };
             }
         }
@@ -97,7 +105,22 @@ pub fn parse(raw: &[u8], start: usize, end: usize) -> Header {
         fields,
         fields_end: end,
         body_start: end,
+        stray_line: false,
     }
+}
+
+/// Whether a MIME field (`Content-…:`) starts a line in `raw[from..end]` before the first blank
+/// line: fields that a reader reading past a stray line would take as the part's own.
+fn mime_field_follows(raw: &[u8], from: usize, end: usize) -> bool {
+    raw[from..end]
+        .split(|&b| b == b'\n')
+        .map(trim_eol)
+        .take_while(|line| !line.is_empty())
+        .any(|line| {
+            field_name(line).is_some_and(|n| {
+                line[..n].trim_ascii_end().len() > 8 && line[..8].eq_ignore_ascii_case(b"content-")
+            })
+        })
 }
 
 /// The length of the field name when `line` is `name:`; printable ASCII without colon (RFC 5322

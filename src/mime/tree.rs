@@ -63,6 +63,12 @@ impl Part {
         self.content_type.param("boundary")
     }
 
+    /// Does a header section in this part's subtree end at a stray line (see
+    /// [`Header::stray_line`]), so that other readers may see more fields, and parts, than we do?
+    pub fn any_stray_header_line(&self) -> bool {
+        self.header.stray_line || self.children.iter().any(|c| c.any_stray_header_line())
+    }
+
     /// Is anything in this part's subtree malformed?
     pub fn any_malformed(&self) -> Option<&str> {
         self.malformed
@@ -335,6 +341,20 @@ mod tests {
         );
         let m = b"Content-Type: text/plain\r\n\r\nx\r\n";
         assert!(scan(m).any_malformed().is_none());
+    }
+
+    #[test]
+    fn a_stray_line_above_a_mime_field_is_told_apart() {
+        // The body starts at the stray line here; a reader that reads past it sees a PDF.
+        let m = b"Subject: x\r\nX\r\nContent-Type: application/pdf\r\n\r\n%PDF\r\n";
+        let p = scan(m);
+        assert!(p.any_stray_header_line());
+        assert_eq!(p.mime_type(), "text/plain");
+        // A stray line with no MIME field after it changes nothing any reader sees.
+        let m = b"Subject: x\r\nX\r\nX-Other: y\r\n\r\nbody\r\n";
+        assert!(!scan(m).any_stray_header_line());
+        let m = b"Subject: x\r\n\r\nContent-Type: application/pdf\r\n";
+        assert!(!scan(m).any_stray_header_line());
     }
 
     #[test]

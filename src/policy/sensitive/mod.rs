@@ -157,6 +157,23 @@ pub fn inspect(
     if whole_message_encrypted(message, &root) {
         return inspection;
     }
+    if rules_on
+        && on_unscannable != Action::Off
+        && let Some(unseen) = unseen_by_us(message, &root, &attachments)
+    {
+        inspection.findings.push(Finding {
+            rule: SensitiveRule::UnscannableAttachment.name(),
+            detail: format!(
+                "\"{unseen}\" could not be inspected: a header line that is neither a field nor \
+                 a continuation makes mail programs read this message differently, and some \
+                 of them see an attachment there"
+            ),
+            attachment: unseen,
+            detectors: Vec::new(),
+            evidence: Vec::new(),
+            action: on_unscannable,
+        });
+    }
     let budget = Budget::new(&s.limits);
     let vocabulary = Vocabulary::new(&s.keywords, &s.markings);
     let marked = message_marking(message, &root, config);
@@ -528,6 +545,36 @@ fn default_name(mime_type: &str, n: usize) -> String {
     } else {
         format!("unnamed attachment {n} ({mime_type})")
     }
+}
+
+/// When a header section of `message` ends at a stray line, the name of an attachment that
+/// another reader (mail-parser, which reads past such a line as many mail programs do) finds
+/// and our walk does not. Without this, a line like `X` above a part's Content-Type would hide
+/// a class list from the check while the recipient's mail program still shows it.
+fn unseen_by_us(message: &[u8], root: &Part, ours: &[Attachment<'_>]) -> Option<String> {
+    use mail_parser::MimeHeaders;
+    if !root.any_stray_header_line() {
+        return None;
+    }
+    let theirs: Vec<String> = std::panic::catch_unwind(|| {
+        mail_parser::MessageParser::default()
+            .parse(message)
+            .map(|m| {
+                m.attachments()
+                    .map(|a| a.attachment_name().unwrap_or("(unnamed)").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .unwrap_or_else(|_| vec!["(unreadable)".to_string()]);
+    if theirs.len() <= ours.len() {
+        return None;
+    }
+    theirs
+        .iter()
+        .find(|name| !ours.iter().any(|a| &a.name == *name))
+        .or(theirs.first())
+        .cloned()
 }
 
 /// RFC 2047 encoded words (`=?utf-8?B?…?=`) in a file name or subject, decoded.
