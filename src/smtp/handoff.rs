@@ -497,51 +497,67 @@ pub(crate) async fn hold(
     .and_then(|r| r.map_err(|e| e.to_string()))
 }
 
-/// Confirms a `holding` entry as held, its audit record being durable. A failure leaves it
-/// `holding` (out of the review list) until the next start's [`Quarantine::recover`] finds the
-/// record and confirms it; the message is held and recorded either way.
+/// Confirms a `holding` entry as held, its audit record being durable. What fails (the disk
+/// full, the database locked) is tried again in the background; meanwhile the entry is
+/// `holding` (out of the review list), and the next start's [`Quarantine::recover`] finds the
+/// record and confirms it if this never succeeds. The message is held and recorded either way.
 pub(crate) async fn confirm_held(config: &crate::config::Config, id: String, queue_id: &str) {
     let quarantine = Quarantine::new(&config.storage.state_dir);
-    let failed = match tokio::task::spawn_blocking(move || quarantine.confirm(&id)).await {
-        Ok(Ok(_)) => return,
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => e.to_string(),
-    };
-    tracing::error!(queue_id = %queue_id, error = %failed,
-        "a held message is recorded but could not be marked held; the next start will");
+    keep_trying(
+        queue_id,
+        "a held message is recorded but could not be marked held",
+        move || {
+            quarantine
+                .confirm(&id)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
 }
 
 /// Takes a quarantine entry back out (its audit record could not be written). What fails
-/// (the disk full, the database locked) is tried again every few seconds for a while in the
-/// background: the entry stays `holding` meanwhile, out of the review list, and the next
-/// start's [`Quarantine::recover`] removes it if this never succeeds.
+/// (the disk full, the database locked) is tried again in the background: the entry stays
+/// `holding` meanwhile, out of the review list, and the next start's [`Quarantine::recover`]
+/// removes it if this never succeeds.
 pub(crate) async fn unhold(config: &crate::config::Config, id: String, queue_id: &str) {
+    let quarantine = Quarantine::new(&config.storage.state_dir);
+    keep_trying(
+        queue_id,
+        "an unrecorded quarantine entry could not be removed",
+        move || quarantine.unhold(&id).map_err(|e| e.to_string()),
+    )
+    .await;
+}
+
+/// Runs `step` once now and, if it fails, every 5 s for 10 minutes in the background (the
+/// storage may come back: space freed, a lock let go). `what` says in the log what failed.
+async fn keep_trying<F>(queue_id: &str, what: &'static str, step: F)
+where
+    F: Fn() -> Result<(), String> + Clone + Send + 'static,
+{
     const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
     const RETRIES: u32 = 120;
-    let quarantine = Quarantine::new(&config.storage.state_dir);
-    let attempt = |quarantine: Quarantine, id: String| async move {
-        match tokio::task::spawn_blocking(move || quarantine.unhold(&id)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
+    let attempt = |step: F| async move {
+        match tokio::task::spawn_blocking(step).await {
+            Ok(result) => result,
             Err(e) => Err(e.to_string()),
         }
     };
-    let Err(e) = attempt(quarantine.clone(), id.clone()).await else {
+    let Err(e) = attempt(step.clone()).await else {
         return;
     };
-    tracing::warn!(queue_id = %queue_id, error = %e,
-        "an unrecorded quarantine entry could not be removed yet; trying again");
+    tracing::warn!(queue_id = %queue_id, error = %e, "{what}; trying again");
     let queue_id = queue_id.to_string();
     tokio::spawn(async move {
         for _ in 0..RETRIES {
             tokio::time::sleep(RETRY_EVERY).await;
-            if attempt(quarantine.clone(), id.clone()).await.is_ok() {
-                tracing::info!(queue_id = %queue_id, "the unrecorded quarantine entry is removed");
+            if attempt(step.clone()).await.is_ok() {
+                tracing::info!(queue_id = %queue_id, "{what}: done now");
                 return;
             }
         }
-        tracing::error!(queue_id = %queue_id,
-            "an unrecorded quarantine entry could not be removed; the next start will");
+        tracing::error!(queue_id = %queue_id, "{what}; the next start will settle it");
     });
 }
 
