@@ -69,12 +69,15 @@ fn a_flag_reaches_the_dsl_and_the_delivered_copy_is_kept() {
         .to_string();
     let kept = std::fs::read(gw.state_dir.join(&evidence)).unwrap();
     assert_eq!(kept, delivered.bytes, "evidence = what the pupil received");
-    let sent: Vec<_> = gw
-        .audit_records()
-        .into_iter()
-        .filter(|r| r.record.to_string().contains("DSL alert sent"))
-        .collect();
-    assert_eq!(sent.len(), 1, "the alert is audited");
+    // The alert's record is written just after the next hop took the alert: wait for it.
+    let alert_records = || {
+        gw.audit_records()
+            .into_iter()
+            .filter(|r| r.record.to_string().contains("DSL alert sent"))
+            .count()
+    };
+    gw.wait_for(Duration::from_secs(10), || alert_records() > 0);
+    assert_eq!(alert_records(), 1, "the alert is audited");
 }
 
 #[test]
