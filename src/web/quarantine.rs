@@ -78,8 +78,7 @@ fn attachment_names(h: &Held) -> Vec<String> {
 
 /// The names of the attachments in `bytes`.
 fn names_in(bytes: &[u8]) -> Vec<String> {
-    mail_parser::MessageParser::default()
-        .parse(bytes)
+    crate::mime::read_with_mail_parser(bytes)
         .map(|m| {
             m.attachments()
                 .filter_map(|p| p.attachment_name().map(str::to_string))
@@ -313,7 +312,7 @@ struct Parsed {
 }
 
 fn parse(bytes: &[u8]) -> Option<Parsed> {
-    let m = mail_parser::MessageParser::default().parse(bytes)?;
+    let m = crate::mime::read_with_mail_parser(bytes)?;
     let addrs = |a: Option<&mail_parser::Address<'_>>| -> String {
         a.map(|a| {
             a.iter()
