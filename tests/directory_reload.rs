@@ -193,6 +193,7 @@ fn a_changed_directory_is_reloaded_and_a_bad_one_refused_while_the_old_keeps_ser
         refused.contains(&want),
         "the log line names the file and line ({want}): {refused}"
     );
+    gw.wait_for(RELOAD_WITHIN, || reloads(&gw).len() >= 2);
     let records = reloads(&gw);
     assert_eq!(
         records.len(),

@@ -162,11 +162,14 @@ fn sighup_reloads_the_config_and_keeps_the_old_one_when_the_new_is_bad() {
             .accepted()
     );
     assert_eq!(common::outbox_messages(&second).len(), 2);
-    let reloads: Vec<_> = gw
-        .audit_records()
-        .into_iter()
-        .filter(|r| r.kind == "config-reload")
-        .collect();
+    let reloads = || -> Vec<_> {
+        gw.audit_records()
+            .into_iter()
+            .filter(|r| r.kind == "config-reload")
+            .collect()
+    };
+    gw.wait_for(Duration::from_secs(10), || reloads().len() >= 2);
+    let reloads = reloads();
     assert_eq!(reloads.len(), 2, "both reloads are in the audit trail");
     assert!(reloads[1].record.to_string().contains("reload refused"));
 }

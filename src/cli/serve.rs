@@ -390,7 +390,7 @@ impl Reloader {
             let hop = next_hop_for(&new)?;
             Ok((new, directory, hop))
         });
-        let detail = match result {
+        let outcome = match result {
             Ok((new, directory, hop)) => {
                 if new.relay.listen != old.relay.listen
                     || new.relay.tls_cert != old.relay.tls_cert
@@ -411,27 +411,37 @@ impl Reloader {
                 // From now on, watch the files the new config names.
                 *read = seen.only(&[new.source.as_path(), new.school.directory.as_path()]);
                 relay.replace(Arc::new(new), directory, hop);
-                tracing::info!("{d}");
-                d
+                Ok(d)
             }
             Err(e) => {
                 // The files tried stay watched (a fixed directory is a change), and so does the
                 // directory in force.
                 *read = seen;
-                tracing::error!(
-                    "reload refused {trigger}, the old configuration stays in force: {e:#}"
-                );
-                format!("reload refused, old configuration kept: {e:#} ({trigger})")
+                Err((
+                    format!("reload refused, old configuration kept: {e:#} ({trigger})"),
+                    format!(
+                        "reload refused {trigger}, the old configuration stays in force: {e:#}"
+                    ),
+                ))
             }
         };
-        self.notifier.status(&detail);
+        let detail = match &outcome {
+            Ok(d) | Err((d, _)) => d.as_str(),
+        };
+        // The audit record first, then the log line and the status: whoever reads the log
+        // (or `systemctl status`) and then the audit trail finds the reload recorded.
         if let Err(e) = relay
             .audit
-            .append(gateway_action(RecordKind::ConfigReload, &detail))
+            .append(gateway_action(RecordKind::ConfigReload, detail))
             .await
         {
             tracing::error!(error = %e, "could not record the reload");
         }
+        match &outcome {
+            Ok(d) => tracing::info!("{d}"),
+            Err((_, said)) => tracing::error!("{said}"),
+        }
+        self.notifier.status(detail);
     }
 }
 
