@@ -33,7 +33,7 @@ use crate::directory::Directory;
 use crate::smtp::next_hop::NextHop;
 use crate::smtp::server::{Relay, accept_loop};
 use crate::store::sqlite::SqliteBackend;
-use crate::store::{ActionRecord, AuditLog, AuditRecord, RecordKind};
+use crate::store::{AuditLog, AuditRecord, RecordKind};
 
 /// How often the config and directory files are checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
@@ -147,7 +147,11 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         stop_rx,
     );
     audit
-        .append(gateway_action(RecordKind::Start, &described))
+        .append(AuditRecord::action(
+            RecordKind::Start,
+            crate::store::GATEWAY,
+            &described,
+        ))
         .await?;
     tracing::info!("{described}");
     let keeping = tokio::spawn(super::audit::keeper::run(
@@ -237,7 +241,11 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         )
     };
     if let Err(e) = audit
-        .append(gateway_action(RecordKind::Stop, &detail))
+        .append(AuditRecord::action(
+            RecordKind::Stop,
+            crate::store::GATEWAY,
+            &detail,
+        ))
         .await
     {
         tracing::error!(error = %e, "could not record the stop");
@@ -432,7 +440,11 @@ impl Reloader {
         // (or `systemctl status`) and then the audit trail finds the reload recorded.
         if let Err(e) = relay
             .audit
-            .append(gateway_action(RecordKind::ConfigReload, detail))
+            .append(AuditRecord::action(
+                RecordKind::ConfigReload,
+                crate::store::GATEWAY,
+                detail,
+            ))
             .await
         {
             tracing::error!(error = %e, "could not record the reload");
@@ -478,16 +490,6 @@ async fn watch_files(reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>) {
             .reload(Trigger::Changed(changed), Some(&read))
             .await;
     }
-}
-
-fn gateway_action(kind: RecordKind, detail: &str) -> AuditRecord {
-    AuditRecord::action(
-        kind,
-        ActionRecord {
-            actor: "schoolgate".into(),
-            detail: detail.into(),
-        },
-    )
 }
 
 /// The STARTTLS certificate, when `relay.tls_cert` and `relay.tls_key` are set.

@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use crate::config::Config;
 use crate::store::sqlite::SqliteBackend;
 use crate::store::users::{Role, Users};
-use crate::store::{ActionRecord, AuditLog, AuditRecord, RecordKind};
+use crate::store::{AuditLog, AuditRecord, RecordKind};
 use crate::web::auth::hash_password;
 
 /// The shortest password accepted.
@@ -146,14 +146,8 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 
 fn audit(config: &Config, actor: &str, detail: String) -> anyhow::Result<()> {
     let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
-    log.append_blocking(AuditRecord::action(
-        RecordKind::UserChange,
-        ActionRecord {
-            actor: actor.into(),
-            detail,
-        },
-    ))
-    .context("the account was changed but the audit record could not be written")?;
+    log.append_blocking(AuditRecord::action(RecordKind::UserChange, actor, detail))
+        .context("the account was changed but the audit record could not be written")?;
     Ok(())
 }
 

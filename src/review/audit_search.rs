@@ -16,7 +16,7 @@ use clap::ValueEnum;
 use super::csv;
 use crate::config::Config;
 use crate::directory::Directory;
-use crate::store::{ActionRecord, AuditEntry, AuditRecord, Backend, RecordKind, StoreError};
+use crate::store::{AuditEntry, AuditRecord, Backend, RecordKind, StoreError};
 
 /// The rule names (SPEC, "Rule names").
 pub const RULES: [&str; 6] = [
@@ -402,11 +402,5 @@ pub fn export_record(
             format!("; {}", filters.join(" "))
         }
     );
-    AuditRecord::action(
-        RecordKind::Action,
-        ActionRecord {
-            actor: actor.to_string(),
-            detail,
-        },
-    )
+    AuditRecord::action(RecordKind::Action, actor, detail)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::envelope::Envelope;
 use crate::smtp::next_hop::NextHop;
 use crate::store::quarantine::{Held, Quarantine};
-use crate::store::{ActionRecord, AuditLog, AuditRecord, RecordKind, StoreError};
+use crate::store::{AuditLog, AuditRecord, RecordKind, StoreError};
 
 /// Why an action on a held message was not done.
 #[derive(Debug, thiserror::Error)]
@@ -62,15 +62,9 @@ pub fn find_held(q: &Quarantine, id: &str) -> Result<Held, ReviewError> {
 }
 
 async fn audit(log: &AuditLog, actor: &str, detail: String) -> Result<(), StoreError> {
-    log.append(AuditRecord::action(
-        RecordKind::Action,
-        ActionRecord {
-            actor: actor.into(),
-            detail,
-        },
-    ))
-    .await
-    .map(|_| ())
+    log.append(AuditRecord::action(RecordKind::Action, actor, detail))
+        .await
+        .map(|_| ())
 }
 
 /// What a release did.

@@ -15,7 +15,7 @@ use super::server::Relay;
 use crate::alerts::{self, Flagged};
 use crate::envelope::Envelope;
 use crate::store::quarantine::Quarantine;
-use crate::store::{ActionRecord, AuditRecord, RecordKind};
+use crate::store::{AuditRecord, RecordKind};
 
 /// How often the queue is looked at.
 const TICK: Duration = Duration::from_millis(500);
@@ -150,13 +150,7 @@ async fn send_due(relay: &Relay) -> std::io::Result<()> {
         };
         // Recorded before the queue files go: a crash in between sends the alert twice rather
         // than never.
-        let record = AuditRecord::action(
-            RecordKind::Action,
-            ActionRecord {
-                actor: "schoolgate".into(),
-                detail: detail.clone(),
-            },
-        );
+        let record = AuditRecord::action(RecordKind::Action, crate::store::GATEWAY, detail.clone());
         if let Err(e) = relay.audit.append(record).await {
             tracing::error!(error = %e, "the alert could not be recorded; it stays queued");
             continue;
@@ -197,13 +191,7 @@ async fn send_notices(relay: &Relay) -> std::io::Result<()> {
             "sender notice sent to {} for quarantine {} (audit record {}); next hop: {reply}",
             notice.to, notice.quarantine_id, notice.audit_seq
         );
-        let record = AuditRecord::action(
-            RecordKind::Action,
-            ActionRecord {
-                actor: "schoolgate".into(),
-                detail: detail.clone(),
-            },
-        );
+        let record = AuditRecord::action(RecordKind::Action, crate::store::GATEWAY, detail.clone());
         if let Err(e) = relay.audit.append(record).await {
             tracing::error!(error = %e, "the notice could not be recorded; it stays queued");
             continue;
@@ -235,10 +223,8 @@ async fn purge(relay: &Relay) {
                 .audit
                 .append(AuditRecord::action(
                     RecordKind::Action,
-                    ActionRecord {
-                        actor: "schoolgate".into(),
-                        detail,
-                    },
+                    crate::store::GATEWAY,
+                    detail,
                 ))
                 .await;
         }
@@ -270,10 +256,8 @@ async fn purge_quarantine(relay: &Relay) {
                 .audit
                 .append(AuditRecord::action(
                     RecordKind::Action,
-                    ActionRecord {
-                        actor: "schoolgate".into(),
-                        detail,
-                    },
+                    crate::store::GATEWAY,
+                    detail,
                 ))
                 .await
             {

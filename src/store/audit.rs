@@ -122,14 +122,21 @@ impl AuditRecord {
         }
     }
 
-    /// An action record stamped now.
-    pub fn action(kind: RecordKind, action: ActionRecord) -> Self {
+    /// An action record stamped now: what `actor` (an account, the OS user, or `schoolgate`
+    /// itself) did, in words.
+    pub fn action(kind: RecordKind, actor: impl Into<String>, detail: impl Into<String>) -> Self {
         AuditRecord {
-            action: Some(action),
+            action: Some(ActionRecord {
+                actor: actor.into(),
+                detail: detail.into(),
+            }),
             ..Self::now(kind)
         }
     }
 }
+
+/// The actor of what the gateway does by itself (starts, reloads, alerts, purges).
+pub const GATEWAY: &str = "schoolgate";
 
 /// The current time as the audit trail writes it (UTC, RFC 3339, seconds and microseconds).
 pub fn now_rfc3339() -> String {
@@ -978,13 +985,7 @@ mod tests {
         // A record as the first schoolgate wrote it: no `purge` key appears.
         let r = AuditRecord {
             time: "2026-01-01T00:00:00Z".into(),
-            ..AuditRecord::action(
-                RecordKind::Stop,
-                ActionRecord {
-                    actor: "schoolgate".into(),
-                    detail: "stopped cleanly".into(),
-                },
-            )
+            ..AuditRecord::action(RecordKind::Stop, GATEWAY, "stopped cleanly")
         };
         assert_eq!(
             serde_json::to_string(&r).unwrap(),

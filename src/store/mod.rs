@@ -14,8 +14,8 @@ pub mod users;
 
 pub use audit::{
     ActionRecord, AttachmentRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, Checkpoint,
-    FindingRecord, FlagRecord, GENESIS_HASH, Marks, MessageRecord, PurgeRecord, RecordKind,
-    Verified, verify, verify_chain,
+    FindingRecord, FlagRecord, GATEWAY, GENESIS_HASH, Marks, MessageRecord, PurgeRecord,
+    RecordKind, Verified, verify, verify_chain,
 };
 
 use std::path::PathBuf;

@@ -330,7 +330,7 @@ impl Quarantine {
         let mut purged = Vec::new();
         for h in self.list("held")?.into_iter().filter(|h| old(h)) {
             let reason = format!("retention: held longer than {days} days");
-            if self.mark(&h.id, "deleted", "schoolgate", Some(&reason))? {
+            if self.mark(&h.id, "deleted", super::GATEWAY, Some(&reason))? {
                 self.remove_file(&h.id)?;
                 purged.push(h.id);
             }

@@ -10,9 +10,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use super::audit::{Checkpoint, Marks, PurgeRecord, SearchColumns, index_keys};
-use super::{
-    ActionRecord, AuditEntry, AuditRecord, Backend, ChainHead, NewEntry, RecordKind, StoreError,
-};
+use super::{AuditEntry, AuditRecord, Backend, ChainHead, NewEntry, RecordKind, StoreError};
 
 /// The database file's name inside `storage.state_dir`.
 pub const DATABASE_FILE: &str = "schoolgate.db";
@@ -327,10 +325,8 @@ impl SqliteBackend {
         tracing::error!("{detail}");
         Ok(Some(AuditRecord::action(
             RecordKind::TamperDetected,
-            ActionRecord {
-                actor: "schoolgate".into(),
-                detail,
-            },
+            crate::store::GATEWAY,
+            detail,
         )))
     }
 
@@ -565,13 +561,11 @@ impl Backend for SqliteBackend {
                 purge: Some(purge),
                 ..AuditRecord::action(
                     RecordKind::Purge,
-                    ActionRecord {
-                        actor: actor.to_string(),
-                        detail: format!(
-                            "retention purge: audit records {first} to {last} ({} records) older than {retention_days} days removed; record {last}'s hash is kept here",
-                            last - first + 1
-                        ),
-                    },
+                    actor,
+                    format!(
+                        "retention purge: audit records {first} to {last} ({} records) older than {retention_days} days removed; record {last}'s hash is kept here",
+                        last - first + 1
+                    ),
                 )
             };
             let entry = b.chain_and_insert(&[&record])?;
@@ -773,13 +767,7 @@ mod tests {
     use crate::store::{AuditLog, AuditRecord, RecordKind, verify, verify_chain};
 
     fn record(n: usize) -> AuditRecord {
-        AuditRecord::action(
-            RecordKind::Action,
-            crate::store::ActionRecord {
-                actor: "test".into(),
-                detail: format!("action {n}"),
-            },
-        )
+        AuditRecord::action(RecordKind::Action, "test", format!("action {n}"))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

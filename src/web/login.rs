@@ -11,7 +11,7 @@ use maud::html;
 use super::auth::{self, LOCK_AFTER, LOCK_FOR, User};
 use super::{Form, Web, pages};
 use crate::store::users::{Failure, Role};
-use crate::store::{ActionRecord, AuditRecord, RecordKind};
+use crate::store::{AuditRecord, RecordKind};
 
 /// Where a person lands after logging in.
 pub fn landing(u: &User) -> &'static str {
@@ -77,13 +77,7 @@ fn set_cookie(r: &mut Response, value: &str) {
 }
 
 async fn audit(web: &Web, kind: RecordKind, actor: &str, detail: String) {
-    let record = AuditRecord::action(
-        kind,
-        ActionRecord {
-            actor: actor.to_string(),
-            detail,
-        },
-    );
+    let record = AuditRecord::action(kind, actor, detail);
     if let Err(e) = web.relay.audit.append(record).await {
         tracing::error!(error = %e, "web: a login could not be audited");
     }

@@ -83,7 +83,7 @@ pub async fn run(relay: Arc<Relay>, state_dir: PathBuf, mut stop: watch::Receive
             let b = Arc::clone(&backend);
             let done = tokio::task::spawn_blocking(move || {
                 let mut b = b.lock().map_err(|_| StoreError::WriterGone)?;
-                purge_now(&mut *b, days, "schoolgate")
+                purge_now(&mut *b, days, crate::store::GATEWAY)
             })
             .await;
             match done {
