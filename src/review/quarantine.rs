@@ -39,6 +39,8 @@ pub enum ReviewError {
     Store(#[from] StoreError),
     #[error("the audit record could not be written ({0}); {1}")]
     Audit(StoreError, &'static str),
+    #[error("the quarantine could not be read or changed ({0}); see the gateway's log")]
+    Interrupted(String),
 }
 
 /// The entry `id`, which must exist.
@@ -76,6 +78,20 @@ pub struct Released {
     pub hop: String,
 }
 
+/// Runs `step` on `q` on the blocking pool: the quarantine is SQLite (whose lock may be waited
+/// on for seconds) and files of up to the largest message, and the web page's actions run
+/// beside the SMTP sessions.
+async fn in_quarantine<T, F>(q: &Quarantine, id: &str, step: F) -> Result<T, ReviewError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Quarantine, &str) -> Result<T, ReviewError> + Send + 'static,
+{
+    let (q, id) = (q.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || step(&q, &id))
+        .await
+        .map_err(|e| ReviewError::Interrupted(e.to_string()))?
+}
+
 /// Delivers the held bytes of `id` to `hop`, once, and audits it as `actor`'s.
 pub async fn release(
     q: &Quarantine,
@@ -85,29 +101,36 @@ pub async fn release(
     timeout: Duration,
     log: &AuditLog,
 ) -> Result<Released, ReviewError> {
-    let h = find_held(q, id)?;
-    let bytes = q.read(id).map_err(|e| ReviewError::Unreadable {
-        id: id.to_string(),
-        detail: format!("{}: {e}", q.path(id).display()),
-    })?;
-    if crate::store::audit::sha256_hex(&bytes) != h.sha256 {
-        return Err(ReviewError::Changed(id.to_string()));
-    }
+    let claimant = actor.to_string();
+    let (h, bytes) = in_quarantine(q, id, move |q, id| {
+        let h = find_held(q, id)?;
+        let bytes = q.read(id).map_err(|e| ReviewError::Unreadable {
+            id: id.to_string(),
+            detail: format!("{}: {e}", q.path(id).display()),
+        })?;
+        if crate::store::audit::sha256_hex(&bytes) != h.sha256 {
+            return Err(ReviewError::Changed(id.to_string()));
+        }
+        if !q.mark(id, "releasing", &claimant, None)? {
+            return Err(ReviewError::Busy(id.to_string()));
+        }
+        Ok((h, bytes))
+    })
+    .await?;
     let envelope = Envelope {
         mail_from: h.mail_from.clone(),
         rcpt_to: h.rcpt_to.clone(),
         smtputf8: h.smtputf8,
         body_8bit: h.body_8bit,
     };
-    if !q.mark(id, "releasing", actor, None)? {
-        return Err(ReviewError::Busy(id.to_string()));
-    }
     // The key is the held bytes' hash: the outbox stores a repeated release once.
     let delivered = tokio::time::timeout(timeout, hop.deliver(&envelope, &bytes, &h.sha256)).await;
+    drop(bytes);
     let reply = match delivered {
         Ok(Ok(reply)) => reply,
         failed => {
-            if let Err(undo) = q.unmark(id) {
+            let undone = in_quarantine(q, id, |q, id| Ok(q.unmark(id)?)).await;
+            if let Err(undo) = undone {
                 tracing::error!(error = %undo, "{id} could not be put back to held");
             }
             return Err(match failed {
@@ -124,7 +147,12 @@ pub async fn release(
             });
         }
     };
-    if !q.advance(id, "releasing", "released", actor)? {
+    let claimant = actor.to_string();
+    if !in_quarantine(q, id, move |q, id| {
+        Ok(q.advance(id, "releasing", "released", &claimant)?)
+    })
+    .await?
+    {
         return Err(ReviewError::Busy(id.to_string()));
     }
     let hop = hop.describe();
@@ -154,10 +182,15 @@ pub async fn delete(
     if reason.is_empty() {
         return Err(ReviewError::NoReason);
     }
-    find_held(q, id)?;
-    if !q.mark(id, "deleted", actor, Some(reason))? {
-        return Err(ReviewError::Busy(id.to_string()));
-    }
+    let (claimant, why) = (actor.to_string(), reason.to_string());
+    in_quarantine(q, id, move |q, id| {
+        find_held(q, id)?;
+        if !q.mark(id, "deleted", &claimant, Some(&why))? {
+            return Err(ReviewError::Busy(id.to_string()));
+        }
+        Ok(())
+    })
+    .await?;
     if let Err(e) = audit(
         log,
         actor,
@@ -165,14 +198,16 @@ pub async fn delete(
     )
     .await
     {
-        let _ = q.unmark(id);
+        let _ = in_quarantine(q, id, |q, id| Ok(q.unmark(id)?)).await;
         return Err(ReviewError::Audit(e, "the message is still held"));
     }
-    q.remove_file(id).map_err(|e| ReviewError::Unreadable {
-        id: id.to_string(),
-        detail: format!("marked deleted but its file could not be removed: {e}"),
-    })?;
-    Ok(())
+    in_quarantine(q, id, |q, id| {
+        q.remove_file(id).map_err(|e| ReviewError::Unreadable {
+            id: id.to_string(),
+            detail: format!("marked deleted but its file could not be removed: {e}"),
+        })
+    })
+    .await
 }
 
 /// The held bytes of `id` for download or `--out`, audited as `actor`'s export to `target`.
@@ -183,14 +218,17 @@ pub async fn export(
     target: &str,
     log: &AuditLog,
 ) -> Result<Vec<u8>, ReviewError> {
-    find(q, id)?;
-    let bytes = q.read(id).map_err(|e| ReviewError::Unreadable {
-        id: id.to_string(),
-        detail: format!(
-            "the bytes are no longer kept ({}: {e})",
-            q.path(id).display()
-        ),
-    })?;
+    let bytes = in_quarantine(q, id, |q, id| {
+        find(q, id)?;
+        q.read(id).map_err(|e| ReviewError::Unreadable {
+            id: id.to_string(),
+            detail: format!(
+                "the bytes are no longer kept ({}: {e})",
+                q.path(id).display()
+            ),
+        })
+    })
+    .await?;
     audit(
         log,
         actor,

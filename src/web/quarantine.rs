@@ -377,13 +377,14 @@ pub async fn show(
     };
     let quarantine = web.quarantine();
     let lookup = id.clone();
+    // Read and parsed on the blocking pool: a held message may be as large as any message.
     let found = tokio::task::spawn_blocking(move || {
         let h = review::find(&quarantine, &lookup)?;
-        let bytes = quarantine.read(&lookup).ok();
-        Ok::<_, ReviewError>((h, bytes))
+        let parsed = quarantine.read(&lookup).ok().and_then(|b| parse(&b));
+        Ok::<_, ReviewError>((h, parsed))
     })
     .await;
-    let (h, bytes) = match found {
+    let (h, parsed) = match found {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => return failed(&u, &e),
         Err(_) => return failed(&u, &ReviewError::NotFound(id)),
@@ -397,7 +398,6 @@ pub async fn show(
             "The view could not be recorded in the audit trail, so the message is not shown; see the gateway's log.",
         );
     }
-    let parsed = bytes.as_deref().and_then(parse);
     let marks = evidence(&h, &u);
     let findings: Vec<&Value> = h
         .reason
