@@ -34,10 +34,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Runs the session with a client that `server` has already let in.
 pub async fn run(relay: Arc<Relay>, stream: TcpStream, peer: SocketAddr) {
-    let mut session = Session::new(Arc::clone(&relay), peer);
-    let mut io = Io::new(stream);
-    let host = relay.config().relay.hostname.clone();
-    io.queue(&format!("220 {host} ESMTP schoolgate"));
+    let (mut session, mut io) = greet(&relay, stream, peer);
     let ending = session.serve(&mut io).await;
     if ending != Ending::StartTls {
         return;
@@ -85,13 +82,25 @@ pub async fn run_plain<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     peer: SocketAddr,
 ) {
-    let mut session = Session::new(Arc::clone(&relay), peer);
-    let mut io = Io::new(stream);
-    let host = relay.config().relay.hostname.clone();
-    io.queue(&format!("220 {host} ESMTP schoolgate"));
+    let (mut session, mut io) = greet(&relay, stream, peer);
     // With a relay that has TLS, STARTTLS would be offered and accepted; over a plain stream
     // the session can only end there.
     session.serve(&mut io).await;
+}
+
+/// A new session with `peer` over `stream`, its greeting queued.
+fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+    relay: &Arc<Relay>,
+    stream: S,
+    peer: SocketAddr,
+) -> (Session, Io<S>) {
+    let session = Session::new(Arc::clone(relay), peer);
+    let mut io = Io::new(stream);
+    io.queue(&format!(
+        "220 {} ESMTP schoolgate",
+        relay.config().relay.hostname
+    ));
+    (session, io)
 }
 
 /// How a session ended.

@@ -233,9 +233,8 @@ pub async fn submit(
 
 /// `POST /logout`.
 pub async fn logout(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = Form::parse(&body);
-    let user = match web.post_user(&headers, &form, |_| true).await {
-        Ok(u) => u,
+    let user = match web.post_user(&headers, &body, |_| true).await {
+        Ok((u, _)) => u,
         Err(r) => return r,
     };
     web.sessions.end(&user.session);

@@ -107,21 +107,22 @@ impl Web {
         }
     }
 
-    /// The person for a POST: a session, `allowed`, and the session's CSRF token in the form;
-    /// anything else is 403.
+    /// The person for a POST and its form: a session, `allowed`, and the session's CSRF token
+    /// in the form; anything else is 403.
     async fn post_user(
         &self,
         headers: &HeaderMap,
-        form: &Form,
+        body: &[u8],
         allowed: impl Fn(&User) -> bool,
-    ) -> Result<User, Response> {
+    ) -> Result<(User, Form), Response> {
+        let form = Form::parse(body);
         let Some(u) = self.user(headers).await else {
             return Err(pages::forbidden(None));
         };
         if !u.csrf_ok(form.get("csrf")) || !allowed(&u) {
             return Err(pages::forbidden(Some(&u)));
         }
-        Ok(u)
+        Ok((u, form))
     }
 }
 

@@ -19,7 +19,7 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::auth::User;
-use super::{Form, Web, manages, pages};
+use super::{Web, manages, pages};
 use crate::policy::sensitive::encryption::{self, Protection};
 use crate::review::audit_search::SAFEGUARDING_RULES;
 use crate::review::quarantine::{self as review, ReviewError};
@@ -573,9 +573,8 @@ pub async fn release(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = Form::parse(&body);
-    let u = match web.post_user(&headers, &form, manages).await {
-        Ok(u) => u,
+    let u = match web.post_user(&headers, &body, manages).await {
+        Ok((u, _)) => u,
         Err(r) => return r,
     };
     let quarantine = web.quarantine();
@@ -594,9 +593,8 @@ pub async fn delete(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = Form::parse(&body);
-    let u = match web.post_user(&headers, &form, manages).await {
-        Ok(u) => u,
+    let (u, form) = match web.post_user(&headers, &body, manages).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
     let reason = form.get("reason").unwrap_or("").to_string();

@@ -14,8 +14,10 @@ use maud::html;
 
 use super::auth::User;
 use super::{Web, pages};
+use crate::config::Config;
 use crate::review::audit_search::{
-    Format, RULES, SAFEGUARDING_RULES, Search, VERDICTS, export_record,
+    Format, Query as AuditQuery, RULES, SAFEGUARDING_RULES, Search, SearchError, VERDICTS,
+    export_record,
 };
 use crate::store::sqlite::SqliteBackend;
 use crate::store::{AuditRecord, Backend, StoreError};
@@ -33,6 +35,22 @@ fn time(t: &str) -> String {
         Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
         Err(_) => t.to_string(),
     }
+}
+
+/// `search` run on one read snapshot of the audit trail: `f` gets the query, the store and
+/// the sequence numbers the matching records lie in.
+fn in_snapshot<T>(
+    config: &Config,
+    search: &Search,
+    f: impl FnOnce(&AuditQuery, &mut SqliteBackend, Option<(u64, u64)>) -> Result<T, StoreError>,
+) -> Result<T, SearchError> {
+    let query = search.prepare(config)?;
+    let mut backend = SqliteBackend::open(&config.storage.state_dir)?;
+    backend.begin_read()?;
+    let range = query.range(&mut backend)?;
+    let found = f(&query, &mut backend, range)?;
+    backend.end_read()?;
+    Ok(found)
 }
 
 fn unreadable(u: &User, what: &str, e: &dyn std::fmt::Display) -> Response {
@@ -146,37 +164,30 @@ pub async fn audit(
     };
     let config = web.relay.config();
     let s = search.clone();
-    let found =
-        tokio::task::spawn_blocking(move || -> Result<(Vec<(u64, AuditRecord)>, bool), String> {
-            let query = s.prepare(&config).map_err(|e| e.to_string())?;
-            let mut backend =
-                SqliteBackend::open(&config.storage.state_dir).map_err(|e| e.to_string())?;
-            backend.begin_read().map_err(|e| e.to_string())?;
-            let range = query.range(&mut backend).map_err(|e| e.to_string())?;
+    let found = tokio::task::spawn_blocking(move || {
+        in_snapshot(&config, &s, |query, backend, range| {
             let mut rows = Vec::new();
             let mut more = false;
-            query
-                .visit(
-                    &mut backend,
-                    range,
-                    &mut |entry, record| {
-                        if rows.len() == RECORDS_SHOWN {
-                            more = true;
-                            return Ok(false);
-                        }
-                        rows.push((entry.seq, record.clone()));
-                        Ok(true)
-                    },
-                    &|| {},
-                )
-                .map_err(|e| e.to_string())?;
-            backend.end_read().map_err(|e| e.to_string())?;
+            query.visit(
+                backend,
+                range,
+                &mut |entry, record| {
+                    if rows.len() == RECORDS_SHOWN {
+                        more = true;
+                        return Ok(false);
+                    }
+                    rows.push((entry.seq, record.clone()));
+                    Ok(true)
+                },
+                &|| {},
+            )?;
             Ok((rows, more))
         })
-        .await;
+    })
+    .await;
     let (rows, more, error) = match found {
         Ok(Ok((rows, more))) => (rows, more, None),
-        Ok(Err(e)) => (Vec::new(), false, Some(e)),
+        Ok(Err(e)) => (Vec::new(), false, Some(e.to_string())),
         Err(e) => (Vec::new(), false, Some(e.to_string())),
     };
     let field = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -275,24 +286,24 @@ pub async fn export(
     };
     let config = web.relay.config();
     let search = params.search.clone();
-    let written = tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, Written), String> {
-        let query = search.prepare(&config).map_err(|e| e.to_string())?;
-        let mut backend =
-            SqliteBackend::open(&config.storage.state_dir).map_err(|e| e.to_string())?;
-        backend.begin_read().map_err(|e| e.to_string())?;
-        let range = query.range(&mut backend).map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        let n = query
-            .write(&mut backend, range, format, &mut out, &|| {})
-            .map_err(|e| e.to_string())?;
-        backend.end_read().map_err(|e| e.to_string())?;
-        Ok((out, n))
-    })
-    .await;
+    let written =
+        tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, Written), SearchError> {
+            in_snapshot(&config, &search, |query, backend, range| {
+                let mut out = Vec::new();
+                let n = query.write(backend, range, format, &mut out, &|| {})?;
+                Ok((out, n))
+            })
+        })
+        .await;
     let (bytes, n) = match written {
         Ok(Ok(w)) => w,
         Ok(Err(e)) => {
-            return pages::message(StatusCode::BAD_REQUEST, Some(&u), "Not exported", &e);
+            return pages::message(
+                StatusCode::BAD_REQUEST,
+                Some(&u),
+                "Not exported",
+                &e.to_string(),
+            );
         }
         Err(e) => return unreadable(&u, "The audit trail", &e),
     };
