@@ -16,7 +16,6 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -263,29 +262,10 @@ fn cloud_connector_recipe_config() {
         "the README has the cloud recipe's config"
     );
     let tls = tempfile::tempdir().expect("temporary directory");
-    let openssl = require_tool("openssl");
-    let made = Command::new(openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=schoolgate.example-academy.sch.uk",
-            "-keyout",
-        ])
-        .arg(tls.path().join("privkey.pem"))
-        .arg("-out")
-        .arg(tls.path().join("fullchain.pem"))
-        .output()
-        .expect("run openssl");
-    assert!(
-        made.status.success(),
-        "openssl req: {}",
-        String::from_utf8_lossy(&made.stderr)
+    common::tools::self_signed_certificate(
+        "schoolgate.example-academy.sch.uk",
+        &tls.path().join("fullchain.pem"),
+        &tls.path().join("privkey.pem"),
     );
     let sink = Sink::start(SinkBehaviour::accept());
     let tls_dir = format!("{}/", tls.path().display());

@@ -270,29 +270,7 @@ fn starttls_is_offered_with_a_certificate_and_used_by_swaks() {
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=schoolgate.test",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl not found: run scripts/test, which installs it");
-    assert!(
-        status.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    common::tools::self_signed_certificate("schoolgate.test", &cert, &key);
     let gw = Gateway::start(|cfg| {
         set(cfg, "relay.tls_cert", cert.to_string_lossy().into_owned());
         set(cfg, "relay.tls_key", key.to_string_lossy().into_owned());

@@ -576,21 +576,7 @@ fn web_export_is_the_cli_export_and_is_audited() {
 fn with_tls_the_page_is_https_and_the_cookie_secure() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=schoolgate.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl not found: run scripts/test, which installs it");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    common::tools::self_signed_certificate("schoolgate.test", &cert, &key);
     let gw = Gateway::start(|cfg| {
         set(cfg, "relay.tls_cert", cert.to_string_lossy().into_owned());
         set(cfg, "relay.tls_key", key.to_string_lossy().into_owned());

@@ -349,3 +349,25 @@ fn set_mode(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
 }
+
+/// Writes a self-signed certificate for `common_name` (RSA 2048, valid for two days) and its
+/// key, both PEM, with openssl; fails the test if openssl is missing or fails.
+pub fn self_signed_certificate(common_name: &str, cert: &Path, key: &Path) {
+    let made = Command::new(require_tool("openssl"))
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN={common_name}"))
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
