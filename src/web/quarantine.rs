@@ -37,11 +37,16 @@ fn is_safeguarding(rule: &str) -> bool {
     SAFEGUARDING_RULES.contains(&rule)
 }
 
+/// Each item of why `h` is held (a rule's flag or finding, as its audit record has it).
+fn items(h: &Held) -> impl Iterator<Item = &Value> {
+    h.reason.as_array().into_iter().flatten()
+}
+
 /// The reasons `u` may see: `(rule, detail)`; a safeguarding flag is only named to the DSL.
 fn reasons(h: &Held, u: &User) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut hidden = false;
-    for item in h.reason.as_array().into_iter().flatten() {
+    for item in items(h) {
         let rule = item["rule"].as_str().unwrap_or("?");
         if is_safeguarding(rule) && !u.sees_flags() {
             hidden = true;
@@ -63,11 +68,7 @@ fn reasons(h: &Held, u: &User) -> Vec<(String, String)> {
 
 /// The attachments the findings name.
 fn attachment_names(h: &Held) -> Vec<String> {
-    let mut names: Vec<String> = h
-        .reason
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut names: Vec<String> = items(h)
         .filter_map(|i| i["attachment"].as_str())
         .filter(|n| !n.is_empty())
         .map(str::to_string)
@@ -246,7 +247,7 @@ pub async fn list(
 /// finding's evidence.
 fn evidence(h: &Held, u: &User) -> Vec<String> {
     let mut out = Vec::new();
-    for item in h.reason.as_array().into_iter().flatten() {
+    for item in items(h) {
         let rule = item["rule"].as_str().unwrap_or("");
         if is_safeguarding(rule) && !u.sees_flags() {
             continue;
@@ -399,18 +400,8 @@ pub async fn show(
         );
     }
     let marks = evidence(&h, &u);
-    let findings: Vec<&Value> = h
-        .reason
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|i| !i["attachment"].is_null())
-        .collect();
-    let flags: Vec<&Value> = h
-        .reason
-        .as_array()
-        .into_iter()
-        .flatten()
+    let findings: Vec<&Value> = items(&h).filter(|i| !i["attachment"].is_null()).collect();
+    let flags: Vec<&Value> = items(&h)
         .filter(|i| is_safeguarding(i["rule"].as_str().unwrap_or("")))
         .collect();
     let body = html! {
