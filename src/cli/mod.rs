@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand; each returns the process's exit code.
 
+mod account;
 pub mod audit;
 pub mod check;
 pub mod notify;

@@ -1,8 +1,12 @@
-//! `schoolgate quarantine …`: the network manager's review of held messages.
+//! `schoolgate quarantine …`: the review of held messages.
 //!
-//! Every action (show, release, delete, export) is audited with the acting user (`--as NAME`,
-//! default the OS user). Audit records go through an [`AuditLog`] over its own SQLite
-//! connection, which chains inside the write transaction, so this can run while the gateway does.
+//! Every action (show, release, delete, export) is audited with the acting account: `--as NAME`
+//! must name an existing account holding the role the action needs ([`crate::policy::holds`]):
+//! a message held by a safeguarding rule is the DSL's (a `dsl` account reads, exports, releases
+//! with `--reason`, deletes), the others the network manager's. `list` needs no `--as` and then
+//! shows what a network manager sees: a safeguarding hold only as a line saying it exists.
+//! Audit records go through an [`AuditLog`] over its own SQLite connection, which chains inside
+//! the write transaction, so this can run while the gateway does.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,14 +15,17 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
-use crate::review::quarantine::{self as review, ReviewError};
+use crate::policy::holds::{self, Act, Hold};
+use crate::review::quarantine::{self as review, ReviewError, Reviewer};
 use crate::store::AuditLog;
 use crate::store::quarantine::{Held, Quarantine};
 use crate::store::sqlite::SqliteBackend;
+use crate::store::users::{Account, Role};
 
 #[derive(Debug, Args)]
 pub struct QuarantineArgs {
-    /// Who is acting, for the audit trail (default: the OS user).
+    /// The account acting, for the audit trail: an existing account (schoolgate user list)
+    /// with the role the action needs. Required except for list.
     #[arg(long = "as", value_name = "NAME", global = true)]
     pub actor: Option<String>,
     #[command(subcommand)]
@@ -36,7 +43,12 @@ pub enum QuarantineCommand {
     /// One held message: envelope, reasons and headers.
     Show { id: String },
     /// Deliver a held message to the next hop, exactly as it would have gone.
-    Release { id: String },
+    Release {
+        id: String,
+        /// Why (kept in the audit trail); required for a message held by a safeguarding rule.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Delete a held message.
     Delete {
         id: String,
@@ -63,18 +75,55 @@ pub(crate) fn os_user() -> String {
 
 pub fn run(config_path: &Path, args: QuarantineArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let actor = args
-        .actor
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(os_user);
     let q = Quarantine::new(&config.storage.state_dir);
+    let named = args.actor.as_deref();
+    // Who acts: an existing account with a quarantine role; the rule of each entry then says
+    // what that account may do to it.
+    let who = |command: &str| -> anyhow::Result<Reviewer> {
+        ensure_state_dir(&config)?;
+        let account = super::account::named(&config, named, command)?;
+        super::account::require_any(&account, command)?;
+        Ok(reviewer(account))
+    };
     match args.command {
-        QuarantineCommand::List { json } => list(&q, json),
-        QuarantineCommand::Show { id } => show(&config, &q, &id, &actor),
-        QuarantineCommand::Release { id } => release(&config, &q, &id, &actor),
-        QuarantineCommand::Delete { id, reason } => delete(&config, &q, &id, &actor, &reason),
-        QuarantineCommand::Export { id, out } => export(&config, &q, &id, &actor, &out),
+        QuarantineCommand::List { json } => {
+            // Without --as: what a network manager sees.
+            let roles = match named {
+                Some(_) => who("quarantine list")?.roles,
+                None => vec![Role::NetworkManager],
+            };
+            list(&q, &roles, json)
+        }
+        QuarantineCommand::Show { id } => show(&config, &q, &id, &who("quarantine show")?),
+        QuarantineCommand::Release { id, reason } => release(
+            &config,
+            &q,
+            &id,
+            &who("quarantine release")?,
+            reason.as_deref(),
+        ),
+        QuarantineCommand::Delete { id, reason } => {
+            delete(&config, &q, &id, &who("quarantine delete")?, &reason)
+        }
+        QuarantineCommand::Export { id, out } => {
+            export(&config, &q, &id, &who("quarantine export")?, &out)
+        }
     }
+}
+
+fn reviewer(account: Account) -> Reviewer {
+    Reviewer {
+        name: account.name,
+        roles: account.roles,
+    }
+}
+
+/// The one line a person who may not read a safeguarding hold is shown of it.
+fn existence_line(h: &Held) -> String {
+    format!(
+        "{}  {}  {} octets  held by a safeguarding rule (the DSL decides; only a dsl account sees more)",
+        h.id, h.time, h.size
+    )
 }
 
 fn ensure_state_dir(config: &Config) -> anyhow::Result<()> {
@@ -118,16 +167,43 @@ fn reasons(h: &Held) -> String {
     }
 }
 
-fn list(q: &Quarantine, json: bool) -> anyhow::Result<ExitCode> {
+fn list(q: &Quarantine, roles: &[Role], json: bool) -> anyhow::Result<ExitCode> {
     let held = q.list("held")?;
+    let reads = |h: &Held| holds::may(holds::kind(&h.reason), roles, Act::Read);
     if json {
-        println!("{}", serde_json::to_string_pretty(&held)?);
+        // Every entry says what kind of hold it is; one the account may not read says only
+        // that it exists, when, and its size.
+        let items: Vec<serde_json::Value> = held
+            .iter()
+            .map(|h| {
+                let hold = holds::kind(&h.reason).as_str();
+                if reads(h) {
+                    let mut v = serde_json::to_value(h).unwrap_or_default();
+                    v["hold"] = hold.into();
+                    v
+                } else {
+                    serde_json::json!({
+                        "id": h.id,
+                        "time": h.time,
+                        "size": h.size,
+                        "state": h.state,
+                        "hold": hold,
+                        "restricted": true,
+                    })
+                }
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(ExitCode::SUCCESS);
     }
     if held.is_empty() {
         println!("no messages held");
     }
     for h in &held {
+        if !reads(h) {
+            println!("{}", existence_line(h));
+            continue;
+        }
         println!(
             "{}  {}  from {}  to {}  subject {:?}  reasons: {}",
             h.id,
@@ -141,8 +217,16 @@ fn list(q: &Quarantine, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn show(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Result<ExitCode> {
+fn show(config: &Config, q: &Quarantine, id: &str, who: &Reviewer) -> anyhow::Result<ExitCode> {
     let h = review::find(q, id)?;
+    let hold = match review::authorize(&h, who, Act::Read) {
+        Ok(hold) => hold,
+        Err(_) => {
+            println!("{}", existence_line(&h));
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let actor = who.name.as_str();
     println!("id:       {}", h.id);
     println!("state:    {}", h.state);
     println!("held at:  {}", h.time);
@@ -151,6 +235,9 @@ fn show(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Resul
     println!("subject:  {}", h.subject.as_deref().unwrap_or(""));
     println!("size:     {} octets, sha256 {}", h.size, h.sha256);
     println!("reasons:  {}", reasons(&h));
+    if hold == Hold::Safeguarding {
+        println!("hold:     held by a safeguarding rule: the DSL's decision (release needs --reason)");
+    }
     if let Some(by) = &h.acted_by {
         println!(
             "{}:  by {by} at {}{}",
@@ -177,11 +264,25 @@ fn show(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-fn release(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Result<ExitCode> {
+fn release(
+    config: &Config,
+    q: &Quarantine,
+    id: &str,
+    who: &Reviewer,
+    reason: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    // Said before anything is set up, in the command line's words (the release checks again).
+    let h = review::find(q, id)?;
+    let hold = review::authorize(&h, who, Act::Release)?;
+    if holds::needs_reason(hold, Act::Release) && reason.is_none_or(|r| r.trim().is_empty()) {
+        anyhow::bail!(
+            "quarantine release {id} needs --reason TEXT: it was held by a safeguarding rule, and the reason is kept in the audit trail"
+        );
+    }
     let hop = super::serve::next_hop_for(config)?;
     let timeout = config.relay.next_hop_timeout.0;
     let done = act(config, async |log| {
-        review::release(q, id, actor, &hop, timeout, log).await
+        review::release(q, id, who, reason, &hop, timeout, log).await
     })?;
     println!("released {id} to {}: {}", done.hop, done.reply);
     Ok(ExitCode::SUCCESS)
@@ -191,14 +292,14 @@ fn delete(
     config: &Config,
     q: &Quarantine,
     id: &str,
-    actor: &str,
+    who: &Reviewer,
     reason: &str,
 ) -> anyhow::Result<ExitCode> {
     if reason.trim().is_empty() {
         anyhow::bail!("quarantine delete needs --reason TEXT (kept in the audit trail)");
     }
     act(config, async |log| {
-        review::delete(q, id, actor, reason, log).await
+        review::delete(q, id, who, reason, log).await
     })?;
     println!("deleted {id}");
     Ok(ExitCode::SUCCESS)
@@ -208,12 +309,12 @@ fn export(
     config: &Config,
     q: &Quarantine,
     id: &str,
-    actor: &str,
+    who: &Reviewer,
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
     let target = out.display().to_string();
     let bytes = act(config, async |log| {
-        review::export(q, id, actor, &target, log).await
+        review::export(q, id, who, &target, log).await
     })?;
     std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
     println!("exported {id} to {}", out.display());

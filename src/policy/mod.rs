@@ -10,6 +10,7 @@
 
 pub mod contact;
 pub mod disclaimer;
+pub mod holds;
 pub mod sensitive;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -3,13 +3,40 @@
 //! A release is claimed first (`held` → `releasing`), so of two people releasing at once one
 //! delivers and the other is told; a failed delivery puts the message back to `held`. The
 //! outbox keys a delivery by the held bytes' hash, so a repeated release is stored once.
+//!
+//! Who may do what to an entry is [`crate::policy::holds`]'s rule, checked here for a release,
+//! a delete and an export, and by the shells ([`authorize`]) before they show one: a message
+//! held by a safeguarding rule is the DSL's, and its release or delete needs a reason.
 
 use std::time::Duration;
 
 use crate::envelope::Envelope;
+use crate::policy::holds::{self, Act, Hold};
 use crate::smtp::next_hop::NextHop;
 use crate::store::quarantine::{Held, Quarantine};
+use crate::store::users::Role;
 use crate::store::{AuditLog, AuditRecord, RecordKind, StoreError};
+
+/// The person acting on the quarantine: an account's name and roles (a web session's, or the
+/// command line's `--as` account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reviewer {
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+/// Why a hold of kind `hold` needs the role it does, in words.
+fn whose(hold: Hold, role: Role) -> &'static str {
+    match (hold, role) {
+        (Hold::Safeguarding, _) => {
+            "it was held by a safeguarding rule, so it is the DSL's decision (an account with the dsl role)"
+        }
+        (Hold::Sensitive, Role::NetworkManager) => {
+            "releasing or deleting a held attachment is the network manager's (an account with the network-manager role)"
+        }
+        (Hold::Sensitive, Role::Dsl) => "it needs an account with the dsl role",
+    }
+}
 
 /// Why an action on a held message was not done.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +60,15 @@ pub enum ReviewError {
     Timeout { hop: String, secs: u64, id: String },
     #[error("{detail}; {id} is still held")]
     Delivery { id: String, detail: String },
-    #[error("a delete needs a reason (kept in the audit trail)")]
-    NoReason,
+    #[error("a {0} of this message needs a reason (kept in the audit trail); nothing done")]
+    NoReason(&'static str),
+    #[error("{name} may not {act} quarantined message {id}: {why}")]
+    Forbidden {
+        id: String,
+        name: String,
+        act: &'static str,
+        why: &'static str,
+    },
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("the audit record could not be written ({0}); {1}")]
@@ -61,6 +95,43 @@ pub fn find_held(q: &Quarantine, id: &str) -> Result<Held, ReviewError> {
         });
     }
     Ok(h)
+}
+
+/// What kind of hold `h` is, if `who` may `act` on it; [`ReviewError::Forbidden`] if not.
+pub fn authorize(h: &Held, who: &Reviewer, act: Act) -> Result<Hold, ReviewError> {
+    let hold = holds::kind(&h.reason);
+    if holds::may(hold, &who.roles, act) {
+        return Ok(hold);
+    }
+    Err(ReviewError::Forbidden {
+        id: h.id.clone(),
+        name: who.name.clone(),
+        act: act.as_str(),
+        why: match holds::needs(hold, act) {
+            Some(role) => whose(hold, role),
+            None => "it needs an account with the network-manager or dsl role",
+        },
+    })
+}
+
+/// `reason` trimmed, or [`ReviewError::NoReason`] when `act` on `hold` needs one and it is blank.
+fn reason_for(hold: Hold, act: Act, reason: Option<&str>) -> Result<Option<String>, ReviewError> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if reason.is_none() && holds::needs_reason(hold, act) {
+        return Err(ReviewError::NoReason(act.as_str()));
+    }
+    Ok(reason.map(str::to_string))
+}
+
+/// How the audit record names a hold's kind and the reason given: "" for a sensitive hold
+/// released without one.
+fn why_text(hold: Hold, reason: Option<&str>) -> String {
+    match (hold, reason) {
+        (Hold::Safeguarding, Some(r)) => format!(" (safeguarding hold; reason: {r})"),
+        (Hold::Safeguarding, None) => " (safeguarding hold)".into(),
+        (Hold::Sensitive, Some(r)) => format!(" (reason: {r})"),
+        (Hold::Sensitive, None) => String::new(),
+    }
 }
 
 async fn audit(log: &AuditLog, actor: &str, detail: String) -> Result<(), StoreError> {
@@ -92,18 +163,27 @@ where
         .map_err(|e| ReviewError::Interrupted(e.to_string()))?
 }
 
-/// Delivers the held bytes of `id` to `hop`, once, and audits it as `actor`'s.
+/// Delivers the held bytes of `id` to `hop`, once, and audits it as `who`'s with `reason`
+/// (required for a safeguarding hold, which only a DSL may release).
 pub async fn release(
     q: &Quarantine,
     id: &str,
-    actor: &str,
+    who: &Reviewer,
+    reason: Option<&str>,
     hop: &NextHop,
     timeout: Duration,
     log: &AuditLog,
 ) -> Result<Released, ReviewError> {
-    let claimant = actor.to_string();
-    let (h, bytes) = in_quarantine(q, id, move |q, id| {
+    let actor = who.name.as_str();
+    let (claimant, reviewer, given) = (
+        actor.to_string(),
+        who.clone(),
+        reason.map(str::to_string),
+    );
+    let (h, bytes, hold, reason) = in_quarantine(q, id, move |q, id| {
         let h = find_held(q, id)?;
+        let hold = authorize(&h, &reviewer, Act::Release)?;
+        let reason = reason_for(hold, Act::Release, given.as_deref())?;
         let bytes = q.read(id).map_err(|e| ReviewError::Unreadable {
             id: id.to_string(),
             detail: format!("{}: {e}", q.path(id).display()),
@@ -111,10 +191,10 @@ pub async fn release(
         if crate::store::audit::sha256_hex(&bytes) != h.sha256 {
             return Err(ReviewError::Changed(id.to_string()));
         }
-        if !q.mark(id, "releasing", &claimant, None)? {
+        if !q.mark(id, "releasing", &claimant, reason.as_deref())? {
             return Err(ReviewError::Busy(id.to_string()));
         }
-        Ok((h, bytes))
+        Ok((h, bytes, hold, reason))
     })
     .await?;
     let envelope = Envelope {
@@ -160,7 +240,8 @@ pub async fn release(
         log,
         actor,
         format!(
-            "quarantine release {id} by {actor}: {} to {}; next hop {hop}: {reply}",
+            "quarantine release {id} by {actor}{}: {} to {}; next hop {hop}: {reply}",
+            why_text(hold, reason.as_deref()),
             h.mail_from,
             h.rcpt_to.join(", "),
         ),
@@ -170,31 +251,37 @@ pub async fn release(
     Ok(Released { reply, hop })
 }
 
-/// Deletes the held message `id` for `reason`, audited as `actor`'s; not recorded, not done.
+/// Deletes the held message `id` for `reason`, audited as `who`'s; not recorded, not done.
 pub async fn delete(
     q: &Quarantine,
     id: &str,
-    actor: &str,
+    who: &Reviewer,
     reason: &str,
     log: &AuditLog,
 ) -> Result<(), ReviewError> {
+    let actor = who.name.as_str();
     let reason = reason.trim();
     if reason.is_empty() {
-        return Err(ReviewError::NoReason);
+        return Err(ReviewError::NoReason(Act::Delete.as_str()));
     }
-    let (claimant, why) = (actor.to_string(), reason.to_string());
-    in_quarantine(q, id, move |q, id| {
-        find_held(q, id)?;
+    let (claimant, why, reviewer) = (actor.to_string(), reason.to_string(), who.clone());
+    let hold = in_quarantine(q, id, move |q, id| {
+        let h = find_held(q, id)?;
+        let hold = authorize(&h, &reviewer, Act::Delete)?;
         if !q.mark(id, "deleted", &claimant, Some(&why))? {
             return Err(ReviewError::Busy(id.to_string()));
         }
-        Ok(())
+        Ok(hold)
     })
     .await?;
+    let kind = match hold {
+        Hold::Safeguarding => " (safeguarding hold)",
+        Hold::Sensitive => "",
+    };
     if let Err(e) = audit(
         log,
         actor,
-        format!("quarantine delete {id} by {actor}: {reason}"),
+        format!("quarantine delete {id} by {actor}{kind}: {reason}"),
     )
     .await
     {
@@ -210,16 +297,18 @@ pub async fn delete(
     .await
 }
 
-/// The held bytes of `id` for download or `--out`, audited as `actor`'s export to `target`.
+/// The held bytes of `id` for download or `--out`, audited as `who`'s export to `target`.
 pub async fn export(
     q: &Quarantine,
     id: &str,
-    actor: &str,
+    who: &Reviewer,
     target: &str,
     log: &AuditLog,
 ) -> Result<Vec<u8>, ReviewError> {
-    let bytes = in_quarantine(q, id, |q, id| {
-        find(q, id)?;
+    let actor = who.name.as_str();
+    let reviewer = who.clone();
+    let bytes = in_quarantine(q, id, move |q, id| {
+        authorize(&find(q, id)?, &reviewer, Act::Download)?;
         q.read(id).map_err(|e| ReviewError::Unreadable {
             id: id.to_string(),
             detail: format!(

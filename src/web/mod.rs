@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::smtp::server::Relay;
 use crate::store::quarantine::Quarantine;
-use crate::store::users::{Role, Users};
+use crate::store::users::Users;
 use auth::{Sessions, User};
 use metrics::QuarantineSize;
 
@@ -354,9 +354,4 @@ async fn scrape(State(web): State<Arc<Web>>) -> impl IntoResponse {
         )],
         web.relay.metrics.render(quarantine),
     )
-}
-
-/// Whether `u` may act on the quarantine (release, delete).
-fn manages(u: &User) -> bool {
-    u.is(Role::NetworkManager)
 }

@@ -1,8 +1,11 @@
 //! The quarantine pages: the list, one message, its download, release and delete.
 //!
-//! The network manager acts; a DSL may look (read-only). A person without the DSL role never
-//! sees a safeguarding flag's rule or evidence: a message held by one shows only that a
-//! safeguarding rule held it.
+//! Who may do what is [`crate::policy::holds`]'s rule. A message held by a safeguarding rule is
+//! the DSL's: only a DSL opens, downloads, releases (with a reason) or deletes it; the network
+//! manager's list shows only that it exists, its time and size, and "held by a safeguarding
+//! rule", and its page, download, release and delete answer 403. Every other hold is the network
+//! manager's to release or delete; a DSL may read it. A person without the DSL role never sees a
+//! safeguarding flag's rule or evidence.
 //!
 //! The preview is the message's text as plain text (an HTML part with its tags stripped, never
 //! rendered), escaped, so no script of the message runs and no remote image loads.
@@ -19,10 +22,10 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::auth::User;
-use super::{Web, manages, pages};
+use super::{Web, pages};
+use crate::policy::holds::{self, Act, Hold};
 use crate::policy::sensitive::encryption::{self, Protection};
-use crate::review::audit_search::SAFEGUARDING_RULES;
-use crate::review::quarantine::{self as review, ReviewError};
+use crate::review::quarantine::{self as review, ReviewError, Reviewer};
 use crate::store::quarantine::Held;
 
 /// Messages on one page of the list.
@@ -34,8 +37,24 @@ const LIST_PARSE_LIMIT: u64 = 16 << 20;
 const PREVIEW_CHARS: usize = 20_000;
 
 fn is_safeguarding(rule: &str) -> bool {
-    SAFEGUARDING_RULES.contains(&rule)
+    holds::is_safeguarding_rule(rule)
 }
+
+/// The account `u` as the quarantine's rule knows it.
+fn reviewer(u: &User) -> Reviewer {
+    Reviewer {
+        name: u.name.clone(),
+        roles: u.roles.clone(),
+    }
+}
+
+/// Whether `u` may read `h` (its addresses, subject, reasons and text), not only see it exists.
+fn reads(h: &Held, u: &User) -> bool {
+    holds::may(holds::kind(&h.reason), &u.roles, Act::Read)
+}
+
+/// What a person who may not read a safeguarding hold is told of it.
+const SAFEGUARDING_HOLD: &str = "Held by a safeguarding rule";
 
 /// Each item of why `h` is held (a rule's flag or finding, as its audit record has it).
 fn items(h: &Held) -> impl Iterator<Item = &Value> {
@@ -90,6 +109,12 @@ fn names_in(bytes: &[u8]) -> Vec<String> {
 
 fn matches(h: &Held, u: &User, q: &str) -> bool {
     let q = q.to_lowercase();
+    if !reads(h, u) {
+        // Only what the row shows: a search must not tell who a hidden message is to.
+        return format!("{}\n{SAFEGUARDING_HOLD}", h.id)
+            .to_lowercase()
+            .contains(&q);
+    }
     let hay = [
         h.id.clone(),
         h.mail_from.clone(),
@@ -162,7 +187,11 @@ pub async fn list(
     let shown: Vec<Held> = held.drain(..).skip((page - 1) * PAGE).take(PAGE).collect();
     // Every attachment's name, read from the held bytes of the rows shown (only those).
     let quarantine = web.quarantine();
-    let ids: Vec<(String, u64)> = shown.iter().map(|h| (h.id.clone(), h.size)).collect();
+    // Not those the person may not read: an attachment's name is the message's content.
+    let ids: Vec<(String, u64)> = shown
+        .iter()
+        .map(|h| (h.id.clone(), if reads(h, &u) { h.size } else { u64::MAX }))
+        .collect();
     let names: Vec<Vec<String>> = tokio::task::spawn_blocking(move || {
         ids.iter()
             .map(|(id, size)| {
@@ -209,9 +238,19 @@ pub async fn list(
             p.count { (total) " held" @if !q.is_empty() { " matching" } }
             div.scroll {
                 table #quarantine {
-                    thead { tr { th { "Held" } th { "From" } th { "To" } th { "Subject" } th { "Why" } th { "Attachments" } th {} } }
+                    thead { tr { th { "Held" } th { "From" } th { "To" } th { "Subject" } th { "Why" } th { "Attachments" } th { "Size" } th {} } }
                     tbody {
                         @for (i, h) in shown.iter().enumerate() {
+                            @if !reads(h, &u) {
+                                tr.held.restricted {
+                                    td.time { (pages::short_time(&h.time)) }
+                                    td.hidden colspan="3" { (SAFEGUARDING_HOLD) }
+                                    td.reason { span.rule { "safeguarding" } }
+                                    td.attachments {}
+                                    td.size { (size_text(h.size)) }
+                                    td.dsl-only { "The DSL decides" }
+                                }
+                            } @else {
                             tr.held {
                                 td.time { (pages::short_time(&h.time)) }
                                 td.sender { (h.mail_from) }
@@ -223,7 +262,9 @@ pub async fn list(
                                     }
                                 }
                                 td.attachments { (names_of(i, h)) }
+                                td.size { (size_text(h.size)) }
                                 td { a.open href=(format!("/quarantine/{}", h.id)) { "Open" } }
+                            }
                             }
                         }
                     }
@@ -241,6 +282,33 @@ pub async fn list(
         }
     };
     pages::page(StatusCode::OK, "Quarantine", Some(&u), body)
+}
+
+/// `size` bytes in words: "840 bytes", "12 KB", "3.4 MB".
+fn size_text(size: u64) -> String {
+    match size {
+        s if s < 1024 => format!("{s} bytes"),
+        s if s < 1024 * 1024 => format!("{} KB", s.div_ceil(1024)),
+        s => format!("{:.1} MB", s as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// The page a person who may not open a safeguarding hold gets (403): that it exists, when it
+/// was held, its size, and nothing else.
+fn restricted(u: &User, h: &Held) -> Response {
+    let body = html! {
+        p.back { a href="/quarantine" { "← Quarantine" } }
+        h1 { (SAFEGUARDING_HOLD) }
+        section #restricted {
+            dl {
+                dt { "Held" } dd { (pages::short_time(&h.time)) }
+                dt { "Size" } dd { (size_text(h.size)) }
+                dt { "State" } dd { (h.state) }
+            }
+            p.note { "A message held by a safeguarding rule is the DSL's decision: only an account with the dsl role can open, download, release or delete it." }
+        }
+    };
+    pages::page(StatusCode::FORBIDDEN, "Held message", Some(u), body)
 }
 
 /// The text to find and mark in the preview: flag evidence (DSL only) and the sample of each
@@ -378,18 +446,26 @@ pub async fn show(
     };
     let quarantine = web.quarantine();
     let lookup = id.clone();
+    let who = reviewer(&u);
     // Read and parsed on the blocking pool: a held message may be as large as any message.
+    // Only once the rule says this person may read it.
     let found = tokio::task::spawn_blocking(move || {
         let h = review::find(&quarantine, &lookup)?;
+        if review::authorize(&h, &who, Act::Read).is_err() {
+            return Ok::<_, ReviewError>((h, None, false));
+        }
         let parsed = quarantine.read(&lookup).ok().and_then(|b| parse(&b));
-        Ok::<_, ReviewError>((h, parsed))
+        Ok((h, parsed, true))
     })
     .await;
     let (h, parsed) = match found {
-        Ok(Ok(f)) => f,
+        Ok(Ok((h, _, false))) => return restricted(&u, &h),
+        Ok(Ok((h, parsed, true))) => (h, parsed),
         Ok(Err(e)) => return failed(&u, &e),
         Err(_) => return failed(&u, &ReviewError::NotFound(id)),
     };
+    let hold = holds::kind(&h.reason);
+    let may = |act| holds::may(hold, &u.roles, act);
     if let Err(e) = review::viewed(&web.relay.audit, &id, &u.name).await {
         tracing::error!(error = %e, "web: a view could not be audited");
         return pages::message(
@@ -408,7 +484,11 @@ pub async fn show(
         p.back { a href="/quarantine" { "← Quarantine" } }
         h1 { (h.subject.as_deref().unwrap_or("(no subject)")) }
         p.state { "Held " (pages::short_time(&h.time)) " · " (h.state)
-            @if let Some(by) = &h.acted_by { " by " (by) } }
+            @if let Some(by) = &h.acted_by { " by " (by) }
+            @if let Some(why) = &h.action_reason { ": " (why) } }
+        @if hold == Hold::Safeguarding {
+            p.hold-kind #safeguarding-hold { "Held by a safeguarding rule: the DSL decides whether it is released or deleted, with a reason kept in the audit trail." }
+        }
         section #headers {
             h2 { "Envelope and headers" }
             dl {
@@ -481,12 +561,20 @@ pub async fn show(
             }
         }
         section.actions {
-            a #download.button href=(format!("/quarantine/{}/eml", h.id)) { "Download .eml" }
-            @if manages(&u) && h.state == "held" {
+            @if may(Act::Download) {
+                a #download.button href=(format!("/quarantine/{}/eml", h.id)) { "Download .eml" }
+            }
+            @if may(Act::Release) && h.state == "held" {
                 form #release-form method="post" action=(format!("/quarantine/{}/release", h.id)) {
                     input type="hidden" name="csrf" value=(u.csrf);
+                    @if holds::needs_reason(hold, Act::Release) {
+                        label for="release-reason" { "Reason for releasing (kept in the audit trail)" }
+                        textarea #release-reason name="reason" required rows="2" {}
+                    }
                     button #release type="submit" { "Release to the recipients" }
                 }
+            }
+            @if may(Act::Delete) && h.state == "held" {
                 form #delete-form method="post" action=(format!("/quarantine/{}/delete", h.id)) {
                     input type="hidden" name="csrf" value=(u.csrf);
                     label for="reason" { "Reason for deleting (kept in the audit trail)" }
@@ -504,7 +592,8 @@ fn failed(u: &User, e: &ReviewError) -> Response {
     let status = match e {
         ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
         ReviewError::AlreadyActed { .. } | ReviewError::Busy(_) => StatusCode::CONFLICT,
-        ReviewError::NoReason => StatusCode::BAD_REQUEST,
+        ReviewError::NoReason(_) => StatusCode::BAD_REQUEST,
+        ReviewError::Forbidden { .. } => StatusCode::FORBIDDEN,
         ReviewError::Timeout { .. } | ReviewError::Delivery { .. } => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -530,7 +619,7 @@ pub async fn download(
     match review::export(
         &quarantine,
         &id,
-        &u.name,
+        &reviewer(&u),
         "a web download",
         &web.relay.audit,
     )
@@ -557,40 +646,53 @@ pub async fn download(
     }
 }
 
-/// `POST /quarantine/{id}/release`: network manager only.
+/// `POST /quarantine/{id}/release` (with a reason for a safeguarding hold): whoever decides
+/// the hold, as [`crate::policy::holds`] says; 403 for anyone else.
 pub async fn release(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let u = match web.post_user(&headers, &body, manages).await {
-        Ok((u, _)) => u,
+    let (u, form) = match web.post_user(&headers, &body, User::sees_quarantine).await {
+        Ok(found) => found,
         Err(r) => return r,
     };
+    let reason = form.get("reason").map(str::to_string);
     let quarantine = web.quarantine();
     let hop = web.relay.next_hop();
     let timeout = web.relay.config().relay.next_hop_timeout.0;
-    match review::release(&quarantine, &id, &u.name, &hop, timeout, &web.relay.audit).await {
+    let who = reviewer(&u);
+    match review::release(
+        &quarantine,
+        &id,
+        &who,
+        reason.as_deref(),
+        &hop,
+        timeout,
+        &web.relay.audit,
+    )
+    .await
+    {
         Ok(_) => done("released", &id),
         Err(e) => failed(&u, &e),
     }
 }
 
-/// `POST /quarantine/{id}/delete` with a reason: network manager only.
+/// `POST /quarantine/{id}/delete` with a reason: whoever decides the hold; 403 for anyone else.
 pub async fn delete(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (u, form) = match web.post_user(&headers, &body, manages).await {
+    let (u, form) = match web.post_user(&headers, &body, User::sees_quarantine).await {
         Ok(found) => found,
         Err(r) => return r,
     };
     let reason = form.get("reason").unwrap_or("").to_string();
     let quarantine = web.quarantine();
-    match review::delete(&quarantine, &id, &u.name, &reason, &web.relay.audit).await {
+    match review::delete(&quarantine, &id, &reviewer(&u), &reason, &web.relay.audit).await {
         Ok(()) => done("deleted", &id),
         Err(e) => failed(&u, &e),
     }

@@ -4,6 +4,11 @@
 //! investigation ([`export`]); `purge` applies `[audit] retention_days` by hand (the gateway
 //! does it daily); `checkpoint` records and prints the head, for keeping somewhere else.
 //! [`keeper`] is what `serve` runs in the background: checkpoints and the retention purge.
+//!
+//! `export` and `purge` act as a person, named by `--as`: an existing account with the `dsl`
+//! role (the audit trail is the DSL's evidence; a purge removes records, so it is the DSL's
+//! too, never that of someone whose own actions it records). `verify` and `checkpoint` read or
+//! record the chain's head and need no account.
 
 pub use crate::review::csv;
 pub mod export;
@@ -21,7 +26,8 @@ use crate::store::{Backend, Checkpoint, StoreError, verify};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Who is acting, for the audit trail (default: the OS user).
+    /// The account acting, for the audit trail: an existing account with the dsl role.
+    /// Required for export and purge.
     #[arg(long = "as", value_name = "NAME", global = true)]
     pub actor: Option<String>,
     #[command(subcommand)]
@@ -65,14 +71,21 @@ fn parse_checkpoint(s: &str) -> Result<Checkpoint, String> {
 
 pub fn run(config_path: &Path, args: AuditArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let actor = args
-        .actor
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(super::quarantine::os_user);
+    let named = args.actor.as_deref();
+    let dsl = |command: &str| {
+        super::account::with_role(&config, named, command, crate::store::users::Role::Dsl)
+            .map(|a| a.name)
+    };
     match args.command {
         AuditCommand::Verify { checkpoint } => run_verify(&config, &checkpoint),
-        AuditCommand::Export(a) => export::run(&config, &actor, a),
-        AuditCommand::Purge => purge(&config, &actor),
+        AuditCommand::Export(a) => {
+            require_database(&config)?;
+            export::run(&config, &dsl("audit export")?, a)
+        }
+        AuditCommand::Purge => {
+            require_database(&config)?;
+            purge(&config, &dsl("audit purge")?)
+        }
         AuditCommand::Checkpoint => checkpoint(&config),
     }
 }
