@@ -69,6 +69,8 @@ const MESSAGES: [(&str, &str, &str, &str, &str); 6] = [
 /// stopped so that nothing else is appended while the exports run.
 fn trail() -> Gateway {
     let mut gw = Gateway::start(common::relay_only);
+    // The export is the DSL's: `--as` names an account with the dsl role.
+    gw.add_user("dsl", &["dsl"], "dsl password 12");
     let mut c = Client::ready(gw.port);
     for (i, (from, to, to_header, subject, _)) in MESSAGES.iter().enumerate() {
         let m = plain_message(from, to_header, subject, &format!("x{i}@test"), "Hello.");
@@ -360,6 +362,8 @@ fn bad_arguments_say_what_is_wrong_and_write_nothing() {
     let out = gw.cli(&[
         "audit",
         "export",
+        "--as",
+        "dsl",
         "--format",
         "csv",
         "--rule",
@@ -375,6 +379,8 @@ fn bad_arguments_say_what_is_wrong_and_write_nothing() {
     let out = gw.cli(&[
         "audit",
         "export",
+        "--as",
+        "dsl",
         "--format",
         "csv",
         "--since",
@@ -387,6 +393,8 @@ fn bad_arguments_say_what_is_wrong_and_write_nothing() {
     let out = gw.cli(&[
         "audit",
         "export",
+        "--as",
+        "dsl",
         "--format",
         "csv",
         "--out",

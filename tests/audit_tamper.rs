@@ -180,6 +180,7 @@ fn tampering_is_caught_and_named() {
     // chain grows over the gap, but the cut is still named.
     let c = copy(&gw, |_| {});
     sqlite(&c.db, &format!("DELETE FROM audit WHERE seq > {keep};"));
+    common::http::add_user(&c.config, "dsl", &["dsl"], "dsl password 12");
     let out = schoolgate(&c, &["audit", "export", "--format", "jsonl", "--as", "dsl"]);
     assert!(
         out.status.success(),
@@ -253,7 +254,9 @@ fn a_retention_purge_keeps_the_chain_verifiable_and_is_audited() {
         &c.db,
         "UPDATE audit SET time = '2020-01-01T00:00:00Z' WHERE seq <= 4;",
     );
-    let out = schoolgate(&c, &["audit", "purge", "--as", "netman"]);
+    // The purge is the DSL's (the audit trail is the DSL's evidence).
+    common::http::add_user(&c.config, "ms.dsl", &["dsl"], "dsl password 12");
+    let out = schoolgate(&c, &["audit", "purge", "--as", "ms.dsl"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -279,7 +282,7 @@ fn a_retention_purge_keeps_the_chain_verifiable_and_is_audited() {
         .unwrap();
     assert_eq!(first, 5);
     let purge: serde_json::Value = serde_json::from_str(&record).unwrap();
-    assert_eq!(purge["action"]["actor"], "netman");
+    assert_eq!(purge["action"]["actor"], "ms.dsl");
     assert_eq!(purge["purge"]["last_seq"], 4);
     assert_eq!(
         purge["purge"]["last_hash"],

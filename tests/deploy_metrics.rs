@@ -153,7 +153,17 @@ fn metrics_count_verdicts_rules_latency_and_the_quarantine() {
     let held: serde_json::Value =
         serde_json::from_slice(&list.stdout).expect("quarantine list --json");
     let id = held[0]["id"].as_str().expect("a held id").to_string();
-    let out = gw.cli(&["quarantine", "release", &id, "--as", "tester"]);
+    // Whichever kind of hold it is, an account with both roles may release it, with a reason.
+    gw.add_user("tester", &["network-manager", "dsl"], "tester password 1");
+    let out = gw.cli(&[
+        "quarantine",
+        "release",
+        &id,
+        "--as",
+        "tester",
+        "--reason",
+        "checked",
+    ]);
     assert!(
         out.status.success(),
         "release: {}",

@@ -355,9 +355,17 @@ fn quarantine_schoolgate_holds_the_outgoing_bytes_and_postfix_discards() {
         "nothing left through Postfix"
     );
 
-    let out = rig
-        .gw
-        .cli(&["quarantine", "release", &id, "--as", "netman"]);
+    // Held by a safeguarding rule: the DSL's to release, with a reason.
+    rig.gw.add_user("ms.dsl", &["dsl"], "dsl password 12");
+    let out = rig.gw.cli(&[
+        "quarantine",
+        "release",
+        &id,
+        "--as",
+        "ms.dsl",
+        "--reason",
+        "checked with the teacher",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let released: Vec<_> = rig
         .gw

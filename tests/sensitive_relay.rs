@@ -119,6 +119,16 @@ fn a_class_list_in_clear_is_held_the_sender_told_and_a_release_delivers_it_once(
 
     // The network manager releases it: delivered exactly once, as held, audited.
     let held = std::fs::read(gw.state_dir.join(format!("quarantine/{id}.eml"))).unwrap();
+    gw.add_user("netman", &["network-manager"], "netman password 1");
+    gw.add_user("ms.dsl", &["dsl"], "dsl password 12");
+    // A held attachment is the network manager's: a DSL may not release it.
+    let refused = gw.cli(&["quarantine", "release", &id, "--as", "ms.dsl"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("network-manager role"),
+        "{refused:?}"
+    );
+    assert!(to(&gw, COUNTY).is_empty(), "the DSL released nothing");
     let out = gw.cli(&["quarantine", "release", &id, "--as", "netman"]);
     assert!(out.status.success(), "{out:?}");
     let delivered = to(&gw, COUNTY);

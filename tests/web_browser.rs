@@ -315,7 +315,7 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
         browser.exists("p.empty"),
         "the quarantine is not shown empty"
     );
-    let shown = gw.cli_ok(&["quarantine", "show", &referral]);
+    let shown = gw.cli_ok(&["quarantine", "show", &referral, "--as", NETWORK_MANAGER.0]);
     assert!(shown.contains("state:    deleted"), "{shown}");
     assert!(
         shown.contains(&format!("by {}", NETWORK_MANAGER.0)) && shown.contains(DELETE_REASON),
@@ -392,6 +392,8 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
     let cli = gw.cli(&[
         "audit",
         "export",
+        "--as",
+        DSL.0,
         "--format",
         "csv",
         "--rule",
@@ -469,6 +471,139 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
         setup.as_secs_f64(),
         (started.elapsed() - setup).as_secs_f64()
     );
+}
+
+/// Issue 14's check in a real browser: a message held by a safeguarding rule is the DSL's. The
+/// network manager's list and page show that it exists, when and how large, and neither its
+/// text nor a release; the DSL reads it, releases it with a reason, and the next hop gets it
+/// exactly once. Both views are photographed at desktop and phone widths.
+#[test]
+fn the_dsl_releases_a_safeguarding_hold_with_a_reason_and_the_network_manager_sees_only_that_it_exists()
+ {
+    let sink = Sink::start(SinkBehaviour::accept());
+    let gw = Gateway::start(|cfg| {
+        set(
+            cfg,
+            "school.directory",
+            sensitive_fixtures()
+                .join("directory.csv")
+                .to_string_lossy()
+                .into_owned(),
+        );
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+        set(cfg, "relay.next_hop", sink.url());
+    });
+    gw.add_user(NETWORK_MANAGER.0, &["network-manager"], NETWORK_MANAGER.1);
+    gw.add_user(DSL.0, &["dsl"], DSL.1);
+    const SUBJECT: &str = "Our little secret";
+    const TEXT: &str = "Mo, delete this after reading. Don't tell your mum we talk here.";
+    let message = common::plain_message(
+        STAFF,
+        PUPIL_PERSONAL,
+        SUBJECT,
+        "secret.1@example-academy.sch.uk",
+        TEXT,
+    );
+    let reply = send(&gw, STAFF, PUPIL_PERSONAL, &message);
+    assert!(reply.contains("held for review"), "not held: {reply}");
+    let id = reply.rsplit(' ').next().unwrap().trim().to_string();
+    let hidden = [SUBJECT, "delete this after reading", PUPIL_PERSONAL, STAFF, "pupil-personal-address"];
+
+    let mut browser = Browser::start();
+    browser.set_base(format!("http://127.0.0.1:{}", gw.web_port()));
+
+    // The network manager: one row, saying only that a safeguarding rule holds a message.
+    log_in(&browser, NETWORK_MANAGER);
+    expect_page(&browser, "/quarantine", "a network manager lands on the quarantine");
+    let rows = browser.find_all("table#quarantine tr.held");
+    assert_eq!(rows.len(), 1, "one held message");
+    let row = rows[0].text();
+    assert!(row.contains("Held by a safeguarding rule"), "the row: {row}");
+    assert!(
+        browser.find_all("table#quarantine tr.held a.open").is_empty(),
+        "the network manager is offered to open a safeguarding hold"
+    );
+    let page_text = browser.page_text();
+    for secret in hidden {
+        assert!(
+            !page_text.contains(secret),
+            "the network manager's list shows {secret:?}: {page_text}"
+        );
+    }
+    browser.screenshots("safeguarding-hold-list-network-manager");
+    browser.assert_fits_on_a_phone("table#quarantine tr.held td.hidden");
+    // The message's own address, typed in: its existence, time and size; nothing to act on.
+    browser.goto(&format!("/quarantine/{id}"));
+    assert_eq!(browser.text("h1"), "Held by a safeguarding rule");
+    let page_text = browser.page_text();
+    for secret in hidden {
+        assert!(
+            !page_text.contains(secret),
+            "the network manager's message page shows {secret:?}: {page_text}"
+        );
+    }
+    for absent in ["section#preview", "button#release", "button#delete", "a#download"] {
+        assert!(
+            !browser.exists(absent),
+            "the network manager's page has {absent}"
+        );
+    }
+    assert!(browser.text("section#restricted").contains("bytes"), "the size");
+    browser.screenshots("safeguarding-hold-network-manager");
+    browser.click("button#logout");
+
+    // The DSL: the list names it, the page shows the text and the flag, and a release needs
+    // a reason.
+    log_in(&browser, DSL);
+    browser.click("a#nav-quarantine");
+    expect_page(&browser, "/quarantine", "the quarantine link");
+    held_row(&browser, SUBJECT).find("a.open").click();
+    expect_page(&browser, &format!("/quarantine/{id}"), "the DSL opens the hold");
+    assert!(
+        browser.text("section#preview").contains(TEXT),
+        "the DSL reads the text"
+    );
+    assert!(browser.exists("#safeguarding-hold"), "the page says whose decision it is");
+    assert!(
+        browser.text("section#flags").contains("pupil-personal-address"),
+        "the flag is shown to the DSL"
+    );
+    assert_eq!(
+        browser
+            .find("textarea#release-reason")
+            .attr("required")
+            .as_deref()
+            .map(|r| r == "true" || r.is_empty()),
+        Some(true),
+        "the release's reason is required"
+    );
+    browser.screenshots("safeguarding-hold-dsl");
+    browser.assert_fits_on_a_phone("button#release");
+    browser.assert_fits_on_a_phone("textarea#release-reason");
+    const WHY: &str = "Spoke to Mr Baker and Mo's mother: a revision timetable, nothing more";
+    browser.set_field("textarea#release-reason", WHY);
+    browser.click("button#release");
+    expect_page(&browser, "/quarantine", "releasing leads back to the list");
+    assert!(browser.text(".notice").contains("Released"));
+    browser.screenshots("safeguarding-hold-released-dsl");
+    assert!(
+        gw.wait_for(Duration::from_secs(10), || !at_next_hop(&sink, "secret.1@").is_empty()),
+        "the released message never reached the next hop; the sink saw:\n{}",
+        sink.transcript()
+    );
+    let release = action_record(&gw, &format!("quarantine release {id}"));
+    assert_eq!(release.record["action"]["actor"], DSL.0, "{}", release.record_json);
+    assert!(
+        release.record_json.contains(WHY) && release.record_json.contains("safeguarding hold"),
+        "the reason is not in the audit trail: {}",
+        release.record_json
+    );
+    assert_eq!(at_next_hop(&sink, "secret.1@").len(), 1, "delivered once");
+    common::verify_audit_chain(&gw.audit_records()).expect("the audit chain is whole");
 }
 
 /// A page of our own, served in-test, on which the harness itself is proved: a form that
