@@ -205,9 +205,9 @@ fn held_released_once_deleted_and_audited() {
     assert!(to_pupil(&gw).len() == 1);
 
     // The audit commands: export and purge are the DSL's; verify needs no account.
-    let err = fails(&gw, &["audit", "export", "--as", "netman"]);
+    let err = fails(&gw, &["audit", "export", "--format", "csv", "--as", "netman"]);
     assert!(err.contains("audit export needs an account with the dsl role"), "{err}");
-    let err = fails(&gw, &["audit", "export"]);
+    let err = fails(&gw, &["audit", "export", "--format", "csv"]);
     assert!(err.contains("needs --as NAME"), "{err}");
     let err = fails(&gw, &["audit", "purge", "--as", "netman"]);
     assert!(err.contains("audit purge needs an account with the dsl role"), "{err}");

@@ -525,7 +525,8 @@ fn an_html_part_with_a_script_and_a_remote_image_shows_as_inert_text() {
          <a href=\"javascript:alert(2)\">click</a></body></html>\r\n"
     );
     let id = send_held(&gw, message.as_bytes());
-    let mut nm = Browser::logged_in(gw.web_port(), "netman", PASSWORD);
+    // Held by a safeguarding rule: the DSL's to open.
+    let mut nm = Browser::logged_in(gw.web_port(), "dsl", PASSWORD);
     let r = nm.get(&format!("/quarantine/{id}"));
     assert_eq!(r.status, 200);
     let t = r.text();

@@ -332,3 +332,112 @@ pub async fn export(
 pub async fn viewed(log: &AuditLog, id: &str, actor: &str) -> Result<(), StoreError> {
     audit(log, actor, format!("quarantine show {id} by {actor}")).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::next_hop::NextHopAddress;
+    use crate::store::quarantine::NewHeld;
+    use crate::store::sqlite::SqliteBackend;
+    use serde_json::json;
+
+    fn hold(q: &Quarantine, id: &str, reason: serde_json::Value) {
+        let rcpt = vec!["mo.hussain2012@gmail.com".to_string()];
+        q.hold(
+            &NewHeld {
+                id,
+                mail_from: "t.baker@school.example",
+                rcpt_to: &rcpt,
+                subject: Some("Revision"),
+                reason,
+                smtputf8: false,
+                body_8bit: false,
+                delivery_key: "",
+            },
+            format!("Subject: Revision {id}\r\n\r\nSee you Monday.\r\n").as_bytes(),
+        )
+        .unwrap();
+        assert!(q.confirm(id).unwrap());
+    }
+
+    fn who(name: &str, roles: &[Role]) -> Reviewer {
+        Reviewer {
+            name: name.into(),
+            roles: roles.to_vec(),
+        }
+    }
+
+    fn delivered(outbox: &std::path::Path) -> usize {
+        std::fs::read_dir(outbox.join("new"))
+            .map(|d| d.flatten().filter(|e| e.path().is_file()).count())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_safeguarding_hold_is_released_or_deleted_only_by_a_dsl_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path());
+        let log = AuditLog::start(Box::new(SqliteBackend::open(dir.path()).unwrap())).unwrap();
+        let outbox = dir.path().join("outbox");
+        let address = NextHopAddress::parse(&format!("outbox:{}", outbox.display())).unwrap();
+        let hop = NextHop::new(&address, None, "gw.test", Duration::from_secs(5)).unwrap();
+        let t = Duration::from_secs(5);
+        let flag = json!([{"rule": "pupil-personal-address", "detail": "d", "evidence": "e", "action": "quarantine"}]);
+        hold(&q, "S1", flag.clone());
+        hold(&q, "S2", flag);
+        let nm = who("netman", &[Role::NetworkManager]);
+        let dsl = who("ms.dsl", &[Role::Dsl]);
+
+        let refused = release(&q, "S1", &nm, Some("fine"), &hop, t, &log).await;
+        assert!(matches!(refused, Err(ReviewError::Forbidden { .. })), "{refused:?}");
+        let refused = delete(&q, "S1", &nm, "spam", &log).await;
+        assert!(matches!(refused, Err(ReviewError::Forbidden { .. })), "{refused:?}");
+        let refused = export(&q, "S1", &nm, "a file", &log).await;
+        assert!(matches!(refused, Err(ReviewError::Forbidden { .. })), "{refused:?}");
+        for blank in [None, Some(""), Some("  \t")] {
+            let refused = release(&q, "S1", &dsl, blank, &hop, t, &log).await;
+            assert!(matches!(refused, Err(ReviewError::NoReason("release"))), "{refused:?}");
+        }
+        assert_eq!(find(&q, "S1").unwrap().state, "held");
+        assert_eq!(delivered(&outbox), 0);
+
+        release(&q, "S1", &dsl, Some(" spoke to the parent "), &hop, t, &log)
+            .await
+            .unwrap();
+        let h = find(&q, "S1").unwrap();
+        assert_eq!(h.state, "released");
+        assert_eq!(h.acted_by.as_deref(), Some("ms.dsl"));
+        assert_eq!(h.action_reason.as_deref(), Some("spoke to the parent"));
+        assert_eq!(delivered(&outbox), 1);
+        let again = release(&q, "S1", &dsl, Some("again"), &hop, t, &log).await;
+        assert!(matches!(again, Err(ReviewError::AlreadyActed { .. })), "{again:?}");
+        assert_eq!(delivered(&outbox), 1, "delivered once");
+
+        assert!(export(&q, "S2", &dsl, "a file", &log).await.is_ok());
+        delete(&q, "S2", &dsl, "kept as evidence", &log).await.unwrap();
+        assert_eq!(find(&q, "S2").unwrap().state, "deleted");
+    }
+
+    #[tokio::test]
+    async fn a_sensitive_hold_is_the_network_managers() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::new(dir.path());
+        let log = AuditLog::start(Box::new(SqliteBackend::open(dir.path()).unwrap())).unwrap();
+        let outbox = dir.path().join("outbox");
+        let address = NextHopAddress::parse(&format!("outbox:{}", outbox.display())).unwrap();
+        let hop = NextHop::new(&address, None, "gw.test", Duration::from_secs(5)).unwrap();
+        let t = Duration::from_secs(5);
+        hold(
+            &q,
+            "A1",
+            json!([{"rule": "unencrypted-sensitive-attachment", "attachment": "7B.csv", "detail": "d", "action": "quarantine"}]),
+        );
+        let dsl = who("ms.dsl", &[Role::Dsl]);
+        let nm = who("netman", &[Role::NetworkManager]);
+        let refused = release(&q, "A1", &dsl, Some("fine"), &hop, t, &log).await;
+        assert!(matches!(refused, Err(ReviewError::Forbidden { .. })), "{refused:?}");
+        assert!(export(&q, "A1", &dsl, "a file", &log).await.is_ok(), "a DSL may read it");
+        release(&q, "A1", &nm, None, &hop, t, &log).await.unwrap();
+        assert_eq!(delivered(&outbox), 1);
+    }
+}
