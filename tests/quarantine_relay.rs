@@ -90,41 +90,105 @@ fn held_released_once_deleted_and_audited() {
         assert_eq!(list[0]["restricted"], true, "{text}");
         assert!(list[0]["size"].as_u64().unwrap_or(0) > 0, "{text}");
         for hidden in [PUPIL, FROM, "Homework", "pupil-personal-address"] {
-            assert!(!text.contains(hidden), "{who:?}'s list shows {hidden}: {text}");
+            assert!(
+                !text.contains(hidden),
+                "{who:?}'s list shows {hidden}: {text}"
+            );
         }
     }
     let line = ok(&gw, &["quarantine", "list", "--as", "netman"]);
-    assert!(line.contains("held by a safeguarding rule") && !line.contains(PUPIL), "{line}");
+    assert!(
+        line.contains("held by a safeguarding rule") && !line.contains(PUPIL),
+        "{line}"
+    );
     let shown = ok(&gw, &["quarantine", "show", &id, "--as", "netman"]);
     assert!(shown.contains("held by a safeguarding rule"), "{shown}");
     for hidden in [PUPIL, FROM, "Homework", "pupil-personal-address"] {
-        assert!(!shown.contains(hidden), "show as netman shows {hidden}: {shown}");
+        assert!(
+            !shown.contains(hidden),
+            "show as netman shows {hidden}: {shown}"
+        );
     }
     // The DSL sees all of it.
-    let list: Value =
-        serde_json::from_str(&ok(&gw, &["quarantine", "list", "--json", "--as", "ms.dsl"]))
-            .expect("JSON");
+    let list: Value = serde_json::from_str(&ok(
+        &gw,
+        &["quarantine", "list", "--json", "--as", "ms.dsl"],
+    ))
+    .expect("JSON");
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     assert_eq!(list[0]["rcpt_to"][0], PUPIL);
     assert_eq!(list[0]["reason"][0]["rule"], "pupil-personal-address");
     assert_eq!(list[0]["hold"], "safeguarding");
     let shown = ok(&gw, &["quarantine", "show", &id, "--as", "ms.dsl"]);
-    assert!(shown.contains(PUPIL) && shown.contains("Homework"), "{shown}");
+    assert!(
+        shown.contains(PUPIL) && shown.contains("Homework"),
+        "{shown}"
+    );
     let held_bytes = std::fs::read(gw.state_dir.join(format!("quarantine/{id}.eml"))).unwrap();
 
     // --as must name an existing account, holding the role the action needs.
     let err = fails(&gw, &["quarantine", "show", &id]);
     assert!(err.contains("needs --as NAME"), "{err}");
-    let err = fails(&gw, &["quarantine", "release", &id, "--as", "ghost", "--reason", "x"]);
+    let err = fails(
+        &gw,
+        &[
+            "quarantine",
+            "release",
+            &id,
+            "--as",
+            "ghost",
+            "--reason",
+            "x",
+        ],
+    );
     assert!(err.contains("no account \"ghost\""), "{err}");
     let copy = gw.dir.path().join("copy.eml");
     let copy_arg = copy.to_str().unwrap();
-    let err = fails(&gw, &["quarantine", "export", &id, "--out", copy_arg, "--as", "netman"]);
-    assert!(err.contains("safeguarding rule") && err.contains("dsl role"), "{err}");
+    let err = fails(
+        &gw,
+        &[
+            "quarantine",
+            "export",
+            &id,
+            "--out",
+            copy_arg,
+            "--as",
+            "netman",
+        ],
+    );
+    assert!(
+        err.contains("safeguarding rule") && err.contains("dsl role"),
+        "{err}"
+    );
     assert!(!copy.exists(), "nothing exported");
-    let err = fails(&gw, &["quarantine", "release", &id, "--as", "netman", "--reason", "fine"]);
-    assert!(err.contains("netman may not release") && err.contains("dsl role"), "{err}");
-    let err = fails(&gw, &["quarantine", "delete", &id, "--as", "netman", "--reason", "spam"]);
+    let err = fails(
+        &gw,
+        &[
+            "quarantine",
+            "release",
+            &id,
+            "--as",
+            "netman",
+            "--reason",
+            "fine",
+        ],
+    );
+    assert!(
+        err.contains("netman may not release") && err.contains("dsl role"),
+        "{err}"
+    );
+    let err = fails(
+        &gw,
+        &[
+            "quarantine",
+            "delete",
+            &id,
+            "--as",
+            "netman",
+            "--reason",
+            "spam",
+        ],
+    );
     assert!(err.contains("netman may not delete"), "{err}");
     let err = fails(&gw, &["quarantine", "release", &id, "--as", "ms.dsl"]);
     assert!(err.contains("needs --reason"), "{err}");
@@ -132,7 +196,15 @@ fn held_released_once_deleted_and_audited() {
 
     ok(
         &gw,
-        &["quarantine", "export", &id, "--out", copy_arg, "--as", "ms.dsl"],
+        &[
+            "quarantine",
+            "export",
+            &id,
+            "--out",
+            copy_arg,
+            "--as",
+            "ms.dsl",
+        ],
     );
     assert_eq!(
         std::fs::read(&copy).unwrap(),
@@ -143,7 +215,15 @@ fn held_released_once_deleted_and_audited() {
     let why = "Checked with the teacher: homework for a pupil off sick";
     ok(
         &gw,
-        &["quarantine", "release", &id, "--as", "ms.dsl", "--reason", why],
+        &[
+            "quarantine",
+            "release",
+            &id,
+            "--as",
+            "ms.dsl",
+            "--reason",
+            why,
+        ],
     );
     let out = to_pupil(&gw);
     assert_eq!(out.len(), 1, "released once");
@@ -162,7 +242,15 @@ fn held_released_once_deleted_and_audited() {
     );
     assert!(held(&gw).is_empty(), "a released message is no longer held");
 
-    let again = gw.cli(&["quarantine", "release", &id, "--as", "ms.dsl", "--reason", why]);
+    let again = gw.cli(&[
+        "quarantine",
+        "release",
+        &id,
+        "--as",
+        "ms.dsl",
+        "--reason",
+        why,
+    ]);
     assert_eq!(again.status.code(), Some(2));
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("already released"), "{err}");
@@ -205,13 +293,25 @@ fn held_released_once_deleted_and_audited() {
     assert!(to_pupil(&gw).len() == 1);
 
     // The audit commands: export and purge are the DSL's; verify needs no account.
-    let err = fails(&gw, &["audit", "export", "--format", "csv", "--as", "netman"]);
-    assert!(err.contains("audit export needs an account with the dsl role"), "{err}");
+    let err = fails(
+        &gw,
+        &["audit", "export", "--format", "csv", "--as", "netman"],
+    );
+    assert!(
+        err.contains("audit export needs an account with the dsl role"),
+        "{err}"
+    );
     let err = fails(&gw, &["audit", "export", "--format", "csv"]);
     assert!(err.contains("needs --as NAME"), "{err}");
     let err = fails(&gw, &["audit", "purge", "--as", "netman"]);
-    assert!(err.contains("audit purge needs an account with the dsl role"), "{err}");
-    let exported = ok(&gw, &["audit", "export", "--as", "ms.dsl", "--format", "jsonl"]);
+    assert!(
+        err.contains("audit purge needs an account with the dsl role"),
+        "{err}"
+    );
+    let exported = ok(
+        &gw,
+        &["audit", "export", "--as", "ms.dsl", "--format", "jsonl"],
+    );
     assert!(exported.contains(&format!("quarantine release {id}")));
 
     // The gateway writes again after the CLI did; the chain holds.

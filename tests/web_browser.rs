@@ -511,20 +511,35 @@ fn the_dsl_releases_a_safeguarding_hold_with_a_reason_and_the_network_manager_se
     let reply = send(&gw, STAFF, PUPIL_PERSONAL, &message);
     assert!(reply.contains("held for review"), "not held: {reply}");
     let id = reply.rsplit(' ').next().unwrap().trim().to_string();
-    let hidden = [SUBJECT, "delete this after reading", PUPIL_PERSONAL, STAFF, "pupil-personal-address"];
+    let hidden = [
+        SUBJECT,
+        "delete this after reading",
+        PUPIL_PERSONAL,
+        STAFF,
+        "pupil-personal-address",
+    ];
 
     let mut browser = Browser::start();
     browser.set_base(format!("http://127.0.0.1:{}", gw.web_port()));
 
     // The network manager: one row, saying only that a safeguarding rule holds a message.
     log_in(&browser, NETWORK_MANAGER);
-    expect_page(&browser, "/quarantine", "a network manager lands on the quarantine");
+    expect_page(
+        &browser,
+        "/quarantine",
+        "a network manager lands on the quarantine",
+    );
     let rows = browser.find_all("table#quarantine tr.held");
     assert_eq!(rows.len(), 1, "one held message");
     let row = rows[0].text();
-    assert!(row.contains("Held by a safeguarding rule"), "the row: {row}");
     assert!(
-        browser.find_all("table#quarantine tr.held a.open").is_empty(),
+        row.contains("Held by a safeguarding rule"),
+        "the row: {row}"
+    );
+    assert!(
+        browser
+            .find_all("table#quarantine tr.held a.open")
+            .is_empty(),
         "the network manager is offered to open a safeguarding hold"
     );
     let page_text = browser.page_text();
@@ -546,13 +561,21 @@ fn the_dsl_releases_a_safeguarding_hold_with_a_reason_and_the_network_manager_se
             "the network manager's message page shows {secret:?}: {page_text}"
         );
     }
-    for absent in ["section#preview", "button#release", "button#delete", "a#download"] {
+    for absent in [
+        "section#preview",
+        "button#release",
+        "button#delete",
+        "a#download",
+    ] {
         assert!(
             !browser.exists(absent),
             "the network manager's page has {absent}"
         );
     }
-    assert!(browser.text("section#restricted").contains("bytes"), "the size");
+    assert!(
+        browser.text("section#restricted").contains("bytes"),
+        "the size"
+    );
     browser.screenshots("safeguarding-hold-network-manager");
     browser.click("button#logout");
 
@@ -562,14 +585,23 @@ fn the_dsl_releases_a_safeguarding_hold_with_a_reason_and_the_network_manager_se
     browser.click("a#nav-quarantine");
     expect_page(&browser, "/quarantine", "the quarantine link");
     held_row(&browser, SUBJECT).find("a.open").click();
-    expect_page(&browser, &format!("/quarantine/{id}"), "the DSL opens the hold");
+    expect_page(
+        &browser,
+        &format!("/quarantine/{id}"),
+        "the DSL opens the hold",
+    );
     assert!(
         browser.text("section#preview").contains(TEXT),
         "the DSL reads the text"
     );
-    assert!(browser.exists("#safeguarding-hold"), "the page says whose decision it is");
     assert!(
-        browser.text("section#flags").contains("pupil-personal-address"),
+        browser.exists("#safeguarding-hold"),
+        "the page says whose decision it is"
+    );
+    assert!(
+        browser
+            .text("section#flags")
+            .contains("pupil-personal-address"),
         "the flag is shown to the DSL"
     );
     assert_eq!(
@@ -591,12 +623,17 @@ fn the_dsl_releases_a_safeguarding_hold_with_a_reason_and_the_network_manager_se
     assert!(browser.text(".notice").contains("Released"));
     browser.screenshots("safeguarding-hold-released-dsl");
     assert!(
-        gw.wait_for(Duration::from_secs(10), || !at_next_hop(&sink, "secret.1@").is_empty()),
+        gw.wait_for(Duration::from_secs(10), || !at_next_hop(&sink, "secret.1@")
+            .is_empty()),
         "the released message never reached the next hop; the sink saw:\n{}",
         sink.transcript()
     );
     let release = action_record(&gw, &format!("quarantine release {id}"));
-    assert_eq!(release.record["action"]["actor"], DSL.0, "{}", release.record_json);
+    assert_eq!(
+        release.record["action"]["actor"], DSL.0,
+        "{}",
+        release.record_json
+    );
     assert!(
         release.record_json.contains(WHY) && release.record_json.contains("safeguarding hold"),
         "the reason is not in the audit trail: {}",

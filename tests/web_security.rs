@@ -156,7 +156,10 @@ fn nothing_is_reachable_without_a_session_and_no_post_without_its_token() {
     );
     assert_eq!(r.status, 403);
     // With its own token but no reason: a safeguarding hold's release needs one.
-    for blank in [vec![("csrf", csrf.as_str())], vec![("csrf", &csrf), ("reason", " \t ")]] {
+    for blank in [
+        vec![("csrf", csrf.as_str())],
+        vec![("csrf", &csrf), ("reason", " \t ")],
+    ] {
         let r = nm.post(&format!("/quarantine/{id}/release"), &blank);
         assert_eq!(r.status, 400, "release with {blank:?}: {}", r.text());
         assert!(r.text().contains("needs a reason"), "{}", r.text());
@@ -235,19 +238,26 @@ fn a_safeguarding_hold_is_the_dsls_and_the_network_manager_sees_only_that_it_exi
         let r = nm.get(path);
         assert_eq!(r.status, 403, "GET {path} as a network manager");
     }
-    let hidden = ["Trip", body, PUPIL, FROM, "pupil-personal-address", "Homework"];
+    let hidden = [
+        "Trip",
+        body,
+        PUPIL,
+        FROM,
+        "pupil-personal-address",
+        "Homework",
+    ];
     let list = nm.get("/quarantine");
     assert_eq!(list.status, 200);
     let t = list.text();
-    assert!(
-        !t.contains("nav-flags") && !t.contains("nav-audit"),
-        "{t}"
-    );
+    assert!(!t.contains("nav-flags") && !t.contains("nav-audit"), "{t}");
     for secret in hidden {
         assert!(!t.contains(secret), "the list shows {secret:?}:\n{t}");
     }
     assert!(t.contains("Held by a safeguarding rule"), "{t}");
-    assert!(t.contains(&format!("{} bytes", held_bytes.len())) || t.contains(" KB"), "the size: {t}");
+    assert!(
+        t.contains(&format!("{} bytes", held_bytes.len())) || t.contains(" KB"),
+        "the size: {t}"
+    );
     assert!(
         !t.contains(&format!("href=\"/quarantine/{id}\"")),
         "the list offers to open it:\n{t}"
@@ -263,13 +273,17 @@ fn a_safeguarding_hold_is_the_dsls_and_the_network_manager_sees_only_that_it_exi
     }
     assert!(t.contains("Held by a safeguarding rule"), "{t}");
     assert!(
-        !t.contains("id=\"release\"") && !t.contains("id=\"delete\"") && !t.contains("id=\"download\""),
+        !t.contains("id=\"release\"")
+            && !t.contains("id=\"delete\"")
+            && !t.contains("id=\"download\""),
         "{t}"
     );
     let eml = nm.get(&format!("/quarantine/{id}/eml"));
     assert_eq!(eml.status, 403, "the download");
     assert!(!String::from_utf8_lossy(&eml.body).contains(body));
-    let csrf = page.csrf().expect("the page's logout form carries the token");
+    let csrf = page
+        .csrf()
+        .expect("the page's logout form carries the token");
     let r = nm.post(
         &format!("/quarantine/{id}/release"),
         &[("csrf", &csrf), ("reason", "looks fine")],
@@ -289,7 +303,10 @@ fn a_safeguarding_hold_is_the_dsls_and_the_network_manager_sees_only_that_it_exi
         .filter_map(action)
         .filter(|(actor, _)| actor == "netman")
         .count();
-    assert_eq!(views, 0, "nothing was shown to or done by the network manager");
+    assert_eq!(
+        views, 0,
+        "nothing was shown to or done by the network manager"
+    );
 
     // The DSL: everything, with a reason for the release and the delete.
     let mut dsl = Browser::logged_in(port, "dsl", PASSWORD);
@@ -337,7 +354,9 @@ fn a_safeguarding_hold_is_the_dsls_and_the_network_manager_sees_only_that_it_exi
             .iter()
             .filter_map(action)
             .any(|(actor, d)| actor == "dsl"
-                && d == format!("quarantine delete {id} by dsl (safeguarding hold): sent in error"))
+                && d == format!(
+                    "quarantine delete {id} by dsl (safeguarding hold): sent in error"
+                ))
     );
     assert!(
         gw.outbox_messages().is_empty(),
@@ -369,7 +388,14 @@ fn a_sensitive_hold_is_the_network_managers_and_a_dsl_only_reads_it() {
     let mut c = Client::ready(gw.port);
     let t = c.send(FROM, "", &[county], &message).unwrap();
     assert!(t.reply.text().contains("held for review"), "{:?}", t.reply);
-    let id = t.reply.text().rsplit(' ').next().unwrap().trim().to_string();
+    let id = t
+        .reply
+        .text()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
     let port = gw.web_port();
 
     let mut dsl = Browser::logged_in(port, "dsl", PASSWORD);
@@ -392,7 +418,11 @@ fn a_sensitive_hold_is_the_network_managers_and_a_dsl_only_reads_it() {
         &[("csrf", &csrf), ("reason", "not needed")],
     );
     assert_eq!(r.status, 403, "a DSL cannot delete a sensitive hold");
-    assert!(gw.outbox_messages().iter().all(|m| !m.rcpt_to().iter().any(|r| r == county)));
+    assert!(
+        gw.outbox_messages()
+            .iter()
+            .all(|m| !m.rcpt_to().iter().any(|r| r == county))
+    );
 
     let mut nm = Browser::logged_in(port, "netman", PASSWORD);
     let page = nm.get(&format!("/quarantine/{id}"));

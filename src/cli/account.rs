@@ -10,11 +10,7 @@ use crate::store::users::{Account, Role, Users};
 
 /// The account `--as` names, which must exist. `command` (e.g. "quarantine release") says in
 /// the error what needed it.
-pub(crate) fn named(
-    config: &Config,
-    name: Option<&str>,
-    command: &str,
-) -> anyhow::Result<Account> {
+pub(crate) fn named(config: &Config, name: Option<&str>, command: &str) -> anyhow::Result<Account> {
     let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
         bail!(
             "{command} needs --as NAME: the account of the person doing it (see schoolgate user list), kept in the audit trail"

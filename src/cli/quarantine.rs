@@ -236,7 +236,9 @@ fn show(config: &Config, q: &Quarantine, id: &str, who: &Reviewer) -> anyhow::Re
     println!("size:     {} octets, sha256 {}", h.size, h.sha256);
     println!("reasons:  {}", reasons(&h));
     if hold == Hold::Safeguarding {
-        println!("hold:     held by a safeguarding rule: the DSL's decision (release needs --reason)");
+        println!(
+            "hold:     held by a safeguarding rule: the DSL's decision (release needs --reason)"
+        );
     }
     if let Some(by) = &h.acted_by {
         println!(

@@ -193,11 +193,17 @@ mod tests {
             Hold::Sensitive
         );
         assert_eq!(
-            kind(&json!([flag("exposed-recipients"), flag("wrong-recipient")])),
+            kind(&json!([
+                flag("exposed-recipients"),
+                flag("wrong-recipient")
+            ])),
             Hold::Sensitive
         );
         // A rule added later that names an attachment is a finding.
-        assert_eq!(kind(&json!([finding("macro-in-attachment")])), Hold::Sensitive);
+        assert_eq!(
+            kind(&json!([finding("macro-in-attachment")])),
+            Hold::Sensitive
+        );
         assert_eq!(kind(&json!([])), Hold::Sensitive);
     }
 

@@ -175,11 +175,7 @@ pub async fn release(
     log: &AuditLog,
 ) -> Result<Released, ReviewError> {
     let actor = who.name.as_str();
-    let (claimant, reviewer, given) = (
-        actor.to_string(),
-        who.clone(),
-        reason.map(str::to_string),
-    );
+    let (claimant, reviewer, given) = (actor.to_string(), who.clone(), reason.map(str::to_string));
     let (h, bytes, hold, reason) = in_quarantine(q, id, move |q, id| {
         let h = find_held(q, id)?;
         let hold = authorize(&h, &reviewer, Act::Release)?;
@@ -389,14 +385,26 @@ mod tests {
         let dsl = who("ms.dsl", &[Role::Dsl]);
 
         let refused = release(&q, "S1", &nm, Some("fine"), &hop, t, &log).await;
-        assert!(matches!(refused, Err(ReviewError::Forbidden { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(ReviewError::Forbidden { .. })),
+            "{refused:?}"
+        );
         let refused = delete(&q, "S1", &nm, "spam", &log).await;
-        assert!(matches!(refused, Err(ReviewError::Forbidden { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(ReviewError::Forbidden { .. })),
+            "{refused:?}"
+        );
         let refused = export(&q, "S1", &nm, "a file", &log).await;
-        assert!(matches!(refused, Err(ReviewError::Forbidden { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(ReviewError::Forbidden { .. })),
+            "{refused:?}"
+        );
         for blank in [None, Some(""), Some("  \t")] {
             let refused = release(&q, "S1", &dsl, blank, &hop, t, &log).await;
-            assert!(matches!(refused, Err(ReviewError::NoReason("release"))), "{refused:?}");
+            assert!(
+                matches!(refused, Err(ReviewError::NoReason("release"))),
+                "{refused:?}"
+            );
         }
         assert_eq!(find(&q, "S1").unwrap().state, "held");
         assert_eq!(delivered(&outbox), 0);
@@ -410,11 +418,16 @@ mod tests {
         assert_eq!(h.action_reason.as_deref(), Some("spoke to the parent"));
         assert_eq!(delivered(&outbox), 1);
         let again = release(&q, "S1", &dsl, Some("again"), &hop, t, &log).await;
-        assert!(matches!(again, Err(ReviewError::AlreadyActed { .. })), "{again:?}");
+        assert!(
+            matches!(again, Err(ReviewError::AlreadyActed { .. })),
+            "{again:?}"
+        );
         assert_eq!(delivered(&outbox), 1, "delivered once");
 
         assert!(export(&q, "S2", &dsl, "a file", &log).await.is_ok());
-        delete(&q, "S2", &dsl, "kept as evidence", &log).await.unwrap();
+        delete(&q, "S2", &dsl, "kept as evidence", &log)
+            .await
+            .unwrap();
         assert_eq!(find(&q, "S2").unwrap().state, "deleted");
     }
 
@@ -435,8 +448,14 @@ mod tests {
         let dsl = who("ms.dsl", &[Role::Dsl]);
         let nm = who("netman", &[Role::NetworkManager]);
         let refused = release(&q, "A1", &dsl, Some("fine"), &hop, t, &log).await;
-        assert!(matches!(refused, Err(ReviewError::Forbidden { .. })), "{refused:?}");
-        assert!(export(&q, "A1", &dsl, "a file", &log).await.is_ok(), "a DSL may read it");
+        assert!(
+            matches!(refused, Err(ReviewError::Forbidden { .. })),
+            "{refused:?}"
+        );
+        assert!(
+            export(&q, "A1", &dsl, "a file", &log).await.is_ok(),
+            "a DSL may read it"
+        );
         release(&q, "A1", &nm, None, &hop, t, &log).await.unwrap();
         assert_eq!(delivered(&outbox), 1);
     }

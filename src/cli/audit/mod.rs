@@ -76,6 +76,15 @@ pub fn run(config_path: &Path, args: AuditArgs) -> anyhow::Result<ExitCode> {
         super::account::with_role(&config, named, command, crate::store::users::Role::Dsl)
             .map(|a| a.name)
     };
+    // verify and checkpoint need no account; one named anyway must exist.
+    if matches!(
+        args.command,
+        AuditCommand::Verify { .. } | AuditCommand::Checkpoint
+    ) && named.is_some()
+    {
+        require_database(&config)?;
+        super::account::named(&config, named, "audit")?;
+    }
     match args.command {
         AuditCommand::Verify { checkpoint } => run_verify(&config, &checkpoint),
         AuditCommand::Export(a) => {
