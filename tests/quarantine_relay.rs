@@ -1,7 +1,9 @@
 //! The quarantine through the real server and the real CLI: a message the policy quarantines is
-//! held (250 "held for review"), not delivered, and audited; the network manager lists it,
-//! releases it exactly once, deletes another; every action is audited with who did it, and the
-//! audit chain stays whole while the gateway and the CLI both write to it.
+//! held (250 "held for review"), not delivered, and audited. Held by a safeguarding rule, it is
+//! the DSL's: the network manager's `--as` sees only that it exists, the DSL releases it exactly
+//! once with a reason and deletes another; `--as` must name an existing account with the role
+//! the action needs; every action is audited with who did it, and the audit chain stays whole
+//! while the gateway and the CLI both write to it.
 
 mod common;
 
