@@ -13,9 +13,9 @@ pub mod sqlite;
 pub mod users;
 
 pub use audit::{
-    ActionRecord, AttachmentRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, Checkpoint,
-    FindingRecord, FlagRecord, GATEWAY, GENESIS_HASH, Marks, MessageRecord, PurgeRecord,
-    RecordKind, Verified, verify, verify_chain,
+    ActionRecord, AttachmentRecord, AuditEntry, AuditLog, AuditRecord, CaseReviewRecord, ChainHead,
+    Checkpoint, FindingRecord, FlagRecord, GATEWAY, GENESIS_HASH, Marks, MessageRecord,
+    PurgeRecord, RecordKind, Verified, verify, verify_chain,
 };
 
 use std::path::PathBuf;
