@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod flags;
 pub mod notify;
 pub mod policy;
 pub mod quarantine;
@@ -43,6 +44,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Accounts for the web page.
     User(user::UserArgs),
+    /// The DSL's safeguarding cases: list, show, review, reopen.
+    Flags(flags::FlagsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quarantine(args) => quarantine::run(&cli.config, args),
         Command::Audit(args) => audit::run(&cli.config, args),
         Command::User(args) => user::run(&cli.config, args),
+        Command::Flags(args) => flags::run(&cli.config, args),
     }
 }
 

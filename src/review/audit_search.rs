@@ -188,7 +188,7 @@ impl Search {
 }
 
 /// The instant a `since`/`until` value stands for.
-fn instant(
+pub(crate) fn instant(
     value: &str,
     flag: &str,
     end_of_day: bool,

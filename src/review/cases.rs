@@ -397,6 +397,24 @@ pub fn visible_to(account: &str, sender: &str, escalated: bool, escalate_to: &[S
             .any(|a| a.trim().eq_ignore_ascii_case(account))
 }
 
+/// Whether the web or command-line `account` may see `case`: [`visible_to`] with the school's
+/// escalation rule ([`crate::alerts::concerns_escalation`]) and `[safeguarding] escalate_to`.
+pub fn may_see(
+    config: &crate::config::Config,
+    directory: &crate::directory::Directory,
+    account: &str,
+    case: &Case,
+) -> bool {
+    let escalated = crate::alerts::concerns_escalation(config, directory, case.sender());
+    let list: Vec<String> = config
+        .safeguarding
+        .escalate_to
+        .iter()
+        .map(|a| a.0.clone())
+        .collect();
+    visible_to(account, case.sender(), escalated, &list)
+}
+
 /// `text` with every control character escaped (`\n`, `\u{1b}`), so mail cannot move a
 /// terminal's cursor or forge lines in what is printed or pasted.
 pub fn escape(text: &str) -> String {
