@@ -343,7 +343,7 @@ pub async fn show(
         section #case-text {
             h2 { "To copy into CPOMS or MyConcern" }
             @let block = c.text_block();
-            textarea #case-block readonly rows=(block.lines().count() + 1) { (block) }
+            textarea #case-block readonly rows=(block.lines().count() + 3) { (block) }
         }
         @if c.reviews.len() > 1 || (c.reviews.len() == 1 && latest.is_none()) {
             section #case-history {
