@@ -346,3 +346,78 @@ fn a_case_about_the_headteacher_is_only_for_those_listed_for_escalation() {
     ]);
     assert_eq!(case_by_sender(&gw, HEAD)["outcome"], "referred");
 }
+
+/// The web page applies the same rules: a case about the headteacher is neither listed, counted,
+/// shown nor reviewable for a DSL not listed for escalation, and is for the chair of governors;
+/// a network manager has no case pages; a review needs the form's CSRF token and a known
+/// outcome, and is audited like the command line's.
+#[test]
+fn on_the_web_page_escalated_cases_roles_and_tokens_hold() {
+    use common::http::Browser;
+    const PASSWORD: &str = "correct horse battery staple";
+    let gw = school();
+    let port = gw.web_port();
+    let head = case_by_sender(&gw, HEAD)["seq"].as_u64().unwrap();
+    let baker = case_by_sender(&gw, BAKER)["seq"].as_u64().unwrap();
+
+    let mut dsl = Browser::logged_in(port, "dsl", PASSWORD);
+    let list = dsl.get("/flags");
+    assert_eq!(list.status, 200);
+    let t = list.text();
+    assert!(t.contains("Revision") && !t.contains("Your report"), "{t}");
+    assert!(
+        t.contains(">1</span>"),
+        "the count is of the cases the DSL may see:\n{t}"
+    );
+    for path in [format!("/flags/{head}"), format!("/flags/{head}/evidence")] {
+        assert_eq!(dsl.get(&path).status, 404, "GET {path} as a DSL not listed");
+    }
+    let page = dsl.get(&format!("/flags/{baker}"));
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("id=\"case-block\""));
+    let csrf = page.csrf().expect("the review form's token");
+    let review = |b: &mut Browser, seq: u64, csrf: &str, outcome: &str| {
+        b.post(
+            &format!("/flags/{seq}/review"),
+            &[
+                ("csrf", csrf),
+                ("outcome", outcome),
+                ("note", "Looked into it"),
+                ("reference", "MyConcern 77"),
+            ],
+        )
+        .status
+    };
+    assert_eq!(review(&mut dsl, head, &csrf, "no-concern"), 404);
+    assert_eq!(review(&mut dsl, baker, "not-the-token", "no-concern"), 403);
+    assert_eq!(review(&mut dsl, baker, &csrf, "fine"), 400);
+    assert!(
+        export_jsonl(&gw).iter().all(|r| r["kind"] != "case-review"),
+        "a refused review left a record"
+    );
+    assert_eq!(review(&mut dsl, baker, &csrf, "no-concern"), 303);
+    assert_eq!(case_by_sender(&gw, BAKER)["outcome"], "no-concern");
+    assert_eq!(case_by_sender(&gw, BAKER)["reference"], "MyConcern 77");
+
+    let mut netman = Browser::logged_in(port, "netman", PASSWORD);
+    assert_eq!(netman.get(&format!("/flags/{baker}")).status, 403);
+    let token = netman.get("/quarantine").csrf().unwrap_or_default();
+    assert_eq!(review(&mut netman, baker, &token, "other"), 403);
+
+    let mut chair = Browser::logged_in(port, CHAIR, PASSWORD);
+    let t = chair.get("/flags").text();
+    assert!(t.contains("Your report"), "{t}");
+    let page = chair.get(&format!("/flags/{head}"));
+    assert_eq!(page.status, 200);
+    let csrf = page.csrf().unwrap();
+    assert_eq!(review(&mut chair, head, &csrf, "referred"), 303);
+    let views = export_jsonl(&gw)
+        .into_iter()
+        .filter(|r| {
+            r["action"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(&format!("case {head} viewed by {CHAIR}")))
+        })
+        .count();
+    assert_eq!(views, 1, "the chair's view is audited");
+}
