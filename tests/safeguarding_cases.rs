@@ -421,3 +421,40 @@ fn on_the_web_page_escalated_cases_roles_and_tokens_hold() {
         .count();
     assert_eq!(views, 1, "the chair's view is audited");
 }
+
+/// A message a safeguarding rule held is a case too, and both the list and the case link to the
+/// held message; the text block names the quarantine entry.
+#[test]
+fn a_held_case_links_to_the_held_message() {
+    use common::http::Browser;
+    let gw = Gateway::start(|cfg| {
+        common::relay_only(cfg);
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    let mut c = Client::ready(gw.port);
+    let m = plain_message(BAKER, JAMIE_PERSONAL, "Weekend plans", "h1@test", "Hi.");
+    let t = c.send(BAKER, "", &[JAMIE_PERSONAL], &m).unwrap();
+    assert!(t.accepted(), "{:?}", t.reply);
+    gw.add_user("dsl", &["dsl"], "correct horse battery staple");
+    let all = cases(&gw, &[]);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    let id = all[0]["quarantine_id"]
+        .as_str()
+        .expect("the case names its quarantine entry")
+        .to_string();
+    let seq = all[0]["seq"].as_u64().unwrap();
+    let link = format!("href=\"/quarantine/{id}\"");
+    let mut dsl = Browser::logged_in(gw.web_port(), "dsl", "correct horse battery staple");
+    assert!(dsl.get("/flags").text().contains(&link));
+    let page = dsl.get(&format!("/flags/{seq}")).text();
+    assert!(
+        page.contains("id=\"held-message\"") && page.contains(&link),
+        "{page}"
+    );
+    let block = gw.cli_ok(&["flags", "show", &seq.to_string()]);
+    assert!(block.contains(&format!("quarantine entry {id}")), "{block}");
+}
