@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::review::audit_search::instant;
-use crate::review::cases::{self, Case, CaseError, CaseState, Filter, Outcome, escape};
+use crate::review::cases::{self, Case, CaseError, CaseState, Filter, escape};
 use crate::store::sqlite::SqliteBackend;
 use crate::store::users::{Role, Users};
 use crate::store::{AuditLog, AuditRecord, RecordKind};
@@ -142,7 +142,7 @@ pub fn run(config_path: &Path, args: FlagsArgs) -> anyhow::Result<ExitCode> {
                     format!("case {seq} shown to {actor} (schoolgate flags show)"),
                 ),
             )?;
-            print!("{}", case.text_block());
+            print!("{}", case.text_block(&cases::school_zone(&config)));
             Ok(ExitCode::SUCCESS)
         }
         FlagsCommand::Review {
@@ -154,13 +154,9 @@ pub fn run(config_path: &Path, args: FlagsArgs) -> anyhow::Result<ExitCode> {
         } => {
             let case = case_for(&config, seq, &actor)?;
             let record = cases::review(&case, &outcome, &note, reference.as_deref(), &actor)?;
+            let outcome = record.outcome.clone().unwrap_or_default();
             let entry = append(&config, AuditRecord::case_review(record))?;
-            let outcome: Outcome = outcome.parse()?;
-            println!(
-                "case {seq} reviewed by {actor}: {} (audit record {})",
-                outcome.as_str(),
-                entry
-            );
+            println!("case {seq} reviewed by {actor}: {outcome} (audit record {entry})");
             Ok(ExitCode::SUCCESS)
         }
         FlagsCommand::Reopen { seq, note, actor } => {
@@ -262,13 +258,14 @@ fn list(
     if found.is_empty() {
         println!("no cases");
     }
+    let tz = cases::school_zone(config);
     for c in &found {
         let m = &c.message;
         println!(
             "{}  {:<8}  {}  from {}  to {}  rules {}  subject \"{}\"{}",
             c.seq,
             c.state().as_str(),
-            cases::readable_time(&c.time),
+            cases::local_time(&c.time, &tz),
             escape(c.sender()),
             escape(&m.rcpt_to.join(", ")),
             c.rules().join(","),

@@ -232,8 +232,9 @@ impl Case {
     }
 
     /// The case as one plain block of text to paste into CPOMS or MyConcern: who, to whom,
-    /// when, what rule, the evidence, the outcome. Control characters from the mail are escaped.
-    pub fn text_block(&self) -> String {
+    /// when (in the school's time zone `tz`), what rule, the evidence, the outcome. Control
+    /// characters from the mail are escaped.
+    pub fn text_block(&self, tz: &jiff::tz::TimeZone) -> String {
         let m = &self.message;
         let mut out = String::new();
         let mut line = |label: &str, value: &str| {
@@ -245,7 +246,7 @@ impl Case {
         if !m.header_cc.is_empty() {
             line("Cc:", &m.header_cc.join(", "));
         }
-        line("Sent:", &readable_time(&self.time));
+        line("Sent:", &local_time(&self.time, tz));
         line("Subject:", m.subject.as_deref().unwrap_or("(none)"));
         line("Rules:", &self.rules().join(", "));
         line("Delivery:", &format!("{} ({})", m.outcome, m.verdict));
@@ -274,7 +275,7 @@ impl Case {
                     &format!(
                         "{label} (by {} on {})",
                         r.record.actor,
-                        readable_time(&r.time)
+                        local_time(&r.time, tz)
                     ),
                 );
                 if let Some(reference) = &r.record.reference {
@@ -429,12 +430,20 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// `2026-11-23 10:01 UTC`, or the time as stored when it does not parse.
-pub fn readable_time(t: &str) -> String {
+/// `2026-11-23 10:01 GMT` in `tz`, or the time as stored when it does not parse.
+pub fn local_time(t: &str, tz: &jiff::tz::TimeZone) -> String {
     match t.parse::<jiff::Timestamp>() {
-        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+        Ok(ts) => ts
+            .to_zoned(tz.clone())
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string(),
         Err(_) => t.to_string(),
     }
+}
+
+/// The school's time zone (`school.timezone`), or UTC when it is unknown.
+pub fn school_zone(config: &crate::config::Config) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC)
 }
 
 #[cfg(test)]
@@ -623,15 +632,16 @@ mod tests {
     #[test]
     fn the_text_block_says_who_what_when_and_the_outcome_without_control_characters() {
         let cases = assemble(trail());
-        let text = cases[1].text_block();
+        let london = jiff::tz::TimeZone::get("Europe/London").unwrap();
+        let text = cases[1].text_block(&london);
         for want in [
             "schoolgate case 2",
             "t.baker@school.sch.uk",
             "pupil.home@gmail.com",
-            "2026-12-01 10:00 UTC",
+            "2026-12-01 10:00 GMT",
             "pupil-personal-address",
             "evidence/Q1.eml",
-            "No concern (by dsl on 2026-12-02 09:00 UTC)",
+            "No concern (by dsl on 2026-12-02 09:00 GMT)",
             "CPOMS-881",
             "spoke to the teacher",
         ] {
@@ -639,7 +649,10 @@ mod tests {
         }
         assert!(text.contains("Trip\\r\\nBcc: x"), "{text}");
         assert!(!text.contains('\r'));
-        assert!(cases[0].text_block().contains("not reviewed yet"));
+        assert!(cases[0].text_block(&london).contains("not reviewed yet"));
+        let mut summer = cases[1].clone();
+        summer.time = "2026-07-01T10:00:00Z".into();
+        assert!(summer.text_block(&london).contains("2026-07-01 11:00 BST"));
     }
 
     #[test]

@@ -342,7 +342,7 @@ pub async fn show(
         }
         section #case-text {
             h2 { "To copy into CPOMS or MyConcern" }
-            @let block = c.text_block();
+            @let block = c.text_block(&review::school_zone(&web.relay.config()));
             textarea #case-block readonly rows=(block.lines().count() + 3) { (block) }
         }
         @if c.reviews.len() > 1 || (c.reviews.len() == 1 && latest.is_none()) {
