@@ -40,12 +40,12 @@ pub enum Command {
     },
     /// Messages held for review.
     Quarantine(quarantine::QuarantineArgs),
+    /// The DSL's safeguarding cases: list, show, review, reopen.
+    Flags(flags::FlagsArgs),
     /// The audit trail: verify it, export it, purge it.
     Audit(audit::AuditArgs),
     /// Accounts for the web page.
     User(user::UserArgs),
-    /// The DSL's safeguarding cases: list, show, review, reopen.
-    Flags(flags::FlagsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,9 +63,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: PolicyCommand::Check,
         } => policy::run(&cli.config),
         Command::Quarantine(args) => quarantine::run(&cli.config, args),
+        Command::Flags(args) => flags::run(&cli.config, args),
         Command::Audit(args) => audit::run(&cli.config, args),
         Command::User(args) => user::run(&cli.config, args),
-        Command::Flags(args) => flags::run(&cli.config, args),
     }
 }
 

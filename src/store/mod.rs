@@ -7,16 +7,18 @@
 //! gets them for free and no backend can fork the chain.
 
 pub mod audit;
-pub mod cases;
 pub mod quarantine;
 pub mod spool;
 pub mod sqlite;
 pub mod users;
+// The DSL's safeguarding cases, read from the trail.
+pub mod cases;
 
+pub use audit::CaseReviewRecord;
 pub use audit::{
-    ActionRecord, AttachmentRecord, AuditEntry, AuditLog, AuditRecord, CaseReviewRecord, ChainHead,
-    Checkpoint, FindingRecord, FlagRecord, GATEWAY, GENESIS_HASH, Marks, MessageRecord,
-    PurgeRecord, RecordKind, Verified, verify, verify_chain,
+    ActionRecord, AttachmentRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, Checkpoint,
+    FindingRecord, FlagRecord, GATEWAY, GENESIS_HASH, Marks, MessageRecord, PurgeRecord,
+    RecordKind, Verified, verify, verify_chain,
 };
 
 use std::path::PathBuf;
