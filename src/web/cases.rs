@@ -468,9 +468,11 @@ pub async fn review(
         Ok(r) => r,
         Err(e) => return refused(&u, seq, &e),
     };
+    let outcome = record.outcome.clone().unwrap_or_default();
     if let Err(r) = audited(&web, &u, AuditRecord::case_review(record), "review").await {
         return r;
     }
+    tracing::info!(case = seq, actor = %u.name, %outcome, "web: case reviewed");
     Redirect::to(&format!("/flags/{seq}?done=reviewed")).into_response()
 }
 
@@ -496,5 +498,6 @@ pub async fn reopen(
     if let Err(r) = audited(&web, &u, AuditRecord::case_review(record), "reopening").await {
         return r;
     }
+    tracing::info!(case = seq, actor = %u.name, "web: case reopened");
     Redirect::to(&format!("/flags/{seq}?done=reopened")).into_response()
 }
