@@ -8,7 +8,68 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
+use crate::directory::Directory;
 use crate::store::FlagRecord;
+
+/// Text from a message (a subject, a display name, a file name, an address), made safe for one
+/// header or one line of a mail schoolgate writes: every control character (C0, DEL, C1) and
+/// every Unicode line or paragraph separator (U+0085, U+2028, U+2029) becomes a space, so an
+/// encoded CR LF in a Subject can neither add a header nor start a line of its own. Every
+/// composer (alerts, notices, checkpoints, reports) passes message data through this.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Whether an alert about `sender` must be escalated: the sender is the headteacher (a person in
+/// the directory whose role is `headteacher`) or one of `[safeguarding] dsl`, the people alerts
+/// go to. Such an alert goes to `[safeguarding] escalate_to`, never to the person it is about;
+/// the same decides who sees their cases on the web page. Pure: no I/O.
+pub fn concerns_escalation(config: &Config, directory: &Directory, sender: &str) -> bool {
+    let sender = sender.trim();
+    let is_dsl = config
+        .safeguarding
+        .dsl
+        .iter()
+        .any(|d| d.0.trim().eq_ignore_ascii_case(sender));
+    let is_head = directory
+        .person(sender)
+        .is_some_and(|p| p.role.eq_ignore_ascii_case("headteacher"));
+    is_dsl || is_head
+}
+
+/// Who an alert about `sender` goes to: `[safeguarding] dsl`, or when it
+/// [`concerns_escalation`], `[safeguarding] escalate_to` (the other DSLs when that is empty).
+/// Never the sender themselves; empty when nobody is left.
+pub fn alert_recipients(config: &Config, directory: &Directory, sender: &str) -> Vec<String> {
+    let s = &config.safeguarding;
+    let list = if concerns_escalation(config, directory, sender) && !s.escalate_to.is_empty() {
+        &s.escalate_to
+    } else {
+        &s.dsl
+    };
+    let mut to: Vec<String> = Vec::new();
+    for a in list {
+        let a = a.0.trim();
+        let is_sender = a.eq_ignore_ascii_case(sender.trim())
+            || directory
+                .person(a)
+                .zip(directory.person(sender))
+                .is_some_and(|(x, y)| std::ptr::eq(x, y));
+        if !is_sender && !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
+            to.push(a.to_string());
+        }
+    }
+    to
+}
 
 /// One flagged message, as the alert describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +262,103 @@ pub fn compose(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn school(escalate_to: &str) -> (Config, Directory) {
+        let text = format!(
+            "{}\n",
+            include_str!("../policies/example.toml").replace(
+                "\n[safeguarding]\n",
+                &format!("\n[safeguarding]\nescalate_to = [{escalate_to}]\n"),
+            )
+        );
+        let config = match Config::parse(std::path::Path::new("example.toml"), &text) {
+            Ok(c) => c,
+            Err(e) => panic!("the example config with escalate_to: {e}"),
+        };
+        let directory = match Directory::parse(
+            std::path::Path::new("d.csv"),
+            include_bytes!("../policies/example-directory.csv"),
+            &config.school.staff_roles,
+        ) {
+            Ok(d) => d,
+            Err(e) => panic!("the example directory: {e}"),
+        };
+        (config, directory)
+    }
+
+    #[test]
+    fn one_line_replaces_every_control_and_line_separator() {
+        assert_eq!(
+            one_line("x\r\nReply-To: a@evil.example"),
+            "x  Reply-To: a@evil.example"
+        );
+        for c in [
+            '\0', '\t', '\u{1b}', '\u{7f}', '\u{85}', '\u{9b}', '\u{2028}', '\u{2029}',
+        ] {
+            assert_eq!(one_line(&format!("a{c}b")), "a b", "{:?}", c);
+        }
+        assert_eq!(one_line("Café — ok"), "Café — ok");
+    }
+
+    #[test]
+    fn the_headteacher_and_the_dsl_are_escalated_and_never_alerted_about_themselves() {
+        let (config, directory) = school("\"chair@governors.example\"");
+        assert!(
+            config
+                .safeguarding
+                .dsl
+                .iter()
+                .any(|d| d.0 == "dsl@example-academy.sch.uk")
+        );
+        for who in [
+            "head@example-academy.sch.uk",
+            "HEAD@Example-Academy.sch.uk",
+            "dsl@example-academy.sch.uk",
+        ] {
+            assert!(concerns_escalation(&config, &directory, who), "{who}");
+            assert_eq!(
+                alert_recipients(&config, &directory, who),
+                ["chair@governors.example"]
+            );
+        }
+        let teacher = "t.baker@example-academy.sch.uk";
+        assert!(!concerns_escalation(&config, &directory, teacher));
+        // Someone the directory does not know is not escalated.
+        assert!(!concerns_escalation(
+            &config,
+            &directory,
+            "someone@gmail.example"
+        ));
+        assert_eq!(
+            alert_recipients(&config, &directory, teacher),
+            config
+                .safeguarding
+                .dsl
+                .iter()
+                .map(|d| d.0.clone())
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn without_escalate_to_the_alert_goes_to_the_other_dsls_only() {
+        let (mut config, directory) = school("");
+        config.safeguarding.dsl = vec![
+            crate::config::Address("dsl@example-academy.sch.uk".into()),
+            crate::config::Address("deputy@example-academy.sch.uk".into()),
+        ];
+        assert_eq!(
+            alert_recipients(&config, &directory, "dsl@example-academy.sch.uk"),
+            ["deputy@example-academy.sch.uk"]
+        );
+        assert_eq!(
+            alert_recipients(&config, &directory, "head@example-academy.sch.uk"),
+            [
+                "dsl@example-academy.sch.uk",
+                "deputy@example-academy.sch.uk"
+            ]
+        );
+    }
 
     fn item(seq: u64, rule: &str) -> Flagged {
         Flagged {

@@ -364,6 +364,10 @@ pub struct Safeguarding {
     /// How long the delivered copy of a flagged message is kept as evidence.
     #[serde(default = "defaults::evidence_retention_days")]
     pub evidence_retention_days: u32,
+    /// Who is alerted instead when the flagged sender is the headteacher or one of `dsl` (the
+    /// chair of governors, the LADO contact): an alert never goes to the person it is about.
+    #[serde(default)]
+    pub escalate_to: Vec<Address>,
 }
 
 /// When staff may contact pupils. Seed 001: "contact with pupils and parents … 8.00 am to
@@ -601,6 +605,7 @@ impl Default for Safeguarding {
             alert_window: defaults::alert_window(),
             alert_from: None,
             evidence_retention_days: defaults::evidence_retention_days(),
+            escalate_to: Vec::new(),
         }
     }
 }

@@ -241,6 +241,11 @@ print(json.dumps({"header": rows[0], "rows": rows[1:]}))
         "hash",
         "prev_hash",
         "attachments",
+        "case_seq",
+        "case_action",
+        "case_outcome",
+        "case_reference",
+        "case_note",
     ];
     assert_eq!(header, expected);
     let table: Vec<Vec<String>> = serde_json::from_value(parsed["rows"].clone()).unwrap();

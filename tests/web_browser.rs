@@ -873,3 +873,118 @@ fn a_held_html_message_previews_without_running_scripts_or_fetching_anything() {
         "the message page fetched the message's remote content"
     );
 }
+
+/// Issue 14's case queue as the DSL uses it: the navigation counts the unreviewed cases, the
+/// list shows each flagged message with its subject and a link to the kept evidence copy, the
+/// case page records an outcome with a CPOMS reference (audited, the count goes down), gives
+/// the block of text to paste, downloads the evidence copy, and reopens the case (audited, the
+/// count goes back up). Photographed as `cases` and `case` at desktop and phone widths.
+#[test]
+fn the_dsl_reviews_a_case_and_reopens_it() {
+    const BAKER: &str = "t.baker@example-academy.sch.uk";
+    const JAMIE_PERSONAL: &str = "jamie.smith2010@gmail.com";
+    let gw = Gateway::start(common::relay_only);
+    gw.add_user(DSL.0, &["dsl"], DSL.1);
+    for (i, subject) in ["Your coursework", "Trip money"].into_iter().enumerate() {
+        let m = common::plain_message(
+            BAKER,
+            JAMIE_PERSONAL,
+            subject,
+            &format!("case.{i}@example-academy.sch.uk"),
+            "Hi Jamie, see me on Monday.",
+        );
+        send(&gw, BAKER, JAMIE_PERSONAL, &m);
+    }
+    let mut browser = Browser::start();
+    browser.set_base(format!("http://127.0.0.1:{}", gw.web_port()));
+    log_in(&browser, DSL);
+    expect_page(&browser, "/flags", "a DSL lands on the cases");
+    let badge = || browser.text("a#nav-flags span#unreviewed");
+    assert_eq!(badge(), "2", "two unreviewed cases in the navigation");
+    let rows = browser.find_all("table#flags tr.flag");
+    assert_eq!(rows.len(), 2, "two cases listed");
+    assert!(
+        rows.iter().any(|r| r.text().contains("Your coursework")),
+        "the list shows the subject"
+    );
+    assert!(browser.exists("table#flags tr.flag a.evidence-copy"));
+    browser.screenshots("cases");
+    browser.assert_fits_on_a_phone("table#flags tr.flag td.subject");
+
+    // Filters: by state and by person.
+    browser.set_field("form#case-filter [name=state]", "reviewed");
+    browser.submit("form#case-filter");
+    assert!(browser.text("main").contains("No case matches"));
+    browser.goto("/flags?person=jamie.smith2010");
+    assert_eq!(browser.find_all("table#flags tr.flag").len(), 2);
+
+    // One case: review it.
+    let row = browser
+        .find_all("table#flags tr.flag")
+        .into_iter()
+        .find(|r| r.text().contains("Your coursework"))
+        .expect("the coursework case");
+    let seq = row.attr("data-seq").expect("the row names its case");
+    row.find("td.subject a").click();
+    expect_page(&browser, &format!("/flags/{seq}"), "opening the case");
+    browser.set_field("select#outcome", "concern-logged");
+    browser.set_field(
+        "textarea#note",
+        "Spoke to Mr Baker; reminded him of the policy.",
+    );
+    browser.set_field("input#reference", "CPOMS-20431");
+    browser.click("button#review");
+    expect_page(&browser, &format!("/flags/{seq}"), "after the review");
+    assert!(browser.text("p.notice").contains("recorded"));
+    assert!(browser.text("dd.outcome").contains("Concern logged"));
+    assert_eq!(badge(), "1", "one case left to review");
+    let block = browser
+        .find("textarea#case-block")
+        .attr("value")
+        .unwrap_or_else(|| browser.find("textarea#case-block").html());
+    for want in [
+        BAKER,
+        JAMIE_PERSONAL,
+        "pupil-personal-address",
+        "Concern logged",
+        "CPOMS-20431",
+    ] {
+        assert!(
+            block.contains(want),
+            "{want} missing from the text block:\n{block}"
+        );
+    }
+    browser.screenshots("case");
+    browser.assert_fits_on_a_phone("textarea#case-block");
+    let review = gw
+        .audit_records()
+        .into_iter()
+        .find(|r| r.kind == "case-review")
+        .expect("the review is audited");
+    assert_eq!(review.record["case_review"]["outcome"], "concern-logged");
+    assert_eq!(review.record["case_review"]["actor"], DSL.0);
+    assert_eq!(review.record["case_review"]["reference"], "CPOMS-20431");
+
+    // The evidence copy is the delivered message, and its download is audited.
+    browser.click_download("a#evidence-copy");
+    let downloaded = std::fs::read(browser.wait_for_download(".eml")).expect("the download");
+    assert!(
+        String::from_utf8_lossy(&downloaded).contains("Your coursework"),
+        "the evidence copy is the message"
+    );
+    action_record(&gw, &format!("case {seq} evidence copy downloaded"));
+
+    // Reopen: new again, audited.
+    browser.set_field("textarea#reopen-note", "His reply raised a new question.");
+    browser.click("button#reopen");
+    assert!(browser.text("p.notice").contains("reopened"));
+    assert!(browser.exists("form#review-form"));
+    assert_eq!(badge(), "2");
+    assert!(
+        gw.audit_records()
+            .iter()
+            .any(|r| r.record["case_review"]["action"] == "reopen"),
+        "the reopening is audited"
+    );
+    gw.assert_audit_verifies("after the DSL's reviews");
+}

@@ -3,6 +3,7 @@
 mod account;
 pub mod audit;
 pub mod check;
+pub mod flags;
 pub mod notify;
 pub mod policy;
 pub mod quarantine;
@@ -40,6 +41,8 @@ pub enum Command {
     },
     /// Messages held for review.
     Quarantine(quarantine::QuarantineArgs),
+    /// The DSL's safeguarding cases: list, show, review, reopen.
+    Flags(flags::FlagsArgs),
     /// The audit trail: verify it, export it, purge it.
     Audit(audit::AuditArgs),
     /// Accounts for the web page.
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: PolicyCommand::Check,
         } => policy::run(&cli.config),
         Command::Quarantine(args) => quarantine::run(&cli.config, args),
+        Command::Flags(args) => flags::run(&cli.config, args),
         Command::Audit(args) => audit::run(&cli.config, args),
         Command::User(args) => user::run(&cli.config, args),
     }

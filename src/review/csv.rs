@@ -7,7 +7,7 @@ use crate::store::{AuditEntry, AuditRecord, FindingRecord, FlagRecord};
 pub const BOM: &str = "\u{feff}";
 
 /// The columns, in order. Stable: scripts and spreadsheets rely on it; add new ones at the end.
-pub const COLUMNS: [&str; 34] = [
+pub const COLUMNS: [&str; 39] = [
     "seq",
     "time",
     "kind",
@@ -42,6 +42,11 @@ pub const COLUMNS: [&str; 34] = [
     "hash",
     "prev_hash",
     "attachments",
+    "case_seq",
+    "case_action",
+    "case_outcome",
+    "case_reference",
+    "case_note",
 ];
 
 /// The header row.
@@ -53,8 +58,9 @@ pub fn header() -> String {
 pub fn record_row(entry: &AuditEntry, r: &AuditRecord) -> String {
     let m = r.message.as_ref();
     let a = r.action.as_ref();
+    let c = r.case_review.as_ref();
     let ms = |f: fn(&crate::store::MessageRecord) -> String| m.map(f).unwrap_or_default();
-    let cells: [String; 34] = [
+    let cells: [String; 39] = [
         entry.seq.to_string(),
         r.time.clone(),
         r.kind.as_str().to_string(),
@@ -101,6 +107,11 @@ pub fn record_row(entry: &AuditEntry, r: &AuditRecord) -> String {
                 .collect::<Vec<_>>()
                 .join(" | ")
         }),
+        c.map(|c| c.case_seq.to_string()).unwrap_or_default(),
+        c.map(|c| c.action.clone()).unwrap_or_default(),
+        c.and_then(|c| c.outcome.clone()).unwrap_or_default(),
+        c.and_then(|c| c.reference.clone()).unwrap_or_default(),
+        c.map(|c| c.note.clone()).unwrap_or_default(),
     ];
     row(cells.into_iter())
 }

@@ -3,5 +3,6 @@
 //! release delivers exactly once and every action is audited the same way whichever is used.
 
 pub mod audit_search;
+pub mod cases;
 pub mod csv;
 pub mod quarantine;

@@ -52,6 +52,9 @@ pub enum RecordKind {
     /// schoolgate found, when it came to write, that the trail no longer ended where its last
     /// commit left it (records cut off or added outside schoolgate). `verify` reports it.
     TamperDetected,
+    /// The DSL reviewed a safeguarding case (a flagged message) or reopened it: see
+    /// [`CaseReviewRecord`].
+    CaseReview,
 }
 
 impl RecordKind {
@@ -68,11 +71,12 @@ impl RecordKind {
             RecordKind::LoginFailed => "login-failed",
             RecordKind::UserChange => "user-change",
             RecordKind::TamperDetected => "tamper-detected",
+            RecordKind::CaseReview => "case-review",
         }
     }
 
     /// Every kind, in the order above.
-    pub const ALL: [RecordKind; 10] = [
+    pub const ALL: [RecordKind; 11] = [
         RecordKind::Message,
         RecordKind::Start,
         RecordKind::Stop,
@@ -83,6 +87,7 @@ impl RecordKind {
         RecordKind::LoginFailed,
         RecordKind::UserChange,
         RecordKind::TamperDetected,
+        RecordKind::CaseReview,
     ];
 }
 
@@ -100,6 +105,10 @@ pub struct AuditRecord {
     /// records written before it existed hash as they always did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge: Option<PurgeRecord>,
+    /// A DSL's review or reopening of a case (kind `case-review` only). Absent from every other
+    /// record, so records written before it existed hash as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_review: Option<CaseReviewRecord>,
 }
 
 impl AuditRecord {
@@ -111,6 +120,7 @@ impl AuditRecord {
             message: None,
             action: None,
             purge: None,
+            case_review: None,
         }
     }
 
@@ -131,6 +141,36 @@ impl AuditRecord {
                 detail: detail.into(),
             }),
             ..Self::now(kind)
+        }
+    }
+}
+
+impl AuditRecord {
+    /// A case-review record stamped now. It also carries the review as an action in words
+    /// (actor and detail), so exports and searches that read actions show it too.
+    pub fn case_review(review: CaseReviewRecord) -> Self {
+        let mut detail = match review.action.as_str() {
+            "reopen" => format!("case {} reopened by {}", review.case_seq, review.actor),
+            _ => format!(
+                "case {} reviewed by {}: outcome {}",
+                review.case_seq,
+                review.actor,
+                review.outcome.as_deref().unwrap_or("none")
+            ),
+        };
+        if let Some(r) = &review.reference {
+            detail.push_str(&format!("; reference {r}"));
+        }
+        if !review.note.is_empty() {
+            detail.push_str(&format!("; note: {}", review.note));
+        }
+        AuditRecord {
+            action: Some(ActionRecord {
+                actor: review.actor.clone(),
+                detail,
+            }),
+            case_review: Some(review),
+            ..Self::now(RecordKind::CaseReview)
         }
     }
 }
@@ -264,6 +304,27 @@ pub struct FindingRecord {
     pub evidence: Vec<String>,
     /// `flag`, `quarantine` or `reject`.
     pub action: String,
+}
+
+/// What a DSL did to a safeguarding case: reviewed it (with an outcome) or reopened it.
+///
+/// A case is one flagged message, named by `case_seq`, the audit seq of its message record.
+/// Its state is `reviewed` when its latest case-review record has action `review`, else `new`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseReviewRecord {
+    /// The audit seq of the message record that carries the flags.
+    pub case_seq: u64,
+    /// `review` or `reopen`.
+    pub action: String,
+    /// For a review: `no-concern`, `low-level-concern`, `concern-logged`, `referred`,
+    /// `allegation-managed` or `other`. `None` for a reopen.
+    pub outcome: Option<String>,
+    /// The DSL's note (why, what was done; why it was reopened).
+    pub note: String,
+    /// The school's CPOMS or MyConcern incident number, when there is one.
+    pub reference: Option<String>,
+    /// The account that reviewed or reopened it.
+    pub actor: String,
 }
 
 /// A person's or the gateway's own action.
@@ -991,5 +1052,27 @@ mod tests {
             serde_json::to_string(&r).unwrap(),
             r#"{"time":"2026-01-01T00:00:00Z","kind":"stop","action":{"actor":"schoolgate","detail":"stopped cleanly"}}"#
         );
+    }
+
+    #[test]
+    fn a_case_review_is_stored_under_its_fixed_json_shape() {
+        let r = AuditRecord::case_review(CaseReviewRecord {
+            case_seq: 7,
+            action: "review".into(),
+            outcome: Some("no-concern".into()),
+            note: "spoke to the teacher".into(),
+            reference: Some("CPOMS-12".into()),
+            actor: "dsl".into(),
+        });
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["kind"], "case-review");
+        assert_eq!(
+            v["case_review"],
+            serde_json::json!({"case_seq": 7, "action": "review", "outcome": "no-concern",
+                "note": "spoke to the teacher", "reference": "CPOMS-12", "actor": "dsl"})
+        );
+        assert_eq!(v["action"]["actor"], "dsl");
+        let back: AuditRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
     }
 }

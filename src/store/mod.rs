@@ -11,7 +11,10 @@ pub mod quarantine;
 pub mod spool;
 pub mod sqlite;
 pub mod users;
+// The DSL's safeguarding cases, read from the trail.
+pub mod cases;
 
+pub use audit::CaseReviewRecord;
 pub use audit::{
     ActionRecord, AttachmentRecord, AuditEntry, AuditLog, AuditRecord, ChainHead, Checkpoint,
     FindingRecord, FlagRecord, GATEWAY, GENESIS_HASH, Marks, MessageRecord, PurgeRecord,

@@ -230,6 +230,31 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 impl SqliteBackend {
+    /// Calls `each` for every record that may belong to a safeguarding case, in sequence order:
+    /// the records any rule matched (the export index's `r:` keys) and the case-review records.
+    pub fn scan_cases(
+        &mut self,
+        each: &mut dyn FnMut(AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.need_index()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, prev_hash, hash, record FROM audit
+             WHERE seq IN (SELECT seq FROM audit_key WHERE key >= 'r:' AND key < 'r;')
+                OR kind = 'case-review'
+             ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            each(AuditEntry {
+                seq: row.get::<_, i64>(0)? as u64,
+                prev_hash: row.get(1)?,
+                hash: row.get(2)?,
+                record_json: row.get(3)?,
+            })?;
+        }
+        Ok(())
+    }
+
     fn insert_and_commit(&mut self, entries: &[NewEntry<'_>]) -> Result<(), StoreError> {
         {
             let mut stmt = self.conn.prepare_cached(

@@ -218,6 +218,8 @@ pub struct User {
     pub csrf: String,
     /// The session id (to end it at logout).
     pub session: String,
+    /// For a DSL, how many cases they may see are not reviewed yet (the navigation shows it).
+    pub unreviewed_cases: Option<usize>,
 }
 
 impl User {
@@ -227,6 +229,7 @@ impl User {
             roles: account.roles.clone(),
             csrf,
             session,
+            unreviewed_cases: None,
         }
     }
 

@@ -10,6 +10,7 @@
 //! With `[web] tls = true` the page is served over HTTPS with the relay's certificate.
 
 pub mod auth;
+mod cases;
 mod login;
 pub mod metrics;
 mod pages;
@@ -102,7 +103,12 @@ impl Web {
     ) -> Result<User, Response> {
         match self.user(headers).await {
             None => Err(Redirect::to("/login").into_response()),
-            Some(u) if allowed(&u) => Ok(u),
+            Some(mut u) if allowed(&u) => {
+                if u.sees_flags() {
+                    u.unreviewed_cases = cases::unreviewed(self, &u.name).await;
+                }
+                Ok(u)
+            }
             Some(u) => Err(pages::forbidden(Some(&u))),
         }
     }
@@ -155,7 +161,11 @@ pub fn router(relay: Arc<Relay>) -> Router {
         .route("/quarantine/{id}/eml", get(quarantine::download))
         .route("/quarantine/{id}/release", post(quarantine::release))
         .route("/quarantine/{id}/delete", post(quarantine::delete))
-        .route("/flags", get(safeguarding::flags))
+        .route("/flags", get(cases::list))
+        .route("/flags/{seq}", get(cases::show))
+        .route("/flags/{seq}/evidence", get(cases::evidence))
+        .route("/flags/{seq}/review", post(cases::review))
+        .route("/flags/{seq}/reopen", post(cases::reopen))
         .route("/audit", get(safeguarding::audit))
         .route("/audit/export", get(safeguarding::export))
         .fallback(not_found)

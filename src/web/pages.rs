@@ -27,7 +27,12 @@ pub fn layout(title: &str, user: Option<&User>, body: Markup) -> Markup {
                                 a #nav-quarantine href="/quarantine" { "Quarantine" }
                             }
                             @if u.sees_flags() {
-                                a #nav-flags href="/flags" { "Flags" }
+                                a #nav-flags href="/flags" {
+                                    "Flags"
+                                    @if let Some(n) = u.unreviewed_cases {
+                                        " " span #unreviewed.badge title="cases not reviewed yet" { (n) }
+                                    }
+                                }
                                 a #nav-audit href="/audit" { "Audit trail" }
                             }
                             form.logout method="post" action="/logout" {

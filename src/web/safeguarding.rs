@@ -1,10 +1,10 @@
-//! The DSL's pages: safeguarding flags, the audit search and its export. DSL role only.
+//! The DSL's pages: the audit search and its export (the cases are [`super::cases`]). DSL role
+//! only.
 //!
 //! The search is [`crate::review::audit_search`], the same filters and writers as
 //! `schoolgate audit export`, so a download is byte for byte what the command line writes; each
 //! download is audited like the command line's export.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -16,17 +16,14 @@ use super::auth::User;
 use super::{Web, pages};
 use crate::config::Config;
 use crate::review::audit_search::{
-    Format, Query as AuditQuery, RULES, SAFEGUARDING_RULES, Search, SearchError, VERDICTS,
-    export_record,
+    Format, Query as AuditQuery, RULES, Search, SearchError, VERDICTS, export_record,
 };
 use crate::store::sqlite::SqliteBackend;
-use crate::store::{AuditRecord, Backend, StoreError};
+use crate::store::{Backend, StoreError};
 
 /// How many records an export wrote, and the last one's sequence number.
 type Written = (u64, Option<u64>);
 
-/// The most flagged messages the flags page shows (newest first).
-const FLAGS_SHOWN: usize = 200;
 /// The most records the audit search shows on the page (the export has them all).
 const RECORDS_SHOWN: usize = 500;
 
@@ -61,76 +58,6 @@ fn unreadable(u: &User, what: &str, e: &dyn std::fmt::Display) -> Response {
         "Not available",
         &format!("{what} could not be read: {e}"),
     )
-}
-
-/// `GET /flags`: the newest flagged messages.
-pub async fn flags(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
-    let u = match web.page_user(&headers, User::sees_flags).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let state_dir = web.relay.config().storage.state_dir.clone();
-    let found =
-        tokio::task::spawn_blocking(move || -> Result<Vec<(u64, AuditRecord)>, StoreError> {
-            let mut backend = SqliteBackend::open(&state_dir)?;
-            backend.begin_read()?;
-            let mut newest: VecDeque<(u64, AuditRecord)> = VecDeque::new();
-            if let Some(range) = backend.seq_range(None, None)? {
-                let keys: Vec<String> = SAFEGUARDING_RULES
-                    .iter()
-                    .map(|r| format!("r:{r}"))
-                    .collect();
-                backend.scan(range, &keys, &mut |entry| {
-                    let record = entry.record()?;
-                    if record.message.as_ref().is_some_and(|m| !m.flags.is_empty()) {
-                        if newest.len() == FLAGS_SHOWN {
-                            newest.pop_front();
-                        }
-                        newest.push_back((entry.seq, record));
-                    }
-                    Ok(true)
-                })?;
-            }
-            backend.end_read()?;
-            Ok(newest.into_iter().rev().collect())
-        })
-        .await;
-    let found = match found {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return unreadable(&u, "The audit trail", &e),
-        Err(e) => return unreadable(&u, "The audit trail", &e),
-    };
-    let body = html! {
-        h1 { "Safeguarding flags" }
-        @if found.is_empty() {
-            p.empty { "No message has been flagged." }
-        } @else {
-            p.count {
-                @if found.len() == 1 { "One flagged message." }
-                @else { "The newest " (found.len()) " flagged messages." }
-                " Search the audit trail for older ones."
-            }
-            div.scroll {
-                table #flags {
-                    thead { tr { th { "Time" } th { "From" } th { "To" } th { "Rule" } th { "Evidence" } } }
-                    tbody {
-                        @for (seq, r) in &found {
-                            @if let Some(m) = &r.message {
-                                tr.flag data-seq=(seq) {
-                                    td.time { (time(&r.time)) }
-                                    td.sender { (m.mail_from) }
-                                    td.recipients { (m.rcpt_to.join(", ")) }
-                                    td.rule { @for f in &m.flags { div { (f.rule) } } }
-                                    td.evidence { @for f in &m.flags { div { (f.detail) @if !f.evidence.is_empty() { ": " mark { (f.evidence) } } } } }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    pages::page(StatusCode::OK, "Flags", Some(&u), body)
 }
 
 fn query_string(s: &Search, format: Option<&str>) -> String {
