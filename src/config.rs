@@ -123,6 +123,87 @@ pub struct Relay {
     pub tls_cert: Option<PathBuf>,
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// The sender domains MAIL FROM may use; default the school's `domains` and
+    /// `pupil_domains`. `["*"]` turns the check off. See [`Config::allowed_senders`].
+    #[serde(default)]
+    pub allowed_senders: Option<Vec<AllowedSender>>,
+    /// The one Microsoft 365 tenant whose mail may pass (checked against the
+    /// `X-MS-Exchange-CrossTenant-Id` header Exchange Online stamps). Unset: no check.
+    #[serde(default)]
+    pub m365_tenant_id: Option<TenantId>,
+}
+
+/// One entry of `[relay] allowed_senders`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedSender {
+    /// `"*"`: any sender (the check is off).
+    Anyone,
+    /// `"school.sch.uk"`: that domain only, not its subdomains.
+    Domain(String),
+    /// `"*.school.sch.uk"`: any subdomain of it (not the domain itself).
+    Subdomains(String),
+}
+
+impl FromStr for AllowedSender {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t == "*" {
+            return Ok(AllowedSender::Anyone);
+        }
+        let (sub, domain) = match t.strip_prefix("*.") {
+            Some(d) => (true, d),
+            None => (false, t),
+        };
+        let domain = Domain::from_str(domain).map_err(|_| {
+            format!(
+                "\"{s}\" is not a sender domain; write a domain (\"school.sch.uk\"), its \
+                 subdomains (\"*.school.sch.uk\"), or \"*\" alone to allow any sender"
+            )
+        })?;
+        Ok(if sub {
+            AllowedSender::Subdomains(domain.0)
+        } else {
+            AllowedSender::Domain(domain.0)
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowedSender {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_text(d)
+    }
+}
+
+/// A Microsoft 365 tenant id (a GUID), kept in lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantId(pub String);
+
+impl FromStr for TenantId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let groups: Vec<&str> = t.split('-').collect();
+        let ok = groups.len() == 5
+            && groups
+                .iter()
+                .zip([8, 4, 4, 4, 12])
+                .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
+        if ok {
+            Ok(TenantId(t.to_ascii_lowercase()))
+        } else {
+            Err(format!(
+                "\"{s}\" is not a Microsoft 365 tenant id; it is a GUID such as \
+                 \"72f988bf-86f1-41af-91ab-2d7cd011db47\" (Entra admin centre, Overview, Tenant ID)"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TenantId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_text(d)
+    }
 }
 
 mod defaults {
@@ -170,6 +251,14 @@ mod defaults {
     pub fn markings() -> Vec<String> {
         vec!["OFFICIAL-SENSITIVE".into()]
     }
+    pub fn milter_allowed_clients() -> Vec<ipnet::IpNet> {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+        // Loopback only: the mail server on the same host.
+        vec![
+            ipnet::IpNet::V4(ipnet::Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8)),
+            ipnet::IpNet::V6(ipnet::Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,7 +269,7 @@ pub struct NextHopAuthConfig {
 }
 
 /// `[milter]`: the same policy over the milter protocol (Postfix `smtpd_milters`, Sendmail).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Milter {
     /// Where the mail server connects: `"127.0.0.1:7357"` (TCP) or a Unix socket path
@@ -197,6 +286,22 @@ pub struct Milter {
     /// The largest message inspected; default `relay.max_message_size`.
     #[serde(default)]
     pub max_message_size: Option<ByteSize>,
+    /// Who may connect to a TCP milter socket (CIDR list); default loopback only. Others are
+    /// disconnected before option negotiation. A Unix socket keeps its own file permissions.
+    #[serde(default = "defaults::milter_allowed_clients")]
+    pub allowed_clients: Vec<IpNet>,
+}
+
+impl Default for Milter {
+    fn default() -> Self {
+        Milter {
+            listen: None,
+            quarantine: MilterQuarantine::default(),
+            on_error: MilterOnError::default(),
+            max_message_size: None,
+            allowed_clients: defaults::milter_allowed_clients(),
+        }
+    }
 }
 
 /// The milter's listening socket.
@@ -903,6 +1008,36 @@ impl Config {
                 "must be more than 0".into(),
             ));
         }
+        if self.milter.allowed_clients.is_empty() {
+            return Err(err(
+                "milter",
+                "allowed_clients",
+                "is empty, so no mail server could use the milter; list your mail server's \
+                 addresses (default [\"127.0.0.0/8\", \"::1/128\"])"
+                    .into(),
+            ));
+        }
+        if let Some(senders) = &r.allowed_senders {
+            if senders.is_empty() {
+                return Err(err(
+                    "relay",
+                    "allowed_senders",
+                    "is empty, so every sender would be refused; list the school's sender \
+                     domains, leave it out for [school] domains and pupil_domains, or write \
+                     [\"*\"] to allow any sender"
+                        .into(),
+                ));
+            }
+            if senders.len() > 1 && senders.contains(&AllowedSender::Anyone) {
+                return Err(err(
+                    "relay",
+                    "allowed_senders",
+                    "\"*\" allows any sender and must stand alone; remove it or the domains \
+                     beside it"
+                        .into(),
+                ));
+            }
+        }
         if self.school.domains.is_empty() {
             return Err(err(
                 "school",
@@ -951,6 +1086,21 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The sender domains the relay accepts in MAIL FROM: `[relay] allowed_senders`, or the
+    /// school's `domains` and `pupil_domains` when it is not set.
+    pub fn allowed_senders(&self) -> Vec<AllowedSender> {
+        match &self.relay.allowed_senders {
+            Some(list) => list.clone(),
+            None => self
+                .school
+                .domains
+                .iter()
+                .chain(&self.school.pupil_domains)
+                .map(|d| AllowedSender::Domain(d.0.clone()))
+                .collect(),
+        }
     }
 
     /// The password for the next hop's AUTH, read from its file (one line, trailing newline ignored).
@@ -1070,6 +1220,89 @@ mod tests {
         let shown = e.to_string();
         assert!(shown.starts_with("test.toml:"), "{shown}");
         assert!(!shown.contains('\n'), "one line: {shown}");
+    }
+
+    #[test]
+    fn the_access_keys_and_their_defaults() {
+        let c = parse(EXAMPLE).unwrap();
+        assert_eq!(
+            c.allowed_senders(),
+            vec![
+                AllowedSender::Domain("example-academy.sch.uk".into()),
+                AllowedSender::Domain("pupils.example-academy.sch.uk".into()),
+            ]
+        );
+        assert_eq!(c.relay.m365_tenant_id, None);
+        let loopback: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        assert_eq!(c.milter.allowed_clients, loopback);
+        let text = EXAMPLE
+            .replace(
+                "# allowed_senders = [",
+                "allowed_senders = [\"*.School.sch.uk\", \"other.sch.uk\"]\n# [",
+            )
+            .replace(
+                "# m365_tenant_id = \"00000000-0000-0000-0000-000000000000\"",
+                "m365_tenant_id = \"3F2504E0-4F89-41D3-9A0C-0305E82C3301\"",
+            )
+            .replace(
+                "# allowed_clients = [\"127.0.0.0/8\", \"::1/128\"]",
+                "allowed_clients = [\"127.0.0.1/32\"]",
+            );
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.allowed_senders(),
+            vec![
+                AllowedSender::Subdomains("school.sch.uk".into()),
+                AllowedSender::Domain("other.sch.uk".into()),
+            ]
+        );
+        assert_eq!(
+            c.relay.m365_tenant_id,
+            Some(TenantId("3f2504e0-4f89-41d3-9a0c-0305e82c3301".into()))
+        );
+        assert_eq!(
+            c.milter.allowed_clients,
+            vec!["127.0.0.1/32".parse::<IpNet>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn bad_access_entries_are_named_with_their_line() {
+        let cases = [
+            (
+                "allowed_senders = [\"school.sch.uk\", \"not a domain\"]",
+                "relay.allowed_senders",
+                "not a sender domain",
+            ),
+            (
+                "allowed_senders = [\"*\", \"school.sch.uk\"]",
+                "relay.allowed_senders",
+                "alone",
+            ),
+            ("allowed_senders = []", "relay.allowed_senders", "empty"),
+            (
+                "m365_tenant_id = \"contoso.onmicrosoft.com\"",
+                "relay.m365_tenant_id",
+                "GUID",
+            ),
+        ];
+        for (line, field, words) in cases {
+            let text = EXAMPLE.replace("# allowed_senders = [", &format!("{line}\n# ["));
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.line, Some(line_of(&text, line)), "{line}: {e}");
+            assert_eq!(e.field.as_deref(), Some(field), "{line}: {e}");
+            assert!(e.to_string().contains(words), "{line}: {e}");
+        }
+        let text = EXAMPLE.replace(
+            "# allowed_clients = [\"127.0.0.0/8\", \"::1/128\"]",
+            "allowed_clients = [\"127.0.0.2/40\"]",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("milter.allowed_clients"), "{e}");
+        assert_eq!(
+            e.line,
+            Some(line_of(&text, "allowed_clients = [\"127.0.0.2/40\"]"))
+        );
     }
 
     #[test]

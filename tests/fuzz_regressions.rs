@@ -59,6 +59,30 @@ fn smtp_session_inputs() {
 }
 
 #[test]
+fn the_access_seed_is_refused_where_it_should_be() {
+    // An outside sender, a UTF-8 address without SMTPUTF8, a control character in a quoted
+    // local part, a NUL in the message: each refused at its own step (issue 15, items 7, 12).
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/smtp_session/access-strict");
+    let replies = fuzz_checks::smtp_transcript(&std::fs::read(seed).unwrap());
+    let replies = String::from_utf8(replies).unwrap();
+    let codes: Vec<&str> = replies
+        .split("\r\n")
+        .filter(|l| l.len() > 4 && l.as_bytes()[3] == b' ')
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "220", "250", "550", "553", "250", "250", "250", "553", "553", "354", "554", "250",
+            "250", "250", "221"
+        ],
+        "{replies}"
+    );
+    assert!(replies.contains("554 5.6.0 "), "{replies}");
+    assert!(replies.contains("550 5.7.1 "), "{replies}");
+}
+
+#[test]
 fn mime_rewrite_inputs() {
     replay("mime_rewrite", fuzz_checks::mime_rewrite);
 }

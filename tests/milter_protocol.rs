@@ -291,3 +291,78 @@ fn sigterm_stops_the_milter_cleanly() {
         last.record
     );
 }
+
+/// Connects to the milter on 127.0.0.1 from the loopback address `source`.
+fn connect_from(source: std::net::Ipv4Addr, port: u16) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a runtime to connect with");
+    let stream = runtime
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind((source, 0).into())?;
+            socket.connect(([127, 0, 0, 1], port).into()).await
+        })
+        .unwrap_or_else(|e| panic!("connect to the milter from {source}: {e}"));
+    let stream = stream.into_std().expect("a blocking socket");
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    stream
+}
+
+#[test]
+fn only_allowed_clients_may_use_the_milter() {
+    let (gw, port) = start(|cfg| {
+        set(
+            cfg,
+            "milter.allowed_clients",
+            toml::Value::Array(vec!["127.0.0.1/32".into()]),
+        );
+    });
+    // 127.0.0.2 is disconnected before option negotiation: its negotiation packet gets no
+    // reply, only the end of the connection.
+    let mut outsider = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), port);
+    let mut neg = 13u32.to_be_bytes().to_vec();
+    neg.push(b'O');
+    neg.extend_from_slice(&6u32.to_be_bytes());
+    neg.extend_from_slice(&0x1ffu32.to_be_bytes());
+    neg.extend_from_slice(&0x1f_ffffu32.to_be_bytes());
+    let _ = outsider.write_all(&neg);
+    let mut buf = [0u8; 64];
+    match outsider.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("127.0.0.2 got {n} bytes from the milter: {:?}", &buf[..n]),
+        Err(e) => panic!("127.0.0.2 was neither answered nor disconnected: {e}"),
+    }
+    assert!(
+        gw.wait_for(Duration::from_secs(30), || {
+            let log = gw.log();
+            log.contains("milter.allowed_clients") && log.contains("127.0.0.2")
+        }),
+        "the refused address is logged"
+    );
+    // 127.0.0.1 is served: a whole message is decided.
+    let mut mta = Mta::connect(port);
+    let f = fields("allowed@test");
+    let f: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    mta.begin("QALLOW1", &f);
+    mta.send(b'B', b"Hello.\r\n");
+    assert_eq!(mta.read().0, b'c');
+    mta.send(b'E', b"");
+    loop {
+        let (cmd, data) = mta.read();
+        if matches!(cmd, b'a' | b'c' | b'r' | b't' | b'd' | b'y') {
+            assert_eq!(cmd, b'a', "accepted: {:?}", String::from_utf8_lossy(&data));
+            break;
+        }
+    }
+    assert!(
+        gw.wait_for(Duration::from_secs(30), || record(&gw, "allowed@test")
+            .is_some()),
+        "the allowed client's message is audited"
+    );
+}

@@ -156,7 +156,7 @@ fn pipelined_transactions_are_answered_in_order() {
 }
 
 #[test]
-fn bare_lf_and_nul_bytes_are_answered_and_nothing_is_smuggled() {
+fn bare_lf_lines_are_answered_and_nothing_is_smuggled() {
     let gw = Gateway::start(|cfg| {
         set(cfg, "disclaimer.text", "");
         set(cfg, "disclaimer.html", "");
@@ -166,13 +166,21 @@ fn bare_lf_and_nul_bytes_are_answered_and_nothing_is_smuggled() {
     assert_eq!(c.cmd("RCPT TO:<parent@example.org>").unwrap().code, 250);
     assert_eq!(c.cmd("DATA").unwrap().code, 354);
     // "\n.\n" is not the end of the message; what follows it is not a second transaction.
-    c.write(b"Subject: smuggle\r\n\r\nline one\n.\nMAIL FROM:<evil@example.org>\r\nnul \x00 byte\r\n.\r\n").unwrap();
+    // (A NUL byte is refused outright: tests/relay_access.rs.)
+    c.write(
+        b"Subject: smuggle\r\n\r\nline one\n.\nMAIL FROM:<evil@example.org>\r\nlast line\r\n.\r\n",
+    )
+    .unwrap();
     let r = c.read_reply().unwrap();
     assert_eq!(r.code, 250, "{r}");
     let out = gw.outbox_messages();
     assert_eq!(out.len(), 1, "one message, not two");
     let body = common::strip_received(&out[0].bytes);
-    assert_eq!(body, b"Subject: smuggle\r\n\r\nline one\r\n\r\nMAIL FROM:<evil@example.org>\r\nnul \x00 byte\r\n".to_vec());
+    assert_eq!(
+        body,
+        b"Subject: smuggle\r\n\r\nline one\r\n\r\nMAIL FROM:<evil@example.org>\r\nlast line\r\n"
+            .to_vec()
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! the sensitive-attachment rules ([`sensitive`]). The strictest action of any rule that matched
 //! decides the verdict.
 
+pub mod access;
 pub mod contact;
 pub mod disclaimer;
 pub mod holds;

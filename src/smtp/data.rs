@@ -17,6 +17,9 @@ pub enum DataProblem {
     LineTooLong { limit: u64 },
     /// A header section larger than `max_header_size`.
     HeaderTooBig { limit: u64 },
+    /// A NUL octet, which SMTP text may not hold (RFC 5321 §4.1.1.4): readers differ on what
+    /// follows one (C strings end there), so the message is refused rather than passed on.
+    Nul,
 }
 
 impl DataProblem {
@@ -32,6 +35,9 @@ impl DataProblem {
             DataProblem::HeaderTooBig { limit } => format!(
                 "552 5.3.4 Message header section is larger than {limit} octets; not accepted"
             ),
+            DataProblem::Nul => {
+                "554 5.6.0 Message contains a NUL octet (RFC 5321 4.1.1.4); not accepted".into()
+            }
         }
     }
 
@@ -43,6 +49,7 @@ impl DataProblem {
             DataProblem::HeaderTooBig { limit } => {
                 format!("header section larger than {limit} octets")
             }
+            DataProblem::Nul => "a NUL octet in the message".into(),
         }
     }
 }
@@ -171,6 +178,9 @@ impl DataReader {
             self.bare_lf += 1;
         }
         self.after_crlf = crlf;
+        if self.problem.is_none() && memchr::memchr(0, line).is_some() {
+            self.problem = Some(DataProblem::Nul);
+        }
         // Dot-unstuffing: a leading dot was doubled by the client.
         let content = line.strip_prefix(b".").unwrap_or(line);
         let content_len = full_len - (line.len() - content.len()) as u64;
@@ -375,6 +385,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused_however_the_input_is_cut() {
+        let msg: &[u8] = b"Subject: a\r\n\r\nbody\0tail\r\nmore\r\n.\r\n";
+        for cut in 1..msg.len() {
+            let mut r = DataReader::new(LIMITS);
+            let mut out = Vec::new();
+            let mut done = false;
+            for chunk in msg.chunks(cut) {
+                if r.feed(chunk, &mut out).1 {
+                    done = true;
+                }
+            }
+            assert!(done, "cut {cut}");
+            assert_eq!(r.problem(), Some(&DataProblem::Nul), "cut {cut}");
+            assert!(
+                r.problem()
+                    .is_some_and(|p| p.reply().starts_with("554 5.6.0 "))
+            );
+        }
+        let (_, done, _, r) = read_all(&[b"\0Subject: x\r\n\r\n.\r\n"]);
+        assert!(done);
+        assert_eq!(
+            r.problem(),
+            Some(&DataProblem::Nul),
+            "a NUL in the header too"
+        );
+        let (_, _, _, clean) = read_all(&[b"Subject: x\r\n\r\nno nul\r\n.\r\n"]);
+        assert_eq!(clean.problem(), None);
     }
 
     #[test]

@@ -286,7 +286,7 @@ pub fn raise_open_file_limit(max_connections: usize) -> Option<String> {
 }
 
 /// `::ffff:a.b.c.d` is the IPv4 client a.b.c.d (a dual-stack listener reports it so).
-fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()

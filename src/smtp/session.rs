@@ -20,6 +20,7 @@ use super::data::{DataLimits, DataReader};
 use super::handoff::{self, Received};
 use super::server::Relay;
 use crate::envelope::Envelope;
+use crate::policy;
 
 /// Longest command line accepted (RFC 5321 asks for at least 512).
 const MAX_COMMAND_LINE: usize = 4096;
@@ -337,9 +338,27 @@ impl Session {
                     ));
                     return None;
                 }
-                self.mail_from = Some(from.address.to_string());
+                let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+                let address = match envelope_address(&from.address, smtputf8, Role::Sender) {
+                    Ok(a) => a,
+                    Err(reply) => return self.error(io, &reply),
+                };
+                if !policy::access::sender_allowed(&config.allowed_senders(), &address) {
+                    let domain = policy::access::sender_domain(&address);
+                    tracing::warn!(client = %self.peer, sender_domain = %printable(&domain, 255),
+                        "refused MAIL FROM: not in relay.allowed_senders");
+                    return self.error(
+                        io,
+                        &format!(
+                            "550 5.7.1 Sender address rejected: {} is not a domain this gateway \
+                             relays for (relay.allowed_senders)",
+                            printable(&domain, 255)
+                        ),
+                    );
+                }
+                self.mail_from = Some(address);
                 self.declared_size = from.size as u64;
-                self.smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+                self.smtputf8 = smtputf8;
                 self.body_8bit = from.flags & MAIL_BODY_8BITMIME != 0;
                 io.queue("250 2.1.0 Ok");
             }
@@ -354,7 +373,11 @@ impl Session {
                 if to.address.is_empty() {
                     return self.error(io, "501 5.1.3 Bad recipient address syntax");
                 }
-                self.rcpt_to.push(to.address.to_string());
+                let address = match envelope_address(&to.address, self.smtputf8, Role::Recipient) {
+                    Ok(a) => a,
+                    Err(reply) => return self.error(io, &reply),
+                };
+                self.rcpt_to.push(address);
                 io.queue("250 2.1.5 Ok");
             }
             Request::Data => {
@@ -480,6 +503,24 @@ impl Session {
             io.queue(&reply);
             return None;
         }
+        if let Some(pinned) = &relay_cfg.m365_tenant_id
+            && let Err(problem) = policy::access::check_tenant(pinned, received.original())
+        {
+            let reply = problem.reply();
+            tracing::warn!(client = %self.peer, queue_id = %received.queue_id,
+                "refused: not from the Microsoft 365 tenant in relay.m365_tenant_id");
+            Box::pin(handoff::record_unaccepted(
+                &self.relay,
+                &received,
+                reader.size(),
+                "rejected",
+                &problem.detail(),
+                &reply,
+            ))
+            .await;
+            io.queue(&reply);
+            return None;
+        }
         if reader.bare_lf_lines() > 0 {
             tracing::info!(client = %self.peer, queue_id = %received.queue_id, lines = reader.bare_lf_lines(), "bare LF line endings stored as CRLF");
         }
@@ -502,6 +543,68 @@ impl Session {
             (true, true, true) => "UTF8SMTPS",
         }
     }
+}
+
+/// Which end of the envelope an address is.
+#[derive(Clone, Copy)]
+enum Role {
+    Sender,
+    Recipient,
+}
+
+/// The address as the envelope keeps it and the next hop gets it, or the reply refusing it.
+///
+/// smtp-proto hands over a quoted local part without its quotes (`"a b"@x` as `a b@x`); it is
+/// quoted again here, so that it is passed on intact. An address the next hop's client (lettre)
+/// could not send is refused now, at MAIL or RCPT, rather than with a 553 after DATA; so is a
+/// UTF-8 address in a transaction without SMTPUTF8 (RFC 6531 §3.4).
+fn envelope_address(parsed: &str, smtputf8: bool, role: Role) -> Result<String, String> {
+    if parsed.is_empty() {
+        return Ok(String::new());
+    }
+    let (what, enhanced) = match role {
+        Role::Sender => ("sender", "5.1.7"),
+        Role::Recipient => ("recipient", "5.1.3"),
+    };
+    if !parsed.is_ascii() && !smtputf8 {
+        return Err(format!(
+            "553 5.6.7 The {what} address is not ASCII: send MAIL FROM with SMTPUTF8 (RFC 6531)"
+        ));
+    }
+    let address = match parsed.rsplit_once('@') {
+        Some((local, domain)) if !is_dot_atom(local) => {
+            let mut quoted = String::with_capacity(local.len() + domain.len() + 3);
+            quoted.push('"');
+            for c in local.chars() {
+                if c == '"' || c == '\\' {
+                    quoted.push('\\');
+                }
+                quoted.push(c);
+            }
+            quoted.push_str("\"@");
+            quoted.push_str(domain);
+            quoted
+        }
+        _ => parsed.to_string(),
+    };
+    match address.parse::<lettre::Address>() {
+        Ok(_) => Ok(address),
+        Err(e) => Err(format!(
+            "553 {enhanced} Bad {what} address <{}>: {e}",
+            printable(&address, 320)
+        )),
+    }
+}
+
+/// A local part that needs no quotes (RFC 5321 Dot-string; RFC 6531 allows UTF-8 in it).
+fn is_dot_atom(local: &str) -> bool {
+    !local.is_empty()
+        && local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+                })
+        })
 }
 
 /// A short id for a message, unique within this gateway (time in microseconds and a counter).
@@ -667,6 +770,33 @@ mod tests {
             &["a@x".into(), "b@y".into()],
         );
         assert!(!h.contains("for <"), "{h}");
+    }
+
+    #[test]
+    fn addresses_are_kept_as_the_next_hop_can_send_them_or_refused() {
+        let ok = |parsed: &str, utf8: bool| envelope_address(parsed, utf8, Role::Recipient);
+        assert_eq!(ok("a@x.example", false), Ok("a@x.example".into()));
+        assert_eq!(ok("", false), Ok(String::new()));
+        // smtp-proto hands over `"a b"@x` unquoted; it is quoted again.
+        assert_eq!(ok("a b@x.example", false), Ok("\"a b\"@x.example".into()));
+        assert_eq!(
+            ok("odd\"one@x.example", false),
+            Ok("\"odd\\\"one\"@x.example".into())
+        );
+        assert_eq!(ok("a@b@x.example", false), Ok("\"a@b\"@x.example".into()));
+        assert_eq!(ok(".a@x.example", false), Ok("\".a\"@x.example".into()));
+        // UTF-8 only with SMTPUTF8.
+        let refused = ok("jürgen@exämple.org", false).unwrap_err();
+        assert!(refused.starts_with("553 5.6.7 "), "{refused}");
+        assert_eq!(
+            ok("jürgen@exämple.org", true),
+            Ok("jürgen@exämple.org".into())
+        );
+        // What lettre cannot write is refused now, not after DATA.
+        let refused = ok("tab\u{1}here@x.example", false).unwrap_err();
+        assert!(refused.starts_with("553 5.1.3 "), "{refused}");
+        let refused = envelope_address("a@-bad-.example", false, Role::Sender).unwrap_err();
+        assert!(refused.starts_with("553 5.1.7 "), "{refused}");
     }
 
     #[test]
