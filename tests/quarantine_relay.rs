@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::smtp::Client;
+use common::smtp::{Client, Sink, SinkBehaviour};
 use common::{Gateway, OutboxMessage, plain_message, set, verify_audit_chain};
 use serde_json::Value;
 
@@ -149,4 +149,122 @@ fn held_released_once_deleted_and_audited() {
     verify_audit_chain(&gw.audit_records()).unwrap();
     let v = ok(&gw, &["audit", "verify"]);
     assert!(v.contains("intact"), "{v}");
+}
+
+/// Issue 15 item 8: `quarantine release` with an `smtp://` next hop (every school's set-up)
+/// once failed before sending anything, while the tests above used the outbox only. A real SMTP
+/// next hop here: the release reaches it exactly once, byte for byte, and a second release is
+/// refused without a second delivery.
+#[test]
+fn cli_release_through_an_smtp_next_hop_delivers_once() {
+    let sink = Sink::start(SinkBehaviour::accept());
+    let gw = Gateway::start(|cfg| {
+        set(cfg, "relay.next_hop", sink.url());
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    let to_pupil = || {
+        sink.accepted()
+            .into_iter()
+            .filter(|m| m.rcpt_to.iter().any(|r| r == PUPIL))
+            .collect::<Vec<_>>()
+    };
+    let id = send_held(&gw, "Homework", "smtp-release@test");
+    assert!(to_pupil().is_empty(), "a held message is not delivered");
+    let held_bytes = std::fs::read(gw.state_dir.join(format!("quarantine/{id}.eml"))).unwrap();
+
+    let out = ok(&gw, &["quarantine", "release", &id, "--as", "netman"]);
+    assert!(out.contains(&format!("released {id} to smtp://")), "{out}");
+    let delivered = to_pupil();
+    assert_eq!(delivered.len(), 1, "released once: {}", sink.transcript());
+    assert_eq!(delivered[0].mail_from, FROM);
+    assert_eq!(
+        delivered[0].data, held_bytes,
+        "the held bytes are what leaves"
+    );
+
+    let again = gw.cli(&["quarantine", "release", &id, "--as", "netman"]);
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already released"), "{err}");
+    assert_eq!(to_pupil().len(), 1, "still exactly once");
+    assert!(held(&gw).is_empty(), "a released message is no longer held");
+    let v = ok(&gw, &["audit", "verify"]);
+    assert!(v.contains("intact"), "{v}");
+}
+
+/// Issue 15 item 9: a Subject (RFC 2047 encoded, so it decodes to raw controls) and a header
+/// (raw bytes) that would set the terminal's title and clear its screen reach `quarantine show`
+/// and `list` escaped: not one ESC or C1 control in what they print, and the text still there.
+#[test]
+fn show_and_list_print_no_terminal_escapes_from_mail() {
+    let gw = Gateway::start(|cfg| {
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    let mut c = Client::ready(gw.port);
+    let mut m = plain_message(
+        FROM,
+        PUPIL,
+        "=?UTF-8?Q?Hi=1B]0;pwned=07=1B[2J=C2=9B31mthere?=",
+        "hostile@test",
+        "Here is the sheet.",
+    );
+    let raw = b"X-Note: a\x1b]0;title\x07b\x1b[2Jc\r\n";
+    m.splice(0..0, raw.iter().copied());
+    let t = c.send(FROM, "", &[PUPIL], &m).unwrap();
+    assert!(t.accepted(), "{:?}", t.reply);
+    let id = t
+        .reply
+        .text()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let raw_controls = |out: &str| {
+        out.chars()
+            .filter(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+            .collect::<Vec<_>>()
+    };
+    let show = ok(&gw, &["quarantine", "show", &id, "--as", "dsl"]);
+    assert_eq!(
+        raw_controls(&show),
+        Vec::<char>::new(),
+        "show printed raw controls:\n{show:?}"
+    );
+    assert!(
+        show.contains("subject:  Hi\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{9b}31mthere"),
+        "the Subject is shown, escaped:\n{show}"
+    );
+    assert!(
+        show.contains("X-Note: a\\u{1b}]0;title\\u{7}b\\u{1b}[2Jc"),
+        "the headers are shown, escaped:\n{show}"
+    );
+
+    let list = ok(&gw, &["quarantine", "list"]);
+    assert_eq!(
+        raw_controls(&list),
+        Vec::<char>::new(),
+        "list printed raw controls:\n{list:?}"
+    );
+    assert!(list.contains("Hi\\u{1b}]0;pwned"), "{list}");
+    let json = ok(&gw, &["quarantine", "list", "--json"]);
+    assert_eq!(
+        raw_controls(&json),
+        Vec::<char>::new(),
+        "list --json printed raw controls"
+    );
+    let parsed: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        parsed[0]["subject"], "Hi\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31mthere",
+        "the JSON still holds the Subject as sent"
+    );
 }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod display;
 pub mod notify;
 pub mod policy;
 pub mod quarantine;
