@@ -268,3 +268,68 @@ fn show_and_list_print_no_terminal_escapes_from_mail() {
         "the JSON still holds the Subject as sent"
     );
 }
+
+/// README: "claimed first, so two releases at once deliver once". Two network managers release
+/// the same message at the same moment through a real SMTP next hop (which, unlike the outbox,
+/// would keep a second copy): one release delivers, the other is refused, and the pupil gets
+/// the message once.
+#[test]
+fn two_releases_at_once_deliver_once() {
+    let sink = Sink::start(SinkBehaviour::accept());
+    let gw = Gateway::start(|cfg| {
+        set(cfg, "relay.next_hop", sink.url());
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    let to_pupil = || {
+        sink.accepted()
+            .into_iter()
+            .filter(|m| m.rcpt_to.iter().any(|r| r == PUPIL))
+            .count()
+    };
+    for round in 0..3 {
+        let id = send_held(&gw, "Homework", &format!("twice{round}@test"));
+        let barrier = std::sync::Barrier::new(2);
+        let outs: Vec<std::process::Output> = std::thread::scope(|s| {
+            let runs: Vec<_> = ["netman", "dsl"]
+                .into_iter()
+                .map(|who| {
+                    let (gw, id, barrier) = (&gw, &id, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        gw.cli(&["quarantine", "release", id, "--as", who])
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let ok = outs.iter().filter(|o| o.status.success()).count();
+        let texts: Vec<String> = outs
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}: {}{}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .collect();
+        assert_eq!(
+            ok, 1,
+            "round {round}: exactly one release succeeds: {texts:#?}"
+        );
+        let refused = outs.iter().find(|o| !o.status.success()).unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{texts:#?}");
+        assert_eq!(
+            to_pupil(),
+            round + 1,
+            "round {round}: delivered once: {texts:#?}"
+        );
+    }
+    let v = ok(&gw, &["audit", "verify"]);
+    assert!(v.contains("intact"), "{v}");
+}
