@@ -172,8 +172,9 @@ fn show(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Resul
     println!("reasons:  {}", reasons(&h));
     if let Some(by) = &h.acted_by {
         println!(
-            "{}:  by {by} at {}{}",
+            "{}:  by {} at {}{}",
             h.state,
+            display::text(by),
             h.acted_at.as_deref().unwrap_or("?"),
             h.action_reason
                 .as_deref()
@@ -208,7 +209,11 @@ fn release(config: &Config, q: &Quarantine, id: &str, actor: &str) -> anyhow::Re
     let done = act_on(&runtime, config, async |log| {
         review::release(q, id, actor, &hop, timeout, log).await
     })?;
-    println!("released {id} to {}: {}", done.hop, done.reply);
+    println!(
+        "released {id} to {}: {}",
+        done.hop,
+        display::text(&done.reply)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
