@@ -267,6 +267,40 @@ fn show_and_list_print_no_terminal_escapes_from_mail() {
         parsed[0]["subject"], "Hi\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31mthere",
         "the JSON still holds the Subject as sent"
     );
+
+    // `audit export` to a terminal (a pseudo-terminal from script(1)): the Subject's controls
+    // are escaped there too; to a file or a pipe the export stays data, byte for byte.
+    let command = format!(
+        "'{}' audit export --format csv --as dsl --config '{}'",
+        common::bin().display(),
+        gw.config_path.display()
+    );
+    let out = std::process::Command::new(common::require_tool("script"))
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("SCHOOLGATE_CONFIG")
+        // The log would be coloured on a terminal: only the export's own bytes are checked.
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run script");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert_eq!(
+        shown
+            .chars()
+            .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            .collect::<Vec<_>>(),
+        Vec::<char>::new(),
+        "audit export printed raw controls to the terminal:\n{shown:?}"
+    );
+    assert!(
+        shown.contains("Hi\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31mthere"),
+        "the Subject is in the export, escaped:\n{shown}"
+    );
+    let piped = ok(&gw, &["audit", "export", "--format", "csv", "--as", "dsl"]);
+    assert!(
+        piped.contains("Hi\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31mthere"),
+        "to a pipe the export is the data as it is"
+    );
 }
 
 /// README: "claimed first, so two releases at once deliver once". Two network managers release
