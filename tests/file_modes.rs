@@ -87,6 +87,13 @@ fn nothing_is_world_readable_under_umask_022() {
     assert!(text.contains("held for review"), "{text}");
     let id = text.rsplit(' ').next().unwrap().trim().to_string();
 
+    // The accounts `--as` names (created under the same umask: the database stays private).
+    gw.add_user(
+        "netman",
+        &["network-manager"],
+        "correct horse battery staple",
+    );
+    gw.add_user("dsl", &["dsl"], "correct horse battery staple");
     let out_dir = gw.dir.path().join("exports");
     std::fs::create_dir(&out_dir).unwrap();
     std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -103,7 +110,7 @@ fn nothing_is_world_readable_under_umask_022() {
         "--out",
         &p(&held_copy),
         "--as",
-        "dsl",
+        "netman",
     ]);
     gw.cli_ok(&[
         "audit",
