@@ -140,7 +140,12 @@ fn a_thousand_idle_connections_stay_in_bounded_memory_and_are_closed_after_the_i
         "{}",
         over.greeting
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // "At once" means no wait for a timeout: a generous bound, far below any of them.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the 421 took {:?}",
+        started.elapsed()
+    );
 
     // An ordinary client (its own address) is served beside the thousand...
     let mut ordinary = Client::ready(gw.port);
@@ -187,7 +192,7 @@ fn a_thousand_idle_connections_stay_in_bounded_memory_and_are_closed_after_the_i
     let all_closed = opened.elapsed();
     drop(idle);
     assert!(
-        gw.wait_for(Duration::from_secs(5), || gw.open_fds() <= fds_before + 2),
+        gw.wait_for(Duration::from_secs(60), || gw.open_fds() <= fds_before + 2),
         "the gateway still holds {} descriptors ({fds_before} before the idle connections)",
         gw.open_fds()
     );

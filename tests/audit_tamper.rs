@@ -1,5 +1,5 @@
 //! `audit verify` against a trail tampered with through the real `sqlite3` CLI: a changed
-//! subject, a deleted row, two rows swapped, the tail dropped (also when the gateway goes on
+//! subject, a changed column beside a record (sender, outcome, kind, time), a deleted row, two rows swapped, the tail dropped (also when the gateway goes on
 //! writing afterwards), the head dropped; each is caught with the right record named, and an
 //! untouched trail, or one purged under retention, verifies.
 
@@ -220,6 +220,44 @@ fn tampering_is_caught_and_named() {
         &format!("UPDATE audit SET time = '2001-01-01T00:00:00Z' WHERE seq = {s};"),
     );
     assert_broken_at(&c, s, "its time column says \"2001-01-01T00:00:00Z\"");
+
+    // Issue 15 item 13: every other column kept beside the hashed record, edited one at a
+    // time, is caught and named: the envelope sender, the outcome (both set, and emptied), the
+    // kind, and a sender given to a record that is not about a message.
+    let start = gw
+        .audit_records()
+        .iter()
+        .find(|r| r.kind != "message")
+        .expect("a record that is not about a message (the start)")
+        .seq as u64;
+    let s = seq_of(&gw, "Report 2");
+    for (seq, set_sql, words) in [
+        (
+            s,
+            "mail_from = 'someone.else@example-academy.sch.uk'",
+            "its mail_from column says \"someone.else@example-academy.sch.uk\" but the record says \"t.baker@example-academy.sch.uk\"",
+        ),
+        (s, "mail_from = NULL", "its mail_from column says nothing"),
+        (
+            s,
+            "outcome = 'rejected'",
+            "its outcome column says \"rejected\" but the record says \"delivered\"",
+        ),
+        (s, "outcome = NULL", "its outcome column says nothing"),
+        (s, "kind = 'action'", "its kind column says \"action\""),
+        (
+            start,
+            "mail_from = 't.baker@example-academy.sch.uk'",
+            "its mail_from column says \"t.baker@example-academy.sch.uk\" but the record says nothing",
+        ),
+    ] {
+        let c = copy(&gw, |_| {});
+        sqlite(
+            &c.db,
+            &format!("UPDATE audit SET {set_sql} WHERE seq = {seq};"),
+        );
+        assert_broken_at(&c, seq, words);
+    }
 
     // `audit checkpoint` prints the head as `verify --checkpoint` takes it.
     let c = copy(&gw, |_| {});

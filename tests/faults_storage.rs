@@ -493,29 +493,51 @@ fn sigkill_while_held_messages_are_written_loses_and_doubles_nothing() {
     let gw = Arc::new(Mutex::new(gw));
     let next = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
+    // Messages that heard 250: the killer lets at least one through between kills.
+    let progress = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let heard: Arc<Mutex<BTreeMap<usize, Vec<String>>>> = Arc::default();
 
     let killer = {
-        let (gw, finished, done) = (gw.clone(), finished.clone(), done.clone());
+        let (gw, finished, progress, done) =
+            (gw.clone(), finished.clone(), progress.clone(), done.clone());
         thread::spawn(move || {
             let mut rng = Lcg::new(seed ^ 1);
             let mut kills = 0;
-            while !done.load(Ordering::SeqCst) && finished.load(Ordering::SeqCst) < MESSAGES {
+            let running =
+                || !done.load(Ordering::SeqCst) && finished.load(Ordering::SeqCst) < MESSAGES;
+            while running() {
                 thread::sleep(Duration::from_millis(rng.range(50, 400)));
                 let mut g = gw.lock().unwrap_or_else(|e| e.into_inner());
                 g.kill9();
                 kills += 1;
                 thread::sleep(Duration::from_millis(rng.range(0, 50)));
                 g.restart();
+                drop(g);
+                // However slow the machine, a message gets through before the next kill (the
+                // kill moments stay random): a fixed kill rate would starve the senders on a
+                // busy machine and fail the test for the load, not for the gateway.
+                let before = progress.load(Ordering::SeqCst);
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while running()
+                    && progress.load(Ordering::SeqCst) == before
+                    && Instant::now() < deadline
+                {
+                    thread::sleep(Duration::from_millis(5));
+                }
             }
             kills
         })
     };
     let senders: Vec<_> = (0..SENDERS)
         .map(|_| {
-            let (mails, next, finished, heard) =
-                (mails.clone(), next.clone(), finished.clone(), heard.clone());
+            let (mails, next, finished, progress, heard) = (
+                mails.clone(),
+                next.clone(),
+                finished.clone(),
+                progress.clone(),
+                heard.clone(),
+            );
             thread::spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
@@ -530,7 +552,10 @@ fn sigkill_while_held_messages_are_written_loses_and_doubles_nothing() {
                         };
                         heard.lock().unwrap().entry(i).or_default().push(said);
                         match outcome {
-                            Ok(t) if t.accepted() => break,
+                            Ok(t) if t.accepted() => {
+                                progress.fetch_add(1, Ordering::SeqCst);
+                                break;
+                            }
                             Ok(t) => assert!(
                                 (400..500).contains(&t.reply.code),
                                 "{}: a reply that is neither 250 nor 4xx: {}",

@@ -254,10 +254,8 @@ fn relay_and_milter_deliver_the_same_bytes_and_record_the_same_decision() {
     }
 }
 
-/// A class list with UPNs, in clear, both ways: the same findings and verdict, and (held in
-/// schoolgate's quarantine) the same held bytes below each path's trace header. With the
-/// attachment rules in this branch's stubs both paths deliver it, and the delivered bytes are
-/// compared instead; with the real rules merged it is held both ways.
+/// A class list with UPNs, in clear, both ways: held on both paths (never delivered), with the
+/// same findings and verdict, and the same held bytes below each path's trace header.
 #[test]
 fn a_sensitive_attachment_gets_the_same_decision_both_ways() {
     let milter_port = free_port();
@@ -322,33 +320,47 @@ fn a_sensitive_attachment_gets_the_same_decision_both_ways() {
             m.record_json
         );
     }
-    let (a, b) = match r.field("verdict").as_deref() {
-        Some("quarantine") => {
-            let held = |rec: &AuditRow| {
-                let id = rec.field("quarantine_id").expect("a quarantine id");
-                std::fs::read(gw.state_dir.join(format!("quarantine/{id}.eml")))
-                    .expect("the held file")
-            };
-            // The relay holds what it would have sent, its Received: included; the milter
-            // holds what Postfix would have delivered below its own.
-            (strip_received(&held(&r)), held(&m))
-        }
-        _ => {
-            assert!(
-                gw.wait_for(Duration::from_secs(30), || !sink.accepted().is_empty()),
-                "nothing came through Postfix:\n{}",
-                postfix.maillog()
-            );
-            let relayed = gw
-                .outbox_messages()
-                .into_iter()
-                .find(|o| mid_of(&o.bytes) == "<cl@example-academy.sch.uk>")
-                .expect("in the outbox");
-            (
-                strip_received(&relayed.bytes),
-                strip_received(&sink.accepted()[0].data),
-            )
-        }
+    // The hold is the point: three UPNs in clear reach the identifiers threshold (2), so both
+    // paths must hold it. "Both delivered" would mean detection broke on both.
+    for (rec, path) in [(&r, "relay"), (&m, "milter")] {
+        assert_eq!(
+            rec.field("verdict").as_deref(),
+            Some("quarantine"),
+            "the class list must be held via the {path}: {}",
+            rec.record_json
+        );
+        assert_eq!(
+            rec.field("outcome").as_deref(),
+            Some("quarantined"),
+            "{path}: {}",
+            rec.record_json
+        );
+        assert_eq!(
+            rec.message()["findings"][0]["rule"],
+            "unencrypted-sensitive-attachment",
+            "{path}: {}",
+            rec.record_json
+        );
+    }
+    let held = |rec: &AuditRow| {
+        let id = rec.field("quarantine_id").expect("a quarantine id");
+        std::fs::read(gw.state_dir.join(format!("quarantine/{id}.eml"))).expect("the held file")
     };
+    // The relay holds what it would have sent, its Received: included; the milter holds what
+    // Postfix would have delivered below its own.
+    let (a, b) = (strip_received(&held(&r)), held(&m));
+    assert!(
+        gw.outbox_messages()
+            .iter()
+            .all(|o| mid_of(&o.bytes) != "<cl@example-academy.sch.uk>"),
+        "the relay delivered the held class list"
+    );
+    assert!(
+        sink.accepted()
+            .iter()
+            .all(|d| mid_of(&d.data) != "<cl@example-academy.sch.uk>"),
+        "Postfix delivered the held class list:\n{}",
+        postfix.maillog()
+    );
     assert_same_bytes("the class list, relay against milter", &a, &b);
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::smtp::Client;
+use common::smtp::{Client, Sink, SinkBehaviour};
 use common::{Gateway, OutboxMessage, plain_message, set, verify_audit_chain};
 use serde_json::Value;
 
@@ -37,6 +37,22 @@ fn held(gw: &Gateway) -> Vec<Value> {
     let list: Value = serde_json::from_str(&ok(gw, &["quarantine", "list", "--json"]))
         .expect("list --json prints JSON");
     list.as_array().expect("an array").clone()
+}
+
+/// The accounts the new tests act as (`--as` names a real account with the role the web page
+/// would need): two network managers and a DSL.
+fn accounts(gw: &Gateway) {
+    gw.add_user(
+        "netman",
+        &["network-manager"],
+        "correct horse battery staple",
+    );
+    gw.add_user(
+        "netman2",
+        &["network-manager"],
+        "correct horse battery staple",
+    );
+    gw.add_user("dsl", &["dsl"], "correct horse battery staple");
 }
 
 fn send_held(gw: &Gateway, subject: &str, mid: &str) -> String {
@@ -319,6 +335,226 @@ fn held_released_once_deleted_and_audited() {
     // The gateway writes again after the CLI did; the chain holds.
     let _ = send_held(&gw, "Third", "q3@test");
     verify_audit_chain(&gw.audit_records()).unwrap();
+    let v = ok(&gw, &["audit", "verify"]);
+    assert!(v.contains("intact"), "{v}");
+}
+
+/// Issue 15 item 8: `quarantine release` with an `smtp://` next hop (every school's set-up)
+/// once failed before sending anything, while the tests above used the outbox only. A real SMTP
+/// next hop here: the release reaches it exactly once, byte for byte, and a second release is
+/// refused without a second delivery.
+#[test]
+fn cli_release_through_an_smtp_next_hop_delivers_once() {
+    let sink = Sink::start(SinkBehaviour::accept());
+    let gw = Gateway::start(|cfg| {
+        set(cfg, "relay.next_hop", sink.url());
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    accounts(&gw);
+    let to_pupil = || {
+        sink.accepted()
+            .into_iter()
+            .filter(|m| m.rcpt_to.iter().any(|r| r == PUPIL))
+            .collect::<Vec<_>>()
+    };
+    let id = send_held(&gw, "Homework", "smtp-release@test");
+    assert!(to_pupil().is_empty(), "a held message is not delivered");
+    let held_bytes = std::fs::read(gw.state_dir.join(format!("quarantine/{id}.eml"))).unwrap();
+
+    let out = ok(&gw, &["quarantine", "release", &id, "--as", "netman"]);
+    assert!(out.contains(&format!("released {id} to smtp://")), "{out}");
+    let delivered = to_pupil();
+    assert_eq!(delivered.len(), 1, "released once: {}", sink.transcript());
+    assert_eq!(delivered[0].mail_from, FROM);
+    assert_eq!(
+        delivered[0].data, held_bytes,
+        "the held bytes are what leaves"
+    );
+
+    let again = gw.cli(&["quarantine", "release", &id, "--as", "netman"]);
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already released"), "{err}");
+    assert_eq!(to_pupil().len(), 1, "still exactly once");
+    assert!(held(&gw).is_empty(), "a released message is no longer held");
+    let v = ok(&gw, &["audit", "verify"]);
+    assert!(v.contains("intact"), "{v}");
+}
+
+/// Issue 15 item 9: a Subject (RFC 2047 encoded, so it decodes to raw controls) and a header
+/// (raw bytes) that would set the terminal's title and clear its screen reach `quarantine show`
+/// and `list` escaped: not one ESC or C1 control in what they print, and the text still there.
+#[test]
+fn show_and_list_print_no_terminal_escapes_from_mail() {
+    let gw = Gateway::start(|cfg| {
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    accounts(&gw);
+    let mut c = Client::ready(gw.port);
+    let mut m = plain_message(
+        FROM,
+        PUPIL,
+        "=?UTF-8?Q?Hi=1B]0;pwned=07=1B[2J=C2=9B31mthere?=",
+        "hostile@test",
+        "Here is the sheet.",
+    );
+    let raw = b"X-Note: a\x1b]0;title\x07b\x1b[2Jc\r\n";
+    m.splice(0..0, raw.iter().copied());
+    let t = c.send(FROM, "", &[PUPIL], &m).unwrap();
+    assert!(t.accepted(), "{:?}", t.reply);
+    let id = t
+        .reply
+        .text()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let raw_controls = |out: &str| {
+        out.chars()
+            .filter(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+            .collect::<Vec<_>>()
+    };
+    let show = ok(&gw, &["quarantine", "show", &id, "--as", "netman"]);
+    assert_eq!(
+        raw_controls(&show),
+        Vec::<char>::new(),
+        "show printed raw controls:\n{show:?}"
+    );
+    assert!(
+        show.contains("subject:  Hi\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{9b}31mthere"),
+        "the Subject is shown, escaped:\n{show}"
+    );
+    assert!(
+        show.contains("X-Note: a\\u{1b}]0;title\\u{7}b\\u{1b}[2Jc"),
+        "the headers are shown, escaped:\n{show}"
+    );
+
+    let list = ok(&gw, &["quarantine", "list"]);
+    assert_eq!(
+        raw_controls(&list),
+        Vec::<char>::new(),
+        "list printed raw controls:\n{list:?}"
+    );
+    assert!(list.contains("Hi\\u{1b}]0;pwned"), "{list}");
+    let json = ok(&gw, &["quarantine", "list", "--json"]);
+    assert_eq!(
+        raw_controls(&json),
+        Vec::<char>::new(),
+        "list --json printed raw controls"
+    );
+    let parsed: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        parsed[0]["subject"], "Hi\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31mthere",
+        "the JSON still holds the Subject as sent"
+    );
+
+    // `audit export` to a terminal (a pseudo-terminal from script(1)): the Subject's controls
+    // are escaped there too; to a file or a pipe the export stays data, byte for byte.
+    let command = format!(
+        "'{}' audit export --format csv --as dsl --config '{}'",
+        common::bin().display(),
+        gw.config_path.display()
+    );
+    let out = std::process::Command::new(common::require_tool("script"))
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("SCHOOLGATE_CONFIG")
+        // The log would be coloured on a terminal: only the export's own bytes are checked.
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("run script");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert_eq!(
+        shown
+            .chars()
+            .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+            .collect::<Vec<_>>(),
+        Vec::<char>::new(),
+        "audit export printed raw controls to the terminal:\n{shown:?}"
+    );
+    assert!(
+        shown.contains("Hi\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31mthere"),
+        "the Subject is in the export, escaped:\n{shown}"
+    );
+    let piped = ok(&gw, &["audit", "export", "--format", "csv", "--as", "dsl"]);
+    assert!(
+        piped.contains("Hi\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31mthere"),
+        "to a pipe the export is the data as it is"
+    );
+}
+
+/// README: "claimed first, so two releases at once deliver once". Two network managers release
+/// the same message at the same moment through a real SMTP next hop (which, unlike the outbox,
+/// would keep a second copy): one release delivers, the other is refused, and the pupil gets
+/// the message once.
+#[test]
+fn two_releases_at_once_deliver_once() {
+    let sink = Sink::start(SinkBehaviour::accept());
+    let gw = Gateway::start(|cfg| {
+        set(cfg, "relay.next_hop", sink.url());
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    accounts(&gw);
+    let to_pupil = || {
+        sink.accepted()
+            .into_iter()
+            .filter(|m| m.rcpt_to.iter().any(|r| r == PUPIL))
+            .count()
+    };
+    for round in 0..3 {
+        let id = send_held(&gw, "Homework", &format!("twice{round}@test"));
+        let barrier = std::sync::Barrier::new(2);
+        let outs: Vec<std::process::Output> = std::thread::scope(|s| {
+            let runs: Vec<_> = ["netman", "netman2"]
+                .into_iter()
+                .map(|who| {
+                    let (gw, id, barrier) = (&gw, &id, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        gw.cli(&["quarantine", "release", id, "--as", who])
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let ok = outs.iter().filter(|o| o.status.success()).count();
+        let texts: Vec<String> = outs
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}: {}{}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .collect();
+        assert_eq!(
+            ok, 1,
+            "round {round}: exactly one release succeeds: {texts:#?}"
+        );
+        let refused = outs.iter().find(|o| !o.status.success()).unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{texts:#?}");
+        assert_eq!(
+            to_pupil(),
+            round + 1,
+            "round {round}: delivered once: {texts:#?}"
+        );
+    }
     let v = ok(&gw, &["audit", "verify"]);
     assert!(v.contains("intact"), "{v}");
 }

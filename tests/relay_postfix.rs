@@ -49,8 +49,14 @@ fn postfix_relays_through_schoolgate_into_the_outbox() {
         "nothing reached schoolgate's outbox within 30 s of Postfix accepting the message; Postfix's maillog:\n{}",
         postfix.maillog()
     );
-    // Postfix may split recipients over transactions; give it a moment to finish.
-    std::thread::sleep(Duration::from_millis(500));
+    // Postfix may split recipients over transactions: wait for both (a generous bound).
+    gw.wait_for(Duration::from_secs(60), || {
+        gw.outbox_messages()
+            .iter()
+            .map(|m| m.rcpt_to().len())
+            .sum::<usize>()
+            >= 2
+    });
     let msgs = gw.outbox_messages();
     let mut rcpts: Vec<String> = msgs.iter().flat_map(|m| m.rcpt_to()).collect();
     rcpts.sort();

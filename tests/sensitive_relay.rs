@@ -110,7 +110,7 @@ fn a_class_list_in_clear_is_held_the_sender_told_and_a_release_delivers_it_once(
         "the notice holds no data"
     );
     assert!(
-        gw.wait_for(Duration::from_secs(5), || gw
+        gw.wait_for(Duration::from_secs(60), || gw
             .audit_records()
             .iter()
             .any(|r| r.record_json.contains("sender notice sent"))),

@@ -752,7 +752,7 @@ fn the_browser_harness_drives_headless_chromium() {
         profile.display()
     );
     drop(browser);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while !processes_using_profile(&profile).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }

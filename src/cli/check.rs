@@ -71,8 +71,12 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let delivered = decision.outgoing(b"", &message);
     let delivered = delivered.as_slice();
     if let Some(out) = &args.out {
-        std::fs::write(out, delivered)
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        crate::store::private::write_file(out, delivered).with_context(|| {
+            format!(
+                "cannot write {}: check that the folder exists and is writable",
+                out.display()
+            )
+        })?;
     }
     let verdict = serde_json::json!({
         "verdict": decision.verdict,
@@ -85,30 +89,44 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         "sha256_delivered": hex::encode(Sha256::digest(delivered)),
     });
     if args.json {
-        println!("{verdict}");
+        println!("{}", super::display::json(&verdict.to_string()));
     } else {
         println!("message:    {}", args.message.display());
+        let shown = super::display::text;
         println!(
             "envelope:   {} -> {}",
-            envelope.mail_from,
-            envelope.rcpt_to.join(", ")
+            shown(&envelope.mail_from),
+            shown(&envelope.rcpt_to.join(", "))
         );
         println!("verdict:    {}", decision.verdict.as_str());
         for f in &decision.flags {
             println!(
                 "flag:       {} ({:?}): {} [{}]",
-                f.rule, f.action, f.detail, f.evidence
+                f.rule,
+                f.action,
+                shown(&f.detail),
+                shown(&f.evidence)
             );
         }
         for f in &decision.findings {
-            println!("finding:    {} ({:?}): {}", f.rule, f.action, f.detail);
+            println!(
+                "finding:    {} ({:?}): {}",
+                f.rule,
+                f.action,
+                shown(&f.detail)
+            );
             for e in &f.evidence {
-                println!("            {} at {}: {}", e.detector, e.location, e.sample);
+                println!(
+                    "            {} at {}: {}",
+                    e.detector,
+                    shown(&e.location),
+                    shown(&e.sample)
+                );
             }
         }
         println!("disclaimer: {}", decision.disclaimer.as_str());
         for note in &decision.disclaimer_notes {
-            println!("            {note}");
+            println!("            {}", shown(note));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 mod account;
 pub mod audit;
 pub mod check;
+pub mod display;
 pub mod flags;
 pub mod notify;
 pub mod policy;

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::display;
 use crate::config::Config;
 use crate::policy::holds::{self, Act, Hold};
 use crate::review::quarantine::{self as review, ReviewError, Reviewer};
@@ -127,7 +128,7 @@ fn existence_line(h: &Held) -> String {
 }
 
 fn ensure_state_dir(config: &Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.storage.state_dir).with_context(|| {
+    crate::store::private::create_dir_all(&config.storage.state_dir).with_context(|| {
         format!(
             "{}: storage.state_dir: cannot create {}",
             config.source.display(),
@@ -136,22 +137,35 @@ fn ensure_state_dir(config: &Config) -> anyhow::Result<()> {
     })
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 /// Runs one shared review action (see [`crate::review::quarantine`]) with its own audit writer.
 fn act<T>(
     config: &Config,
     action: impl AsyncFnOnce(&AuditLog) -> Result<T, ReviewError>,
 ) -> anyhow::Result<T> {
+    act_on(&runtime()?, config, action)
+}
+
+/// As [`act`], on a runtime the caller has already set up (and set other things up on).
+fn act_on<T>(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    action: impl AsyncFnOnce(&AuditLog) -> Result<T, ReviewError>,
+) -> anyhow::Result<T> {
     ensure_state_dir(config)?;
     let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     Ok(runtime.block_on(action(&log))?)
 }
 
+/// The reasons a message is held, escaped for the terminal (details carry file names).
 fn reasons(h: &Held) -> String {
-    match h.reason.as_array() {
+    let reasons = match h.reason.as_array() {
         Some(items) if !items.is_empty() => items
             .iter()
             .map(|i| {
@@ -164,7 +178,8 @@ fn reasons(h: &Held) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         _ => "-".into(),
-    }
+    };
+    display::text(&reasons).into_owned()
 }
 
 fn list(q: &Quarantine, roles: &[Role], json: bool) -> anyhow::Result<ExitCode> {
@@ -193,7 +208,7 @@ fn list(q: &Quarantine, roles: &[Role], json: bool) -> anyhow::Result<ExitCode> 
                 }
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items)?);
+        println!("{}", display::json(&serde_json::to_string_pretty(&items)?));
         return Ok(ExitCode::SUCCESS);
     }
     if held.is_empty() {
@@ -205,12 +220,12 @@ fn list(q: &Quarantine, roles: &[Role], json: bool) -> anyhow::Result<ExitCode> 
             continue;
         }
         println!(
-            "{}  {}  from {}  to {}  subject {:?}  reasons: {}",
+            "{}  {}  from {}  to {}  subject \"{}\"  reasons: {}",
             h.id,
             h.time,
-            h.mail_from,
-            h.rcpt_to.join(", "),
-            h.subject.as_deref().unwrap_or(""),
+            display::text(&h.mail_from),
+            display::text(&h.rcpt_to.join(", ")),
+            display::text(h.subject.as_deref().unwrap_or("")),
             reasons(h)
         );
     }
@@ -230,9 +245,13 @@ fn show(config: &Config, q: &Quarantine, id: &str, who: &Reviewer) -> anyhow::Re
     println!("id:       {}", h.id);
     println!("state:    {}", h.state);
     println!("held at:  {}", h.time);
-    println!("from:     {}", h.mail_from);
-    println!("to:       {}", h.rcpt_to.join(", "));
-    println!("subject:  {}", h.subject.as_deref().unwrap_or(""));
+    // Everything from the message is escaped: a Subject may carry terminal escape sequences.
+    println!("from:     {}", display::text(&h.mail_from));
+    println!("to:       {}", display::text(&h.rcpt_to.join(", ")));
+    println!(
+        "subject:  {}",
+        display::text(h.subject.as_deref().unwrap_or(""))
+    );
     println!("size:     {} octets, sha256 {}", h.size, h.sha256);
     println!("reasons:  {}", reasons(&h));
     if hold == Hold::Safeguarding {
@@ -242,12 +261,13 @@ fn show(config: &Config, q: &Quarantine, id: &str, who: &Reviewer) -> anyhow::Re
     }
     if let Some(by) = &h.acted_by {
         println!(
-            "{}:  by {by} at {}{}",
+            "{}:  by {} at {}{}",
             h.state,
+            display::text(by),
             h.acted_at.as_deref().unwrap_or("?"),
             h.action_reason
                 .as_deref()
-                .map(|r| format!(": {r}"))
+                .map(|r| format!(": {}", display::text(r)))
                 .unwrap_or_default()
         );
     }
@@ -257,7 +277,10 @@ fn show(config: &Config, q: &Quarantine, id: &str, who: &Reviewer) -> anyhow::Re
             .position(|w| w == b"\r\n\r\n")
             .or_else(|| bytes.windows(2).position(|w| w == b"\n\n"))
             .unwrap_or(bytes.len());
-        println!("\n{}", String::from_utf8_lossy(&bytes[..end]).trim_end());
+        println!(
+            "\n{}",
+            display::lines(String::from_utf8_lossy(&bytes[..end]).trim_end())
+        );
     }
     act(
         config,
@@ -281,12 +304,19 @@ fn release(
             "quarantine release {id} needs --reason TEXT: it was held by a safeguarding rule, and the reason is kept in the audit trail"
         );
     }
-    let hop = super::serve::next_hop_for(config)?;
+    // An SMTP next hop keeps its connections on the runtime it is set up in, so it is set up
+    // inside the one the release runs on (outside any, it refuses to start).
+    let runtime = runtime()?;
+    let hop = runtime.block_on(async { super::serve::next_hop_for(config) })?;
     let timeout = config.relay.next_hop_timeout.0;
-    let done = act(config, async |log| {
+    let done = act_on(&runtime, config, async |log| {
         review::release(q, id, who, reason, &hop, timeout, log).await
     })?;
-    println!("released {id} to {}: {}", done.hop, done.reply);
+    println!(
+        "released {id} to {}: {}",
+        done.hop,
+        display::text(&done.reply)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -318,7 +348,13 @@ fn export(
     let bytes = act(config, async |log| {
         review::export(q, id, who, &target, log).await
     })?;
-    std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    // Readable by whoever runs this only (0600), whatever the umask: it is a pupil's mail.
+    crate::store::private::write_file(out, &bytes).with_context(|| {
+        format!(
+            "cannot write {}: check that the folder exists and is writable",
+            out.display()
+        )
+    })?;
     println!("exported {id} to {}", out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -63,7 +63,7 @@ pub(crate) fn next_hop_for(config: &Config) -> anyhow::Result<NextHop> {
 
 async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     let state_dir = config.storage.state_dir.clone();
-    std::fs::create_dir_all(&state_dir).with_context(|| {
+    crate::store::private::create_dir_all(&state_dir).with_context(|| {
         format!(
             "{}: storage.state_dir: cannot create {}",
             config.source.display(),

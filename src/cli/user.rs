@@ -57,7 +57,7 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
         .actor
         .filter(|a| !a.trim().is_empty())
         .unwrap_or_else(super::quarantine::os_user);
-    std::fs::create_dir_all(&config.storage.state_dir).with_context(|| {
+    crate::store::private::create_dir_all(&config.storage.state_dir).with_context(|| {
         format!(
             "{}: storage.state_dir: cannot create {}",
             config.source.display(),

@@ -204,4 +204,22 @@ mod tests {
         assert_eq!(cell("plain"), "plain");
         assert_eq!(cell("two\nlines"), "\"two\nlines\"");
     }
+
+    /// Excel also runs a formula behind a leading tab or carriage return (the README's claim).
+    #[test]
+    fn a_leading_tab_or_carriage_return_is_neutralised_too() {
+        assert_eq!(cell("\t=HYPERLINK(1)"), "'\t=HYPERLINK(1)");
+        assert_eq!(cell("\r=1+1"), "\"'\r=1+1\"");
+        assert_eq!(cell("\t+cmd|' /C calc'!A0"), "'\t+cmd|' /C calc'!A0");
+        // Not at the start: plain text, left alone (quoted only where RFC 4180 needs it).
+        assert_eq!(cell("a\tb"), "a\tb");
+        assert_eq!(cell("a\r=b"), "\"a\r=b\"");
+        for lead in ['=', '+', '-', '@', '\t', '\r'] {
+            let c = cell(&format!("{lead}x"));
+            assert!(
+                c.starts_with('\'') || c.starts_with("\"'"),
+                "{lead:?}: {c:?}"
+            );
+        }
+    }
 }

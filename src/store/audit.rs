@@ -467,6 +467,9 @@ pub struct SearchColumns {
     pub time: String,
     pub kind: String,
     pub keys: std::collections::BTreeSet<String>,
+    /// The envelope sender and outcome of a message record (`None` for other records).
+    pub mail_from: Option<String>,
+    pub outcome: Option<String>,
 }
 
 /// What a successful [`verify`] found.
@@ -717,6 +720,34 @@ fn check_search_columns(
         )));
     }
     let m = record.message.as_ref();
+    // Every column beside the record must say what the record says, or an edit there (a
+    // sender or an outcome changed in the table) would go unnoticed by anything reading it.
+    let (mail_from, outcome) = match m {
+        Some(m) => (Some(m.mail_from.as_ref()), m.outcome.as_deref()),
+        None => (None, None),
+    };
+    let column = |what: String| {
+        broken(
+            entry.seq,
+            format!(
+                "a column kept beside it was changed: {what}; whatever reads the table would get it wrong (the record itself is intact)"
+            ),
+        )
+    };
+    if c.mail_from.as_deref() != mail_from {
+        return Err(column(format!(
+            "its mail_from column says {} but the record says {}",
+            shown(c.mail_from.as_deref()),
+            shown(mail_from)
+        )));
+    }
+    if c.outcome.as_deref() != outcome {
+        return Err(column(format!(
+            "its outcome column says {} but the record says {}",
+            shown(c.outcome.as_deref()),
+            shown(outcome)
+        )));
+    }
     let want = keys_of(
         m.into_iter().flat_map(|m| {
             std::iter::once(m.mail_from.as_ref())
@@ -744,6 +775,12 @@ fn check_search_columns(
         }
     }
     Ok(())
+}
+
+/// A column's value in a verify message: quoted, with control characters escaped (a changed
+/// column may hold anything), or "nothing" for NULL.
+fn shown(v: Option<&str>) -> String {
+    v.map_or_else(|| "nothing".to_string(), |v| format!("{v:?}"))
 }
 
 /// The oldest record kept must be the first ever written, or lie in (or just after) the range
@@ -879,6 +916,8 @@ struct Searchable<'a> {
 struct SearchableMessage<'a> {
     #[serde(borrow)]
     mail_from: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    outcome: Option<std::borrow::Cow<'a, str>>,
     #[serde(default, borrow)]
     rcpt_to: Vec<std::borrow::Cow<'a, str>>,
     #[serde(default, borrow)]

@@ -166,7 +166,7 @@ pub(crate) fn safe_name(name: &str) -> String {
 }
 
 pub(crate) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
+    super::private::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new()

@@ -182,6 +182,11 @@ pub(crate) fn open_connection(state_dir: &Path) -> Result<Connection, StoreError
         path: path.clone(),
         source,
     };
+    // Created 0600 here, so that SQLite's -wal and -shm files (which take the database's mode)
+    // are private too, whatever the umask. Should this fail, SQLite's open below says why.
+    if let Err(e) = super::private::ensure_file(&path) {
+        tracing::debug!(path = %path.display(), error = %e, "cannot create the database file");
+    }
     let mut conn = Connection::open_with_flags(
         &path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -731,7 +736,8 @@ impl Backend for SqliteBackend {
         let mut out: Vec<SearchColumns> = Vec::new();
         {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT seq, time, kind FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+                "SELECT seq, time, kind, mail_from, outcome FROM audit
+                 WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
             )?;
             let mut rows = stmt.query(params![lo, hi])?;
             while let Some(row) = rows.next()? {
@@ -740,6 +746,8 @@ impl Backend for SqliteBackend {
                     time: row.get(1)?,
                     kind: row.get(2)?,
                     keys: Default::default(),
+                    mail_from: row.get(3)?,
+                    outcome: row.get(4)?,
                 });
             }
         }
@@ -939,9 +947,24 @@ mod tests {
                 .iter()
                 .zip(&records)
             {
+                // As every schoolgate has written them: sender and outcome beside a message.
+                let (mail_from, outcome) = match &r.message {
+                    Some(m) => (Some(m.mail_from.as_str()), Some(m.outcome.as_str())),
+                    None => (None, None),
+                };
                 conn.execute(
-                    "INSERT INTO audit (seq, time, kind, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![e.seq as i64, r.time, r.kind.as_str(), e.record_json, e.prev_hash, e.hash],
+                    "INSERT INTO audit (seq, time, kind, mail_from, outcome, record, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        e.seq as i64,
+                        r.time,
+                        r.kind.as_str(),
+                        mail_from,
+                        outcome,
+                        e.record_json,
+                        e.prev_hash,
+                        e.hash
+                    ],
                 )
                 .unwrap();
             }

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::cli::display::TerminalWriter;
 use crate::config::Config;
 pub use crate::review::audit_search::{Format, RULES};
 use crate::review::audit_search::{PersonFound, Search, SearchError, export_record};
@@ -57,15 +58,19 @@ enum Sink {
         out: PathBuf,
     },
     Stdout(BufWriter<std::io::Stdout>),
+    /// Standard output that is a terminal: what came from mail is escaped for it.
+    Terminal(TerminalWriter<BufWriter<std::io::Stdout>>),
 }
 
 impl Sink {
-    fn open(out: Option<&Path>) -> anyhow::Result<Sink> {
+    fn open(out: Option<&Path>, to_terminal: bool) -> anyhow::Result<Sink> {
         let Some(out) = out else {
-            return Ok(Sink::Stdout(BufWriter::with_capacity(
-                1 << 16,
-                std::io::stdout(),
-            )));
+            let w = BufWriter::with_capacity(1 << 16, std::io::stdout());
+            return Ok(if to_terminal {
+                Sink::Terminal(TerminalWriter::new(w))
+            } else {
+                Sink::Stdout(w)
+            });
         };
         let name = out
             .file_name()
@@ -75,7 +80,13 @@ impl Sink {
             name.to_string_lossy(),
             std::process::id()
         ));
-        let f = File::create(&tmp).with_context(|| {
+        // 0600 whatever the umask: the trail names pupils.
+        let f = crate::store::private::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .with_context(|| {
             format!(
                 "cannot create {} (for --out {}): check that the directory exists and is writable",
                 tmp.display(),
@@ -93,6 +104,7 @@ impl Sink {
         match self {
             Sink::File { w, .. } => w,
             Sink::Stdout(w) => w,
+            Sink::Terminal(w) => w,
         }
     }
 
@@ -108,6 +120,7 @@ impl Sink {
                     .with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))
             }
             Sink::Stdout(mut w) => w.flush().context("cannot write to standard output"),
+            Sink::Terminal(mut w) => w.flush().context("cannot write to standard output"),
         }
     }
 
@@ -175,7 +188,7 @@ pub fn run(config: &Config, actor: &str, args: ExportArgs) -> anyhow::Result<Exi
         ProgressBar::hidden()
     };
 
-    let mut sink = Sink::open(args.out.as_deref())?;
+    let mut sink = Sink::open(args.out.as_deref(), to_terminal)?;
     let written = query.write(&mut backend, range, args.format, sink.writer(), &|| {
         bar.inc(1)
     });

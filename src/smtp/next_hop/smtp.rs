@@ -866,6 +866,36 @@ mod tests {
         fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
             self.seen.lock().unwrap()
         }
+
+        /// Waits for what the next hop saw to come to `done`, with a generous bound (a busy
+        /// machine is slow, never wrong): a test waits for the event, not for a fixed time.
+        async fn wait_until(&self, what: &str, done: impl Fn(&Seen) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !done(&self.seen()) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: not within 60 s; seen {:?}",
+                    *self.seen()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+
+        /// Waits until nothing listens on the port any more (an aborted task dropped it).
+        async fn wait_gone(&self) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "port {} still open after 60 s",
+                    self.port
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 
     async fn serve(script: Script) -> Server {
@@ -1297,8 +1327,7 @@ mod tests {
         let hop = hop(&server);
         deliver(&hop, b"first\r\n").await.unwrap();
         server.task.abort();
-        // Give the aborted accept loop a moment to drop its listener.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        server.wait_gone().await;
         let err = deliver(&hop, b"second\r\n").await.unwrap_err();
         assert!(matches!(err, DeliveryError::Unreachable { .. }), "{err:?}");
     }
@@ -1325,7 +1354,7 @@ mod tests {
         assert_eq!(hop.idle_count(), 1);
         // The next hop dies (its connections close) and comes back on the same port.
         first.task.abort();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        first.wait_gone().await;
         let second = serve_on(first.port, Script::default()).await;
         let reply = deliver(&hop, b"second\r\n").await.unwrap();
         assert_eq!(reply, "250 2.0.0 Ok: queued as 4XyZ");
@@ -1418,8 +1447,8 @@ mod tests {
         }
         assert_eq!(server.seen().data.len(), 5);
         assert_eq!(server.seen().connections, 3);
-        // The refusing connection was said goodbye to.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The refusing connections were said goodbye to.
+        server.wait_until("two QUITs", |seen| seen.quits >= 2).await;
         assert_eq!(server.seen().quits, 2);
     }
 
@@ -1474,7 +1503,7 @@ mod tests {
         deliver(&hop, b"x\r\n").await.unwrap();
         assert_eq!(server.seen().connections, 2);
         // The expired one was said goodbye to.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        server.wait_until("a QUIT", |seen| seen.quits >= 1).await;
         assert_eq!(server.seen().quits, 1);
     }
 
@@ -1486,7 +1515,9 @@ mod tests {
         hop.idle = idle_pool(hop.idle_limit);
         deliver(&hop, b"x\r\n").await.unwrap();
         assert_eq!(hop.idle_count(), 1);
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The pool's task closes it within a few of its 10 ms ticks; a busy machine may take
+        // longer, so this waits for the goodbye rather than for a fixed time.
+        server.wait_until("a QUIT", |seen| seen.quits >= 1).await;
         assert_eq!(hop.idle_count(), 0);
         assert_eq!(server.seen().quits, 1);
     }
