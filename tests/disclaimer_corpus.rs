@@ -1,4 +1,4 @@
-//! Every message of the shared corpus (../shared/corpus: the test messages of fourteen mail
+//! Every message of the shared corpus (fixtures/corpus, copied from the shared corpus: the test messages of fourteen mail
 //! libraries, malformed and hostile ones included) through add_disclaimer: it never panics, the
 //! output parses, every attachment and every other part stays byte for byte, every main text
 //! and HTML part carries the disclaimer exactly once and is otherwise unchanged, and no line

@@ -1,4 +1,4 @@
-//! Every message of the shared corpus (../shared/corpus: real-world and hostile mail from
+//! Every message of the shared corpus (fixtures/corpus, copied from the shared corpus: real-world and hostile mail from
 //! fourteen mail libraries) through the sensitive-attachment rules: none panics, none is lost
 //! to an internal error, and what is held is listed with why, so a change that starts holding
 //! ordinary mail shows here.

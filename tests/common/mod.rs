@@ -1054,9 +1054,10 @@ pub fn upn(serial: u32) -> String {
     format!("{}{body}", TABLE[(sum % 23) as usize] as char)
 }
 
-/// The shared corpus of real-world messages (../shared/corpus from the crate).
+/// The corpus of real-world messages written by others, kept in the repository
+/// (`fixtures/corpus/`, each project and licence in its SOURCES.md).
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus")
 }
 
 /// Every message file under the corpus (not its SOURCES.md or README files), sorted.
@@ -1064,7 +1065,7 @@ pub fn corpus_files() -> Vec<PathBuf> {
     let root = corpus_dir();
     assert!(
         root.is_dir(),
-        "the shared corpus is missing: expected it at {} (../shared/corpus from the crate)",
+        "the corpus is missing: expected it at {} (fixtures/corpus in the repository)",
         root.display()
     );
     let mut out = Vec::new();
