@@ -466,6 +466,34 @@ mod tests {
     }
 
     #[test]
+    fn checkpoint_mail_is_on_and_daily_by_default_and_escalate_to_is_read() {
+        let text = include_str!("../policies/example.toml")
+            .replace("checkpoint_mail = true\n", "")
+            .replace("checkpoint_mail_interval = \"1d\"\n", "");
+        let config = match Config::parse(std::path::Path::new("x.toml"), &text) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(config.audit.checkpoint_mail);
+        assert_eq!(
+            config.audit.checkpoint_mail_interval.0,
+            std::time::Duration::from_secs(86_400)
+        );
+        assert!(config.safeguarding.escalate_to.is_empty());
+        let (config, _) = school("\"chair@governors.example\", \"lado@county.example\"");
+        assert_eq!(config.safeguarding.escalate_to.len(), 2);
+        let bad = include_str!("../policies/example.toml").replace(
+            "\n[safeguarding]\n",
+            "\n[safeguarding]\nescalate_to = [\"not an address\"]\n",
+        );
+        let e = match Config::parse(std::path::Path::new("x.toml"), &bad) {
+            Ok(_) => panic!("a bad escalate_to address is refused"),
+            Err(e) => e,
+        };
+        assert_eq!(e.field.as_deref(), Some("safeguarding.escalate_to"), "{e}");
+    }
+
+    #[test]
     fn one_line_replaces_every_control_and_line_separator() {
         assert_eq!(
             one_line("x\r\nReply-To: a@evil.example"),

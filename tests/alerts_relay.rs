@@ -633,3 +633,56 @@ fn an_alert_the_next_hop_refuses_is_given_up_recorded_and_shown_to_the_dsl() {
     );
     assert!(b.get("/flags").text().contains("href=\"/undelivered\""));
 }
+
+#[test]
+fn an_alert_the_next_hop_defers_is_retried_with_a_growing_wait_then_delivered() {
+    let sink = Sink::start(SinkBehaviour::dot_reply("451 4.3.0 try again later"));
+    let gw = Gateway::start(|cfg| {
+        set(cfg, "relay.next_hop", sink.url());
+        set(cfg, "safeguarding.rules.pupil-personal-address", "reject");
+    });
+    let mut c = Client::ready(gw.port);
+    let m = plain_message(FROM, PUPIL_PERSONAL, "Hello", "d1@test", "hi");
+    assert!(!c.send(FROM, "", &[PUPIL_PERSONAL], &m).unwrap().accepted());
+    let tries = || {
+        sink.messages()
+            .iter()
+            .filter(|m| m.rcpt_to.iter().any(|r| r == DSL))
+            .count()
+    };
+    assert!(
+        gw.wait_for(Duration::from_secs(20), || tries() >= 1),
+        "the alert was never tried:\n{}",
+        gw.log_tail(3000)
+    );
+    let first = Instant::now();
+    // Tries at about 0, 5 and 15 s: never the old one every half second.
+    assert!(
+        gw.wait_for(Duration::from_secs(40), || tries() >= 3),
+        "the alert was not tried again:\n{}",
+        gw.log_tail(3000)
+    );
+    let third = first.elapsed();
+    assert!(
+        third >= Duration::from_secs(12),
+        "three tries within {third:?}: no backoff (5 s, then 10 s)"
+    );
+    assert!(
+        !gw.audit_records()
+            .iter()
+            .any(|r| r.record["action"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("mail-undelivered:"))),
+        "a deferral is not given up before two days"
+    );
+    // The next hop recovers: the next try delivers it.
+    sink.set_behaviour(SinkBehaviour::accept());
+    assert!(
+        gw.wait_for(Duration::from_secs(60), || sink
+            .accepted()
+            .iter()
+            .any(|m| m.rcpt_to.iter().any(|r| r == DSL))),
+        "the alert was not delivered after the next hop recovered:\n{}",
+        gw.log_tail(3000)
+    );
+}

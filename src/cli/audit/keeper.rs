@@ -326,3 +326,51 @@ async fn mail_checkpoint(relay: &Relay, head: &ChainHead) -> MailOutcome {
         Err(NotSent::Refused(why)) => MailOutcome::Refused(format!("refused: {why}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpoint_mail_carries_seq_hash_and_nothing_a_school_name_adds() {
+        let head = ChainHead {
+            seq: 42,
+            hash: "ab".repeat(32),
+        };
+        let now = "2026-11-23T18:31:00Z".parse().unwrap();
+        let bytes = compose_checkpoint(
+            &head,
+            "X\r\nBcc: a@evil.example",
+            "schoolgate@x.sch.uk",
+            &["dsl@x.sch.uk".into()],
+            now,
+        )
+        .unwrap();
+        let msg = mail_parser::MessageParser::new().parse(&bytes).unwrap();
+        let names: Vec<String> = msg
+            .headers()
+            .iter()
+            .map(|h| h.name().to_ascii_lowercase())
+            .collect();
+        assert!(!names.iter().any(|n| n == "bcc"), "{names:?}");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains(&format!("\r\n\r\n42:{}\r\n", head.hash)),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_time_of_the_last_checkpoint_mail_survives_a_restart() {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        // The first start counts from now: the first mail goes one interval later.
+        let first = last_mailed(dir.path());
+        assert!(jiff::Timestamp::now().duration_since(first) < jiff::SignedDuration::from_secs(5));
+        let then: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        mark_mailed(dir.path(), then);
+        assert_eq!(last_mailed(dir.path()), then);
+    }
+}
