@@ -195,6 +195,23 @@ fn encoded_words(text: &str) -> String {
     words.join(" ")
 }
 
+/// `body` as the text part: 7-bit as it is when it is ASCII in lines SMTP carries (so the
+/// `Audit checkpoint:` line reads, and copies, whole even from the raw mail); otherwise
+/// mail-builder's quoted-printable or base64.
+fn text_part(body: String) -> mail_builder::mime::MimePart<'static> {
+    let content_type = mail_builder::headers::content_type::ContentType::new("text/plain")
+        .attribute("charset", "utf-8");
+    if body.is_ascii() && body.lines().all(|l| l.len() <= 998) {
+        let mut crlf = body.replace('\n', "\r\n");
+        if !crlf.ends_with("\r\n") {
+            crlf.push_str("\r\n");
+        }
+        mail_builder::mime::MimePart::new(content_type, crlf).transfer_encoding("7bit")
+    } else {
+        mail_builder::mime::MimePart::new(content_type, body)
+    }
+}
+
 /// `addresses` as a `To:` header, each made one line.
 fn to_header(addresses: &[String]) -> Vec<mail_builder::headers::address::Address<'static>> {
     addresses
@@ -255,7 +272,7 @@ pub fn compose_notice(
     let id = format!("{}.{quarantine_id}.notice@schoolgate", now.as_millisecond());
     builder(from, format!("Message held: {subject_line}"), id, now)
         .to(to_header(&[sender.to_string()]))
-        .text_body(body)
+        .body(text_part(body))
         .write_to_vec()
 }
 
@@ -383,7 +400,7 @@ pub fn compose(items: &[Flagged], mail: &AlertMail<'_>) -> std::io::Result<Vec<u
     );
     builder(mail.from, subject, id, mail.now)
         .to(to_header(mail.to))
-        .text_body(body)
+        .body(text_part(body))
         .write_to_vec()
 }
 
@@ -807,6 +824,18 @@ mod tests {
         assert!(
             lines.contains(&"Audit checkpoint: 9:ab12".to_string()),
             "{lines:#?}"
+        );
+        // In an ASCII alert the line is whole in the raw mail too, a full hash included.
+        let now = "2026-11-23T18:31:00Z".parse().unwrap();
+        let to = ["dsl@example-academy.sch.uk".to_string()];
+        let hash = "0123456789abcdef".repeat(4);
+        let mut m = mail("schoolgate@example-academy.sch.uk", &to, now);
+        m.checkpoint = Some((48213, &hash));
+        let raw = compose(&[item(7, "pupil-personal-address")], &m).unwrap();
+        let raw = String::from_utf8_lossy(&raw);
+        assert!(
+            raw.contains(&format!("\r\nAudit checkpoint: 48213:{hash}\r\n")),
+            "{raw}"
         );
     }
 
