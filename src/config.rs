@@ -245,6 +245,12 @@ mod defaults {
     pub fn checkpoint_interval() -> HumanDuration {
         HumanDuration(Duration::from_secs(3600))
     }
+    pub fn checkpoint_mail() -> bool {
+        true
+    }
+    pub fn checkpoint_mail_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(24 * 3600))
+    }
     pub fn evidence_retention_days() -> u32 {
         365
     }
@@ -404,9 +410,13 @@ pub struct AuditConfig {
     /// How often the head of the chain (count and hash) is written to the log as a checkpoint.
     #[serde(default = "defaults::checkpoint_interval")]
     pub checkpoint_interval: HumanDuration,
-    /// Also mail each checkpoint to `[safeguarding] dsl`, so a copy lives outside this machine.
-    #[serde(default)]
+    /// Also mail a checkpoint to `[safeguarding] dsl`, so a copy lives outside this machine
+    /// (on by default).
+    #[serde(default = "defaults::checkpoint_mail")]
     pub checkpoint_mail: bool,
+    /// How often that mail goes (when the head has moved): daily by default.
+    #[serde(default = "defaults::checkpoint_mail_interval")]
+    pub checkpoint_mail_interval: HumanDuration,
 }
 
 impl Default for AuditConfig {
@@ -414,7 +424,8 @@ impl Default for AuditConfig {
         AuditConfig {
             retention_days: None,
             checkpoint_interval: defaults::checkpoint_interval(),
-            checkpoint_mail: false,
+            checkpoint_mail: defaults::checkpoint_mail(),
+            checkpoint_mail_interval: defaults::checkpoint_mail_interval(),
         }
     }
 }
@@ -848,10 +859,11 @@ impl FromStr for HumanDuration {
             "" | "s" => n,
             "m" => n.saturating_mul(60),
             "h" => n.saturating_mul(3600),
+            "d" => n.saturating_mul(24 * 3600),
             "ms" => return Ok(HumanDuration(Duration::from_millis(n))),
             other => {
                 return Err(format!(
-                    "unknown duration unit \"{other}\"; use ms, s, m or h"
+                    "unknown duration unit \"{other}\"; use ms, s, m, h or d"
                 ));
             }
         };
@@ -1076,6 +1088,13 @@ impl Config {
                      again; keep the two together under 9m (e.g. \"5m\")",
                     waited.as_secs()
                 ),
+            ));
+        }
+        if self.audit.checkpoint_mail_interval.0 < Duration::from_secs(1) {
+            return Err(err(
+                "audit",
+                "checkpoint_mail_interval",
+                "must be at least 1s; e.g. \"1d\"".into(),
             ));
         }
         if self.audit.checkpoint_interval.0 < Duration::from_secs(1) {

@@ -46,6 +46,14 @@ fn send_held(gw: &Gateway, message: &[u8]) -> String {
     text.rsplit(' ').next().unwrap().trim().to_string()
 }
 
+/// Whether anything reached the pupil (the DSL's alert about the held message goes to the
+/// outbox at once and does not count).
+fn delivered_to_pupil(gw: &Gateway) -> bool {
+    gw.outbox_messages()
+        .iter()
+        .any(|m| m.rcpt_to().iter().any(|r| r == PUPIL))
+}
+
 fn held(gw: &Gateway, subject: &str, mid: &str) -> String {
     send_held(
         gw,
@@ -164,7 +172,7 @@ fn nothing_is_reachable_without_a_session_and_no_post_without_its_token() {
         assert_eq!(r.status, 400, "release with {blank:?}: {}", r.text());
         assert!(r.text().contains("needs a reason"), "{}", r.text());
     }
-    assert!(gw.outbox_messages().is_empty(), "nothing was released");
+    assert!(!delivered_to_pupil(&gw), "nothing was released");
 
     // With its own token and a reason the release works, reaches the next hop once, and says so.
     const WHY: &str = "Spoke to the teacher and the parent; the homework sheet is fine";
@@ -295,7 +303,7 @@ fn a_safeguarding_hold_is_the_dsls_and_the_network_manager_sees_only_that_it_exi
         &[("csrf", &csrf), ("reason", "spam")],
     );
     assert_eq!(r.status, 403, "a network manager cannot delete it");
-    assert!(gw.outbox_messages().is_empty(), "nothing was released");
+    assert!(!delivered_to_pupil(&gw), "nothing was released");
     let views = gw
         .audit_records()
         .iter()
@@ -359,7 +367,7 @@ fn a_safeguarding_hold_is_the_dsls_and_the_network_manager_sees_only_that_it_exi
                 ))
     );
     assert!(
-        gw.outbox_messages().is_empty(),
+        !delivered_to_pupil(&gw),
         "a deleted message is not delivered"
     );
 }
