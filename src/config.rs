@@ -364,6 +364,10 @@ pub struct Safeguarding {
     /// How long the delivered copy of a flagged message is kept as evidence.
     #[serde(default = "defaults::evidence_retention_days")]
     pub evidence_retention_days: u32,
+    /// When the weekly report is mailed to the DSLs: `"Mon 07:30"` (the default) in
+    /// `[school] timezone`, or `"off"`.
+    #[serde(default)]
+    pub weekly_report: crate::review::report::schedule::WeeklyReport,
 }
 
 /// When staff may contact pupils. Seed 001: "contact with pupils and parents … 8.00 am to
@@ -601,6 +605,7 @@ impl Default for Safeguarding {
             alert_window: defaults::alert_window(),
             alert_from: None,
             evidence_retention_days: defaults::evidence_retention_days(),
+            weekly_report: Default::default(),
         }
     }
 }
@@ -1065,6 +1070,26 @@ mod tests {
         let shown = e.to_string();
         assert!(shown.starts_with("test.toml:"), "{shown}");
         assert!(!shown.contains('\n'), "one line: {shown}");
+    }
+
+    #[test]
+    fn weekly_report_defaults_to_monday_morning_and_a_bad_one_is_named() {
+        use crate::review::report::schedule::WeeklyReport;
+        let c = parse(&EXAMPLE.replace("weekly_report = ", "# weekly_report = ")).unwrap();
+        assert_eq!(c.safeguarding.weekly_report, WeeklyReport::default());
+        let off = EXAMPLE.replace("weekly_report = \"Mon 07:30\"", "weekly_report = \"off\"");
+        assert_eq!(
+            parse(&off).unwrap().safeguarding.weekly_report,
+            WeeklyReport(None)
+        );
+        let text = EXAMPLE.replace(
+            "weekly_report = \"Mon 07:30\"",
+            "weekly_report = \"Mondays\"",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(line_of(&text, "weekly_report =")));
+        assert_eq!(e.field.as_deref(), Some("safeguarding.weekly_report"));
+        assert!(e.message.contains("Mon 07:30"), "{e}");
     }
 
     #[test]

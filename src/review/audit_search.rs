@@ -187,8 +187,9 @@ impl Search {
     }
 }
 
-/// The instant a `since`/`until` value stands for.
-fn instant(
+/// The instant a `since`/`until` value stands for: an RFC 3339 instant, or a date (its start
+/// in `[school] timezone`, or with `end_of_day` the start of the next day).
+pub fn instant(
     value: &str,
     flag: &str,
     end_of_day: bool,

@@ -5,3 +5,4 @@
 pub mod audit_search;
 pub mod csv;
 pub mod quarantine;
+pub mod report;
