@@ -88,7 +88,7 @@ pub fn summary(r: &Report) -> String {
 }
 
 fn hold_line(h: &Hold, r: &Report) -> String {
-    let mut s = format!("{}", one_line(&h.id));
+    let mut s = one_line(&h.id);
     if let Some(t) = h.time {
         s.push_str(&format!(" held {}", when(t, r)));
     }
