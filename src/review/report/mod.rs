@@ -639,29 +639,25 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let f = self.held.get(id).and_then(|seq| self.flagged.get(seq));
-            match f {
-                Some(f) if f.held_attachment && !f.held_safeguarding => {
-                    if audience == Audience::Dsl {
-                        attachment_holds.push(hold(f, fate.clone()));
-                    }
-                }
-                Some(_) => {}
-                // The held message's record is older than the trail kept (or the period's end):
-                // the release or delete is still reported, with what is known.
-                None if audience == Audience::Dsl && !self.held.contains_key(id) => {
-                    attachment_holds.push(Hold {
-                        id: id.clone(),
-                        seq: None,
-                        time: None,
-                        sender: String::new(),
-                        recipients: Vec::new(),
-                        subject: String::new(),
-                        rules: Vec::new(),
-                        fate: fate.clone(),
-                    })
-                }
-                None => {}
+            // Attachment-only holds; one whose message record is older than the trail kept is
+            // still reported, with what is known.
+            let attachment_only = f.is_none_or(|f| f.held_attachment && !f.held_safeguarding);
+            if audience != Audience::Dsl || !attachment_only {
+                continue;
             }
+            attachment_holds.push(match f {
+                Some(f) => hold(f, fate.clone()),
+                None => Hold {
+                    id: id.clone(),
+                    seq: None,
+                    time: None,
+                    sender: String::new(),
+                    recipients: Vec::new(),
+                    subject: String::new(),
+                    rules: Vec::new(),
+                    fate: fate.clone(),
+                },
+            });
         }
         attachment_holds.sort_by_key(|h| h.fate.time());
 
