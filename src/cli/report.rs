@@ -59,7 +59,11 @@ pub fn period(
     };
     let since = match since.map(str::trim).filter(|v| !v.is_empty()) {
         Some(s) => instant(s, "since", false, config).map_err(flag)?,
-        None => Period::last_week(until).since,
+        None => {
+            let tz =
+                jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+            Period::last_week(until, &tz).since
+        }
     };
     if since >= until {
         anyhow::bail!("--since is not before --until: the report would cover nothing");

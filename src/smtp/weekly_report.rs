@@ -162,8 +162,9 @@ async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Res
     let state_dir = config.storage.state_dir.clone();
     let (cfg, dir) = (Arc::clone(&config), Arc::clone(&directory));
     let (dsl_copy, escalation) = tokio::task::spawn_blocking(move || {
+        let tz = jiff::tz::TimeZone::get(&cfg.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
         let mut backend = SqliteBackend::open_read_only(&state_dir)?;
-        trail::reports(&mut backend, &cfg, &dir, Period::last_week(slot), now)
+        trail::reports(&mut backend, &cfg, &dir, Period::last_week(slot, &tz), now)
     })
     .await
     .map_err(|e| e.to_string())?

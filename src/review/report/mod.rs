@@ -56,12 +56,15 @@ pub struct Period {
 }
 
 impl Period {
-    /// The 7 days up to `now`.
-    pub fn last_week(now: jiff::Timestamp) -> Period {
-        Period {
-            since: now - jiff::SignedDuration::from_hours(7 * 24),
-            until: now,
-        }
+    /// The week up to `now`: from the same time of day 7 days before, on the school's clock
+    /// (so a week across a clock change is still Monday 07:30 to Monday 07:30).
+    pub fn last_week(now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Period {
+        let since = now
+            .to_zoned(tz.clone())
+            .checked_sub(jiff::Span::new().days(7))
+            .map(|z| z.timestamp())
+            .unwrap_or(now - jiff::SignedDuration::from_hours(7 * 24));
+        Period { since, until: now }
     }
 
     pub fn contains(&self, t: jiff::Timestamp) -> bool {

@@ -100,7 +100,7 @@ fn hold_line(h: &Hold, r: &Report) -> String {
         ));
     }
     if !h.rules.is_empty() {
-        s.push_str(&format!(" [{}]", h.rules.join(", ")));
+        s.push_str(&format!(" [{}]", list(&h.rules)));
     }
     if !h.subject.is_empty() {
         s.push_str(&format!(" \"{}\"", one_line(&h.subject)));
@@ -116,7 +116,7 @@ fn case_line(c: &Case, r: &Report) -> String {
         when(c.time, r),
         person(&c.sender, c.sender_name.as_deref()),
         list(&c.recipients),
-        c.rules.join(", "),
+        list(&c.rules),
         one_line(&c.subject)
     )
 }
@@ -240,7 +240,7 @@ fn counts(line: &mut impl FnMut(String), counts: &[Count], staff: bool) {
                 "  {:>4}  {}  [{}]",
                 c.messages,
                 person(&c.key, c.name.as_deref()),
-                c.rules.join(", ")
+                list(&c.rules)
             ));
         } else {
             line(format!("  {:>4}  {}", c.messages, one_line(&c.key)));
@@ -293,7 +293,7 @@ fn html_page(r: &Report) -> Markup {
                             tr {
                                 td { (c.seq) } td { (when(c.time, r)) } td { (age_words(r.age(c))) }
                                 td { (person(&c.sender, c.sender_name.as_deref())) }
-                                td { (list(&c.recipients)) } td { (c.rules.join(", ")) }
+                                td { (list(&c.recipients)) } td { (list(&c.rules)) }
                                 td { (one_line(&c.subject)) }
                             }
                         }
@@ -308,7 +308,7 @@ fn html_page(r: &Report) -> Markup {
                             tr {
                                 td { (rv.case.seq) } td { (when(rv.case.time, r)) }
                                 td { (person(&rv.case.sender, rv.case.sender_name.as_deref())) }
-                                td { (rv.case.rules.join(", ")) }
+                                td { (list(&rv.case.rules)) }
                                 td { (one_line(rv.review.outcome.as_deref().unwrap_or("none"))) }
                                 td { (one_line(&rv.review.actor)) } td { (when(rv.review.time, r)) }
                                 td { (one_line(rv.review.reference.as_deref().unwrap_or(""))) }
@@ -359,7 +359,7 @@ fn count_table(counts: &[Count], staff: bool) -> Markup {
                     tr {
                         td { @if staff { (person(&c.key, c.name.as_deref())) } @else { (one_line(&c.key)) } }
                         td align="right" { (c.messages) }
-                        @if staff { td { (c.rules.join(", ")) } }
+                        @if staff { td { (list(&c.rules)) } }
                     }
                 }
             }
@@ -377,7 +377,7 @@ fn hold_table(holds: &[Hold], r: &Report) -> Markup {
                         td { (one_line(&h.id)) }
                         td { (h.time.map(|t| when(t, r)).unwrap_or_default()) }
                         td { (one_line(&h.sender)) } td { (list(&h.recipients)) }
-                        td { (h.rules.join(", ")) } td { (one_line(&h.subject)) }
+                        td { (list(&h.rules)) } td { (one_line(&h.subject)) }
                         td { (one_line(&h.fate.describe(&r.tz))) }
                     }
                 }
@@ -451,7 +451,7 @@ fn csv_rows(r: &Report) -> String {
             e(),
             c.key.clone(),
             e(),
-            c.rules.join(", "),
+            list(&c.rules),
             e(),
             c.messages.to_string(),
             e(),
@@ -467,7 +467,7 @@ fn csv_rows(r: &Report) -> String {
             t(c.time),
             c.sender.clone(),
             c.recipients.join(", "),
-            c.rules.join(", "),
+            list(&c.rules),
             c.subject.clone(),
             e(),
             (r.age(c).as_secs() / 3600).to_string(),
@@ -485,7 +485,7 @@ fn csv_rows(r: &Report) -> String {
             t(c.time),
             c.sender.clone(),
             c.recipients.join(", "),
-            c.rules.join(", "),
+            list(&c.rules),
             c.subject.clone(),
             e(),
             e(),
@@ -530,7 +530,7 @@ fn csv_rows(r: &Report) -> String {
                 h.time.map(t).unwrap_or_default(),
                 h.sender.clone(),
                 h.recipients.join(", "),
-                h.rules.join(", "),
+                list(&h.rules),
                 h.subject.clone(),
                 e(),
                 e(),

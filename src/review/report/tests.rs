@@ -441,3 +441,12 @@ fn quarantine_retention_purge_is_a_delete_by_the_gateway() {
 fn one_line_removes_controls_and_bidi_overrides() {
     assert_eq!(one_line("a\r\nb\u{1b}[31mc\u{202e}d"), "a  b [31mc d");
 }
+
+#[test]
+fn last_week_is_seven_days_on_the_schools_clock_across_a_clock_change() {
+    let london = jiff::tz::TimeZone::get("Europe/London").expect("Europe/London");
+    // Monday 26 October 2026 07:30 GMT; the Monday before, 07:30 was BST (06:30 UTC).
+    let p = Period::last_week(at("2026-10-26T07:30:00Z"), &london);
+    assert_eq!(p.since, at("2026-10-19T06:30:00Z"));
+    assert_eq!(p.until, at("2026-10-26T07:30:00Z"));
+}

@@ -197,8 +197,14 @@ staff,Tom Baker,t.baker@example-academy.sch.uk,,,,current\n",
 
         let now = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
         let (config, directory) = (config(), directory());
-        let (dsl, escalation) =
-            reports(&mut b, &config, &directory, Period::last_week(now), now).unwrap();
+        let (dsl, escalation) = reports(
+            &mut b,
+            &config,
+            &directory,
+            Period::last_week(now, &jiff::tz::TimeZone::UTC),
+            now,
+        )
+        .unwrap();
         assert_eq!(dsl.flagged, 2);
         assert_eq!(
             dsl.unreviewed.iter().map(|c| c.seq).collect::<Vec<_>>(),
