@@ -512,12 +512,17 @@ impl<'a> Builder<'a> {
             Some((id.to_string(), said.to_string()))
         };
         if let Some((id, _)) = fate("release") {
-            // What the release said is the envelope and the next hop's reply: the report names
-            // who and when; a reason, when the release carries one, is in the audit trail.
+            // The rest is the envelope and the next hop's reply; the reason, when the release
+            // carries one ("by NAME (safeguarding hold; reason: WHY): ..."), is what the DSL
+            // wants to read.
+            let reason = detail
+                .split_once("reason: ")
+                .and_then(|(_, r)| r.split_once("): "))
+                .map_or(String::new(), |(r, _)| r.trim().to_string());
             self.fates.entry(id).or_insert(Fate::Released {
                 by: a.actor,
                 time,
-                detail: String::new(),
+                detail: reason,
             });
         } else if let Some((id, reason)) = fate("delete") {
             self.fates.entry(id).or_insert(Fate::Deleted {

@@ -450,3 +450,59 @@ fn last_week_is_seven_days_on_the_schools_clock_across_a_clock_change() {
     assert_eq!(p.since, at("2026-10-19T06:30:00Z"));
     assert_eq!(p.until, at("2026-10-26T07:30:00Z"));
 }
+
+#[test]
+fn a_release_reason_and_a_safeguarding_delete_are_read() {
+    let school = School;
+    let mut b = Builder::new(week(), &school);
+    b.add(
+        1,
+        &message(
+            "2026-12-01T09:00:00Z",
+            TEACHER,
+            "a",
+            &[("pupil-personal-address", "quarantine")],
+            &[],
+            Some("Q1"),
+        ),
+    );
+    b.add(
+        2,
+        &message(
+            "2026-12-01T09:01:00Z",
+            TEACHER,
+            "b",
+            &[("pupil-personal-address", "quarantine")],
+            &[],
+            Some("Q2"),
+        ),
+    );
+    b.add(3, &action("2026-12-02T09:00:00Z", "ms.shah", "quarantine release Q1 by ms.shah (safeguarding hold; reason: parent confirmed the address): t.baker to x; next hop smtp: 250 ok"));
+    b.add(
+        4,
+        &action(
+            "2026-12-02T09:05:00Z",
+            "ms.shah",
+            "quarantine delete Q2 by ms.shah (safeguarding hold): inappropriate",
+        ),
+    );
+    let r = b.finish(
+        Audience::Dsl,
+        "X",
+        at("2026-12-07T07:30:00Z"),
+        utc(),
+        chain(),
+    );
+    let fates: Vec<String> = r
+        .safeguarding_holds
+        .iter()
+        .map(|h| h.fate.describe(&utc()))
+        .collect();
+    assert_eq!(
+        fates,
+        [
+            "released by ms.shah on Wed 2026-12-02 09:00: parent confirmed the address",
+            "deleted by ms.shah on Wed 2026-12-02 09:05: inappropriate"
+        ]
+    );
+}
