@@ -164,6 +164,12 @@ mod defaults {
     pub fn checkpoint_interval() -> HumanDuration {
         HumanDuration(Duration::from_secs(3600))
     }
+    pub fn checkpoint_mail() -> bool {
+        true
+    }
+    pub fn checkpoint_mail_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(24 * 3600))
+    }
     pub fn evidence_retention_days() -> u32 {
         365
     }
@@ -299,9 +305,13 @@ pub struct AuditConfig {
     /// How often the head of the chain (count and hash) is written to the log as a checkpoint.
     #[serde(default = "defaults::checkpoint_interval")]
     pub checkpoint_interval: HumanDuration,
-    /// Also mail each checkpoint to `[safeguarding] dsl`, so a copy lives outside this machine.
-    #[serde(default)]
+    /// Also mail a checkpoint to `[safeguarding] dsl`, so a copy lives outside this machine
+    /// (on by default).
+    #[serde(default = "defaults::checkpoint_mail")]
     pub checkpoint_mail: bool,
+    /// How often that mail goes (when the head has moved): daily by default.
+    #[serde(default = "defaults::checkpoint_mail_interval")]
+    pub checkpoint_mail_interval: HumanDuration,
 }
 
 impl Default for AuditConfig {
@@ -309,7 +319,8 @@ impl Default for AuditConfig {
         AuditConfig {
             retention_days: None,
             checkpoint_interval: defaults::checkpoint_interval(),
-            checkpoint_mail: false,
+            checkpoint_mail: defaults::checkpoint_mail(),
+            checkpoint_mail_interval: defaults::checkpoint_mail_interval(),
         }
     }
 }
@@ -364,6 +375,10 @@ pub struct Safeguarding {
     /// How long the delivered copy of a flagged message is kept as evidence.
     #[serde(default = "defaults::evidence_retention_days")]
     pub evidence_retention_days: u32,
+    /// Who is alerted instead when the flagged sender is the headteacher or one of `dsl` (the
+    /// chair of governors, the LADO contact): an alert never goes to the person it is about.
+    #[serde(default)]
+    pub escalate_to: Vec<Address>,
     /// When the weekly report is mailed to the DSLs: `"Mon 07:30"` (the default) in
     /// `[school] timezone`, or `"off"`.
     #[serde(default)]
@@ -605,6 +620,7 @@ impl Default for Safeguarding {
             alert_window: defaults::alert_window(),
             alert_from: None,
             evidence_retention_days: defaults::evidence_retention_days(),
+            escalate_to: Vec::new(),
             weekly_report: Default::default(),
         }
     }
@@ -743,10 +759,11 @@ impl FromStr for HumanDuration {
             "" | "s" => n,
             "m" => n.saturating_mul(60),
             "h" => n.saturating_mul(3600),
+            "d" => n.saturating_mul(24 * 3600),
             "ms" => return Ok(HumanDuration(Duration::from_millis(n))),
             other => {
                 return Err(format!(
-                    "unknown duration unit \"{other}\"; use ms, s, m or h"
+                    "unknown duration unit \"{other}\"; use ms, s, m, h or d"
                 ));
             }
         };
@@ -941,6 +958,13 @@ impl Config {
                      again; keep the two together under 9m (e.g. \"5m\")",
                     waited.as_secs()
                 ),
+            ));
+        }
+        if self.audit.checkpoint_mail_interval.0 < Duration::from_secs(1) {
+            return Err(err(
+                "audit",
+                "checkpoint_mail_interval",
+                "must be at least 1s; e.g. \"1d\"".into(),
             ));
         }
         if self.audit.checkpoint_interval.0 < Duration::from_secs(1) {

@@ -41,6 +41,7 @@ fn checkpoints_go_to_the_journal_and_the_dsl_and_verify_checks_them() {
         common::relay_only(cfg);
         set(cfg, "audit.checkpoint_interval", "1s");
         set(cfg, "audit.checkpoint_mail", true);
+        set(cfg, "audit.checkpoint_mail_interval", "1s");
     });
     assert!(
         gw.wait_for(Duration::from_secs(10), || !checkpoints(&gw).is_empty()),

@@ -122,5 +122,40 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         l.max_scan_time.0.as_secs()
     );
     println!("  rules:           {}", rules.join(", "));
+    for line in escalation_warnings(&config, &directory) {
+        println!("warning: {line}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `policy check` warns about alerts that must be escalated (a flag on the headteacher or a
+/// DSL) when `[safeguarding] escalate_to` is empty: they then go to the other DSLs, or nowhere.
+pub fn escalation_warnings(config: &crate::config::Config, directory: &Directory) -> Vec<String> {
+    let s = &config.safeguarding;
+    if !s.escalate_to.is_empty() {
+        return Vec::new();
+    }
+    let mut about: Vec<String> = directory
+        .people
+        .iter()
+        .filter(|p| p.role.eq_ignore_ascii_case("headteacher"))
+        .filter_map(|p| p.school_email.clone())
+        .collect();
+    about.extend(s.dsl.iter().map(|d| d.0.clone()));
+    about.dedup();
+    let mut out = Vec::new();
+    for who in about {
+        let to = crate::alerts::alert_recipients(config, directory, &who);
+        out.push(if to.is_empty() {
+            format!(
+                "[safeguarding] escalate_to is empty: an alert about {who} would reach nobody (it must never go to them); list who is told instead, e.g. the chair of governors"
+            )
+        } else {
+            format!(
+                "[safeguarding] escalate_to is empty: alerts about {who} go to {}; list who is told instead, e.g. the chair of governors",
+                to.join(", ")
+            )
+        });
+    }
+    out
 }

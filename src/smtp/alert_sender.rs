@@ -1,40 +1,106 @@
-//! Sends the queued DSL alerts through the next hop, and purges old evidence and quarantine.
+//! Sends the queued DSL alerts and sender notices through the next hop, and purges old evidence
+//! and quarantine.
 //!
 //! Alerts go straight to the next hop, never through our own listener, so an alert is never
-//! itself inspected (no loop). A queued alert waits until its sender has been quiet for
-//! `safeguarding.alert_window`, so a burst of flags becomes one alert; one that cannot be sent
-//! stays queued and is tried again.
+//! itself inspected (no loop). The first flag from a sender is alerted at once; further flags
+//! from that sender within `safeguarding.alert_window` go into one follow-up alert when that
+//! window closes ([`alerts::alert_due`]). Each alert goes to [`alerts::alert_recipients`] and
+//! carries the audit chain's head. Mail the next hop does not take is tried again with an
+//! exponential backoff ([`alerts::retry_after`]); a refusal (5xx, or an address it will not
+//! take) is final, and after two days schoolgate gives up: either way an audit record starting
+//! `mail-undelivered:` names what was not delivered and why.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use super::next_hop::DeliveryError;
 use super::server::Relay;
-use crate::alerts::{self, Flagged};
+use crate::alerts::{self, AlertMail, Flagged};
 use crate::envelope::Envelope;
 use crate::store::quarantine::Quarantine;
-use crate::store::{AuditRecord, RecordKind};
+use crate::store::sqlite::SqliteBackend;
+use crate::store::{AuditRecord, Backend, ChainHead, RecordKind};
 
 /// How often the queue is looked at.
 const TICK: Duration = Duration::from_millis(500);
 /// How often old evidence is purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
+/// Why mail schoolgate wrote was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NotSent {
+    /// The next hop refused it (5xx, or an address it will not take): trying again is useless.
+    Refused(String),
+    /// Unreachable, deferred (4xx), timed out: try again later.
+    Later(String),
+}
+
+impl std::fmt::Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotSent::Refused(why) | NotSent::Later(why) => f.write_str(why),
+        }
+    }
+}
+
+/// When a mail that failed may be tried again.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    failures: u32,
+    next: Instant,
+}
+
+/// What the sender remembers between ticks.
+#[derive(Default)]
+struct State {
+    /// When the last alert about each sender (lower case) went.
+    last_alert: HashMap<String, jiff::Timestamp>,
+    /// Mail that failed, by queue key (`alert:SENDER`, `notice:PATH`).
+    retries: HashMap<String, Retry>,
+    /// The audit database, for the chain's head each alert carries.
+    backend: Option<Arc<Mutex<SqliteBackend>>>,
+}
+
+impl State {
+    fn waiting(&self, key: &str) -> bool {
+        self.retries
+            .get(key)
+            .is_some_and(|r| Instant::now() < r.next)
+    }
+
+    /// Counts one more failure of `key`; returns the wait before the next try.
+    fn failed(&mut self, key: &str) -> Duration {
+        let failures = self.retries.get(key).map_or(0, |r| r.failures) + 1;
+        let wait = alerts::retry_after(failures);
+        self.retries.insert(
+            key.to_string(),
+            Retry {
+                failures,
+                next: Instant::now() + wait,
+            },
+        );
+        wait
+    }
+}
+
 /// Runs until the gateway stops.
 pub async fn run(relay: Arc<Relay>) {
     let mut stop = relay.shutdown_signal();
     let mut last_purge: Option<std::time::Instant> = None;
+    let mut state = State::default();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = send_due(&relay).await {
+        if let Err(e) = send_due(&relay, &mut state).await {
             tracing::error!(error = %e, "DSL alerts: the queue could not be read");
         }
-        if let Err(e) = send_notices(&relay).await {
+        if let Err(e) = send_notices(&relay, &mut state).await {
             tracing::error!(error = %e, "sender notices: the queue could not be read");
         }
         if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
@@ -45,12 +111,12 @@ pub async fn run(relay: Arc<Relay>) {
 }
 
 /// Sends mail schoolgate itself wrote (an alert, a notice, a checkpoint) from `alert_from` to
-/// `to`, straight to the next hop: its reply, or why it was not sent (to retry later).
+/// `to`, straight to the next hop: its reply, or why it was not sent.
 pub(crate) async fn send_own_mail(
     relay: &Relay,
     to: Vec<String>,
     bytes: &[u8],
-) -> Result<String, String> {
+) -> Result<String, NotSent> {
     let config = relay.config();
     let envelope = Envelope {
         mail_from: config.alert_from(),
@@ -68,16 +134,83 @@ pub(crate) async fn send_own_mail(
     .await
     {
         Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
+        Ok(Err(e @ DeliveryError::Refused { .. })) => Err(NotSent::Refused(e.to_string())),
+        Ok(Err(e)) => Err(NotSent::Later(e.to_string())),
+        Err(_) => Err(NotSent::Later(format!(
             "next hop {} did not answer within {} s",
             hop.describe(),
             config.relay.next_hop_timeout.0.as_secs()
-        )),
+        ))),
     }
 }
 
-async fn send_due(relay: &Relay) -> std::io::Result<()> {
+/// Writes an audit record (and logs it); false when it could not be written.
+async fn record(relay: &Relay, detail: String, undelivered: bool) -> bool {
+    let entry = AuditRecord::action(RecordKind::Action, crate::store::GATEWAY, detail.clone());
+    match relay.audit.append(entry).await {
+        Ok(_) => {
+            if undelivered {
+                tracing::error!("{detail}");
+            } else {
+                tracing::info!("{detail}");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "{detail}: could not be recorded; it stays queued");
+            false
+        }
+    }
+}
+
+/// The head of the audit chain now, kept as a checkpoint in the database too.
+async fn chain_head(relay: &Relay, state: &mut State) -> Option<ChainHead> {
+    if state.backend.is_none() {
+        let dir = relay.config().storage.state_dir.clone();
+        match tokio::task::spawn_blocking(move || SqliteBackend::open(&dir)).await {
+            Ok(Ok(b)) => state.backend = Some(Arc::new(Mutex::new(b))),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the audit head could not be read for the alert");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the audit head could not be read for the alert");
+                return None;
+            }
+        }
+    }
+    let backend = state.backend.clone()?;
+    let head = tokio::task::spawn_blocking(move || match backend.lock() {
+        Ok(mut b) => b.checkpoint(),
+        Err(_) => Err(crate::store::StoreError::WriterGone),
+    })
+    .await;
+    match head {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the audit head could not be read for the alert");
+            state.backend = None;
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the audit head could not be read for the alert");
+            None
+        }
+    }
+}
+
+async fn remove_alerts(relay: &Relay, paths: Vec<PathBuf>) {
+    let spool = relay.spool.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || spool.alerts_sent(&paths))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+    {
+        tracing::error!(error = %e, "sent alerts could not be removed from the queue");
+    }
+}
+
+async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
     let spool = relay.spool.clone();
     let pending = tokio::task::spawn_blocking(move || spool.pending_alerts())
         .await
@@ -86,117 +219,218 @@ async fn send_due(relay: &Relay) -> std::io::Result<()> {
         return Ok(());
     }
     let config = relay.config();
+    let directory = relay.directory();
     let window = config.safeguarding.alert_window.0;
     let now = jiff::Timestamp::now();
-    let mut by_sender: BTreeMap<String, Vec<(std::path::PathBuf, Flagged)>> = BTreeMap::new();
+    let mut by_sender: Vec<(String, Vec<(PathBuf, Flagged)>)> = Vec::new();
     for (path, item) in pending {
-        by_sender
-            .entry(item.sender.clone())
-            .or_default()
-            .push((path, item));
+        let key = item.sender.trim().to_lowercase();
+        match by_sender.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, items)) => items.push((path, item)),
+            None => by_sender.push((key, vec![(path, item)])),
+        }
     }
-    for (sender, items) in by_sender {
-        // Due once the newest flag from this sender is older than the window.
-        let newest = items
+    for (sender_key, items) in by_sender {
+        let oldest = items
             .iter()
             .filter_map(|(_, i)| i.time.parse::<jiff::Timestamp>().ok())
-            .max()
+            .min()
             .unwrap_or(now);
-        let quiet = now.duration_since(newest).unsigned_abs();
-        if quiet < window {
+        let last = state.last_alert.get(&sender_key).copied();
+        let retry_key = format!("alert:{sender_key}");
+        if !alerts::alert_due(now, last, oldest, window) || state.waiting(&retry_key) {
             continue;
         }
+        let sender = items[0].1.sender.clone();
         let paths: Vec<_> = items.iter().map(|(p, _)| p.clone()).collect();
         let flagged: Vec<Flagged> = items.into_iter().map(|(_, i)| i).collect();
-        let seqs: Vec<String> = flagged.iter().map(|i| i.audit_seq.to_string()).collect();
-        let dsl: Vec<String> = config
-            .safeguarding
-            .dsl
+        let seqs: Vec<u64> = flagged.iter().map(|i| i.audit_seq).collect();
+        let seq_list = seqs
             .iter()
-            .map(|a| a.0.clone())
-            .collect();
-        let detail = if dsl.is_empty() {
-            tracing::error!(%sender, "a safeguarding flag could not be alerted: [safeguarding] dsl is empty");
-            format!(
-                "alert for audit records {} not sent: no DSL is configured ([safeguarding] dsl)",
-                seqs.join(", ")
-            )
-        } else {
-            let bytes = match alerts::compose(
-                &flagged,
-                &config.alert_from(),
-                &dsl,
-                &config.school.name,
-                now,
-            ) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(error = %e, "DSL alert could not be composed");
-                    continue;
-                }
-            };
-            match send_own_mail(relay, dsl.clone(), &bytes).await {
-                Ok(reply) => format!(
-                    "DSL alert sent to {} for audit records {} ({} flagged messages from {sender}); next hop: {reply}",
-                    dsl.join(", "),
-                    seqs.join(", "),
-                    flagged.len()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let to = alerts::alert_recipients(&config, &directory, &sender);
+        let escalated = alerts::concerns_escalation(&config, &directory, &sender);
+        if to.is_empty() {
+            let detail = alerts::undelivered_detail(
+                "alert",
+                &seqs,
+                &to,
+                "nobody to send it to: list the DSLs in [safeguarding] dsl (and, for alerts about the headteacher or a DSL, [safeguarding] escalate_to)",
+            );
+            if record(relay, detail, true).await {
+                remove_alerts(relay, paths).await;
+            }
+            continue;
+        }
+        // A follow-up when these flags came while the window after the last alert was open.
+        let follows = last.filter(|t| {
+            oldest.duration_since(*t)
+                < jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX)
+        });
+        let head = chain_head(relay, state).await;
+        let alert_from = config.alert_from();
+        let mail = AlertMail {
+            from: &alert_from,
+            to: &to,
+            school: &config.school.name,
+            escalated,
+            follows,
+            checkpoint: head.as_ref().map(|h| (h.seq, h.hash.as_str())),
+            now,
+        };
+        let bytes = match alerts::compose(&flagged, &mail) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "DSL alert could not be composed");
+                continue;
+            }
+        };
+        let outcome = send_own_mail(relay, to.clone(), &bytes).await;
+        let (detail, undelivered) = match outcome {
+            Ok(reply) => (
+                format!(
+                    "DSL alert sent to {} for audit records {seq_list} ({} flagged messages from {}){}{}; next hop: {reply}",
+                    to.join(", "),
+                    flagged.len(),
+                    alerts::one_line(&sender),
+                    if escalated { ", escalated" } else { "" },
+                    head.as_ref()
+                        .map(|h| format!("; audit checkpoint {}:{}", h.seq, h.hash))
+                        .unwrap_or_default(),
                 ),
-                Err(e) => {
-                    tracing::warn!(error = %e, %sender, "DSL alert not sent yet; will retry");
+                false,
+            ),
+            Err(NotSent::Refused(why)) => (
+                alerts::undelivered_detail("alert", &seqs, &to, &format!("refused: {why}")),
+                true,
+            ),
+            Err(NotSent::Later(why)) => {
+                if now.duration_since(oldest).unsigned_abs() >= alerts::GIVE_UP_AFTER {
+                    (
+                        alerts::undelivered_detail(
+                            "alert",
+                            &seqs,
+                            &to,
+                            &format!("not taken for two days; last: {why}"),
+                        ),
+                        true,
+                    )
+                } else {
+                    let wait = state.failed(&retry_key);
+                    tracing::warn!(error = %why, sender = %alerts::one_line(&sender),
+                        "DSL alert not sent yet; trying again in {} s", wait.as_secs());
                     continue;
                 }
             }
         };
         // Recorded before the queue files go: a crash in between sends the alert twice rather
         // than never.
-        let record = AuditRecord::action(RecordKind::Action, crate::store::GATEWAY, detail.clone());
-        if let Err(e) = relay.audit.append(record).await {
-            tracing::error!(error = %e, "the alert could not be recorded; it stays queued");
+        if !record(relay, detail, undelivered).await {
             continue;
         }
-        tracing::info!("{detail}");
-        let spool = relay.spool.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || spool.alerts_sent(&paths))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
-        {
-            tracing::error!(error = %e, "sent alerts could not be removed from the queue");
+        state.retries.remove(&retry_key);
+        if !undelivered {
+            state.last_alert.insert(sender_key, now);
         }
+        remove_alerts(relay, paths).await;
     }
+    // Forget senders whose window has long closed.
+    let keep = jiff::SignedDuration::try_from(window.saturating_mul(2))
+        .unwrap_or(jiff::SignedDuration::MAX);
+    state
+        .last_alert
+        .retain(|_, t| now.duration_since(*t) < keep);
     Ok(())
 }
 
-/// Sends the notices to senders of held messages, at once (no window: the sender is waiting).
-async fn send_notices(relay: &Relay) -> std::io::Result<()> {
+/// Sends the notices to senders of held messages, at once (no window: the sender is waiting),
+/// and only to addresses in the school's own domains.
+async fn send_notices(relay: &Relay, state: &mut State) -> std::io::Result<()> {
     let spool = relay.spool.clone();
-    let pending = tokio::task::spawn_blocking(move || spool.pending_notices())
-        .await
-        .map_err(std::io::Error::other)??;
+    let pending = tokio::task::spawn_blocking(move || {
+        spool.pending_notices().map(|items| {
+            items
+                .into_iter()
+                .map(|(path, n)| {
+                    let queued = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .unwrap_or_else(|_| SystemTime::now());
+                    (path, n, queued)
+                })
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .map_err(std::io::Error::other)??;
     if pending.is_empty() {
         return Ok(());
     }
-    for (path, notice) in pending {
-        let reply = match send_own_mail(relay, vec![notice.to.clone()], notice.message.as_bytes())
-            .await
-        {
-            Ok(reply) => reply,
-            Err(e) => {
-                tracing::warn!(error = %e, to = %notice.to, "sender notice not sent yet; will retry");
-                continue;
-            }
-        };
-        let detail = format!(
-            "sender notice sent to {} for quarantine {} (audit record {}); next hop: {reply}",
-            notice.to, notice.quarantine_id, notice.audit_seq
-        );
-        let record = AuditRecord::action(RecordKind::Action, crate::store::GATEWAY, detail.clone());
-        if let Err(e) = relay.audit.append(record).await {
-            tracing::error!(error = %e, "the notice could not be recorded; it stays queued");
+    let config = relay.config();
+    for (path, notice, queued) in pending {
+        let retry_key = format!("notice:{}", path.display());
+        if state.waiting(&retry_key) {
             continue;
         }
-        tracing::info!("{detail}");
+        let to = vec![notice.to.clone()];
+        let (detail, undelivered) = if !alerts::is_school_address(&config, &notice.to) {
+            (
+                format!(
+                    "sender notice for quarantine {} (audit record {}) not sent: {} is not in the school's own domains",
+                    alerts::one_line(&notice.quarantine_id),
+                    notice.audit_seq,
+                    alerts::one_line(&notice.to)
+                ),
+                false,
+            )
+        } else {
+            match send_own_mail(relay, to.clone(), notice.message.as_bytes()).await {
+                Ok(reply) => (
+                    format!(
+                        "sender notice sent to {} for quarantine {} (audit record {}); next hop: {reply}",
+                        alerts::one_line(&notice.to),
+                        alerts::one_line(&notice.quarantine_id),
+                        notice.audit_seq
+                    ),
+                    false,
+                ),
+                Err(NotSent::Refused(why)) => (
+                    alerts::undelivered_detail(
+                        "notice",
+                        &[notice.audit_seq],
+                        &to,
+                        &format!("refused: {why}"),
+                    ),
+                    true,
+                ),
+                Err(NotSent::Later(why)) => {
+                    let age = SystemTime::now()
+                        .duration_since(queued)
+                        .unwrap_or(Duration::ZERO);
+                    if age >= alerts::GIVE_UP_AFTER {
+                        (
+                            alerts::undelivered_detail(
+                                "notice",
+                                &[notice.audit_seq],
+                                &to,
+                                &format!("not taken for two days; last: {why}"),
+                            ),
+                            true,
+                        )
+                    } else {
+                        let wait = state.failed(&retry_key);
+                        tracing::warn!(error = %why, to = %alerts::one_line(&notice.to),
+                            "sender notice not sent yet; trying again in {} s", wait.as_secs());
+                        continue;
+                    }
+                }
+            }
+        };
+        if !record(relay, detail, undelivered).await {
+            continue;
+        }
+        state.retries.remove(&retry_key);
         let spool = relay.spool.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || spool.notices_sent(&[path]))
             .await

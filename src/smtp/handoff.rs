@@ -299,6 +299,12 @@ pub(crate) fn sender_notice(
     if !config.sensitive.notify_sender || sender.is_empty() {
         return None;
     }
+    // Only the school's own people are told: an envelope sender is only a claim.
+    if !alerts::is_school_address(config, sender) {
+        tracing::info!(sender = %alerts::one_line(sender),
+            "no sender notice: the sender is not in the school's own domains");
+        return None;
+    }
     let held: Vec<HeldAttachment<'_>> = decision
         .findings
         .iter()

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::alert_sender::send_own_mail;
+use super::alert_sender::{NotSent, send_own_mail};
 use super::server::Relay;
 use crate::review::report::render::{Format, render, subject, summary};
 use crate::review::report::schedule::{self, WeeklyReport};
@@ -131,7 +131,11 @@ fn last_sent(
         if a.actor != GATEWAY {
             return Ok(true);
         }
-        if let Some(rest) = a.detail.strip_prefix(SENT_PREFIX)
+        let detail = a
+            .detail
+            .strip_prefix(UNDELIVERED_PREFIX)
+            .unwrap_or(&a.detail);
+        if let Some(rest) = detail.trim_start().strip_prefix(SENT_PREFIX)
             && let Some((slot, what)) = rest.split_once(' ')
             && what.starts_with(TO_DSLS)
             && !what.contains("not sent yet")
@@ -187,18 +191,22 @@ async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Res
         )
         .await;
     } else {
-        let reply = mail(relay, &dsl_copy, &dsl, slot, now).await?;
-        record(
-            relay,
-            format!(
+        let detail = match mail(relay, &dsl_copy, &dsl, slot, now).await {
+            Ok(reply) => format!(
                 "{SENT_PREFIX}{slot} {TO_DSLS} sent to {}: {}; chain head {}; next hop: {reply}",
                 dsl.join(", "),
                 summary(&dsl_copy),
                 dsl_copy.chain.head_line()
             ),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+            // Refused for good: trying again would be refused again. Recorded, so the next
+            // report and the undelivered page name it.
+            Err(NotSent::Refused(e)) => format!(
+                "{UNDELIVERED_PREFIX} {SENT_PREFIX}{slot} {TO_DSLS} refused for {}: {e}",
+                dsl.join(", ")
+            ),
+            Err(NotSent::Later(e)) => return Err(e),
+        };
+        record(relay, detail).await.map_err(|e| e.to_string())?;
     }
 
     if !escalation.is_empty() {
@@ -220,7 +228,7 @@ async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Res
                     to.join(", "),
                     summary(&escalation)
                 ),
-                Err(e) => format!(
+                Err(NotSent::Refused(e) | NotSent::Later(e)) => format!(
                     "{UNDELIVERED_PREFIX} {SENT_PREFIX}{slot} to escalation not sent to {}: {e}",
                     to.join(", ")
                 ),
@@ -238,9 +246,9 @@ async fn mail(
     to: &[String],
     slot: jiff::Timestamp,
     now: jiff::Timestamp,
-) -> Result<String, String> {
+) -> Result<String, NotSent> {
     let bytes = compose(report, &relay.config().alert_from(), to, slot, now)
-        .map_err(|e| format!("the report could not be composed: {e}"))?;
+        .map_err(|e| NotSent::Refused(format!("the report could not be composed: {e}")))?;
     send_own_mail(relay, to.to_vec(), &bytes).await
 }
 

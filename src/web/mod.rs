@@ -15,6 +15,7 @@ pub mod metrics;
 mod pages;
 mod quarantine;
 mod safeguarding;
+mod undelivered;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,6 +159,7 @@ pub fn router(relay: Arc<Relay>) -> Router {
         .route("/flags", get(safeguarding::flags))
         .route("/audit", get(safeguarding::audit))
         .route("/audit/export", get(safeguarding::export))
+        .route("/undelivered", get(undelivered::list))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(web)

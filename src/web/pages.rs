@@ -29,6 +29,7 @@ pub fn layout(title: &str, user: Option<&User>, body: Markup) -> Markup {
                             @if u.sees_flags() {
                                 a #nav-flags href="/flags" { "Flags" }
                                 a #nav-audit href="/audit" { "Audit trail" }
+                                a #nav-undelivered href="/undelivered" { "Undelivered" }
                             }
                             form.logout method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(u.csrf);

@@ -63,7 +63,50 @@ pub fn checkpoint_now(state_dir: &Path) -> Result<Option<ChainHead>, StoreError>
     Ok(head)
 }
 
-/// Runs until `stop` turns true: checkpoints and purges.
+/// The checkpoint mail waiting to be sent, and its retries.
+struct MailDue {
+    head: ChainHead,
+    /// When it was first tried.
+    since: jiff::Timestamp,
+    failures: u32,
+    next: tokio::time::Instant,
+}
+
+/// Where the time of the last checkpoint mail is kept, so a restart does not reset the interval.
+fn mailed_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("checkpoint-mail-sent")
+}
+
+/// When the last checkpoint mail went; at the first start, now (the first mail goes one
+/// interval later).
+fn last_mailed(state_dir: &Path) -> jiff::Timestamp {
+    let path = mailed_path(state_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match text.trim().parse() {
+            Ok(t) => return t,
+            Err(e) => tracing::warn!(path = %path.display(), error = %e,
+                "unreadable time of the last checkpoint mail; counting from now"),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(path = %path.display(), error = %e,
+            "unreadable time of the last checkpoint mail; counting from now"),
+    }
+    let now = jiff::Timestamp::now();
+    mark_mailed(state_dir, now);
+    now
+}
+
+fn mark_mailed(state_dir: &Path, when: jiff::Timestamp) {
+    let path = mailed_path(state_dir);
+    if let Err(e) = std::fs::write(&path, format!("{when}\n")) {
+        tracing::warn!(path = %path.display(), error = %e,
+            "the time of the checkpoint mail could not be kept; a restart mails again sooner");
+    }
+}
+
+/// Runs until `stop` turns true: checkpoints (logged every `checkpoint_interval`, mailed every
+/// `checkpoint_mail_interval`, retried with a backoff when the next hop does not take the mail)
+/// and purges.
 pub async fn run(relay: Arc<Relay>, state_dir: PathBuf, mut stop: watch::Receiver<bool>) {
     let backend = match SqliteBackend::open(&state_dir) {
         Ok(b) => Arc::new(Mutex::new(b)),
@@ -74,6 +117,10 @@ pub async fn run(relay: Arc<Relay>, state_dir: PathBuf, mut stop: watch::Receive
     };
     let mut last: Option<ChainHead> = None;
     let mut last_purge: Option<tokio::time::Instant> = None;
+    let mut next_log = tokio::time::Instant::now();
+    let mut mailed_at = last_mailed(&state_dir);
+    let mut mailed: Option<ChainHead> = None;
+    let mut due: Option<MailDue> = None;
     loop {
         let config = relay.config();
         if let Some(days) = config.audit.retention_days
@@ -97,34 +144,158 @@ pub async fn run(relay: Arc<Relay>, state_dir: PathBuf, mut stop: watch::Receive
                 }
             }
         }
-        let b = Arc::clone(&backend);
-        let head = tokio::task::spawn_blocking(move || {
-            let mut b = b.lock().map_err(|_| StoreError::WriterGone)?;
-            b.checkpoint()
-        })
-        .await;
-        match head {
-            Ok(Ok(Some(h))) if last.as_ref() != Some(&h) => {
-                let line = checkpoint_line(&h);
-                tracing::info!("{line}");
-                if config.audit.checkpoint_mail {
-                    mail_checkpoint(&relay, &line).await;
+        let mail_interval = jiff::SignedDuration::try_from(config.audit.checkpoint_mail_interval.0)
+            .unwrap_or(jiff::SignedDuration::MAX);
+        let mail_time = config.audit.checkpoint_mail
+            && due.is_none()
+            && jiff::Timestamp::now().duration_since(mailed_at) >= mail_interval;
+        if tokio::time::Instant::now() >= next_log || mail_time {
+            let b = Arc::clone(&backend);
+            let head = tokio::task::spawn_blocking(move || {
+                let mut b = b.lock().map_err(|_| StoreError::WriterGone)?;
+                b.checkpoint()
+            })
+            .await;
+            match head {
+                Ok(Ok(Some(h))) => {
+                    if last.as_ref() != Some(&h) {
+                        tracing::info!("{}", checkpoint_line(&h));
+                        last = Some(h.clone());
+                    }
+                    if mail_time && mailed.as_ref() != Some(&h) {
+                        due = Some(MailDue {
+                            head: h,
+                            since: jiff::Timestamp::now(),
+                            failures: 0,
+                            next: tokio::time::Instant::now(),
+                        });
+                    }
                 }
-                last = Some(h);
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint failed"),
+                Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint failed"),
-            Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+            if tokio::time::Instant::now() >= next_log {
+                next_log = tokio::time::Instant::now() + config.audit.checkpoint_interval.0;
+            }
+        }
+        if let Some(d) = &mut due
+            && tokio::time::Instant::now() >= d.next
+        {
+            match mail_checkpoint(&relay, &d.head).await {
+                MailOutcome::Done => {
+                    mailed = Some(d.head.clone());
+                    mailed_at = jiff::Timestamp::now();
+                    mark_mailed(&state_dir, mailed_at);
+                    due = None;
+                }
+                MailOutcome::Later(why) => {
+                    let age = jiff::Timestamp::now()
+                        .duration_since(d.since)
+                        .unsigned_abs();
+                    if age >= crate::alerts::GIVE_UP_AFTER {
+                        give_up(
+                            &relay,
+                            &d.head,
+                            &format!("not taken for two days; last: {why}"),
+                        )
+                        .await;
+                        mailed_at = jiff::Timestamp::now();
+                        mark_mailed(&state_dir, mailed_at);
+                        due = None;
+                    } else {
+                        d.failures += 1;
+                        let wait = crate::alerts::retry_after(d.failures);
+                        d.next = tokio::time::Instant::now() + wait;
+                        tracing::warn!(error = %why,
+                            "the audit checkpoint mail was not sent; trying again in {} s", wait.as_secs());
+                    }
+                }
+                MailOutcome::Refused(why) => {
+                    give_up(&relay, &d.head, &why).await;
+                    mailed_at = jiff::Timestamp::now();
+                    mark_mailed(&state_dir, mailed_at);
+                    due = None;
+                }
+            }
+        }
+        // Wake for the next log checkpoint, the next retry, or the next mail.
+        let mut wake = next_log;
+        if let Some(d) = &due {
+            wake = wake.min(d.next);
+        } else if config.audit.checkpoint_mail {
+            let left = mail_interval - jiff::Timestamp::now().duration_since(mailed_at);
+            let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+            wake = wake.min(tokio::time::Instant::now() + left.max(Duration::from_millis(200)));
         }
         tokio::select! {
-            _ = tokio::time::sleep(config.audit.checkpoint_interval.0) => {}
+            _ = tokio::time::sleep_until(wake) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
 }
 
-/// Mails the checkpoint to the DSL through the next hop (best effort: the journal has it too).
-async fn mail_checkpoint(relay: &Relay, line: &str) {
+enum MailOutcome {
+    Done,
+    Later(String),
+    Refused(String),
+}
+
+/// Records that a checkpoint mail was given up.
+async fn give_up(relay: &Relay, head: &ChainHead, why: &str) {
+    let to: Vec<String> = relay
+        .config()
+        .safeguarding
+        .dsl
+        .iter()
+        .map(|a| a.0.clone())
+        .collect();
+    let detail = crate::alerts::undelivered_detail("checkpoint", &[head.seq], &to, why);
+    tracing::error!("{detail}");
+    let record = crate::store::AuditRecord::action(
+        crate::store::RecordKind::Action,
+        crate::store::GATEWAY,
+        detail,
+    );
+    if let Err(e) = relay.audit.append(record).await {
+        tracing::error!(error = %e, "the undelivered checkpoint mail could not be recorded");
+    }
+}
+
+/// The checkpoint mail to the DSLs, as RFC 5322 bytes.
+pub fn compose_checkpoint(
+    head: &ChainHead,
+    school: &str,
+    from: &str,
+    to: &[String],
+    now: jiff::Timestamp,
+) -> std::io::Result<Vec<u8>> {
+    let school = crate::alerts::one_line(school);
+    let seq_hash = format!("{}:{}", head.seq, crate::alerts::one_line(&head.hash));
+    // Short lines, so the checkpoint reads (and copies) as it is, not quoted-printable.
+    let body = format!(
+        "Audit checkpoint of {school}: {} records at {now}.\r\n\r\n{seq_hash}\r\n\r\nKeep this mail: it is a copy of the state of the audit trail\r\noutside the gateway. To check that nothing has since been\r\nchanged or removed, run\r\n\r\n  schoolgate audit verify --checkpoint \\\r\n    {seq_hash}\r\n",
+        head.seq,
+    );
+    mail_builder::MessageBuilder::new()
+        .from(("schoolgate", from))
+        .to(to
+            .iter()
+            .map(|d| mail_builder::headers::address::Address::from(crate::alerts::one_line(d)))
+            .collect::<Vec<_>>())
+        .subject(format!("Audit checkpoint: {school}"))
+        .date(now.as_second())
+        .message_id(format!("{}.checkpoint@schoolgate", now.as_millisecond()))
+        .header(
+            "Auto-Submitted",
+            mail_builder::headers::raw::Raw::new("auto-generated"),
+        )
+        .text_body(body)
+        .write_to_vec()
+}
+
+/// Mails the checkpoint to the DSL through the next hop.
+async fn mail_checkpoint(relay: &Relay, head: &ChainHead) -> MailOutcome {
     let config = relay.config();
     let dsl: Vec<String> = config
         .safeguarding
@@ -134,42 +305,24 @@ async fn mail_checkpoint(relay: &Relay, line: &str) {
         .collect();
     if dsl.is_empty() {
         tracing::warn!("[audit] checkpoint_mail is on but [safeguarding] dsl is empty");
-        return;
+        return MailOutcome::Done;
     }
     let now = jiff::Timestamp::now();
-    let (count, seq_hash) = line
-        .strip_prefix("audit checkpoint: ")
-        .and_then(|l| l.split_once(", head "))
-        .unwrap_or((line, ""));
-    // Short lines, so the checkpoint reads (and copies) as it is, not quoted-printable.
-    let body = format!(
-        "Audit checkpoint of {}: {count} at {now}.\r\n\r\n{seq_hash}\r\n\r\nKeep this mail: it is a copy of the state of the audit trail\r\noutside the gateway. To check that nothing has since been\r\nchanged or removed, run\r\n\r\n  schoolgate audit verify --checkpoint \\\r\n    {seq_hash}\r\n",
-        config.school.name,
-    );
-    let bytes = match mail_builder::MessageBuilder::new()
-        .from(("schoolgate", config.alert_from().as_str()))
-        .to(dsl
-            .iter()
-            .map(|d| mail_builder::headers::address::Address::from(d.as_str()))
-            .collect::<Vec<_>>())
-        .subject(format!("Audit checkpoint: {}", config.school.name))
-        .date(now.as_second())
-        .message_id(format!("{}.checkpoint@schoolgate", now.as_millisecond()))
-        .header(
-            "Auto-Submitted",
-            mail_builder::headers::raw::Raw::new("auto-generated"),
-        )
-        .text_body(body)
-        .write_to_vec()
+    let bytes = match compose_checkpoint(head, &config.school.name, &config.alert_from(), &dsl, now)
     {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "the checkpoint mail could not be composed");
-            return;
+            return MailOutcome::Done;
         }
     };
+    use crate::smtp::alert_sender::NotSent;
     match crate::smtp::alert_sender::send_own_mail(relay, dsl, &bytes).await {
-        Ok(reply) => tracing::info!("audit checkpoint mailed to the DSL; next hop: {reply}"),
-        Err(e) => tracing::warn!(error = %e, "the audit checkpoint could not be mailed"),
+        Ok(reply) => {
+            tracing::info!("audit checkpoint mailed to the DSL; next hop: {reply}");
+            MailOutcome::Done
+        }
+        Err(NotSent::Later(why)) => MailOutcome::Later(why),
+        Err(NotSent::Refused(why)) => MailOutcome::Refused(format!("refused: {why}")),
     }
 }

@@ -26,7 +26,7 @@ pub const ATTACHMENT_RULES: [&str; 2] =
     ["unencrypted-sensitive-attachment", "unscannable-attachment"];
 
 /// The detail an undelivered alert is recorded with (an action record).
-pub const UNDELIVERED_PREFIX: &str = "mail-undelivered:";
+pub const UNDELIVERED_PREFIX: &str = crate::alerts::UNDELIVERED;
 
 /// Whom a copy of the report is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -669,18 +669,21 @@ impl<'a> Builder<'a> {
         }
         attachment_holds.sort_by_key(|h| h.fate.time());
 
-        // An undelivered alert about someone the DSLs' copy leaves out stays out of it too.
-        let withheld: BTreeSet<&str> = self
-            .flagged
-            .values()
-            .filter(|f| f.concerns)
-            .map(|f| f.case.sender.as_str())
-            .collect();
+        // An undelivered alert about someone the DSLs' copy leaves out (naming their flagged
+        // message's audit record, or their address) stays out of it too.
+        let withheld: Vec<&Flagged> = self.flagged.values().filter(|f| f.concerns).collect();
+        let about_withheld = |detail: &str| {
+            let lower = detail.to_lowercase();
+            let seqs = about_records(detail);
+            withheld
+                .iter()
+                .any(|f| seqs.contains(&f.case.seq) || lower.contains(f.case.sender.as_str()))
+        };
         let undelivered = self
             .undelivered
             .iter()
             .filter(|(_, _, d)| {
-                let about = withheld.iter().any(|s| d.to_lowercase().contains(s));
+                let about = about_withheld(d);
                 match audience {
                     Audience::Dsl => !about,
                     Audience::Escalation => about,
@@ -711,6 +714,23 @@ impl<'a> Builder<'a> {
             unreadable: self.unreadable.clone(),
         }
     }
+}
+
+/// The audit records an undelivered-mail record says it was about ("… for audit records 3, 5
+/// to …").
+fn about_records(detail: &str) -> Vec<u64> {
+    let Some((_, rest)) = detail
+        .split_once("audit records ")
+        .or_else(|| detail.split_once("audit record "))
+    else {
+        return Vec::new();
+    };
+    rest.split(|c: char| !(c.is_ascii_digit() || c == ',' || c == ' '))
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
 }
 
 fn dedup(v: &mut Vec<String>) {

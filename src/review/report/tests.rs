@@ -506,3 +506,47 @@ fn a_release_reason_and_a_safeguarding_delete_are_read() {
         ]
     );
 }
+
+#[test]
+fn an_undelivered_alert_about_the_heads_flag_is_only_in_the_escalation_copy() {
+    let school = School;
+    let mut b = Builder::new(week(), &school);
+    b.add(
+        1,
+        &message(
+            "2026-12-01T09:00:00Z",
+            HEAD,
+            "h",
+            &[("pupil-personal-address", "flag")],
+            &[],
+            None,
+        ),
+    );
+    b.add(
+        2,
+        &message(
+            "2026-12-01T09:01:00Z",
+            TEACHER,
+            "t",
+            &[("pupil-personal-address", "flag")],
+            &[],
+            None,
+        ),
+    );
+    b.add(3, &action("2026-12-01T10:00:00Z", "schoolgate", "mail-undelivered: alert for audit records 1 to chair@gov.example not delivered: refused: 550 no"));
+    b.add(4, &action("2026-12-01T10:00:00Z", "schoolgate", "mail-undelivered: alert for audit records 2 to dsl@school.example not delivered: refused: 550 no"));
+    let seqs = |a| -> Vec<u64> {
+        b.finish(a, "X", at("2026-12-07T07:30:00Z"), utc(), chain())
+            .undelivered
+            .iter()
+            .map(|u| u.seq)
+            .collect()
+    };
+    assert_eq!(seqs(Audience::Dsl), [4]);
+    assert_eq!(seqs(Audience::Escalation), [3]);
+    assert_eq!(about_records("x for audit records 3, 15 to y"), [3, 15]);
+    assert_eq!(
+        about_records("checkpoint for audit records - to y"),
+        Vec::<u64>::new()
+    );
+}

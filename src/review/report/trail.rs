@@ -10,38 +10,30 @@ use crate::store::{Backend, StoreError, verify};
 /// Records read per batch.
 const BATCH: usize = 4096;
 
-/// Whether a flag on mail from `sender` concerns the headteacher or a DSL: the sender is a
-/// person whose role is `headteacher` (or `dsl`) in the directory, or one of `[safeguarding]
-/// dsl`. Such flags go only to the escalation copy of the report.
-///
-/// TODO(lead): when h-alerts is merged, call `crate::alerts::concerns_escalation(config,
-/// directory, sender)` here instead, so alerts, cases and the report agree by construction.
+/// Whether a flag on mail from `sender` concerns the headteacher or a DSL: the same rule as
+/// alerts ([`crate::alerts::concerns_escalation`]). Such flags go only to the escalation copy.
 pub fn concerns_escalation(config: &Config, directory: &Directory, sender: &str) -> bool {
-    let sender = sender.trim();
-    let is_dsl = config
-        .safeguarding
-        .dsl
-        .iter()
-        .any(|d| d.0.trim().eq_ignore_ascii_case(sender));
-    let is_head = directory.person(sender).is_some_and(|p| {
-        p.role.eq_ignore_ascii_case("headteacher") || p.role.eq_ignore_ascii_case("dsl")
-    });
-    is_dsl || is_head
+    crate::alerts::concerns_escalation(config, directory, sender)
 }
 
-/// Who gets the escalation copy: `[safeguarding] escalate_to`, or without it the DSLs who are
-/// not themselves concerned (as alerts do).
-///
-/// TODO(lead): when h-alerts is merged (it adds `[safeguarding] escalate_to`), return
-/// `config.safeguarding.escalate_to` when it is not empty.
+/// Who gets the escalation copy: `[safeguarding] escalate_to`, or without it the DSLs (as
+/// alerts do); never anyone it is about (`concerned`).
 pub fn escalation_recipients(config: &Config, concerned: &[String]) -> Vec<String> {
-    config
-        .safeguarding
-        .dsl
-        .iter()
-        .map(|a| a.0.trim().to_string())
-        .filter(|a| !concerned.iter().any(|c| c.eq_ignore_ascii_case(a)))
-        .collect()
+    let s = &config.safeguarding;
+    let list = if s.escalate_to.is_empty() {
+        &s.dsl
+    } else {
+        &s.escalate_to
+    };
+    let mut to: Vec<String> = Vec::new();
+    for a in list.iter().map(|a| a.0.trim()) {
+        if !concerned.iter().any(|c| c.eq_ignore_ascii_case(a))
+            && !to.iter().any(|t| t.eq_ignore_ascii_case(a))
+        {
+            to.push(a.to_string());
+        }
+    }
+    to
 }
 
 /// The school's people, for the report.
@@ -250,6 +242,18 @@ staff,Tom Baker,t.baker@example-academy.sch.uk,,,,current\n",
         assert_eq!(
             escalation_recipients(&config, &["head@example-academy.sch.uk".into()]),
             ["dsl@example-academy.sch.uk"]
+        );
+        let chair = Config::parse(
+            std::path::Path::new("test.toml"),
+            &include_str!("../../../policies/example.toml").replace(
+                "[safeguarding]\n",
+                "[safeguarding]\nescalate_to = [\"chair@governors.example\"]\n",
+            ),
+        );
+        let chair = chair.expect("the example config with escalate_to");
+        assert_eq!(
+            escalation_recipients(&chair, &["head@example-academy.sch.uk".into()]),
+            ["chair@governors.example"]
         );
     }
 }
