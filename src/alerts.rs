@@ -47,28 +47,33 @@ pub fn concerns_escalation(config: &Config, directory: &Directory, sender: &str)
 }
 
 /// Who an alert about `sender` goes to: `[safeguarding] dsl`, or when it
-/// [`concerns_escalation`], `[safeguarding] escalate_to` (the other DSLs when that is empty).
+/// [`concerns_escalation`], `[safeguarding] escalate_to` (the other DSLs when that names nobody else).
 /// Never the sender themselves; empty when nobody is left.
 pub fn alert_recipients(config: &Config, directory: &Directory, sender: &str) -> Vec<String> {
     let s = &config.safeguarding;
-    let list = if concerns_escalation(config, directory, sender) && !s.escalate_to.is_empty() {
-        &s.escalate_to
-    } else {
-        &s.dsl
+    // Everyone on `list` but the sender (by address, or as the same directory person).
+    let others = |list: &[crate::config::Address]| {
+        let mut to: Vec<String> = Vec::new();
+        for a in list {
+            let a = a.0.trim();
+            let is_sender = a.eq_ignore_ascii_case(sender.trim())
+                || directory
+                    .person(a)
+                    .zip(directory.person(sender))
+                    .is_some_and(|(x, y)| std::ptr::eq(x, y));
+            if !is_sender && !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
+                to.push(a.to_string());
+            }
+        }
+        to
     };
-    let mut to: Vec<String> = Vec::new();
-    for a in list {
-        let a = a.0.trim();
-        let is_sender = a.eq_ignore_ascii_case(sender.trim())
-            || directory
-                .person(a)
-                .zip(directory.person(sender))
-                .is_some_and(|(x, y)| std::ptr::eq(x, y));
-        if !is_sender && !to.iter().any(|t| t.eq_ignore_ascii_case(a)) {
-            to.push(a.to_string());
+    if concerns_escalation(config, directory, sender) {
+        let escalated = others(&s.escalate_to);
+        if !escalated.is_empty() {
+            return escalated;
         }
     }
-    to
+    others(&s.dsl)
 }
 
 /// One flagged message, as the alert describes it.
@@ -531,6 +536,13 @@ mod tests {
                 "dsl@example-academy.sch.uk",
                 "deputy@example-academy.sch.uk"
             ]
+        );
+        // A sole escalation contact is never told about themselves either.
+        config.safeguarding.escalate_to =
+            vec![crate::config::Address("dsl@example-academy.sch.uk".into())];
+        assert_eq!(
+            alert_recipients(&config, &directory, "dsl@example-academy.sch.uk"),
+            ["deputy@example-academy.sch.uk"]
         );
     }
 

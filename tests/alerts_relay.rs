@@ -604,13 +604,31 @@ fn an_alert_the_next_hop_refuses_is_given_up_recorded_and_shown_to_the_dsl() {
     assert!(tries <= 1, "a refused alert is not retried: {tries} tries");
 
     gw.add_user("dsl", &["dsl"], "correct horse battery staple");
+    gw.add_user(
+        "netman",
+        &["network-manager"],
+        "correct horse battery staple",
+    );
+    let mut nm =
+        common::http::Browser::logged_in(gw.web_port(), "netman", "correct horse battery staple");
+    assert_eq!(nm.get("/undelivered").status, 403, "DSL role only");
     let mut b =
         common::http::Browser::logged_in(gw.web_port(), "dsl", "correct horse battery staple");
+    let record = gw
+        .audit_records()
+        .into_iter()
+        .find(|r| {
+            r.record["action"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("mail-undelivered: alert"))
+        })
+        .unwrap()
+        .seq;
     let page = b.get("/undelivered");
     assert_eq!(page.status, 200);
     let html = page.text();
     assert!(
-        html.contains(&format!("data-seq=")) && html.contains("550"),
+        html.contains(&format!("data-seq=\"{record}\"")) && html.contains("550"),
         "{html}"
     );
     assert!(b.get("/flags").text().contains("href=\"/undelivered\""));

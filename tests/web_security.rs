@@ -44,6 +44,14 @@ fn send_held(gw: &Gateway, message: &[u8]) -> String {
     text.rsplit(' ').next().unwrap().trim().to_string()
 }
 
+/// Whether anything reached the pupil (the DSL's alert about the held message goes to the
+/// outbox at once and does not count).
+fn delivered_to_pupil(gw: &Gateway) -> bool {
+    gw.outbox_messages()
+        .iter()
+        .any(|m| m.rcpt_to().iter().any(|r| r == PUPIL))
+}
+
 fn held(gw: &Gateway, subject: &str, mid: &str) -> String {
     send_held(
         gw,
@@ -152,7 +160,7 @@ fn nothing_is_reachable_without_a_session_and_no_post_without_its_token() {
         &[("csrf", &other_csrf)],
     );
     assert_eq!(r.status, 403);
-    assert!(gw.outbox_messages().is_empty(), "nothing was released");
+    assert!(!delivered_to_pupil(&gw), "nothing was released");
 
     // With its own token the release works, reaches the next hop once, and says so.
     let r = nm.post(&format!("/quarantine/{id}/release"), &[("csrf", &csrf)]);
@@ -219,7 +227,7 @@ fn roles_a_dsl_cannot_release_and_a_network_manager_sees_no_flags() {
         &[("csrf", &csrf), ("reason", "not needed")],
     );
     assert_eq!(r.status, 403, "a DSL cannot delete");
-    assert!(gw.outbox_messages().is_empty());
+    assert!(!delivered_to_pupil(&gw));
     assert_eq!(dsl.get("/flags").status, 200);
     assert_eq!(dsl.get("/audit").status, 200);
 
@@ -280,7 +288,7 @@ fn roles_a_dsl_cannot_release_and_a_network_manager_sees_no_flags() {
                 && d == format!("quarantine delete {id} by both: sent in error"))
     );
     assert!(
-        gw.outbox_messages().is_empty(),
+        !delivered_to_pupil(&gw),
         "a deleted message is not delivered"
     );
 }

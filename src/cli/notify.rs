@@ -122,7 +122,7 @@ fn watchdog_period() -> Option<Duration> {
 
 /// A status line must be one line: a newline would start another `KEY=VALUE`.
 fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+    crate::alerts::one_line(s)
 }
 
 #[cfg(test)]
