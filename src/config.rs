@@ -477,6 +477,10 @@ pub struct Safeguarding {
     /// The sender of alerts (default `schoolgate@` the first school domain).
     #[serde(default)]
     pub alert_from: Option<Address>,
+    /// When the weekly report is mailed to the DSLs: `"Mon 07:30"` (the default) in
+    /// `[school] timezone`, or `"off"`.
+    #[serde(default)]
+    pub weekly_report: crate::review::report::schedule::WeeklyReport,
     /// How long the delivered copy of a flagged message is kept as evidence.
     #[serde(default = "defaults::evidence_retention_days")]
     pub evidence_retention_days: u32,
@@ -718,6 +722,7 @@ impl Default for Safeguarding {
             dsl: Vec::new(),
             contact_hours: None,
             rules: BTreeMap::new(),
+            weekly_report: Default::default(),
             alert_window: defaults::alert_window(),
             alert_from: None,
             evidence_retention_days: defaults::evidence_retention_days(),
@@ -1215,6 +1220,26 @@ mod tests {
             }
         );
         assert_eq!(c.safeguarding.rules.len(), 4);
+    }
+
+    #[test]
+    fn weekly_report_defaults_to_monday_morning_and_a_bad_one_is_named() {
+        use crate::review::report::schedule::WeeklyReport;
+        let c = parse(&EXAMPLE.replace("weekly_report = ", "# weekly_report = ")).unwrap();
+        assert_eq!(c.safeguarding.weekly_report, WeeklyReport::default());
+        let off = EXAMPLE.replace("weekly_report = \"Mon 07:30\"", "weekly_report = \"off\"");
+        assert_eq!(
+            parse(&off).unwrap().safeguarding.weekly_report,
+            WeeklyReport(None)
+        );
+        let text = EXAMPLE.replace(
+            "weekly_report = \"Mon 07:30\"",
+            "weekly_report = \"Mondays\"",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line, Some(line_of(&text, "weekly_report =")));
+        assert_eq!(e.field.as_deref(), Some("safeguarding.weekly_report"));
+        assert!(e.message.contains("Mon 07:30"), "{e}");
     }
 
     fn line_of(text: &str, needle: &str) -> usize {

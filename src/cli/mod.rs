@@ -8,6 +8,7 @@ pub mod flags;
 pub mod notify;
 pub mod policy;
 pub mod quarantine;
+pub mod report;
 pub mod serve;
 pub mod user;
 
@@ -48,6 +49,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Accounts for the web page.
     User(user::UserArgs),
+    /// The DSL's weekly report: flags, cases, holds, undelivered alerts, the audit chain.
+    Report(report::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Flags(args) => flags::run(&cli.config, args),
         Command::Audit(args) => audit::run(&cli.config, args),
         Command::User(args) => user::run(&cli.config, args),
+        Command::Report(args) => report::run(&cli.config, args),
     }
 }
 

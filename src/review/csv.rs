@@ -161,7 +161,8 @@ fn finding(f: &FindingRecord) -> String {
     s
 }
 
-fn row(cells: impl Iterator<Item = String>) -> String {
+/// One CSV line (CRLF-terminated) of `cells`, each through [`cell`].
+pub fn row(cells: impl Iterator<Item = String>) -> String {
     let mut out = String::new();
     for (i, c) in cells.enumerate() {
         if i > 0 {

@@ -6,3 +6,4 @@ pub mod audit_search;
 pub mod cases;
 pub mod csv;
 pub mod quarantine;
+pub mod report;

@@ -11,3 +11,4 @@ pub mod handoff;
 pub mod next_hop;
 pub mod server;
 pub mod session;
+pub mod weekly_report;

@@ -1,0 +1,186 @@
+//! `schoolgate report`: the DSL's weekly report (flags by rule and staff member, cases
+//! unreviewed and reviewed, holds and what became of them, undelivered alerts, the audit chain's
+//! head and whether it verifies), for the last 7 days unless `--since`/`--until` say otherwise.
+//!
+//! This is the DSLs' copy: what concerns the headteacher or a DSL is left out (it is mailed to
+//! `escalate_to` only). Every report made is audited: who, which period, where it went.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::review::audit_search::{SearchError, instant};
+use crate::review::report::render::{Format, render, summary};
+use crate::review::report::{Period, Report, trail};
+use crate::store::sqlite::{DATABASE_FILE, SqliteBackend};
+use crate::store::users::{Role, Users};
+use crate::store::{AuditLog, AuditRecord, RecordKind};
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// From this date (YYYY-MM-DD, from midnight in [school] timezone) or instant (RFC 3339);
+    /// default 7 days before --until.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Up to and including this date (YYYY-MM-DD), or up to this instant (RFC 3339); default now.
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Write here (created readable by its owner only) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The DSL account making the report, for the audit trail (default: the OS user). When
+    /// given, it must be an existing account holding the dsl role.
+    #[arg(long = "as", value_name = "NAME")]
+    pub actor: Option<String>,
+}
+
+/// The period `--since`/`--until` mean, at `now`.
+pub fn period(
+    config: &Config,
+    since: Option<&str>,
+    until: Option<&str>,
+    now: jiff::Timestamp,
+) -> anyhow::Result<Period> {
+    let flag = |e: SearchError| match e {
+        SearchError::Invalid(m) => anyhow::anyhow!("--{m}"),
+        other => other.into(),
+    };
+    let until = match until.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(u) => instant(u, "until", true, config).map_err(flag)?,
+        None => now,
+    };
+    let since = match since.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(s) => instant(s, "since", false, config).map_err(flag)?,
+        None => {
+            let tz =
+                jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+            Period::last_week(until, &tz).since
+        }
+    };
+    if since >= until {
+        anyhow::bail!("--since is not before --until: the report would cover nothing");
+    }
+    Ok(Period { since, until })
+}
+
+pub fn run(config_path: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_path)?;
+    let actor = match args
+        .actor
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        Some(name) => {
+            check_dsl(&config, name)?;
+            name.to_string()
+        }
+        None => super::quarantine::os_user(),
+    };
+    let now = jiff::Timestamp::now();
+    let period = period(&config, args.since.as_deref(), args.until.as_deref(), now)?;
+    let path = config.storage.state_dir.join(DATABASE_FILE);
+    if !path.exists() {
+        anyhow::bail!(
+            "no audit trail at {}: storage.state_dir in {} points at a directory schoolgate has not used",
+            path.display(),
+            config.source.display()
+        );
+    }
+    let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
+    let mut backend = SqliteBackend::open_read_only(&config.storage.state_dir)?;
+    let (report, _escalation) = trail::reports(&mut backend, &config, &directory, period, now)?;
+    let bytes = render(&report, args.format);
+    let target = match &args.out {
+        Some(out) => {
+            write_private(out, bytes.as_bytes())?;
+            out.display().to_string()
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(bytes.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("cannot write the report to standard output")?;
+            "standard output".to_string()
+        }
+    };
+    let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
+    log.append_blocking(report_record(&report, &actor, args.format, &target))
+        .context("the report was written but could not be recorded in the audit trail")?;
+    if args.out.is_some() {
+        eprintln!("report written to {target}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The audit record of a report made by hand.
+pub fn report_record(report: &Report, actor: &str, format: Format, target: &str) -> AuditRecord {
+    AuditRecord::action(
+        RecordKind::Action,
+        actor,
+        format!(
+            "report by {actor}: {} to {} as {} to {target}; {}; chain head {}",
+            report.period.since,
+            report.period.until,
+            format.name(),
+            summary(report),
+            report.chain.head_line()
+        ),
+    )
+}
+
+/// `--as NAME` must be an existing account holding the dsl role: the report is the DSL's.
+fn check_dsl(config: &Config, name: &str) -> anyhow::Result<()> {
+    match Users::new(&config.storage.state_dir).get(name)? {
+        Some(a) if a.has(Role::Dsl) => Ok(()),
+        Some(_) => anyhow::bail!(
+            "account {name} does not hold the dsl role; the report is the DSL's (see schoolgate user list)"
+        ),
+        None => anyhow::bail!(
+            "--as {name}: no such account; give a DSL's account (see schoolgate user list), or leave --as out to act as the OS user"
+        ),
+    }
+}
+
+/// Writes `bytes` to `out` whole, readable by its owner only (0600): a temporary file beside it
+/// renamed into place.
+fn write_private(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = out
+        .file_name()
+        .with_context(|| format!("--out {} is not a file name", out.display()))?;
+    let tmp = out.with_file_name(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| {
+            format!(
+                "cannot write {} (for --out {}): check that the directory exists and is writable",
+                tmp.display(),
+                out.display()
+            )
+        });
+    }
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))
+}
