@@ -40,7 +40,7 @@ fn held(gw: &Gateway) -> Vec<Value> {
 }
 
 /// The accounts the new tests act as (`--as` names a real account with the role the web page
-/// would need): two network managers and a DSL.
+/// would need): two network managers and two DSLs (a hold by a safeguarding rule is the DSL's).
 fn accounts(gw: &Gateway) {
     gw.add_user(
         "netman",
@@ -53,6 +53,7 @@ fn accounts(gw: &Gateway) {
         "correct horse battery staple",
     );
     gw.add_user("dsl", &["dsl"], "correct horse battery staple");
+    gw.add_user("dsl2", &["dsl"], "correct horse battery staple");
 }
 
 fn send_held(gw: &Gateway, subject: &str, mid: &str) -> String {
@@ -365,7 +366,18 @@ fn cli_release_through_an_smtp_next_hop_delivers_once() {
     assert!(to_pupil().is_empty(), "a held message is not delivered");
     let held_bytes = std::fs::read(gw.state_dir.join(format!("quarantine/{id}.eml"))).unwrap();
 
-    let out = ok(&gw, &["quarantine", "release", &id, "--as", "netman"]);
+    let out = ok(
+        &gw,
+        &[
+            "quarantine",
+            "release",
+            &id,
+            "--as",
+            "dsl",
+            "--reason",
+            "checked",
+        ],
+    );
     assert!(out.contains(&format!("released {id} to smtp://")), "{out}");
     let delivered = to_pupil();
     assert_eq!(delivered.len(), 1, "released once: {}", sink.transcript());
@@ -375,7 +387,15 @@ fn cli_release_through_an_smtp_next_hop_delivers_once() {
         "the held bytes are what leaves"
     );
 
-    let again = gw.cli(&["quarantine", "release", &id, "--as", "netman"]);
+    let again = gw.cli(&[
+        "quarantine",
+        "release",
+        &id,
+        "--as",
+        "dsl",
+        "--reason",
+        "again",
+    ]);
     assert_eq!(again.status.code(), Some(2));
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("already released"), "{err}");
@@ -424,7 +444,7 @@ fn show_and_list_print_no_terminal_escapes_from_mail() {
             .filter(|c| c.is_control() && !matches!(c, '\n' | '\t'))
             .collect::<Vec<_>>()
     };
-    let show = ok(&gw, &["quarantine", "show", &id, "--as", "netman"]);
+    let show = ok(&gw, &["quarantine", "show", &id, "--as", "dsl"]);
     assert_eq!(
         raw_controls(&show),
         Vec::<char>::new(),
@@ -439,14 +459,14 @@ fn show_and_list_print_no_terminal_escapes_from_mail() {
         "the headers are shown, escaped:\n{show}"
     );
 
-    let list = ok(&gw, &["quarantine", "list"]);
+    let list = ok(&gw, &["quarantine", "list", "--as", "dsl"]);
     assert_eq!(
         raw_controls(&list),
         Vec::<char>::new(),
         "list printed raw controls:\n{list:?}"
     );
     assert!(list.contains("Hi\\u{1b}]0;pwned"), "{list}");
-    let json = ok(&gw, &["quarantine", "list", "--json"]);
+    let json = ok(&gw, &["quarantine", "list", "--json", "--as", "dsl"]);
     assert_eq!(
         raw_controls(&json),
         Vec::<char>::new(),
@@ -493,7 +513,7 @@ fn show_and_list_print_no_terminal_escapes_from_mail() {
     );
 }
 
-/// README: "claimed first, so two releases at once deliver once". Two network managers release
+/// README: "claimed first, so two releases at once deliver once". Two DSLs release
 /// the same message at the same moment through a real SMTP next hop (which, unlike the outbox,
 /// would keep a second copy): one release delivers, the other is refused, and the pupil gets
 /// the message once.
@@ -519,13 +539,21 @@ fn two_releases_at_once_deliver_once() {
         let id = send_held(&gw, "Homework", &format!("twice{round}@test"));
         let barrier = std::sync::Barrier::new(2);
         let outs: Vec<std::process::Output> = std::thread::scope(|s| {
-            let runs: Vec<_> = ["netman", "netman2"]
+            let runs: Vec<_> = ["dsl", "dsl2"]
                 .into_iter()
                 .map(|who| {
                     let (gw, id, barrier) = (&gw, &id, &barrier);
                     s.spawn(move || {
                         barrier.wait();
-                        gw.cli(&["quarantine", "release", id, "--as", who])
+                        gw.cli(&[
+                            "quarantine",
+                            "release",
+                            id,
+                            "--as",
+                            who,
+                            "--reason",
+                            "checked",
+                        ])
                     })
                 })
                 .collect();

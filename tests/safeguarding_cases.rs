@@ -81,7 +81,7 @@ fn refused(gw: &Gateway, args: &[&str]) -> String {
 
 /// The records `audit export --format jsonl` writes.
 fn export_jsonl(gw: &Gateway) -> Vec<Value> {
-    gw.cli_ok(&["audit", "export", "--format", "jsonl"])
+    gw.cli_ok(&["audit", "export", "--format", "jsonl", "--as", "dsl"])
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("each JSONL line parses");
@@ -177,7 +177,7 @@ fn a_review_is_audited_with_its_outcome_and_a_reopen_puts_the_case_back() {
     assert_eq!(c["reference"], "CPOMS-4411");
     assert_eq!(c["actor"], "dsl");
     assert!(review["time"].as_str().is_some_and(|t| !t.is_empty()));
-    let csv = gw.cli_ok(&["audit", "export", "--format", "csv"]);
+    let csv = gw.cli_ok(&["audit", "export", "--format", "csv", "--as", "dsl"]);
     let row = csv
         .lines()
         .find(|l| l.contains("case-review"))

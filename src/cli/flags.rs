@@ -93,7 +93,7 @@ fn parse_state(s: &str) -> Result<CaseState, String> {
 
 pub fn run(config_path: &Path, args: FlagsArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    std::fs::create_dir_all(&config.storage.state_dir).with_context(|| {
+    crate::store::private::create_dir_all(&config.storage.state_dir).with_context(|| {
         format!(
             "{}: storage.state_dir: cannot create {}",
             config.source.display(),

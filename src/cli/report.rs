@@ -6,7 +6,6 @@
 //! `escalate_to` only). Every report made is audited: who, which period, where it went.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -151,36 +150,12 @@ fn check_dsl(config: &Config, name: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Writes `bytes` to `out` whole, readable by its owner only (0600): a temporary file beside it
-/// renamed into place.
+/// Writes `bytes` to `out` whole, readable by its owner only (0600), whatever the umask.
 fn write_private(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = out
-        .file_name()
-        .with_context(|| format!("--out {} is not a file name", out.display()))?;
-    let tmp = out.with_file_name(format!(
-        ".{}.partial-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| {
-            format!(
-                "cannot write {} (for --out {}): check that the directory exists and is writable",
-                tmp.display(),
-                out.display()
-            )
-        });
-    }
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))
+    crate::store::private::write_file(out, bytes).with_context(|| {
+        format!(
+            "cannot write --out {}: check that the directory exists and is writable",
+            out.display()
+        )
+    })
 }

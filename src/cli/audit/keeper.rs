@@ -98,7 +98,7 @@ fn last_mailed(state_dir: &Path) -> jiff::Timestamp {
 
 fn mark_mailed(state_dir: &Path, when: jiff::Timestamp) {
     let path = mailed_path(state_dir);
-    if let Err(e) = std::fs::write(&path, format!("{when}\n")) {
+    if let Err(e) = crate::store::private::write_file(&path, format!("{when}\n").as_bytes()) {
         tracing::warn!(path = %path.display(), error = %e,
             "the time of the checkpoint mail could not be kept; a restart mails again sooner");
     }
