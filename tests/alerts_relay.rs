@@ -634,6 +634,76 @@ fn an_alert_the_next_hop_refuses_is_given_up_recorded_and_shown_to_the_dsl() {
     assert!(b.get("/flags").text().contains("href=\"/undelivered\""));
 }
 
+/// An undelivered alert about the headteacher is, like the head's case, only for those listed
+/// for escalation: the chair (an account named as `escalate_to`) sees it on /undelivered, the
+/// DSL does not.
+#[test]
+fn an_undelivered_alert_about_the_head_is_shown_only_to_those_listed_for_escalation() {
+    const HEAD: &str = "head@example-academy.sch.uk";
+    const CHAIR: &str = "chair@governors.example";
+    let sink = Sink::start(SinkBehaviour::rcpt_reply("550 5.1.1 mailbox unavailable"));
+    let gw = Gateway::start(|cfg| {
+        set(cfg, "relay.next_hop", sink.url());
+        set(cfg, "safeguarding.rules.pupil-personal-address", "reject");
+        set(cfg, "safeguarding.alert_window", "0s");
+        set(
+            cfg,
+            "safeguarding.escalate_to",
+            toml::Value::Array(vec![CHAIR.into()]),
+        );
+    });
+    let mut c = Client::ready(gw.port);
+    for (i, from) in [HEAD, FROM].into_iter().enumerate() {
+        let m = plain_message(from, PUPIL_PERSONAL, "Hello", &format!("e{i}@test"), "hi");
+        let t = c.send(from, "", &[PUPIL_PERSONAL], &m).unwrap();
+        assert!(!t.accepted(), "the rule rejects it: {:?}", t.reply);
+    }
+    let undelivered = || -> Vec<(i64, String)> {
+        gw.audit_records()
+            .into_iter()
+            .filter_map(|r| {
+                r.record["action"]["detail"]
+                    .as_str()
+                    .filter(|d| d.starts_with("mail-undelivered: alert"))
+                    .map(|d| (r.seq, d.to_string()))
+            })
+            .collect()
+    };
+    assert!(
+        gw.wait_for(Duration::from_secs(60), || undelivered().len() == 2),
+        "two mail-undelivered records expected: {:?}\n{}",
+        undelivered(),
+        gw.log_tail(3000)
+    );
+    let all = undelivered();
+    let head = all.iter().find(|(_, d)| d.contains(CHAIR)).unwrap().0;
+    let teacher = all.iter().find(|(_, d)| d.contains(DSL)).unwrap().0;
+
+    const PASSWORD: &str = "correct horse battery staple";
+    gw.add_user("dsl", &["dsl"], PASSWORD);
+    gw.add_user(CHAIR, &["dsl"], PASSWORD);
+    let seen = |account: &str| {
+        let mut b = common::http::Browser::logged_in(gw.web_port(), account, PASSWORD);
+        let page = b.get("/undelivered");
+        assert_eq!(page.status, 200);
+        let html = page.text();
+        (
+            html.contains(&format!("data-seq=\"{head}\"")),
+            html.contains(&format!("data-seq=\"{teacher}\"")),
+        )
+    };
+    assert_eq!(
+        seen("dsl"),
+        (false, true),
+        "the DSL sees the teacher's, not the head's"
+    );
+    assert_eq!(
+        seen(CHAIR),
+        (true, true),
+        "the chair, listed for escalation, sees both"
+    );
+}
+
 #[test]
 fn an_alert_the_next_hop_defers_is_retried_with_a_growing_wait_then_delivered() {
     let sink = Sink::start(SinkBehaviour::dot_reply("451 4.3.0 try again later"));

@@ -20,8 +20,25 @@ use crate::store::{Backend, StoreError};
 /// The most records the page shows (newest first).
 const SHOWN: usize = 200;
 
-/// One undelivered mail: its record's number, time and detail.
-type Undelivered = (u64, String, String);
+/// One undelivered mail: its record's number, time and detail, and for an alert the sender of
+/// the flagged messages it was about (from the first audit record it names).
+type Undelivered = (u64, String, String, Option<String>);
+
+/// The audit records an undelivered alert names (`… alert for audit records 12, 14 to …`, as
+/// [`crate::alerts::undelivered_detail`] writes it); none for a notice or a checkpoint.
+fn alert_seqs(detail: &str) -> Vec<u64> {
+    let Some(rest) = detail
+        .strip_prefix(UNDELIVERED)
+        .map(str::trim_start)
+        .and_then(|d| d.strip_prefix("alert for audit records "))
+    else {
+        return Vec::new();
+    };
+    let list = rest.split(" to ").next().unwrap_or("");
+    list.split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
 
 /// The newest undelivered mail for `addresses` (the DSLs and `escalate_to`: alerts and
 /// checkpoints) in the trail under `state_dir`, found through the audit index by those
@@ -47,10 +64,19 @@ fn newest(
                 if newest.len() == SHOWN {
                     newest.pop_front();
                 }
-                newest.push_back((entry.seq, record.time.clone(), a.detail.clone()));
+                newest.push_back((entry.seq, record.time.clone(), a.detail.clone(), None));
             }
             Ok(true)
         })?;
+        // Whom each undelivered alert was about: the sender of the first message it names.
+        for item in newest.iter_mut() {
+            if let Some(&first) = alert_seqs(&item.2).first() {
+                backend.scan((first, first), &[], &mut |entry| {
+                    item.3 = entry.record()?.message.map(|m| m.mail_from);
+                    Ok(false)
+                })?;
+            }
+        }
     }
     backend.end_read()?;
     Ok(newest.into_iter().rev().collect())
@@ -77,6 +103,27 @@ pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
         Ok(Err(e)) => return unreadable(&u, &e),
         Err(e) => return unreadable(&u, &e),
     };
+    // An alert about the headteacher or a DSL is for those listed for escalation only, as its
+    // case is (issue 14): the others do not see that it was lost either.
+    let directory = web.relay.directory();
+    let escalate_to: Vec<String> = config
+        .safeguarding
+        .escalate_to
+        .iter()
+        .map(|a| a.0.clone())
+        .collect();
+    let found: Vec<Undelivered> = found
+        .into_iter()
+        .filter(|(_, _, _, sender)| match sender {
+            Some(sender) => crate::review::cases::visible_to(
+                &u.name,
+                sender,
+                crate::alerts::concerns_escalation(&config, &directory, sender),
+                &escalate_to,
+            ),
+            None => true,
+        })
+        .collect();
     let body = html! {
         h1 { "Undelivered alerts" }
         @if found.is_empty() {
@@ -90,7 +137,7 @@ pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
                 table #undelivered {
                     thead { tr { th { "Time" } th { "Record" } th { "What, for whom, and why" } } }
                     tbody {
-                        @for (seq, time, detail) in &found {
+                        @for (seq, time, detail, _) in &found {
                             tr.undelivered data-seq=(seq) {
                                 td.time { (time) }
                                 td.seq { (seq) }
@@ -113,4 +160,26 @@ fn unreadable(u: &User, e: &dyn std::fmt::Display) -> Response {
         "Not available",
         &format!("The audit trail could not be read: {e}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undelivered_alert_names_its_audit_records() {
+        let d = crate::alerts::undelivered_detail(
+            "alert",
+            &[12, 14],
+            &["chair@governors.example.org".into()],
+            "refused: 550 no such user",
+        );
+        assert_eq!(alert_seqs(&d), vec![12, 14]);
+        let n = crate::alerts::undelivered_detail("notice", &[3], &["t@x".into()], "refused");
+        assert!(
+            alert_seqs(&n).is_empty(),
+            "a notice is about its sender, not a case"
+        );
+        assert!(alert_seqs("something else").is_empty());
+    }
 }
