@@ -11,7 +11,8 @@ use memchr::memmem;
 
 use super::header::{self, Header, Parameterised};
 
-/// Deeper nesting than this is not looked into (the part is treated as opaque).
+/// Deeper nesting than this is not looked into: a multipart this deep is left unsplit and
+/// marked [`Part::too_deep`] (the attachment rules hold such a message as unscannable).
 pub const MAX_DEPTH: usize = 32;
 
 /// One MIME entity: the whole message, or a part of a multipart.
@@ -34,6 +35,8 @@ pub struct Part {
     pub close_delimiter: Option<usize>,
     /// What is wrong with this entity's structure, when something is.
     pub malformed: Option<String>,
+    /// A multipart nested deeper than [`MAX_DEPTH`]: its parts were not looked for.
+    pub too_deep: bool,
 }
 
 impl Part {
@@ -67,6 +70,11 @@ impl Part {
     /// [`Header::stray_line`]), so that other readers may see more fields, and parts, than we do?
     pub fn any_stray_header_line(&self) -> bool {
         self.header.stray_line || self.children.iter().any(|c| c.any_stray_header_line())
+    }
+
+    /// Is a multipart in this part's subtree nested too deep to be split into its parts?
+    pub fn any_too_deep(&self) -> bool {
+        self.too_deep || self.children.iter().any(|c| c.any_too_deep())
     }
 
     /// Is anything in this part's subtree malformed?
@@ -146,9 +154,14 @@ fn scan_entity(
         children: Vec::new(),
         close_delimiter: None,
         malformed,
+        too_deep: false,
     };
-    if part.is_multipart() && depth < MAX_DEPTH {
-        split_multipart(raw, &mut part, enclosing, depth);
+    if part.is_multipart() {
+        if depth < MAX_DEPTH {
+            split_multipart(raw, &mut part, enclosing, depth);
+        } else {
+            part.too_deep = true;
+        }
     }
     part
 }
@@ -355,6 +368,31 @@ mod tests {
         assert!(!scan(m).any_stray_header_line());
         let m = b"Subject: x\r\n\r\nContent-Type: application/pdf\r\n";
         assert!(!scan(m).any_stray_header_line());
+    }
+
+    /// `levels` multiparts, one inside the other, around one text part.
+    fn nested(levels: usize) -> Vec<u8> {
+        let mut m = Vec::new();
+        for i in 0..levels {
+            m.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n")
+                    .as_bytes(),
+            );
+        }
+        m.extend_from_slice(b"Content-Type: text/plain\r\n\r\ndeep\r\n");
+        for i in (0..levels).rev() {
+            m.extend_from_slice(format!("--b{i}--\r\n").as_bytes());
+        }
+        m
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_marked_not_dropped_silently() {
+        let fits = scan(&nested(MAX_DEPTH));
+        assert!(!fits.any_too_deep());
+        let too_deep = scan(&nested(MAX_DEPTH + 1));
+        assert!(too_deep.any_too_deep());
+        assert!(!too_deep.too_deep, "only the innermost multipart is left unsplit");
     }
 
     #[test]

@@ -49,6 +49,10 @@ impl From<u64> for Compressed {
 pub enum Unscannable {
     #[error("archives nested more than {0} deep")]
     TooDeep(usize),
+    #[error("its MIME parts are nested more than {0} levels deep")]
+    PartsTooDeep(usize),
+    #[error("{0}")]
+    TooMany(String),
     #[error("it expands to more than {0} bytes")]
     TooLarge(u64),
     #[error("an archive with more than {0} entries")]

@@ -106,10 +106,12 @@ fn page_list(doc: &Document) -> Result<Vec<ObjectId>, Unscannable> {
                 }
             }
             Err(_) => {
-                pages.push(id);
                 if pages.len() >= MAX_PAGES {
-                    break;
+                    return Err(Unscannable::TooMany(format!(
+                        "a PDF with more than {MAX_PAGES} pages"
+                    )));
                 }
+                pages.push(id);
             }
         }
     }
