@@ -392,7 +392,10 @@ mod tests {
         assert!(!fits.any_too_deep());
         let too_deep = scan(&nested(MAX_DEPTH + 1));
         assert!(too_deep.any_too_deep());
-        assert!(!too_deep.too_deep, "only the innermost multipart is left unsplit");
+        assert!(
+            !too_deep.too_deep,
+            "only the innermost multipart is left unsplit"
+        );
     }
 
     #[test]

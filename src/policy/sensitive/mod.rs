@@ -223,9 +223,7 @@ pub fn inspect(
             Ok(Opened::Clear) => {
                 if on_sensitive == Action::Off {
                     if contents.truncated && on_unscannable != Action::Off {
-                        inspection
-                            .findings
-                            .push(truncated(&a.name, on_unscannable));
+                        inspection.findings.push(truncated(&a.name, on_unscannable));
                     }
                     continue;
                 }
@@ -261,9 +259,7 @@ pub fn inspect(
                     });
                 } else if contents.truncated && on_unscannable != Action::Off {
                     // What was read is clean, but the rest was not read at all.
-                    inspection
-                        .findings
-                        .push(truncated(&a.name, on_unscannable));
+                    inspection.findings.push(truncated(&a.name, on_unscannable));
                 }
             }
         }
@@ -817,7 +813,11 @@ mod tests {
             assert_eq!(findings.len(), 1, "{levels}: {findings:?}");
             assert_eq!(findings[0].rule, "unscannable-attachment");
             assert_eq!(findings[0].action, Action::Quarantine);
-            assert!(findings[0].detail.contains("nested more than 32"), "{}", findings[0].detail);
+            assert!(
+                findings[0].detail.contains("nested more than 32"),
+                "{}",
+                findings[0].detail
+            );
         }
     }
 
@@ -839,7 +839,8 @@ mod tests {
         assert!(
             findings
                 .iter()
-                .any(|f| f.rule == "unscannable-attachment" && f.detail.contains("nested more than 32")),
+                .any(|f| f.rule == "unscannable-attachment"
+                    && f.detail.contains("nested more than 32")),
             "{findings:?}"
         );
     }

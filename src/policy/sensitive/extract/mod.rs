@@ -504,7 +504,10 @@ pub(crate) mod tests {
         w.finish("a.txt", &mut out);
         assert_eq!(out.texts[0].text, "abcd");
         assert_eq!(out.notes.len(), 1);
-        assert!(out.truncated, "the attachment is held: the rest was never read");
+        assert!(
+            out.truncated,
+            "the attachment is held: the rest was never read"
+        );
     }
 }
 

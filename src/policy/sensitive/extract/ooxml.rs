@@ -321,8 +321,8 @@ fn date_styles(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<bool>, Unscanna
         walk(source, compressed, budget, |ev| {
             match ev {
                 Ev::Open(e) => match name(e) {
-                    b"numFmt" | b"xf" if custom.len() >= MAX_STYLES
-                        || formats.len() >= MAX_STYLES =>
+                    b"numFmt" | b"xf"
+                        if custom.len() >= MAX_STYLES || formats.len() >= MAX_STYLES =>
                     {
                         too_many = true;
                         return Flow::Stop;
