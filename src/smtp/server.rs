@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::next_hop::NextHop;
@@ -38,6 +38,8 @@ pub struct Relay {
     active: AtomicUsize,
     idle: Notify,
     shutdown: watch::Receiver<bool>,
+    /// `[sensitive.limits] max_parallel_scans` and the permits for it.
+    scans: RwLock<(usize, Arc<Semaphore>)>,
 }
 
 impl Relay {
@@ -50,7 +52,9 @@ impl Relay {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
         let spool = Spool::new(&config.storage.state_dir);
+        let scans = config.sensitive.limits.max_parallel_scans;
         let relay = Arc::new(Relay {
+            scans: RwLock::new((scans, Arc::new(Semaphore::new(scans)))),
             config: RwLock::new(config),
             directory: RwLock::new(Arc::new(directory)),
             next_hop: RwLock::new(Arc::new(next_hop)),
@@ -92,8 +96,29 @@ impl Relay {
         }
     }
 
+    /// Waits for a turn to check a message's attachments (`max_parallel_scans` at once, over
+    /// the relay and the milter). The permit is held until the check is over; `None` only if
+    /// the permits were closed, which nothing does.
+    pub async fn scan_permit(&self) -> Option<OwnedSemaphorePermit> {
+        let permits = match self.scans.read() {
+            Ok(s) => Arc::clone(&s.1),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner().1),
+        };
+        permits.acquire_owned().await.ok()
+    }
+
     /// Puts a reloaded config, directory and next hop in force for new messages.
     pub fn replace(&self, config: Arc<Config>, directory: Directory, next_hop: NextHop) {
+        // A new number of scans takes new permits; checks under way finish on the old ones.
+        let scans = config.sensitive.limits.max_parallel_scans;
+        let mut current = match self.scans.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if current.0 != scans {
+            *current = (scans, Arc::new(Semaphore::new(scans)));
+        }
+        drop(current);
         match self.config.write() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,

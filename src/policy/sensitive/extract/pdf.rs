@@ -432,6 +432,21 @@ fn admit(id: ObjectId, object: &mut Object) -> Option<(ObjectId, Object)> {
 /// `None` as soon as it is past `room`.
 fn object_stream_cost(stream: &Stream, room: u64) -> Option<u64> {
     let filters = stream.filters().unwrap_or_default();
+    let first = stream
+        .dict
+        .get(b"First")
+        .and_then(Object::as_i64)
+        .ok()
+        .and_then(|f| usize::try_from(f).ok());
+    // The index first, read as it inflates: a stream of millions of objects is refused
+    // without being expanded in full.
+    if let (Some(first), [b"FlateDecode"]) = (first, filters.as_slice()) {
+        let index = ZlibDecoder::new(&stream.content[..]).take(first as u64);
+        let pairs = index_tokens(index, room / OBJECT_COST * 2 + 2) / 2;
+        if pairs.saturating_mul(OBJECT_COST) > room {
+            return None;
+        }
+    }
     let data: Cow<'_, [u8]> = match filters.as_slice() {
         [] => Cow::Borrowed(&stream.content),
         [b"FlateDecode"] => {
@@ -452,12 +467,6 @@ fn object_stream_cost(stream: &Stream, room: u64) -> Option<u64> {
     if cost > room {
         return None;
     }
-    let first = stream
-        .dict
-        .get(b"First")
-        .and_then(Object::as_i64)
-        .ok()
-        .and_then(|f| usize::try_from(f).ok());
     let Some((first, index)) = first.and_then(|f| Some((f, data.get(..f)?))) else {
         return Some(cost);
     };
@@ -495,6 +504,29 @@ fn object_stream_cost(stream: &Stream, room: u64) -> Option<u64> {
         }
     }
     Some(cost)
+}
+
+/// Tokens separated by white space that `reader` yields, counted up to `most` (then it stops
+/// reading).
+fn index_tokens(mut reader: impl Read, most: u64) -> u64 {
+    let mut buf = [0u8; 16 << 10];
+    let mut count = 0u64;
+    let mut in_token = false;
+    while count < most {
+        let n = match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in buf.get(..n).unwrap_or_default() {
+            if b.is_ascii_whitespace() {
+                in_token = false;
+            } else if !in_token {
+                in_token = true;
+                count += 1;
+            }
+        }
+    }
+    count
 }
 
 /// The length of the direct object at the start of `data` (after white space): an array or
@@ -1061,13 +1093,22 @@ mod tests {
     }
 
     #[test]
+    fn an_index_is_counted_as_it_is_read_and_no_further_than_needed() {
+        assert_eq!(index_tokens(&b"1 0 2 5\n3 9 "[..], 100), 6);
+        let endless = std::io::repeat(b'7').take(1 << 20);
+        assert_eq!(index_tokens(endless, 10), 1);
+        let pairs = "1 0 ".repeat(1 << 16);
+        assert!(index_tokens(pairs.as_bytes(), 10) < 16 << 10);
+    }
+
+    #[test]
     fn objects_are_measured_to_their_own_end() {
         assert_eq!(extent(b"12 0 R"), 2);
         assert_eq!(extent(b"  [1 [2] (a)b)] 5"), 15);
         assert_eq!(extent(b"<< /A << /B 1 >> /C (x\\)) >> 9"), 28);
         assert_eq!(extent(b"(a (b) c) d"), 9);
         assert_eq!(extent(b"<41> 1"), 4);
-        assert_eq!(tokens(b"<< /Type /Page /Kids [3 0 R] >>"), 11);
+        assert_eq!(tokens(b"<< /Type /Page /Kids [3 0 R] >>"), 12);
         assert_eq!(
             declared_count(b"<< /Type /ObjStm /N 2000000 /First 9 >>"),
             2_000_000
