@@ -242,6 +242,10 @@ fn workbook(
         date1904,
     };
     let shared = shared_strings(zip, budget)?;
+    let _held = budget.hold(
+        shared.iter().map(|s| s.len() as u64 + 24).sum(),
+        "a workbook's shared strings",
+    )?;
     let mut done = Vec::new();
     for (sheet_name, part) in sheets {
         if w.full() {
