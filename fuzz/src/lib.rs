@@ -264,14 +264,14 @@ pub fn mime_rewrite(data: &[u8]) {
     // Parts nested past the MIME walk's limit are held, never passed unread (issue 15), unless
     // the whole message is encrypted for its recipient.
     let root = schoolgate::mime::tree::scan(data);
-    if root.any_too_deep()
+    if (root.any_too_deep() || root.any_too_many())
         && !root.mime_type().contains("encrypted")
         && !root.mime_type().contains("pkcs7")
     {
         assert_ne!(
             decision.verdict,
             policy::Verdict::Deliver,
-            "parts nested too deep to read were delivered"
+            "parts past the walk's limits were delivered unread"
         );
     }
     let out = decision.outgoing(b"", data);
@@ -387,7 +387,10 @@ pub fn attachment(data: &[u8]) {
     // read as far as the limit and passed (issue 15).
     if mime_type == "message/rfc822" && opened.is_ok() && out.encrypted.is_empty() {
         assert!(
-            !schoolgate::mime::tree::scan(bytes).any_too_deep(),
+            {
+                let root = schoolgate::mime::tree::scan(bytes);
+                !root.any_too_deep() && !root.any_too_many()
+            },
             "an attached message nested too deep to read was opened"
         );
     }

@@ -15,6 +15,11 @@ use super::header::{self, Header, Parameterised};
 /// marked [`Part::too_deep`] (the attachment rules hold such a message as unscannable).
 pub const MAX_DEPTH: usize = 32;
 
+/// More parts than this in one message are not looked for: the multipart where the count runs
+/// out is marked [`Part::too_many`] (held as unscannable, like [`Part::too_deep`]). Each part
+/// costs a few hundred bytes here, so a 50 MB message of empty parts cannot cost gigabytes.
+pub const MAX_PARTS: usize = 10_000;
+
 /// One MIME entity: the whole message, or a part of a multipart.
 #[derive(Debug, Clone)]
 pub struct Part {
@@ -37,6 +42,8 @@ pub struct Part {
     pub malformed: Option<String>,
     /// A multipart nested deeper than [`MAX_DEPTH`]: its parts were not looked for.
     pub too_deep: bool,
+    /// A multipart whose parts past the message's [`MAX_PARTS`] were not looked for.
+    pub too_many: bool,
 }
 
 impl Part {
@@ -77,6 +84,11 @@ impl Part {
         self.too_deep || self.children.iter().any(|c| c.any_too_deep())
     }
 
+    /// Were parts in this part's subtree left unread past [`MAX_PARTS`]?
+    pub fn any_too_many(&self) -> bool {
+        self.too_many || self.children.iter().any(|c| c.any_too_many())
+    }
+
     /// Is anything in this part's subtree malformed?
     pub fn any_malformed(&self) -> Option<&str> {
         self.malformed
@@ -87,7 +99,8 @@ impl Part {
 
 /// Finds the parts of `raw`.
 pub fn scan(raw: &[u8]) -> Part {
-    scan_entity(raw, 0..raw.len(), &[], 0, false)
+    let mut parts = 0;
+    scan_entity(raw, 0..raw.len(), &[], 0, false, &mut parts)
 }
 
 fn scan_entity(
@@ -96,7 +109,9 @@ fn scan_entity(
     enclosing: &[&[u8]],
     depth: usize,
     in_digest: bool,
+    parts: &mut usize,
 ) -> Part {
+    *parts += 1;
     let header = header::parse(raw, range.start, range.end);
     let ct_value = header.value(raw, "content-type");
     let has_content_type = ct_value.is_some();
@@ -155,10 +170,11 @@ fn scan_entity(
         close_delimiter: None,
         malformed,
         too_deep: false,
+        too_many: false,
     };
     if part.is_multipart() {
         if depth < MAX_DEPTH {
-            split_multipart(raw, &mut part, enclosing, depth);
+            split_multipart(raw, &mut part, enclosing, depth, parts);
         } else {
             part.too_deep = true;
         }
@@ -166,7 +182,13 @@ fn scan_entity(
     part
 }
 
-fn split_multipart(raw: &[u8], part: &mut Part, enclosing: &[&[u8]], depth: usize) {
+fn split_multipart(
+    raw: &[u8],
+    part: &mut Part,
+    enclosing: &[&[u8]],
+    depth: usize,
+    parts: &mut usize,
+) {
     let Some(boundary) = part.boundary().map(str::to_string) else {
         part.malformed = Some(format!("{} without a boundary", part.mime_type()));
         return;
@@ -185,7 +207,8 @@ fn split_multipart(raw: &[u8], part: &mut Part, enclosing: &[&[u8]], depth: usiz
         return;
     }
     let body = part.body();
-    let delimiters = find_delimiters(raw, body.clone(), b);
+    let room = MAX_PARTS.saturating_sub(*parts);
+    let delimiters = find_delimiters(raw, body.clone(), b, room + 1);
     if delimiters.is_empty() {
         part.malformed = Some(format!("the boundary \"{boundary}\" never appears"));
         return;
@@ -198,11 +221,19 @@ fn split_multipart(raw: &[u8], part: &mut Part, enclosing: &[&[u8]], depth: usiz
         if open.close {
             break;
         }
+        if *parts >= MAX_PARTS {
+            part.too_many = true;
+            return;
+        }
         let child = open.line_end..next.before_line_ending;
         part.children
-            .push(scan_entity(raw, child, &inner, depth + 1, in_digest));
+            .push(scan_entity(raw, child, &inner, depth + 1, in_digest, parts));
     }
     let last = delimiters[delimiters.len() - 1].clone();
+    if *parts >= MAX_PARTS && !last.close {
+        part.too_many = true;
+        return;
+    }
     if last.close {
         part.close_delimiter = Some(last.start);
     } else {
@@ -214,6 +245,7 @@ fn split_multipart(raw: &[u8], part: &mut Part, enclosing: &[&[u8]], depth: usiz
             &inner,
             depth + 1,
             in_digest,
+            parts,
         ));
     }
     if part.children.is_empty() {
@@ -232,7 +264,8 @@ struct Delimiter {
     close: bool,
 }
 
-fn find_delimiters(raw: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Delimiter> {
+/// The delimiter lines of `boundary` in `body`, at most `most` of them.
+fn find_delimiters(raw: &[u8], body: Range<usize>, boundary: &[u8], most: usize) -> Vec<Delimiter> {
     let mut needle = Vec::with_capacity(boundary.len() + 2);
     needle.extend_from_slice(b"--");
     needle.extend_from_slice(boundary);
@@ -280,7 +313,7 @@ fn find_delimiters(raw: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Delim
             line_end,
             close,
         });
-        if close {
+        if close || out.len() >= most {
             break;
         }
     }
@@ -396,6 +429,26 @@ mod tests {
             !too_deep.too_deep,
             "only the innermost multipart is left unsplit"
         );
+    }
+
+    #[test]
+    fn parts_past_the_count_are_marked_not_dropped_silently() {
+        let mut m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for _ in 0..MAX_PARTS + 5 {
+            m.extend_from_slice(b"--b\r\n\r\nx\r\n");
+        }
+        m.extend_from_slice(b"--b--\r\n");
+        let p = scan(&m);
+        assert!(p.too_many);
+        assert!(p.children.len() < MAX_PARTS);
+        let mut fits = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for _ in 0..MAX_PARTS - 2 {
+            fits.extend_from_slice(b"--b\r\n\r\nx\r\n");
+        }
+        fits.extend_from_slice(b"--b--\r\n");
+        let p = scan(&fits);
+        assert!(!p.any_too_many());
+        assert_eq!(p.children.len(), MAX_PARTS - 2);
     }
 
     #[test]

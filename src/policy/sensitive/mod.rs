@@ -176,14 +176,14 @@ pub fn inspect(
     }
     // Parts nested past the MIME walk's limit were not looked into: what they hold (a class
     // list, say) would reach the recipient unread, so the message is held.
-    if rules_on && on_unscannable != Action::Off && root.any_too_deep() {
+    if rules_on
+        && on_unscannable != Action::Off
+        && let Some((attachment, why)) = unsplit(&root)
+    {
         inspection.findings.push(Finding {
             rule: SensitiveRule::UnscannableAttachment.name(),
-            attachment: "(parts nested too deep)".into(),
-            detail: format!(
-                "the message could not be inspected: {}",
-                Unscannable::PartsTooDeep(tree::MAX_DEPTH)
-            ),
+            attachment: attachment.into(),
+            detail: format!("the message could not be inspected: {why}"),
             detectors: Vec::new(),
             evidence: Vec::new(),
             action: on_unscannable,
@@ -267,6 +267,23 @@ pub fn inspect(
     inspection
 }
 
+/// Where the MIME walk stopped at a limit, if it did: what the finding names, and why.
+fn unsplit(root: &Part) -> Option<(&'static str, Unscannable)> {
+    if root.any_too_deep() {
+        Some((
+            "(parts nested too deep)",
+            Unscannable::PartsTooDeep(tree::MAX_DEPTH),
+        ))
+    } else if root.any_too_many() {
+        Some((
+            "(too many parts)",
+            Unscannable::TooMany(format!("it has more than {} MIME parts", tree::MAX_PARTS)),
+        ))
+    } else {
+        None
+    }
+}
+
 /// An attachment whose text ran past [`limits::MAX_TEXT`]: only its start was read.
 fn truncated(name: &str, action: Action) -> Finding {
     Finding {
@@ -345,8 +362,8 @@ pub(crate) fn open_message(
             .push((location.to_string(), "an encrypted message"));
         return Ok(());
     }
-    if root.any_too_deep() {
-        return Err(Unscannable::PartsTooDeep(tree::MAX_DEPTH));
+    if let Some((_, why)) = unsplit(&root) {
+        return Err(why);
     }
     let mut bodies = Vec::new();
     collect_bodies(&root, &mut bodies);
@@ -819,6 +836,32 @@ mod tests {
                 findings[0].detail
             );
         }
+    }
+
+    #[test]
+    fn a_message_of_more_parts_than_the_walk_reads_is_held() {
+        let mut m = b"From: t@school.example\r\nTo: x@county.example\r\nSubject: parts\r\n\
+            MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+            .to_vec();
+        for _ in 0..tree::MAX_PARTS {
+            m.extend_from_slice(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n");
+        }
+        m.extend_from_slice(
+            b"--b\r\nContent-Type: text/csv; name=pupils.csv\r\n\r\nName,UPN\r\n--b--\r\n",
+        );
+        let findings = check(
+            &m,
+            &test_config(),
+            &Directory::default(),
+            jiff::civil::date(2026, 11, 23),
+        );
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].attachment, "(too many parts)");
+        assert!(
+            findings[0].detail.contains("more than 10000 MIME parts"),
+            "{}",
+            findings[0].detail
+        );
     }
 
     #[test]
