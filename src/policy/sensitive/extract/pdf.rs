@@ -51,13 +51,7 @@ pub(super) fn open(
 ) -> Result<(), Unscannable> {
     let syntax = prove_streams(bytes, budget)?;
     let what = "a PDF's objects";
-    let mut held = budget.hold(
-        syntax
-            .tokens
-            .saturating_mul(TOKEN_COST)
-            .saturating_add(syntax.declared_objects.saturating_mul(OBJECT_COST)),
-        what,
-    )?;
+    let mut held = budget.hold(syntax.cost(), what)?;
     let room = budget.room();
     ROOM.set(Some(room));
     let options = LoadOptions {
@@ -312,6 +306,15 @@ struct Syntax {
     declared_objects: u64,
 }
 
+impl Syntax {
+    /// What lopdf builds from it.
+    fn cost(&self) -> u64 {
+        self.tokens
+            .saturating_mul(TOKEN_COST)
+            .saturating_add(self.declared_objects.saturating_mul(OBJECT_COST))
+    }
+}
+
 /// Expands, through the budget and without keeping the result, every stream lopdf could
 /// expand: any filter chain up to the first filter lopdf does not know (it stops there).
 /// Counts, on the way, the syntax lopdf will parse outside the streams.
@@ -355,6 +358,10 @@ fn prove_streams(bytes: &[u8], budget: &Budget) -> Result<Syntax, Unscannable> {
             .unwrap_or(before);
         if contains(dict, b"/ObjStm") {
             syntax.declared_objects = syntax.declared_objects.saturating_add(declared_count(dict));
+        }
+        // Refused as soon as it is known, before the rest is expanded.
+        if syntax.cost() > budget.room() {
+            return Err(Unscannable::TooComplex("a PDF's objects".into()));
         }
         prove_stream(dict, data, budget)?;
     }
