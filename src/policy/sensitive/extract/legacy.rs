@@ -382,13 +382,13 @@ mod tests {
         book.extend_from_slice(&0u32.to_le_bytes());
         book.extend_from_slice(&4_000_000_000u32.to_le_bytes());
         book.extend_from_slice(&[0, 0, 200, 0, 0, 0]);
-        assert!(!super::largest_sheet(&book).is_some());
+        assert!(super::largest_sheet(&book).is_none());
         // A start row past the end row wraps round in calamine: refused too.
         let mut wrapped = vec![0x00, 0x02, 14, 0];
         wrapped.extend_from_slice(&10u32.to_le_bytes());
         wrapped.extend_from_slice(&2u32.to_le_bytes());
         wrapped.extend_from_slice(&[0, 0, 5, 0, 0, 0]);
-        assert!(!super::largest_sheet(&wrapped).is_some());
+        assert!(super::largest_sheet(&wrapped).is_none());
         let real = include_bytes!("../../../../fixtures/extract/class.xls");
         assert!(super::largest_sheet(real).is_some());
     }
