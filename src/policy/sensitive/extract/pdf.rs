@@ -24,7 +24,7 @@ use lopdf::content::Content;
 use lopdf::{Document, Encoding, LoadOptions, Object, ObjectId, Stream};
 
 use super::{Contents, Writer};
-use crate::policy::sensitive::limits::{Budget, Metered, Unscannable};
+use crate::policy::sensitive::limits::{Budget, Held, Metered, Unscannable};
 
 /// Page tree levels followed; real files use three or four.
 const MAX_TREE_DEPTH: usize = 64;
@@ -154,7 +154,15 @@ fn page_list(doc: &Document) -> Result<Vec<ObjectId>, Unscannable> {
 }
 
 /// A page's content streams, decompressed through the budget.
-fn page_content(doc: &Document, page: ObjectId, budget: &Budget) -> Result<Vec<u8>, Unscannable> {
+/// What each stream will cost once decoded into operations (its bytes, and its tokens) is held
+/// in `held` before the stream is kept: counted as it inflates, for a compressed one.
+fn page_content(
+    doc: &Document,
+    page: ObjectId,
+    budget: &Budget,
+    held: &mut Held<'_>,
+) -> Result<Vec<u8>, Unscannable> {
+    let what = "a PDF page's content";
     let mut content = Vec::new();
     for id in doc.get_page_contents(page) {
         let Ok(stream) = doc.get_object(id).and_then(Object::as_stream) else {
@@ -162,8 +170,16 @@ fn page_content(doc: &Document, page: ObjectId, budget: &Budget) -> Result<Vec<u
         };
         let filters = stream.filters().unwrap_or_default();
         let data = match filters.as_slice() {
-            [] => stream.content.clone(),
+            [] => {
+                held.more(cost_of(&stream.content[..]), what)?;
+                stream.content.clone()
+            }
             [b"FlateDecode"] => {
+                let room = budget.room().saturating_add(1);
+                held.more(
+                    cost_of(ZlibDecoder::new(&stream.content[..]).take(room)),
+                    what,
+                )?;
                 let compressed = stream.content.len() as u64;
                 match budget.read_all(ZlibDecoder::new(&stream.content[..]), compressed) {
                     Ok(d) => d,
@@ -173,14 +189,39 @@ fn page_content(doc: &Document, page: ObjectId, budget: &Budget) -> Result<Vec<u
             }
             // Other chains were proven by `prove_streams` before the file was loaded.
             _ => match stream.decompressed_content() {
-                Ok(d) => d,
+                Ok(d) => {
+                    held.more(cost_of(&d[..]), what)?;
+                    d
+                }
                 Err(_) => continue,
             },
         };
-        content.extend_from_slice(&data);
+        if content.is_empty() {
+            content = data;
+        } else {
+            content.extend_from_slice(&data);
+        }
         content.push(b'\n');
     }
     Ok(content)
+}
+
+/// What content read from `reader` costs kept and decoded into operations: its bytes, and
+/// [`TOKEN_COST`] a token. Counted in chunks (a token cut by a chunk's end counts twice).
+fn cost_of(mut reader: impl Read) -> u64 {
+    let mut buf = [0u8; 64 << 10];
+    let mut cost = 0u64;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => return cost,
+            Ok(n) => {
+                let chunk = buf.get(..n).unwrap_or_default();
+                cost = cost
+                    .saturating_add(n as u64)
+                    .saturating_add(tokens(chunk).saturating_mul(TOKEN_COST));
+            }
+        }
+    }
 }
 
 /// Where the text cursor is, to tell a new line from the next cell of the same line.
@@ -203,11 +244,8 @@ fn page_text(
         .into_iter()
         .filter_map(|(name, font)| font.get_font_encoding(doc).ok().map(|e| (name, e)))
         .collect();
-    let data = page_content(doc, page, budget)?;
-    let _held = budget.hold(
-        tokens(&data).saturating_mul(TOKEN_COST),
-        "a PDF page's content",
-    )?;
+    let mut held = budget.hold(0, "a PDF page's content")?;
+    let data = page_content(doc, page, budget, &mut held)?;
     let Ok(content) = Content::decode(&data) else {
         return Ok(());
     };
