@@ -669,6 +669,9 @@ pub struct ScanLimits {
     pub max_ratio: u32,
     /// Time spent opening one message's attachments.
     pub max_scan_time: HumanDuration,
+    /// Messages whose attachments are checked at the same time (relay and milter together);
+    /// more wait their turn, so memory stays bounded under load. Default: the number of cores.
+    pub max_parallel_scans: usize,
 }
 
 impl Default for ScanLimits {
@@ -679,6 +682,7 @@ impl Default for ScanLimits {
             max_entries: 10_000,
             max_ratio: 200,
             max_scan_time: HumanDuration(std::time::Duration::from_secs(10)),
+            max_parallel_scans: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -1014,6 +1018,13 @@ impl Config {
         }
         if r.max_recipients == 0 {
             return Err(err("relay", "max_recipients", "must be at least 1".into()));
+        }
+        if self.sensitive.limits.max_parallel_scans == 0 {
+            return Err(err(
+                "sensitive.limits",
+                "max_parallel_scans",
+                "must be at least 1 (leave it out for one per core)".into(),
+            ));
         }
         if r.max_connections == 0 || r.max_connections_per_client == 0 {
             return Err(err("relay", "max_connections", "must be at least 1".into()));
@@ -1359,6 +1370,25 @@ mod tests {
         assert_eq!(e.line, Some(line_of(&text, "dsl = [")));
         assert_eq!(e.field.as_deref(), Some("safeguarding.dsl"));
         assert!(e.message.contains("not a mail address"), "{e}");
+    }
+
+    #[test]
+    fn parallel_scans_default_to_the_cores_and_zero_is_refused() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(
+            parse(EXAMPLE).unwrap().sensitive.limits.max_parallel_scans,
+            cores
+        );
+        let set = "# max_parallel_scans = 2 ";
+        assert!(EXAMPLE.contains(set));
+        let text = EXAMPLE.replace(set, "max_parallel_scans = 3 ");
+        assert_eq!(parse(&text).unwrap().sensitive.limits.max_parallel_scans, 3);
+        let e = parse(&EXAMPLE.replace(set, "max_parallel_scans = 0 ")).unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("sensitive.limits.max_parallel_scans")
+        );
+        assert!(e.message.contains("at least 1"), "{e}");
     }
 
     #[test]

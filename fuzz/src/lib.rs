@@ -261,6 +261,19 @@ pub fn mime_rewrite(data: &[u8]) {
     // A Tuesday in term, after contact hours: every contact rule can match.
     let now: jiff::Timestamp = "2026-03-10T19:30:00Z".parse().expect("a timestamp");
     let decision = policy::evaluate(&envelope, data, config, directory, now);
+    // Parts nested past the MIME walk's limit are held, never passed unread (issue 15), unless
+    // the whole message is encrypted for its recipient.
+    let root = schoolgate::mime::tree::scan(data);
+    if (root.any_too_deep() || root.any_too_many())
+        && !root.mime_type().contains("encrypted")
+        && !root.mime_type().contains("pkcs7")
+    {
+        assert_ne!(
+            decision.verdict,
+            policy::Verdict::Deliver,
+            "parts past the walk's limits were delivered unread"
+        );
+    }
     let out = decision.outgoing(b"", data);
     if decision.patch.is_none() {
         assert_eq!(out, data, "no edits, yet the message changed");
@@ -369,7 +382,18 @@ pub fn attachment(data: &[u8]) {
     let config = &example().0;
     let budget = Budget::new(&config.sensitive.limits);
     let mut out = Contents::default();
-    let _ = extract::extract(name, name, mime_type, bytes, &budget, 1, &mut out);
+    let opened = extract::extract(name, name, mime_type, bytes, &budget, 1, &mut out);
+    // An attached message whose parts are nested past the walk's limit is unscannable, never
+    // read as far as the limit and passed (issue 15).
+    if mime_type == "message/rfc822" && opened.is_ok() && out.encrypted.is_empty() {
+        assert!(
+            {
+                let root = schoolgate::mime::tree::scan(bytes);
+                !root.any_too_deep() && !root.any_too_many()
+            },
+            "an attached message nested too deep to read was opened"
+        );
+    }
     let _ = encryption::of_file(bytes);
     let params = vec![
         ("smime-type".to_string(), "enveloped-data".to_string()),

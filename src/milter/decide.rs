@@ -52,10 +52,13 @@ pub async fn end_of_message(
     let kept_envelope = envelope.clone();
     // The policy opens attachments (up to `max_scan_time`): on a blocking thread, so the other
     // connections sharing this worker are not held up.
+    // At most `max_parallel_scans` checks run at once (with the relay's): the others wait.
+    let permit = relay.scan_permit().await;
     let decided = {
         let (config, directory) = (config.clone(), directory.clone());
         tokio::task::spawn_blocking(move || {
             let decision = policy::evaluate(&envelope, &bytes, &config, &directory, now);
+            drop(permit);
             (envelope, bytes, decision)
         })
         .await

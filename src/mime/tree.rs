@@ -11,8 +11,14 @@ use memchr::memmem;
 
 use super::header::{self, Header, Parameterised};
 
-/// Deeper nesting than this is not looked into (the part is treated as opaque).
+/// Deeper nesting than this is not looked into: a multipart this deep is left unsplit and
+/// marked [`Part::too_deep`] (the attachment rules hold such a message as unscannable).
 pub const MAX_DEPTH: usize = 32;
+
+/// More parts than this in one message are not looked for: the multipart where the count runs
+/// out is marked [`Part::too_many`] (held as unscannable, like [`Part::too_deep`]). Each part
+/// costs a few hundred bytes here, so a 50 MB message of empty parts cannot cost gigabytes.
+pub const MAX_PARTS: usize = 10_000;
 
 /// One MIME entity: the whole message, or a part of a multipart.
 #[derive(Debug, Clone)]
@@ -34,6 +40,10 @@ pub struct Part {
     pub close_delimiter: Option<usize>,
     /// What is wrong with this entity's structure, when something is.
     pub malformed: Option<String>,
+    /// A multipart nested deeper than [`MAX_DEPTH`]: its parts were not looked for.
+    pub too_deep: bool,
+    /// A multipart whose parts past the message's [`MAX_PARTS`] were not looked for.
+    pub too_many: bool,
 }
 
 impl Part {
@@ -69,6 +79,16 @@ impl Part {
         self.header.stray_line || self.children.iter().any(|c| c.any_stray_header_line())
     }
 
+    /// Is a multipart in this part's subtree nested too deep to be split into its parts?
+    pub fn any_too_deep(&self) -> bool {
+        self.too_deep || self.children.iter().any(|c| c.any_too_deep())
+    }
+
+    /// Were parts in this part's subtree left unread past [`MAX_PARTS`]?
+    pub fn any_too_many(&self) -> bool {
+        self.too_many || self.children.iter().any(|c| c.any_too_many())
+    }
+
     /// Is anything in this part's subtree malformed?
     pub fn any_malformed(&self) -> Option<&str> {
         self.malformed
@@ -79,7 +99,8 @@ impl Part {
 
 /// Finds the parts of `raw`.
 pub fn scan(raw: &[u8]) -> Part {
-    scan_entity(raw, 0..raw.len(), &[], 0, false)
+    let mut parts = 0;
+    scan_entity(raw, 0..raw.len(), &[], 0, false, &mut parts)
 }
 
 fn scan_entity(
@@ -88,7 +109,9 @@ fn scan_entity(
     enclosing: &[&[u8]],
     depth: usize,
     in_digest: bool,
+    parts: &mut usize,
 ) -> Part {
+    *parts += 1;
     let header = header::parse(raw, range.start, range.end);
     let ct_value = header.value(raw, "content-type");
     let has_content_type = ct_value.is_some();
@@ -146,14 +169,26 @@ fn scan_entity(
         children: Vec::new(),
         close_delimiter: None,
         malformed,
+        too_deep: false,
+        too_many: false,
     };
-    if part.is_multipart() && depth < MAX_DEPTH {
-        split_multipart(raw, &mut part, enclosing, depth);
+    if part.is_multipart() {
+        if depth < MAX_DEPTH {
+            split_multipart(raw, &mut part, enclosing, depth, parts);
+        } else {
+            part.too_deep = true;
+        }
     }
     part
 }
 
-fn split_multipart(raw: &[u8], part: &mut Part, enclosing: &[&[u8]], depth: usize) {
+fn split_multipart(
+    raw: &[u8],
+    part: &mut Part,
+    enclosing: &[&[u8]],
+    depth: usize,
+    parts: &mut usize,
+) {
     let Some(boundary) = part.boundary().map(str::to_string) else {
         part.malformed = Some(format!("{} without a boundary", part.mime_type()));
         return;
@@ -172,7 +207,8 @@ fn split_multipart(raw: &[u8], part: &mut Part, enclosing: &[&[u8]], depth: usiz
         return;
     }
     let body = part.body();
-    let delimiters = find_delimiters(raw, body.clone(), b);
+    let room = MAX_PARTS.saturating_sub(*parts);
+    let delimiters = find_delimiters(raw, body.clone(), b, room + 1);
     if delimiters.is_empty() {
         part.malformed = Some(format!("the boundary \"{boundary}\" never appears"));
         return;
@@ -185,11 +221,19 @@ fn split_multipart(raw: &[u8], part: &mut Part, enclosing: &[&[u8]], depth: usiz
         if open.close {
             break;
         }
+        if *parts >= MAX_PARTS {
+            part.too_many = true;
+            return;
+        }
         let child = open.line_end..next.before_line_ending;
         part.children
-            .push(scan_entity(raw, child, &inner, depth + 1, in_digest));
+            .push(scan_entity(raw, child, &inner, depth + 1, in_digest, parts));
     }
     let last = delimiters[delimiters.len() - 1].clone();
+    if *parts >= MAX_PARTS && !last.close {
+        part.too_many = true;
+        return;
+    }
     if last.close {
         part.close_delimiter = Some(last.start);
     } else {
@@ -201,6 +245,7 @@ fn split_multipart(raw: &[u8], part: &mut Part, enclosing: &[&[u8]], depth: usiz
             &inner,
             depth + 1,
             in_digest,
+            parts,
         ));
     }
     if part.children.is_empty() {
@@ -219,7 +264,8 @@ struct Delimiter {
     close: bool,
 }
 
-fn find_delimiters(raw: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Delimiter> {
+/// The delimiter lines of `boundary` in `body`, at most `most` of them.
+fn find_delimiters(raw: &[u8], body: Range<usize>, boundary: &[u8], most: usize) -> Vec<Delimiter> {
     let mut needle = Vec::with_capacity(boundary.len() + 2);
     needle.extend_from_slice(b"--");
     needle.extend_from_slice(boundary);
@@ -267,7 +313,7 @@ fn find_delimiters(raw: &[u8], body: Range<usize>, boundary: &[u8]) -> Vec<Delim
             line_end,
             close,
         });
-        if close {
+        if close || out.len() >= most {
             break;
         }
     }
@@ -355,6 +401,54 @@ mod tests {
         assert!(!scan(m).any_stray_header_line());
         let m = b"Subject: x\r\n\r\nContent-Type: application/pdf\r\n";
         assert!(!scan(m).any_stray_header_line());
+    }
+
+    /// `levels` multiparts, one inside the other, around one text part.
+    fn nested(levels: usize) -> Vec<u8> {
+        let mut m = Vec::new();
+        for i in 0..levels {
+            m.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n")
+                    .as_bytes(),
+            );
+        }
+        m.extend_from_slice(b"Content-Type: text/plain\r\n\r\ndeep\r\n");
+        for i in (0..levels).rev() {
+            m.extend_from_slice(format!("--b{i}--\r\n").as_bytes());
+        }
+        m
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_marked_not_dropped_silently() {
+        let fits = scan(&nested(MAX_DEPTH));
+        assert!(!fits.any_too_deep());
+        let too_deep = scan(&nested(MAX_DEPTH + 1));
+        assert!(too_deep.any_too_deep());
+        assert!(
+            !too_deep.too_deep,
+            "only the innermost multipart is left unsplit"
+        );
+    }
+
+    #[test]
+    fn parts_past_the_count_are_marked_not_dropped_silently() {
+        let mut m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for _ in 0..MAX_PARTS + 5 {
+            m.extend_from_slice(b"--b\r\n\r\nx\r\n");
+        }
+        m.extend_from_slice(b"--b--\r\n");
+        let p = scan(&m);
+        assert!(p.too_many);
+        assert!(p.children.len() < MAX_PARTS);
+        let mut fits = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for _ in 0..MAX_PARTS - 2 {
+            fits.extend_from_slice(b"--b\r\n\r\nx\r\n");
+        }
+        fits.extend_from_slice(b"--b--\r\n");
+        let p = scan(&fits);
+        assert!(!p.any_too_many());
+        assert_eq!(p.children.len(), MAX_PARTS - 2);
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     let now = jiff::Timestamp::now();
     // The policy opens attachments (up to `max_scan_time`): on a blocking thread, so the
     // sessions sharing this worker are not held up. The message moves there and back, uncopied.
+    // At most `max_parallel_scans` checks run at once: the others wait here for a turn.
+    let permit = relay.scan_permit().await;
     let decided = {
         let (config, directory) = (config.clone(), directory.clone());
         tokio::task::spawn_blocking(move || {
@@ -75,6 +77,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
                 &directory,
                 now,
             );
+            drop(permit);
             (received, decision)
         })
         .await

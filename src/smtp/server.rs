@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::next_hop::NextHop;
@@ -38,6 +38,40 @@ pub struct Relay {
     active: AtomicUsize,
     idle: Notify,
     shutdown: watch::Receiver<bool>,
+    /// Turns at checking attachments (`[sensitive.limits] max_parallel_scans`).
+    scans: ScanTurns,
+}
+
+/// At most N messages have their attachments checked at once; the others wait their turn.
+struct ScanTurns(RwLock<(usize, Arc<Semaphore>)>);
+
+impl ScanTurns {
+    fn new(n: usize) -> ScanTurns {
+        ScanTurns(RwLock::new((n, Arc::new(Semaphore::new(n)))))
+    }
+
+    fn permits(&self) -> Arc<Semaphore> {
+        match self.0.read() {
+            Ok(s) => Arc::clone(&s.1),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner().1),
+        }
+    }
+
+    /// A turn, held until the permit is dropped.
+    async fn wait(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits().acquire_owned().await.ok()
+    }
+
+    /// A new number of turns takes new permits; checks under way finish on the old ones.
+    fn resize(&self, n: usize) {
+        let mut current = match self.0.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if current.0 != n {
+            *current = (n, Arc::new(Semaphore::new(n)));
+        }
+    }
 }
 
 impl Relay {
@@ -51,6 +85,7 @@ impl Relay {
     ) -> Arc<Self> {
         let spool = Spool::new(&config.storage.state_dir);
         let relay = Arc::new(Relay {
+            scans: ScanTurns::new(config.sensitive.limits.max_parallel_scans),
             config: RwLock::new(config),
             directory: RwLock::new(Arc::new(directory)),
             next_hop: RwLock::new(Arc::new(next_hop)),
@@ -92,8 +127,17 @@ impl Relay {
         }
     }
 
+    /// Waits for a turn to check a message's attachments (`max_parallel_scans` at once, over
+    /// the relay and the milter). The permit is held until the check is over; `None` only if
+    /// the permits were closed, which nothing does.
+    pub async fn scan_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.scans.wait().await
+    }
+
     /// Puts a reloaded config, directory and next hop in force for new messages.
     pub fn replace(&self, config: Arc<Config>, directory: Directory, next_hop: NextHop) {
+        self.scans
+            .resize(config.sensitive.limits.max_parallel_scans);
         match self.config.write() {
             Ok(mut c) => *c = config,
             Err(poisoned) => *poisoned.into_inner() = config,
@@ -293,5 +337,36 @@ pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
             .map(IpAddr::V4)
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod scan_turns {
+    use super::ScanTurns;
+
+    #[tokio::test]
+    async fn no_more_than_n_checks_at_once_and_a_reload_changes_n() {
+        let turns = ScanTurns::new(2);
+        let a = turns.wait().await;
+        let b = turns.wait().await;
+        assert!(a.is_some() && b.is_some());
+        assert_eq!(turns.permits().available_permits(), 0, "a third waits");
+        drop(a);
+        assert_eq!(
+            turns.permits().available_permits(),
+            1,
+            "a turn is given back"
+        );
+        turns.resize(3);
+        assert_eq!(turns.permits().available_permits(), 3);
+        drop(b); // a check under way ends on the old permits
+        assert_eq!(turns.permits().available_permits(), 3);
+        turns.resize(3);
+        let _c = turns.wait().await;
+        assert_eq!(
+            turns.permits().available_permits(),
+            2,
+            "the same n keeps its permits"
+        );
     }
 }

@@ -15,8 +15,15 @@ use crate::config::ScanLimits;
 /// Past this many decompressed bytes an entry's ratio is checked.
 pub const RATIO_FLOOR: u64 = 1 << 20;
 
-/// Most text kept from one attachment; the rest is not read (and a note says so).
+/// Most text kept from one attachment; past it the rest is not read, and the attachment is
+/// held as unscannable unless what was read already makes it sensitive.
 pub const MAX_TEXT: usize = 32 << 20;
+
+/// Most memory the readers may hold at once in the structures they build from one message's
+/// attachments (a PDF's objects, a workbook's cells), estimated before they build them: past
+/// it the attachment is unscannable. Decompressed bytes are metered separately
+/// (`max_expanded_size`); this bounds what a few compressed megabytes can turn into.
+pub const MAX_BUILT: u64 = 48 << 20;
 
 /// The compressed side of a decompression, for the ratio: the whole entry's size, and, when the
 /// reader can tell, how many of those bytes the decompressor has consumed so far. Measured
@@ -49,6 +56,12 @@ impl From<u64> for Compressed {
 pub enum Unscannable {
     #[error("archives nested more than {0} deep")]
     TooDeep(usize),
+    #[error("its MIME parts are nested more than {0} levels deep")]
+    PartsTooDeep(usize),
+    #[error("{0}")]
+    TooMany(String),
+    #[error("{0} would take more than {limit} MiB of memory to read", limit = MAX_BUILT >> 20)]
+    TooComplex(String),
     #[error("it expands to more than {0} bytes")]
     TooLarge(u64),
     #[error("an archive with more than {0} entries")]
@@ -69,7 +82,32 @@ pub enum Unscannable {
 pub struct Budget {
     limits: ScanLimits,
     expanded: Cell<u64>,
+    /// Bytes of structures held right now (see [`MAX_BUILT`]).
+    built: Cell<u64>,
     deadline: Instant,
+}
+
+/// Memory held against a [`Budget`] while a reader's structures live; given back on drop.
+#[derive(Debug)]
+pub struct Held<'b> {
+    budget: &'b Budget,
+    bytes: u64,
+}
+
+impl Held<'_> {
+    /// Holds `bytes` more for as long as this lives.
+    pub fn more(&mut self, bytes: u64, what: &str) -> Result<(), Unscannable> {
+        self.budget.reserve(bytes, what)?;
+        self.bytes = self.bytes.saturating_add(bytes);
+        Ok(())
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let built = &self.budget.built;
+        built.set(built.get().saturating_sub(self.bytes));
+    }
 }
 
 impl Budget {
@@ -77,6 +115,7 @@ impl Budget {
         Budget {
             limits: limits.clone(),
             expanded: Cell::new(0),
+            built: Cell::new(0),
             deadline: Instant::now() + limits.max_scan_time.0,
         }
     }
@@ -104,6 +143,30 @@ impl Budget {
         if total > self.limits.max_expanded_size.0 {
             return Err(Unscannable::TooLarge(self.limits.max_expanded_size.0));
         }
+        self.check_time()
+    }
+
+    /// Holds `bytes` of structures a reader is about to build (`what`, for the reason) until
+    /// the returned guard is dropped; fails when that would pass [`MAX_BUILT`].
+    pub fn hold(&self, bytes: u64, what: &str) -> Result<Held<'_>, Unscannable> {
+        self.reserve(bytes, what)?;
+        Ok(Held {
+            budget: self,
+            bytes,
+        })
+    }
+
+    /// What may still be held.
+    pub fn room(&self) -> u64 {
+        MAX_BUILT.saturating_sub(self.built.get())
+    }
+
+    fn reserve(&self, bytes: u64, what: &str) -> Result<(), Unscannable> {
+        let total = self.built.get().saturating_add(bytes);
+        if total > MAX_BUILT {
+            return Err(Unscannable::TooComplex(what.to_string()));
+        }
+        self.built.set(total);
         self.check_time()
     }
 
@@ -199,6 +262,21 @@ mod tests {
         let zeros = std::io::repeat(0).take(1 << 30);
         let err = budget.read_all(zeros, 1000).unwrap_err();
         assert_eq!(err, Unscannable::Bomb(limits.max_ratio));
+    }
+
+    #[test]
+    fn what_is_built_is_held_while_it_lives_and_given_back_after() {
+        let budget = Budget::new(&ScanLimits::default());
+        let mut held = budget.hold(MAX_BUILT / 2, "a").unwrap();
+        assert!(matches!(
+            budget.hold(MAX_BUILT / 2 + 1, "a PDF's objects"),
+            Err(Unscannable::TooComplex(w)) if w == "a PDF's objects"
+        ));
+        held.more(MAX_BUILT / 4, "a").unwrap();
+        assert_eq!(budget.room(), MAX_BUILT / 4);
+        drop(held);
+        assert_eq!(budget.room(), MAX_BUILT);
+        let _again = budget.hold(MAX_BUILT, "a").unwrap();
     }
 
     #[test]

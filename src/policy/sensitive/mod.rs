@@ -174,6 +174,21 @@ pub fn inspect(
             action: on_unscannable,
         });
     }
+    // Parts nested past the MIME walk's limit were not looked into: what they hold (a class
+    // list, say) would reach the recipient unread, so the message is held.
+    if rules_on
+        && on_unscannable != Action::Off
+        && let Some((attachment, why)) = unsplit(&root)
+    {
+        inspection.findings.push(Finding {
+            rule: SensitiveRule::UnscannableAttachment.name(),
+            attachment: attachment.into(),
+            detail: format!("the message could not be inspected: {why}"),
+            detectors: Vec::new(),
+            evidence: Vec::new(),
+            action: on_unscannable,
+        });
+    }
     let budget = Budget::new(&s.limits);
     let vocabulary = Vocabulary::new(&s.keywords, &s.markings);
     let marked = message_marking(message, &root, config);
@@ -207,6 +222,9 @@ pub fn inspect(
             Ok(Opened::Encrypted) => {}
             Ok(Opened::Clear) => {
                 if on_sensitive == Action::Off {
+                    if contents.truncated && on_unscannable != Action::Off {
+                        inspection.findings.push(truncated(&a.name, on_unscannable));
+                    }
                     continue;
                 }
                 let tally = detect::scan(&contents.texts, directory, today, &vocabulary);
@@ -239,11 +257,48 @@ pub fn inspect(
                         evidence: tally.evidence.clone(),
                         action: on_sensitive,
                     });
+                } else if contents.truncated && on_unscannable != Action::Off {
+                    // What was read is clean, but the rest was not read at all.
+                    inspection.findings.push(truncated(&a.name, on_unscannable));
                 }
             }
         }
     }
     inspection
+}
+
+/// Where the MIME walk stopped at a limit, if it did: what the finding names, and why.
+fn unsplit(root: &Part) -> Option<(&'static str, Unscannable)> {
+    if root.any_too_deep() {
+        Some((
+            "(parts nested too deep)",
+            Unscannable::PartsTooDeep(tree::MAX_DEPTH),
+        ))
+    } else if root.any_too_many() {
+        Some((
+            "(too many parts)",
+            Unscannable::TooMany(format!("it has more than {} MIME parts", tree::MAX_PARTS)),
+        ))
+    } else {
+        None
+    }
+}
+
+/// An attachment whose text ran past [`limits::MAX_TEXT`]: only its start was read.
+fn truncated(name: &str, action: Action) -> Finding {
+    Finding {
+        rule: SensitiveRule::UnscannableAttachment.name(),
+        attachment: name.to_string(),
+        detail: format!(
+            "\"{name}\" could not be inspected: it holds more than {} MiB of text, and only \
+             the first {} MiB were read",
+            limits::MAX_TEXT >> 20,
+            limits::MAX_TEXT >> 20
+        ),
+        detectors: Vec::new(),
+        evidence: Vec::new(),
+        action,
+    }
 }
 
 enum Opened {
@@ -306,6 +361,9 @@ pub(crate) fn open_message(
         out.encrypted
             .push((location.to_string(), "an encrypted message"));
         return Ok(());
+    }
+    if let Some((_, why)) = unsplit(&root) {
+        return Err(why);
     }
     let mut bodies = Vec::new();
     collect_bodies(&root, &mut bodies);
@@ -722,6 +780,111 @@ mod tests {
             findings[0].detail.contains("3 pupil or staff identifiers"),
             "{}",
             findings[0].detail
+        );
+    }
+
+    fn test_config() -> Config {
+        Config::parse(
+            std::path::Path::new("t.toml"),
+            "[school]\nname = \"S\"\ndomains = [\"school.example\"]\ndirectory = \"d.csv\"\n\
+             [relay]\nlisten = [\"127.0.0.1:2525\"]\nhostname = \"h\"\nallowed_clients = [\"127.0.0.1/32\"]\n\
+             next_hop = \"outbox:o\"\n[storage]\nstate_dir = \"v\"\n[disclaimer]\ntext = \"\"\n",
+        )
+        .unwrap()
+    }
+
+    /// A message with `csv` attached inside `levels` nested multipart/mixed parts.
+    fn csv_nested(levels: usize, csv: &str) -> Vec<u8> {
+        let mut m = b"From: t@school.example\r\nTo: x@county.example\r\nSubject: list\r\nMIME-Version: 1.0\r\n".to_vec();
+        for i in 0..levels {
+            m.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n")
+                    .as_bytes(),
+            );
+        }
+        m.extend_from_slice(
+            format!(
+                "Content-Type: text/csv; name=pupils.csv\r\n\
+                 Content-Disposition: attachment; filename=pupils.csv\r\n\r\n{csv}\r\n"
+            )
+            .as_bytes(),
+        );
+        for i in (0..levels).rev() {
+            m.extend_from_slice(format!("--b{i}--\r\n").as_bytes());
+        }
+        m
+    }
+
+    #[test]
+    fn a_csv_nested_past_the_mime_limit_is_held_as_unscannable() {
+        let config = test_config();
+        let today = jiff::civil::date(2026, 11, 23);
+        let dir = Directory::default();
+        // Within the limit the file is read (a clean one is delivered)...
+        let within = csv_nested(tree::MAX_DEPTH, "Name,Score\nAda,3");
+        assert!(check(&within, &config, &dir, today).is_empty());
+        // ...past it, whatever it holds is held unread.
+        for levels in [tree::MAX_DEPTH + 1, 40, 200] {
+            let deep = csv_nested(levels, "Name,Score\nAda,3");
+            let findings = check(&deep, &config, &dir, today);
+            assert_eq!(findings.len(), 1, "{levels}: {findings:?}");
+            assert_eq!(findings[0].rule, "unscannable-attachment");
+            assert_eq!(findings[0].action, Action::Quarantine);
+            assert!(
+                findings[0].detail.contains("nested more than 32"),
+                "{}",
+                findings[0].detail
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_of_more_parts_than_the_walk_reads_is_held() {
+        let mut m = b"From: t@school.example\r\nTo: x@county.example\r\nSubject: parts\r\n\
+            MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+            .to_vec();
+        for _ in 0..tree::MAX_PARTS {
+            m.extend_from_slice(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n");
+        }
+        m.extend_from_slice(
+            b"--b\r\nContent-Type: text/csv; name=pupils.csv\r\n\r\nName,UPN\r\n--b--\r\n",
+        );
+        let findings = check(
+            &m,
+            &test_config(),
+            &Directory::default(),
+            jiff::civil::date(2026, 11, 23),
+        );
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].attachment, "(too many parts)");
+        assert!(
+            findings[0].detail.contains("more than 10000 MIME parts"),
+            "{}",
+            findings[0].detail
+        );
+    }
+
+    #[test]
+    fn an_attached_message_nested_past_the_mime_limit_is_unscannable() {
+        let inner = csv_nested(tree::MAX_DEPTH + 1, "Name,Score\nAda,3");
+        let mut m = b"From: t@school.example\r\nTo: x@county.example\r\nSubject: fwd\r\n\
+            MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\
+            Content-Type: message/rfc822\r\n\r\n"
+            .to_vec();
+        m.extend_from_slice(&inner);
+        m.extend_from_slice(b"\r\n--o--\r\n");
+        let findings = check(
+            &m,
+            &test_config(),
+            &Directory::default(),
+            jiff::civil::date(2026, 11, 23),
+        );
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.rule == "unscannable-attachment"
+                    && f.detail.contains("nested more than 32")),
+            "{findings:?}"
         );
     }
 

@@ -22,8 +22,14 @@ pub(super) fn open(
             continue;
         }
         let book = stream(&mut file, name, bytes.len())?;
-        if sheet_sizes_are_sane(&book) {
-            return workbook(location, bytes, budget, out);
+        // calamine builds every cell a sheet claims: held against the budget while it does.
+        // Past the budget, as past calamine's sane sizes, the strings are read as runs.
+        match largest_sheet(&book)
+            .map(|cells| budget.hold(cells.saturating_mul(CELL_COST), "an Excel 97-2003 sheet"))
+        {
+            Some(Ok(_held)) => return workbook(location, bytes, budget, out),
+            Some(Err(Unscannable::TooSlow(t))) => return Err(Unscannable::TooSlow(t)),
+            _ => {}
         }
         // calamine would reserve memory for the cells a sheet claims, and aborting on a
         // failed allocation cannot be caught: read the strings as printable runs instead.
@@ -63,10 +69,15 @@ pub(super) fn open(
 /// Most cells a sheet may claim (its Dimensions record) before calamine is not trusted with it.
 const MAX_XLS_CELLS: u64 = 2_000_000;
 
-/// Whether every Dimensions record (type 0x0200), found at any offset so a sheet whose
-/// offset points into the middle of another record cannot hide one, claims a size calamine can
-/// reserve for. The arithmetic mirrors calamine 0.38's `parse_dimensions`.
-fn sheet_sizes_are_sane(book: &[u8]) -> bool {
+/// What one cell costs calamine (its value, and a string's text on average).
+const CELL_COST: u64 = std::mem::size_of::<Data>() as u64 + 8;
+
+/// The most cells any sheet claims, when every Dimensions record (type 0x0200), found at any
+/// offset so a sheet whose offset points into the middle of another record cannot hide one,
+/// claims a size calamine can reserve for; `None` when one does not. The arithmetic mirrors
+/// calamine 0.38's `parse_dimensions`.
+fn largest_sheet(book: &[u8]) -> Option<u64> {
+    let mut largest = 0u64;
     let u16_at = |at: usize| -> Option<u32> {
         Some(u32::from(u16::from_le_bytes(
             book.get(at..at + 2)?.try_into().ok()?,
@@ -98,11 +109,13 @@ fn sheet_sizes_are_sane(book: &[u8]) -> bool {
         };
         let rows = i64::from(end_row) - i64::from(rf) + 1;
         let cols = i64::from(end_col) - i64::from(cf) + 1;
-        if rows <= 0 || cols <= 0 || (rows as u64).saturating_mul(cols as u64) > MAX_XLS_CELLS {
-            return false;
+        let cells = (rows as u64).saturating_mul(cols as u64);
+        if rows <= 0 || cols <= 0 || cells > MAX_XLS_CELLS {
+            return None;
         }
+        largest = largest.max(cells);
     }
-    true
+    Some(largest)
 }
 
 /// A stream's bytes; its size is bounded by the file's own.
@@ -369,15 +382,15 @@ mod tests {
         book.extend_from_slice(&0u32.to_le_bytes());
         book.extend_from_slice(&4_000_000_000u32.to_le_bytes());
         book.extend_from_slice(&[0, 0, 200, 0, 0, 0]);
-        assert!(!super::sheet_sizes_are_sane(&book));
+        assert!(super::largest_sheet(&book).is_none());
         // A start row past the end row wraps round in calamine: refused too.
         let mut wrapped = vec![0x00, 0x02, 14, 0];
         wrapped.extend_from_slice(&10u32.to_le_bytes());
         wrapped.extend_from_slice(&2u32.to_le_bytes());
         wrapped.extend_from_slice(&[0, 0, 5, 0, 0, 0]);
-        assert!(!super::sheet_sizes_are_sane(&wrapped));
+        assert!(super::largest_sheet(&wrapped).is_none());
         let real = include_bytes!("../../../../fixtures/extract/class.xls");
-        assert!(super::sheet_sizes_are_sane(real));
+        assert!(super::largest_sheet(real).is_some());
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Contents {
     pub labels: Vec<String>,
     /// Anything worth telling the audit trail (a skipped entry, text cut at the limit).
     pub notes: Vec<String>,
+    /// Text was cut at [`MAX_TEXT`]: the rest of the attachment was not read.
+    pub truncated: bool,
 }
 
 /// Opens one file (`bytes`, called `name`, sent as `mime_type`) found at `location`, `depth`
@@ -262,6 +264,7 @@ impl Writer {
             out.texts.push(Text { location, text });
         }
         if self.cut {
+            out.truncated = true;
             out.notes.push(format!(
                 "{location}: only the first {} MiB of text were read",
                 MAX_TEXT >> 20
@@ -501,6 +504,10 @@ pub(crate) mod tests {
         w.finish("a.txt", &mut out);
         assert_eq!(out.texts[0].text, "abcd");
         assert_eq!(out.notes.len(), 1);
+        assert!(
+            out.truncated,
+            "the attachment is held: the rest was never read"
+        );
     }
 }
 

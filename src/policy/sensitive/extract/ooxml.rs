@@ -242,6 +242,10 @@ fn workbook(
         date1904,
     };
     let shared = shared_strings(zip, budget)?;
+    let _held = budget.hold(
+        shared.iter().map(|s| s.len() as u64 + 24).sum(),
+        "a workbook's shared strings",
+    )?;
     let mut done = Vec::new();
     for (sheet_name, part) in sheets {
         if w.full() {
@@ -316,11 +320,18 @@ fn date_styles(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<bool>, Unscanna
     let mut custom: HashMap<u32, bool> = HashMap::new();
     let mut formats: Vec<u32> = Vec::new();
     let mut in_cell_xfs = false;
+    let mut too_many = false;
     with_entry(zip, "xl/styles.xml", |source, compressed| {
         walk(source, compressed, budget, |ev| {
             match ev {
                 Ev::Open(e) => match name(e) {
-                    b"numFmt" if custom.len() < MAX_STYLES => {
+                    b"numFmt" | b"xf"
+                        if custom.len() >= MAX_STYLES || formats.len() >= MAX_STYLES =>
+                    {
+                        too_many = true;
+                        return Flow::Stop;
+                    }
+                    b"numFmt" => {
                         if let (Some(id), Some(code)) =
                             (attr(e, b"numFmtId"), attr(e, b"formatCode"))
                             && let Ok(id) = id.parse()
@@ -329,7 +340,7 @@ fn date_styles(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<bool>, Unscanna
                         }
                     }
                     b"cellXfs" => in_cell_xfs = true,
-                    b"xf" if in_cell_xfs && formats.len() < MAX_STYLES => {
+                    b"xf" if in_cell_xfs => {
                         let id = attr(e, b"numFmtId")
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0);
@@ -343,6 +354,12 @@ fn date_styles(zip: &mut Zip<'_>, budget: &Budget) -> Result<Vec<bool>, Unscanna
             Flow::Go
         })
     })?;
+    // The dates of cells styled past the limit would be read as bare numbers.
+    if too_many {
+        return Err(Unscannable::TooMany(format!(
+            "a workbook with more than {MAX_STYLES} cell styles"
+        )));
+    }
     Ok(formats
         .into_iter()
         .map(|id| custom.get(&id).copied().unwrap_or_else(|| builtin_date(id)))
@@ -505,6 +522,13 @@ fn column(reference: &str) -> Option<usize> {
 /// Most labels read from one file (a real one has one or two).
 const MAX_LABELS: usize = 64;
 
+/// A label past [`MAX_LABELS`] would go unread: the document is not read at all.
+fn too_many_labels() -> Unscannable {
+    Unscannable::TooMany(format!(
+        "a document with more than {MAX_LABELS} sensitivity labels"
+    ))
+}
+
 /// Sensitivity labels: `docProps/custom.xml` (`MSIP_Label_<GUID>_Enabled` / `_Name`) and
 /// `docMetadata/LabelInfo.xml` (`<clbl:label id=… enabled=…>`). One string per enabled label:
 /// its GUID, then its name when the file gives one.
@@ -549,13 +573,13 @@ fn labels(zip: &mut Zip<'_>, budget: &Budget, out: &mut Contents) -> Result<(), 
             let Some(rest) = p.strip_prefix("MSIP_Label_") else {
                 continue;
             };
-            if found.len() >= MAX_LABELS {
-                break;
-            }
             if let Some(guid) = rest.strip_suffix("_Enabled") {
                 entry(&mut found, guid).1 = v.eq_ignore_ascii_case("true");
             } else if let Some(guid) = rest.strip_suffix("_Name") {
                 entry(&mut found, guid).2 = Some(v);
+            }
+            if found.len() > MAX_LABELS {
+                return Err(too_many_labels());
             }
         }
     }
@@ -572,7 +596,10 @@ fn labels(zip: &mut Zip<'_>, budget: &Budget, out: &mut Contents) -> Result<(), 
             }
             Flow::Go
         })?;
-        for (id, enabled) in labels.into_iter().take(MAX_LABELS) {
+        if labels.len() > MAX_LABELS {
+            return Err(too_many_labels());
+        }
+        for (id, enabled) in labels {
             let e = entry(&mut found, &id);
             e.1 = e.1 && enabled;
         }

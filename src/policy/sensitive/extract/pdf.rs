@@ -1,5 +1,13 @@
 //! PDF: the text of each page, through lopdf and the fonts' encodings and ToUnicode maps.
 //!
+//! lopdf builds every object of the file as it loads it, the objects of object streams too,
+//! at a hundred bytes or more each: 2,000,000 tiny objects in one compressed object stream
+//! took 800 MB. So what it will build is estimated and held against the budget's
+//! [`MAX_BUILT`](crate::policy::sensitive::limits::MAX_BUILT) first: the tokens of the file's
+//! own syntax, and each object stream's objects as lopdf will read them (counted by
+//! [`admit`], lopdf's load filter, before lopdf parses the stream), and each page's content
+//! before it is decoded.
+//!
 //! lopdf decompresses streams without any limit (object streams as soon as it loads a file),
 //! so before it sees the bytes every stream it could expand is expanded here through the
 //! budget, to prove none is a bomb. Image streams are left alone: text extraction never
@@ -7,20 +15,33 @@
 //! so a Kids array that points back at an ancestor cannot loop.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::Read;
 
 use flate2::read::ZlibDecoder;
 use lopdf::content::Content;
-use lopdf::{Document, Encoding, Object, ObjectId};
+use lopdf::{Document, Encoding, LoadOptions, Object, ObjectId, Stream};
 
 use super::{Contents, Writer};
-use crate::policy::sensitive::limits::{Budget, Metered, Unscannable};
+use crate::policy::sensitive::limits::{Budget, Held, Metered, Unscannable};
 
 /// Page tree levels followed; real files use three or four.
 const MAX_TREE_DEPTH: usize = 64;
 /// Pages read from one PDF.
 const MAX_PAGES: usize = 20_000;
+
+/// What one object costs lopdf in its maps, counted twice: an object stream's objects are
+/// built into one map, then moved into the document's.
+const OBJECT_COST: u64 = 2 * (std::mem::size_of::<Object>() as u64 + 32);
+/// What one token of PDF syntax (a number, a name, a bracket) costs once parsed, on average.
+const TOKEN_COST: u64 = 64;
+
+thread_local! {
+    /// What lopdf may still build while it loads a file on this thread; `None` once an object
+    /// stream was refused. Read by [`admit`]: lopdf's load filter is a plain function.
+    static ROOM: Cell<Option<u64>> = const { Cell::new(None) };
+}
 
 pub(super) fn open(
     location: &str,
@@ -28,8 +49,22 @@ pub(super) fn open(
     budget: &Budget,
     out: &mut Contents,
 ) -> Result<(), Unscannable> {
-    prove_streams(bytes, budget)?;
-    let loaded = std::panic::catch_unwind(|| Document::load_mem(bytes));
+    let syntax = prove_streams(bytes, budget)?;
+    let what = "a PDF's objects";
+    let mut held = budget.hold(syntax.cost(), what)?;
+    let room = budget.room();
+    ROOM.set(Some(room));
+    let options = LoadOptions {
+        filter: Some(admit),
+        ..LoadOptions::default()
+    };
+    let loaded = std::panic::catch_unwind(|| Document::load_mem_with_options(bytes, options));
+    let Some(left) = ROOM.replace(None) else {
+        return Err(Unscannable::TooComplex(
+            "a PDF whose object streams hold so many objects".into(),
+        ));
+    };
+    held.more(room.saturating_sub(left), what)?;
     let mut doc = match loaded {
         Ok(Ok(doc)) => doc,
         Ok(Err(e)) => return Err(Unscannable::Corrupt(format!("not a readable PDF: {e}"))),
@@ -106,10 +141,12 @@ fn page_list(doc: &Document) -> Result<Vec<ObjectId>, Unscannable> {
                 }
             }
             Err(_) => {
-                pages.push(id);
                 if pages.len() >= MAX_PAGES {
-                    break;
+                    return Err(Unscannable::TooMany(format!(
+                        "a PDF with more than {MAX_PAGES} pages"
+                    )));
                 }
+                pages.push(id);
             }
         }
     }
@@ -117,7 +154,15 @@ fn page_list(doc: &Document) -> Result<Vec<ObjectId>, Unscannable> {
 }
 
 /// A page's content streams, decompressed through the budget.
-fn page_content(doc: &Document, page: ObjectId, budget: &Budget) -> Result<Vec<u8>, Unscannable> {
+/// What each stream will cost once decoded into operations (its bytes, and its tokens) is held
+/// in `held` before the stream is kept: counted as it inflates, for a compressed one.
+fn page_content(
+    doc: &Document,
+    page: ObjectId,
+    budget: &Budget,
+    held: &mut Held<'_>,
+) -> Result<Vec<u8>, Unscannable> {
+    let what = "a PDF page's content";
     let mut content = Vec::new();
     for id in doc.get_page_contents(page) {
         let Ok(stream) = doc.get_object(id).and_then(Object::as_stream) else {
@@ -125,8 +170,16 @@ fn page_content(doc: &Document, page: ObjectId, budget: &Budget) -> Result<Vec<u
         };
         let filters = stream.filters().unwrap_or_default();
         let data = match filters.as_slice() {
-            [] => stream.content.clone(),
+            [] => {
+                held.more(cost_of(&stream.content[..]), what)?;
+                stream.content.clone()
+            }
             [b"FlateDecode"] => {
+                let room = budget.room().saturating_add(1);
+                held.more(
+                    cost_of(ZlibDecoder::new(&stream.content[..]).take(room)),
+                    what,
+                )?;
                 let compressed = stream.content.len() as u64;
                 match budget.read_all(ZlibDecoder::new(&stream.content[..]), compressed) {
                     Ok(d) => d,
@@ -136,14 +189,39 @@ fn page_content(doc: &Document, page: ObjectId, budget: &Budget) -> Result<Vec<u
             }
             // Other chains were proven by `prove_streams` before the file was loaded.
             _ => match stream.decompressed_content() {
-                Ok(d) => d,
+                Ok(d) => {
+                    held.more(cost_of(&d[..]), what)?;
+                    d
+                }
                 Err(_) => continue,
             },
         };
-        content.extend_from_slice(&data);
+        if content.is_empty() {
+            content = data;
+        } else {
+            content.extend_from_slice(&data);
+        }
         content.push(b'\n');
     }
     Ok(content)
+}
+
+/// What content read from `reader` costs kept and decoded into operations: its bytes, and
+/// [`TOKEN_COST`] a token. Counted in chunks (a token cut by a chunk's end counts twice).
+fn cost_of(mut reader: impl Read) -> u64 {
+    let mut buf = [0u8; 64 << 10];
+    let mut cost = 0u64;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => return cost,
+            Ok(n) => {
+                let chunk = buf.get(..n).unwrap_or_default();
+                cost = cost
+                    .saturating_add(n as u64)
+                    .saturating_add(tokens(chunk).saturating_mul(TOKEN_COST));
+            }
+        }
+    }
 }
 
 /// Where the text cursor is, to tell a new line from the next cell of the same line.
@@ -166,7 +244,8 @@ fn page_text(
         .into_iter()
         .filter_map(|(name, font)| font.get_font_encoding(doc).ok().map(|e| (name, e)))
         .collect();
-    let data = page_content(doc, page, budget)?;
+    let mut held = budget.hold(0, "a PDF page's content")?;
+    let data = page_content(doc, page, budget, &mut held)?;
     let Ok(content) = Content::decode(&data) else {
         return Ok(());
     };
@@ -255,11 +334,33 @@ fn collect_text(text: &mut String, encoding: &Encoding<'_>, operands: &[Object])
     }
 }
 
+/// What lopdf will parse of a file outside its streams' data, as [`prove_streams`] found it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Syntax {
+    /// Tokens of the file's own syntax (its objects, its cross-reference table).
+    tokens: u64,
+    /// Objects the object streams' dictionaries declare (`/N`), as far as they can be told
+    /// here: for an encrypted file, [`admit`] is not called and this is the only count.
+    declared_objects: u64,
+}
+
+impl Syntax {
+    /// What lopdf builds from it.
+    fn cost(&self) -> u64 {
+        self.tokens
+            .saturating_mul(TOKEN_COST)
+            .saturating_add(self.declared_objects.saturating_mul(OBJECT_COST))
+    }
+}
+
 /// Expands, through the budget and without keeping the result, every stream lopdf could
 /// expand: any filter chain up to the first filter lopdf does not know (it stops there).
-fn prove_streams(bytes: &[u8], budget: &Budget) -> Result<(), Unscannable> {
+/// Counts, on the way, the syntax lopdf will parse outside the streams.
+fn prove_streams(bytes: &[u8], budget: &Budget) -> Result<Syntax, Unscannable> {
     let finder = memchr::memmem::Finder::new(b"stream");
     let end_finder = memchr::memmem::Finder::new(b"endstream");
+    let mut syntax = Syntax::default();
+    let mut outside = 0usize;
     let mut at = 0usize;
     let mut count = 0u32;
     while let Some(found) = bytes.get(at..).and_then(|rest| finder.find(rest)) {
@@ -284,16 +385,259 @@ fn prove_streams(bytes: &[u8], budget: &Budget) -> Result<(), Unscannable> {
             break;
         };
         let data = bytes.get(start..start + len).unwrap_or_default();
+        syntax.tokens += tokens(bytes.get(outside..keyword).unwrap_or_default());
         at = start + len + 9;
+        outside = at;
         let dict_start = keyword.saturating_sub(4096);
         let before = bytes.get(dict_start..keyword).unwrap_or_default();
         // The dictionary: from the last "obj" before the keyword.
         let dict = memchr::memmem::rfind(before, b"obj")
             .and_then(|o| before.get(o..))
             .unwrap_or(before);
+        if contains(dict, b"/ObjStm") {
+            syntax.declared_objects = syntax.declared_objects.saturating_add(declared_count(dict));
+        }
+        // Refused as soon as it is known, before the rest is expanded.
+        if syntax.cost() > budget.room() {
+            return Err(Unscannable::TooComplex("a PDF's objects".into()));
+        }
         prove_stream(dict, data, budget)?;
     }
-    Ok(())
+    syntax.tokens += tokens(bytes.get(outside..).unwrap_or_default());
+    Ok(syntax)
+}
+
+/// The `/N` of an object stream's dictionary.
+fn declared_count(dict: &[u8]) -> u64 {
+    let Some(at) = memchr::memmem::find(dict, b"/N") else {
+        return 0;
+    };
+    let rest = dict.get(at + 2..).unwrap_or_default();
+    if rest.first().is_some_and(u8::is_ascii_alphanumeric) {
+        return 0; // another name, /Nums say
+    }
+    let digits: String = rest
+        .trim_ascii_start()
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .take(19)
+        .map(|&b| char::from(b))
+        .collect();
+    digits.parse().unwrap_or(0)
+}
+
+/// Tokens of PDF syntax in `bytes`, roughly as lopdf's parser will meet them: each run of
+/// regular characters and each delimiter counts one.
+fn tokens(bytes: &[u8]) -> u64 {
+    let mut count = 0u64;
+    let mut in_token = false;
+    for &b in bytes {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' | b'\x0C' | 0 => in_token = false,
+            b'[' | b']' | b'<' | b'>' | b'(' | b')' | b'{' | b'}' | b'/' | b'%' => {
+                count += 1;
+                in_token = b == b'/';
+            }
+            _ => {
+                if !in_token {
+                    count += 1;
+                    in_token = true;
+                }
+            }
+        }
+    }
+    count
+}
+
+/// lopdf's load filter: called with each object read at an offset the cross-reference table
+/// gives, and with each object of an object stream. An object stream's objects are counted
+/// here, before lopdf builds them, against what may still be built ([`ROOM`]); past it the
+/// stream is dropped and the load is refused afterwards.
+fn admit(id: ObjectId, object: &mut Object) -> Option<(ObjectId, Object)> {
+    let room = ROOM.get()?;
+    if let Object::Stream(stream) = object {
+        if stream.dict.has_type(b"ObjStm") {
+            match object_stream_cost(stream, room) {
+                Some(cost) if cost <= room => ROOM.set(Some(room - cost)),
+                _ => {
+                    ROOM.set(None);
+                    return None;
+                }
+            }
+        }
+        // lopdf goes on with the object it passed in (a stream is never inside an object
+        // stream, where the returned object is the one kept).
+        return Some((id, Object::Null));
+    }
+    Some((id, object.clone()))
+}
+
+/// What lopdf builds from an object stream, as its reader does it: the expanded stream, kept,
+/// and each (object number, offset) pair of the index parsed into an object from its offset.
+/// `None` as soon as it is past `room`.
+fn object_stream_cost(stream: &Stream, room: u64) -> Option<u64> {
+    let filters = stream.filters().unwrap_or_default();
+    let first = stream
+        .dict
+        .get(b"First")
+        .and_then(Object::as_i64)
+        .ok()
+        .and_then(|f| usize::try_from(f).ok());
+    // The index first, read as it inflates: a stream of millions of objects is refused
+    // without being expanded in full.
+    if let (Some(first), [b"FlateDecode"]) = (first, filters.as_slice()) {
+        let index = ZlibDecoder::new(&stream.content[..]).take(first as u64);
+        let pairs = index_tokens(index, room / OBJECT_COST * 2 + 2) / 2;
+        if pairs.saturating_mul(OBJECT_COST) > room {
+            return None;
+        }
+    }
+    let data: Cow<'_, [u8]> = match filters.as_slice() {
+        [] => Cow::Borrowed(&stream.content),
+        [b"FlateDecode"] => {
+            let mut out = Vec::new();
+            let _ = ZlibDecoder::new(&stream.content[..])
+                .take(room.saturating_add(1))
+                .read_to_end(&mut out);
+            Cow::Owned(out)
+        }
+        // Proven by `prove_streams` before the file was loaded.
+        _ => Cow::Owned(
+            stream
+                .decompressed_content()
+                .unwrap_or_else(|_| stream.content.clone()),
+        ),
+    };
+    let mut cost = data.len() as u64;
+    if cost > room {
+        return None;
+    }
+    let Some((first, index)) = first.and_then(|f| Some((f, data.get(..f)?))) else {
+        return Some(cost);
+    };
+    let Ok(index) = std::str::from_utf8(index) else {
+        return Some(cost);
+    };
+    let mut numbers = index.split_whitespace().map(|n| n.parse::<u32>().ok());
+    let mut offsets = Vec::new();
+    while let (Some(id), Some(offset)) = (numbers.next(), numbers.next()) {
+        let (Some(_), Some(offset)) = (id, offset) else {
+            continue;
+        };
+        let at = first.saturating_add(offset as usize);
+        if at < data.len() {
+            cost = cost.saturating_add(OBJECT_COST);
+            if cost > room {
+                return None;
+            }
+            offsets.push(at);
+        }
+    }
+    // An object is parsed from its offset to its own end, however many pairs point there.
+    offsets.sort_unstable();
+    for same in offsets.chunk_by(|a, b| a == b) {
+        let at = same[0];
+        let rest = data.get(at..).unwrap_or_default();
+        let parsed = tokens(rest.get(..extent(rest)).unwrap_or_default());
+        cost = cost.saturating_add(
+            parsed
+                .saturating_mul(TOKEN_COST)
+                .saturating_mul(same.len() as u64),
+        );
+        if cost > room {
+            return None;
+        }
+    }
+    Some(cost)
+}
+
+/// Tokens separated by white space that `reader` yields, counted up to `most` (then it stops
+/// reading).
+fn index_tokens(mut reader: impl Read, most: u64) -> u64 {
+    let mut buf = [0u8; 16 << 10];
+    let mut count = 0u64;
+    let mut in_token = false;
+    while count < most {
+        let n = match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in buf.get(..n).unwrap_or_default() {
+            if b.is_ascii_whitespace() {
+                in_token = false;
+            } else if !in_token {
+                in_token = true;
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// The length of the direct object at the start of `data` (after white space): an array or
+/// dictionary to its matching close, a string to its closing parenthesis, else one token.
+fn extent(data: &[u8]) -> usize {
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    let mut started = false;
+    while let Some(&b) = data.get(i) {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' | b'\x0C' | 0 => {
+                if started && depth == 0 {
+                    return i;
+                }
+                i += 1;
+            }
+            b'(' => {
+                // A literal string: balanced parentheses, backslash escapes.
+                let mut nest = 0usize;
+                while let Some(&c) = data.get(i) {
+                    i += 1;
+                    match c {
+                        b'\\' => i += 1,
+                        b'(' => nest += 1,
+                        b')' => {
+                            nest -= 1;
+                            if nest == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if depth == 0 {
+                    return i.min(data.len());
+                }
+            }
+            b'[' => {
+                depth += 1;
+                started = true;
+                i += 1;
+            }
+            b'<' if data.get(i + 1) == Some(&b'<') => {
+                depth += 1;
+                started = true;
+                i += 2;
+            }
+            b']' | b'>' => {
+                let close = if b == b'>' && data.get(i + 1) == Some(&b'>') {
+                    2
+                } else {
+                    1
+                };
+                i += close;
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i.min(data.len());
+                }
+            }
+            _ => {
+                started = true;
+                i += 1;
+            }
+        }
+    }
+    data.len()
 }
 
 fn prove_stream(dict: &[u8], data: &[u8], budget: &Budget) -> Result<(), Unscannable> {
@@ -681,6 +1025,140 @@ mod tests {
         budget.charge(1000).unwrap();
         let err = prove_stream(dict, &zlib_zeros(64), &budget).unwrap_err();
         assert!(matches!(err, Unscannable::Bomb(_)), "{err:?}");
+    }
+
+    /// An object stream holding `objects` (number, body) pairs, declaring `declared` of them.
+    fn object_stream(objects: &[(u32, String)], declared: usize) -> Vec<u8> {
+        let mut index = String::new();
+        let mut body = String::new();
+        for (n, o) in objects {
+            index.push_str(&format!("{n} {} ", body.len()));
+            body.push_str(o);
+            body.push(' ');
+        }
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut z, format!("{index}{body}").as_bytes()).unwrap();
+        stream(
+            &format!(
+                "/Type /ObjStm /N {declared} /First {} /Filter /FlateDecode",
+                index.len()
+            ),
+            &z.finish().unwrap(),
+        )
+    }
+
+    /// A one-page PDF whose font (object 7) is inside an object stream with `extra` tiny
+    /// objects more (numbered from 100), declaring `declared` objects.
+    fn pdf_with_object_stream(extra: u32, declared: Option<usize>) -> Vec<u8> {
+        let content = b"BT /F1 12 Tf 72 700 Td (Ada Lovelace in a stream) Tj ET";
+        let mut objects = vec![(7, String::from_utf8(font()).unwrap())];
+        objects.extend((0..extra).map(|i| (100 + i, "0".to_string())));
+        pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 7 0 R >> >> /Contents 4 0 R >>".to_vec(),
+            stream("", content),
+            object_stream(&objects, declared.unwrap_or(objects.len())),
+        ])
+    }
+
+    #[test]
+    fn an_object_stream_is_read_when_its_objects_fit() {
+        let out = open("report.pdf", &pdf_with_object_stream(1000, None)).unwrap();
+        assert!(
+            all_text(&out).contains("Ada Lovelace in a stream"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn an_object_stream_of_too_many_objects_is_refused_before_lopdf_builds_them() {
+        // 300,000 tiny objects: about 100 MB in lopdf's maps, from 1 MB of compressed stream.
+        for declared in [None, Some(1), Some(0)] {
+            let pdf = pdf_with_object_stream(300_000, declared);
+            let started = Instant::now();
+            let err = open("objects.pdf", &pdf).unwrap_err();
+            assert!(
+                matches!(err, Unscannable::TooComplex(_)),
+                "{declared:?}: {err:?}"
+            );
+            assert!(err.to_string().contains("MiB of memory"), "{err}");
+            assert!(
+                started.elapsed() < crate::policy::sensitive::extract::tests::quickly(),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+    }
+
+    #[test]
+    fn many_index_pairs_pointing_at_one_big_array_are_counted_each_time() {
+        // One array of 20,000 numbers, and 2,000 objects all parsed from it: small to send,
+        // 40 million objects to build.
+        let array = format!("[{}]", "1 ".repeat(20_000));
+        let font = String::from_utf8(font()).unwrap();
+        let body_at = font.len() + 1;
+        let mut index = format!("7 0 8 {body_at} ");
+        for i in 0..2000 {
+            index.push_str(&format!("{} {body_at} ", 100 + i));
+        }
+        let body = format!("{font} {array} ");
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut z, format!("{index}{body}").as_bytes()).unwrap();
+        let stm = stream(
+            &format!(
+                "/Type /ObjStm /N 2 /First {} /Filter /FlateDecode",
+                index.len()
+            ),
+            &z.finish().unwrap(),
+        );
+        let pdf = pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /Contents 4 0 R >>".to_vec(),
+            stream("", b"BT ET"),
+            stm,
+        ]);
+        let err = open("arrays.pdf", &pdf).unwrap_err();
+        assert!(matches!(err, Unscannable::TooComplex(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_page_of_too_many_operands_is_refused_before_it_is_decoded() {
+        // 4 MiB of numbers: a million operands for lopdf to build.
+        let content = "1 ".repeat(2 << 20);
+        let pdf = pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /Contents 4 0 R >>".to_vec(),
+            stream("", content.as_bytes()),
+        ]);
+        let err = open("operands.pdf", &pdf).unwrap_err();
+        assert!(matches!(err, Unscannable::TooComplex(_)), "{err:?}");
+    }
+
+    #[test]
+    fn an_index_is_counted_as_it_is_read_and_no_further_than_needed() {
+        assert_eq!(index_tokens(&b"1 0 2 5\n3 9 "[..], 100), 6);
+        let endless = std::io::repeat(b'7').take(1 << 20);
+        assert_eq!(index_tokens(endless, 10), 1);
+        let pairs = "1 0 ".repeat(1 << 16);
+        assert!(index_tokens(pairs.as_bytes(), 10) < 16 << 10);
+    }
+
+    #[test]
+    fn objects_are_measured_to_their_own_end() {
+        assert_eq!(extent(b"12 0 R"), 2);
+        assert_eq!(extent(b"  [1 [2] (a)b)] 5"), 15);
+        assert_eq!(extent(b"<< /A << /B 1 >> /C (x\\)) >> 9"), 28);
+        assert_eq!(extent(b"(a (b) c) d"), 9);
+        assert_eq!(extent(b"<41> 1"), 4);
+        assert_eq!(tokens(b"<< /Type /Page /Kids [3 0 R] >>"), 12);
+        assert_eq!(
+            declared_count(b"<< /Type /ObjStm /N 2000000 /First 9 >>"),
+            2_000_000
+        );
+        assert_eq!(declared_count(b"<< /Nums [1 2] >>"), 0);
     }
 
     #[test]

@@ -47,8 +47,9 @@ pub(super) fn read(
 }
 
 /// Reads the shared strings part (`xl/sharedStrings.xml`): each `<si>`'s text, phonetic guides
-/// (`rPh`) left out, tabs and line breaks as spaces. Stops once the strings pass the text limit
-/// (each also costs its slot, so a flood of empty strings is bounded too).
+/// (`rPh`) left out, tabs and line breaks as spaces. Past the text limit (each string also
+/// costs its slot, so a flood of empty strings is bounded too) the workbook is unscannable: a
+/// sheet could show only the strings that were never read.
 pub(super) fn shared_strings(
     source: &mut dyn Read,
     compressed: Compressed,
@@ -56,6 +57,12 @@ pub(super) fn shared_strings(
 ) -> Result<Vec<String>, Unscannable> {
     let mut part = SharedStrings::default();
     run(CHUNK, SPLIT_TEXT, source, compressed, budget, &mut part)?;
+    if part.stopped() {
+        return Err(Unscannable::TooMany(format!(
+            "a workbook whose shared strings pass {} MiB",
+            super::super::MAX_TEXT >> 20
+        )));
+    }
     Ok(part.strings)
 }
 
@@ -877,6 +884,23 @@ mod tests {
         })
         .unwrap();
         strings
+    }
+
+    #[test]
+    fn shared_strings_past_the_text_limit_make_the_workbook_unscannable() {
+        // The sheet could show only strings past the limit: none of it may pass unread.
+        let one = format!("<si><t>{}</t></si>", "x".repeat(1 << 20));
+        let xml = format!(
+            "<sst>{}<si><t>H801200001001</t></si></sst>",
+            one.repeat((crate::policy::sensitive::limits::MAX_TEXT >> 20) + 1)
+        );
+        let err = shared_strings(
+            &mut xml.as_bytes(),
+            Compressed::from(xml.len() as u64),
+            &budget(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Unscannable::TooMany(_)), "{err:?}");
     }
 
     #[test]
