@@ -836,6 +836,17 @@ fn audited_for(r: &AuditRow, rcpt: &str) -> bool {
         .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(rcpt)))
 }
 
+/// A corpus message with a NUL octet in it is refused after the final dot with 554 5.6.0 (RFC
+/// 5321 §4.1.1.4: no NUL in text; issue 15 item 12), every other one is taken. `None` when the
+/// outcome is right for such a message. (Two corpus messages carry a NUL:
+/// jsmime/charsets and stalwart-dovecot-thirdparty/005.eml.)
+fn refused_rightly(message: &[u8], t: &smtp::Transaction) -> bool {
+    message.contains(&0)
+        && t.stage == Stage::Dot
+        && t.reply.code == 554
+        && t.reply.text().contains("5.6.0")
+}
+
 #[test]
 fn every_corpus_message_arrives_intact() {
     let dir = corpus_dir();
@@ -849,6 +860,7 @@ fn every_corpus_message_arrives_intact() {
     let gw = Gateway::start(relay_only);
     let mut sent: BTreeMap<String, (PathBuf, Vec<u8>)> = BTreeMap::new();
     let mut failures = Vec::new();
+    let mut nul_refused = 0;
     let mut client: Option<Client> = None;
     for (i, path) in files.iter().enumerate() {
         let raw = std::fs::read(path).expect("read a corpus message");
@@ -863,7 +875,14 @@ fn every_corpus_message_arrives_intact() {
         let c = client.get_or_insert_with(|| Client::ready(gw.port));
         match c.send(FROM, params, &[&rcpt], &message) {
             Ok(t) if t.accepted() => {
+                if message.contains(&0) {
+                    failures.push(format!("{name}: carries a NUL octet, yet was taken"));
+                }
                 sent.insert(rcpt, (path.clone(), message));
+            }
+            Ok(t) if refused_rightly(&message, &t) => {
+                nul_refused += 1;
+                client = None;
             }
             Ok(t) => {
                 failures.push(format!("{name}: refused at {:?}: {}", t.stage, t.reply));
@@ -926,6 +945,11 @@ fn every_corpus_message_arrives_intact() {
     if let Err(e) = verify_audit_chain(&gw.audit_records()) {
         failures.push(format!("the audit chain does not verify: {e}"));
     }
+    assert_eq!(
+        nul_refused, 2,
+        "the two corpus messages with a NUL octet (jsmime/charsets, \
+         stalwart-dovecot-thirdparty/005.eml) are refused with 554 5.6.0"
+    );
     assert!(
         failures.is_empty(),
         "{} of {} corpus messages did not relay intact:\n{}",
@@ -956,6 +980,7 @@ fn every_corpus_message_is_delivered_once_as_audited_with_the_disclaimer_on() {
     });
     let mut sent: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
     let mut failures = Vec::new();
+    let mut nul_refused = 0;
     let mut client: Option<Client> = None;
     for (i, path) in files.iter().enumerate() {
         let message = smtp_canonical(&std::fs::read(path).expect("read a corpus message"));
@@ -969,7 +994,14 @@ fn every_corpus_message_is_delivered_once_as_audited_with_the_disclaimer_on() {
         let c = client.get_or_insert_with(|| Client::ready(gw.port));
         match c.send(STAFF, params, &[&rcpt], &message) {
             Ok(t) if t.accepted() => {
+                if message.contains(&0) {
+                    failures.push(format!("{name}: carries a NUL octet, yet was taken"));
+                }
                 sent.insert(rcpt, (name, message));
+            }
+            Ok(t) if refused_rightly(&message, &t) => {
+                nul_refused += 1;
+                client = None;
             }
             Ok(t) => {
                 failures.push(format!("{name}: refused at {:?}: {}", t.stage, t.reply));
@@ -1058,6 +1090,11 @@ fn every_corpus_message_is_delivered_once_as_audited_with_the_disclaimer_on() {
     if let Err(e) = verify_audit_chain(&gw.audit_records()) {
         failures.push(format!("the audit chain does not verify: {e}"));
     }
+    assert_eq!(
+        nul_refused, 2,
+        "the two corpus messages with a NUL octet (jsmime/charsets, \
+         stalwart-dovecot-thirdparty/005.eml) are refused with 554 5.6.0"
+    );
     assert!(
         failures.is_empty(),
         "{} of {} corpus messages went wrong with the policy on:\n{}",

@@ -52,29 +52,31 @@ fn web_views_and_downloads_are_audited_with_the_account() {
         .to_string();
     let port = gw.web_port();
 
-    let mut nm = Browser::logged_in(port, "netman", PASSWORD);
-    let show = format!("quarantine show {id} by netman");
+    // A message held by a safeguarding rule is the DSL's to open (issue 14): the DSL's views
+    // and downloads are audited with the account.
+    let mut viewer = Browser::logged_in(port, "dsl", PASSWORD);
+    let show = format!("quarantine show {id} by dsl");
     assert!(
         actions(&gw, &show).is_empty(),
         "no view before the page is opened"
     );
-    let page = nm.get(&format!("/quarantine/{id}"));
+    let page = viewer.get(&format!("/quarantine/{id}"));
     assert_eq!(page.status, 200, "{}", page.text());
     assert!(page.text().contains("Homework"), "the message is shown");
     let views = actions(&gw, &show);
     assert_eq!(views.len(), 1, "one view, one record");
-    assert_eq!(views[0].record["action"]["actor"], "netman");
-    nm.get(&format!("/quarantine/{id}"));
+    assert_eq!(views[0].record["action"]["actor"], "dsl");
+    viewer.get(&format!("/quarantine/{id}"));
     assert_eq!(actions(&gw, &show).len(), 2, "every view is recorded");
 
-    let eml = nm.get(&format!("/quarantine/{id}/eml"));
+    let eml = viewer.get(&format!("/quarantine/{id}/eml"));
     assert_eq!(eml.status, 200, "{}", eml.text());
     let downloads = actions(
         &gw,
-        &format!("quarantine export {id} by netman to a web download"),
+        &format!("quarantine export {id} by dsl to a web download"),
     );
     assert_eq!(downloads.len(), 1, "the .eml download is recorded");
-    assert_eq!(downloads[0].record["action"]["actor"], "netman");
+    assert_eq!(downloads[0].record["action"]["actor"], "dsl");
 
     let mut dsl = Browser::logged_in(port, "dsl", PASSWORD);
     let csv = dsl.get("/audit/export?format=csv");

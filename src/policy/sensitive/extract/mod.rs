@@ -336,8 +336,15 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::ScanLimits;
 
+    /// The default limits, but for the scan deadline: these tests prove what stops a bomb (its
+    /// ratio, its size, its count), and a loaded machine running an unoptimised inflater must not
+    /// make them pass or fail through the 10 s deadline instead (tests/sensitive_scan_time.rs
+    /// tests the deadline itself).
     pub(crate) fn budget() -> Budget {
-        Budget::new(&ScanLimits::default())
+        Budget::new(&ScanLimits {
+            max_scan_time: crate::config::HumanDuration(std::time::Duration::from_secs(600)),
+            ..ScanLimits::default()
+        })
     }
 
     /// How long a bomb may take to be stopped: well under a second in release; dependencies

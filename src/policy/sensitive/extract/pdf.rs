@@ -1006,6 +1006,7 @@ mod tests {
     fn an_image_is_not_charged_but_a_bomb_image_is_stopped() {
         let limits = crate::config::ScanLimits {
             max_expanded_size: crate::config::ByteSize(1 << 20),
+            max_scan_time: crate::config::HumanDuration(std::time::Duration::from_secs(600)),
             ..crate::config::ScanLimits::default()
         };
         let budget = Budget::new(&limits);
