@@ -489,36 +489,27 @@ impl Session {
             return Some(Ending::Closed);
         }
         received.message = message;
+        // A message refused after its final dot: recorded as rejected, then answered.
+        let refused = |detail: String, reply: String| {
+            let (relay, received, size) = (&self.relay, &received, reader.size());
+            async move {
+                Box::pin(handoff::record_unaccepted(
+                    relay, received, size, "rejected", &detail, &reply,
+                ))
+                .await;
+                reply
+            }
+        };
         if let Some(problem) = reader.problem() {
-            let reply = problem.reply();
-            Box::pin(handoff::record_unaccepted(
-                &self.relay,
-                &received,
-                reader.size(),
-                "rejected",
-                &problem.detail(),
-                &reply,
-            ))
-            .await;
-            io.queue(&reply);
+            io.queue(&refused(problem.detail(), problem.reply()).await);
             return None;
         }
         if let Some(pinned) = &relay_cfg.m365_tenant_id
             && let Err(problem) = policy::access::check_tenant(pinned, received.original())
         {
-            let reply = problem.reply();
             tracing::warn!(client = %self.peer, queue_id = %received.queue_id,
                 "refused: not from the Microsoft 365 tenant in relay.m365_tenant_id");
-            Box::pin(handoff::record_unaccepted(
-                &self.relay,
-                &received,
-                reader.size(),
-                "rejected",
-                &problem.detail(),
-                &reply,
-            ))
-            .await;
-            io.queue(&reply);
+            io.queue(&refused(problem.detail(), problem.reply()).await);
             return None;
         }
         if reader.bare_lf_lines() > 0 {

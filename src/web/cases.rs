@@ -71,6 +71,19 @@ async fn case_for(web: &Web, u: &User, seq: u64) -> Result<Case, Response> {
     }
 }
 
+/// A DSL's POST about case `seq`: the account, its form (CSRF checked) and the case, when the
+/// account may see it.
+async fn posted_case(
+    web: &Web,
+    headers: &HeaderMap,
+    body: &[u8],
+    seq: u64,
+) -> Result<(User, super::Form, Case), Response> {
+    let (u, form) = web.post_user(headers, body, User::sees_flags).await?;
+    let c = case_for(web, &u, seq).await?;
+    Ok((u, form, c))
+}
+
 fn unreadable(u: &User, e: &str) -> Response {
     tracing::error!(error = %e, "web: the cases could not be read");
     pages::message(
@@ -450,12 +463,8 @@ pub async fn review(
     Path(seq): Path<u64>,
     body: Bytes,
 ) -> Response {
-    let (u, form) = match web.post_user(&headers, &body, User::sees_flags).await {
+    let (u, form, c) = match posted_case(&web, &headers, &body, seq).await {
         Ok(found) => found,
-        Err(r) => return r,
-    };
-    let c = match case_for(&web, &u, seq).await {
-        Ok(c) => c,
         Err(r) => return r,
     };
     let record = match review::review(
@@ -483,12 +492,8 @@ pub async fn reopen(
     Path(seq): Path<u64>,
     body: Bytes,
 ) -> Response {
-    let (u, form) = match web.post_user(&headers, &body, User::sees_flags).await {
+    let (u, form, c) = match posted_case(&web, &headers, &body, seq).await {
         Ok(found) => found,
-        Err(r) => return r,
-    };
-    let c = match case_for(&web, &u, seq).await {
-        Ok(c) => c,
         Err(r) => return r,
     };
     let record = match review::reopen(&c, form.get("note").unwrap_or(""), &u.name) {
