@@ -381,10 +381,12 @@ pub fn compose(items: &[Flagged], mail: &AlertMail<'_>) -> std::io::Result<Vec<u
         ));
     }
     body.push_str(
-        "Export the audit trail for this person with:\n  schoolgate audit export --person ",
+        "Each flagged message is a case to review (the web page's Flags, or `schoolgate flags\n\
+         review SEQ --outcome ... --note ... --as YOUR-ACCOUNT`, SEQ being its audit record).\n\
+         Export the audit trail for this person with:\n  schoolgate audit export --person ",
     );
     body.push_str(&sender);
-    body.push_str(" --format csv\n");
+    body.push_str(" --format csv --as YOUR-ACCOUNT\n");
     if let Some((seq, hash)) = mail.checkpoint {
         body.push_str(&format!(
             "\nKeep this mail: the line below is the audit trail's head as this alert was sent.\n\
