@@ -28,14 +28,6 @@ pub const RULES: [&str; 6] = [
     "unscannable-attachment",
 ];
 
-/// The safeguarding (contact) rules: what only the DSL sees.
-pub const SAFEGUARDING_RULES: [&str; 4] = [
-    "pupil-personal-address",
-    "staff-personal-address",
-    "personal-contact-shared",
-    "out-of-hours-pupil-contact",
-];
-
 /// The verdicts a search can ask for.
 pub const VERDICTS: [&str; 3] = ["deliver", "quarantine", "reject"];
 

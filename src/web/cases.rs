@@ -16,7 +16,8 @@ use maud::{Markup, html};
 
 use super::auth::User;
 use super::{Web, pages};
-use crate::review::audit_search::{SAFEGUARDING_RULES, instant};
+use crate::policy::holds::SAFEGUARDING_RULES;
+use crate::review::audit_search::instant;
 use crate::review::cases::{self as review, Case, CaseError, CaseState, Filter, Outcome};
 use crate::store::{AuditRecord, RecordKind, StoreError};
 
@@ -183,7 +184,7 @@ pub async fn list(
     };
     let found: Vec<&Case> = all.iter().filter(|c| c.matches(&filter)).collect();
     let field = |name: &str| param(name).unwrap_or_default();
-    let mut rules: Vec<String> = SAFEGUARDING_RULES.iter().map(|r| r.to_string()).collect();
+    let mut rules: Vec<String> = SAFEGUARDING_RULES.iter().map(|r| r.name().to_string()).collect();
     for r in all.iter().flat_map(Case::rules) {
         if !rules.contains(&r) {
             rules.push(r);

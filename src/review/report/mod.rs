@@ -18,7 +18,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-use super::audit_search::SAFEGUARDING_RULES;
 use crate::store::{ActionRecord, ChainHead, MessageRecord};
 
 /// The sensitive-attachment rules, whose holds are the network manager's.
@@ -464,7 +463,7 @@ impl<'a> Builder<'a> {
         dedup(&mut held_rules);
         let held_safeguarding = held_rules
             .iter()
-            .any(|r| SAFEGUARDING_RULES.contains(&r.as_str()));
+            .any(|r| crate::policy::holds::is_safeguarding_rule(r));
         let held_attachment = held_rules
             .iter()
             .any(|r| ATTACHMENT_RULES.contains(&r.as_str()));
