@@ -13,19 +13,14 @@ use crate::directory::Directory;
 use crate::store::FlagRecord;
 
 /// Text from a message (a subject, a display name, a file name, an address), made safe for one
-/// header or one line of a mail schoolgate writes: every control character (C0, DEL, C1) and
-/// every Unicode line or paragraph separator (U+0085, U+2028, U+2029) becomes a space, so an
+/// header or one line of a mail schoolgate writes: every character [`crate::display::is_unsafe`]
+/// names (control characters C0, DEL and C1 with U+0085, the line and paragraph separators
+/// U+2028/U+2029, the bidirectional overrides and isolates) becomes a space, so an
 /// encoded CR LF in a Subject can neither add a header nor start a line of its own. Every
 /// composer (alerts, notices, checkpoints, reports) passes message data through this.
 pub fn one_line(s: &str) -> String {
     s.chars()
-        .map(|c| {
-            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-                ' '
-            } else {
-                c
-            }
-        })
+        .map(|c| if crate::display::is_unsafe(c) { ' ' } else { c })
         .collect()
 }
 

@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod directory;
+pub mod display;
 pub mod envelope;
 pub mod milter;
 pub mod mime;

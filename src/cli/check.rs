@@ -89,10 +89,10 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         "sha256_delivered": hex::encode(Sha256::digest(delivered)),
     });
     if args.json {
-        println!("{}", super::display::json(&verdict.to_string()));
+        println!("{}", crate::display::json(&verdict.to_string()));
     } else {
         println!("message:    {}", args.message.display());
-        let shown = super::display::text;
+        let shown = crate::display::text;
         println!(
             "envelope:   {} -> {}",
             shown(&envelope.mail_from),

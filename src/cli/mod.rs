@@ -3,7 +3,6 @@
 mod account;
 pub mod audit;
 pub mod check;
-pub mod display;
 pub mod flags;
 pub mod notify;
 pub mod policy;

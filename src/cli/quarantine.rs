@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::display;
 use crate::config::Config;
+use crate::display;
 use crate::policy::holds::{self, Act, Hold};
 use crate::review::quarantine::{self as review, ReviewError, Reviewer};
 use crate::store::AuditLog;

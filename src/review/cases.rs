@@ -416,18 +416,10 @@ pub fn may_see(
     visible_to(account, case.sender(), escalated, &list)
 }
 
-/// `text` with every control character escaped (`\n`, `\u{1b}`), so mail cannot move a
-/// terminal's cursor or forge lines in what is printed or pasted.
+/// `text` with every unsafe character escaped (`\n`, `\u{1b}`, see [`crate::display`]), so mail
+/// cannot move a terminal's cursor or forge lines in what is printed or pasted.
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::display::text(text).into_owned()
 }
 
 /// `2026-11-23 10:01 GMT` in `tz`, or the time as stored when it does not parse.

@@ -184,7 +184,10 @@ pub async fn list(
     };
     let found: Vec<&Case> = all.iter().filter(|c| c.matches(&filter)).collect();
     let field = |name: &str| param(name).unwrap_or_default();
-    let mut rules: Vec<String> = SAFEGUARDING_RULES.iter().map(|r| r.name().to_string()).collect();
+    let mut rules: Vec<String> = SAFEGUARDING_RULES
+        .iter()
+        .map(|r| r.name().to_string())
+        .collect();
     for r in all.iter().flat_map(Case::rules) {
         if !rules.contains(&r) {
             rules.push(r);

@@ -11,8 +11,8 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::display::TerminalWriter;
 use crate::config::Config;
+use crate::display::TerminalWriter;
 pub use crate::review::audit_search::{Format, RULES};
 use crate::review::audit_search::{PersonFound, Search, SearchError, export_record};
 use crate::store::sqlite::SqliteBackend;

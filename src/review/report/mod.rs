@@ -301,22 +301,9 @@ pub fn age_words(d: jiff::SignedDuration) -> String {
     }
 }
 
-/// Text from mail or people (subjects, addresses, notes) as one safe line: every control
-/// character (CR, LF, ESC, ...), line separator and bidirectional override becomes a space, so
-/// nothing a sender wrote can forge lines or colours in a terminal, a mail or a spreadsheet.
-pub fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control()
-                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-            {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
-}
+/// Text from mail or people (subjects, addresses, notes) as one safe line: the one sanitiser
+/// every mail schoolgate writes uses.
+pub use crate::alerts::one_line;
 
 /// A case-review record's review (kind `case-review`), read by its JSON shape alone.
 #[derive(Debug, Deserialize)]

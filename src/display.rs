@@ -1,4 +1,4 @@
-//! What the command line prints from mail, made safe for a terminal.
+//! Text from mail, made safe for a terminal, a pasted case or a line of mail we write.
 //!
 //! A Subject, an address, a file name or a header is written by whoever sent the message: an
 //! ESC in it (`ESC]0;…` sets the window title, `ESC[2J` clears the screen) or a C1 control
@@ -8,8 +8,11 @@
 //! [`TerminalWriter`] for data streamed to a terminal. New commands that print mail (a flags
 //! list, a report) call these too.
 //!
-//! What is escaped ([`is_unsafe`]): every control character (C0, DEL, C1) and the Unicode
-//! bidirectional overrides and isolates, which can make `invoice\u{202e}fdp.exe` read
+//! The same [`is_unsafe`] decides what `alerts::one_line` blanks out in mail schoolgate
+//! writes, and what a DSL's case block escapes.
+//!
+//! What is escaped ([`is_unsafe`]): every control character (C0, DEL, C1), the Unicode line and
+//! paragraph separators, and the bidirectional overrides and isolates, which can make `invoice\u{202e}fdp.exe` read
 //! as `invoiceexe.pdf`. They are shown as `\u{1b}` (as Rust writes them), and in JSON as
 //! `\u001b`, so that JSON stays valid.
 
@@ -19,7 +22,11 @@ use std::io::{self, Write};
 
 /// Characters a terminal would act on, or that reorder what is shown.
 pub fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// One field for one line of output: every unsafe character (line breaks and tabs included)
