@@ -149,77 +149,81 @@ fn text(r: &Report) -> String {
     counts(&mut line, &r.by_staff, true);
     line(String::new());
 
-    line(format!(
-        "Cases still unreviewed: {} (oldest first)",
-        r.unreviewed.len()
-    ));
-    for c in &r.unreviewed {
-        line(format!(
-            "  {}, unreviewed for {}",
-            case_line(c, r),
-            age_words(r.age(c))
-        ));
-    }
-    none(&mut line, r.unreviewed.is_empty());
-    line(String::new());
-
-    line(format!("Cases reviewed: {}", r.reviewed.len()));
-    for rv in &r.reviewed {
-        let v = &rv.review;
-        line(format!("  {}", case_line(&rv.case, r)));
-        line(format!(
-            "    outcome {} by {} on {}{}{}",
-            one_line(v.outcome.as_deref().unwrap_or("none")),
-            one_line(&v.actor),
-            when(v.time, r),
-            v.reference
-                .as_deref()
-                .map(|x| format!("; reference {}", one_line(x)))
-                .unwrap_or_default(),
-            if v.note.is_empty() {
-                String::new()
-            } else {
-                format!("; note: {}", one_line(&v.note))
-            }
-        ));
-    }
-    none(&mut line, r.reviewed.is_empty());
-    line(String::new());
-
-    line(format!(
-        "Safeguarding holds: {} (and what became of them)",
-        r.safeguarding_holds.len()
-    ));
-    for h in &r.safeguarding_holds {
-        line(format!("  {}", hold_line(h, r)));
-    }
-    none(&mut line, r.safeguarding_holds.is_empty());
-    line(String::new());
-
-    line(format!(
-        "Sensitive-attachment holds released or deleted: {}",
-        r.attachment_holds.len()
-    ));
-    for h in &r.attachment_holds {
-        line(format!("  {}", hold_line(h, r)));
-    }
-    none(&mut line, r.attachment_holds.is_empty());
-    line(String::new());
-
-    line(format!(
-        "Alerts that could not be delivered: {}",
-        r.undelivered.len()
-    ));
-    for u in &r.undelivered {
-        line(format!(
-            "  record {} on {}: {}",
-            u.seq,
-            when(u.time, r),
-            one_line(&u.detail)
-        ));
-    }
-    none(&mut line, r.undelivered.is_empty());
-    line(String::new());
+    section(
+        &mut line,
+        format!(
+            "Cases still unreviewed: {} (oldest first)",
+            r.unreviewed.len()
+        ),
+        &r.unreviewed,
+        |c| {
+            vec![format!(
+                "  {}, unreviewed for {}",
+                case_line(c, r),
+                age_words(r.age(c))
+            )]
+        },
+    );
+    section(
+        &mut line,
+        format!("Cases reviewed: {}", r.reviewed.len()),
+        &r.reviewed,
+        |rv| {
+            let v = &rv.review;
+            vec![
+                format!("  {}", case_line(&rv.case, r)),
+                format!(
+                    "    outcome {} by {} on {}{}{}",
+                    one_line(v.outcome.as_deref().unwrap_or("none")),
+                    one_line(&v.actor),
+                    when(v.time, r),
+                    v.reference
+                        .as_deref()
+                        .map(|x| format!("; reference {}", one_line(x)))
+                        .unwrap_or_default(),
+                    if v.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; note: {}", one_line(&v.note))
+                    }
+                ),
+            ]
+        },
+    );
+    section(
+        &mut line,
+        format!(
+            "Safeguarding holds: {} (and what became of them)",
+            r.safeguarding_holds.len()
+        ),
+        &r.safeguarding_holds,
+        |h| vec![format!("  {}", hold_line(h, r))],
+    );
+    section(
+        &mut line,
+        format!(
+            "Sensitive-attachment holds released or deleted: {}",
+            r.attachment_holds.len()
+        ),
+        &r.attachment_holds,
+        |h| vec![format!("  {}", hold_line(h, r))],
+    );
+    section(
+        &mut line,
+        format!(
+            "Alerts that could not be delivered: {}",
+            r.undelivered.len()
+        ),
+        &r.undelivered,
+        |u| {
+            vec![format!(
+                "  record {} on {}: {}",
+                u.seq,
+                when(u.time, r),
+                one_line(&u.detail)
+            )]
+        },
+    );
 
     line("Audit trail".into());
     line(format!("  Chain head: {}", r.chain.head_line()));
@@ -249,6 +253,24 @@ fn counts(line: &mut impl FnMut(String), counts: &[Count], staff: bool) {
     if counts.is_empty() {
         line("  none".into());
     }
+}
+
+/// One section of the text report: its heading, the lines of each item, "none" when it has
+/// none, and a blank line after it.
+fn section<T>(
+    line: &mut impl FnMut(String),
+    heading: String,
+    items: &[T],
+    each: impl Fn(&T) -> Vec<String>,
+) {
+    line(heading);
+    for item in items {
+        for l in each(item) {
+            line(l);
+        }
+    }
+    none(line, items.is_empty());
+    line(String::new());
 }
 
 fn none(line: &mut impl FnMut(String), empty: bool) {
