@@ -397,6 +397,46 @@ pub struct Web {
     /// Serve the web page over HTTPS with the relay's certificate (`relay.tls_cert`/`tls_key`).
     #[serde(default)]
     pub tls: bool,
+    /// Serve plain HTTP on an address other than loopback anyway: passwords and session
+    /// cookies then cross the network in clear (the cookie cannot be `Secure`). Off: such a
+    /// listener needs `tls = true`.
+    #[serde(default)]
+    pub insecure_http: bool,
+    /// Who may read `GET /metrics` without a token (addresses or CIDR ranges). Not set:
+    /// loopback only.
+    #[serde(default)]
+    pub metrics_allowed_clients: Option<Vec<IpNet>>,
+    /// A file holding a bearer token that also opens `GET /metrics` (`Authorization: Bearer
+    /// …`), for a Prometheus elsewhere.
+    #[serde(default)]
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+impl Web {
+    /// The clients `GET /metrics` answers without a token (loopback unless configured).
+    pub fn metrics_clients(&self) -> Vec<IpNet> {
+        match &self.metrics_allowed_clients {
+            Some(list) => list.clone(),
+            None => ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
+        }
+    }
+
+    /// Whether the page is served over plain HTTP on an address other than loopback (only
+    /// with `insecure_http = true`).
+    pub fn insecure(&self) -> bool {
+        !self.tls && self.listen.is_some_and(|a| !a.ip().is_loopback())
+    }
+
+    /// What `insecure_http` costs, said at start and by `policy check` (None: nothing to say).
+    pub fn insecure_warning(&self) -> Option<String> {
+        let listen = self.listen.filter(|_| self.insecure())?;
+        Some(format!(
+            "[web] insecure_http = true: the web page on {listen} is plain HTTP, so passwords and the session cookie (which cannot be Secure) cross the network in clear and anyone on the path can take over a session; set [web] tls = true"
+        ))
+    }
 }
 
 /// `[audit]`: how long the trail is kept and how its head is anchored outside the database.
@@ -985,6 +1025,19 @@ impl Config {
                 "is true but relay.tls_cert and relay.tls_key are not both set; the web page uses the relay's certificate".into(),
             ));
         }
+        if let Some(listen) = self.web.listen
+            && !self.web.tls
+            && !self.web.insecure_http
+            && !listen.ip().is_loopback()
+        {
+            return Err(err(
+                "web",
+                "listen",
+                format!(
+                    "[web] listen = \"{listen}\" is not a loopback address, but [web] tls is false: browsers drop the Secure session cookie over plain HTTP, so nobody could log in, and passwords would cross the network in clear; set [web] tls = true (with relay.tls_cert and relay.tls_key), or listen on 127.0.0.1 behind a TLS proxy, or set [web] insecure_http = true to accept the risk"
+                ),
+            ));
+        }
         match (&r.tls_cert, &r.tls_key) {
             (Some(_), None) => {
                 return Err(err(
@@ -1139,6 +1192,31 @@ impl Config {
     }
 
     /// The password for the next hop's AUTH, read from its file (one line, trailing newline ignored).
+    /// The bearer token of `[web] metrics_token_file`, if one is set (read on each use, so a
+    /// new token takes effect without a restart).
+    pub fn metrics_token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(file) = &self.web.metrics_token_file else {
+            return Ok(None);
+        };
+        let err = |message: String| ConfigError {
+            path: self.source.clone(),
+            line: None,
+            field: Some("web.metrics_token_file".into()),
+            message,
+        };
+        let token = std::fs::read_to_string(file)
+            .map_err(|e| err(format!("cannot read {}: {e}", file.display())))?;
+        let token = token.trim().to_string();
+        if token.len() < 16 {
+            return Err(err(format!(
+                "{} holds {} characters; a metrics token needs at least 16 (e.g. openssl rand -hex 32)",
+                file.display(),
+                token.len()
+            )));
+        }
+        Ok(Some(token))
+    }
+
     pub fn next_hop_auth(&self) -> Result<Option<crate::smtp::next_hop::NextHopAuth>, ConfigError> {
         let Some(auth) = &self.relay.next_hop_auth else {
             return Ok(None);
@@ -1420,6 +1498,80 @@ mod tests {
         let text = EXAMPLE.replace("# tls_cert = ", "tls_cert = ");
         let e = parse(&text).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("relay.tls_cert"));
+    }
+
+    #[test]
+    fn plain_http_on_a_network_address_is_refused_unless_insecure_http() {
+        let text = EXAMPLE.replace("listen = \"127.0.0.1:8025\"", "listen = \"0.0.0.0:8025\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("web.listen"), "{e}");
+        assert_eq!(e.line, Some(line_of(&text, "listen = \"0.0.0.0:8025\"")));
+        let line = e.to_string();
+        assert!(!line.contains('\n'), "one line: {line}");
+        assert!(
+            line.contains("[web] tls") && line.contains("insecure_http"),
+            "{line}"
+        );
+
+        let text = text.replace("# insecure_http = false", "insecure_http = true");
+        let c = parse(&text).unwrap();
+        assert!(c.web.insecure());
+        let warning = c.web.insecure_warning().unwrap();
+        assert!(
+            warning.contains("Secure") && warning.contains("in clear"),
+            "{warning}"
+        );
+        let loopback = parse(EXAMPLE).unwrap();
+        assert!(!loopback.web.insecure());
+        assert_eq!(loopback.web.insecure_warning(), None);
+        let v6 = parse(&EXAMPLE.replace("127.0.0.1:8025", "[::1]:8025")).unwrap();
+        assert!(!v6.web.insecure(), "::1 is loopback");
+    }
+
+    #[test]
+    fn metrics_answer_loopback_unless_configured() {
+        let c = parse(EXAMPLE).unwrap();
+        let clients = c.web.metrics_clients();
+        let has = |ip: &str| {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            clients.iter().any(|n| n.contains(&ip))
+        };
+        assert!(has("127.0.0.1") && has("::1") && !has("10.0.0.5"));
+        let text = EXAMPLE.replace(
+            "# metrics_allowed_clients = [\"127.0.0.0/8\", \"::1/128\"]",
+            "metrics_allowed_clients = [\"10.0.0.0/24\"]",
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.web.metrics_clients(),
+            vec!["10.0.0.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(c.metrics_token().unwrap(), None);
+    }
+
+    #[test]
+    fn a_short_or_missing_metrics_token_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("metrics.token");
+        let text = EXAMPLE.replace(
+            "# metrics_token_file = \"/etc/schoolgate/metrics.token\"",
+            &format!("metrics_token_file = \"{}\"", file.display()),
+        );
+        let c = parse(&text).unwrap();
+        let e = c.metrics_token().unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("web.metrics_token_file"), "{e}");
+        std::fs::write(&file, "short\n").unwrap();
+        assert!(
+            c.metrics_token()
+                .unwrap_err()
+                .to_string()
+                .contains("at least 16")
+        );
+        std::fs::write(&file, "0123456789abcdef0123\n").unwrap();
+        assert_eq!(
+            c.metrics_token().unwrap().as_deref(),
+            Some("0123456789abcdef0123")
+        );
     }
 
     #[test]

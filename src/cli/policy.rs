@@ -125,6 +125,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     for line in escalation_warnings(&config, &directory) {
         println!("warning: {line}");
     }
+    if let Some(line) = config.web.insecure_warning() {
+        println!("warning: {line}");
+    }
+    if let Err(e) = config.metrics_token() {
+        println!("warning: {e}; /metrics answers only [web] metrics_allowed_clients");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -109,6 +109,10 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         })?),
         None => None,
     };
+    if let Some(warning) = config.web.insecure_warning() {
+        eprintln!("warning: {warning}");
+        tracing::warn!("{warning}");
+    }
     if let Some(warning) = crate::smtp::server::raise_open_file_limit(config.relay.max_connections)
     {
         tracing::warn!("{warning}");

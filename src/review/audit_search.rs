@@ -190,9 +190,9 @@ pub fn instant(
     if let Ok(t) = value.parse::<jiff::Timestamp>() {
         return Ok(t);
     }
-    let date: jiff::civil::Date = value.parse().map_err(|_| {
+    let date = uk_or_iso_date(value).ok_or_else(|| {
         SearchError::Invalid(format!(
-            "{flag} {value:?} is not a date (YYYY-MM-DD) or an RFC 3339 instant (2026-01-31T17:00:00Z)"
+            "{flag} {value:?} is not a date (31/01/2026 or 2026-01-31) or an RFC 3339 instant (2026-01-31T17:00:00Z)"
         ))
     })?;
     let date = if end_of_day {
@@ -211,6 +211,33 @@ pub fn instant(
         ))
     })?;
     Ok(zoned.timestamp())
+}
+
+/// A date as a UK school writes it (`31/01/2026`, `7/12/2026`) or as ISO 8601 (`2026-01-31`, what
+/// a browser's date picker sends).
+pub fn uk_or_iso_date(value: &str) -> Option<jiff::civil::Date> {
+    let value = value.trim();
+    if let Ok(d) = value.parse::<jiff::civil::Date>() {
+        return Some(d);
+    }
+    let mut parts = value.split('/');
+    let (Some(d), Some(m), Some(y), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let number = |s: &str, max_len: usize| -> Option<i16> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let (d, m, y) = (number(d, 2)?, number(m, 2)?, number(y, 4)?);
+    if y < 1000 {
+        return None;
+    }
+    jiff::civil::Date::new(y, i8::try_from(m).ok()?, i8::try_from(d).ok()?).ok()
 }
 
 /// The stored-time bounds that include at least every record in `[since, until)`: seconds,
@@ -396,4 +423,33 @@ pub fn export_record(
         }
     );
     AuditRecord::action(RecordKind::Action, actor, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uk_or_iso_date;
+
+    #[test]
+    fn a_date_is_read_the_uk_way_or_the_iso_way() {
+        let d = jiff::civil::date(2026, 12, 7);
+        assert_eq!(uk_or_iso_date("07/12/2026"), Some(d));
+        assert_eq!(uk_or_iso_date("7/12/2026"), Some(d));
+        assert_eq!(uk_or_iso_date("2026-12-07"), Some(d));
+        assert_eq!(uk_or_iso_date(" 07/12/2026 "), Some(d));
+    }
+
+    #[test]
+    fn what_is_not_a_day_is_refused() {
+        for bad in [
+            "31/02/2026",
+            "12/2026",
+            "07/12/26",
+            "07/12/2026/1",
+            "+7/12/2026",
+            "seven",
+            "",
+        ] {
+            assert_eq!(uk_or_iso_date(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -54,6 +54,15 @@ pub enum ReviewError {
     Busy(String),
     #[error("the held copy of {0} does not match its recorded SHA-256; not released")]
     Changed(String),
+    #[error(
+        "quarantined message {id} was deleted by {by} at {at} ({reason}); its bytes are no longer kept"
+    )]
+    Deleted {
+        id: String,
+        by: String,
+        at: String,
+        reason: String,
+    },
     #[error("the held copy of {id} cannot be read ({detail}); it may have been removed")]
     Unreadable { id: String, detail: String },
     #[error("next hop {hop} did not answer within {secs} s; {id} is still held")]
@@ -304,7 +313,16 @@ pub async fn export(
     let actor = who.name.as_str();
     let reviewer = who.clone();
     let bytes = in_quarantine(q, id, move |q, id| {
-        authorize(&find(q, id)?, &reviewer, Act::Download)?;
+        let h = find(q, id)?;
+        authorize(&h, &reviewer, Act::Download)?;
+        if h.state == "deleted" {
+            return Err(ReviewError::Deleted {
+                id: id.to_string(),
+                by: h.acted_by.unwrap_or_else(|| "?".into()),
+                at: h.acted_at.unwrap_or_else(|| "?".into()),
+                reason: h.action_reason.unwrap_or_default(),
+            });
+        }
         q.read(id).map_err(|e| ReviewError::Unreadable {
             id: id.to_string(),
             detail: format!(
@@ -429,6 +447,14 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(find(&q, "S2").unwrap().state, "deleted");
+        // Its download now says who deleted it and why, and no path on the server.
+        match export(&q, "S2", &dsl, "a file", &log).await {
+            Err(ReviewError::Deleted { by, reason, .. }) => {
+                assert_eq!(by, "ms.dsl");
+                assert_eq!(reason, "kept as evidence");
+            }
+            other => panic!("a deleted message's download: {other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -419,6 +419,7 @@ pub(crate) fn record_decision(record: &mut MessageRecord, decision: &policy::Dec
         .map(|f| FindingRecord {
             rule: f.rule.into(),
             attachment: f.attachment.clone(),
+            part: f.part,
             detail: f.detail.clone(),
             detectors: f
                 .detectors

@@ -295,6 +295,10 @@ pub struct AttachmentRecord {
 pub struct FindingRecord {
     pub rule: String,
     pub attachment: String,
+    /// Which attachment: its 1-based place in the message's attachments as the scan lists them
+    /// (absent from records written before it existed, and for the message as a whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<usize>,
     pub detail: String,
     /// Detector name and its count of distinct values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -209,8 +209,8 @@ pub async fn list(
                     @for r in &rules { option value=(r) selected[filter.rule.as_deref() == Some(r.as_str())] { (r) } }
                 } }
                 label { "Person" input type="text" name="person" value=(field("person")) placeholder="any of their addresses"; }
-                label { "Since" input type="text" name="since" value=(field("since")) placeholder="YYYY-MM-DD"; }
-                label { "Until" input type="text" name="until" value=(field("until")) placeholder="YYYY-MM-DD"; }
+                label { "Since" input type="date" name="since" value=(pages::date_value(&field("since"))) placeholder="dd/mm/yyyy"; }
+                label { "Until" input type="date" name="until" value=(pages::date_value(&field("until"))) placeholder="dd/mm/yyyy"; }
             }
             button type="submit" { "Filter" }
         }
@@ -231,7 +231,7 @@ pub async fn list(
                                 td.time { (pages::short_time(&c.time)) }
                                 td.sender { (c.sender()) }
                                 td.recipients { (c.message.rcpt_to.join(", ")) }
-                                td.subject { a.open href=(format!("/flags/{}", c.seq)) { (subject(c)) } }
+                                td.subject { a.open href=(format!("/flags/{}", c.seq)) { (pages::clipped(subject(c))) } }
                                 td.rule { @for r in c.rules() { div { (r) } } }
                                 td.state { (state_label(c)) }
                                 td.evidence {

@@ -43,7 +43,7 @@ const PASSWORD_CHECKS: usize = 2;
 pub struct Web {
     pub relay: Arc<Relay>,
     pub sessions: Sessions,
-    /// Whether cookies get `Secure` (TLS, or any listener but loopback).
+    /// Whether cookies get `Secure` (TLS, or any listener but loopback unless `insecure_http`).
     pub secure: bool,
     /// Password checks at once: each takes about 19 MiB and tens of milliseconds of CPU, so a
     /// flood of logins waits here rather than exhausting the machine's memory.
@@ -54,7 +54,10 @@ impl Web {
     pub fn new(relay: Arc<Relay>) -> Arc<Self> {
         let config = relay.config();
         let loopback = config.web.listen.is_some_and(|a| a.ip().is_loopback());
-        let secure = config.web.tls || !loopback;
+        // With `insecure_http` on a network address the cookie cannot be Secure (the browser
+        // would drop it and nobody could log in): that is the cost `serve` warns of.
+        let secure = config.web.tls || (!loopback && !config.web.insecure_http);
+        pages::set_zone(&config.school.timezone);
         Arc::new(Web {
             relay,
             sessions: Sessions::default(),
@@ -102,6 +105,8 @@ impl Web {
         headers: &HeaderMap,
         allowed: impl Fn(&User) -> bool,
     ) -> Result<User, Response> {
+        // A reload may have changed `[school] timezone`.
+        pages::set_zone(&self.relay.config().school.timezone);
         match self.user(headers).await {
             None => Err(Redirect::to("/login").into_response()),
             Some(mut u) if allowed(&u) => {
@@ -150,6 +155,7 @@ impl Form {
 
 /// Every route of the web listener.
 pub fn router(relay: Arc<Relay>) -> Router {
+    let tls = relay.config().web.tls;
     let web = Web::new(relay);
     Router::new()
         .route("/metrics", get(scrape))
@@ -172,7 +178,24 @@ pub fn router(relay: Arc<Relay>) -> Router {
         .route("/undelivered", get(undelivered::list))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response_with_state(tls, hsts))
         .with_state(web)
+}
+
+/// How long a browser that saw the page over HTTPS keeps to HTTPS for it (a year).
+const HSTS: &str = "max-age=31536000";
+
+/// Over TLS, `Strict-Transport-Security`: a browser that once reached the page over HTTPS
+/// never again sends its password or cookie to it in clear. Not on plain HTTP (RFC 6797: a
+/// browser ignores it there).
+async fn hsts(State(tls): State<bool>, mut response: Response) -> Response {
+    if tls {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
+    response
 }
 
 /// The headers on every response (see the module's documentation).
@@ -338,8 +361,58 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// `GET /metrics`.
-async fn scrape(State(web): State<Arc<Web>>) -> impl IntoResponse {
+/// Whether `client` may read `/metrics`: it is in `[web] metrics_allowed_clients` (default
+/// loopback), or it gave `[web] metrics_token_file`'s token as `Authorization: Bearer`.
+fn may_scrape(web: &Web, client: std::net::IpAddr, headers: &HeaderMap) -> bool {
+    let config = web.relay.config();
+    let client = client.to_canonical();
+    if config
+        .web
+        .metrics_clients()
+        .iter()
+        .any(|n| n.contains(&client))
+    {
+        return true;
+    }
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
+        return false;
+    };
+    match config.metrics_token() {
+        Ok(Some(token)) => same_token(given.as_bytes(), token.as_bytes()),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::error!(error = %e, "metrics: the token could not be read; refused");
+            false
+        }
+    }
+}
+
+/// `a == b` in time that does not depend on where they differ.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// `GET /metrics`: for the clients [`may_scrape`] allows; 403 for anyone else (the counts
+/// per safeguarding rule are not for the whole network).
+async fn scrape(
+    State(web): State<Arc<Web>>,
+    axum::extract::ConnectInfo(Peer(peer)): axum::extract::ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    if !may_scrape(&web, peer.ip(), &headers) {
+        tracing::info!(client = %peer.ip(), "metrics: refused (not in [web] metrics_allowed_clients, no valid token)");
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "403: this client may not read the metrics; add it to [web] metrics_allowed_clients, or send the token of [web] metrics_token_file as Authorization: Bearer\n",
+        )
+            .into_response();
+    }
     let q = web.quarantine();
     let quarantine = tokio::task::spawn_blocking(move || {
         q.list("held").map(|held| QuarantineSize {
@@ -366,4 +439,5 @@ async fn scrape(State(web): State<Arc<Web>>) -> impl IntoResponse {
         )],
         web.relay.metrics.render(quarantine),
     )
+        .into_response()
 }

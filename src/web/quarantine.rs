@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::auth::User;
 use super::{Web, pages};
 use crate::policy::holds::{self, Act, Hold};
-use crate::policy::sensitive::encryption::{self, Protection};
+use crate::policy::sensitive::encryption::Protection;
 use crate::review::quarantine::{self as review, ReviewError, Reviewer};
 use crate::store::quarantine::Held;
 
@@ -255,7 +255,7 @@ pub async fn list(
                                 td.time { (pages::short_time(&h.time)) }
                                 td.sender { (h.mail_from) }
                                 td.recipients { (h.rcpt_to.join(", ")) }
-                                td.subject { (h.subject.as_deref().unwrap_or("(no subject)")) }
+                                td.subject { (pages::clipped(h.subject.as_deref().unwrap_or("(no subject)"))) }
                                 td.reason {
                                     @for (rule, detail) in reasons(h, &u) {
                                         span.rule title=(detail) { (rule) } " "
@@ -366,6 +366,8 @@ fn highlight(text: &str, marks: &[String]) -> Vec<(bool, String)> {
 
 /// What the page shows of one attachment.
 struct Attachment {
+    /// Its 1-based place among the message's attachments, as the scan numbered them.
+    part: usize,
     name: String,
     mime: String,
     size: usize,
@@ -408,22 +410,16 @@ fn parse(bytes: &[u8]) -> Option<Parsed> {
     let full = m.body_text(0).map(|t| t.into_owned()).unwrap_or_default();
     let truncated = full.chars().count() > PREVIEW_CHARS;
     let text: String = full.chars().take(PREVIEW_CHARS).collect();
-    let attachments = m
-        .attachments()
-        .map(|p| {
-            let body = p.contents();
-            Attachment {
-                name: p.attachment_name().unwrap_or("(unnamed)").to_string(),
-                mime: p
-                    .content_type()
-                    .map(|c| match c.subtype() {
-                        Some(s) => format!("{}/{s}", c.ctype()),
-                        None => c.ctype().to_string(),
-                    })
-                    .unwrap_or_else(|| "application/octet-stream".into()),
-                size: body.len(),
-                protection: encryption::of_file(body),
-            }
+    // The attachments as the sensitive-attachment scan walked them (its names, its order), so
+    // each finding sits with the part it was found in, whatever that part is called.
+    let attachments = crate::policy::sensitive::attachments(bytes)
+        .into_iter()
+        .map(|a| Attachment {
+            part: a.part,
+            name: a.name,
+            mime: a.mime_type,
+            size: a.size,
+            protection: a.protection,
         })
         .collect();
     Some(Parsed {
@@ -432,6 +428,15 @@ fn parse(bytes: &[u8]) -> Option<Parsed> {
         truncated,
         attachments,
     })
+}
+
+/// Whether finding `f` is about attachment `a`: by the part the scan found it in; a finding
+/// recorded before findings named their part, by the attachment's name.
+fn found_in(f: &Value, a: &Attachment) -> bool {
+    match f["part"].as_u64() {
+        Some(part) => usize::try_from(part).is_ok_and(|p| p == a.part),
+        None => f["attachment"].as_str() == Some(a.name.as_str()),
+    }
 }
 
 /// `GET /quarantine/{id}`.
@@ -486,6 +491,9 @@ pub async fn show(
         p.state { "Held " (pages::short_time(&h.time)) " · " (h.state)
             @if let Some(by) = &h.acted_by { " by " (by) }
             @if let Some(why) = &h.action_reason { ": " (why) } }
+        @if h.state != "held" {
+            (outcome(&h))
+        }
         @if hold == Hold::Safeguarding {
             p.hold-kind #safeguarding-hold { "Held by a safeguarding rule: the DSL decides whether it is released or deleted, with a reason kept in the audit trail." }
         }
@@ -542,7 +550,7 @@ pub async fn show(
                                     Protection::Clear => span.clear { "not encrypted" },
                                 }
                             }
-                            @let mine: Vec<&&Value> = findings.iter().filter(|f| f["attachment"].as_str() == Some(a.name.as_str())).collect();
+                            @let mine: Vec<&&Value> = findings.iter().filter(|f| found_in(f, a)).collect();
                             @if mine.is_empty() {
                                 p.finding { "No findings." }
                             }
@@ -559,9 +567,23 @@ pub async fn show(
                 }
                 _ => p.note { "No attachments." }
             }
+            // Findings about no one listed part: the message as a whole, or a part only other
+            // mail programs see.
+            @let listed: &[Attachment] = parsed.as_ref().map(|p| p.attachments.as_slice()).unwrap_or(&[]);
+            @let other: Vec<&&Value> = findings.iter().filter(|f| !listed.iter().any(|a| found_in(f, a))).collect();
+            @if !other.is_empty() {
+                div.attachment #other-findings {
+                    h3 { "Not tied to one attachment" }
+                    @for f in other {
+                        div.finding {
+                            strong { (f["rule"].as_str().unwrap_or("")) } ": " (f["detail"].as_str().unwrap_or(""))
+                        }
+                    }
+                }
+            }
         }
         section.actions {
-            @if may(Act::Download) {
+            @if may(Act::Download) && h.state != "deleted" {
                 a #download.button href=(format!("/quarantine/{}/eml", h.id)) { "Download .eml" }
             }
             @if may(Act::Release) && h.state == "held" {
@@ -587,10 +609,34 @@ pub async fn show(
     pages::page(StatusCode::OK, "Held message", Some(&u), body)
 }
 
+/// What became of a message no longer held: released or deleted, by whom, when and why.
+fn outcome(h: &Held) -> Markup {
+    let what = match h.state.as_str() {
+        "deleted" => "Deleted",
+        "released" => "Released",
+        "releasing" => "Being released",
+        other => other,
+    };
+    html! {
+        section #outcome {
+            h2 { (what) }
+            dl {
+                dt { "By" } dd #acted-by { (h.acted_by.as_deref().unwrap_or("not recorded")) }
+                dt { "When" } dd #acted-at { (h.acted_at.as_deref().map(pages::short_time).unwrap_or_else(|| "not recorded".into())) }
+                dt { "Why" } dd #acted-why { (h.action_reason.as_deref().filter(|r| !r.is_empty()).unwrap_or("no reason given")) }
+            }
+            @if h.state == "deleted" {
+                p.note { "Its bytes are no longer kept; this entry and the audit trail remain." }
+            }
+        }
+    }
+}
+
 /// The page for an action that was not done.
 fn failed(u: &User, e: &ReviewError) -> Response {
     let status = match e {
         ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
+        ReviewError::Deleted { .. } => StatusCode::GONE,
         ReviewError::AlreadyActed { .. } | ReviewError::Busy(_) => StatusCode::CONFLICT,
         ReviewError::NoReason(_) => StatusCode::BAD_REQUEST,
         ReviewError::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -641,6 +687,28 @@ pub async fn download(
                 bytes,
             )
                 .into_response()
+        }
+        Err(ReviewError::Deleted { id, by, at, reason }) => {
+            let body = html! {
+                h1 { "Deleted" }
+                p.error #gone {
+                    "This message was deleted by " (by) " on " (pages::short_time(&at))
+                    @if !reason.is_empty() { ", because: " (reason) } @else { "." }
+                    " Its bytes are no longer kept, so there is nothing to download."
+                }
+                p { a href=(format!("/quarantine/{id}")) { "The message's entry" } " · " a href="/quarantine" { "Back to the quarantine" } }
+            };
+            pages::page(StatusCode::GONE, "Deleted", Some(&u), body)
+        }
+        Err(ReviewError::Unreadable { id, detail }) => {
+            // The detail names the file on the server: the log has it, the page does not.
+            tracing::warn!(%id, %detail, "web: a held message's bytes could not be read for a download");
+            let body = html! {
+                h1 { "Not kept" }
+                p.error #gone { "The held copy of this message is no longer kept, so there is nothing to download." }
+                p { a href="/quarantine" { "Back to the quarantine" } }
+            };
+            pages::page(StatusCode::GONE, "Not kept", Some(&u), body)
         }
         Err(e) => failed(&u, &e),
     }

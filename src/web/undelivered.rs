@@ -139,7 +139,7 @@ pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
                     tbody {
                         @for (seq, time, detail, _) in &found {
                             tr.undelivered data-seq=(seq) {
-                                td.time { (time) }
+                                td.time { (pages::long_time(time)) }
                                 td.seq { (seq) }
                                 td.detail { (detail.strip_prefix(UNDELIVERED).unwrap_or(detail).trim()) }
                             }

@@ -45,6 +45,11 @@ pub struct Finding {
     pub rule: &'static str,
     /// The attachment's file name as the sender sees it.
     pub attachment: String,
+    /// Which attachment it is: its 1-based place in [`attachments`] (the same list the
+    /// quarantine page shows), so a finding stays with its part whatever the part's name.
+    /// `None` for a finding about the message as a whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<usize>,
     /// What was found, in words the network manager and the sender read (never the data).
     pub detail: String,
     /// Each detector that counted something, with its count of distinct values.
@@ -69,6 +74,7 @@ impl Finding {
         Finding {
             rule: SensitiveRule::UnscannableAttachment.name(),
             attachment: "(all attachments)".into(),
+            part: None,
             detail: "the attachments could not be inspected: internal error in schoolgate".into(),
             detectors: Vec::new(),
             evidence: Vec::new(),
@@ -169,6 +175,7 @@ pub fn inspect(
                  of them see an attachment there"
             ),
             attachment: unseen,
+            part: None,
             detectors: Vec::new(),
             evidence: Vec::new(),
             action: on_unscannable,
@@ -183,6 +190,7 @@ pub fn inspect(
         inspection.findings.push(Finding {
             rule: SensitiveRule::UnscannableAttachment.name(),
             attachment: attachment.into(),
+            part: None,
             detail: format!("the message could not be inspected: {why}"),
             detectors: Vec::new(),
             evidence: Vec::new(),
@@ -192,7 +200,8 @@ pub fn inspect(
     let budget = Budget::new(&s.limits);
     let vocabulary = Vocabulary::new(&s.keywords, &s.markings);
     let marked = message_marking(message, &root, config);
-    for a in attachments {
+    for (i, a) in attachments.into_iter().enumerate() {
+        let part = Some(i + 1);
         let mut info = AttachmentInfo {
             name: a.name.clone(),
             mime_type: a.part.mime_type().to_string(),
@@ -212,6 +221,7 @@ pub fn inspect(
                     inspection.findings.push(Finding {
                         rule: SensitiveRule::UnscannableAttachment.name(),
                         attachment: a.name.clone(),
+                        part,
                         detail: format!("\"{}\" could not be inspected: {why}", a.name),
                         detectors: Vec::new(),
                         evidence: Vec::new(),
@@ -223,7 +233,9 @@ pub fn inspect(
             Ok(Opened::Clear) => {
                 if on_sensitive == Action::Off {
                     if contents.truncated && on_unscannable != Action::Off {
-                        inspection.findings.push(truncated(&a.name, on_unscannable));
+                        inspection
+                            .findings
+                            .push(truncated(&a.name, part, on_unscannable));
                     }
                     continue;
                 }
@@ -243,6 +255,7 @@ pub fn inspect(
                     inspection.findings.push(Finding {
                         rule: SensitiveRule::UnencryptedSensitiveAttachment.name(),
                         attachment: a.name.clone(),
+                        part,
                         detail: format!(
                             "\"{}\" is not encrypted and holds {}",
                             a.name,
@@ -259,12 +272,53 @@ pub fn inspect(
                     });
                 } else if contents.truncated && on_unscannable != Action::Off {
                     // What was read is clean, but the rest was not read at all.
-                    inspection.findings.push(truncated(&a.name, on_unscannable));
+                    inspection
+                        .findings
+                        .push(truncated(&a.name, part, on_unscannable));
                 }
             }
         }
     }
     inspection
+}
+
+/// One attachment as the quarantine page lists it: the same list, in the same order, that
+/// [`inspect`] numbers its findings by ([`Finding::part`]).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// 1-based.
+    pub part: usize,
+    pub name: String,
+    pub mime_type: String,
+    /// Decoded size in bytes.
+    pub size: usize,
+    pub protection: Protection,
+}
+
+/// Every attachment of `message`, as [`inspect`] walks them (its names, its order).
+pub fn attachments(message: &[u8]) -> Vec<Listed> {
+    let root = tree::scan(message);
+    let mut found = Vec::new();
+    collect(message, &root, &mut found);
+    found
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let body = decode_body(message, a.part).unwrap_or(Cow::Borrowed(&[]));
+            Listed {
+                part: i + 1,
+                name: a.name.clone(),
+                mime_type: a.part.mime_type().to_string(),
+                size: body.len(),
+                protection: encryption::of_part(
+                    a.part.mime_type(),
+                    &a.part.content_type.params,
+                    &a.name,
+                    &body,
+                ),
+            }
+        })
+        .collect()
 }
 
 /// Where the MIME walk stopped at a limit, if it did: what the finding names, and why.
@@ -285,10 +339,11 @@ fn unsplit(root: &Part) -> Option<(&'static str, Unscannable)> {
 }
 
 /// An attachment whose text ran past [`limits::MAX_TEXT`]: only its start was read.
-fn truncated(name: &str, action: Action) -> Finding {
+fn truncated(name: &str, part: Option<usize>, action: Action) -> Finding {
     Finding {
         rule: SensitiveRule::UnscannableAttachment.name(),
         attachment: name.to_string(),
+        part,
         detail: format!(
             "\"{name}\" could not be inspected: it holds more than {} MiB of text, and only \
              the first {} MiB were read",
