@@ -488,9 +488,7 @@ pub async fn show(
     let body = html! {
         p.back { a href="/quarantine" { "← Quarantine" } }
         h1 { (h.subject.as_deref().unwrap_or("(no subject)")) }
-        p.state { "Held " (pages::short_time(&h.time)) " · " (h.state)
-            @if let Some(by) = &h.acted_by { " by " (by) }
-            @if let Some(why) = &h.action_reason { ": " (why) } }
+        p.state { "Held " (pages::short_time(&h.time)) " · " (h.state) }
         @if h.state != "held" {
             (outcome(&h))
         }

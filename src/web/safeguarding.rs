@@ -382,14 +382,14 @@ pub async fn audit(
                                 tr.record data-seq=(seq) {
                                     td.seq { (seq) }
                                     td.time { time datetime=(r.time) { (pages::long_time(&r.time)) } }
-                                    td { (r.kind.as_str()) }
+                                    td.kind { (r.kind.as_str()) }
                                     @if let Some(m) = &r.message {
                                         td.sender { (m.mail_from) }
                                         td.recipients { (m.rcpt_to.join(", ")) }
                                         @let subject = m.subject.as_deref().unwrap_or("");
                                         td.subject { (pages::clipped(subject)) }
-                                        td { (m.verdict) ", " (m.outcome) }
-                                        td { @for f in &m.flags { div { (f.rule) } } @for f in &m.findings { div { (f.rule) } } }
+                                        td.outcome { (m.verdict) ", " (m.outcome) }
+                                        td.rules { @for f in &m.flags { div { (f.rule) } } @for f in &m.findings { div { (f.rule) } } }
                                     } @else if let Some(a) = &r.action {
                                         td.sender { (a.actor) }
                                         td.detail colspan="4" { (a.detail) }
