@@ -1,8 +1,8 @@
 //! Issue 17, defect 5, in a real headless Chromium: every page of the web listener fits the
 //! window at 1280 px and at 390 px (`document.scrollingElement.scrollWidth <= innerWidth`), with
 //! the worst text mail brings: a 2,400-character subject, a subject with no break point, and an
-//! action whose detail is one long token. Each page is photographed at both widths
-//! (target/screenshots/).
+//! action whose detail is one long token; nor does a table scroll sideways inside its box. Each
+//! page is photographed at both widths (target/screenshots/).
 
 mod common;
 
@@ -72,6 +72,18 @@ fn assert_fits(browser: &Browser, page: &str) {
                 "{page} at {label} width is {scroll} px wide in a {inner} px window"
             ));
         }
+        // Nor does a table scroll sideways inside its box: its columns are all in view.
+        let boxed = browser.execute(
+            "return [...document.querySelectorAll('.scroll')]\
+               .filter(e => e.scrollWidth > e.clientWidth + 1)\
+               .map(e => e.scrollWidth + ' px in ' + e.clientWidth)",
+            vec![],
+        );
+        if boxed.as_array().is_some_and(|a| !a.is_empty()) {
+            browser.fail(&format!(
+                "{page} at {label} width has a table wider than its box: {boxed}"
+            ));
+        }
     }
     browser.resize(common::browser::DESKTOP);
     browser.screenshots(page);
@@ -130,7 +142,10 @@ fn every_page_fits_at_1280_and_390_px_whatever_the_subject() {
     assert_fits(&browser, "layout-quarantine");
     browser.goto(&format!("/quarantine/{long}"));
     assert!(
-        browser.text("h1").trim_end().ends_with("word310 word311 word"),
+        browser
+            .text("h1")
+            .trim_end()
+            .ends_with("word310 word311 word"),
         "the entry's page shows the whole subject"
     );
     assert_fits(&browser, "layout-message-long-subject");
