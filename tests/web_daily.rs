@@ -398,7 +398,9 @@ fn plain_http_on_a_network_address_is_refused_unless_insecure_http_says_what_it_
     assert_eq!(b.get("/flags").status, 200, "logged in over plain HTTP");
 }
 
-/// A class list whose attachment's Content-Disposition is malformed (an unclosed quote).
+/// A class list whose attachment's Content-Disposition is malformed (an unclosed quote): the
+/// scan names it `"class-list.csv` while mail_parser names it otherwise, so matching findings
+/// to attachments by name showed "No findings" under it.
 fn malformed_name_class_list() -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/sensitive/messages/class-list-csv.eml");
