@@ -398,7 +398,7 @@ fn bad_arguments_say_what_is_wrong_and_write_nothing() {
         "--format",
         "csv",
         "--since",
-        "31/01/2026",
+        "31-01-2026",
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("YYYY-MM-DD"));

@@ -192,7 +192,7 @@ pub fn instant(
     }
     let date = uk_or_iso_date(value).ok_or_else(|| {
         SearchError::Invalid(format!(
-            "{flag} {value:?} is not a date (31/01/2026 or 2026-01-31) or an RFC 3339 instant (2026-01-31T17:00:00Z)"
+            "{flag} {value:?} is not a date (DD/MM/YYYY or YYYY-MM-DD) or an RFC 3339 instant (2026-01-31T17:00:00Z)"
         ))
     })?;
     let date = if end_of_day {
