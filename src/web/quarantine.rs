@@ -101,7 +101,7 @@ fn names_in(bytes: &[u8]) -> Vec<String> {
     crate::mime::read_with_mail_parser(bytes)
         .map(|m| {
             m.attachments()
-                .filter_map(|p| p.attachment_name().map(str::to_string))
+                .filter_map(|p| crate::mime::attachment_name(bytes, p))
                 .collect()
         })
         .unwrap_or_default()
@@ -413,7 +413,7 @@ fn parse(bytes: &[u8]) -> Option<Parsed> {
         .map(|p| {
             let body = p.contents();
             Attachment {
-                name: p.attachment_name().unwrap_or("(unnamed)").to_string(),
+                name: crate::mime::attachment_name(bytes, p).unwrap_or_else(|| "(unnamed)".into()),
                 mime: p
                     .content_type()
                     .map(|c| match c.subtype() {
