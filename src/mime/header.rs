@@ -185,8 +185,8 @@ impl Parameterised {
         };
         let value = value.to_ascii_lowercase();
         let mut params: Vec<(String, String)> = Vec::new();
-        // RFC 2231 values by parameter: (segment number, percent-encoded, value as written).
-        let mut extended: Vec<(String, Vec<(u32, bool, String)>)> = Vec::new();
+        // RFC 2231 values by parameter.
+        let mut extended: Vec<(String, Vec<Segment>)> = Vec::new();
         for p in stray.into_iter().chain(parts) {
             let Some((name, v)) = p.split_once('=') else {
                 continue;
@@ -317,11 +317,15 @@ fn unquote(s: &str) -> String {
     out
 }
 
+/// One RFC 2231 segment of a parameter: its number, whether it is percent-encoded, its value
+/// as written.
+type Segment = (u32, bool, String);
+
 /// One parameter's RFC 2231 segments joined (§3, §4.1): in the order of their numbers, the
 /// bytes of every segment first (percent-decoded where the segment is encoded), then decoded
 /// once by the charset the first segment names. A character whose bytes are split across two
 /// segments comes out whole. An unknown or missing charset is read as UTF-8.
-fn join_2231(mut segments: Vec<(u32, bool, String)>) -> String {
+fn join_2231(mut segments: Vec<Segment>) -> String {
     segments.sort_by_key(|&(n, _, _)| n);
     segments.dedup_by_key(|s| s.0);
     let mut charset = None;

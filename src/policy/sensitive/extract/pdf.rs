@@ -464,18 +464,23 @@ impl TextState {
             self.tm = mul(&translate(advance, 0.0), &self.tm);
         }
         let end = mul(&self.tm, &self.ctm);
-        // A horizontal baseline, read left to right.
-        let upright = start[1].abs() <= 0.01 * start[0].abs() && start[0] > 0.0;
+        // The baseline's direction: positions are taken along it and across it, so that text
+        // turned on the page (a landscape table) still reads as lines.
+        let angle = start[1].atan2(start[0]);
+        let angle = if angle.is_finite() { angle } else { 0.0 };
+        let (sin, cos) = angle.sin_cos();
+        let along = |m: &Matrix| m[4] * cos + m[5] * sin;
+        let across = |m: &Matrix| m[5] * cos - m[4] * sin;
         let size = (self.size * (start[2].hypot(start[3]))).abs();
         let run = Run {
             text,
-            x: start[4],
-            y: start[5],
-            end: end[4],
+            x: along(&start),
+            y: across(&start),
+            end: along(&end),
             size: if size.is_finite() { size } else { 0.0 },
             new_block: self.new_block,
             moved: self.moved,
-            upright,
+            angle: angle.to_degrees().round() as i16,
         };
         self.new_block = false;
         self.moved = false;
@@ -1320,6 +1325,20 @@ mod tests {
         );
         assert!(
             lines.contains(&"Our SENCO runs a coffee morning for parents on Friday."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_table_turned_on_its_side_still_reads_as_rows() {
+        // A landscape class list printed on a portrait page: every baseline runs up the page.
+        let content = b"BT /F1 10 Tf 0 1 -1 0 300 100 Tm (Name) Tj ET BT /F1 10 Tf 0 1 -1 0 300 250 Tm (UPN) Tj ET\n\
+            BT /F1 10 Tf 0 1 -1 0 286 100 Tm (Jamie Smith) Tj ET BT /F1 10 Tf 0 1 -1 0 286 250 Tm (H801200001001) Tj ET";
+        let out = open("list.pdf", &page_of(content)).unwrap();
+        let text = all_text(&out);
+        assert!(text.lines().any(|l| l == "Name\tUPN"), "{text}");
+        assert!(
+            text.lines().any(|l| l == "Jamie Smith\tH801200001001"),
             "{text}"
         );
     }

@@ -24,8 +24,9 @@ pub(crate) struct Run {
     pub new_block: bool,
     /// Placed by a text move inside its block (Td, Tm).
     pub moved: bool,
-    /// Written left to right on a horizontal baseline (not rotated).
-    pub upright: bool,
+    /// The baseline's direction, in whole degrees anticlockwise (0: left to right across the
+    /// page); `x`, `y` and `end` are measured along it and across it.
+    pub angle: i16,
 }
 
 /// One line: pieces on one baseline.
@@ -40,6 +41,7 @@ struct Line {
     size: f32,
     /// A table row: cells separated by tabs.
     cells: bool,
+    /// Written left to right across the page: only such lines are joined into paragraphs.
     upright: bool,
     /// The width of its first word.
     first_word: f32,
@@ -208,7 +210,7 @@ fn lines(runs: &[Run]) -> Vec<Line> {
     for run in runs {
         let same_line = last.is_some_and(|p| {
             let tolerance = (0.3 * p.size.max(run.size)).max(0.5);
-            p.upright && run.upright && (p.y - run.y).abs() <= tolerance
+            p.angle == run.angle && (p.y - run.y).abs() <= tolerance
         });
         match (same_line, lines.last_mut(), last) {
             (true, Some(line), Some(p)) => {
@@ -257,7 +259,7 @@ fn lines(runs: &[Run]) -> Vec<Line> {
                     y: run.y,
                     size: run.size,
                     cells: false,
-                    upright: run.upright,
+                    upright: run.angle == 0,
                     first_word,
                 });
             }
@@ -288,7 +290,7 @@ mod tests {
             size: 11.0,
             new_block: true,
             moved: false,
-            upright: true,
+            angle: 0,
         }
     }
 
