@@ -362,7 +362,7 @@ impl Widths {
             }
         } else if !self.widths.is_empty() {
             for &b in bytes {
-                let width = usize::try_from(i64::from(b) - self.first)
+                let width = usize::try_from(i64::from(b).saturating_sub(self.first))
                     .ok()
                     .and_then(|k| self.widths.get(k).copied())
                     .unwrap_or(if self.missing > 0.0 {
@@ -1341,6 +1341,34 @@ mod tests {
             text.lines().any(|l| l == "Jamie Smith\tH801200001001"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn hostile_numbers_in_fonts_and_matrices_are_read_without_a_panic() {
+        // PDF numbers have no exponent: the largest reals written out in full.
+        let big = "340000000000000000000000000000000000000.0";
+        let content = format!(
+            "BT /F1 {big} Tf {big} {big} {big} {big} {big} {big} Tm (huge) Tj\n\
+             0 0 0 0 0 0 Tm (flat) Tj -{big} -{big} Td (far) Tj {big} Tz {big} Tc {big} Tw (wide words) Tj\n\
+             [(kern) -{big} (ed)] TJ {big} TL T* (next) Tj ET\n\
+             q {big} 0 0 {big} {big} {big} cm BT /F1 12 Tf 1 0 0 1 0 0 Tm (scaled) Tj ET Q Q Q"
+        );
+        let content = content.as_bytes();
+        let font = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /FirstChar -99999999999999999999.0 \
+            /Widths [340000000000000000000000000000000000000.0 -340000000000000000000000000000000000000.0 0] /Encoding /WinAnsiEncoding >>"
+            .to_vec();
+        let pdf = pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>".to_vec(),
+            stream("", content),
+            font,
+        ]);
+        let out = open("hostile.pdf", &pdf).unwrap();
+        let text = all_text(&out);
+        for word in ["huge", "flat", "far", "wide words", "next", "scaled"] {
+            assert!(text.contains(word), "{word}: {text}");
+        }
     }
 
     #[test]
