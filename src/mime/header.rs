@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use super::charset::Charset;
+
 /// One header field: its name and its whole extent, continuation lines and line ending included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
@@ -183,6 +185,8 @@ impl Parameterised {
         };
         let value = value.to_ascii_lowercase();
         let mut params: Vec<(String, String)> = Vec::new();
+        // RFC 2231 values by parameter.
+        let mut extended: Vec<(String, Vec<Segment>)> = Vec::new();
         for p in stray.into_iter().chain(parts) {
             let Some((name, v)) = p.split_once('=') else {
                 continue;
@@ -193,22 +197,37 @@ impl Parameterised {
                 v = unquote(&v[1..v.len() - 1]);
             }
             // RFC 2231: name*=charset'lang'value, name*0=…, name*1*=…
-            let (base, segment) = match name.split_once('*') {
-                Some((base, rest)) => (base.to_string(), Some(rest.to_string())),
-                None => (name.clone(), None),
-            };
-            if let Some(seg) = &segment
-                && (seg.is_empty() || seg.ends_with('*'))
-            {
-                // Only the first segment carries charset'language'.
-                v = decode_2231(&v, seg.is_empty() || seg == "0*");
-            }
-            if let Some(existing) = params.iter_mut().find(|(n, _)| *n == base) {
-                if name != base {
-                    existing.1.push_str(&v);
+            if let Some((base, rest)) = name.split_once('*') {
+                let segment = match rest {
+                    "" => Some((0, true)),
+                    _ => {
+                        let (number, encoded) = match rest.strip_suffix('*') {
+                            Some(n) => (n, true),
+                            None => (rest, false),
+                        };
+                        number.parse::<u32>().ok().map(|n| (n, encoded))
+                    }
+                };
+                if let Some((n, encoded)) = segment {
+                    if !params.iter().any(|(p, _)| p == base) {
+                        params.push((base.to_string(), String::new()));
+                    }
+                    match extended.iter_mut().find(|(b, _)| b == base) {
+                        Some((_, segments)) => segments.push((n, encoded, v)),
+                        None => extended.push((base.to_string(), vec![(n, encoded, v)])),
+                    }
+                    continue;
                 }
-            } else {
-                params.push((base, v));
+            }
+            if !params.iter().any(|(n, _)| *n == name) {
+                params.push((name, v));
+            }
+        }
+        // The extended value, when there is one, is the parameter's value (RFC 2231 readers
+        // prefer it to a plain `name=` given for older ones).
+        for (base, segments) in extended {
+            if let Some(slot) = params.iter_mut().find(|(n, _)| *n == base) {
+                slot.1 = join_2231(segments);
             }
         }
         Parameterised { value, params }
@@ -298,29 +317,61 @@ fn unquote(s: &str) -> String {
     out
 }
 
-/// `charset'lang'percent-encoded` (first segment) or `percent-encoded` (later segments).
-fn decode_2231(v: &str, first: bool) -> String {
-    let body = if first {
-        v.splitn(3, '\'').nth(2).unwrap_or(v)
-    } else {
-        v
-    };
-    let bytes = body.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+/// One RFC 2231 segment of a parameter: its number, whether it is percent-encoded, its value
+/// as written.
+type Segment = (u32, bool, String);
+
+/// One parameter's RFC 2231 segments joined (§3, §4.1): in the order of their numbers, the
+/// bytes of every segment first (percent-decoded where the segment is encoded), then decoded
+/// once by the charset the first segment names. A character whose bytes are split across two
+/// segments comes out whole. An unknown or missing charset is read as UTF-8.
+fn join_2231(mut segments: Vec<Segment>) -> String {
+    segments.sort_by_key(|&(n, _, _)| n);
+    segments.dedup_by_key(|s| s.0);
+    let mut charset = None;
+    let mut bytes = Vec::new();
+    for (n, encoded, v) in &segments {
+        let mut body = v.as_str();
+        if *n == 0 && *encoded {
+            let mut fields = v.splitn(3, '\'');
+            if let (Some(cs), Some(_lang), Some(rest)) =
+                (fields.next(), fields.next(), fields.next())
+            {
+                charset = Some(cs.to_string());
+                body = rest;
+            }
+        }
+        if *encoded {
+            percent_decode(body.as_bytes(), &mut bytes);
+        } else {
+            bytes.extend_from_slice(body.as_bytes());
+        }
+    }
+    let charset = charset
+        .as_deref()
+        .and_then(|label| Charset::from_label(label, &bytes))
+        .filter(|c| !matches!(c, Charset::Ascii))
+        .unwrap_or(Charset::Utf8);
+    charset.decode_lossy(&bytes)
+}
+
+/// `%XX` escapes decoded into `out`; anything else kept as it is.
+fn percent_decode(bytes: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|&b| hex_digit(b)),
+                bytes.get(i + 2).and_then(|&b| hex_digit(b)),
+            )
         {
             out.push(h << 4 | l);
             i += 3;
             continue;
         }
-        out.push(bytes[i]);
+        out.push(b);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn hex_digit(b: u8) -> Option<u8> {
@@ -387,6 +438,31 @@ mod tests {
         let p = Parameterised::parse("multipart/mixed boundary=\"b\"");
         assert_eq!(p.value, "multipart/mixed");
         assert_eq!(p.param("boundary"), Some("b"));
+    }
+
+    #[test]
+    fn a_character_split_across_rfc_2231_segments_comes_out_whole() {
+        // "Siân's EHCP.pdf": the two bytes of "â" (C3 A2) fall in two segments.
+        let p = Parameterised::parse(
+            "attachment; filename*0*=UTF-8''Si%C3; filename*1*=%A2n%27s%20EHCP.pdf",
+        );
+        assert_eq!(p.param("filename"), Some("Siân's EHCP.pdf"));
+        // Out of order, with an unencoded segment between, in Latin-1.
+        let p = Parameterised::parse(
+            "attachment; filename*2*=%E9.txt; filename*0*=iso-8859-1'en'Ren; filename*1=\"e Zo\"",
+        );
+        assert_eq!(p.param("filename"), Some("Rene Zoé.txt"));
+        // A four-byte character over three segments.
+        let p = Parameterised::parse(
+            "application/pdf; name*0*=utf-8''report%F0%9F; name*1*=%93; name*2*=%9A.pdf",
+        );
+        assert_eq!(p.param("name"), Some("report\u{1F4DA}.pdf"));
+        // The extended value is preferred to the plain one written for older readers.
+        let p = Parameterised::parse(
+            "attachment; filename=\"Sian.pdf\"; filename*=UTF-8''Si%C3%A2n.pdf",
+        );
+        assert_eq!(p.param("filename"), Some("Siân.pdf"));
+        assert_eq!(p.params.len(), 1);
     }
 
     #[test]

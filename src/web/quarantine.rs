@@ -101,7 +101,7 @@ fn names_in(bytes: &[u8]) -> Vec<String> {
     crate::mime::read_with_mail_parser(bytes)
         .map(|m| {
             m.attachments()
-                .filter_map(|p| p.attachment_name().map(str::to_string))
+                .filter_map(|p| crate::mime::attachment_name(bytes, p))
                 .collect()
         })
         .unwrap_or_default()

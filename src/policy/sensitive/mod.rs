@@ -665,7 +665,6 @@ fn default_name(mime_type: &str, n: usize) -> String {
 /// and our walk does not. Without this, a line like `X` above a part's Content-Type would hide
 /// a class list from the check while the recipient's mail program still shows it.
 fn unseen_by_us(message: &[u8], root: &Part, ours: &[Attachment<'_>]) -> Option<String> {
-    use mail_parser::MimeHeaders;
     if !root.any_stray_header_line() {
         return None;
     }
@@ -674,7 +673,10 @@ fn unseen_by_us(message: &[u8], root: &Part, ours: &[Attachment<'_>]) -> Option<
             .parse(message)
             .map(|m| {
                 m.attachments()
-                    .map(|a| a.attachment_name().unwrap_or("(unnamed)").to_string())
+                    .map(|a| {
+                        crate::mime::attachment_name(message, a)
+                            .unwrap_or_else(|| "(unnamed)".to_string())
+                    })
                     .collect()
             })
             .unwrap_or_default()

@@ -139,6 +139,12 @@ pub fn plausible_birth(date: Date, today: Date) -> bool {
     date <= today && i32::from(date.year()) > i32::from(today.year()) - 100
 }
 
+/// The date of birth of someone of school age on `today`: a pupil, from nursery to the 25
+/// years an EHC plan may run; a member of staff's or a parent's is older.
+pub fn school_age(date: Date, today: Date) -> bool {
+    plausible_birth(date, today) && i32::from(date.year()) > i32::from(today.year()) - 26
+}
+
 /// A date of birth masked for evidence: the year only.
 pub fn mask(date: Date) -> String {
     format!("••/••/{:04}", date.year())

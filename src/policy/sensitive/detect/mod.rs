@@ -290,6 +290,11 @@ struct Anchor {
     line: usize,
     /// A form field: reaches the lines around it.
     field: bool,
+    /// Says the record is about a pupil: a directory pupil, a pupil's identifier (UPN, ULN,
+    /// NHS number; a National Insurance number is a member of staff's as often), a date of
+    /// birth of school age, or a name the text itself calls a pupil's ("Child's name", a
+    /// "Pupil" column, a register of needs). A name alone ("SENCO | Mrs G D'Arcy") is not.
+    pupil: bool,
     from: usize,
     to: usize,
 }
@@ -302,9 +307,16 @@ impl Anchor {
             shown,
             line,
             field,
+            pupil: who != Who::Name,
             from: line,
             to: line,
         }
+    }
+
+    /// The same anchor, saying whether it is about a pupil.
+    fn pupil(mut self, pupil: bool) -> Anchor {
+        self.pupil = pupil;
+        self
     }
 
     /// Identifies a pupil well enough for a weak word or an acronym to count beside it.
@@ -526,7 +538,7 @@ fn looks_like_name(value: &str) -> bool {
 
 /// The value of a "Child's name: …" field on `line`: the words after a name label, up to a
 /// tab, a colon or the next label.
-fn field_name(line: &str) -> Option<String> {
+fn field_name(line: &str) -> Option<(String, bool)> {
     let cut = line.find([':', '\t'])?;
     let label = line.get(..cut)?;
     if label.len() > 30 || role_of(label) != Role::Name {
@@ -562,7 +574,16 @@ fn field_name(line: &str) -> Option<String> {
         words.push(w.trim_end_matches([',', ';']));
     }
     let value = words.join(" ");
-    looks_like_name(&value).then_some(value)
+    looks_like_name(&value).then(|| (value, pupil_label(label)))
+}
+
+/// A name label that says whose name it is: a pupil's ("Child's name", "Pupil", "Name of young
+/// person"), not anyone's ("Name", "Full name", "Surname").
+fn pupil_label(label: &str) -> bool {
+    let l = fold_label(label);
+    ["pupil", "child", "student", "learner", "young person"]
+        .iter()
+        .any(|w| l.contains(w))
 }
 
 /// A candidate identifier among a line's words.
@@ -853,6 +874,10 @@ struct Header {
     labels: Vec<String>,
     /// Name, Forename, Surname and Birth columns.
     columns: [Option<usize>; 4],
+    /// The header says its rows are pupils: a Name column called a pupil's ("Pupil", "Child's
+    /// name"), or a column of needs or of a special-category term that is not a job title
+    /// ("Primary need", "EHCP", "FSM"; not "DSL trained").
+    pupils: bool,
 }
 
 impl Header {
@@ -906,6 +931,8 @@ struct Before {
     birth_label_last: bool,
     /// The line was a name label alone ("Child's name:"): this line is the name.
     name_label: bool,
+    /// …and the label calls it a pupil's.
+    pupil_label: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -1016,7 +1043,7 @@ impl<'a> Scanner<'a> {
             self.found
                 .evidence(detector, || place(text, what, n), || ids::mask(&value));
         }
-        Anchor::new(Who::Identifier, key, Shown::Id(value), n, field)
+        Anchor::new(Who::Identifier, key, Shown::Id(value), n, field).pupil(detector != NI)
     }
 
     /// Which detector a candidate counts for: ten digits need an NHS or ULN cue.
@@ -1084,6 +1111,9 @@ impl<'a> Scanner<'a> {
             self.patterns.find(cell, &toks, &mut terms);
             let term = terms.terms.first().map(|&(t, _)| t);
             h.about_special |= term.is_some() || role == Role::Need;
+            h.pupils |= role == Role::Need
+                || (role == Role::Name && pupil_label(cell))
+                || term.is_some_and(|t| !self.patterns.is_job_title(t));
             h.roles.push(role);
             h.terms.push(term);
             h.labels.push(fold_label(cell));
@@ -1182,7 +1212,8 @@ impl<'a> Scanner<'a> {
                     .and_then(|k| self.names.key_hash.get(k).copied())
                     .unwrap_or(key);
                 if !anchors.iter().any(|x| x.key == key) {
-                    anchors.push(Anchor::new(who, key, shown, n, false));
+                    let pupil = who == Who::Pupil || header.pupils;
+                    anchors.push(Anchor::new(who, key, shown, n, false).pupil(pupil));
                 }
                 row_name.get_or_insert(key);
             }
@@ -1223,7 +1254,10 @@ impl<'a> Scanner<'a> {
             if dates::plausible_birth(d, self.today) {
                 self.birth(text, "row", n, row_name, d);
                 let key = row_name.unwrap_or_else(|| date_hash(d));
-                anchors.push(Anchor::new(Who::Birth, key, Shown::Date(d), n, false));
+                anchors.push(
+                    Anchor::new(Who::Birth, key, Shown::Date(d), n, false)
+                        .pupil(dates::school_age(d, self.today)),
+                );
             }
         }
 
@@ -1291,12 +1325,20 @@ impl<'a> Scanner<'a> {
             Strength::Strong => !anchors.is_empty(),
             Strength::Weak => anchors.iter().any(|a| a.strong()),
         };
-        if !counts {
+        // A special-category word says something about a pupil only: "SENCO | Mrs G D'Arcy"
+        // in a staff table says nothing about anyone's needs.
+        if !counts || !anchors.iter().any(|a| a.pupil) {
             return;
         }
+        // A name that is not itself a pupil's is the pupil's when the record identifies its
+        // pupil by a date of birth or an identifier; beside a directory pupil it is someone
+        // else (a member of staff).
+        let identified = anchors
+            .iter()
+            .any(|a| a.pupil && matches!(a.who, Who::Birth | Who::Identifier));
         let named: Vec<&&Anchor> = anchors
             .iter()
-            .filter(|a| matches!(a.who, Who::Pupil | Who::Name))
+            .filter(|a| matches!(a.who, Who::Pupil | Who::Name) && (a.pupil || identified))
             .collect();
         let chosen: Vec<&&Anchor> = if !named.is_empty() {
             named
@@ -1347,7 +1389,8 @@ impl<'a> Scanner<'a> {
                 before.name_label && looks_like_name(v) && v.split_whitespace().count() <= 5
             })
             .map(str::to_string);
-        if let Some(value) = field_name(line).or(value_below) {
+        let field = field_name(line).or(value_below.map(|v| (v, before.pupil_label)));
+        if let Some((value, labelled_pupil)) = field {
             self.name_words(&value);
             let pupil = self.names.named(&self.words);
             let key = pupil
@@ -1357,7 +1400,10 @@ impl<'a> Scanner<'a> {
                 Some(k) => (Who::Pupil, Shown::Pupil(k)),
                 None => (Who::Name, Shown::Initials(initials(&value))),
             };
-            prose.anchors.push(Anchor::new(who, key, shown, n, true));
+            let pupil = who == Who::Pupil || labelled_pupil;
+            prose
+                .anchors
+                .push(Anchor::new(who, key, shown, n, true).pupil(pupil));
             prose.fields.push(n);
             field_key = Some(key);
         }
@@ -1397,13 +1443,10 @@ impl<'a> Scanner<'a> {
         for d in births {
             if dates::plausible_birth(d, self.today) {
                 prose.births.push((prose.anchors.len(), d));
-                prose.anchors.push(Anchor::new(
-                    Who::Birth,
-                    date_hash(d),
-                    Shown::Date(d),
-                    n,
-                    true,
-                ));
+                prose.anchors.push(
+                    Anchor::new(Who::Birth, date_hash(d), Shown::Date(d), n, true)
+                        .pupil(dates::school_age(d, self.today)),
+                );
             }
         }
 
@@ -1427,6 +1470,7 @@ impl<'a> Scanner<'a> {
             uln: self.line_has(&[self.cues.uln, self.cues.ulns, self.cues.learner]),
             birth_label_last,
             name_label,
+            pupil_label: name_label && pupil_label(trimmed),
         }
     }
 

@@ -667,3 +667,56 @@ fn speed() {
     assert_eq!(all.special_category, 30);
     assert!(t.identifiers >= 30);
 }
+
+#[test]
+fn a_job_title_in_a_staff_table_is_not_a_pupils_special_category_data() {
+    // The newsletter's staff table, however it was read: cells, a PDF line, prose.
+    for text in [
+        "Role\tName\tTelephone\nHeadteacher\tMrs R Okonjo\t01632 960100\nSENCO\tMrs G D'Arcy\t01632 960123\nDSL\tMr A Khan\t01632 960101\n",
+        "Name\tRole\tEmail\nMrs G D'Arcy\tSENCO\tg.darcy@school.sch.uk\nMr A Khan\tDeputy DSL\ta.khan@school.sch.uk\n",
+        "SENCO\tMrs G D'Arcy\t01632 960123\n",
+        "SENCO | Mrs G D'Arcy | 01632 960123\n",
+        "SENCO: Mrs G D'Arcy, telephone 01632 960123\nName: Mrs G D'Arcy\nRole: SENCO\n",
+        "Congratulations to Jamie Smith on the chess cup. Our SENCO, Mrs D'Arcy, runs a coffee \
+         morning; Mr Khan (DSL) is at the gate every morning.\n",
+    ] {
+        let t = scan_one("newsletter.pdf", text);
+        assert_eq!(t.special_category, 0, "{text:?}: {:?}", t.evidence);
+    }
+    // Beside a pupil, the same words still count.
+    let t = scan_one(
+        "notes.docx",
+        "Jamie Smith has been referred to the SENCO for a dyslexia assessment.\n",
+    );
+    assert_eq!(t.special_category, 1);
+    let t = scan_one(
+        "register.csv",
+        "Name\tDOB\tNeeds\nKim Newcomer\t03/05/2015\tAutism; SENCO monitoring\n",
+    );
+    assert_eq!(t.special_category, 1);
+}
+
+#[test]
+fn a_special_category_word_counts_only_beside_a_pupil() {
+    // A name with nothing saying it is a pupil's: a member of staff, a governor.
+    let t = scan_one(
+        "staff.xlsx",
+        "Name\tRole\tNotes\nSam Stranger\tTeaching assistant\tFirst aid: asthma and EpiPen trained\n",
+    );
+    assert_eq!(t.special_category, 0);
+    // A staff member's own date of birth is not a pupil's either.
+    let t = scan_one(
+        "hr.docx",
+        "Name: Sam Stranger\nDate of birth: 02/02/1980\nRole: SENCO; EHCP reviews\n",
+    );
+    assert_eq!(t.special_category, 0);
+    // The label says the name is a pupil's, or the record has a pupil's date of birth or UPN.
+    for text in [
+        "Pupil\tNotes\nSam Stranger\tEHCP; autism\n",
+        "Child's name: Sam Stranger\nConcern: self harm\n",
+        "Name\tDOB\tNotes\nSam Stranger\t02/02/2015\tEHCP\n",
+        "Name\tUPN\tNotes\nSam Stranger\tH801200001001\tEHCP\n",
+    ] {
+        assert_eq!(scan_one("a.xlsx", text).special_category, 1, "{text:?}");
+    }
+}

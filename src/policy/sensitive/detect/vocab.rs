@@ -47,6 +47,8 @@ pub struct Patterns {
     phrases: ByHash<Vec<Phrase>>,
     /// Acronyms matched in their own case, by exact spelling.
     acronyms: HashMap<String, usize>,
+    /// Terms that are staff roles ([`JOB_TITLES`]).
+    job_titles: Vec<usize>,
 }
 
 /// Strong terms: special-category or safeguarding data wherever they stand beside a person.
@@ -241,6 +243,35 @@ const NOT_TERMS: &[&str] = &[
     "children in need",
 ];
 
+/// School staff roles that are also terms: beside a pupil they say something ("Jamie was
+/// referred to the SENCO"), but as a job title ("SENCO | Mrs G D'Arcy", "our DSL, Mr Khan",
+/// "Mrs Patel (SENDCo)") they name a member of staff and nothing about a child.
+const JOB_TITLES: &[&str] = &["SENCO", "SENDCo", "DSL", "DDSL"];
+
+/// Words before a role that make it a job title: "our SENCO", "Deputy DSL".
+const TITLE_BEFORE: &[&str] = &[
+    "our",
+    "your",
+    "deputy",
+    "assistant",
+    "acting",
+    "interim",
+    "trust",
+    "school",
+    "schools",
+    "academy",
+    "federation",
+    "named",
+    "lead",
+    "new",
+    "as",
+];
+
+/// Honorifics: a role next to one is a job title.
+const HONORIFICS: &[&str] = &[
+    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "rev", "revd",
+];
+
 /// The built-in phrases, compiled once for the process.
 static BUILT_IN: std::sync::LazyLock<Patterns> = std::sync::LazyLock::new(|| {
     let mut p = Patterns::default();
@@ -258,7 +289,25 @@ static BUILT_IN: std::sync::LazyLock<Patterns> = std::sync::LazyLock::new(|| {
     }
     p.add_phrase("official sensitive", Meaning::OfficialSensitive);
     p.add_phrase("officialsensitive", Meaning::OfficialSensitive);
+    p.job_titles = p
+        .terms
+        .iter()
+        .enumerate()
+        .filter(|(_, (t, _))| JOB_TITLES.contains(&t.as_str()))
+        .map(|(i, _)| i)
+        .collect();
     p
+});
+
+/// Hashes of [`TITLE_BEFORE`] and [`HONORIFICS`].
+static TITLE_WORDS: std::sync::LazyLock<(Vec<u64>, Vec<u64>)> = std::sync::LazyLock::new(|| {
+    let h = |words: &[&str]| {
+        words
+            .iter()
+            .filter_map(|w| hashes(w).first().copied())
+            .collect()
+    };
+    (h(TITLE_BEFORE), h(HONORIFICS))
 });
 
 /// What one line's words hold.
@@ -331,6 +380,50 @@ impl Patterns {
         list.sort_by_key(|p| std::cmp::Reverse(p.rest.len()));
     }
 
+    /// Whether term `t` is a staff role ([`JOB_TITLES`]).
+    pub fn is_job_title(&self, t: usize) -> bool {
+        self.job_titles.contains(&t)
+    }
+
+    /// Term `t`, written at words `first..=last` of `line`, used as a member of staff's job
+    /// title: a cell or a line of its own, next to an honorific, or after "our", "Deputy"….
+    fn as_title(&self, t: usize, line: &str, toks: &[Tok], first: usize, last: usize) -> bool {
+        if !self.is_job_title(t) {
+            return false;
+        }
+        let (before, honorifics) = &*TITLE_WORDS;
+        let (Some(a), Some(b)) = (toks.get(first), toks.get(last)) else {
+            return false;
+        };
+        // Alone in its cell or line ("SENCO ⇥ Mrs G D'Arcy ⇥ 01632 960123").
+        let cell_start = line
+            .get(..a.start)
+            .map_or(0, |s| s.rfind('\t').map_or(0, |i| i + 1));
+        let cell_end = line.get(b.end..).map_or(line.len(), |s| {
+            s.find('\t').map_or(line.len(), |i| b.end + i)
+        });
+        let alone = |s: Option<&str>| s.is_some_and(|s| s.chars().all(|c| !c.is_alphanumeric()));
+        if alone(line.get(cell_start..a.start)) && alone(line.get(b.end..cell_end)) {
+            return true;
+        }
+        // An honorific just after ("SENCO: Mrs Patel") or up to three words before ("Mrs
+        // Patel (SENCO)", "Mr A Khan, DSL").
+        let next = toks.get(last + 1).map(|t| t.hash);
+        if next.is_some_and(|h| honorifics.contains(&h)) {
+            return true;
+        }
+        if (first.saturating_sub(3)..first)
+            .filter_map(|k| toks.get(k))
+            .any(|t| honorifics.contains(&t.hash))
+        {
+            return true;
+        }
+        first
+            .checked_sub(1)
+            .and_then(|k| toks.get(k))
+            .is_some_and(|t| before.contains(&t.hash))
+    }
+
     /// Finds the terms and markings among `toks`, the words of `line`.
     pub fn find(&self, line: &str, toks: &[Tok], out: &mut LineTerms) {
         out.terms.clear();
@@ -364,6 +457,7 @@ impl Patterns {
                     }
                     let last = i + p.rest.len();
                     match &p.meaning {
+                        Meaning::Term(t) if self.as_title(*t, line, toks, i, last) => {}
                         Meaning::Term(t) => out.terms.push((*t, i)),
                         Meaning::NotATerm => {}
                         Meaning::OfficialSensitive => {
@@ -387,6 +481,7 @@ impl Patterns {
                 && let Some(word) = line.get(tok.start..tok.end)
                 && word.bytes().any(|b| b.is_ascii_uppercase())
                 && let Some(&t) = self.acronyms.get(word)
+                && !self.as_title(t, line, toks, i, i)
             {
                 out.terms.push((t, i));
             }

@@ -224,6 +224,11 @@ impl Writer {
         self.cut
     }
 
+    /// Bytes of text that may still be added.
+    fn room(&self) -> usize {
+        self.room
+    }
+
     /// Drops spaces at the end (before a tab or line break).
     fn trim_spaces(&mut self) {
         while self.current.ends_with(' ') {

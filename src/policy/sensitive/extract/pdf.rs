@@ -24,6 +24,9 @@ use lopdf::content::Content;
 use lopdf::{Document, Encoding, LoadOptions, Object, ObjectId, Stream};
 
 use super::{Contents, Writer};
+use layout::Run;
+
+mod layout;
 use crate::policy::sensitive::limits::{Budget, Held, Metered, Unscannable};
 
 /// Page tree levels followed; real files use three or four.
@@ -224,13 +227,265 @@ fn cost_of(mut reader: impl Read) -> u64 {
     }
 }
 
-/// Where the text cursor is, to tell a new line from the next cell of the same line.
-#[derive(Default)]
-struct Cursor {
-    y: f32,
-    last_y: Option<f32>,
+/// A PDF matrix `[a b c d e f]`.
+type Matrix = [f32; 6];
+
+const IDENTITY: Matrix = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+
+/// `m × n`, as PDF composes matrices (row vectors).
+fn mul(m: &Matrix, n: &Matrix) -> Matrix {
+    [
+        m[0] * n[0] + m[1] * n[2],
+        m[0] * n[1] + m[1] * n[3],
+        m[2] * n[0] + m[3] * n[2],
+        m[2] * n[1] + m[3] * n[3],
+        m[4] * n[0] + m[5] * n[2] + n[4],
+        m[4] * n[1] + m[5] * n[3] + n[5],
+    ]
+}
+
+fn translate(tx: f32, ty: f32) -> Matrix {
+    [1.0, 0.0, 0.0, 1.0, tx, ty]
+}
+
+/// How wide a font's glyphs are, in thousandths of the font size.
+#[derive(Debug, Default)]
+struct Widths {
+    /// A simple font's `/FirstChar` and `/Widths`.
+    first: i64,
+    widths: Vec<f32>,
+    missing: f32,
+    /// A composite (Type0) font: two-byte codes, widths by CID ranges (first, last, width).
+    two_byte: bool,
+    cids: Vec<(u32, u32, f32)>,
+    default_cid: f32,
+    /// Every glyph as wide as every other (Courier), when no widths are given.
+    fixed: bool,
+}
+
+impl Widths {
+    fn of(doc: &Document, font: &lopdf::Dictionary) -> Widths {
+        let number = |o: &Object| doc.dereference(o).ok().and_then(|(_, o)| o.as_float().ok());
+        let array = |o: &Object| {
+            doc.dereference(o)
+                .ok()
+                .and_then(|(_, o)| o.as_array().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut w = Widths {
+            fixed: font
+                .get(b"BaseFont")
+                .and_then(Object::as_name)
+                .is_ok_and(|n| memchr::memmem::find(n, b"Courier").is_some()),
+            default_cid: 1000.0,
+            ..Widths::default()
+        };
+        if font.get(b"Subtype").and_then(Object::as_name).ok() == Some(b"Type0") {
+            w.two_byte = true;
+            let descendant = font
+                .get(b"DescendantFonts")
+                .map(array)
+                .ok()
+                .and_then(|a| a.first().cloned())
+                .and_then(|d| {
+                    doc.dereference(&d)
+                        .ok()
+                        .and_then(|(_, d)| d.as_dict().ok().cloned())
+                });
+            if let Some(d) = descendant {
+                if let Some(dw) = d.get(b"DW").ok().and_then(number) {
+                    w.default_cid = dw;
+                }
+                let list = d.get(b"W").map(array).unwrap_or_default();
+                let mut i = 0;
+                while let Some(first) = list.get(i).and_then(number) {
+                    let first = first as u32;
+                    match list.get(i + 1) {
+                        Some(next)
+                            if doc
+                                .dereference(next)
+                                .is_ok_and(|(_, o)| o.as_array().is_ok()) =>
+                        {
+                            for (k, width) in array(next).iter().filter_map(number).enumerate() {
+                                let c = first.saturating_add(k as u32);
+                                w.cids.push((c, c, width));
+                            }
+                            i += 2;
+                        }
+                        Some(last) => {
+                            let last = number(last).unwrap_or(0.0) as u32;
+                            let width = list.get(i + 2).and_then(number).unwrap_or(w.default_cid);
+                            w.cids.push((first, last, width));
+                            i += 3;
+                        }
+                        None => break,
+                    }
+                }
+                w.cids.sort_by_key(|&(first, _, _)| first);
+            }
+            return w;
+        }
+        w.first = font.get(b"FirstChar").ok().and_then(number).unwrap_or(0.0) as i64;
+        w.widths = font
+            .get(b"Widths")
+            .map(array)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(number)
+            .collect();
+        w.missing = font
+            .get(b"FontDescriptor")
+            .ok()
+            .and_then(|d| doc.dereference(d).ok())
+            .and_then(|(_, d)| d.as_dict().ok())
+            .and_then(|d| d.get(b"MissingWidth").ok())
+            .and_then(number)
+            .unwrap_or(0.0);
+        w
+    }
+
+    /// The glyphs of `bytes` (shown as `text`): each glyph's width in thousandths and whether
+    /// it is a single-byte space (which word spacing widens).
+    fn glyphs(&self, bytes: &[u8], text: &str, out: &mut Vec<(f32, bool)>) {
+        out.clear();
+        if self.two_byte {
+            for pair in bytes.chunks(2) {
+                let cid = pair.iter().fold(0u32, |c, &b| c << 8 | u32::from(b));
+                let at = self.cids.partition_point(|&(first, _, _)| first <= cid);
+                let width = at
+                    .checked_sub(1)
+                    .and_then(|k| self.cids.get(k))
+                    .filter(|&&(_, last, _)| cid <= last)
+                    .map_or(self.default_cid, |&(_, _, w)| w);
+                out.push((width, false));
+            }
+        } else if !self.widths.is_empty() {
+            for &b in bytes {
+                let width = usize::try_from(i64::from(b).saturating_sub(self.first))
+                    .ok()
+                    .and_then(|k| self.widths.get(k).copied())
+                    .unwrap_or(if self.missing > 0.0 {
+                        self.missing
+                    } else {
+                        500.0
+                    });
+                out.push((width, b == b' '));
+            }
+        } else {
+            // No widths given (one of the standard fonts): Courier's, or Helvetica's roughly.
+            for c in text.chars() {
+                out.push((
+                    if self.fixed {
+                        600.0
+                    } else {
+                        estimated_width(c)
+                    },
+                    c == ' ',
+                ));
+            }
+        }
+    }
+}
+
+/// A character's width in Helvetica, roughly, in thousandths of the font size.
+fn estimated_width(c: char) -> f32 {
+    match c {
+        ' ' => 278.0,
+        'i' | 'j' | 'l' | 'I' | '.' | ',' | ';' | ':' | '!' | '\'' | '|' => 250.0,
+        'f' | 't' | 'r' | '(' | ')' | '-' => 333.0,
+        'm' | 'w' | 'M' | 'W' | '@' => 850.0,
+        'A'..='Z' => 680.0,
+        '0'..='9' => 556.0,
+        _ => 530.0,
+    }
+}
+
+/// The text state (PDF 32000 §9.3) and where the text is (§9.4).
+struct TextState {
+    ctm: Matrix,
+    stack: Vec<Matrix>,
+    tm: Matrix,
+    line: Matrix,
+    size: f32,
+    char_spacing: f32,
+    word_spacing: f32,
+    scale: f32,
+    leading: f32,
     new_block: bool,
     moved: bool,
+}
+
+/// Graphics states saved (q) at once: deeper nesting is not kept.
+const MAX_SAVED: usize = 64;
+
+impl TextState {
+    fn new() -> TextState {
+        TextState {
+            ctm: IDENTITY,
+            stack: Vec::new(),
+            tm: IDENTITY,
+            line: IDENTITY,
+            size: 0.0,
+            char_spacing: 0.0,
+            word_spacing: 0.0,
+            scale: 1.0,
+            leading: 0.0,
+            new_block: false,
+            moved: false,
+        }
+    }
+
+    fn next_line(&mut self, tx: f32, ty: f32) {
+        self.line = mul(&translate(tx, ty), &self.line);
+        self.tm = self.line;
+        self.moved = true;
+    }
+
+    /// Places `text`, glyphs of `widths` then moves past them; TJ adjustments in `adjust`
+    /// (thousandths, after the glyph at that index).
+    fn show(&mut self, text: String, glyphs: &[(f32, bool)], adjust: &[(usize, f32)]) -> Run {
+        let at = mul(&self.tm, &self.ctm);
+        let mut advance = 0.0f32;
+        let mut next = adjust.iter().peekable();
+        for (i, &(width, space)) in glyphs.iter().enumerate() {
+            while let Some(&&(_, a)) = next.peek().filter(|(k, _)| *k <= i) {
+                advance -= a / 1000.0 * self.size * self.scale;
+                next.next();
+            }
+            let spacing = self.char_spacing + if space { self.word_spacing } else { 0.0 };
+            advance += (width / 1000.0 * self.size + spacing) * self.scale;
+        }
+        for &(_, a) in next {
+            advance -= a / 1000.0 * self.size * self.scale;
+        }
+        let start = at;
+        if advance.is_finite() {
+            self.tm = mul(&translate(advance, 0.0), &self.tm);
+        }
+        let end = mul(&self.tm, &self.ctm);
+        // The baseline's direction: positions are taken along it and across it, so that text
+        // turned on the page (a landscape table) still reads as lines.
+        let angle = start[1].atan2(start[0]);
+        let angle = if angle.is_finite() { angle } else { 0.0 };
+        let (sin, cos) = angle.sin_cos();
+        let along = |m: &Matrix| m[4] * cos + m[5] * sin;
+        let across = |m: &Matrix| m[5] * cos - m[4] * sin;
+        let size = (self.size * (start[2].hypot(start[3]))).abs();
+        let run = Run {
+            text,
+            x: along(&start),
+            y: across(&start),
+            end: along(&end),
+            size: if size.is_finite() { size } else { 0.0 },
+            new_block: self.new_block,
+            moved: self.moved,
+            angle: angle.to_degrees().round() as i16,
+        };
+        self.new_block = false;
+        self.moved = false;
+        run
+    }
 }
 
 fn page_text(
@@ -240,82 +495,158 @@ fn page_text(
     w: &mut Writer,
 ) -> Result<(), Unscannable> {
     let fonts = doc.get_page_fonts(page).unwrap_or_default();
-    let encodings: Vec<(Vec<u8>, Encoding<'_>)> = fonts
+    let fonts: Vec<(Vec<u8>, Encoding<'_>, Widths)> = fonts
         .into_iter()
-        .filter_map(|(name, font)| font.get_font_encoding(doc).ok().map(|e| (name, e)))
+        .filter_map(|(name, font)| {
+            let encoding = font.get_font_encoding(doc).ok()?;
+            Some((name, encoding, Widths::of(doc, font)))
+        })
         .collect();
     let mut held = budget.hold(0, "a PDF page's content")?;
     let data = page_content(doc, page, budget, &mut held)?;
     let Ok(content) = Content::decode(&data) else {
         return Ok(());
     };
-    let mut encoding: Option<&Encoding<'_>> = None;
-    let mut cursor = Cursor::default();
+    let mut font: Option<&(Vec<u8>, Encoding<'_>, Widths)> = None;
+    let mut state = TextState::new();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut kept = 0usize;
+    let mut glyphs = Vec::new();
     for op in &content.operations {
-        let number = |i: usize| op.operands.get(i).and_then(|o| o.as_float().ok());
+        let number = |i: usize| {
+            op.operands
+                .get(i)
+                .and_then(|o| o.as_float().ok())
+                .filter(|n| n.is_finite())
+        };
+        let matrix = || -> Option<Matrix> {
+            Some([
+                number(0)?,
+                number(1)?,
+                number(2)?,
+                number(3)?,
+                number(4)?,
+                number(5)?,
+            ])
+        };
         match op.operator.as_str() {
+            "q" if state.stack.len() < MAX_SAVED => state.stack.push(state.ctm),
+            "Q" => {
+                if let Some(m) = state.stack.pop() {
+                    state.ctm = m;
+                }
+            }
+            "cm" => {
+                if let Some(m) = matrix() {
+                    state.ctm = mul(&m, &state.ctm);
+                }
+            }
             "BT" => {
-                cursor.y = 0.0;
-                cursor.new_block = true;
+                state.tm = IDENTITY;
+                state.line = IDENTITY;
+                state.new_block = true;
             }
             "Tf" => {
-                encoding = op
+                font = op
                     .operands
                     .first()
                     .and_then(|o| o.as_name().ok())
-                    .and_then(|n| encodings.iter().find(|(name, _)| name == n))
-                    .map(|(_, e)| e);
+                    .and_then(|n| fonts.iter().find(|(name, _, _)| name == n));
+                state.size = number(1).unwrap_or(0.0);
             }
-            "Td" | "TD" => {
-                cursor.y += number(1).unwrap_or(0.0);
-                cursor.moved = true;
+            "Tc" => state.char_spacing = number(0).unwrap_or(0.0),
+            "Tw" => state.word_spacing = number(0).unwrap_or(0.0),
+            "Tz" => state.scale = number(0).unwrap_or(100.0) / 100.0,
+            "TL" => state.leading = number(0).unwrap_or(0.0),
+            "Td" => state.next_line(number(0).unwrap_or(0.0), number(1).unwrap_or(0.0)),
+            "TD" => {
+                let ty = number(1).unwrap_or(0.0);
+                state.leading = -ty;
+                state.next_line(number(0).unwrap_or(0.0), ty);
             }
             "Tm" => {
-                cursor.y = number(5).unwrap_or(0.0);
-                cursor.moved = true;
-            }
-            "T*" => {
-                cursor.y -= 1.0;
-            }
-            "Tj" | "TJ" | "'" | "\"" => {
-                if matches!(op.operator.as_str(), "'" | "\"") {
-                    cursor.y -= 1.0;
+                if let Some(m) = matrix() {
+                    state.line = m;
+                    state.tm = m;
+                    state.moved = true;
                 }
-                let Some(encoding) = encoding else {
+            }
+            "T*" => state.next_line(0.0, -state.leading),
+            "Tj" | "TJ" | "'" | "\"" => {
+                if op.operator == "\"" {
+                    state.word_spacing = number(0).unwrap_or(state.word_spacing);
+                    state.char_spacing = number(1).unwrap_or(state.char_spacing);
+                }
+                if matches!(op.operator.as_str(), "'" | "\"") {
+                    state.next_line(0.0, -state.leading);
+                }
+                let Some((_, encoding, widths)) = font else {
                     continue;
                 };
-                let mut shown = String::new();
                 let operands = if op.operator == "\"" {
                     op.operands.get(2..).unwrap_or_default()
                 } else {
                     &op.operands[..]
                 };
+                let mut shown = String::new();
+                let mut bytes = Vec::new();
+                let mut adjust = Vec::new();
                 collect_text(&mut shown, encoding, operands);
-                if shown.is_empty() {
+                collect_bytes(&mut bytes, &mut adjust, operands, widths.two_byte);
+                widths.glyphs(&bytes, &shown, &mut glyphs);
+                if widths.widths.is_empty() && !widths.two_byte {
+                    // Estimated from the text, which has no positions for adjustments.
+                    adjust.clear();
+                }
+                let run = state.show(shown, &glyphs, &adjust);
+                if run.text.is_empty() {
                     continue;
                 }
-                let separator = match cursor.last_y {
-                    None => None,
-                    Some(y) if (y - cursor.y).abs() > 0.5 => Some('\n'),
-                    Some(_) if cursor.new_block => Some('\t'),
-                    Some(_) if cursor.moved => Some(' '),
-                    Some(_) => None,
-                };
-                if let Some(s) = separator {
-                    w.trim_spaces();
-                    w.push(s);
-                }
-                cursor.last_y = Some(cursor.y);
-                cursor.new_block = false;
-                cursor.moved = false;
-                if !w.push_str(&shown) {
-                    return Ok(());
+                kept += run.text.len();
+                runs.push(run);
+                if kept > w.room() {
+                    break;
                 }
             }
             _ => {}
         }
     }
+    for paragraph in layout::paragraphs(&runs) {
+        if !w.ends_with_line_break() {
+            w.push('\n');
+        }
+        if !w.push_str(&paragraph) {
+            return Ok(());
+        }
+    }
     Ok(())
+}
+
+/// The bytes of a text operation's strings, and each TJ adjustment with the index of the glyph
+/// it comes before.
+fn collect_bytes(
+    bytes: &mut Vec<u8>,
+    adjust: &mut Vec<(usize, f32)>,
+    operands: &[Object],
+    two_byte: bool,
+) {
+    for operand in operands {
+        match operand {
+            Object::String(b, _) => bytes.extend_from_slice(b),
+            Object::Array(items) => collect_bytes(bytes, adjust, items, two_byte),
+            Object::Integer(_) | Object::Real(_) => {
+                if let Ok(n) = operand.as_float() {
+                    let glyph = if two_byte {
+                        bytes.len() / 2
+                    } else {
+                        bytes.len()
+                    };
+                    adjust.push((glyph, n));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// lopdf's own `collect_text`: strings decoded by the font's encoding, a wide gap in a TJ
@@ -918,6 +1249,126 @@ mod tests {
     fn font() -> Vec<u8> {
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
             .to_vec()
+    }
+
+    /// A one-page PDF in Helvetica showing `content`.
+    fn page_of(content: &[u8]) -> Vec<u8> {
+        pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>".to_vec(),
+            stream("", content),
+            font(),
+        ])
+    }
+
+    const LETTER: &[u8] = b"BT /F1 11 Tf 72 720 Td (Dear Mr and Mrs Smith,) Tj ET\n\
+        BT /F1 11 Tf 72 690 Td 13.2 TL (I am writing to confirm that your son, Jamie Smith) Tj\n\
+        (has received a fixed-term exclusion of two days for) ' (fighting at lunchtime.) ' ET\n\
+        BT /F1 11 Tf 72 620 Td (Yours sincerely,) Tj ET";
+
+    #[test]
+    fn a_wrapped_sentence_reads_as_one_paragraph() {
+        let out = open("letter.pdf", &page_of(LETTER)).unwrap();
+        let text = all_text(&out);
+        assert!(
+            text.lines()
+                .any(|l| l.contains("Jamie Smith has received a fixed-term exclusion")),
+            "{text}"
+        );
+        assert!(
+            text.lines().any(|l| l == "Dear Mr and Mrs Smith,"),
+            "{text}"
+        );
+        assert!(text.lines().any(|l| l == "Yours sincerely,"), "{text}");
+    }
+
+    #[test]
+    fn a_pupils_name_on_one_line_and_the_exclusion_on_the_next_is_held() {
+        use crate::policy::sensitive::detect;
+        let directory = crate::directory::Directory::parse(
+            std::path::Path::new("d.csv"),
+            b"role,name,school_email,personal_emails,personal_phones,date_of_birth,status\n\
+              pupil,Jamie Smith,j.smith@pupils.school.sch.uk,,,2014-03-14,current\n",
+            &[],
+        )
+        .unwrap();
+        let out = open("letter.pdf", &page_of(LETTER)).unwrap();
+        let tally = detect::scan(
+            &out.texts,
+            &directory,
+            jiff::civil::date(2026, 11, 23),
+            &detect::Vocabulary::new(&[], &[]),
+        );
+        assert_eq!(tally.special_category, 1, "{:?}", out.texts);
+    }
+
+    #[test]
+    fn table_cells_and_columns_are_not_glued_into_sentences() {
+        // A staff table, each cell its own text block; two columns written one after the other.
+        let content = b"BT /F1 10 Tf 72 700 Td (Role) Tj ET BT /F1 10 Tf 220 700 Td (Name) Tj ET\n\
+            BT /F1 10 Tf 72 686 Td (SENCO) Tj ET BT /F1 10 Tf 220 686 Td (Mrs G D'Arcy) Tj ET\n\
+            BT /F1 10 Tf 72 672 Td (Year 7 chess winner) Tj ET BT /F1 10 Tf 220 672 Td (Jamie Smith) Tj ET\n\
+            BT /F1 10 Tf 72 600 Td 12 TL (Congratulations to Jamie Smith and all) Tj (of the chess club.) ' ET\n\
+            BT /F1 10 Tf 320 600 Td 12 TL (Our SENCO runs a coffee morning for) Tj (parents on Friday.) ' ET";
+        let out = open("newsletter.pdf", &page_of(content)).unwrap();
+        let text = all_text(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.contains(&"SENCO\tMrs G D'Arcy"), "{text}");
+        assert!(
+            lines.contains(&"Year 7 chess winner\tJamie Smith"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"Congratulations to Jamie Smith and all of the chess club."),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"Our SENCO runs a coffee morning for parents on Friday."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_table_turned_on_its_side_still_reads_as_rows() {
+        // A landscape class list printed on a portrait page: every baseline runs up the page.
+        let content = b"BT /F1 10 Tf 0 1 -1 0 300 100 Tm (Name) Tj ET BT /F1 10 Tf 0 1 -1 0 300 250 Tm (UPN) Tj ET\n\
+            BT /F1 10 Tf 0 1 -1 0 286 100 Tm (Jamie Smith) Tj ET BT /F1 10 Tf 0 1 -1 0 286 250 Tm (H801200001001) Tj ET";
+        let out = open("list.pdf", &page_of(content)).unwrap();
+        let text = all_text(&out);
+        assert!(text.lines().any(|l| l == "Name\tUPN"), "{text}");
+        assert!(
+            text.lines().any(|l| l == "Jamie Smith\tH801200001001"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn hostile_numbers_in_fonts_and_matrices_are_read_without_a_panic() {
+        // PDF numbers have no exponent: the largest reals written out in full.
+        let big = "340000000000000000000000000000000000000.0";
+        let content = format!(
+            "BT /F1 {big} Tf {big} {big} {big} {big} {big} {big} Tm (huge) Tj\n\
+             0 0 0 0 0 0 Tm (flat) Tj -{big} -{big} Td (far) Tj {big} Tz {big} Tc {big} Tw (wide words) Tj\n\
+             [(kern) -{big} (ed)] TJ {big} TL T* (next) Tj ET\n\
+             q {big} 0 0 {big} {big} {big} cm BT /F1 12 Tf 1 0 0 1 0 0 Tm (scaled) Tj ET Q Q Q"
+        );
+        let content = content.as_bytes();
+        let font = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /FirstChar -99999999999999999999.0 \
+            /Widths [340000000000000000000000000000000000000.0 -340000000000000000000000000000000000000.0 0] /Encoding /WinAnsiEncoding >>"
+            .to_vec();
+        let pdf = pdf_of(&[
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>".to_vec(),
+            stream("", content),
+            font,
+        ]);
+        let out = open("hostile.pdf", &pdf).unwrap();
+        let text = all_text(&out);
+        for word in ["huge", "flat", "far", "wide words", "next", "scaled"] {
+            assert!(text.contains(word), "{word}: {text}");
+        }
     }
 
     #[test]
