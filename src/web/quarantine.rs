@@ -17,7 +17,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use mail_parser::MimeHeaders;
 use maud::{Markup, html};
 use serde_json::Value;
 
