@@ -707,6 +707,12 @@ impl El<'_> {
             .step(&format!("click {:?}", self.css), self.e.click());
     }
 
+    /// Clicks a checkbox or radio button: the page stays.
+    pub fn tick(&self) {
+        self.browser
+            .step(&format!("tick {:?}", self.css), self.e.click());
+    }
+
     /// Empties it (a text field).
     pub fn clear(&self) {
         self.browser
