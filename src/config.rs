@@ -1342,19 +1342,28 @@ mod tests {
             "without its trailing /"
         );
         // Listening on every address: the relay's host name.
-        let mut all = Web::default();
-        all.listen = "0.0.0.0:8443".parse().ok();
-        all.tls = true;
+        let all = Web {
+            listen: "0.0.0.0:8443".parse().ok(),
+            tls: true,
+            ..Web::default()
+        };
         assert_eq!(
             all.base_url("gw.example-academy.sch.uk").as_deref(),
             Some("https://gw.example-academy.sch.uk:8443")
         );
-        all.listen = "[::1]:8025".parse().ok();
-        all.tls = false;
-        assert_eq!(all.base_url("x").as_deref(), Some("http://[::1]:8025"));
+        let six = Web {
+            listen: "[::1]:8025".parse().ok(),
+            ..Web::default()
+        };
+        assert_eq!(six.base_url("x").as_deref(), Some("http://[::1]:8025"));
         assert_eq!(Web::default().base_url("x"), None, "no web listener");
         for (from, to, field, says) in [
-            ("digest = \"07:30\"", "digest = \"half seven\"", "quarantine.digest", "07:30"),
+            (
+                "digest = \"07:30\"",
+                "digest = \"half seven\"",
+                "quarantine.digest",
+                "07:30",
+            ),
             (
                 "# public_url = \"https://schoolgate.example-academy.sch.uk:8443\"",
                 "public_url = \"schoolgate.example-academy.sch.uk\"",

@@ -1,6 +1,7 @@
 //! The network manager's daily quarantine digest through the real gateway: mailed at
 //! `[quarantine] digest` to `[quarantine] digest_to`, once (also across a restart), as plain
-//! text and HTML, with each held message's link and no content or identifiers.
+//! text and HTML, with each held message's link and no content or identifiers; its HTML part
+//! photographed in a real Chromium (`quarantine-digest`).
 
 mod common;
 
@@ -93,7 +94,13 @@ fn the_digest_is_mailed_at_its_time_once_with_links_and_no_content() {
         &gw,
         FROM,
         PUPIL,
-        &common::plain_message(FROM, PUPIL, "Our secret", "digest-secret@test", "Delete this."),
+        &common::plain_message(
+            FROM,
+            PUPIL,
+            "Our secret",
+            "digest-secret@test",
+            "Delete this.",
+        ),
     );
 
     // The first whole minute more than 2 s ahead, in the school's time zone.
@@ -169,6 +176,30 @@ fn the_digest_is_mailed_at_its_time_once_with_links_and_no_content() {
             );
         }
     }
+
+    // The HTML part as a mail client shows it, in a real Chromium at desktop and phone width
+    // (no sideways scrolling): both links, nothing else to click.
+    let page = gw.dir.path().join("digest.html");
+    std::fs::write(&page, &html).unwrap();
+    let mut browser = common::browser::Browser::start();
+    browser.set_base(format!("file://{}", gw.dir.path().display()));
+    browser.goto("/digest.html");
+    let links: Vec<String> = browser
+        .find_all("a")
+        .iter()
+        .filter_map(|a| a.attr("href"))
+        .collect();
+    assert_eq!(
+        links,
+        [
+            format!("{PUBLIC_URL}/quarantine/{list}"),
+            format!("{PUBLIC_URL}/quarantine/{secret}")
+        ],
+        "oldest first, one link each"
+    );
+    assert!(browser.page_text().contains("Held by a safeguarding rule"));
+    browser.screenshots("quarantine-digest");
+    drop(browser);
 
     // Audited; a restart reads it back and does not send it again.
     let recorded = |gw: &Gateway| {

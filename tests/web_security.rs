@@ -187,7 +187,10 @@ fn nothing_is_reachable_without_a_session_and_no_post_without_its_token() {
         "{}",
         r.text()
     );
-    assert!(!delivered_to_pupil(&gw), "nothing released before the confirmation");
+    assert!(
+        !delivered_to_pupil(&gw),
+        "nothing released before the confirmation"
+    );
     let r = nm.post(
         &format!("/quarantine/{id}/release"),
         &[("csrf", &csrf), ("reason", WHY), ("confirm", "yes")],
@@ -487,7 +490,9 @@ fn a_sensitive_hold_is_the_network_managers_and_a_dsl_only_reads_it() {
             .iter()
             .filter_map(action)
             .any(|(actor, d)| actor == "netman"
-                && d.starts_with(&format!("quarantine release {id} by netman (reason: The county asked for it): ")))
+                && d.starts_with(&format!(
+                    "quarantine release {id} by netman (reason: The county asked for it): "
+                )))
     );
 }
 

@@ -184,10 +184,9 @@ impl Digest {
 
     fn who(w: &Waiting) -> String {
         match (&w.sender, w.recipients) {
-            (Some(s), Some(n)) => format!(
-                "from {s} to {n} recipient{}",
-                if n == 1 { "" } else { "s" }
-            ),
+            (Some(s), Some(n)) => {
+                format!("from {s} to {n} recipient{}", if n == 1 { "" } else { "s" })
+            }
             _ => "held by a safeguarding rule: the DSL decides".into(),
         }
     }
@@ -203,7 +202,11 @@ impl Digest {
             "Held in the last 24 hours: {} ({} released or deleted since)",
             self.held_last_day, self.resolved_last_day
         );
-        let _ = writeln!(out, "Still held (waiting for a decision): {}", self.waiting_total);
+        let _ = writeln!(
+            out,
+            "Still held (waiting for a decision): {}",
+            self.waiting_total
+        );
         if !self.by_rule.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(out, "By rule (held in the last 24 hours / still held):");
@@ -247,7 +250,13 @@ impl Digest {
         html! {
             (maud::DOCTYPE)
             html lang="en-GB" {
-                head { meta charset="utf-8"; title { (self.subject()) } }
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    title { (self.subject()) }
+                    // Readable on a phone: long addresses and rule names wrap.
+                    style { "table{border-collapse:collapse;max-width:100%}td,th{word-break:break-word;overflow-wrap:anywhere;vertical-align:top;text-align:left}" }
+                }
                 body style="font-family:sans-serif" {
                     h1 style="font-size:1.3em" { "Quarantine digest for " (self.school) }
                     p { "As of " (self.when(self.slot)) }
@@ -257,7 +266,7 @@ impl Digest {
                         strong { (self.waiting_total) } " still held, waiting for a decision."
                     }
                     @if !self.by_rule.is_empty() {
-                        table border="1" cellpadding="4" style="border-collapse:collapse" {
+                        table border="1" cellpadding="4" {
                             thead { tr { th { "Rule" } th { "Held in the last 24 hours" } th { "Still held" } } }
                             tbody { @for (rule, c) in &self.by_rule {
                                 tr { td { (rule) } td { (c.last_day) } td { (c.unresolved) } }
@@ -266,7 +275,7 @@ impl Digest {
                     }
                     @if !self.waiting.is_empty() {
                         h2 style="font-size:1.1em" { "Still held, oldest first" }
-                        table border="1" cellpadding="4" style="border-collapse:collapse" {
+                        table border="1" cellpadding="4" {
                             thead { tr { th { "Held" } th { "Waiting" } th { "Rule" } th { "Sender" } th { "Recipients" } th { "Open" } } }
                             tbody { @for w in &self.waiting {
                                 tr {
@@ -433,13 +442,26 @@ mod tests {
     #[test]
     fn without_a_web_address_the_link_is_the_command_and_nothing_held_says_so() {
         let tz = TimeZone::get("Europe/London").unwrap();
-        let d = Digest::build("Example Academy", &[], at("2026-12-07T07:30:00Z"), &tz, None);
-        assert_eq!(d.subject(), "Quarantine digest: nothing waiting, 0 held in the last 24 hours");
+        let d = Digest::build(
+            "Example Academy",
+            &[],
+            at("2026-12-07T07:30:00Z"),
+            &tz,
+            None,
+        );
+        assert_eq!(
+            d.subject(),
+            "Quarantine digest: nothing waiting, 0 held in the last 24 hours"
+        );
         assert!(d.text().contains("Still held (waiting for a decision): 0"));
         assert_eq!(d.link("Q9"), "schoolgate quarantine show Q9 --as NAME");
         // In summer the time says BST.
         let d = Digest::build("X", &[], at("2026-06-10T06:30:00Z"), &tz, None);
-        assert!(d.text().contains("Wed 10 Jun 2026, 07:30 BST"), "{}", d.text());
+        assert!(
+            d.text().contains("Wed 10 Jun 2026, 07:30 BST"),
+            "{}",
+            d.text()
+        );
     }
 
     #[test]

@@ -484,12 +484,24 @@ mod tests {
             panic!("{refused:?}");
         };
         assert!(e.to_string().contains("at most 1,000 characters"), "{e}");
-        assert_eq!(holds::MAX_REASON_CHARS, 1_000, "the message names the limit");
+        assert_eq!(
+            holds::MAX_REASON_CHARS,
+            1_000,
+            "the message names the limit"
+        );
         assert_eq!(find(&q, "A1").unwrap().state, "held", "nothing done");
         assert_eq!(delivered(&outbox), 0);
-        release(&q, "A1", &nm, Some("the recipient is the county's admissions team"), &hop, t, &log)
-            .await
-            .unwrap();
+        release(
+            &q,
+            "A1",
+            &nm,
+            Some("the recipient is the county's admissions team"),
+            &hop,
+            t,
+            &log,
+        )
+        .await
+        .unwrap();
         assert_eq!(delivered(&outbox), 1);
     }
 }

@@ -58,7 +58,11 @@ impl Scheduled for QuarantineDigest {
         }
     }
 
-    async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Result<(), String> {
+    async fn send(
+        relay: &Relay,
+        slot: jiff::Timestamp,
+        now: jiff::Timestamp,
+    ) -> Result<(), String> {
         send(relay, slot, now).await
     }
 }

@@ -43,7 +43,11 @@ impl Scheduled for WeeklyReport {
         }
     }
 
-    async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Result<(), String> {
+    async fn send(
+        relay: &Relay,
+        slot: jiff::Timestamp,
+        now: jiff::Timestamp,
+    ) -> Result<(), String> {
         send(relay, slot, now).await
     }
 }

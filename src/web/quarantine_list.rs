@@ -320,10 +320,7 @@ impl Row {
             _ if hidden => (String::new(), 0),
             Column::From => (self.h.mail_from.to_lowercase(), 0),
             Column::To => (self.h.rcpt_to.join(", ").to_lowercase(), 0),
-            Column::Subject => (
-                self.h.subject.clone().unwrap_or_default().to_lowercase(),
-                0,
-            ),
+            Column::Subject => (self.h.subject.clone().unwrap_or_default().to_lowercase(), 0),
             Column::Why => (self.rules.join(" "), 0),
             Column::Attachments => (self.names().join(", ").to_lowercase(), 0),
         }
@@ -387,9 +384,8 @@ pub async fn list(
 
     // Attachment names: of every message the person may read when a filter or the order needs
     // them, else only of the page shown (below).
-    let needs_all_names = !asked.ext.is_empty()
-        || !asked.q.is_empty()
-        || asked.column() == Column::Attachments;
+    let needs_all_names =
+        !asked.ext.is_empty() || !asked.q.is_empty() || asked.column() == Column::Attachments;
     if needs_all_names {
         read_names(&web, &mut rows.iter_mut().collect::<Vec<_>>()).await;
     }
@@ -431,7 +427,11 @@ pub async fn list(
     let total = rows.len();
     let pages_n = total.div_ceil(PAGE).max(1);
     let page = asked.page.min(pages_n);
-    let mut shown: Vec<Row> = rows.into_iter().skip((page - 1) * PAGE).take(PAGE).collect();
+    let mut shown: Vec<Row> = rows
+        .into_iter()
+        .skip((page - 1) * PAGE)
+        .take(PAGE)
+        .collect();
     if !needs_all_names {
         read_names(&web, &mut shown.iter_mut().collect::<Vec<_>>()).await;
     }
@@ -724,9 +724,10 @@ mod tests {
             link,
             "/quarantine?q=list&from=01%2F12%2F2026&rule=unscannable-attachment&ext=xlsx&sort=size&dir=asc&page=3&all=1"
         );
-        let p: HashMap<String, String> = form_urlencoded::parse(link.split_once('?').unwrap().1.as_bytes())
-            .into_owned()
-            .collect();
+        let p: HashMap<String, String> =
+            form_urlencoded::parse(link.split_once('?').unwrap().1.as_bytes())
+                .into_owned()
+                .collect();
         let back = Asked::read(&p);
         assert_eq!(back.column(), Column::Size);
         assert!(!back.descending() && back.all && back.page == 3);

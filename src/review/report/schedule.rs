@@ -370,11 +370,26 @@ mod tests {
         );
         let began = Some(at("2026-09-01T08:00:00Z"));
         let today = at("2026-12-07T07:30:00Z");
-        assert_eq!(due(d, at("2026-12-07T07:29:00Z"), &tz, None, began), Some(at("2026-12-06T07:30:00Z")));
+        assert_eq!(
+            due(d, at("2026-12-07T07:29:00Z"), &tz, None, began),
+            Some(at("2026-12-06T07:30:00Z"))
+        );
         let yesterday = Some(at("2026-12-06T07:30:00Z"));
-        assert_eq!(due(d, at("2026-12-07T07:29:00Z"), &tz, yesterday, began), None);
-        assert_eq!(due(d, at("2026-12-07T07:30:00Z"), &tz, yesterday, began), Some(today));
-        assert_eq!(due(d, at("2026-12-07T11:00:00Z"), &tz, Some(today), began), None);
-        assert_eq!(due(None, at("2026-12-07T07:30:00Z"), &tz, None, began), None);
+        assert_eq!(
+            due(d, at("2026-12-07T07:29:00Z"), &tz, yesterday, began),
+            None
+        );
+        assert_eq!(
+            due(d, at("2026-12-07T07:30:00Z"), &tz, yesterday, began),
+            Some(today)
+        );
+        assert_eq!(
+            due(d, at("2026-12-07T11:00:00Z"), &tz, Some(today), began),
+            None
+        );
+        assert_eq!(
+            due(None, at("2026-12-07T07:30:00Z"), &tz, None, began),
+            None
+        );
     }
 }
