@@ -63,6 +63,8 @@ pub struct Config {
     pub sensitive: Sensitive,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub quarantine: QuarantineConfig,
     /// The file this was read from.
     #[serde(skip)]
     pub source: PathBuf,
@@ -410,6 +412,45 @@ pub struct Web {
     /// …`), for a Prometheus elsewhere.
     #[serde(default)]
     pub metrics_token_file: Option<PathBuf>,
+    /// The address people open the web page at (`https://schoolgate.example-academy.sch.uk:8443`),
+    /// for links in mail (the quarantine digest). Not set: made from `listen` (its host, or
+    /// `relay.hostname` when it listens on every address).
+    #[serde(default)]
+    pub public_url: Option<PublicUrl>,
+}
+
+/// `[web] public_url`: an `http://` or `https://` address, kept without a trailing `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(pub String);
+
+impl<'de> Deserialize<'de> for PublicUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let url = s.trim().trim_end_matches('/');
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        match host {
+            Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => {
+                Ok(PublicUrl(url.to_string()))
+            }
+            _ => Err(serde::de::Error::custom(format!(
+                "\"{s}\" is not a web address; write e.g. \"https://schoolgate.example-academy.sch.uk:8443\""
+            ))),
+        }
+    }
+}
+
+/// `[quarantine]`: the daily digest of held messages for the network manager.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineConfig {
+    /// Who gets the digest (the network manager); empty: no digest.
+    #[serde(default)]
+    pub digest_to: Vec<Address>,
+    /// When, every day in `[school] timezone`: `"07:30"` (the default) or `"off"`.
+    #[serde(default)]
+    pub digest: crate::review::report::schedule::Daily,
 }
 
 impl Web {
@@ -436,6 +477,22 @@ impl Web {
         Some(format!(
             "[web] insecure_http = true: the web page on {listen} is plain HTTP, so passwords and the session cookie (which cannot be Secure) cross the network in clear and anyone on the path can take over a session; set [web] tls = true"
         ))
+    }
+
+    /// Where links in mail point: `public_url`, else made from `listen` (`relay_host` when it
+    /// listens on every address); `None` without a web listener.
+    pub fn base_url(&self, relay_host: &str) -> Option<String> {
+        if let Some(u) = &self.public_url {
+            return Some(u.0.clone());
+        }
+        let listen = self.listen?;
+        let scheme = if self.tls { "https" } else { "http" };
+        let host = match listen.ip() {
+            ip if ip.is_unspecified() => relay_host.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        Some(format!("{scheme}://{host}:{}", listen.port()))
     }
 }
 
@@ -1329,6 +1386,72 @@ mod tests {
         assert_eq!(e.line, Some(line_of(&text, "weekly_report =")));
         assert_eq!(e.field.as_deref(), Some("safeguarding.weekly_report"));
         assert!(e.message.contains("Mon 07:30"), "{e}");
+    }
+
+    #[test]
+    fn the_digest_is_off_without_digest_to_and_its_links_use_the_public_url() {
+        use crate::review::report::schedule::Daily;
+        let c = parse(EXAMPLE).unwrap();
+        assert!(c.quarantine.digest_to.is_empty());
+        assert_eq!(c.quarantine.digest, Daily::default());
+        assert_eq!(
+            c.web.base_url("gw.example-academy.sch.uk").as_deref(),
+            Some("http://127.0.0.1:8025"),
+            "from [web] listen"
+        );
+        let text = EXAMPLE
+            .replace(
+                "# digest_to = [\"it.manager@example-academy.sch.uk\"]",
+                "digest_to = [\"it.manager@example-academy.sch.uk\"]",
+            )
+            .replace("digest = \"07:30\"", "digest = \"06:45\"")
+            .replace(
+                "# public_url = \"https://schoolgate.example-academy.sch.uk:8443\"",
+                "public_url = \"https://schoolgate.example-academy.sch.uk:8443/\"",
+            );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.quarantine.digest_to.len(), 1);
+        assert_eq!(c.quarantine.digest.to_string(), "06:45");
+        assert_eq!(
+            c.web.base_url("x").as_deref(),
+            Some("https://schoolgate.example-academy.sch.uk:8443"),
+            "without its trailing /"
+        );
+        // Listening on every address: the relay's host name.
+        let all = Web {
+            listen: "0.0.0.0:8443".parse().ok(),
+            tls: true,
+            ..Web::default()
+        };
+        assert_eq!(
+            all.base_url("gw.example-academy.sch.uk").as_deref(),
+            Some("https://gw.example-academy.sch.uk:8443")
+        );
+        let six = Web {
+            listen: "[::1]:8025".parse().ok(),
+            ..Web::default()
+        };
+        assert_eq!(six.base_url("x").as_deref(), Some("http://[::1]:8025"));
+        assert_eq!(Web::default().base_url("x"), None, "no web listener");
+        for (from, to, field, says) in [
+            (
+                "digest = \"07:30\"",
+                "digest = \"half seven\"",
+                "quarantine.digest",
+                "07:30",
+            ),
+            (
+                "# public_url = \"https://schoolgate.example-academy.sch.uk:8443\"",
+                "public_url = \"schoolgate.example-academy.sch.uk\"",
+                "web.public_url",
+                "https://",
+            ),
+        ] {
+            let text = EXAMPLE.replace(from, to);
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
     }
 
     fn line_of(text: &str, needle: &str) -> usize {

@@ -129,12 +129,37 @@ fn a_class_list_in_clear_is_held_the_sender_told_and_a_release_delivers_it_once(
         "{refused:?}"
     );
     assert!(to(&gw, COUNTY).is_empty(), "the DSL released nothing");
-    let out = gw.cli(&["quarantine", "release", &id, "--as", "netman"]);
+    // Every release says why.
+    let no_reason = gw.cli(&["quarantine", "release", &id, "--as", "netman"]);
+    assert_eq!(no_reason.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&no_reason.stderr).contains("needs --reason"),
+        "{no_reason:?}"
+    );
+    assert!(to(&gw, COUNTY).is_empty(), "released without a reason");
+    let why = "The county asked for it; the admissions portal is down";
+    let out = gw.cli(&[
+        "quarantine",
+        "release",
+        &id,
+        "--as",
+        "netman",
+        "--reason",
+        why,
+    ]);
     assert!(out.status.success(), "{out:?}");
     let delivered = to(&gw, COUNTY);
     assert_eq!(delivered.len(), 1, "released once");
     assert_eq!(delivered[0].bytes, held, "the held bytes are what leaves");
-    let again = gw.cli(&["quarantine", "release", &id, "--as", "netman"]);
+    let again = gw.cli(&[
+        "quarantine",
+        "release",
+        &id,
+        "--as",
+        "netman",
+        "--reason",
+        why,
+    ]);
     assert_eq!(again.status.code(), Some(2));
     assert_eq!(to(&gw, COUNTY).len(), 1, "still exactly once");
     assert!(

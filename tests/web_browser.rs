@@ -124,6 +124,22 @@ fn held_row<'b>(browser: &'b Browser, needle: &str) -> common::browser::El<'b> {
     rows.remove(0)
 }
 
+/// On the confirmation page (nothing done yet), which lists the message `id`: confirms.
+fn confirm(browser: &Browser, id: &str) {
+    if !browser.exists("form#confirm-form") {
+        browser.fail("expected the confirmation page");
+    }
+    let listed: Vec<String> = browser
+        .find_all("table#confirm-list tr.confirm")
+        .iter()
+        .filter_map(|r| r.attr("data-id"))
+        .collect();
+    if listed != [id] {
+        browser.fail(&format!("the confirmation page lists {listed:?}, not {id}"));
+    }
+    browser.click("button#confirm");
+}
+
 /// The action record whose text contains `what` (e.g. "quarantine release ID").
 fn action_record(gw: &Gateway, what: &str) -> common::AuditRow {
     gw.audit_records()
@@ -269,8 +285,14 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
         "the downloaded .eml is not the held message"
     );
 
-    // Release: the next hop gets it, exactly once, byte for byte as held.
+    // Release, with a reason and confirmed: the next hop gets it, exactly once, byte for byte
+    // as held.
+    browser.set_field(
+        "textarea#release-reason",
+        "Checked with the county: it goes to their admissions team",
+    );
     browser.click("button#release");
+    confirm(&browser, &class_list);
     expect_page(&browser, "/quarantine", "releasing leads back to the list");
     let notice = browser.text(".notice");
     assert!(
@@ -305,6 +327,7 @@ fn the_network_manager_reviews_the_quarantine_and_the_dsl_exports_the_audit_trai
     );
     browser.set_field("form#delete-form textarea[name=reason]", DELETE_REASON);
     browser.click("button#delete");
+    confirm(&browser, &referral);
     expect_page(&browser, "/quarantine", "deleting leads back to the list");
     let notice = browser.text(".notice");
     assert!(
@@ -619,6 +642,7 @@ fn the_dsl_releases_a_safeguarding_hold_with_a_reason_and_the_network_manager_se
     const WHY: &str = "Spoke to Mr Baker and Mo's mother: a revision timetable, nothing more";
     browser.set_field("textarea#release-reason", WHY);
     browser.click("button#release");
+    confirm(&browser, &id);
     expect_page(&browser, "/quarantine", "releasing leads back to the list");
     assert!(browser.text(".notice").contains("Released"));
     browser.screenshots("safeguarding-hold-released-dsl");

@@ -243,7 +243,7 @@ fn a_deleted_messages_download_is_gone_and_its_entry_says_who_when_and_why() {
     let reason = "Sent to the wrong address; the teacher will resend it to school email";
     let r = dsl.post(
         &format!("/quarantine/{deleted}/delete"),
-        &[("csrf", &csrf), ("reason", reason)],
+        &[("csrf", &csrf), ("reason", reason), ("confirm", "yes")],
     );
     assert_eq!(r.status, 303, "{}", r.text());
 

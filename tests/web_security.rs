@@ -174,11 +174,26 @@ fn nothing_is_reachable_without_a_session_and_no_post_without_its_token() {
     }
     assert!(!delivered_to_pupil(&gw), "nothing was released");
 
-    // With its own token and a reason the release works, reaches the next hop once, and says so.
+    // With its own token and a reason the release asks to be confirmed first (nothing done
+    // yet); confirmed, it works, reaches the next hop once, and says so.
     const WHY: &str = "Spoke to the teacher and the parent; the homework sheet is fine";
     let r = nm.post(
         &format!("/quarantine/{id}/release"),
         &[("csrf", &csrf), ("reason", WHY)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains("id=\"confirm-form\"") && r.text().contains(WHY),
+        "{}",
+        r.text()
+    );
+    assert!(
+        !delivered_to_pupil(&gw),
+        "nothing released before the confirmation"
+    );
+    let r = nm.post(
+        &format!("/quarantine/{id}/release"),
+        &[("csrf", &csrf), ("reason", WHY), ("confirm", "yes")],
     );
     assert_eq!(r.status, 303, "{}", r.text());
     let back = nm.get(r.header("location").unwrap());
@@ -350,6 +365,17 @@ fn a_safeguarding_hold_is_the_dsls_and_the_network_manager_sees_only_that_it_exi
         &format!("/quarantine/{id}/delete"),
         &[("csrf", &csrf), ("reason", "sent in error")],
     );
+    assert_eq!(r.status, 200, "the confirmation page: {}", r.text());
+    let r = dsl.post(
+        "/quarantine/bulk",
+        &[
+            ("csrf", &csrf),
+            ("action", "delete"),
+            ("id", &id),
+            ("reason", "sent in error"),
+            ("confirm", "yes"),
+        ],
+    );
     assert_eq!(r.status, 303);
     let t = dsl.get(r.header("location").unwrap()).text();
     assert!(
@@ -438,12 +464,19 @@ fn a_sensitive_hold_is_the_network_managers_and_a_dsl_only_reads_it() {
     let text = page.text();
     assert!(text.contains("7B class list.csv") && text.contains("id=\"release\""));
     assert!(
-        !text.contains("id=\"release-reason\""),
-        "a sensitive hold is released without a reason"
+        text.contains("id=\"release-reason\""),
+        "every release gives a reason"
     );
+    let csrf = page.csrf().unwrap();
+    let r = nm.post(&format!("/quarantine/{id}/release"), &[("csrf", &csrf)]);
+    assert_eq!(r.status, 400, "a release without a reason: {}", r.text());
     let r = nm.post(
         &format!("/quarantine/{id}/release"),
-        &[("csrf", &page.csrf().unwrap())],
+        &[
+            ("csrf", &csrf),
+            ("reason", "The county asked for it"),
+            ("confirm", "yes"),
+        ],
     );
     assert_eq!(r.status, 303, "{}", r.text());
     let delivered = gw
@@ -457,7 +490,9 @@ fn a_sensitive_hold_is_the_network_managers_and_a_dsl_only_reads_it() {
             .iter()
             .filter_map(action)
             .any(|(actor, d)| actor == "netman"
-                && d.starts_with(&format!("quarantine release {id} by netman: ")))
+                && d.starts_with(&format!(
+                    "quarantine release {id} by netman (reason: The county asked for it): "
+                )))
     );
 }
 

@@ -3,7 +3,8 @@
 //! Every action (show, release, delete, export) is audited with the acting account: `--as NAME`
 //! must name an existing account holding the role the action needs ([`crate::policy::holds`]):
 //! a message held by a safeguarding rule is the DSL's (a `dsl` account reads, exports, releases
-//! with `--reason`, deletes), the others the network manager's. `list` needs no `--as` and then
+//! with `--reason`, deletes), the others the network manager's. Every release and delete gives a
+//! `--reason` (up to 1,000 characters). `list` needs no `--as` and then
 //! shows what a network manager sees: a safeguarding hold only as a line saying it exists.
 //! Audit records go through an [`AuditLog`] over its own SQLite connection, which chains inside
 //! the write transaction, so this can run while the gateway does.
@@ -46,14 +47,14 @@ pub enum QuarantineCommand {
     /// Deliver a held message to the next hop, exactly as it would have gone.
     Release {
         id: String,
-        /// Why (kept in the audit trail); required for a message held by a safeguarding rule.
+        /// Why (kept in the audit trail; up to 1,000 characters); required.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Delete a held message.
     Delete {
         id: String,
-        /// Why (kept in the audit trail).
+        /// Why (kept in the audit trail; up to 1,000 characters).
         #[arg(long, required = true)]
         reason: String,
     },
@@ -299,10 +300,12 @@ fn release(
     // Said before anything is set up, in the command line's words (the release checks again).
     let h = review::find(q, id)?;
     let hold = review::authorize(&h, who, Act::Release)?;
-    if holds::needs_reason(hold, Act::Release) && reason.is_none_or(|r| r.trim().is_empty()) {
-        anyhow::bail!(
-            "quarantine release {id} needs --reason TEXT: it was held by a safeguarding rule, and the reason is kept in the audit trail"
-        );
+    match review::reason_for(hold, Act::Release, reason) {
+        Err(ReviewError::NoReason(_)) => anyhow::bail!(
+            "quarantine release {id} needs --reason TEXT (up to 1,000 characters): every release says why, and the reason is kept in the audit trail; nothing done"
+        ),
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
     }
     // An SMTP next hop keeps its connections on the runtime it is set up in, so it is set up
     // inside the one the release runs on (outside any, it refuses to start).
@@ -328,7 +331,9 @@ fn delete(
     reason: &str,
 ) -> anyhow::Result<ExitCode> {
     if reason.trim().is_empty() {
-        anyhow::bail!("quarantine delete needs --reason TEXT (kept in the audit trail)");
+        anyhow::bail!(
+            "quarantine delete needs --reason TEXT (up to 1,000 characters, kept in the audit trail); nothing done"
+        );
     }
     act(config, async |log| {
         review::delete(q, id, who, reason, log).await

@@ -159,6 +159,7 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         .await?;
     tracing::info!("{described}");
     tokio::spawn(crate::smtp::weekly_report::run(Arc::clone(&relay)));
+    tokio::spawn(crate::smtp::quarantine_digest::run(Arc::clone(&relay)));
     let keeping = tokio::spawn(super::audit::keeper::run(
         Arc::clone(&relay),
         state_dir.clone(),

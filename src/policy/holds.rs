@@ -140,12 +140,39 @@ pub fn may(hold: Hold, roles: &[Role], act: Act) -> bool {
     }
 }
 
-/// Whether `act` on a hold of kind `hold` must give a reason (kept in the audit trail).
-pub fn needs_reason(hold: Hold, act: Act) -> bool {
+/// Whether `act` on a hold of kind `hold` must give a reason (kept in the audit trail): every
+/// release and every delete, whoever decides the hold (issue 17: "Require a reason on release").
+pub fn needs_reason(_hold: Hold, act: Act) -> bool {
     match act {
-        Act::Delete => true,
-        Act::Release => hold == Hold::Safeguarding,
+        Act::Delete | Act::Release => true,
         Act::See | Act::Read | Act::Download => false,
+    }
+}
+
+/// The longest reason a release or delete may give, in characters: enough for what happened
+/// and who was spoken to, not a place to paste a document.
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// Why a reason given for an action was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadReason {
+    /// None given (or only spaces) where one is needed.
+    Missing,
+    /// Longer than [`MAX_REASON_CHARS`]: how many characters it has.
+    TooLong(usize),
+}
+
+/// The reason for `act` on a hold of kind `hold`, trimmed: `None` when none was given and none
+/// is needed; refused when one is needed and blank, or longer than [`MAX_REASON_CHARS`].
+pub fn reason(hold: Hold, act: Act, given: Option<&str>) -> Result<Option<String>, BadReason> {
+    let given = given.map(str::trim).filter(|r| !r.is_empty());
+    match given {
+        None if needs_reason(hold, act) => Err(BadReason::Missing),
+        None => Ok(None),
+        Some(r) => match r.chars().count() {
+            n if n > MAX_REASON_CHARS => Err(BadReason::TooLong(n)),
+            _ => Ok(Some(r.to_string())),
+        },
     }
 }
 
@@ -246,7 +273,35 @@ mod tests {
         for act in [Act::Release, Act::Delete] {
             assert!(may(h, NM, act) && !may(h, DSL, act) && may(h, BOTH, act));
         }
-        assert!(!needs_reason(h, Act::Release) && needs_reason(h, Act::Delete));
+        assert!(needs_reason(h, Act::Release) && needs_reason(h, Act::Delete));
+        assert!(!needs_reason(h, Act::Read) && !needs_reason(h, Act::Download));
         assert_eq!(needs(h, Act::Delete), Some(Role::NetworkManager));
+    }
+
+    #[test]
+    fn a_release_or_delete_needs_a_reason_of_at_most_a_thousand_characters() {
+        for hold in [Hold::Safeguarding, Hold::Sensitive] {
+            for act in [Act::Release, Act::Delete] {
+                for blank in [None, Some(""), Some(" \t\r\n ")] {
+                    assert_eq!(reason(hold, act, blank), Err(BadReason::Missing));
+                }
+                assert_eq!(
+                    reason(hold, act, Some("  spoke to the parent ")),
+                    Ok(Some("spoke to the parent".into()))
+                );
+                // Characters, not bytes: 1,000 accented letters are 2,000 bytes and allowed.
+                let most = "é".repeat(MAX_REASON_CHARS);
+                assert_eq!(reason(hold, act, Some(&most)), Ok(Some(most.clone())));
+                let over = "x".repeat(100_000);
+                assert_eq!(
+                    reason(hold, act, Some(&over)),
+                    Err(BadReason::TooLong(100_000))
+                );
+                // Spaces around it do not count.
+                let padded = format!("  {}  ", "y".repeat(MAX_REASON_CHARS));
+                assert!(reason(hold, act, Some(&padded)).is_ok());
+            }
+        }
+        assert_eq!(reason(Hold::Sensitive, Act::Read, None), Ok(None));
     }
 }

@@ -5,5 +5,6 @@
 pub mod audit_search;
 pub mod cases;
 pub mod csv;
+pub mod digest;
 pub mod quarantine;
 pub mod report;

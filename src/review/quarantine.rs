@@ -71,6 +71,11 @@ pub enum ReviewError {
     Delivery { id: String, detail: String },
     #[error("a {0} of this message needs a reason (kept in the audit trail); nothing done")]
     NoReason(&'static str),
+    // The limit is holds::MAX_REASON_CHARS.
+    #[error(
+        "the reason for a {act} may be at most 1,000 characters and this one has {chars}; shorten it (nothing done)"
+    )]
+    ReasonTooLong { act: &'static str, chars: usize },
     #[error("{name} may not {act} quarantined message {id}: {why}")]
     Forbidden {
         id: String,
@@ -123,13 +128,20 @@ pub fn authorize(h: &Held, who: &Reviewer, act: Act) -> Result<Hold, ReviewError
     })
 }
 
-/// `reason` trimmed, or [`ReviewError::NoReason`] when `act` on `hold` needs one and it is blank.
-fn reason_for(hold: Hold, act: Act, reason: Option<&str>) -> Result<Option<String>, ReviewError> {
-    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-    if reason.is_none() && holds::needs_reason(hold, act) {
-        return Err(ReviewError::NoReason(act.as_str()));
-    }
-    Ok(reason.map(str::to_string))
+/// `reason` trimmed, or why it is refused for `act` on `hold` (blank where one is needed, or
+/// longer than [`holds::MAX_REASON_CHARS`]).
+pub fn reason_for(
+    hold: Hold,
+    act: Act,
+    reason: Option<&str>,
+) -> Result<Option<String>, ReviewError> {
+    holds::reason(hold, act, reason).map_err(|bad| match bad {
+        holds::BadReason::Missing => ReviewError::NoReason(act.as_str()),
+        holds::BadReason::TooLong(chars) => ReviewError::ReasonTooLong {
+            act: act.as_str(),
+            chars,
+        },
+    })
 }
 
 /// How the audit record names a hold's kind and the reason given: "" for a sensitive hold
@@ -265,10 +277,9 @@ pub async fn delete(
     log: &AuditLog,
 ) -> Result<(), ReviewError> {
     let actor = who.name.as_str();
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(ReviewError::NoReason(Act::Delete.as_str()));
-    }
+    // Every delete needs a reason, whatever the hold: checked before anything is looked up.
+    let reason = reason_for(Hold::Sensitive, Act::Delete, Some(reason))?.unwrap_or_default();
+    let reason = reason.as_str();
     let (claimant, why, reviewer) = (actor.to_string(), reason.to_string(), who.clone());
     let hold = in_quarantine(q, id, move |q, id| {
         let h = find_held(q, id)?;
@@ -482,7 +493,41 @@ mod tests {
             export(&q, "A1", &dsl, "a file", &log).await.is_ok(),
             "a DSL may read it"
         );
-        release(&q, "A1", &nm, None, &hop, t, &log).await.unwrap();
+        for refused in [
+            release(&q, "A1", &nm, None, &hop, t, &log).await,
+            release(&q, "A1", &nm, Some(&"x".repeat(1_001)), &hop, t, &log).await,
+        ] {
+            assert!(
+                matches!(
+                    refused,
+                    Err(ReviewError::NoReason("release") | ReviewError::ReasonTooLong { .. })
+                ),
+                "{refused:?}"
+            );
+        }
+        let refused = delete(&q, "A1", &nm, &"x".repeat(100_000), &log).await;
+        let Err(e @ ReviewError::ReasonTooLong { chars: 100_000, .. }) = refused else {
+            panic!("{refused:?}");
+        };
+        assert!(e.to_string().contains("at most 1,000 characters"), "{e}");
+        assert_eq!(
+            holds::MAX_REASON_CHARS,
+            1_000,
+            "the message names the limit"
+        );
+        assert_eq!(find(&q, "A1").unwrap().state, "held", "nothing done");
+        assert_eq!(delivered(&outbox), 0);
+        release(
+            &q,
+            "A1",
+            &nm,
+            Some("the recipient is the county's admissions team"),
+            &hop,
+            t,
+            &log,
+        )
+        .await
+        .unwrap();
         assert_eq!(delivered(&outbox), 1);
     }
 }

@@ -9,6 +9,8 @@ pub mod alert_sender;
 pub mod data;
 pub mod handoff;
 pub mod next_hop;
+pub mod quarantine_digest;
+pub mod scheduled;
 pub mod server;
 pub mod session;
 pub mod weekly_report;

@@ -3,159 +3,58 @@
 //! a plain-text part, and what concerns the headteacher or a DSL goes, as its own report, to
 //! the escalation recipients only.
 //!
-//! Each report sent is an audit record (`weekly report of SLOT to the DSLs sent to …`); at
-//! start the gateway reads the last one back, so a restart never sends a week's report twice,
-//! and one missed while the gateway was down is sent when it is back (within a day; see
-//! [`schedule::due`]). A report that cannot be delivered is retried, and recorded once as
+//! Each report sent is an audit record (`weekly report of SLOT to the DSLs sent to …`); the
+//! clock is [`super::scheduled`]'s: at start the gateway reads the last one back, so a restart
+//! never sends a week's report twice, and one missed while the gateway was down is sent when it
+//! is back (within a day). A report that cannot be delivered is retried, and recorded once as
 //! `mail-undelivered:` so the next report names it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::alert_sender::{NotSent, send_own_mail};
+use super::scheduled::{Scheduled, record};
 use super::server::Relay;
+use crate::config::Config;
 use crate::review::report::render::{Format, render, subject, summary};
-use crate::review::report::schedule::{self, WeeklyReport};
+use crate::review::report::schedule::Slot;
 use crate::review::report::{Audience, Period, Report, UNDELIVERED_PREFIX, trail};
 use crate::store::sqlite::SqliteBackend;
-use crate::store::{AuditRecord, Backend, GATEWAY, RecordKind, StoreError};
 
-/// The longest the scheduler sleeps before looking again (a reloaded config, a clock change).
-const RECHECK: Duration = Duration::from_secs(60);
-/// How long after a failed send it tries again.
-const RETRY: Duration = Duration::from_secs(300);
 /// What every record of a mailed report starts with; the slot follows.
 const SENT_PREFIX: &str = "weekly report of ";
 const TO_DSLS: &str = "to the DSLs";
 
+/// The weekly report, on [`super::scheduled`]'s clock.
+pub struct WeeklyReport;
+
+impl Scheduled for WeeklyReport {
+    const NAME: &'static str = "weekly report";
+    const SENT_PREFIX: &'static str = SENT_PREFIX;
+    const SENT_TO: &'static str = TO_DSLS;
+
+    fn slot(config: &Config) -> Option<Slot> {
+        config.safeguarding.weekly_report.0
+    }
+
+    fn setting(config: &Config) -> String {
+        match config.safeguarding.weekly_report.0 {
+            Some(_) => config.safeguarding.weekly_report.to_string(),
+            None => "[safeguarding] weekly_report = \"off\"".into(),
+        }
+    }
+
+    async fn send(
+        relay: &Relay,
+        slot: jiff::Timestamp,
+        now: jiff::Timestamp,
+    ) -> Result<(), String> {
+        send(relay, slot, now).await
+    }
+}
+
 /// Runs until the gateway stops.
 pub async fn run(relay: Arc<Relay>) {
-    let mut stop = relay.shutdown_signal();
-    let state_dir = relay.config().storage.state_dir.clone();
-    let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-        let mut backend = SqliteBackend::open(&state_dir)?;
-        let began = trail::trail_began(&mut backend)?;
-        Ok((last_sent(&mut backend, jiff::Timestamp::now())?, began))
-    })
-    .await;
-    let (mut sent, began) = match read {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "weekly report: the audit trail could not be read; the report is off until restart");
-            return;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "weekly report: the audit trail could not be read; the report is off until restart");
-            return;
-        }
-    };
-    let mut undelivered_recorded: Option<jiff::Timestamp> = None;
-    let mut announced: Option<(WeeklyReport, Option<jiff::Timestamp>)> = None;
-    loop {
-        let config = relay.config();
-        let schedule = config.safeguarding.weekly_report;
-        let tz =
-            jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-        let now = jiff::Timestamp::now();
-        let mut wait = RECHECK;
-        if let Some(slot) = schedule::due(schedule, now, &tz, sent, began) {
-            match send(&relay, slot, now).await {
-                Ok(()) => sent = Some(slot),
-                Err(e) => {
-                    tracing::warn!(error = %e, %slot, "weekly report not sent yet; will retry");
-                    if undelivered_recorded != Some(slot) {
-                        let detail = format!(
-                            "{UNDELIVERED_PREFIX} {SENT_PREFIX}{slot} {TO_DSLS} not sent yet (will retry for a day): {e}"
-                        );
-                        if record(&relay, detail).await.is_ok() {
-                            undelivered_recorded = Some(slot);
-                        }
-                    }
-                    wait = RETRY;
-                }
-            }
-        }
-        let next = schedule.0.and_then(|s| schedule::next_after(s, now, &tz));
-        if announced != Some((schedule, sent)) {
-            announced = Some((schedule, sent));
-            match next {
-                Some(n) => tracing::info!(
-                    "weekly report ({schedule}, {}): next on {}{}",
-                    config.school.timezone,
-                    n.to_zoned(tz.clone()).strftime("%a %Y-%m-%d %H:%M %Z"),
-                    sent.map(|s| format!("; the last one sent was that of {s}"))
-                        .unwrap_or_default()
-                ),
-                None => {
-                    tracing::info!("weekly report: off ([safeguarding] weekly_report = \"off\")")
-                }
-            }
-        }
-        if let Some(n) = next {
-            let until = n.duration_since(now).unsigned_abs();
-            wait = wait.min(until.max(Duration::from_millis(200)));
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-/// The slot of the last report to the DSLs in the trail's last 8 days.
-fn last_sent(
-    backend: &mut dyn Backend,
-    now: jiff::Timestamp,
-) -> Result<Option<jiff::Timestamp>, StoreError> {
-    #[derive(serde::Deserialize)]
-    struct Act {
-        kind: String,
-        #[serde(default)]
-        action: Option<crate::store::ActionRecord>,
-    }
-    let since = (now - jiff::SignedDuration::from_hours(8 * 24))
-        .strftime("%Y-%m-%dT%H:%M:%S")
-        .to_string();
-    let Some(range) = backend.seq_range(Some(&since), None)? else {
-        return Ok(None);
-    };
-    let mut last: Option<jiff::Timestamp> = None;
-    backend.scan(range, &[], &mut |entry| {
-        let Ok(r) = serde_json::from_str::<Act>(&entry.record_json) else {
-            return Ok(true);
-        };
-        if r.kind != "action" {
-            return Ok(true);
-        }
-        let Some(a) = r.action else { return Ok(true) };
-        if a.actor != GATEWAY {
-            return Ok(true);
-        }
-        let detail = a
-            .detail
-            .strip_prefix(UNDELIVERED_PREFIX)
-            .unwrap_or(&a.detail);
-        if let Some(rest) = detail.trim_start().strip_prefix(SENT_PREFIX)
-            && let Some((slot, what)) = rest.split_once(' ')
-            && what.starts_with(TO_DSLS)
-            && !what.contains("not sent yet")
-            && let Ok(slot) = slot.parse::<jiff::Timestamp>()
-        {
-            last = last.max(Some(slot));
-        }
-        Ok(true)
-    })?;
-    Ok(last)
-}
-
-async fn record(relay: &Relay, detail: String) -> Result<(), StoreError> {
-    tracing::info!("{detail}");
-    relay
-        .audit
-        .append(AuditRecord::action(RecordKind::Action, GATEWAY, detail))
-        .await
-        .map(|_| ())
-        .inspect_err(|e| tracing::error!(error = %e, "the weekly report could not be recorded"))
+    super::scheduled::run::<WeeklyReport>(relay).await
 }
 
 /// Builds and mails both copies of the report of the week before `slot`; an error means the

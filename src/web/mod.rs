@@ -15,6 +15,8 @@ mod login;
 pub mod metrics;
 mod pages;
 mod quarantine;
+mod quarantine_actions;
+mod quarantine_list;
 mod safeguarding;
 mod undelivered;
 
@@ -163,7 +165,8 @@ pub fn router(relay: Arc<Relay>) -> Router {
         .route("/", get(home))
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
-        .route("/quarantine", get(quarantine::list))
+        .route("/quarantine", get(quarantine_list::list))
+        .route("/quarantine/bulk", post(quarantine_actions::bulk))
         .route("/quarantine/{id}", get(quarantine::show))
         .route("/quarantine/{id}/eml", get(quarantine::download))
         .route("/quarantine/{id}/release", post(quarantine::release))

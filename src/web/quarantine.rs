@@ -10,13 +10,12 @@
 //! The preview is the message's text as plain text (an HTML part with its tags stripped, never
 //! rendered), escaped, so no script of the message runs and no remote image loads.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde_json::Value;
 
@@ -27,11 +26,9 @@ use crate::policy::sensitive::encryption::Protection;
 use crate::review::quarantine::{self as review, ReviewError, Reviewer};
 use crate::store::quarantine::Held;
 
-/// Messages on one page of the list.
-const PAGE: usize = 25;
 /// Held messages larger than this are not opened to list their attachments' names (the names
 /// the findings give are still shown).
-const LIST_PARSE_LIMIT: u64 = 16 << 20;
+pub(super) const LIST_PARSE_LIMIT: u64 = 16 << 20;
 /// The most characters of a message's text the preview shows.
 const PREVIEW_CHARS: usize = 20_000;
 
@@ -40,7 +37,7 @@ fn is_safeguarding(rule: &str) -> bool {
 }
 
 /// The account `u` as the quarantine's rule knows it.
-fn reviewer(u: &User) -> Reviewer {
+pub(super) fn reviewer(u: &User) -> Reviewer {
     Reviewer {
         name: u.name.clone(),
         roles: u.roles.clone(),
@@ -48,20 +45,20 @@ fn reviewer(u: &User) -> Reviewer {
 }
 
 /// Whether `u` may read `h` (its addresses, subject, reasons and text), not only see it exists.
-fn reads(h: &Held, u: &User) -> bool {
+pub(super) fn reads(h: &Held, u: &User) -> bool {
     holds::may(holds::kind(&h.reason), &u.roles, Act::Read)
 }
 
 /// What a person who may not read a safeguarding hold is told of it.
-const SAFEGUARDING_HOLD: &str = "Held by a safeguarding rule";
+pub(super) const SAFEGUARDING_HOLD: &str = "Held by a safeguarding rule";
 
 /// Each item of why `h` is held (a rule's flag or finding, as its audit record has it).
-fn items(h: &Held) -> impl Iterator<Item = &Value> {
+pub(super) fn items(h: &Held) -> impl Iterator<Item = &Value> {
     h.reason.as_array().into_iter().flatten()
 }
 
 /// The reasons `u` may see: `(rule, detail)`; a safeguarding flag is only named to the DSL.
-fn reasons(h: &Held, u: &User) -> Vec<(String, String)> {
+pub(super) fn reasons(h: &Held, u: &User) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut hidden = false;
     for item in items(h) {
@@ -85,7 +82,7 @@ fn reasons(h: &Held, u: &User) -> Vec<(String, String)> {
 }
 
 /// The attachments the findings name.
-fn attachment_names(h: &Held) -> Vec<String> {
+pub(super) fn attachment_names(h: &Held) -> Vec<String> {
     let mut names: Vec<String> = items(h)
         .filter_map(|i| i["attachment"].as_str())
         .filter(|n| !n.is_empty())
@@ -96,7 +93,7 @@ fn attachment_names(h: &Held) -> Vec<String> {
 }
 
 /// The names of the attachments in `bytes`.
-fn names_in(bytes: &[u8]) -> Vec<String> {
+pub(super) fn names_in(bytes: &[u8]) -> Vec<String> {
     crate::mime::read_with_mail_parser(bytes)
         .map(|m| {
             m.attachments()
@@ -106,185 +103,8 @@ fn names_in(bytes: &[u8]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn matches(h: &Held, u: &User, q: &str) -> bool {
-    let q = q.to_lowercase();
-    if !reads(h, u) {
-        // Only what the row shows: a search must not tell who a hidden message is to.
-        return format!("{}\n{SAFEGUARDING_HOLD}", h.id)
-            .to_lowercase()
-            .contains(&q);
-    }
-    let hay = [
-        h.id.clone(),
-        h.mail_from.clone(),
-        h.rcpt_to.join(" "),
-        h.subject.clone().unwrap_or_default(),
-        attachment_names(h).join(" "),
-        reasons(h, u)
-            .iter()
-            .map(|(r, d)| format!("{r} {d}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-    ]
-    .join("\n")
-    .to_lowercase();
-    hay.contains(&q)
-}
-
-fn link(q: &str, page: usize) -> String {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    if !q.is_empty() {
-        s.append_pair("q", q);
-    }
-    s.append_pair("page", &page.to_string());
-    format!("/quarantine?{}", s.finish())
-}
-
-/// `GET /quarantine?q=TEXT&page=N`.
-pub async fn list(
-    State(web): State<Arc<Web>>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let u = match web.page_user(&headers, User::sees_quarantine).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let q = params
-        .get("q")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let page: usize = params
-        .get("page")
-        .and_then(|p| p.parse().ok())
-        .filter(|p| *p >= 1)
-        .unwrap_or(1);
-    let quarantine = web.quarantine();
-    let held = match tokio::task::spawn_blocking(move || quarantine.list("held")).await {
-        Ok(Ok(h)) => h,
-        other => {
-            if let Ok(Err(e)) = other {
-                tracing::error!(error = %e, "web: the quarantine could not be read");
-            }
-            return pages::message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Some(&u),
-                "Quarantine",
-                "The quarantine could not be read; see the gateway's log.",
-            );
-        }
-    };
-    // Newest first: what was held this morning matters most.
-    let mut held: Vec<Held> = held
-        .into_iter()
-        .rev()
-        .filter(|h| q.is_empty() || matches(h, &u, &q))
-        .collect();
-    let total = held.len();
-    let pages_n = total.div_ceil(PAGE).max(1);
-    let page = page.min(pages_n);
-    let shown: Vec<Held> = held.drain(..).skip((page - 1) * PAGE).take(PAGE).collect();
-    // Every attachment's name, read from the held bytes of the rows shown (only those).
-    let quarantine = web.quarantine();
-    // Not those the person may not read: an attachment's name is the message's content.
-    let ids: Vec<(String, u64)> = shown
-        .iter()
-        .map(|h| (h.id.clone(), if reads(h, &u) { h.size } else { u64::MAX }))
-        .collect();
-    let names: Vec<Vec<String>> = tokio::task::spawn_blocking(move || {
-        ids.iter()
-            .map(|(id, size)| {
-                if *size > LIST_PARSE_LIMIT {
-                    return Vec::new();
-                }
-                quarantine
-                    .read(id)
-                    .ok()
-                    .map(|b| names_in(&b))
-                    .unwrap_or_default()
-            })
-            .collect()
-    })
-    .await
-    .unwrap_or_default();
-    let names_of = |i: usize, h: &Held| -> String {
-        let mut all = names.get(i).cloned().unwrap_or_default();
-        for n in attachment_names(h) {
-            if !all.contains(&n) {
-                all.push(n);
-            }
-        }
-        all.join(", ")
-    };
-    let notice = match (params.get("done").map(String::as_str), params.get("id")) {
-        (Some("released"), Some(id)) => Some(format!("Released {id} to the next hop.")),
-        (Some("deleted"), Some(id)) => Some(format!("Deleted {id}.")),
-        _ => None,
-    };
-    let body = html! {
-        h1 { "Quarantine" }
-        @if let Some(n) = &notice {
-            p.notice role="status" { (n) }
-        }
-        form #quarantine-filter method="get" action="/quarantine" {
-            label for="q" { "Search" }
-            input #q type="search" name="q" value=(q) placeholder="sender, recipient, subject, attachment";
-            button type="submit" { "Filter" }
-        }
-        @if shown.is_empty() {
-            p.empty { @if q.is_empty() { "No messages are held." } @else { "No held message matches." } }
-        } @else {
-            p.count { (total) " held" @if !q.is_empty() { " matching" } }
-            div.scroll {
-                table #quarantine {
-                    thead { tr { th { "Held" } th { "From" } th { "To" } th { "Subject" } th { "Why" } th { "Attachments" } th { "Size" } th {} } }
-                    tbody {
-                        @for (i, h) in shown.iter().enumerate() {
-                            @if !reads(h, &u) {
-                                tr.held.restricted {
-                                    td.time { (pages::short_time(&h.time)) }
-                                    td.hidden colspan="3" { (SAFEGUARDING_HOLD) }
-                                    td.reason { span.rule { "safeguarding" } }
-                                    td.attachments {}
-                                    td.size { (size_text(h.size)) }
-                                    td.dsl-only { "The DSL decides" }
-                                }
-                            } @else {
-                            tr.held {
-                                td.time { (pages::short_time(&h.time)) }
-                                td.sender { (h.mail_from) }
-                                td.recipients { (h.rcpt_to.join(", ")) }
-                                td.subject { (pages::clipped(h.subject.as_deref().unwrap_or("(no subject)"))) }
-                                td.reason {
-                                    @for (rule, detail) in reasons(h, &u) {
-                                        span.rule title=(detail) { (rule) } " "
-                                    }
-                                }
-                                td.attachments { (names_of(i, h)) }
-                                td.size { (size_text(h.size)) }
-                                td { a.open href=(format!("/quarantine/{}", h.id)) { "Open" } }
-                            }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        nav.paging {
-            @if page > 1 {
-                a #prev-page href=(link(&q, page - 1)) { "← Newer" }
-            }
-            span { "page " (page) " of " (pages_n) }
-            @if page < pages_n {
-                a #next-page href=(link(&q, page + 1)) { "Older →" }
-            }
-        }
-    };
-    pages::page(StatusCode::OK, "Quarantine", Some(&u), body)
-}
-
 /// `size` bytes in words: "840 bytes", "12 KB", "3.4 MB".
-fn size_text(size: u64) -> String {
+pub(super) fn size_text(size: u64) -> String {
     match size {
         s if s < 1024 => format!("{s} bytes"),
         s if s < 1024 * 1024 => format!("{} KB", s.div_ceil(1024)),
@@ -586,20 +406,21 @@ pub async fn show(
             @if may(Act::Release) && h.state == "held" {
                 form #release-form method="post" action=(format!("/quarantine/{}/release", h.id)) {
                     input type="hidden" name="csrf" value=(u.csrf);
-                    @if holds::needs_reason(hold, Act::Release) {
-                        label for="release-reason" { "Reason for releasing (kept in the audit trail)" }
-                        textarea #release-reason name="reason" required rows="2" {}
-                    }
-                    button #release type="submit" { "Release to the recipients" }
+                    label for="release-reason" { "Reason for releasing (kept in the audit trail; up to 1,000 characters)" }
+                    textarea #release-reason name="reason" required maxlength=(holds::MAX_REASON_CHARS) rows="2" {}
+                    button #release type="submit" { "Release to the recipients…" }
                 }
             }
             @if may(Act::Delete) && h.state == "held" {
                 form #delete-form method="post" action=(format!("/quarantine/{}/delete", h.id)) {
                     input type="hidden" name="csrf" value=(u.csrf);
-                    label for="reason" { "Reason for deleting (kept in the audit trail)" }
-                    textarea #reason name="reason" required rows="2" {}
-                    button #delete type="submit" { "Delete" }
+                    label for="reason" { "Reason for deleting (kept in the audit trail; up to 1,000 characters)" }
+                    textarea #reason name="reason" required maxlength=(holds::MAX_REASON_CHARS) rows="2" {}
+                    button #delete type="submit" { "Delete…" }
                 }
+            }
+            @if (may(Act::Release) || may(Act::Delete)) && h.state == "held" {
+                p.note { "You are asked to confirm on the next page; nothing is done until then." }
             }
         }
     };
@@ -629,23 +450,27 @@ fn outcome(h: &Held) -> Markup {
     }
 }
 
-/// The page for an action that was not done.
-fn failed(u: &User, e: &ReviewError) -> Response {
-    let status = match e {
+/// The status of a page saying `e`.
+pub(super) fn status_of(e: &ReviewError) -> StatusCode {
+    match e {
         ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
         ReviewError::Deleted { .. } => StatusCode::GONE,
         ReviewError::AlreadyActed { .. } | ReviewError::Busy(_) => StatusCode::CONFLICT,
-        ReviewError::NoReason(_) => StatusCode::BAD_REQUEST,
+        ReviewError::NoReason(_) | ReviewError::ReasonTooLong { .. } => StatusCode::BAD_REQUEST,
         ReviewError::Forbidden { .. } => StatusCode::FORBIDDEN,
         ReviewError::Timeout { .. } | ReviewError::Delivery { .. } => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    }
+}
+
+/// The page for an action that was not done.
+pub(super) fn failed(u: &User, e: &ReviewError) -> Response {
     let body: Markup = html! {
         h1 { "Not done" }
         p.error { (e.to_string()) }
         p { a href="/quarantine" { "Back to the quarantine" } }
     };
-    pages::page(status, "Not done", Some(u), body)
+    pages::page(status_of(e), "Not done", Some(u), body)
 }
 
 /// `GET /quarantine/{id}/eml`: the held bytes as a download (audited as an export).
@@ -711,62 +536,26 @@ pub async fn download(
     }
 }
 
-/// `POST /quarantine/{id}/release` (with a reason for a safeguarding hold): whoever decides
-/// the hold, as [`crate::policy::holds`] says; 403 for anyone else.
+/// `POST /quarantine/{id}/release` with a reason: the confirmation page of
+/// [`super::quarantine_actions`] (with `confirm=yes`, the release itself). Whoever decides the
+/// hold, as [`crate::policy::holds`] says; 403 for anyone else.
 pub async fn release(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (u, form) = match web.post_user(&headers, &body, User::sees_quarantine).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
-    let reason = form.get("reason").map(str::to_string);
-    let quarantine = web.quarantine();
-    let hop = web.relay.next_hop();
-    let timeout = web.relay.config().relay.next_hop_timeout.0;
-    let who = reviewer(&u);
-    match review::release(
-        &quarantine,
-        &id,
-        &who,
-        reason.as_deref(),
-        &hop,
-        timeout,
-        &web.relay.audit,
-    )
-    .await
-    {
-        Ok(_) => done("released", &id),
-        Err(e) => failed(&u, &e),
-    }
+    super::quarantine_actions::one(&web, &headers, &id, Act::Release, &body).await
 }
 
-/// `POST /quarantine/{id}/delete` with a reason: whoever decides the hold; 403 for anyone else.
+/// `POST /quarantine/{id}/delete` with a reason: as [`release`], for a delete.
 pub async fn delete(
     State(web): State<Arc<Web>>,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (u, form) = match web.post_user(&headers, &body, User::sees_quarantine).await {
-        Ok(found) => found,
-        Err(r) => return r,
-    };
-    let reason = form.get("reason").unwrap_or("").to_string();
-    let quarantine = web.quarantine();
-    match review::delete(&quarantine, &id, &reviewer(&u), &reason, &web.relay.audit).await {
-        Ok(()) => done("deleted", &id),
-        Err(e) => failed(&u, &e),
-    }
-}
-
-fn done(what: &str, id: &str) -> Response {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    s.append_pair("done", what).append_pair("id", id);
-    Redirect::to(&format!("/quarantine?{}", s.finish())).into_response()
+    super::quarantine_actions::one(&web, &headers, &id, Act::Delete, &body).await
 }
 
 #[cfg(test)]

@@ -445,9 +445,17 @@ impl Browser {
             &format!("resize the window to {width}x{height}"),
             self.client().set_window_size(width, height),
         );
+        // The new size reaches the page a moment after WebDriver answers (seen on a loaded
+        // machine: innerWidth still 1280 just after a resize to 390): wait for the width, so a
+        // layout check never measures the page as it was laid out for the old size.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut inner = self.execute("return [window.innerWidth, window.innerHeight]", vec![]);
+        while inner[0].as_u64().is_some_and(|w| w as u32 > width) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            inner = self.execute("return [window.innerWidth, window.innerHeight]", vec![]);
+        }
         // The window may be framed (a non-headless run): grow it by the frame so the
         // viewport, which the screenshots and any layout check mean, has exactly this size.
-        let inner = self.execute("return [window.innerWidth, window.innerHeight]", vec![]);
         let (w, h) = (
             inner[0].as_u64().unwrap_or(0) as u32,
             inner[1].as_u64().unwrap_or(0) as u32,
@@ -705,6 +713,12 @@ impl El<'_> {
     pub fn click_download(&self) {
         self.browser
             .step(&format!("click {:?}", self.css), self.e.click());
+    }
+
+    /// Clicks a checkbox or radio button: the page stays.
+    pub fn tick(&self) {
+        self.browser
+            .step(&format!("tick {:?}", self.css), self.e.click());
     }
 
     /// Empties it (a text field).

@@ -1,9 +1,10 @@
-//! When the weekly report is mailed: `[safeguarding] weekly_report = "Mon 07:30"` (the default)
-//! in `[school] timezone`, or `"off"`.
+//! When mail on a clock goes: the weekly report (`[safeguarding] weekly_report = "Mon 07:30"`,
+//! the default) and the quarantine digest (`[quarantine] digest = "07:30"`, every day), in
+//! `[school] timezone`, or `"off"`.
 //!
-//! Pure: the gateway asks [`due`] what to do at each tick, with the last report it finds in the
-//! audit trail, so a restart neither sends a report twice nor loses one missed while it was
-//! down (up to [`CATCH_UP`] late).
+//! Pure: the gateway asks [`due`] what to do at each tick, with the last one it finds in the
+//! audit trail, so a restart neither sends one twice nor loses one missed while it was down
+//! (up to [`CATCH_UP`] late).
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,10 +18,11 @@ use serde::{Deserialize, Deserializer};
 /// that the DSL has had the week's alerts; the next report comes at the next slot.
 pub const CATCH_UP: SignedDuration = SignedDuration::from_hours(24);
 
-/// A weekday and a time of day, in the school's time zone.
+/// A weekday (or every day) and a time of day, in the school's time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
-    pub weekday: Weekday,
+    /// `None`: every day.
+    pub weekday: Option<Weekday>,
     pub time: Time,
 }
 
@@ -31,7 +33,7 @@ pub struct WeeklyReport(pub Option<Slot>);
 impl Default for WeeklyReport {
     fn default() -> Self {
         WeeklyReport(Some(Slot {
-            weekday: Weekday::Monday,
+            weekday: Some(Weekday::Monday),
             time: Time::constant(7, 30, 0, 0),
         }))
     }
@@ -66,13 +68,68 @@ impl FromStr for WeeklyReport {
             .find(|(name, _)| day.len() >= 3 && name.starts_with(&day))
             .map(|(_, w)| *w)
             .ok_or_else(bad)?;
-        let (h, m) = time.trim().split_once(':').ok_or_else(bad)?;
-        let (h, m): (i8, i8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-        if !(0..24).contains(&h) || !(0..60).contains(&m) {
-            return Err(bad());
+        let time = time_of_day(time).ok_or_else(bad)?;
+        Ok(WeeklyReport(Some(Slot {
+            weekday: Some(weekday),
+            time,
+        })))
+    }
+}
+
+/// `"07:30"` (or `"7:30"`) as a time of day.
+fn time_of_day(s: &str) -> Option<Time> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (i8, i8) = (h.trim().parse().ok()?, m.trim().parse().ok()?);
+    if !(0..24).contains(&h) || !(0..60).contains(&m) {
+        return None;
+    }
+    Time::new(h, m, 0, 0).ok()
+}
+
+/// `[quarantine] digest`: a time of every day, or `None` for `"off"`. The default is 07:30 (it
+/// only goes when `[quarantine] digest_to` names someone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Daily(pub Option<Slot>);
+
+impl Default for Daily {
+    fn default() -> Self {
+        Daily(Some(Slot {
+            weekday: None,
+            time: Time::constant(7, 30, 0, 0),
+        }))
+    }
+}
+
+impl FromStr for Daily {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().eq_ignore_ascii_case("off") {
+            return Ok(Daily(None));
         }
-        let time = Time::new(h, m, 0, 0).map_err(|_| bad())?;
-        Ok(WeeklyReport(Some(Slot { weekday, time })))
+        let time = time_of_day(s).ok_or_else(|| {
+            format!("\"{s}\" is not a time of day; write e.g. \"07:30\" (in [school] timezone), or \"off\"")
+        })?;
+        Ok(Daily(Some(Slot {
+            weekday: None,
+            time,
+        })))
+    }
+}
+
+impl<'de> Deserialize<'de> for Daily {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Daily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("off"),
+            Some(s) => write!(f, "{}", s.time.strftime("%H:%M")),
+        }
     }
 }
 
@@ -89,9 +146,12 @@ impl fmt::Display for WeeklyReport {
         match self.0 {
             None => f.write_str("off"),
             Some(s) => {
+                let Some(weekday) = s.weekday else {
+                    return write!(f, "{}", s.time.strftime("%H:%M"));
+                };
                 let day = DAYS
                     .iter()
-                    .find(|(_, w)| *w == s.weekday)
+                    .find(|(_, w)| *w == weekday)
                     .map_or("?", |(n, _)| n);
                 let mut name = day[..3].to_string();
                 name[..1].make_ascii_uppercase();
@@ -108,7 +168,7 @@ fn around(slot: Slot, now: Timestamp, tz: &TimeZone) -> Vec<Timestamp> {
     let today = now.to_zoned(tz.clone()).date();
     (-8i64..=8)
         .filter_map(|d| today.checked_add(jiff::Span::new().days(d)).ok())
-        .filter(|d| d.weekday() == slot.weekday)
+        .filter(|d| slot.weekday.is_none_or(|w| d.weekday() == w))
         .filter_map(|d| d.to_datetime(slot.time).to_zoned(tz.clone()).ok())
         .map(|z| z.timestamp())
         .collect()
@@ -130,13 +190,13 @@ pub fn latest_at_or_before(slot: Slot, now: Timestamp, tz: &TimeZone) -> Option<
 /// down; the next slot will do), or the gateway did not exist yet at the slot (a new install
 /// waits for its first slot rather than mailing at once).
 pub fn due(
-    schedule: WeeklyReport,
+    schedule: Option<Slot>,
     now: Timestamp,
     tz: &TimeZone,
     last_sent: Option<Timestamp>,
     trail_began: Option<Timestamp>,
 ) -> Option<Timestamp> {
-    let slot = latest_at_or_before(schedule.0?, now, tz)?;
+    let slot = latest_at_or_before(schedule?, now, tz)?;
     if now.duration_since(slot) > CATCH_UP
         || last_sent.is_some_and(|l| l >= slot)
         || trail_began.is_none_or(|b| b > slot)
@@ -252,7 +312,7 @@ mod tests {
     #[test]
     fn due_once_per_slot_and_caught_up_within_a_day() {
         let tz = london();
-        let w = WeeklyReport::default();
+        let w = WeeklyReport::default().0;
         let slot = at("2026-12-07T07:30:00Z");
         let began = Some(at("2026-09-01T08:00:00Z"));
         assert_eq!(due(w, at("2026-12-07T07:29:59Z"), &tz, None, began), None);
@@ -281,13 +341,54 @@ mod tests {
         assert_eq!(due(w, at("2026-12-07T09:00:05Z"), &tz, None, new), None);
         assert_eq!(due(w, at("2026-12-07T09:00:05Z"), &tz, None, None), None);
         assert_eq!(
-            due(
-                WeeklyReport(None),
-                at("2026-12-07T07:30:00Z"),
-                &tz,
-                None,
-                began
-            ),
+            due(None, at("2026-12-07T07:30:00Z"), &tz, None, began),
+            None
+        );
+    }
+
+    #[test]
+    fn a_daily_slot_comes_every_morning_and_is_caught_up_within_a_day() {
+        let tz = london();
+        assert_eq!(Daily::default().to_string(), "07:30");
+        assert_eq!("7:30".parse::<Daily>(), Ok(Daily::default()));
+        assert_eq!("Off".parse::<Daily>(), Ok(Daily(None)));
+        for bad in ["", "Mon 07:30", "24:00", "07:60", "7.30", "morning"] {
+            let e = bad.parse::<Daily>().expect_err(bad);
+            assert!(e.contains("07:30") && e.contains("off"), "{bad}: {e}");
+        }
+        let d = Daily::default().0;
+        let slot = d.expect("on");
+        // Saturday 5 December 2026 at noon: next Sunday 07:30 GMT (every day, weekends too).
+        assert_eq!(
+            next_after(slot, at("2026-12-05T12:00:00Z"), &tz),
+            Some(at("2026-12-06T07:30:00Z"))
+        );
+        // In summer, 07:30 BST.
+        assert_eq!(
+            next_after(slot, at("2026-06-10T07:00:00Z"), &tz),
+            Some(at("2026-06-11T06:30:00Z"))
+        );
+        let began = Some(at("2026-09-01T08:00:00Z"));
+        let today = at("2026-12-07T07:30:00Z");
+        assert_eq!(
+            due(d, at("2026-12-07T07:29:00Z"), &tz, None, began),
+            Some(at("2026-12-06T07:30:00Z"))
+        );
+        let yesterday = Some(at("2026-12-06T07:30:00Z"));
+        assert_eq!(
+            due(d, at("2026-12-07T07:29:00Z"), &tz, yesterday, began),
+            None
+        );
+        assert_eq!(
+            due(d, at("2026-12-07T07:30:00Z"), &tz, yesterday, began),
+            Some(today)
+        );
+        assert_eq!(
+            due(d, at("2026-12-07T11:00:00Z"), &tz, Some(today), began),
+            None
+        );
+        assert_eq!(
+            due(None, at("2026-12-07T07:30:00Z"), &tz, None, began),
             None
         );
     }
