@@ -274,6 +274,22 @@ pub async fn discover_at_start(web: Arc<Web>) {
     let Some(c) = web.relay.config().web.oidc.clone() else {
         return;
     };
+    if c.roles.values().all(|v| v.is_empty()) {
+        tracing::warn!(
+            "web: [web.oidc] roles gives no role to anyone, so every sign-in with the school's \
+             accounts is refused; list group object IDs, app roles or addresses, e.g. roles = \
+             {{ network-manager = [\"GROUP-OBJECT-ID\"], dsl = [\"Schoolgate.DSL\"] }}"
+        );
+    }
+    if let Some(file) = &c.client_secret_file
+        && let Err(e) = std::fs::read(file)
+    {
+        tracing::error!(
+            "web: [web.oidc] client_secret_file {}: cannot read it ({e}); sign-in with the \
+             school's accounts fails until it can be read; local accounts log in",
+            file.display()
+        );
+    }
     match web.oidc.metadata(&c).await {
         Ok(m) => tracing::info!(
             issuer = %m.issuer().as_str(),
@@ -613,19 +629,25 @@ async fn finish(web: &Web, c: &config::Oidc, flow: Flow, code: &str) -> Result<S
     };
     let http = web.oidc.http().map_err(unavailable)?;
     let metadata = web.oidc.metadata(c).await.map_err(unavailable)?;
-    let secret = std::fs::read_to_string(&c.client_secret_file).map_err(|e| {
-        unavailable(format!(
-            "[web.oidc] client_secret_file {}: cannot read it: {e}",
-            c.client_secret_file.display()
-        ))
-    })?;
-    let secret = secret.trim();
-    if secret.is_empty() {
-        return Err(unavailable(format!(
-            "[web.oidc] client_secret_file {} is empty: put the client secret in it",
-            c.client_secret_file.display()
-        )));
-    }
+    let secret = match &c.client_secret_file {
+        None => None,
+        Some(file) => {
+            let secret = std::fs::read_to_string(file).map_err(|e| {
+                unavailable(format!(
+                    "[web.oidc] client_secret_file {}: cannot read it: {e}",
+                    file.display()
+                ))
+            })?;
+            let secret = secret.trim().to_string();
+            if secret.is_empty() {
+                return Err(unavailable(format!(
+                    "[web.oidc] client_secret_file {} is empty: put the client secret in it",
+                    file.display()
+                )));
+            }
+            Some(ClientSecret::new(secret))
+        }
+    };
     // The keys at each sign-in: a provider that rotated them is followed at once.
     let jwks = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &http)
         .await
@@ -642,7 +664,7 @@ async fn finish(web: &Web, c: &config::Oidc, flow: Flow, code: &str) -> Result<S
     let client: SchoolClient = Client::from_provider_metadata(
         metadata,
         ClientId::new(c.client_id.trim().to_string()),
-        Some(ClientSecret::new(secret.to_string())),
+        secret,
     )
     .set_redirect_uri(redirect);
     let request = client
@@ -788,7 +810,7 @@ mod tests {
         config::Oidc {
             issuer: issuer.into(),
             client_id: "schoolgate".into(),
-            client_secret_file: "/etc/schoolgate/oidc-secret".into(),
+            client_secret_file: Some("/etc/schoolgate/oidc-secret".into()),
             redirect_url: "https://gw.school.org.uk/auth/back".into(),
             roles: [
                 (
