@@ -114,11 +114,27 @@ fn a_lock_reads_like_an_unknown_name_slows_down_and_holds_for_one_address_only()
     let mut attacker = Client::new(port, "127.0.0.2");
     let started = Instant::now();
     let mut answers = Vec::new();
-    for n in 1..=5 {
+    for n in 1..=4 {
         let r = attacker.login("netman", &format!("not the password {n}"));
         assert_eq!(r.status, 200, "attempt {n}");
         answers.push(error_of(&r));
     }
+    // The fifth waits 8 s; meanwhile the server answers everyone else at once.
+    let fifth = std::thread::spawn(move || {
+        let r = attacker.login("netman", "not the password 5");
+        (attacker, r)
+    });
+    let other = Instant::now();
+    let page = Client::new(port, "127.0.0.4").request("GET", "/login", &[]);
+    assert_eq!(page.status, 200);
+    assert!(
+        other.elapsed() < Duration::from_secs(4),
+        "a delayed login held up another client for {:?}",
+        other.elapsed()
+    );
+    let (mut attacker, r) = fifth.join().expect("the fifth attempt");
+    assert_eq!(r.status, 200, "attempt 5");
+    answers.push(error_of(&r));
     let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(14),
@@ -126,8 +142,18 @@ fn a_lock_reads_like_an_unknown_name_slows_down_and_holds_for_one_address_only()
     );
     // Locked from there: even the right password is refused, in the same words as an unknown
     // name from a fresh address, with the same status.
+    let t = Instant::now();
     let locked = attacker.login("netman", PASSWORD);
+    let locked_took = t.elapsed();
+    let t = Instant::now();
     let unknown = Client::new(port, "127.0.0.3").login("no-such-person", "whatever it is");
+    let unknown_took = t.elapsed();
+    // Both check a password hash (the unknown name and the locked one against a dummy), and
+    // neither waits: a second's difference would be a delay on one of them.
+    assert!(
+        locked_took.abs_diff(unknown_took) < Duration::from_secs(1),
+        "locked {locked_took:?}, unknown {unknown_took:?}"
+    );
     assert_eq!(locked.status, unknown.status);
     assert_eq!(error_of(&locked), error_of(&unknown));
     assert!(
