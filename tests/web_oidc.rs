@@ -3,7 +3,7 @@
 //! request (code, PKCE S256, state, nonce, the configured redirect URI), the roles from the ID
 //! token's groups and app roles, and every refusal — a forged state, a replayed callback, a
 //! replayed code, an ID token for another audience, an expired one, one signed with another
-//! key, and a person in no configured group (audited). Local accounts keep working, and an
+//! key, one of another hosted domain (`hd`), and a person in no configured group (audited). Local accounts keep working, and an
 //! unreachable issuer leaves the gateway running.
 
 mod common;
@@ -201,6 +201,11 @@ fn signing_in_with_the_schools_accounts_gives_the_configured_roles_and_refuses_t
         assert_eq!(get(&mut jar, &format!("{}/quarantine", s.web)).status, 303);
     }
 
+    // Of another hosted domain (Google's hd), though in the group: refused, and audited.
+    let (_, r) = s.sign_in("outsider");
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("is not the school"), "{}", r.text());
+
     // In no configured group: refused, and audited.
     let (_, r) = s.sign_in("nobody");
     assert_eq!(r.status, 403);
@@ -241,7 +246,12 @@ fn signing_in_with_the_schools_accounts_gives_the_configured_roles_and_refuses_t
             .any(|r| r.record_json.contains("nobody@school.example")
                 && r.record_json.contains("in none of the groups"))
     );
-    for why in ["another application", "expired", "signature"] {
+    for why in [
+        "another application",
+        "expired",
+        "signature",
+        "elsewhere.example",
+    ] {
         assert!(
             refused.iter().any(|r| r.record_json.contains(why)),
             "{why} audited"

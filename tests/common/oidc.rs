@@ -85,7 +85,8 @@ impl Drop for Provider {
 }
 
 /// Writes the client secret where `[web.oidc] client_secret_file` will point, and returns the
-/// `[web.oidc]` table for `issuer` and `redirect_url`.
+/// `[web.oidc]` table for `issuer` and `redirect_url` (with `hosted_domain = "school.example"`,
+/// the test accounts' `hd`).
 pub fn config_table(dir: &Path, issuer: &str, redirect_url: &str) -> toml::Value {
     let secret = dir.join("oidc-client-secret");
     std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).expect("write the client secret");
@@ -109,6 +110,7 @@ pub fn config_table(dir: &Path, issuer: &str, redirect_url: &str) -> toml::Value
             secret.to_string_lossy().into_owned().into(),
         ),
         ("redirect_url".to_string(), redirect_url.into()),
+        ("hosted_domain".to_string(), "school.example".into()),
         ("roles".to_string(), toml::Value::Table(roles)),
     ]
     .into_iter()

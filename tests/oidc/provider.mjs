@@ -12,6 +12,8 @@
 //   wrong-aud alice, but her ID token is re-signed with the provider's own key for aud "someone-else"
 //   expired   alice, but her ID token is re-signed with the provider's own key with exp an hour ago
 //   forged    alice, but her ID token is signed with a key the provider never published
+//   outsider  in group grp-netman, but of another Google-style hosted domain (hd)
+// Every other account's hd is school.example.
 
 import http from 'node:http';
 import Provider from 'oidc-provider';
@@ -30,7 +32,7 @@ const CLIENT_ID = env('CLIENT_ID', 'schoolgate');
 const CLIENT_SECRET = env('CLIENT_SECRET');
 const HOST = env('ISSUER_HOST', '127.0.0.1');
 
-const base = { email_verified: true, groups: [], roles: [] };
+const base = { email_verified: true, groups: [], roles: [], hd: 'school.example' };
 const ACCOUNTS = {
   alice: { ...base, email: 'alice@school.example', groups: ['grp-netman', 'grp-staff'] },
   dana: { ...base, email: 'dana@school.example', roles: ['Schoolgate.DSL'] },
@@ -38,6 +40,7 @@ const ACCOUNTS = {
   'wrong-aud': { ...base, email: 'alice@school.example', groups: ['grp-netman'], tamper: 'aud' },
   expired: { ...base, email: 'alice@school.example', groups: ['grp-netman'], tamper: 'exp' },
   forged: { ...base, email: 'alice@school.example', groups: ['grp-netman'], tamper: 'key' },
+  outsider: { ...base, email: 'it@elsewhere.example', groups: ['grp-netman'], hd: 'elsewhere.example' },
 };
 
 const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
@@ -66,7 +69,7 @@ const provider = new Provider(issuer, {
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
-    profile: ['preferred_username', 'groups', 'roles'],
+    profile: ['preferred_username', 'groups', 'roles', 'hd'],
   },
   // The end-user's claims in the ID token itself (as Entra ID and Google put them), not only
   // at the userinfo endpoint.
@@ -86,6 +89,7 @@ const provider = new Provider(issuer, {
           preferred_username: id,
           groups: a.groups,
           roles: a.roles,
+          hd: a.hd,
         };
       },
     };
