@@ -470,3 +470,15 @@ pub async fn logout(State(web): State<Arc<Web>>, headers: HeaderMap, body: Bytes
     set_cookie(&mut r, &auth::clear_cookie(web.secure));
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_states_the_lock_as_it_is() {
+        assert!(REFUSED.starts_with("wrong name or password"));
+        assert!(REFUSED.contains(&format!("After {LOCK_AFTER} failed logins")));
+        assert!(REFUSED.contains(&format!("for {} minutes", LOCK_FOR.as_secs() / 60)));
+    }
+}
