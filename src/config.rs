@@ -394,6 +394,9 @@ impl Config {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Web {
+    /// `[web.oidc]`: sign-in with the school's Microsoft or Google accounts.
+    #[serde(default)]
+    pub oidc: Option<Oidc>,
     #[serde(default)]
     pub listen: Option<SocketAddr>,
     /// Serve the web page over HTTPS with the relay's certificate (`relay.tls_cert`/`tls_key`).
@@ -514,6 +517,112 @@ pub struct AuditConfig {
     /// How often that mail goes (when the head has moved): daily by default.
     #[serde(default = "defaults::checkpoint_mail_interval")]
     pub checkpoint_mail_interval: HumanDuration,
+}
+
+/// `[web.oidc]`: sign-in with the school's accounts through OpenID Connect (Microsoft Entra ID,
+/// Google Workspace, or any certified provider). Local accounts keep working beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Oidc {
+    /// The issuer, e.g. `https://login.microsoftonline.com/TENANT-ID/v2.0` or
+    /// `https://accounts.google.com`; its discovery document is read at start.
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (one line), readable by schoolgate only. Not set: a
+    /// public client (PKCE only), for a provider that allows it.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Where the provider sends the browser back: this gateway's page, as registered with the
+    /// provider, e.g. `https://schoolgate.school.org.uk/login/oidc/callback`.
+    pub redirect_url: String,
+    /// Who gets which role: `network-manager` and `dsl`, each a list of group object IDs or
+    /// app-role values (the ID token's `groups` and `roles` claims), or email addresses (matched
+    /// against a verified `email` claim, for Google). Someone matching none is refused.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Google Workspace: the school's domain; the ID token's `hd` claim must be this.
+    #[serde(default)]
+    pub hosted_domain: Option<String>,
+    /// The button's words after "Sign in with" (default: Microsoft, Google, or the issuer's
+    /// host).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Oidc {
+    /// What is wrong with it, as (key, message).
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let issuer = openidconnect::url::Url::parse(self.issuer.trim()).map_err(|e| {
+            (
+                "issuer",
+                format!(
+                    "{:?} is not a URL ({e}); e.g. \"https://login.microsoftonline.com/TENANT-ID/v2.0\"",
+                    self.issuer
+                ),
+            )
+        })?;
+        let loopback = |u: &openidconnect::url::Url| match u.host() {
+            Some(openidconnect::url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(openidconnect::url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(openidconnect::url::Host::Ipv6(a)) => a.is_loopback(),
+            None => false,
+        };
+        if issuer.scheme() != "https" && !(issuer.scheme() == "http" && loopback(&issuer)) {
+            return Err((
+                "issuer",
+                format!(
+                    "{:?} must be an https:// URL (plain http only on this machine, for testing)",
+                    self.issuer
+                ),
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err((
+                "client_id",
+                "is empty; give the application (client) ID the provider gave this gateway".into(),
+            ));
+        }
+        let redirect = openidconnect::url::Url::parse(self.redirect_url.trim()).map_err(|e| {
+            (
+                "redirect_url",
+                format!(
+                    "{:?} is not a URL ({e}); e.g. \"https://schoolgate.school.org.uk/login/oidc/callback\"",
+                    self.redirect_url
+                ),
+            )
+        })?;
+        if !matches!(redirect.scheme(), "https" | "http") || redirect.query().is_some() {
+            return Err((
+                "redirect_url",
+                format!(
+                    "{:?} must be an https:// address of this gateway's web page with no query, e.g. \"https://schoolgate.school.org.uk/login/oidc/callback\"",
+                    self.redirect_url
+                ),
+            ));
+        }
+        for (role, values) in &self.roles {
+            if !matches!(role.as_str(), "network-manager" | "dsl") {
+                return Err((
+                    "roles",
+                    format!("{role:?} is not a role; the roles are network-manager and dsl"),
+                ));
+            }
+            if values.iter().any(|v| v.trim().is_empty()) {
+                return Err(("roles", format!("{role} lists an empty value")));
+            }
+        }
+        if self
+            .hosted_domain
+            .as_deref()
+            .is_some_and(|d| d.trim().is_empty() || d.contains(['@', '/', ' ']))
+        {
+            return Err((
+                "hosted_domain",
+                "must be the school's Google Workspace domain, e.g. \"school.org.uk\"".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for AuditConfig {
@@ -1112,6 +1221,10 @@ impl Config {
             }
             _ => {}
         }
+        if let Some(oidc) = &self.web.oidc {
+            oidc.check()
+                .map_err(|(key, message)| err("web.oidc", key, message))?;
+        }
         if r.max_message_size.0 == 0 {
             return Err(err(
                 "relay",
@@ -1571,6 +1684,46 @@ mod tests {
         assert_eq!(e.line, Some(line_of(&text, "dsl = [")));
         assert_eq!(e.field.as_deref(), Some("safeguarding.dsl"));
         assert!(e.message.contains("not a mail address"), "{e}");
+    }
+
+    #[test]
+    fn web_oidc_is_read_and_checked() {
+        let with = |oidc: &str| {
+            let text = EXAMPLE.replace(
+                "\n[storage]\n",
+                &format!("\n[web.oidc]\n{oidc}\n\n[storage]\n"),
+            );
+            parse(&text)
+        };
+        let good = "issuer = \"https://login.microsoftonline.com/abc/v2.0\"\n\
+                    client_id = \"app\"\n\
+                    client_secret_file = \"/etc/schoolgate/oidc-client-secret\"\n\
+                    redirect_url = \"https://gw.school.org.uk/login/oidc/callback\"\n";
+        let c = with(&format!(
+            "{good}roles = {{ network-manager = [\"g1\"], dsl = [\"Schoolgate.DSL\"] }}"
+        ))
+        .unwrap();
+        let o = c.web.oidc.unwrap();
+        assert_eq!(o.roles["dsl"], vec!["Schoolgate.DSL".to_string()]);
+        assert_eq!(o.hosted_domain, None);
+        for (bad, key, says) in [
+            ("roles = { teacher = [\"g\"] }", "roles", "not a role"),
+            ("roles = { dsl = [\" \"] }", "roles", "empty value"),
+        ] {
+            let e = with(&format!("{good}{bad}")).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(&*format!("web.oidc.{key}")), "{e}");
+            assert!(e.message.contains(says), "{e}");
+        }
+        let plain = good.replace("https://login.microsoftonline.com", "http://idp.example");
+        let e = with(&format!("{plain}roles = {{ dsl = [\"g\"] }}")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("web.oidc.issuer"), "{e}");
+        assert!(e.line.is_some());
+        let local = good.replace("https://login.microsoftonline.com", "http://127.0.0.1:9000");
+        assert!(with(&format!("{local}roles = {{ dsl = [\"g\"] }}")).is_ok());
+        // No roles yet: it loads (every sign-in is refused, and the log says why).
+        assert!(with(good).unwrap().web.oidc.unwrap().roles.is_empty());
+        let e = with(&format!("{good}roles = {{ dsl = [\"g\"] }}\nscopes = []")).unwrap_err();
+        assert!(e.message.contains("unknown field"), "{e}");
     }
 
     #[test]

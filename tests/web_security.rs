@@ -560,7 +560,7 @@ fn five_wrong_passwords_lock_the_account_and_the_cookie_is_strict() {
     assert_eq!(
         failed,
         1 + 5 + 1,
-        "unknown name, five wrong, one while locked"
+        "unknown name, five wrong, the lock (once; not the attempt while locked)"
     );
     assert!(records.iter().any(|r| r.kind == "login"));
     let all: String = records.iter().map(|r| r.record_json.clone()).collect();

@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
+use crate::store::logins::Logins;
 use crate::store::sqlite::SqliteBackend;
 use crate::store::users::{Role, Users};
 use crate::store::{AuditLog, AuditRecord, RecordKind};
@@ -38,8 +39,12 @@ pub enum UserCommand {
         /// network-manager (the quarantine) or dsl (flags, audit search); repeat for both.
         #[arg(long = "role", required = true, value_parser = parse_role)]
         roles: Vec<Role>,
+        /// Also ask for a code from an authenticator app at each login (TOTP, RFC 6238); the
+        /// secret is printed once, as an otpauth:// URI to add to the app.
+        #[arg(long)]
+        totp: bool,
     },
-    /// Set an account's password (and lift a lock-out).
+    /// Set an account's password (and lift its lock-outs).
     Passwd { name: String },
     /// Remove an account.
     Remove { name: String },
@@ -66,7 +71,7 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
     })?;
     let users = Users::new(&config.storage.state_dir);
     match args.command {
-        UserCommand::Add { name, roles } => {
+        UserCommand::Add { name, roles, totp } => {
             check_name(&name)?;
             if users.get(&name)?.is_some() {
                 anyhow::bail!(
@@ -78,13 +83,40 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
             if !users.add(&name, &roles, &hash)? {
                 anyhow::bail!("there is already an account {name}");
             }
+            let secret = if totp {
+                let secret = crate::web::totp::new_secret()
+                    .context("the operating system gave no random numbers for the TOTP secret")?;
+                users.set_totp(&name, Some(&hex::encode(&secret)))?;
+                Some(secret)
+            } else {
+                None
+            };
             let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
             audit(
                 &config,
                 &actor,
-                format!("user add {name} by {actor}: roles {}", roles.join(", ")),
+                format!(
+                    "user add {name} by {actor}: roles {}{}",
+                    roles.join(", "),
+                    if totp {
+                        "; with an authenticator code (TOTP)"
+                    } else {
+                        ""
+                    }
+                ),
             )?;
             println!("added {name} ({})", roles.join(", "));
+            if let Some(secret) = secret {
+                println!(
+                    "{name} logs in with a password and a 6-digit code from an authenticator app. \
+                     Add this to the app now (it is not shown again):"
+                );
+                println!(
+                    "{}",
+                    crate::web::totp::uri(&config.school.name, &name, &secret)
+                );
+                println!("secret: {}", crate::web::totp::base32(&secret));
+            }
         }
         UserCommand::Passwd { name } => {
             if users.get(&name)?.is_none() {
@@ -95,6 +127,7 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
             if !users.set_hash(&name, &hash)? {
                 anyhow::bail!("no account {name}; see schoolgate user list");
             }
+            Logins::new(&config.storage.state_dir).clear(&name)?;
             audit(&config, &actor, format!("user passwd {name} by {actor}"))?;
             println!("password of {name} changed");
         }
@@ -113,17 +146,25 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             let now = jiff::Timestamp::now();
+            let logins = Logins::new(&config.storage.state_dir);
             for a in all {
                 let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
-                let locked = if a.locked_at(now) {
-                    format!(
-                        "  locked until {}",
-                        a.locked_until.as_deref().unwrap_or("?")
-                    )
+                let totp = if a.totp_secret.is_some() {
+                    "  code"
                 } else {
-                    String::new()
+                    ""
                 };
-                println!("{}  {}{locked}", a.name, roles.join(","));
+                let locked: String = logins
+                    .locks(&a.name, now.as_second())?
+                    .iter()
+                    .map(|l| {
+                        let until = jiff::Timestamp::from_second(l.until)
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|_| l.until.to_string());
+                        format!("  locked until {until} from {}", l.client)
+                    })
+                    .collect();
+                println!("{}  {}{totp}{locked}", a.name, roles.join(","));
             }
         }
     }

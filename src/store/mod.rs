@@ -7,6 +7,7 @@
 //! gets them for free and no backend can fork the chain.
 
 pub mod audit;
+pub mod logins;
 pub mod private;
 pub mod quarantine;
 pub mod spool;

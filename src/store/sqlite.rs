@@ -16,7 +16,7 @@ use super::{AuditEntry, AuditRecord, Backend, ChainHead, NewEntry, RecordKind, S
 pub const DATABASE_FILE: &str = "schoolgate.db";
 
 /// The schema version this code writes; see [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// The first version with the export index, the head mark and checkpoints.
 const MARKS_VERSION: i64 = 3;
@@ -101,6 +101,22 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE quarantine ADD COLUMN delivery_key TEXT;
     CREATE INDEX quarantine_delivery_key ON quarantine(delivery_key)
         WHERE delivery_key IS NOT NULL;
+",
+    // Failed logins are counted per name typed and client address (`store::logins`), so a lock
+    // from one address does not lock the account everywhere; `web_user.failures` and
+    // `locked_until` are no longer used. A local account's TOTP secret (hex) and the last time
+    // step a code was accepted for (a code is good once).
+    "
+    CREATE TABLE web_login_failure (
+        name         TEXT NOT NULL,
+        client       TEXT NOT NULL,
+        failures     INTEGER NOT NULL,
+        last_failure INTEGER NOT NULL,
+        locked_until INTEGER,
+        PRIMARY KEY (name, client)
+    ) WITHOUT ROWID;
+    ALTER TABLE web_user ADD COLUMN totp_secret TEXT;
+    ALTER TABLE web_user ADD COLUMN totp_last_step INTEGER;
 ",
 ];
 

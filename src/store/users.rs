@@ -1,8 +1,9 @@
 //! The web page's accounts: a name, its roles, an argon2id hash of its password (never the
-//! password), and how many logins in a row failed, with the lock-out they led to.
+//! password), and the TOTP secret of an account that also gives an authenticator code. Failed
+//! logins are counted per name and client address in `store::logins`.
 //!
 //! Kept in the same SQLite database as the audit trail (table `web_user`), so `schoolgate user`
-//! can change an account while the gateway runs, and a lock-out survives a restart.
+//! can change an account while the gateway runs.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -61,35 +62,17 @@ pub struct Account {
     /// The argon2id PHC string.
     #[serde(skip)]
     pub hash: String,
-    /// Failed logins in a row since the last good one (or the last lock-out).
-    pub failures: u32,
-    /// Locked until this instant (UTC, RFC 3339), if a lock-out was ever set.
-    pub locked_until: Option<String>,
     pub created: String,
     pub changed: String,
+    /// The TOTP secret (hex) when the login also asks for a code from an authenticator app.
+    #[serde(skip)]
+    pub totp_secret: Option<String>,
 }
 
 impl Account {
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
-
-    /// Whether the account is locked out at `now`.
-    pub fn locked_at(&self, now: jiff::Timestamp) -> bool {
-        self.locked_until
-            .as_deref()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .is_some_and(|until| now < until)
-    }
-}
-
-/// What a failed login did to the account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// Counted; `failures` in a row now.
-    Counted { failures: u32 },
-    /// This failure reached the limit: locked until the instant given.
-    LockedOut { until: String },
 }
 
 /// The accounts under `storage.state_dir`.
@@ -111,14 +94,13 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
         name: row.get(0)?,
         roles: roles.split(',').filter_map(|r| r.parse().ok()).collect(),
         hash: row.get(2)?,
-        failures: row.get::<_, i64>(3)?.max(0) as u32,
-        locked_until: row.get(4)?,
-        created: row.get(5)?,
-        changed: row.get(6)?,
+        created: row.get(3)?,
+        changed: row.get(4)?,
+        totp_secret: row.get(5)?,
     })
 }
 
-const COLUMNS: &str = "name, roles, hash, failures, locked_until, created, changed";
+const COLUMNS: &str = "name, roles, hash, created, changed, totp_secret";
 
 impl Users {
     pub fn new(state_dir: &Path) -> Self {
@@ -142,11 +124,11 @@ impl Users {
         Ok(n == 1)
     }
 
-    /// Sets a new password hash; also lifts a lock-out (the network manager reset it). False
-    /// when there is no such account.
+    /// Sets a new password hash (`store::logins` lifts the lock-outs). False when there is no
+    /// such account.
     pub fn set_hash(&self, name: &str, hash: &str) -> Result<bool, StoreError> {
         let n = self.conn()?.execute(
-            "UPDATE web_user SET hash = ?2, failures = 0, locked_until = NULL, changed = ?3
+            "UPDATE web_user SET hash = ?2, changed = ?3
              WHERE name = ?1",
             params![name, hash, now_rfc3339()],
         )?;
@@ -178,55 +160,26 @@ impl Users {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Counts a failed login; at `limit` in a row the account is locked for `lock_for` and the
-    /// count starts again. `None` when there is no such account.
-    pub fn record_failure(
-        &self,
-        name: &str,
-        limit: u32,
-        lock_for: jiff::SignedDuration,
-    ) -> Result<Option<Failure>, StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let failures: Option<i64> = tx
-            .query_row(
-                "SELECT failures FROM web_user WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(failures) = failures else {
-            return Ok(None);
-        };
-        let failures = failures.max(0) as u32 + 1;
-        let outcome = if failures >= limit {
-            let until = (jiff::Timestamp::now() + lock_for)
-                .round(jiff::Unit::Second)
-                .map(|t| t.to_string())
-                .unwrap_or_else(|_| now_rfc3339());
-            tx.execute(
-                "UPDATE web_user SET failures = 0, locked_until = ?2 WHERE name = ?1",
-                params![name, until],
-            )?;
-            Failure::LockedOut { until }
-        } else {
-            tx.execute(
-                "UPDATE web_user SET failures = ?2 WHERE name = ?1",
-                params![name, failures as i64],
-            )?;
-            Failure::Counted { failures }
-        };
-        tx.commit()?;
-        Ok(Some(outcome))
+    /// Gives account `name` a TOTP secret (hex), or takes it away; false when there is no such
+    /// account.
+    pub fn set_totp(&self, name: &str, secret_hex: Option<&str>) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(
+            "UPDATE web_user SET totp_secret = ?2, totp_last_step = NULL, changed = ?3
+             WHERE name = ?1",
+            params![name, secret_hex, now_rfc3339()],
+        )?;
+        Ok(n == 1)
     }
 
-    /// A good login: the count of failures starts again.
-    pub fn record_success(&self, name: &str) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "UPDATE web_user SET failures = 0 WHERE name = ?1",
-            params![name],
+    /// Takes TOTP time step `step` as used by `name`: false when a code of this step or a later
+    /// one was accepted already (a code is good once).
+    pub fn use_totp_step(&self, name: &str, step: i64) -> Result<bool, StoreError> {
+        let n = self.conn()?.execute(
+            "UPDATE web_user SET totp_last_step = ?2
+             WHERE name = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+            params![name, step],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 }
 
@@ -235,7 +188,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn add_lock_out_and_reset() {
+    fn add_change_and_remove() {
         let dir = tempfile::tempdir().unwrap();
         let users = Users::new(dir.path());
         assert!(
@@ -251,24 +204,21 @@ mod tests {
         let a = users.get("ms.jones").unwrap().unwrap();
         assert_eq!(a.roles, vec![Role::NetworkManager, Role::Dsl]);
         assert_eq!(a.hash, "h1");
-        let hour = jiff::SignedDuration::from_secs(3600);
-        for n in 1..5 {
-            assert_eq!(
-                users.record_failure("ms.jones", 5, hour).unwrap(),
-                Some(Failure::Counted { failures: n })
-            );
-        }
-        assert!(matches!(
-            users.record_failure("ms.jones", 5, hour).unwrap(),
-            Some(Failure::LockedOut { .. })
-        ));
-        let a = users.get("ms.jones").unwrap().unwrap();
-        assert!(a.locked_at(jiff::Timestamp::now()));
-        assert!(!a.locked_at(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(7200)));
         assert!(users.set_hash("ms.jones", "h3").unwrap());
         let a = users.get("ms.jones").unwrap().unwrap();
-        assert!(!a.locked_at(jiff::Timestamp::now()) && a.hash == "h3");
-        assert_eq!(users.record_failure("nobody", 5, hour).unwrap(), None);
+        assert_eq!(a.hash, "h3");
+        assert!(!users.set_hash("nobody", "h4").unwrap());
+        assert!(users.set_totp("ms.jones", Some("3132")).unwrap());
+        let a = users.get("ms.jones").unwrap().unwrap();
+        assert_eq!(a.totp_secret.as_deref(), Some("3132"));
+        assert!(users.use_totp_step("ms.jones", 100).unwrap());
+        assert!(!users.use_totp_step("ms.jones", 100).unwrap(), "once");
+        assert!(
+            !users.use_totp_step("ms.jones", 99).unwrap(),
+            "nor an older one"
+        );
+        assert!(users.use_totp_step("ms.jones", 101).unwrap());
+        assert!(!users.set_totp("nobody", None).unwrap());
         assert!(users.remove("ms.jones").unwrap());
         assert!(users.list().unwrap().is_empty());
     }

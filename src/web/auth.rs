@@ -2,8 +2,13 @@
 //!
 //! - Passwords are argon2id hashes; checking one takes tens of milliseconds of CPU, so it runs on
 //!   the blocking pool, never on the threads that serve pages.
-//! - [`LOCK_AFTER`] failed logins in a row lock an account for [`LOCK_FOR`]; while locked even the
-//!   right password is refused. Both are audited (`login`, `login-failed`), never the password.
+//! - Failed logins are counted per name typed and client address (`store::logins`): after
+//!   [`LOCK_AFTER`] in a row that name is locked from that address for [`LOCK_FOR`] (even the
+//!   right password is refused there), while the same account still logs in from elsewhere. An
+//!   unknown name is counted and locked alike and every refusal reads the same, so the page
+//!   does not tell which accounts exist. Each attempt waits [`delay_after`] its failures so far.
+//!   Logins, failures and the lock itself (once) are audited (`login`, `login-failed`), never
+//!   the password.
 //! - A session id is 32 random bytes from the OS; the server keeps only its SHA-256, so a copy
 //!   of the server's memory does not hand out live sessions. Sessions end after [`IDLE`] unused.
 //! - Every session has its own CSRF token; every POST must carry it (compared in constant time).
@@ -21,10 +26,27 @@ use sha2::{Digest, Sha256};
 
 use crate::store::users::{Account, Role};
 
-/// Failed logins in a row that lock an account.
+/// Failed logins in a row (per name and address) that lock that name from that address.
 pub const LOCK_AFTER: u32 = 5;
 /// How long a lock-out lasts.
-pub const LOCK_FOR: jiff::SignedDuration = jiff::SignedDuration::from_secs(15 * 60);
+pub const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
+/// Failures older than this are forgotten.
+pub const FORGET_FAILURES_AFTER: Duration = Duration::from_secs(3600);
+/// The longest a login waits for the failures before it.
+pub const MAX_DELAY: Duration = Duration::from_secs(30);
+/// How long the code form waits after a right password (TOTP accounts).
+pub const CODE_FORM_FOR: Duration = Duration::from_secs(5 * 60);
+
+/// How long an attempt waits when `failures` failed ones (same name, same address) came before
+/// it: none for the first, then 1 s, 2 s, 4 s … at most [`MAX_DELAY`]. Each request waits on its
+/// own; the server serves everyone else meanwhile.
+pub fn delay_after(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    let secs = 1u64.checked_shl(failures - 1).unwrap_or(u64::MAX);
+    Duration::from_secs(secs).min(MAX_DELAY)
+}
 /// A session unused this long has ended.
 pub const IDLE: Duration = Duration::from_secs(8 * 3600);
 /// A login page's session (no account yet) lasts this long unused.
@@ -91,6 +113,11 @@ fn key_of(id: &str) -> [u8; 32] {
 struct Session {
     /// `None` on the login page, before anyone logged in.
     account: Option<String>,
+    /// The roles of a session signed in with the school's accounts (OpenID Connect), fixed at
+    /// sign-in from the ID token; `None` for a local account (its roles are read each time).
+    roles: Option<Vec<Role>>,
+    /// A local account whose password was right and whose TOTP code is asked for, since when.
+    pending_code: Option<(String, Instant)>,
     csrf: String,
     last_seen: Instant,
 }
@@ -110,6 +137,10 @@ impl Session {
 #[derive(Debug, Clone)]
 pub struct Found {
     pub account: Option<String>,
+    /// Set for a session signed in with OpenID Connect.
+    pub roles: Option<Vec<Role>>,
+    /// The account whose TOTP code this (login page) session may give now.
+    pub pending_code: Option<String>,
     pub csrf: String,
 }
 
@@ -130,6 +161,34 @@ impl Sessions {
     /// A new session (for `account`, or for the login page); returns its id for the cookie and
     /// its CSRF token. `None` only if the OS gave no random bytes.
     pub fn create(&self, account: Option<String>) -> Option<(String, String)> {
+        self.insert(account, None)
+    }
+
+    /// A new session for a person signed in with OpenID Connect, with the roles the ID token
+    /// gave; returns its id and CSRF token.
+    pub fn create_signed_in(&self, name: String, roles: Vec<Role>) -> Option<(String, String)> {
+        self.insert(Some(name), Some(roles))
+    }
+
+    /// Marks login-page session `id` as waiting for `account`'s TOTP code.
+    pub fn ask_code(&self, id: &str, account: &str) {
+        if let Some(s) = self.map().get_mut(&key_of(id)) {
+            s.pending_code = Some((account.to_string(), Instant::now()));
+        }
+    }
+
+    /// Session `id` no longer waits for a code.
+    pub fn forget_code(&self, id: &str) {
+        if let Some(s) = self.map().get_mut(&key_of(id)) {
+            s.pending_code = None;
+        }
+    }
+
+    fn insert(
+        &self,
+        account: Option<String>,
+        roles: Option<Vec<Role>>,
+    ) -> Option<(String, String)> {
         let id = random_token()?;
         let csrf = random_token()?;
         let now = Instant::now();
@@ -144,6 +203,8 @@ impl Sessions {
             key_of(&id),
             Session {
                 account,
+                roles,
+                pending_code: None,
                 csrf: csrf.clone(),
                 last_seen: now,
             },
@@ -164,6 +225,12 @@ impl Sessions {
         s.last_seen = now;
         Some(Found {
             account: s.account.clone(),
+            roles: s.roles.clone(),
+            pending_code: s
+                .pending_code
+                .as_ref()
+                .filter(|(_, since)| now.duration_since(*since) <= CODE_FORM_FOR)
+                .map(|(name, _)| name.clone()),
             csrf: s.csrf.clone(),
         })
     }
@@ -233,6 +300,17 @@ impl User {
         }
     }
 
+    /// Someone signed in with OpenID Connect: `roles` from the ID token's claims.
+    pub fn signed_in(name: String, roles: Vec<Role>, csrf: String, session: String) -> Self {
+        User {
+            name,
+            roles,
+            csrf,
+            session,
+            unreviewed_cases: None,
+        }
+    }
+
     pub fn is(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
@@ -296,6 +374,40 @@ mod tests {
             assert!(s.find(&id).is_none(), "8 hours unused");
             assert!(s.map().is_empty(), "and forgotten");
         }
+    }
+
+    #[test]
+    fn delays_double_up_to_the_cap() {
+        let secs: Vec<u64> = (0..9).map(|n| delay_after(n).as_secs()).collect();
+        assert_eq!(secs, vec![0, 1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(delay_after(u32::MAX), MAX_DELAY);
+    }
+
+    #[test]
+    fn signed_in_sessions_keep_their_roles_and_a_code_form_expires() {
+        let s = Sessions::default();
+        let (id, _) = s
+            .create_signed_in("j.smith@school.org.uk".into(), vec![Role::Dsl])
+            .unwrap();
+        let found = s.find(&id).unwrap();
+        assert_eq!(found.roles, Some(vec![Role::Dsl]));
+        let (anon, _) = s.create(None).unwrap();
+        assert_eq!(s.find(&anon).unwrap().roles, None);
+        s.ask_code(&anon, "ms.jones");
+        assert_eq!(
+            s.find(&anon).unwrap().pending_code.as_deref(),
+            Some("ms.jones")
+        );
+        if let Some(then) = Instant::now().checked_sub(CODE_FORM_FOR + Duration::from_secs(1)) {
+            s.map().values_mut().for_each(|v| {
+                if let Some(p) = v.pending_code.as_mut() {
+                    p.1 = then
+                }
+            });
+            assert_eq!(s.find(&anon).unwrap().pending_code, None, "expired");
+        }
+        s.forget_code(&anon);
+        assert!(s.map().values().all(|v| v.pending_code.is_none()));
     }
 
     #[test]

@@ -13,11 +13,13 @@ pub mod auth;
 mod cases;
 mod login;
 pub mod metrics;
+mod oidc;
 mod pages;
 mod quarantine;
 mod quarantine_actions;
 mod quarantine_list;
 mod safeguarding;
+pub mod totp;
 mod undelivered;
 
 use std::net::SocketAddr;
@@ -33,6 +35,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::smtp::server::Relay;
+use crate::store::logins::Logins;
 use crate::store::quarantine::Quarantine;
 use crate::store::users::Users;
 use auth::{Sessions, User};
@@ -50,6 +53,8 @@ pub struct Web {
     /// Password checks at once: each takes about 19 MiB and tens of milliseconds of CPU, so a
     /// flood of logins waits here rather than exhausting the machine's memory.
     pub checking: tokio::sync::Semaphore,
+    /// Sign-in with the school's accounts (`[web.oidc]`).
+    oidc: oidc::Oidc,
 }
 
 impl Web {
@@ -65,7 +70,12 @@ impl Web {
             sessions: Sessions::default(),
             secure,
             checking: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+            oidc: oidc::Oidc::default(),
         })
+    }
+
+    fn logins(&self) -> Logins {
+        Logins::new(&self.relay.config().storage.state_dir)
     }
 
     fn users(&self) -> Users {
@@ -82,6 +92,10 @@ impl Web {
         let id = auth::cookie_id(headers)?;
         let found = self.sessions.find(&id)?;
         let name = found.account?;
+        if let Some(roles) = found.roles {
+            // Signed in with the school's accounts: the roles the ID token gave.
+            return Some(User::signed_in(name, roles, found.csrf, id));
+        }
         let users = self.users();
         let lookup = name.clone();
         let account = tokio::task::spawn_blocking(move || users.get(&lookup))
@@ -159,11 +173,17 @@ impl Form {
 pub fn router(relay: Arc<Relay>) -> Router {
     let tls = relay.config().web.tls;
     let web = Web::new(relay);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(oidc::discover_at_start(web.clone()));
+    }
     Router::new()
         .route("/metrics", get(scrape))
         .route("/static/style.css", get(stylesheet))
         .route("/", get(home))
         .route("/login", get(login::page).post(login::submit))
+        .route("/login/code", post(login::code))
+        .route(oidc::START, get(oidc::start))
+        .route(oidc::CALLBACK, get(oidc::callback))
         .route("/logout", post(login::logout))
         .route("/quarantine", get(quarantine_list::list))
         .route("/quarantine/bulk", post(quarantine_actions::bulk))
@@ -238,7 +258,17 @@ async fn home(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn not_found(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
+async fn not_found(
+    state: State<Arc<Web>>,
+    peer: axum::extract::ConnectInfo<Peer>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let web = &state.0;
+    // `[web.oidc] redirect_url` may name any path for the sign-in's way back.
+    if oidc::is_callback(web, uri.path()) {
+        return oidc::callback(state, peer, uri, headers).await;
+    }
     match web.user(&headers).await {
         None => Redirect::to("/login").into_response(),
         Some(u) => pages::message(

@@ -127,7 +127,8 @@ impl Browser {
     }
 }
 
-fn parse(raw: &[u8]) -> Response {
+/// Parses a whole HTTP/1.1 response.
+pub fn parse(raw: &[u8]) -> Response {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -11,6 +11,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod oidc;
 pub mod smtp;
 pub mod tools;
 
