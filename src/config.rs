@@ -63,6 +63,9 @@ pub struct Config {
     pub sensitive: Sensitive,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[dkim]`: signing mail for the school's domains as it leaves (see [`Dkim`]).
+    #[serde(default)]
+    pub dkim: Option<Dkim>,
     /// The file this was read from.
     #[serde(skip)]
     pub source: PathBuf,
@@ -131,6 +134,95 @@ pub struct Relay {
     /// `X-MS-Exchange-CrossTenant-Id` header Exchange Online stamps). Unset: no check.
     #[serde(default)]
     pub m365_tenant_id: Option<TenantId>,
+    /// Stamp `X-Schoolgate-Processed: <hostname>` on relayed mail that does not carry it yet:
+    /// the header a Microsoft 365 transport rule matches so that mail schoolgate hands back
+    /// is not sent to it again. Off by default (mail then leaves as it came, plus `Received:`).
+    #[serde(default)]
+    pub processed_header: bool,
+}
+
+/// The header [`Relay::processed_header`] stamps.
+pub const PROCESSED_HEADER: &str = "X-Schoolgate-Processed";
+
+/// `[dkim]`: the school's DKIM keys. Either the single form (`domain`, `selector`, `key`) or a
+/// list `keys = [{ domain, selector, key }, …]` (`[[dkim.keys]]`), or both (the single one is
+/// then first). A message is signed with the key whose domain is its `From:` domain exactly.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    #[serde(default)]
+    pub domain: Option<Domain>,
+    #[serde(default)]
+    pub selector: Option<Selector>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub keys: Vec<DkimKey>,
+    /// Add an ARC set recording what the incoming DKIM signatures said.
+    #[serde(default)]
+    pub arc: bool,
+    /// The DNS server (`"IP:port"`) asked for incoming signatures' keys (ARC) and by
+    /// `policy check`; default the system's (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub resolver: Option<SocketAddr>,
+}
+
+/// One key of `[dkim] keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKey {
+    pub domain: Domain,
+    pub selector: Selector,
+    pub key: PathBuf,
+}
+
+/// A DKIM selector: DNS labels (`sg2026`, `schoolgate.2026`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector(pub String);
+
+impl FromStr for Selector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && s.split('.').all(|l| {
+                !l.is_empty()
+                    && !l.starts_with('-')
+                    && l.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
+        if ok {
+            Ok(Selector(s.to_string()))
+        } else {
+            Err(format!(
+                "\"{s}\" is not a DKIM selector; use letters, digits and '-', e.g. \"sg2026\""
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Selector {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_text(d)
+    }
+}
+
+impl Dkim {
+    /// Every key, the single form first.
+    pub fn all_keys(&self) -> Vec<DkimKey> {
+        let single = match (&self.domain, &self.selector, &self.key) {
+            (Some(domain), Some(selector), Some(key)) => Some(DkimKey {
+                domain: domain.clone(),
+                selector: selector.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        single
+            .into_iter()
+            .chain(self.keys.iter().cloned())
+            .collect()
+    }
 }
 
 /// One entry of `[relay] allowed_senders`.
@@ -1089,6 +1181,57 @@ impl Config {
                 "retention_days",
                 "must be at least 1 (leave it out to keep the audit trail for ever)".into(),
             ));
+        }
+        if let Some(dkim) = &self.dkim {
+            let single = [
+                dkim.domain.is_some(),
+                dkim.selector.is_some(),
+                dkim.key.is_some(),
+            ];
+            if single.contains(&true) && single.contains(&false) {
+                let missing = ["domain", "selector", "key"]
+                    .iter()
+                    .zip(single)
+                    .filter(|(_, set)| !set)
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                let first = ["domain", "selector", "key"]
+                    .iter()
+                    .zip(single)
+                    .find(|(_, set)| *set)
+                    .map_or("domain", |(k, _)| *k);
+                return Err(err(
+                    "dkim",
+                    first,
+                    format!(
+                        "the single-key form needs domain, selector and key together; add \
+                         {missing}, or list keys = [{{ domain, selector, key }}]"
+                    ),
+                ));
+            }
+            let keys = dkim.all_keys();
+            if keys.is_empty() {
+                return Err(err(
+                    "dkim",
+                    "keys",
+                    "[dkim] names no key; set domain, selector and key (make a key with \
+                     `schoolgate dkim keygen`), or remove the [dkim] section"
+                        .into(),
+                ));
+            }
+            for (i, k) in keys.iter().enumerate() {
+                if keys[..i].iter().any(|other| other.domain == k.domain) {
+                    return Err(err(
+                        "dkim",
+                        "keys",
+                        format!(
+                            "domain \"{}\" has two keys; a domain is signed with one key",
+                            k.domain.0
+                        ),
+                    ));
+                }
+            }
         }
         // The client waits for its reply while we scan, hand over and record; RFC 5321
         // §4.5.3.2.6 gives it 10 minutes. One that gives up first sends again what the next hop
