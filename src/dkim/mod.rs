@@ -21,6 +21,7 @@
 
 pub mod dns;
 pub mod key;
+mod sign;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use std::time::Duration;
 use mail_auth::arc::{ArcSealer, Set};
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
-use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
+use mail_auth::dkim::{Canonicalization, Done};
 use mail_auth::{
     ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimResult, MessageAuthenticator,
 };
@@ -75,8 +76,8 @@ pub enum SigningError {
 }
 
 enum Signer {
-    Rsa(DkimSigner<RsaKey<Sha256>, Done>),
-    Ed25519(DkimSigner<Ed25519Key, Done>),
+    Rsa(RsaKey<Sha256>),
+    Ed25519(Ed25519Key),
 }
 
 enum Sealer {
@@ -139,24 +140,10 @@ impl Incoming {
     }
 }
 
-fn build_signer(k: &KeyName, key: &PrivateKey) -> Option<Signer> {
+fn build_signer(key: &PrivateKey) -> Option<Signer> {
     Some(match key.algorithm {
-        Algorithm::Rsa => Signer::Rsa(
-            DkimSigner::from_key(key.rsa()?)
-                .domain(&k.domain)
-                .selector(&k.selector)
-                .headers(SIGNED_HEADERS.iter().copied())
-                .header_canonicalization(Canonicalization::Relaxed)
-                .body_canonicalization(Canonicalization::Relaxed),
-        ),
-        Algorithm::Ed25519 => Signer::Ed25519(
-            DkimSigner::from_key(key.ed25519()?)
-                .domain(&k.domain)
-                .selector(&k.selector)
-                .headers(SIGNED_HEADERS.iter().copied())
-                .header_canonicalization(Canonicalization::Relaxed)
-                .body_canonicalization(Canonicalization::Relaxed),
-        ),
+        Algorithm::Rsa => Signer::Rsa(key.rsa()?),
+        Algorithm::Ed25519 => Signer::Ed25519(key.ed25519()?),
     })
 }
 
@@ -199,7 +186,7 @@ impl Signing {
                 selector,
             };
             out.push(DomainSigner {
-                signer: build_signer(&name, &key)?,
+                signer: build_signer(&key)?,
                 sealer: None,
                 algorithm: key.algorithm,
                 domain: name.domain,
@@ -238,7 +225,7 @@ impl Signing {
                     detail: "the signer refused it".into(),
                 })
             };
-            let signer = build_signer(&name, &key).ok_or_else(unusable)?;
+            let signer = build_signer(&key).ok_or_else(unusable)?;
             let sealer = if dkim.arc {
                 Some(build_sealer(&name, &key).ok_or_else(unusable)?)
             } else {
@@ -368,12 +355,32 @@ impl Signing {
         message: &[u8],
         incoming: Option<&Incoming>,
     ) -> Result<Vec<u8>, String> {
-        let signature = match &key.signer {
-            Signer::Rsa(s) => s.sign(message),
-            Signer::Ed25519(s) => s.sign(message),
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let (domain, selector) = (key.domain.as_str(), key.selector.as_str());
+        let signed = match &key.signer {
+            Signer::Rsa(k) => sign::sign(
+                k,
+                "rsa-sha256",
+                domain,
+                selector,
+                SIGNED_HEADERS,
+                message,
+                now,
+            ),
+            Signer::Ed25519(k) => sign::sign(
+                k,
+                "ed25519-sha256",
+                domain,
+                selector,
+                SIGNED_HEADERS,
+                message,
+                now,
+            ),
         }
         .map_err(|e| format!("DKIM signing for {} failed: {e}", key.domain))?;
-        let dkim_header = signature.to_header().into_bytes();
+        let dkim_header = signed.into_bytes();
         let (Some(incoming), Some(sealer)) = (incoming, &key.sealer) else {
             return Ok(dkim_header);
         };
@@ -381,9 +388,23 @@ impl Signing {
         let mut signed = Vec::with_capacity(dkim_header.len() + message.len());
         signed.extend_from_slice(&dkim_header);
         signed.extend_from_slice(message);
-        let Some(parsed) = AuthenticatedMessage::parse(&signed) else {
+        let Some(mut parsed) = AuthenticatedMessage::parse(&signed) else {
             return Ok(dkim_header);
         };
+        // The body hash the seal's ARC-Message-Signature uses: ours, which follows RFC 6376
+        // where mail-auth's does not (see `sign`).
+        let body = signed
+            .get(parsed.body_offset as usize..)
+            .unwrap_or_default();
+        parsed.body_hashes.insert(
+            0,
+            (
+                Canonicalization::Relaxed,
+                mail_auth::common::crypto::HashAlgorithm::Sha256,
+                0,
+                sign::body_hash(body).to_vec(),
+            ),
+        );
         // The chain already on the message, with the validation found on arrival.
         let mut chain = ArcOutput::default().with_result(incoming.arc.clone());
         for ((seal, signature), results) in parsed
