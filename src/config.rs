@@ -1364,6 +1364,34 @@ mod tests {
     }
 
     #[test]
+    fn dkim_takes_one_key_or_a_list_and_names_what_is_missing() {
+        let one = format!(
+            "{EXAMPLE}\n[dkim]\ndomain = \"example-academy.sch.uk\"\nselector = \"sg1\"\nkey = \"k.pem\"\nkeys = [{{ domain = \"pupils.example-academy.sch.uk\", selector = \"sg1\", key = \"p.pem\" }}]\n"
+        );
+        let c = parse(&one).unwrap();
+        let keys = c.dkim.as_ref().unwrap().all_keys();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].domain.0, "example-academy.sch.uk");
+        assert!(!c.dkim.unwrap().arc);
+        let partial = format!("{EXAMPLE}\n[dkim]\ndomain = \"example-academy.sch.uk\"\n");
+        let e = parse(&partial).unwrap_err().to_string();
+        assert!(
+            e.contains("dkim.domain") && e.contains("selector and key"),
+            "{e}"
+        );
+        let twice = format!(
+            "{EXAMPLE}\n[dkim]\nkeys = [{{ domain = \"a.example\", selector = \"s\", key = \"k\" }}, {{ domain = \"A.example\", selector = \"t\", key = \"l\" }}]\n"
+        );
+        let e = parse(&twice).unwrap_err().to_string();
+        assert!(e.contains("has two keys"), "{e}");
+        let bad =
+            format!("{EXAMPLE}\n[dkim]\ndomain = \"a.example\"\nselector = \"s 1\"\nkey = \"k\"\n");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("not a DKIM selector"), "{e}");
+        assert!(parse(EXAMPLE).unwrap().dkim.is_none(), "off by default");
+    }
+
+    #[test]
     fn the_example_config_loads() {
         let c = parse(EXAMPLE).unwrap();
         assert_eq!(c.relay.max_message_size, ByteSize(50 << 20));

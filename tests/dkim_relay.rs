@@ -534,3 +534,57 @@ fn arc_records_that_the_incoming_signature_passed_before_the_disclaimer() {
     let aar = common::header_value(&m.bytes, "ARC-Authentication-Results").expect("an AAR");
     assert!(aar.contains("dkim=none"), "{aar}");
 }
+
+#[test]
+fn policy_check_looks_up_the_published_record_and_says_what_to_publish() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = keygen(keys.path(), "sg1.pem", "rsa", DOMAIN, SELECTOR);
+    let other = keygen(keys.path(), "other.pem", "rsa", DOMAIN, SELECTOR);
+    let name = format!("{SELECTOR}._domainkey.{DOMAIN}");
+    let check = |records: Vec<(String, String)>| -> String {
+        let dns = dns_stub(records);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("schoolgate.toml");
+        let text = std::fs::read_to_string(common::example_config()).expect("example config");
+        let mut cfg: toml::Table = toml::from_str(&text).expect("parses");
+        set(
+            &mut cfg,
+            "school.directory",
+            common::example_directory().to_string_lossy().into_owned(),
+        );
+        with_key(&mut cfg, &key);
+        set(&mut cfg, "dkim.resolver", dns.to_string());
+        std::fs::write(&config, toml::to_string(&cfg).expect("toml")).expect("write");
+        let out = Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["policy", "check"])
+            .output()
+            .expect("run policy check");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{said}");
+        said
+    };
+    let publish = format!("{name} IN TXT \"");
+    let said = check(vec![(name.clone(), key.record.clone())]);
+    assert!(said.contains("is published and matches the key"), "{said}");
+    assert!(!said.contains("warning: sg1._domainkey"), "{said}");
+    let said = check(vec![(name.clone(), other.record.clone())]);
+    assert!(
+        said.contains("warning: sg1._domainkey")
+            && said.contains("publishes another key")
+            && said.contains(&publish),
+        "{said}"
+    );
+    let said = check(Vec::new());
+    assert!(
+        said.contains("warning: sg1._domainkey")
+            && said.contains("is not published")
+            && said.contains(&publish),
+        "{said}"
+    );
+}
