@@ -588,3 +588,26 @@ fn policy_check_looks_up_the_published_record_and_says_what_to_publish() {
         "{said}"
     );
 }
+
+#[test]
+fn the_processed_stamp_is_added_once() {
+    let gw = Gateway::start(|cfg| {
+        set(cfg, "relay.processed_header", true);
+        set(cfg, "relay.hostname", "schoolgate.example-academy.sch.uk");
+    });
+    let (subject, eight, message) = variety(COLLEAGUE, "stamp").remove(0);
+    send(&gw, COLLEAGUE, &message, eight);
+    let m = delivered(&gw, &subject);
+    assert_eq!(
+        common::header_value(&m.bytes, "X-Schoolgate-Processed").as_deref(),
+        Some("schoolgate.example-academy.sch.uk")
+    );
+    // Already stamped (by an earlier pass): not stamped again.
+    let (subject, eight, message) = variety(COLLEAGUE, "stamped").remove(0);
+    let mut stamped = b"X-Schoolgate-Processed: schoolgate.example-academy.sch.uk\r\n".to_vec();
+    stamped.extend_from_slice(&message);
+    send(&gw, COLLEAGUE, &stamped, eight);
+    let m = delivered(&gw, &subject);
+    let text = String::from_utf8_lossy(&m.bytes);
+    assert_eq!(text.matches("X-Schoolgate-Processed:").count(), 1, "{text}");
+}
