@@ -65,6 +65,9 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub quarantine: QuarantineConfig,
+    /// `[dkim]`: signing mail for the school's domains as it leaves (see [`Dkim`]).
+    #[serde(default)]
+    pub dkim: Option<Dkim>,
     /// The file this was read from.
     #[serde(skip)]
     pub source: PathBuf,
@@ -133,6 +136,95 @@ pub struct Relay {
     /// `X-MS-Exchange-CrossTenant-Id` header Exchange Online stamps). Unset: no check.
     #[serde(default)]
     pub m365_tenant_id: Option<TenantId>,
+    /// Stamp `X-Schoolgate-Processed: <hostname>` on relayed mail that does not carry it yet:
+    /// the header a Microsoft 365 transport rule matches so that mail schoolgate hands back
+    /// is not sent to it again. Off by default (mail then leaves as it came, plus `Received:`).
+    #[serde(default)]
+    pub processed_header: bool,
+}
+
+/// The header [`Relay::processed_header`] stamps.
+pub const PROCESSED_HEADER: &str = "X-Schoolgate-Processed";
+
+/// `[dkim]`: the school's DKIM keys. Either the single form (`domain`, `selector`, `key`) or a
+/// list `keys = [{ domain, selector, key }, …]` (`[[dkim.keys]]`), or both (the single one is
+/// then first). A message is signed with the key whose domain is its `From:` domain exactly.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dkim {
+    #[serde(default)]
+    pub domain: Option<Domain>,
+    #[serde(default)]
+    pub selector: Option<Selector>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub keys: Vec<DkimKey>,
+    /// Add an ARC set recording what the incoming DKIM signatures said.
+    #[serde(default)]
+    pub arc: bool,
+    /// The DNS server (`"IP:port"`) asked for incoming signatures' keys (ARC) and by
+    /// `policy check`; default the system's (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub resolver: Option<SocketAddr>,
+}
+
+/// One key of `[dkim] keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKey {
+    pub domain: Domain,
+    pub selector: Selector,
+    pub key: PathBuf,
+}
+
+/// A DKIM selector: DNS labels (`sg2026`, `schoolgate.2026`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector(pub String);
+
+impl FromStr for Selector {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && s.split('.').all(|l| {
+                !l.is_empty()
+                    && !l.starts_with('-')
+                    && l.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
+        if ok {
+            Ok(Selector(s.to_string()))
+        } else {
+            Err(format!(
+                "\"{s}\" is not a DKIM selector; use letters, digits and '-', e.g. \"sg2026\""
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Selector {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_text(d)
+    }
+}
+
+impl Dkim {
+    /// Every key, the single form first.
+    pub fn all_keys(&self) -> Vec<DkimKey> {
+        let single = match (&self.domain, &self.selector, &self.key) {
+            (Some(domain), Some(selector), Some(key)) => Some(DkimKey {
+                domain: domain.clone(),
+                selector: selector.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        single
+            .into_iter()
+            .chain(self.keys.iter().cloned())
+            .collect()
+    }
 }
 
 /// One entry of `[relay] allowed_senders`.
@@ -1313,6 +1405,57 @@ impl Config {
                 "must be at least 1 (leave it out to keep the audit trail for ever)".into(),
             ));
         }
+        if let Some(dkim) = &self.dkim {
+            let single = [
+                dkim.domain.is_some(),
+                dkim.selector.is_some(),
+                dkim.key.is_some(),
+            ];
+            if single.contains(&true) && single.contains(&false) {
+                let missing = ["domain", "selector", "key"]
+                    .iter()
+                    .zip(single)
+                    .filter(|(_, set)| !set)
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                let first = ["domain", "selector", "key"]
+                    .iter()
+                    .zip(single)
+                    .find(|(_, set)| *set)
+                    .map_or("domain", |(k, _)| *k);
+                return Err(err(
+                    "dkim",
+                    first,
+                    format!(
+                        "the single-key form needs domain, selector and key together; add \
+                         {missing}, or list keys = [{{ domain, selector, key }}]"
+                    ),
+                ));
+            }
+            let keys = dkim.all_keys();
+            if keys.is_empty() {
+                return Err(err(
+                    "dkim",
+                    "keys",
+                    "[dkim] names no key; set domain, selector and key (make a key with \
+                     `schoolgate dkim keygen`), or remove the [dkim] section"
+                        .into(),
+                ));
+            }
+            for (i, k) in keys.iter().enumerate() {
+                if keys[..i].iter().any(|other| other.domain == k.domain) {
+                    return Err(err(
+                        "dkim",
+                        "keys",
+                        format!(
+                            "domain \"{}\" has two keys; a domain is signed with one key",
+                            k.domain.0
+                        ),
+                    ));
+                }
+            }
+        }
         // The client waits for its reply while we scan, hand over and record; RFC 5321
         // §4.5.3.2.6 gives it 10 minutes. One that gives up first sends again what the next hop
         // may already have.
@@ -1466,6 +1609,34 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("test.toml"), text)
+    }
+
+    #[test]
+    fn dkim_takes_one_key_or_a_list_and_names_what_is_missing() {
+        let one = format!(
+            "{EXAMPLE}\n[dkim]\ndomain = \"example-academy.sch.uk\"\nselector = \"sg1\"\nkey = \"k.pem\"\nkeys = [{{ domain = \"pupils.example-academy.sch.uk\", selector = \"sg1\", key = \"p.pem\" }}]\n"
+        );
+        let c = parse(&one).unwrap();
+        let keys = c.dkim.as_ref().unwrap().all_keys();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].domain.0, "example-academy.sch.uk");
+        assert!(!c.dkim.unwrap().arc);
+        let partial = format!("{EXAMPLE}\n[dkim]\ndomain = \"example-academy.sch.uk\"\n");
+        let e = parse(&partial).unwrap_err().to_string();
+        assert!(
+            e.contains("dkim.domain") && e.contains("selector and key"),
+            "{e}"
+        );
+        let twice = format!(
+            "{EXAMPLE}\n[dkim]\nkeys = [{{ domain = \"a.example\", selector = \"s\", key = \"k\" }}, {{ domain = \"A.example\", selector = \"t\", key = \"l\" }}]\n"
+        );
+        let e = parse(&twice).unwrap_err().to_string();
+        assert!(e.contains("has two keys"), "{e}");
+        let bad =
+            format!("{EXAMPLE}\n[dkim]\ndomain = \"a.example\"\nselector = \"s 1\"\nkey = \"k\"\n");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("not a DKIM selector"), "{e}");
+        assert!(parse(EXAMPLE).unwrap().dkim.is_none(), "off by default");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod display;
+pub mod dkim;
 pub mod envelope;
 pub mod milter;
 pub mod mime;

@@ -131,7 +131,70 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     if let Err(e) = config.metrics_token() {
         println!("warning: {e}; /metrics answers only [web] metrics_allowed_clients");
     }
+    dkim_summary(&config)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `[dkim]`: each key loaded (a key that cannot be used is an error, as at start), and its
+/// published record checked in DNS; a record missing, different or not checkable here is a
+/// warning that says what to publish.
+fn dkim_summary(config: &crate::config::Config) -> anyhow::Result<()> {
+    let Some(dkim) = &config.dkim else {
+        println!("  dkim:            off (mail leaves unsigned by schoolgate)");
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let resolver = crate::dkim::dns::authenticator(dkim.resolver);
+    for k in dkim.all_keys() {
+        let key = crate::dkim::PrivateKey::load(&k.key).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: dkim.key ({}): {e}",
+                config.source.display(),
+                k.domain.0
+            )
+        })?;
+        let (domain, selector) = (k.domain.0.as_str(), k.selector.0.as_str());
+        println!(
+            "  dkim:            mail from {domain} signed with {} ({} {} bits), selector {selector}{}",
+            k.key.display(),
+            key.algorithm.tag(),
+            key.bits,
+            if dkim.arc { ", ARC sets added" } else { "" }
+        );
+        let publish = crate::dkim::key::zone_line(selector, domain, &key.record());
+        let found = match &resolver {
+            Ok(r) => runtime.block_on(crate::dkim::dns::check_published(
+                r,
+                selector,
+                domain,
+                &key.public_b64,
+            )),
+            Err(e) => crate::dkim::dns::Published::Unknown(e.clone()),
+        };
+        use crate::dkim::dns::Published;
+        match found {
+            Published::Matches => {
+                println!(
+                    "                   {selector}._domainkey.{domain} is published and matches the key"
+                )
+            }
+            Published::Other(_) => println!(
+                "warning: {selector}._domainkey.{domain} publishes another key, so receivers will \
+                 fail schoolgate's signatures; publish:\n{publish}"
+            ),
+            Published::Missing => println!(
+                "warning: {selector}._domainkey.{domain} is not published, so receivers cannot \
+                 check schoolgate's signatures; publish:\n{publish}"
+            ),
+            Published::Unknown(detail) => println!(
+                "warning: {selector}._domainkey.{domain} cannot be checked here (DNS: {detail}); \
+                 make sure it is published as:\n{publish}"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// What `policy check` warns about alerts that must be escalated (a flag on the headteacher or a

@@ -61,6 +61,19 @@ pub(crate) fn next_hop_for(config: &Config) -> anyhow::Result<NextHop> {
     .with_context(|| format!("{}: relay.next_hop", config.source.display()))
 }
 
+/// The relay's next hop, with the DKIM keys of `[dkim]` loaded (a key that cannot be read or
+/// used stops the start, or refuses the reload, naming the file).
+pub(crate) fn signing_next_hop_for(config: &Config) -> anyhow::Result<NextHop> {
+    let signing = crate::dkim::Signing::load(config)?;
+    if let Some(s) = &signing {
+        for k in s.domains() {
+            tracing::info!(domain = %k.domain, selector = %k.selector,
+                algorithm = k.algorithm.tag(), arc = s.arc(), "DKIM signing mail from this domain");
+        }
+    }
+    Ok(next_hop_for(config)?.with_signing(signing))
+}
+
 async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     let state_dir = config.storage.state_dir.clone();
     crate::store::private::create_dir_all(&state_dir).with_context(|| {
@@ -80,7 +93,7 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     let tls = load_tls(&config)?;
     read.stamp(&config.school.directory);
     let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
-    let next_hop = next_hop_for(&config)?;
+    let next_hop = signing_next_hop_for(&config)?;
     let mut listeners = Vec::new();
     for addr in &config.relay.listen {
         let l = TcpListener::bind(addr).await.with_context(|| {
@@ -401,7 +414,7 @@ impl Reloader {
             ),
         };
         let result = result.and_then(|(new, directory)| {
-            let hop = next_hop_for(&new)?;
+            let hop = signing_next_hop_for(&new)?;
             Ok((new, directory, hop))
         });
         let outcome = match result {

@@ -40,6 +40,57 @@ impl Received {
     }
 }
 
+/// The last changes before the message leaves, after every rewrite: the
+/// `X-Schoolgate-Processed` stamp (`relay.processed_header`, when not already there), then
+/// the DKIM signature and ARC set (`[dkim]`, when a key covers the `From:` domain). A
+/// signature that cannot be made is logged and noted in the audit record; the message still
+/// leaves, unsigned by us.
+fn leaving(
+    config: &crate::config::Config,
+    hop: &super::next_hop::NextHop,
+    queue_id: &str,
+    mut outgoing: Vec<u8>,
+    incoming: Option<&crate::dkim::Incoming>,
+    record: &mut MessageRecord,
+) -> Vec<u8> {
+    if config.relay.processed_header {
+        let header = crate::mime::header::parse(&outgoing, 0, outgoing.len());
+        if header.field(crate::config::PROCESSED_HEADER).is_none() {
+            let stamp = format!(
+                "{}: {}\r\n",
+                crate::config::PROCESSED_HEADER,
+                config.relay.hostname
+            );
+            outgoing.splice(0..0, stamp.into_bytes());
+        }
+    }
+    let Some(signing) = hop.signing() else {
+        return outgoing;
+    };
+    match signing.sign(&outgoing, incoming) {
+        Ok(None) => outgoing,
+        Ok(Some(signed)) => {
+            record.notes.push(format!(
+                "DKIM-signed d={} s={}{}",
+                signed.domain,
+                signed.selector,
+                match incoming {
+                    Some(i) if signed.arc => format!("; ARC set added ({})", i.results()),
+                    _ => String::new(),
+                }
+            ));
+            let mut out = signed.headers;
+            out.extend_from_slice(&outgoing);
+            out
+        }
+        Err(e) => {
+            tracing::error!(queue_id = %queue_id, error = %e, "not DKIM-signed");
+            record.notes.push(format!("not DKIM-signed: {e}"));
+            outgoing
+        }
+    }
+}
+
 /// Identifies a message as received: the same envelope and bytes give the same key, so a
 /// client's retry of a message whose 250 it never heard is recognised by the outbox.
 pub fn delivery_key(envelope: &Envelope, original: &[u8]) -> String {
@@ -101,6 +152,15 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     };
     let mut record = base_record(&received, original, &decision.summary);
     record_decision(&mut record, &decision);
+    // With `[dkim] arc = true`: what the incoming signatures say, before the rewrite (DNS).
+    let incoming = match (hop.signing(), decision.verdict) {
+        (Some(signing), Verdict::Deliver | Verdict::Quarantine) if signing.arc() => {
+            signing
+                .verify_incoming(original, received.client.ip())
+                .await
+        }
+        _ => None,
+    };
 
     // The quarantine entry this message is held as (for the sender notice).
     let mut held_id: Option<String> = None;
@@ -122,6 +182,14 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
                 }
                 None => std::mem::take(&mut received.message),
             };
+            let outgoing = leaving(
+                &config,
+                &hop,
+                &received.queue_id,
+                outgoing,
+                incoming.as_ref(),
+                &mut record,
+            );
             record.next_hop = Some(hop.describe());
             let timeout = config.relay.next_hop_timeout.0;
             let started = std::time::Instant::now();
@@ -171,6 +239,15 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
         Verdict::Quarantine => {
             let outgoing =
                 decision.outgoing(&received.message[..received.trace_len], received.original());
+            // Held as it would have left: stamped and signed, so a release sends it as it is.
+            let outgoing = leaving(
+                &config,
+                &hop,
+                &received.queue_id,
+                outgoing,
+                incoming.as_ref(),
+                &mut record,
+            );
             // Always keyed, whatever the next hop: a retry of a message already held is
             // answered with the entry it already has.
             let key = delivery_key(&received.envelope, received.original());

@@ -152,6 +152,9 @@ pub enum DeliveryError {
 pub struct NextHop {
     address: NextHopAddress,
     kind: Kind,
+    /// The school's DKIM keys (`[dkim]`): the relay signs with them just before handing on.
+    /// Loaded with the next hop, so a reload puts new keys in force with it.
+    signing: Option<std::sync::Arc<crate::dkim::Signing>>,
 }
 
 enum Kind {
@@ -174,7 +177,19 @@ impl NextHop {
         Ok(NextHop {
             address: address.clone(),
             kind,
+            signing: None,
         })
+    }
+
+    /// Signs what the relay hands on with `signing` (see [`crate::dkim`]).
+    pub fn with_signing(mut self, signing: Option<std::sync::Arc<crate::dkim::Signing>>) -> Self {
+        self.signing = signing;
+        self
+    }
+
+    /// The DKIM keys in force, when `[dkim]` is set.
+    pub fn signing(&self) -> Option<&crate::dkim::Signing> {
+        self.signing.as_deref()
     }
 
     /// The next hop as configured, for logs and the audit trail (never with credentials).
