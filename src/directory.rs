@@ -93,6 +93,9 @@ pub struct Directory {
     children: HashMap<usize, Vec<usize>>,
     /// A pupil's index to their parents' indices, in file order.
     parents: HashMap<usize, Vec<usize>>,
+    /// Every personal phone number ([`phone_key`]) to the indices of those who gave it (a
+    /// family's landline may be on several rows), in file order.
+    by_phone: HashMap<String, Vec<usize>>,
 }
 
 /// A directory file that cannot be used.
@@ -351,7 +354,17 @@ impl Directory {
         }
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::with_capacity(people.len());
         let mut by_surname: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_phone: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, p) in people.iter().enumerate() {
+            for n in &p.personal_phones {
+                let key = phone_key(n);
+                if !key.is_empty() {
+                    let theirs = by_phone.entry(key).or_default();
+                    if !theirs.contains(&i) {
+                        theirs.push(i);
+                    }
+                }
+            }
             let key = name_key(&p.name);
             if p.role == "pupil"
                 && let Some(surname) = key.rsplit(' ').next()
@@ -367,6 +380,7 @@ impl Directory {
             by_surname,
             children,
             parents,
+            by_phone,
         })
     }
 
@@ -451,6 +465,17 @@ impl Directory {
         }
     }
 
+    /// Everyone who gave `number` as a personal phone, compared as [`phone_key`] compares
+    /// numbers, in file order.
+    pub fn people_with_phone(&self, number: &str) -> impl Iterator<Item = &Person> {
+        self.by_phone
+            .get(&phone_key(number))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|&i| &self.people[i])
+    }
+
     /// The index in `people` of the person with `address`.
     fn index(&self, address: &str) -> Option<usize> {
         self.by_address.get(&canonical_address(address)).copied()
@@ -530,6 +555,19 @@ pub fn canonical_address(address: &str) -> String {
         return format!("{untagged}@{domain}");
     }
     format!("{local}@{domain}")
+}
+
+/// A phone number as its national digits, for comparing two numbers: `07700 900123`,
+/// `+44 7700 900123`, `+44 (0)7700 900123` and `447700900123` are all `07700900123`. Empty
+/// when there are no digits.
+pub fn phone_key(number: &str) -> String {
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    let international = number.trim_start().starts_with('+') || digits.starts_with("44");
+    match digits.strip_prefix("44") {
+        Some(rest) if international && rest.starts_with('0') => rest.to_string(),
+        Some(rest) if international && !rest.is_empty() => format!("0{rest}"),
+        _ => digits,
+    }
 }
 
 /// Does `domain` (lower case) match `pattern`: the same domain, or for `name.*` the provider
@@ -1171,5 +1209,27 @@ mod tests {
         assert!(d.is_parent_of("parent15@gmail.com", pupil));
         assert!(!d.is_parent_of("parent16@gmail.com", pupil));
         assert_eq!(d.parents_of(pupil).count(), 2);
+    }
+
+    #[test]
+    fn phone_numbers_compare_by_their_national_digits() {
+        for n in [
+            "07700 900123",
+            "+44 7700 900123",
+            "+44 (0)7700 900123",
+            "447700900123",
+            "07700-900-123",
+        ] {
+            assert_eq!(phone_key(n), "07700900123", "{n}");
+        }
+        assert_eq!(phone_key("01632 960000"), "01632960000");
+        assert_eq!(phone_key(""), "");
+        let d = family();
+        let found: Vec<&str> = d
+            .people_with_phone("+44 7700 900456")
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(found, ["Sarah Carter"]);
+        assert!(d.people_with_phone("07700 900999").next().is_none());
     }
 }
