@@ -4,6 +4,8 @@
 //! Seed 001: "'pupil' = anyone 18 or under, including former pupils until 18". This module only
 //! reads and checks the file; the rules that use it live in `policy`.
 
+pub mod oneroster;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -642,7 +644,7 @@ fn list(cell: &str) -> impl Iterator<Item = &str> {
 
 /// `local@domain`, both parts present, no white space: enough to catch a name or a phone number
 /// in an address column.
-fn is_address(a: &str) -> bool {
+pub(crate) fn is_address(a: &str) -> bool {
     match a.rsplit_once('@') {
         Some((local, domain)) => {
             !local.is_empty() && !domain.is_empty() && !a.contains(char::is_whitespace)
@@ -705,11 +707,11 @@ fn fold_accent(c: char) -> char {
 }
 
 /// A CSV row and the line it starts on.
-type CsvRow = (usize, Vec<String>);
+pub(crate) type CsvRow = (usize, Vec<String>);
 
 /// RFC 4180 CSV: quoted fields may hold commas, quotes (doubled) and line breaks. Each row comes
 /// with the line it starts on.
-fn parse_csv(text: &str) -> Result<Vec<CsvRow>, (usize, String)> {
+pub(crate) fn parse_csv(text: &str) -> Result<Vec<CsvRow>, (usize, String)> {
     let mut rows = Vec::new();
     let mut row = Vec::new();
     let mut field = String::new();

@@ -3,6 +3,7 @@
 mod account;
 pub mod audit;
 pub mod check;
+pub mod directory;
 pub mod flags;
 pub mod notify;
 pub mod policy;
@@ -50,6 +51,8 @@ pub enum Command {
     User(user::UserArgs),
     /// The DSL's weekly report: flags, cases, holds, undelivered alerts, the audit chain.
     Report(report::ReportArgs),
+    /// The directory: make it from an MIS export.
+    Directory(directory::DirectoryArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(&cli.config, args),
         Command::User(args) => user::run(&cli.config, args),
         Command::Report(args) => report::run(&cli.config, args),
+        Command::Directory(args) => directory::run(args),
     }
 }
 
