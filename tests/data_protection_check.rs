@@ -8,6 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -292,4 +293,71 @@ fn a_parent_naming_a_child_not_in_the_directory_is_refused_with_its_line() {
         ),
         "{stderr}"
     );
+}
+
+#[test]
+fn through_the_relay_exposed_recipients_are_held_audited_and_the_sender_told_to_use_bcc() {
+    const FROM: &str = "t.baker@example-academy.sch.uk";
+    let gw = common::Gateway::start(|_| {});
+    let message =
+        std::fs::read(fixtures().join("data-protection/twelve-parents-in-to.eml")).unwrap();
+    let mut c = common::smtp::Client::ready(gw.port);
+    let t = c.send(FROM, "", &PARENTS, &message).unwrap();
+    assert!(t.accepted(), "{:?}", t.reply);
+    let text = t.reply.text();
+    assert!(text.contains("held for review"), "{text}");
+    let id = text
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+
+    // The audit record: the rule, the count and the limit.
+    let records = gw.message_records();
+    let rec = records.last().unwrap();
+    assert_eq!(rec.field("outcome").as_deref(), Some("quarantined"));
+    let findings = &rec.message()["findings"];
+    assert_eq!(findings[0]["rule"], "exposed-recipients", "{findings}");
+    assert!(
+        findings[0]["detectors"]
+            .to_string()
+            .contains("visible-outside-recipients"),
+        "{findings}"
+    );
+
+    // Nothing reached the parents; the sender is told to use Bcc.
+    let to = |who: &str| {
+        gw.outbox_messages()
+            .into_iter()
+            .filter(|m| m.rcpt_to().iter().any(|r| r == who))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        PARENTS.iter().all(|p| to(p).is_empty()),
+        "nothing delivered"
+    );
+    assert!(
+        gw.wait_for(Duration::from_secs(10), || !to(FROM).is_empty()),
+        "the sender notice never reached the outbox\n{}",
+        gw.log_tail(40)
+    );
+    let notice = String::from_utf8_lossy(&to(FROM)[0].bytes).into_owned();
+    for needle in [
+        id.as_str(),
+        "12 outside addresses",
+        "Bcc",
+        "network manager",
+    ] {
+        assert!(notice.contains(needle), "{needle} missing:\n{notice}");
+    }
+    assert!(
+        !notice.contains("encrypted"),
+        "no encryption advice here:\n{notice}"
+    );
+
+    // The quarantine (the web page's "Why held" reads the same reasons) names the rule.
+    gw.add_user("netman", &["network-manager"], "netman password 1");
+    let list = gw.cli_ok(&["quarantine", "list", "--json", "--as", "netman"]);
+    assert!(list.contains("exposed-recipients"), "{list}");
 }
