@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::{Directory, canonical_address, is_address, parse_csv};
+use super::{CsvRow, Directory, canonical_address, is_address, parse_csv};
 
 /// A bundle that cannot be converted: the file, the line when there is one, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -272,10 +272,7 @@ pub fn convert(users: &[u8], demographics: Option<&[u8]>) -> Result<Conversion, 
 }
 
 /// The rows of a bundle file: text, header and the index of each wanted column.
-fn table(
-    file: &str,
-    bytes: &[u8],
-) -> Result<(Vec<String>, Vec<(usize, Vec<String>)>), ImportError> {
+fn table(file: &str, bytes: &[u8]) -> Result<(Vec<String>, Vec<CsvRow>), ImportError> {
     let err = |line: usize, message: String| ImportError {
         file: file.into(),
         line: Some(line),
