@@ -187,13 +187,14 @@ impl Directory {
         }
         let staff_roles: Vec<String> = staff_roles.iter().map(|r| r.to_lowercase()).collect();
 
-        let mut people = Vec::new();
+        let mut people: Vec<Person> = Vec::new();
         // The line each person is on, for errors that name two rows.
         let mut lines: Vec<usize> = Vec::new();
         let mut by_address: HashMap<String, usize> = HashMap::new();
         // Each row's children as written, resolved once every row is read (a child may come
         // after their parent).
-        let mut named_children: Vec<Vec<String>> = Vec::new();
+        // (with the line that names each, for the error when one is not a pupil).
+        let mut named_children: Vec<Vec<(usize, String)>> = Vec::new();
         for (line, row) in rows {
             if row.iter().all(|c| c.trim().is_empty()) {
                 continue;
@@ -296,6 +297,52 @@ impl Directory {
                     ),
                 ));
             }
+            let personal_phones: Vec<String> = list(cell(4)).map(str::to_string).collect();
+            // A parent listed once per child, as MIS contact exports list them, is one person:
+            // a parent's row whose addresses are an earlier parent's row's adds to that row
+            // (its children, other addresses and numbers; a different name, a second parent
+            // sharing the family's address, joins the name: "Sarah Carter & David Carter").
+            let owners: Vec<usize> = school_email
+                .iter()
+                .chain(&personal_emails)
+                .filter_map(|a| by_address.get(&canonical_address(a)).copied())
+                .collect();
+            if role == "parent"
+                && let Some(&first) = owners.first()
+                && owners.iter().all(|&o| o == first)
+                && people[first].role == "parent"
+                && (school_email.is_none() || school_email == people[first].school_email)
+            {
+                let p = &mut people[first];
+                let key = name_key(name);
+                if !p.name.split(" & ").any(|n| name_key(n) == key) {
+                    p.name = format!("{} & {name}", p.name);
+                }
+                for a in personal_emails {
+                    let k = canonical_address(&a);
+                    if !by_address.contains_key(&k) {
+                        by_address.insert(k, first);
+                        p.personal_emails.push(a);
+                    }
+                }
+                for n in personal_phones {
+                    if !p
+                        .personal_phones
+                        .iter()
+                        .any(|q| phone_key(q) == phone_key(&n))
+                    {
+                        p.personal_phones.push(n);
+                    }
+                }
+                p.current |= current;
+                for a in children {
+                    if !p.children.contains(&a) {
+                        p.children.push(a.clone());
+                        named_children[first].push((line, a));
+                    }
+                }
+                continue;
+            }
             for a in school_email.iter().chain(&personal_emails) {
                 if let Some(&other) = by_address.get(&canonical_address(a)) {
                     let p: &Person = &people[other];
@@ -314,21 +361,22 @@ impl Directory {
                 name: name.to_string(),
                 school_email,
                 personal_emails,
-                personal_phones: list(cell(4)).map(str::to_string).collect(),
+                personal_phones,
                 date_of_birth,
                 current,
                 children: children.clone(),
             });
-            named_children.push(children);
+            named_children.push(children.into_iter().map(|a| (line, a)).collect());
             lines.push(line);
         }
         let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
         let mut parents: HashMap<usize, Vec<usize>> = HashMap::new();
         for (parent, named) in named_children.iter().enumerate() {
-            for a in named {
+            for (line, a) in named {
+                let line = *line;
                 let Some(&child) = by_address.get(&canonical_address(a)) else {
                     return Err(err(
-                        lines[parent],
+                        line,
                         format!(
                             "child {a} is not in the directory; add the pupil's row or correct the address"
                         ),
@@ -337,7 +385,7 @@ impl Directory {
                 let c = &people[child];
                 if c.role != "pupil" {
                     return Err(err(
-                        lines[parent],
+                        line,
                         format!(
                             "child {a} is {} on line {}, who is not a pupil (role {})",
                             c.name, lines[child], c.role
@@ -345,7 +393,7 @@ impl Directory {
                     ));
                 }
                 if child == parent {
-                    return Err(err(lines[parent], format!("{a} is this row's own address")));
+                    return Err(err(line, format!("{a} is this row's own address")));
                 }
                 let theirs = children.entry(parent).or_default();
                 if !theirs.contains(&child) {
@@ -1233,5 +1281,37 @@ mod tests {
             .collect();
         assert_eq!(found, ["Sarah Carter"]);
         assert!(d.people_with_phone("07700 900999").next().is_none());
+    }
+
+    #[test]
+    fn a_parent_listed_once_per_child_is_one_parent() {
+        let d = parse(&format!(
+            "{WITH_CHILDREN}pupil,Jamie Carter,j@p.x,,,2011-05-02,,\npupil,Leo Carter,l@p.x,,,2014-05-02,,\n\
+             parent,Sarah Carter,,sarah@gmail.com,07700 900401,,,j@p.x\n\
+             parent,Sarah Carter,,Sarah+x@gmail.com;s.c@work.example,+44 7700 900401,,,l@p.x\n\
+             parent,David Carter,,sarah@gmail.com,,,,l@p.x\n"
+        ))
+        .unwrap();
+        assert_eq!(d.people.len(), 3);
+        let mum = d.parent("s.c@work.example").unwrap();
+        assert_eq!(mum.name, "Sarah Carter & David Carter");
+        assert_eq!(mum.personal_emails, ["sarah@gmail.com", "s.c@work.example"]);
+        assert_eq!(mum.personal_phones, ["07700 900401"]);
+        assert_eq!(d.children_of("sarah@gmail.com").count(), 2);
+        // A bad child on the second row names the second row's line.
+        let e = parse(&format!(
+            "{WITH_CHILDREN}pupil,Jamie Carter,j@p.x,,,2011-05-02,,\n\
+             parent,Sarah Carter,,sarah@gmail.com,,,,j@p.x\n\
+             parent,Sarah Carter,,sarah@gmail.com,,,,x@p.x\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        // A parent's address on a pupil's or a member of staff's row is still refused.
+        let e = parse(&format!(
+            "{WITH_CHILDREN}staff,T,t@x,tom@gmail.com,,,,\nparent,Tom,,tom@gmail.com,,,,\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("already on line 2"), "{e}");
     }
 }
