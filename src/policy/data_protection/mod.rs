@@ -75,9 +75,16 @@ pub fn is_outside(config: &Config, address: &str) -> bool {
 /// in To and Cc, each mailbox counted once (two spellings of one Gmail address are one). Bcc
 /// recipients are only in the envelope and never count; nor do the school's own addresses.
 ///
+/// Only the school's own mail counts (an envelope sender in `[school] domains` or
+/// `pupil_domains`): a council's circular to every head in the county, passing through on its
+/// way in, is not the school's to hold.
+///
 /// The evidence is the count, the limit and the outside domains with how many addresses each
 /// (never the addresses: they are the families' personal data).
 pub fn exposed_recipients(m: &Message<'_>, config: &Config) -> Option<Finding> {
+    if is_outside(config, &m.envelope.mail_from) || !m.envelope.mail_from.contains('@') {
+        return None;
+    }
     let limit = config.data_protection.max_visible_recipients;
     let mut seen: Vec<String> = Vec::new();
     let mut domains: BTreeMap<String, usize> = BTreeMap::new();

@@ -15,8 +15,18 @@ fn config(extra: &str) -> Config {
 }
 
 fn run(config: &Config, to: &[String], cc: &[String], bcc: &[String]) -> Vec<Finding> {
+    run_from(config, "t.baker@example-academy.sch.uk", to, cc, bcc)
+}
+
+fn run_from(
+    config: &Config,
+    from: &str,
+    to: &[String],
+    cc: &[String],
+    bcc: &[String],
+) -> Vec<Finding> {
     let envelope = Envelope {
-        mail_from: "t.baker@example-academy.sch.uk".into(),
+        mail_from: from.into(),
         rcpt_to: to.iter().chain(cc).chain(bcc).cloned().collect(),
         smtputf8: false,
         body_8bit: false,
@@ -146,4 +156,19 @@ fn a_bounce_is_not_checked() {
         header_recipients: &header,
     };
     assert!(check(&m, &c, &Directory::default()).is_empty());
+}
+
+#[test]
+fn mail_passing_through_from_outside_is_not_the_schools_to_hold() {
+    let c = config("");
+    assert!(run_from(&c, "circulars@northshire.gov.uk", &parents(30), &[], &[]).is_empty());
+    // A pupil's own mail counts like a member of staff's.
+    let f = run_from(
+        &c,
+        "j.smith@pupils.example-academy.sch.uk",
+        &parents(11),
+        &[],
+        &[],
+    );
+    assert_eq!(f.len(), 1);
 }
