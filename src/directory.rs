@@ -320,8 +320,8 @@ impl Directory {
                 }
                 for a in personal_emails {
                     let k = canonical_address(&a);
-                    if !by_address.contains_key(&k) {
-                        by_address.insert(k, first);
+                    if let std::collections::hash_map::Entry::Vacant(e) = by_address.entry(k) {
+                        e.insert(first);
                         p.personal_emails.push(a);
                     }
                 }
