@@ -4,6 +4,7 @@ mod account;
 pub mod audit;
 pub mod check;
 pub mod dkim;
+pub mod directory;
 pub mod flags;
 pub mod notify;
 pub mod policy;
@@ -53,6 +54,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// DKIM keys: make one and print the DNS record to publish.
     Dkim(dkim::DkimArgs),
+    /// The directory: make it from an MIS export.
+    Directory(directory::DirectoryArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(args) => user::run(&cli.config, args),
         Command::Report(args) => report::run(&cli.config, args),
         Command::Dkim(args) => dkim::run(args),
+        Command::Directory(args) => directory::run(args),
     }
 }
 

@@ -257,7 +257,11 @@ fn hold_reason(queue_id: &str, record: &MessageRecord) -> String {
         .findings
         .iter()
         .filter(|f| f.action == "quarantine")
-        .map(|f| format!("{} ({})", f.rule, f.attachment))
+        .map(|f| match f.attachment.as_str() {
+            // A rule about the message, not one attachment (exposed-recipients).
+            "" => f.rule.clone(),
+            a => format!("{} ({a})", f.rule),
+        })
         .chain(
             record
                 .flags

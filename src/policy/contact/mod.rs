@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::config::{Action, Config, ContactHours, ContactRule};
-use crate::directory::{Directory, Person};
+use crate::directory::{Directory, Person, canonical_address, domain_matches, phone_key};
 use crate::envelope::Envelope;
 
 /// One rule that matched, with what shows it.
@@ -96,7 +96,7 @@ pub fn check(m: &Message<'_>, config: &Config, directory: &Directory) -> Vec<Fla
         match person {
             Some(p) if p.is_pupil(today) => {
                 to_pupil = true;
-                if p.personal_emails.iter().any(|e| e == addr) {
+                if p.has_personal_email(addr) {
                     add(
                         ContactRule::PupilPersonalAddress,
                         format!("{addr} is a personal address of the pupil {}", p.name),
@@ -134,7 +134,7 @@ pub fn check(m: &Message<'_>, config: &Config, directory: &Directory) -> Vec<Fla
     for (_, addr) in &recipients {
         if let Some(p) = directory.person(addr)
             && p.is_staff()
-            && p.personal_emails.iter().any(|e| e == addr)
+            && p.has_personal_email(addr)
         {
             add(
                 ContactRule::StaffPersonalAddress,
@@ -163,12 +163,27 @@ pub fn check(m: &Message<'_>, config: &Config, directory: &Directory) -> Vec<Fla
 
     // Personal contact details in the author's own text.
     let sender_person = directory.person(&sender);
+    let consumer = |a: &str| {
+        a.rsplit_once('@').is_some_and(|(_, d)| {
+            config
+                .safeguarding
+                .consumer_mail_domains
+                .iter()
+                .any(|p| domain_matches(d, &p.to_ascii_lowercase()))
+        })
+    };
+    let school_phones: Vec<String> = config.school.phones.iter().map(|n| phone_key(n)).collect();
     shared_contacts(
         &(m.new_text)(),
-        sender_person,
-        &school,
-        &pupil_domain,
-        &recipients,
+        &Sharing {
+            sender: sender_person,
+            directory,
+            school: &school,
+            pupil_domain: &pupil_domain,
+            consumer: &consumer,
+            school_phones: &school_phones,
+            recipients: &recipients,
+        },
         &mut |detail, evidence| add(ContactRule::PersonalContactShared, detail, evidence),
     );
 
@@ -219,36 +234,68 @@ fn in_hours(h: &ContactHours, t: &jiff::Zoned) -> bool {
     h.days.contains(day) && within
 }
 
-/// Personal addresses and UK mobile numbers written in `text`.
-fn shared_contacts(
-    text: &str,
-    sender: Option<&Person>,
-    school: &dyn Fn(&str) -> bool,
-    pupil_domain: &dyn Fn(&str) -> bool,
-    recipients: &[(Option<&str>, String)],
-    add: &mut dyn FnMut(String, String),
-) {
+/// What [`shared_contacts`] compares the text with.
+struct Sharing<'a> {
+    /// The sender, when the directory knows them.
+    sender: Option<&'a Person>,
+    directory: &'a Directory,
+    school: &'a dyn Fn(&str) -> bool,
+    pupil_domain: &'a dyn Fn(&str) -> bool,
+    /// An address at a consumer mail provider (`[safeguarding] consumer_mail_domains`).
+    consumer: &'a dyn Fn(&str) -> bool,
+    /// `[school] phones`, as [`phone_key`] gives them.
+    school_phones: &'a [String],
+    recipients: &'a [(Option<&'a str>, String)],
+}
+
+/// Personal contact details written in `text` to a pupil (seed 001: "Personal email
+/// addresses/telephone numbers must not be shared with pupils"):
+///
+/// - a personal address or phone number of the sender or another member of staff, from the
+///   directory;
+/// - any address at a consumer mail provider, unless the directory knows it as a pupil's or a
+///   parent's (the family's own, not a member of staff's) or the message also goes to it;
+/// - any UK mobile number that is not one of the school's (`[school] phones`).
+///
+/// An organisation's address (an exam board, the council) or landline is not personal.
+fn shared_contacts(text: &str, s: &Sharing<'_>, add: &mut dyn FnMut(String, String)) {
+    let is_sender = |p: &Person| s.sender.is_some_and(|me| std::ptr::eq(me, p));
     for addr in addresses_in(text) {
-        if school(&addr) || pupil_domain(&addr) || recipients.iter().any(|(_, r)| *r == addr) {
+        let key = canonical_address(&addr);
+        if (s.school)(&addr)
+            || (s.pupil_domain)(&addr)
+            || s.recipients
+                .iter()
+                .any(|(_, r)| canonical_address(r) == key)
+        {
             continue;
         }
-        let whose = match sender {
-            Some(p) if p.personal_emails.contains(&addr) => {
-                format!("the sender's own personal address ({})", p.name)
+        let whose = match s.directory.person(&addr) {
+            Some(p) if p.is_staff() && p.has_personal_email(&addr) => {
+                if is_sender(p) {
+                    format!("the sender's own personal address ({})", p.name)
+                } else {
+                    format!("a personal address of {}, a member of staff", p.name)
+                }
             }
-            _ => "a personal (non-school) address".into(),
+            // A pupil's or a parent's own address, or a staff member's school address.
+            Some(_) => continue,
+            None if (s.consumer)(&addr) => "a personal address at a consumer mail provider".into(),
+            None => continue,
         };
         add(format!("a message to a pupil gives {whose}: {addr}"), addr);
     }
-    let listed: Vec<String> = sender
-        .map(|p| p.personal_phones.iter().map(|n| digits(n)).collect())
-        .unwrap_or_default();
-    for number in mobiles_in(text) {
-        let d = digits(&number);
-        let whose = if listed.iter().any(|l| same_number(l, &d)) {
-            "the sender's own personal phone number"
-        } else {
-            "a mobile phone number"
+    for (number, mobile) in phones_in(text) {
+        let key = phone_key(&number);
+        if s.school_phones.contains(&key) {
+            continue;
+        }
+        let staff = s.directory.people_with_phone(&key).find(|p| p.is_staff());
+        let whose = match staff {
+            Some(p) if is_sender(p) => "the sender's own personal phone number".to_string(),
+            Some(p) => format!("a personal phone number of {}, a member of staff", p.name),
+            None if mobile => "a mobile phone number".into(),
+            None => continue,
         };
         add(
             format!("a message to a pupil gives {whose}: {number}"),
@@ -292,16 +339,18 @@ fn addresses_in(text: &str) -> Vec<String> {
     out
 }
 
-/// UK mobile numbers (07xxx xxxxxx, +44 7xxx xxxxxx, with spaces, dots or dashes), as written.
-fn mobiles_in(text: &str) -> Vec<String> {
+/// UK phone numbers (07xxx xxxxxx, 01632 960000, +44 7xxx xxxxxx, with spaces, dots or
+/// dashes), as written, each with whether it is a mobile number.
+fn phones_in(text: &str) -> Vec<(String, bool)> {
     // A no-break space between the digits is a space.
     let text = text.replace('\u{a0}', " ");
     let text = text.as_str();
     let b = text.as_bytes();
-    let mut out = Vec::new();
+    let mut out: Vec<(String, bool)> = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        let starts = (b[i] == b'0' && b.get(i + 1) == Some(&b'7')) || b[i..].starts_with(b"+44");
+        let starts = (b[i] == b'0' && b.get(i + 1).is_some_and(|c| (b'1'..=b'9').contains(c)))
+            || b[i..].starts_with(b"+44");
         let boundary = i == 0 || !b[i - 1].is_ascii_alphanumeric();
         if starts && boundary {
             let mut j = i;
@@ -315,15 +364,17 @@ fn mobiles_in(text: &str) -> Vec<String> {
             let number = text[i..j]
                 .trim_end_matches([' ', '.', '-', '('])
                 .to_string();
-            let d = digits(&number);
-            // 07…, +44 7…, and +44 (0)7… as people write it.
-            let mobile = (d.len() == 11 && d.starts_with("07"))
-                || (d.len() == 12 && d.starts_with("447"))
-                || (d.len() == 13 && d.starts_with("4407"));
+            let national = phone_key(&number);
+            // 07…, +44 7…, and +44 (0)7… as people write it; landlines 01… and 02… (10 or 11
+            // digits); 03… (11).
+            let mobile = national.len() == 11 && national.starts_with("07");
+            let landline = (national.len() == 11 || national.len() == 10)
+                && (national.starts_with("01") || national.starts_with("02"))
+                || (national.len() == 11 && national.starts_with("03"));
             let ends = j >= b.len() || !b[j].is_ascii_digit();
-            if mobile && ends {
-                if !out.contains(&number) {
-                    out.push(number);
+            if (mobile || landline) && ends {
+                if !out.iter().any(|(n, _)| *n == number) {
+                    out.push((number, mobile));
                 }
                 i = j;
                 continue;
@@ -334,18 +385,14 @@ fn mobiles_in(text: &str) -> Vec<String> {
     out
 }
 
-fn digits(s: &str) -> String {
-    s.chars().filter(char::is_ascii_digit).collect()
-}
-
-/// 07700900123, 447700900123 and 4407700900123 are the same number.
-fn same_number(a: &str, b: &str) -> bool {
-    let national = |s: &str| match s.strip_prefix("44") {
-        Some(rest) if rest.starts_with('0') => rest.to_string(),
-        Some(rest) => format!("0{rest}"),
-        None => s.to_string(),
-    };
-    national(a) == national(b)
+/// UK mobile numbers written in `text` (see [`phones_in`]).
+#[cfg(test)]
+fn mobiles_in(text: &str) -> Vec<String> {
+    phones_in(text)
+        .into_iter()
+        .filter(|(_, mobile)| *mobile)
+        .map(|(n, _)| n)
+        .collect()
 }
 
 #[cfg(test)]

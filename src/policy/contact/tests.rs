@@ -10,6 +10,8 @@ staff,Tom Baker,t.baker@example-academy.sch.uk,tombaker77@gmail.com,07700 900123
 pupil,Jamie Smith,j.smith@pupils.example-academy.sch.uk,jamie.smith2010@gmail.com,,2010-03-14,current
 pupil,Ava Jones,a.jones@pupils.example-academy.sch.uk,ava.j@hotmail.co.uk,,2008-06-01,former
 pupil,Old Boy,o.boy@pupils.example-academy.sch.uk,oldboy@gmail.com,,2007-01-01,former
+staff,Sue Green,s.green@example-academy.sch.uk,sue@greenfamily.org.uk,01632 960777,,current
+parent,Helen Smith,,helen.smith@gmail.com,07700 900555,,current
 ";
 
 fn setup() -> (Config, Directory) {
@@ -40,6 +42,18 @@ fn run(
     at: jiff::Timestamp,
 ) -> Vec<Flag> {
     let (config, dir) = setup();
+    run_in(&config, &dir, from, to, header, text, at)
+}
+
+fn run_in(
+    config: &Config,
+    dir: &Directory,
+    from: &str,
+    to: &[&str],
+    header: &[(Option<&str>, &str)],
+    text: &str,
+    at: jiff::Timestamp,
+) -> Vec<Flag> {
     let envelope = Envelope {
         mail_from: from.into(),
         rcpt_to: to.iter().map(|s| s.to_string()).collect(),
@@ -57,8 +71,8 @@ fn run(
             new_text: &|| text.to_string(),
             received: at,
         },
-        &config,
-        &dir,
+        config,
+        dir,
     )
 }
 
@@ -264,4 +278,167 @@ fn an_international_number_with_its_trunk_zero_is_a_mobile() {
         mobiles_in("call me on +44 (0)7700 900789.\r\n"),
         vec!["+44 (0)7700 900789"]
     );
+}
+
+#[test]
+fn a_gmail_variant_of_a_pupils_known_address_is_flagged() {
+    for variant in [
+        "Jamie.Smith.2010@gmail.com",
+        "jamiesmith2010+school@googlemail.com",
+        "JAMIE.SMITH2010@GMAIL.COM",
+    ] {
+        let f = run(TOM, &[variant], &[], "hi", monday_morning());
+        assert_eq!(
+            rules(&f),
+            vec![("pupil-personal-address", variant.to_lowercase().as_str())],
+            "{variant}"
+        );
+    }
+    // The same with dots at a provider that does not ignore them is another mailbox.
+    let f = run(TOM, &["ava.j@hotmail.co.uk"], &[], "hi", monday_morning());
+    assert_eq!(f.len(), 1);
+    let f = run(TOM, &["avaj@hotmail.co.uk"], &[], "hi", monday_morning());
+    assert!(f.is_empty(), "{f:?}");
+}
+
+#[test]
+fn an_mis_display_name_at_a_non_school_address_finds_the_pupil() {
+    for name in ["SMITH Jamie (Year 9)", "SMITH Jamie", "Smith, Jamie (9C)"] {
+        let f = run(
+            TOM,
+            &["js.new@outlook.com"],
+            &[(Some(name), "js.new@outlook.com")],
+            "hi",
+            monday_morning(),
+        );
+        assert_eq!(f.len(), 1, "{name}: {f:?}");
+        assert_eq!(f[0].rule, "pupil-personal-address");
+    }
+}
+
+#[test]
+fn an_organisations_address_to_a_pupil_is_not_personal() {
+    for text in [
+        "For your remark request write to eos@aqa.org.uk.\n",
+        "The council's admissions team is admissions@northshire.gov.uk.\n",
+        "Email the exams officer, exams@example-academy.sch.uk, or UCAS at enquiries@ucas.ac.uk.\n",
+        "Ring the office on 01632 960000.\n",
+    ] {
+        let f = run(TOM, &[JAMIE], &[], text, monday_morning());
+        assert!(f.is_empty(), "{text}: {f:?}");
+    }
+}
+
+#[test]
+fn a_consumer_mail_address_or_a_staff_members_personal_details_to_a_pupil_are_flagged() {
+    // Another teacher's personal Gmail (a variant of it), not the sender's.
+    let f = run(
+        "s.green@example-academy.sch.uk",
+        &[JAMIE],
+        &[],
+        "Mr Baker says mail him at Tom.Baker77+x@gmail.com\n",
+        monday_morning(),
+    );
+    assert_eq!(
+        rules(&f),
+        vec![("personal-contact-shared", "tom.baker77+x@gmail.com")]
+    );
+    assert!(
+        f[0].detail
+            .contains("a personal address of Tom Baker, a member of staff"),
+        "{}",
+        f[0].detail
+    );
+    // A staff member's personal address and landline at no consumer provider.
+    let f = run(
+        TOM,
+        &[JAMIE],
+        &[],
+        "Mrs Green is on sue@greenfamily.org.uk or 01632 960777\n",
+        monday_morning(),
+    );
+    assert_eq!(
+        rules(&f),
+        vec![
+            ("personal-contact-shared", "sue@greenfamily.org.uk"),
+            ("personal-contact-shared", "01632 960777")
+        ]
+    );
+    // The sender's own.
+    let f = run(
+        "s.green@example-academy.sch.uk",
+        &[JAMIE],
+        &[],
+        "ring me on +44 1632 960777\n",
+        monday_morning(),
+    );
+    assert!(f[0].detail.contains("sender's own personal phone"), "{f:?}");
+    // Any address at a consumer provider, hotmail under any country ending.
+    for addr in [
+        "someone@hotmail.fr",
+        "x@yahoo.co.uk",
+        "y@icloud.com",
+        "z@btinternet.com",
+    ] {
+        let f = run(
+            TOM,
+            &[JAMIE],
+            &[],
+            &format!("write to {addr}\n"),
+            monday_morning(),
+        );
+        assert_eq!(rules(&f), vec![("personal-contact-shared", addr)], "{addr}");
+        assert!(f[0].detail.contains("consumer mail provider"), "{f:?}");
+    }
+}
+
+#[test]
+fn a_parents_own_address_is_not_a_staff_members_personal_contact() {
+    let f = run(
+        TOM,
+        &[JAMIE],
+        &[],
+        "I have told your mum at helen.smith@gmail.com\n",
+        monday_morning(),
+    );
+    assert!(f.is_empty(), "{f:?}");
+    // But any mobile number is, unless it is the school's.
+    let f = run(
+        TOM,
+        &[JAMIE],
+        &[],
+        "or ring 07700 900555\n",
+        monday_morning(),
+    );
+    assert_eq!(rules(&f), vec![("personal-contact-shared", "07700 900555")]);
+}
+
+#[test]
+fn the_schools_own_mobile_is_not_personal() {
+    let (_, dir) = setup();
+    let text = include_str!("../../../policies/example.toml").replace(
+        "phones = []",
+        "phones = [\"07700 900999\", \"+44 1632 960000\"]",
+    );
+    let config = Config::parse(Path::new("example.toml"), &text).unwrap();
+    let f = run_in(
+        &config,
+        &dir,
+        TOM,
+        &[JAMIE],
+        &[],
+        "The trip phone is +44 (0)7700 900999; the office 01632 960000.\n",
+        monday_morning(),
+    );
+    assert!(f.is_empty(), "{f:?}");
+    let f = run_in(
+        &config,
+        &dir,
+        TOM,
+        &[JAMIE],
+        &[],
+        "Or me on 07700 900123.\n",
+        monday_morning(),
+    );
+    assert_eq!(f.len(), 1, "{f:?}");
 }
