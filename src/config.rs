@@ -601,6 +601,11 @@ pub struct Sensitive {
     /// How much of what makes an attachment sensitive.
     #[serde(default)]
     pub thresholds: Thresholds,
+    /// How much of it makes the text the author wrote sensitive (`sensitive-data-in-body`):
+    /// the same keys as `thresholds`, higher by default, as one pupil's needs in a letter home
+    /// are the school's daily work and a pasted list is not.
+    #[serde(default = "Thresholds::body", deserialize_with = "body_thresholds")]
+    pub body_thresholds: Thresholds,
     /// Special-category or safeguarding words of this school's own, beside the built-in list.
     #[serde(default)]
     pub keywords: Vec<String>,
@@ -623,6 +628,7 @@ impl Default for Sensitive {
             notify_sender: true,
             quarantine_retention_days: None,
             thresholds: Thresholds::default(),
+            body_thresholds: Thresholds::body(),
             keywords: Vec::new(),
             markings: defaults::markings(),
             labels: Vec::new(),
@@ -653,6 +659,36 @@ impl Default for Thresholds {
             special_category: 1,
         }
     }
+}
+
+impl Thresholds {
+    /// The defaults of `[sensitive.body_thresholds]`: a list of pupils (two or more with an
+    /// identifier, a date of birth or special-category data) in the text the author wrote.
+    pub fn body() -> Self {
+        Thresholds {
+            identifiers: 2,
+            birth_dates: 2,
+            special_category: 2,
+        }
+    }
+}
+
+/// `[sensitive.body_thresholds]`: a key left out keeps its body default, not the attachment one.
+fn body_thresholds<'de, D: Deserializer<'de>>(d: D) -> Result<Thresholds, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Given {
+        identifiers: Option<u32>,
+        birth_dates: Option<u32>,
+        special_category: Option<u32>,
+    }
+    let given = Given::deserialize(d)?;
+    let body = Thresholds::body();
+    Ok(Thresholds {
+        identifiers: given.identifiers.unwrap_or(body.identifiers),
+        birth_dates: given.birth_dates.unwrap_or(body.birth_dates),
+        special_category: given.special_category.unwrap_or(body.special_category),
+    })
 }
 
 /// Hard limits on opening attachments (decompression bombs, deep nesting, slow files).
@@ -707,6 +743,8 @@ pub enum ContactRule {
 pub enum SensitiveRule {
     UnencryptedSensitiveAttachment,
     UnscannableAttachment,
+    /// Personal data in the text the author wrote, to someone outside the school.
+    SensitiveDataInBody,
 }
 
 /// What a rule does when it matches.

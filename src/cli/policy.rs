@@ -95,6 +95,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     for rule in [
         SensitiveRule::UnencryptedSensitiveAttachment,
         SensitiveRule::UnscannableAttachment,
+        SensitiveRule::SensitiveDataInBody,
     ] {
         let action = config
             .sensitive

@@ -9,9 +9,12 @@
 //! decides the verdict.
 
 pub mod access;
+pub mod author;
 pub mod contact;
 pub mod disclaimer;
 pub mod holds;
+pub mod names;
+pub mod password;
 pub mod sensitive;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
