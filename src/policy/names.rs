@@ -10,15 +10,43 @@
 //! cost is linear in the text and does not grow with the number of pupils.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::directory::{Directory, fold_letter, name_key};
 
 /// The directory's pupils by surname.
 #[derive(Debug, Clone, Default)]
 pub struct PupilNames {
-    /// The folded surname word's hash → (the folded first name word's hash, the pupil's index
-    /// in [`Directory::people`]).
-    by_surname: HashMap<u64, Vec<(u64, usize)>>,
+    /// Every pupil's folded surname word (its hash).
+    surnames: ByHash<()>,
+    /// [`pair`] of a pupil's first name and surname → the pupils' indices in
+    /// [`Directory::people`].
+    by_name: ByHash<Vec<usize>>,
+}
+
+/// A map keyed by a hash already computed: the key is its own hash.
+type ByHash<V> = HashMap<u64, V, BuildHasherDefault<Prehashed>>;
+
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A first name and a surname as one key.
+fn pair(first: u64, last: u64) -> u64 {
+    (first.rotate_left(21) ^ last).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Where in a text a pupil is named.
@@ -44,7 +72,7 @@ impl PupilNames {
     /// Indexes every pupil of `directory` (current or former; who counts as a pupil today is
     /// decided when a name is found).
     pub fn new(directory: &Directory) -> PupilNames {
-        let mut by_surname: HashMap<u64, Vec<(u64, usize)>> = HashMap::new();
+        let mut index = PupilNames::default();
         for (i, p) in directory.people.iter().enumerate() {
             if p.role != "pupil" {
                 continue;
@@ -57,17 +85,18 @@ impl PupilNames {
             if words.len() < 2 {
                 continue;
             }
-            let entry = (word_hash(first), i);
-            let list = by_surname.entry(word_hash(last)).or_default();
-            if !list.contains(&entry) {
-                list.push(entry);
+            let (first, last) = (word_hash(first), word_hash(last));
+            index.surnames.insert(last, ());
+            let list = index.by_name.entry(pair(first, last)).or_default();
+            if !list.contains(&i) {
+                list.push(i);
             }
         }
-        PupilNames { by_surname }
+        index
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_surname.is_empty()
+        self.surnames.is_empty()
     }
 
     /// The pupils named in `text` (each once, in the order first named); `is_pupil` says who
@@ -79,56 +108,48 @@ impl PupilNames {
         is_pupil: &dyn Fn(usize) -> bool,
         out: &mut Vec<Named>,
     ) {
-        if self.by_surname.is_empty() {
+        if self.surnames.is_empty() {
             return;
         }
         let words = words(text);
         let capital_ok = |w: &Word| reading == Reading::Label || w.capital;
-        for (i, w) in words.iter().enumerate() {
-            let Some(pupils) = self.by_surname.get(&w.hash) else {
-                continue;
-            };
-            if !capital_ok(w) {
-                continue;
-            }
-            for &(first, person) in pupils {
-                // "Jamie Carter", "Jamie Lee Carter", "Jamie Lee Anne Carter".
-                let mut forward = None;
-                let mut k = i;
-                while k > 0 && i - k < 3 {
-                    let before = &words[k - 1];
-                    if !words[k].joined || !capital_ok(before) {
-                        break;
-                    }
-                    if before.hash == first {
-                        forward = Some(k - 1);
-                        break;
-                    }
-                    k -= 1;
-                }
-                // "CARTER Jamie", "Carter, Jamie", "Carter_Jamie".
-                let turned = words
-                    .get(i + 1)
-                    .filter(|n| {
-                        n.hash == first
-                            && (n.joined || n.after_comma)
-                            && capital_ok(n)
-                            && !w.possessive
-                    })
-                    .map(|_| i + 1);
-                let span = match (forward, turned) {
-                    (Some(s), _) => (s, i),
-                    (None, Some(e)) => (i, e),
-                    (None, None) => continue,
-                };
+        let mut add = |pupils: &[usize], from: usize, to: usize| {
+            for &person in pupils {
                 if !is_pupil(person) || out.iter().any(|n| n.person == person) {
                     continue;
                 }
-                let (a, b) = (words[span.0].start, words[span.1].end);
+                let (a, b) = (words[from].start, words[to].end);
                 out.push(Named {
                     person,
                     written: text.get(a..b).unwrap_or_default().to_string(),
                 });
+            }
+        };
+        for (i, w) in words.iter().enumerate() {
+            if !self.surnames.contains_key(&w.hash) || !capital_ok(w) {
+                continue;
+            }
+            // "Jamie Carter", "Jamie Lee Carter", "Jamie Lee Anne Carter".
+            let mut k = i;
+            while k > 0 && i - k < 3 {
+                let before = &words[k - 1];
+                if !words[k].joined || !capital_ok(before) {
+                    break;
+                }
+                if let Some(pupils) = self.by_name.get(&pair(before.hash, w.hash)) {
+                    add(pupils, k - 1, i);
+                    break;
+                }
+                k -= 1;
+            }
+            // "CARTER Jamie", "Carter, Jamie", "Carter_Jamie".
+            if let Some(n) = words.get(i + 1)
+                && (n.joined || n.after_comma)
+                && capital_ok(n)
+                && !w.possessive
+                && let Some(pupils) = self.by_name.get(&pair(n.hash, w.hash))
+            {
+                add(pupils, i, i + 1);
             }
         }
     }
