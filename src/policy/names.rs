@@ -11,8 +11,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::directory::{Directory, fold_letter, name_key};
+use crate::policy::sensitive::detect::NameIndex;
 
 /// The directory's pupils by surname.
 #[derive(Debug, Clone, Default)]
@@ -152,6 +154,49 @@ impl PupilNames {
                 add(pupils, i, i + 1);
             }
         }
+    }
+}
+
+/// The indexes the rules reading text keep for one directory, built the first time a message
+/// needs them and kept until the directory is loaded again: the pupils by surname
+/// ([`PupilNames`]) and the detectors' name index ([`NameIndex`], for the day it was built; a
+/// new day builds it again, as who is a pupil changes with age).
+#[derive(Default)]
+pub struct TextIndexes {
+    pupil_names: OnceLock<PupilNames>,
+    detectors: Mutex<Option<(jiff::civil::Date, Arc<NameIndex>)>>,
+}
+
+impl TextIndexes {
+    /// The pupils of `directory` by surname.
+    pub fn pupil_names(&self, directory: &Directory) -> &PupilNames {
+        self.pupil_names.get_or_init(|| PupilNames::new(directory))
+    }
+
+    /// The detectors' index of the pupils of `directory` on `today`.
+    pub fn detector_names(&self, directory: &Directory, today: jiff::civil::Date) -> Arc<NameIndex> {
+        let mut slot = self.detectors.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some((day, index)) if *day == today => index.clone(),
+            _ => {
+                let index = Arc::new(NameIndex::new(directory, today));
+                *slot = Some((today, index.clone()));
+                index
+            }
+        }
+    }
+}
+
+/// A copy of a directory builds its own indexes (they are a cache, not its data).
+impl Clone for TextIndexes {
+    fn clone(&self) -> Self {
+        TextIndexes::default()
+    }
+}
+
+impl std::fmt::Debug for TextIndexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TextIndexes")
     }
 }
 
