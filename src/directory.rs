@@ -93,6 +93,8 @@ pub struct Directory {
     children: HashMap<usize, Vec<usize>>,
     /// A pupil's index to their parents' indices, in file order.
     parents: HashMap<usize, Vec<usize>>,
+    /// The pupils' names indexed for the rules that read text, built on first use.
+    text_indexes: crate::policy::names::TextIndexes,
 }
 
 /// A directory file that cannot be used.
@@ -367,7 +369,21 @@ impl Directory {
             by_surname,
             children,
             parents,
+            text_indexes: Default::default(),
         })
+    }
+
+    /// The pupils by surname, for finding pupils named in a message (built once per load).
+    pub fn pupil_names(&self) -> &crate::policy::names::PupilNames {
+        self.text_indexes.pupil_names(self)
+    }
+
+    /// The detectors' index of the pupils on `today` (built once per load and day).
+    pub fn detector_names(
+        &self,
+        today: jiff::civil::Date,
+    ) -> std::sync::Arc<crate::policy::sensitive::detect::NameIndex> {
+        self.text_indexes.detector_names(self, today)
     }
 
     /// A pupil (on `today`) whose name is `name`, matched case-, accent- and

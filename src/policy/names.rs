@@ -174,7 +174,11 @@ impl TextIndexes {
     }
 
     /// The detectors' index of the pupils of `directory` on `today`.
-    pub fn detector_names(&self, directory: &Directory, today: jiff::civil::Date) -> Arc<NameIndex> {
+    pub fn detector_names(
+        &self,
+        directory: &Directory,
+        today: jiff::civil::Date,
+    ) -> Arc<NameIndex> {
         let mut slot = self.detectors.lock().unwrap_or_else(|e| e.into_inner());
         match &*slot {
             Some((day, index)) if *day == today => index.clone(),

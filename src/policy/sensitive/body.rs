@@ -53,7 +53,8 @@ pub fn check(
         location: LOCATION.to_string(),
         text: author_text.to_string(),
     }];
-    let tally = detect::scan(&texts, directory, today, vocabulary);
+    let names = directory.detector_names(today);
+    let tally = detect::scan_named(&texts, &names, today, vocabulary);
     let reasons = judge(&tally, &config.sensitive.body_thresholds, None, None);
     if reasons.is_empty() {
         return None;

@@ -229,7 +229,8 @@ pub fn inspect(
                     }
                     continue;
                 }
-                let tally = detect::scan(&contents.texts, directory, today, &vocabulary);
+                let names = directory.detector_names(today);
+                let tally = detect::scan_named(&contents.texts, &names, today, &vocabulary);
                 let labelled = contents
                     .labels
                     .iter()

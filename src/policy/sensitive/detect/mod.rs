@@ -81,7 +81,12 @@ pub fn scan(texts: &[Text], directory: &Directory, today: Date, vocabulary: &Voc
 
 /// [`scan`] with the directory's pupils already indexed (for `today`), for a caller that keeps
 /// the index between messages.
-pub fn scan_named(texts: &[Text], names: &NameIndex, today: Date, vocabulary: &Vocabulary) -> Tally {
+pub fn scan_named(
+    texts: &[Text],
+    names: &NameIndex,
+    today: Date,
+    vocabulary: &Vocabulary,
+) -> Tally {
     let mut scanner = Scanner::new(names, &vocabulary.patterns, today);
     for text in texts {
         scanner.text(text);
