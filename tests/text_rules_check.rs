@@ -275,3 +275,25 @@ fn the_real_world_corpus_is_not_held_by_the_text_rules() {
     assert!(files.len() > 100, "the corpus holds {} files", files.len());
     assert!(held.is_empty(), "held of {}: {held:#?}", files.len());
 }
+
+/// What a school sends outside every day is delivered: a newsletter congratulating pupils by
+/// name and naming the SENCO, a trip letter, exam entries and a detention to the pupil's own
+/// parent, an invoice, governors' minutes with SEND numbers, an encrypted ZIP whose password
+/// goes by text or phone (English, Welsh), and a reply quoting the council's list.
+#[test]
+fn ordinary_school_mail_is_delivered() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/text-rules");
+    let mut benign: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fixtures/text-rules")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("benign-") && n.ends_with(".eml"))
+        .collect();
+    benign.sort();
+    assert!(benign.len() >= 9, "{benign:?}");
+    for name in &benign {
+        let v = check(name, &[]);
+        assert_eq!(v["verdict"], "deliver", "{name}: {v}");
+        assert!(rules(&v).is_empty(), "{name}: {v}");
+    }
+}
