@@ -473,7 +473,12 @@ mod tests {
         assert!(run("Jamie", letter, &[JAMIES], &[], strict).is_empty());
         let f = run("Jamie", letter, &["a@council.example"], &[], strict);
         assert_eq!(rules(&f), ["sensitive-data-in-body"], "{f:?}");
-        assert_eq!(f[0].attachment, sensitive::body::LOCATION);
+        assert!(f[0].attachment.is_empty());
+        assert!(
+            f[0].evidence
+                .iter()
+                .all(|e| e.location.starts_with(sensitive::body::LOCATION))
+        );
         // With the default thresholds one pupil is not a list, wherever it goes.
         assert!(run("Jamie", letter, &["a@council.example"], &[], "").is_empty());
     }

@@ -77,7 +77,8 @@ pub fn check(
     }
     Some(Finding {
         rule: SensitiveRule::SensitiveDataInBody.name(),
-        attachment: LOCATION.to_string(),
+        // Not an attachment: the web page and the quarantine list show no file for it.
+        attachment: String::new(),
         detail: format!(
             "the text of the message goes outside the school and holds {}",
             and_list(&reasons)
