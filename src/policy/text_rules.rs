@@ -43,12 +43,9 @@ pub fn check(
         return Vec::new();
     }
     let mut outside: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for r in &m.envelope.rcpt_to {
-        if is_outside(config, r)
-            && !outside
-                .iter()
-                .any(|o| canonical_address(o) == canonical_address(r))
-        {
+        if is_outside(config, r) && seen.insert(canonical_address(r)) {
             outside.push(r.clone());
         }
     }
@@ -199,18 +196,25 @@ pub fn wrong_recipient(
     if !outside.iter().all(|r| directory.parent(r).is_some()) {
         return None;
     }
-    let pupils: Vec<&crate::directory::Person> = mentions
+    // Each recipient's children against the pupils named: linear in recipients and names.
+    let named_pupils: std::collections::HashSet<*const crate::directory::Person> = mentions
         .iter()
         .filter_map(|(_, n)| directory.people.get(n.person))
+        .map(std::ptr::from_ref)
         .collect();
-    if outside
-        .iter()
-        .any(|r| pupils.iter().any(|p| directory.is_parent_of(r, p)))
-    {
+    if outside.iter().any(|r| {
+        directory
+            .children_of(r)
+            .any(|c| named_pupils.contains(&std::ptr::from_ref(c)))
+    }) {
         return None;
     }
-    let named: Vec<String> = mentions
+    // A mailing to many parents, or a text naming many pupils, is summed up: the first few,
+    // then how many more.
+    const SHOWN: usize = 10;
+    let mut named: Vec<String> = mentions
         .iter()
+        .take(SHOWN)
         .filter_map(|(location, n)| {
             directory
                 .people
@@ -218,8 +222,12 @@ pub fn wrong_recipient(
                 .map(|p| format!("{} (in {location})", p.name))
         })
         .collect();
-    let went_to: Vec<String> = outside
+    if mentions.len() > SHOWN {
+        named.push(format!("and {} more pupils", mentions.len() - SHOWN));
+    }
+    let mut went_to: Vec<String> = outside
         .iter()
+        .take(SHOWN)
         .map(|r| {
             let children: Vec<&str> = directory.children_of(r).map(|c| c.name.as_str()).collect();
             if children.is_empty() {
@@ -229,6 +237,9 @@ pub fn wrong_recipient(
             }
         })
         .collect();
+    if outside.len() > SHOWN {
+        went_to.push(format!("and {} more parents", outside.len() - SHOWN));
+    }
     finding(
         config,
         DataProtectionRule::WrongRecipient,
@@ -244,6 +255,7 @@ pub fn wrong_recipient(
         }],
         mentions
             .iter()
+            .take(SHOWN)
             .filter_map(|(location, n)| {
                 Some(Evidence {
                     detector: "pupil-name",
@@ -251,7 +263,7 @@ pub fn wrong_recipient(
                     sample: directory.people.get(n.person)?.name.clone(),
                 })
             })
-            .chain(outside.iter().map(|r| Evidence {
+            .chain(outside.iter().take(SHOWN).map(|r| Evidence {
                 detector: "parent",
                 location: "recipients".into(),
                 sample: r.clone(),
