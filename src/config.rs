@@ -1417,6 +1417,33 @@ mod tests {
     }
 
     #[test]
+    fn body_thresholds_keep_their_own_defaults_for_keys_left_out() {
+        let c = parse(EXAMPLE).unwrap();
+        assert_eq!(c.sensitive.body_thresholds.special_category, 2);
+        let with_table = |table: &str| {
+            let (before, rest) = EXAMPLE.split_once("[sensitive.body_thresholds]").unwrap();
+            let (_, after) = rest.split_once("[sensitive.limits]").unwrap();
+            format!("{before}{table}\n[sensitive.limits]{after}")
+        };
+        let text = with_table("[sensitive.body_thresholds]\nidentifiers = 5\n");
+        assert_ne!(text, EXAMPLE);
+        let b = parse(&text).unwrap().sensitive.body_thresholds;
+        assert_eq!(
+            (b.identifiers, b.birth_dates, b.special_category),
+            (5, 2, 2)
+        );
+        let gone = EXAMPLE.replace("[sensitive.body_thresholds]", "[sensitive.other]");
+        let b = Sensitive::default().body_thresholds;
+        assert_eq!(
+            (b.identifiers, b.birth_dates, b.special_category),
+            (2, 2, 2)
+        );
+        assert!(parse(&gone).is_err(), "an unknown table is refused");
+        let typo = with_table("[sensitive.body_thresholds]\nspecial_categories = 2\n");
+        assert!(parse(&typo).is_err(), "an unknown key is refused");
+    }
+
+    #[test]
     fn an_unknown_key_is_named_with_its_line() {
         let text = EXAMPLE.replace("max_recipients = 1000", "max_recipient = 1000");
         let e = parse(&text).unwrap_err();
