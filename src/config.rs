@@ -951,6 +951,11 @@ pub struct Sensitive {
     /// How much of what makes an attachment sensitive.
     #[serde(default)]
     pub thresholds: Thresholds,
+    /// How much of it makes the text the author wrote sensitive (`sensitive-data-in-body`):
+    /// the same keys as `thresholds`, higher by default, as one pupil's needs in a letter home
+    /// are the school's daily work and a pasted list is not.
+    #[serde(default = "Thresholds::body", deserialize_with = "body_thresholds")]
+    pub body_thresholds: Thresholds,
     /// Special-category or safeguarding words of this school's own, beside the built-in list.
     #[serde(default)]
     pub keywords: Vec<String>,
@@ -973,6 +978,7 @@ impl Default for Sensitive {
             notify_sender: true,
             quarantine_retention_days: None,
             thresholds: Thresholds::default(),
+            body_thresholds: Thresholds::body(),
             keywords: Vec::new(),
             markings: defaults::markings(),
             labels: Vec::new(),
@@ -1003,6 +1009,36 @@ impl Default for Thresholds {
             special_category: 1,
         }
     }
+}
+
+impl Thresholds {
+    /// The defaults of `[sensitive.body_thresholds]`: a list of pupils (two or more with an
+    /// identifier, a date of birth or special-category data) in the text the author wrote.
+    pub fn body() -> Self {
+        Thresholds {
+            identifiers: 2,
+            birth_dates: 2,
+            special_category: 2,
+        }
+    }
+}
+
+/// `[sensitive.body_thresholds]`: a key left out keeps its body default, not the attachment one.
+fn body_thresholds<'de, D: Deserializer<'de>>(d: D) -> Result<Thresholds, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Given {
+        identifiers: Option<u32>,
+        birth_dates: Option<u32>,
+        special_category: Option<u32>,
+    }
+    let given = Given::deserialize(d)?;
+    let body = Thresholds::body();
+    Ok(Thresholds {
+        identifiers: given.identifiers.unwrap_or(body.identifiers),
+        birth_dates: given.birth_dates.unwrap_or(body.birth_dates),
+        special_category: given.special_category.unwrap_or(body.special_category),
+    })
 }
 
 /// Hard limits on opening attachments (decompression bombs, deep nesting, slow files).
@@ -1057,6 +1093,8 @@ pub enum ContactRule {
 pub enum SensitiveRule {
     UnencryptedSensitiveAttachment,
     UnscannableAttachment,
+    /// Personal data in the text the author wrote, to someone outside the school.
+    SensitiveDataInBody,
 }
 
 /// What a rule does when it matches.
@@ -1861,6 +1899,33 @@ mod tests {
 
     fn line_of(text: &str, needle: &str) -> usize {
         text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn body_thresholds_keep_their_own_defaults_for_keys_left_out() {
+        let c = parse(EXAMPLE).unwrap();
+        assert_eq!(c.sensitive.body_thresholds.special_category, 2);
+        let with_table = |table: &str| {
+            let (before, rest) = EXAMPLE.split_once("[sensitive.body_thresholds]").unwrap();
+            let (_, after) = rest.split_once("[sensitive.limits]").unwrap();
+            format!("{before}{table}\n[sensitive.limits]{after}")
+        };
+        let text = with_table("[sensitive.body_thresholds]\nidentifiers = 5\n");
+        assert_ne!(text, EXAMPLE);
+        let b = parse(&text).unwrap().sensitive.body_thresholds;
+        assert_eq!(
+            (b.identifiers, b.birth_dates, b.special_category),
+            (5, 2, 2)
+        );
+        let gone = EXAMPLE.replace("[sensitive.body_thresholds]", "[sensitive.other]");
+        let b = Sensitive::default().body_thresholds;
+        assert_eq!(
+            (b.identifiers, b.birth_dates, b.special_category),
+            (2, 2, 2)
+        );
+        assert!(parse(&gone).is_err(), "an unknown table is refused");
+        let typo = with_table("[sensitive.body_thresholds]\nspecial_categories = 2\n");
+        assert!(parse(&typo).is_err(), "an unknown key is refused");
     }
 
     #[test]

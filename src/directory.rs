@@ -98,6 +98,8 @@ pub struct Directory {
     /// Every personal phone number ([`phone_key`]) to the indices of those who gave it (a
     /// family's landline may be on several rows), in file order.
     by_phone: HashMap<String, Vec<usize>>,
+    /// The pupils' names indexed for the rules that read text, built on first use.
+    text_indexes: crate::policy::names::TextIndexes,
 }
 
 /// A directory file that cannot be used.
@@ -431,7 +433,21 @@ impl Directory {
             children,
             parents,
             by_phone,
+            text_indexes: Default::default(),
         })
+    }
+
+    /// The pupils by surname, for finding pupils named in a message (built once per load).
+    pub fn pupil_names(&self) -> &crate::policy::names::PupilNames {
+        self.text_indexes.pupil_names(self)
+    }
+
+    /// The detectors' index of the pupils on `today` (built once per load and day).
+    pub fn detector_names(
+        &self,
+        today: jiff::civil::Date,
+    ) -> std::sync::Arc<crate::policy::sensitive::detect::NameIndex> {
+        self.text_indexes.detector_names(self, today)
     }
 
     /// A pupil (on `today`) whose name is `name`, matched case-, accent- and

@@ -95,6 +95,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     for rule in [
         SensitiveRule::UnencryptedSensitiveAttachment,
         SensitiveRule::UnscannableAttachment,
+        SensitiveRule::SensitiveDataInBody,
     ] {
         let action = config
             .sensitive
@@ -116,6 +117,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         t.birth_dates,
         t.special_category,
         config.sensitive.markings.join(", ")
+    );
+    let b = &config.sensitive.body_thresholds;
+    println!(
+        "  in the text:     {} identifiers, {} dates of birth, {} pupils with special-category data (sensitive-data-in-body)",
+        b.identifiers, b.birth_dates, b.special_category
     );
     println!(
         "  scan limits:     depth {}, {} bytes expanded, {} entries, ratio {}, {} s",

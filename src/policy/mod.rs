@@ -5,15 +5,20 @@
 //! same whichever way a message arrives.
 //!
 //! The rules: the disclaimer ([`disclaimer`]), the safeguarding contact rules ([`contact`]),
-//! the sensitive-attachment rules ([`sensitive`]) and the data-protection rules
-//! ([`data_protection`]). The strictest action of any rule that matched decides the verdict.
+//! the sensitive-attachment rules ([`sensitive`]), the data-protection rules
+//! ([`data_protection`]) and the rules that read what a message says ([`text_rules`]). The
+//! strictest action of any rule that matched decides the verdict.
 
 pub mod access;
+pub mod author;
 pub mod contact;
 pub mod data_protection;
 pub mod disclaimer;
 pub mod holds;
+pub mod names;
+pub mod password;
 pub mod sensitive;
+pub mod text_rules;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -190,6 +195,23 @@ pub fn evaluate(
                 },
                 config,
                 directory,
+            )
+        }))
+        .unwrap_or_default(),
+    );
+    // The rules that read what the message says: its Subject, file names and author's text.
+    findings.extend(
+        catch_unwind(AssertUnwindSafe(|| {
+            text_rules::check(
+                &text_rules::Message {
+                    envelope,
+                    raw: message,
+                    subject: summary.subject.as_deref(),
+                    attachments: &attachments,
+                },
+                config,
+                directory,
+                today,
             )
         }))
         .unwrap_or_default(),

@@ -19,13 +19,17 @@ use crate::directory::Directory;
 use crate::store::{AuditEntry, AuditRecord, Backend, RecordKind, StoreError};
 
 /// The rule names (SPEC, "Rule names").
-pub const RULES: [&str; 6] = [
+pub const RULES: [&str; 10] = [
     "pupil-personal-address",
     "staff-personal-address",
     "personal-contact-shared",
     "out-of-hours-pupil-contact",
     "unencrypted-sensitive-attachment",
     "unscannable-attachment",
+    "sensitive-data-in-body",
+    "exposed-recipients",
+    "wrong-recipient",
+    "password-in-message",
 ];
 
 /// The verdicts a search can ask for.

@@ -17,7 +17,7 @@
 //! multipart/mixed beside the disclaimer). A message with no main text part gets the
 //! disclaimer as a new text part.
 
-mod placement;
+pub(crate) mod placement;
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -904,10 +904,25 @@ fn base64_prefix(body: &[u8], decoded: usize) -> &[u8] {
 /// earlier message quoted here is not the sender sharing it now, but an answer written below or
 /// between the quotes is the sender's.
 pub fn new_text(raw: &[u8]) -> String {
+    let mut out = String::new();
+    for (text, is_html) in main_texts(raw) {
+        if is_html {
+            let html = placement::without_blockquotes(&text);
+            out.push_str(&placement::html_text(quote_cut(&html)));
+        } else {
+            out.push_str(&placement::unquoted_text(&text));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Each main text part of `raw` decoded to a string (its first MiB), and whether it is HTML.
+pub(crate) fn main_texts(raw: &[u8]) -> Vec<(String, bool)> {
     let root = tree::scan(raw);
     let mut found = Found::default();
     walk(raw, &root, &mut found);
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(found.main.len());
     for (part, is_html) in found.main {
         let body = &raw[part.body()];
         // The rules read the first MiB of each part (Exchange reads 150 KB): enough for any
@@ -922,18 +937,16 @@ pub fn new_text(raw: &[u8]) -> String {
         let decoded = &decoded[..decoded.len().min(MAX_INSPECT)];
         let label = part.content_type.param("charset").unwrap_or("us-ascii");
         let charset = Charset::from_label(label, decoded).unwrap_or(Charset::Utf8);
-        let text = charset.decode_lossy(decoded);
-        if is_html {
-            let html = placement::without_blockquotes(&text);
-            let mut end = placement::in_html(html.as_bytes()).offset.min(html.len());
-            while !html.is_char_boundary(end) {
-                end -= 1;
-            }
-            out.push_str(&placement::html_text(&html[..end]));
-        } else {
-            out.push_str(&placement::unquoted_text(&text));
-        }
-        out.push('\n');
+        out.push((charset.decode_lossy(decoded), is_html));
     }
     out
+}
+
+/// `html` up to where a recognised quoted thread starts (the whole of it when none does).
+pub(crate) fn quote_cut(html: &str) -> &str {
+    let mut end = placement::in_html(html.as_bytes()).offset.min(html.len());
+    while !html.is_char_boundary(end) {
+        end -= 1;
+    }
+    &html[..end]
 }

@@ -25,10 +25,15 @@ fn is_quote_header(lines: &[(usize, &[u8])], i: usize) -> bool {
             .find(|l| !l.is_empty())
             .unwrap_or_default()
     };
+    let from = |l: &[u8]| starts_with_ci(l, b"from:") || starts_with_ci(l, b"oddi wrth:");
+    let sent = |l: &[u8]| {
+        [&b"sent:"[..], b"date:", b"anfonwyd:", b"dyddiad:"]
+            .iter()
+            .any(|p| starts_with_ci(l, p))
+    };
     is_separator(l)
-        || (starts_with_ci(l, b"from:")
-            && (starts_with_ci(next(), b"sent:") || starts_with_ci(next(), b"date:")))
-        || (l.len() > 20 && l.iter().all(|&b| b == b'_') && starts_with_ci(next(), b"from:"))
+        || (from(l) && sent(next()))
+        || (l.len() > 20 && l.iter().all(|&b| b == b'_') && from(next()))
 }
 
 /// The lines the author wrote: everything but `>` quotes and their attribution lines, up to an
@@ -46,7 +51,7 @@ pub fn unquoted_text(body: &str) -> String {
         let attribution = is_attribution(l, lines.get(i + 1).map(|&(_, n)| clean(n)))
             && ahead.quote_follows[i + 1];
         let wrapped_attribution =
-            i > 0 && l.ends_with(b"wrote:") && is_attribution(clean(lines[i - 1].1), Some(l));
+            i > 0 && ends_wrote(l) && is_attribution(clean(lines[i - 1].1), Some(l));
         if l.first() == Some(&b'>') || attribution || wrapped_attribution {
             continue;
         }
@@ -134,23 +139,38 @@ fn contains_ci(l: &[u8], needle: &[u8]) -> bool {
 }
 
 /// `-----Original Message-----`, `---------- Forwarded message ---------`,
-/// `-------- Original Message --------`, `Begin forwarded message:`.
+/// `-------- Original Message --------`, `Begin forwarded message:`; in Welsh,
+/// `-----Neges Wreiddiol-----` and `---------- Neges a anfonwyd ymlaen ---------`.
 fn is_separator(l: &[u8]) -> bool {
     if starts_with_ci(l, b"begin forwarded message") {
         return true;
     }
     l.starts_with(b"--")
         && l.ends_with(b"--")
-        && (contains_ci(l, b"original message") || contains_ci(l, b"forwarded message"))
+        && [
+            &b"original message"[..],
+            b"forwarded message",
+            b"neges wreiddiol",
+            b"anfonwyd ymlaen",
+        ]
+        .iter()
+        .any(|m| contains_ci(l, m))
+}
+
+/// Ends as an attribution does: `wrote:`, or the Welsh `ysgrifennodd:`.
+fn ends_wrote(l: &[u8]) -> bool {
+    let l = l.trim_ascii_end();
+    l.ends_with(b"wrote:") || l.ends_with(b"ysgrifennodd:")
 }
 
 /// `On Mon, 23 Nov 2026 at 10:00, Tom Baker <t@x> wrote:` — on one line or wrapped onto a
-/// second (Gmail and Apple Mail wrap long attributions).
+/// second (Gmail and Apple Mail wrap long attributions); in Welsh, `Ar Llun, 23 Tach 2026 am
+/// 10:00, Tom Baker <t@x> ysgrifennodd:`.
 fn is_attribution(l: &[u8], next: Option<&[u8]>) -> bool {
-    if !starts_with_ci(l, b"on ") || l.len() > 400 {
+    if !(starts_with_ci(l, b"on ") || starts_with_ci(l, b"ar ")) || l.len() > 400 {
         return false;
     }
-    let ends = |s: &[u8]| s.trim_ascii_end().ends_with(b"wrote:");
+    let ends = ends_wrote;
     let has_digit = |s: &[u8]| s.iter().any(u8::is_ascii_digit);
     if ends(l) {
         return has_digit(l);
@@ -183,7 +203,7 @@ impl Lookahead {
                 quote_follows[i] = quote_follows[i + 1];
                 all_quoted[i] = all_quoted[i + 1];
             } else {
-                quote_follows[i] = if l.ends_with(b"wrote:") {
+                quote_follows[i] = if ends_wrote(l) {
                     quote_follows[i + 1]
                 } else {
                     quoted

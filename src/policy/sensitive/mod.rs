@@ -8,6 +8,7 @@
 //! thresholds of `[sensitive]` turn what they count into a finding:
 //! `unencrypted-sensitive-attachment`, or `unscannable-attachment` when it could not be opened.
 
+pub mod body;
 pub mod detect;
 pub mod encryption;
 pub mod extract;
@@ -34,6 +35,7 @@ impl SensitiveRule {
         match self {
             SensitiveRule::UnencryptedSensitiveAttachment => "unencrypted-sensitive-attachment",
             SensitiveRule::UnscannableAttachment => "unscannable-attachment",
+            SensitiveRule::SensitiveDataInBody => "sensitive-data-in-body",
         }
     }
 }
@@ -239,7 +241,8 @@ pub fn inspect(
                     }
                     continue;
                 }
-                let tally = detect::scan(&contents.texts, directory, today, &vocabulary);
+                let names = directory.detector_names(today);
+                let tally = detect::scan_named(&contents.texts, &names, today, &vocabulary);
                 let labelled = contents
                     .labels
                     .iter()

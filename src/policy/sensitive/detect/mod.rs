@@ -76,8 +76,18 @@ pub struct Tally {
 
 /// Runs every detector over `texts` (one attachment's).
 pub fn scan(texts: &[Text], directory: &Directory, today: Date, vocabulary: &Vocabulary) -> Tally {
-    let names = NameIndex::new(directory, today);
-    let mut scanner = Scanner::new(&names, &vocabulary.patterns, today);
+    scan_named(texts, &NameIndex::new(directory, today), today, vocabulary)
+}
+
+/// [`scan`] with the directory's pupils already indexed (for `today`), for a caller that keeps
+/// the index between messages.
+pub fn scan_named(
+    texts: &[Text],
+    names: &NameIndex,
+    today: Date,
+    vocabulary: &Vocabulary,
+) -> Tally {
+    let mut scanner = Scanner::new(names, &vocabulary.patterns, today);
     for text in texts {
         scanner.text(text);
     }
@@ -101,7 +111,8 @@ const FORM_BACK: usize = 3;
 const FORM_ON: usize = 10;
 
 /// The directory's pupils by the words of their names.
-struct NameIndex {
+#[derive(Debug)]
+pub struct NameIndex {
     /// First word → the most words a name starting with it has.
     first: ByHash<usize>,
     /// Hash of a name's words → (the words, index into `keys`).
@@ -132,7 +143,8 @@ fn date_hash(d: Date) -> u64 {
 }
 
 impl NameIndex {
-    fn new(directory: &Directory, today: Date) -> NameIndex {
+    /// Indexes the pupils of `directory` on `today`.
+    pub fn new(directory: &Directory, today: Date) -> NameIndex {
         let mut index = NameIndex {
             first: ByHash::default(),
             by_words: ByHash::default(),

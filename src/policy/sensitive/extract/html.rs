@@ -52,7 +52,7 @@ fn is_block(tag: &str) -> bool {
 }
 
 /// The text of an HTML document; linear in its length.
-pub(super) fn strip(html: &str) -> String {
+pub(crate) fn strip(html: &str) -> String {
     let mut out = String::with_capacity(html.len() / 2);
     let mut rest = html;
     let mut space = false;

@@ -9,7 +9,7 @@
 //! never quotes the file.
 
 mod archive;
-mod html;
+pub(crate) mod html;
 mod legacy;
 mod odf;
 mod ooxml;
