@@ -397,6 +397,23 @@ pub struct Web {
     /// Serve the web page over HTTPS with the relay's certificate (`relay.tls_cert`/`tls_key`).
     #[serde(default)]
     pub tls: bool,
+    /// The address people reach the web page at (`https://schoolgate.school.example:8443`),
+    /// for links in mail (the sender's release link). Not set: `http(s)://[relay] hostname:PORT`
+    /// of `listen`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+impl Web {
+    /// The start of a link to the web page (no trailing `/`), or `None` without a listener.
+    pub fn link_base(&self, hostname: &str) -> Option<String> {
+        if let Some(url) = &self.public_url {
+            return Some(url.trim().trim_end_matches('/').to_string());
+        }
+        let listen = self.listen?;
+        let scheme = if self.tls { "https" } else { "http" };
+        Some(format!("{scheme}://{hostname}:{}", listen.port()))
+    }
 }
 
 /// `[audit]`: how long the trail is kept and how its head is anchored outside the database.
@@ -720,6 +737,71 @@ pub enum Action {
     Off,
 }
 
+/// `[data_protection] allow_sender_release`: whether the sender of a message held by
+/// `exposed-recipients`, `wrong-recipient` or `password-in-message` may release it with a
+/// reason (the link in the sender notice, or `quarantine release ID --justification`).
+/// `true`/`false` sets all three; a table (`{ wrong-recipient = false }`) sets those it names,
+/// the others stay on. On for all three by default. No other rule can be named: a message held
+/// by a safeguarding or sensitive-data rule is never the sender's to release
+/// ([`crate::policy::release`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowSenderRelease(BTreeMap<String, bool>);
+
+impl Default for AllowSenderRelease {
+    fn default() -> Self {
+        AllowSenderRelease::all(true)
+    }
+}
+
+impl AllowSenderRelease {
+    /// The same switch for all three rules.
+    pub fn all(on: bool) -> Self {
+        AllowSenderRelease(
+            crate::policy::release::SENDER_RELEASABLE
+                .iter()
+                .map(|r| (r.to_string(), on))
+                .collect(),
+        )
+    }
+
+    /// Whether the sender may release a hold by `rule` (false for every other rule).
+    pub fn allows(&self, rule: &str) -> bool {
+        self.0.get(rule).copied().unwrap_or(false)
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowSenderRelease {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            All(bool),
+            Each(BTreeMap<String, bool>),
+        }
+        let given = Given::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected true, false or a table such as { wrong-recipient = false }",
+            )
+        })?;
+        match given {
+            Given::All(on) => Ok(AllowSenderRelease::all(on)),
+            Given::Each(each) => {
+                let mut switch = AllowSenderRelease::all(true);
+                for (rule, on) in each {
+                    if !crate::policy::release::SENDER_RELEASABLE.contains(&rule.as_str()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "\"{rule}\" cannot be released by its sender; only {} can (safeguarding and sensitive-data holds are always the school's)",
+                            crate::policy::release::SENDER_RELEASABLE.join(", ")
+                        )));
+                    }
+                    switch.0.insert(rule, on);
+                }
+                Ok(switch)
+            }
+        }
+    }
+}
+
 impl Default for Safeguarding {
     fn default() -> Self {
         Safeguarding {
@@ -977,6 +1059,21 @@ impl Config {
                 "hostname",
                 format!("\"{}\" is not a host name", r.hostname),
             ));
+        }
+        if let Some(url) = &self.web.public_url {
+            let rest = url
+                .trim()
+                .strip_prefix("https://")
+                .or_else(|| url.trim().strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                return Err(err(
+                    "web",
+                    "public_url",
+                    format!(
+                        "\"{url}\" is not a web address; give the page's address as people reach it, e.g. \"https://schoolgate.school.example:8443\""
+                    ),
+                ));
+            }
         }
         if self.web.tls && (r.tls_cert.is_none() || r.tls_key.is_none()) {
             return Err(err(

@@ -12,6 +12,7 @@ pub mod access;
 pub mod contact;
 pub mod disclaimer;
 pub mod holds;
+pub mod release;
 pub mod sensitive;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -7,3 +7,4 @@ pub mod cases;
 pub mod csv;
 pub mod quarantine;
 pub mod report;
+pub mod sender_release;

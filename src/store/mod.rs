@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod private;
 pub mod quarantine;
+pub mod release;
 pub mod spool;
 pub mod sqlite;
 pub mod users;
