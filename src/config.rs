@@ -770,6 +770,14 @@ impl AllowSenderRelease {
     }
 }
 
+impl Config {
+    /// `[data_protection] allow_sender_release`.
+    pub fn allow_sender_release(&self) -> &AllowSenderRelease {
+        static DEFAULT: std::sync::OnceLock<AllowSenderRelease> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(AllowSenderRelease::default)
+    }
+}
+
 impl<'de> Deserialize<'de> for AllowSenderRelease {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]

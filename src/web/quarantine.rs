@@ -486,6 +486,12 @@ pub async fn show(
         p.state { "Held " (pages::short_time(&h.time)) " · " (h.state)
             @if let Some(by) = &h.acted_by { " by " (by) }
             @if let Some(why) = &h.action_reason { ": " (why) } }
+        @if let Some(sender) = h.acted_by.as_deref().and_then(|by| by.strip_prefix("sender ")) {
+            p.sender-override #sender-override {
+                "Released by its sender, " (sender) ", as a sender override (the release link in the sender notice, or the command line). Their reason: "
+                q { (h.action_reason.as_deref().unwrap_or("")) }
+            }
+        }
         @if hold == Hold::Safeguarding {
             p.hold-kind #safeguarding-hold { "Held by a safeguarding rule: the DSL decides whether it is released or deleted, with a reason kept in the audit trail." }
         }
