@@ -117,12 +117,64 @@ pub struct SelfReleaseLink<'a> {
     pub until: &'a str,
 }
 
-/// What the notice says about one attachment.
+/// What the notice says about one finding that holds the message (an attachment, the text, the
+/// recipients).
 pub struct HeldAttachment<'a> {
     pub attachment: &'a str,
     /// The finding's detail: counts and the file's name, never its content.
     pub detail: &'a str,
-    pub unscannable: bool,
+    /// The rule's stable name: it chooses what the notice tells the sender to do.
+    pub rule: &'a str,
+}
+
+/// What the sender of a message held by `rule` is told to do about it, beside asking the
+/// network manager; `None` when there is nothing they can do themselves.
+pub fn notice_advice(rule: &str) -> Option<&'static str> {
+    match rule {
+        "unencrypted-sensitive-attachment" => Some(
+            "School policy: personal data leaving the school must be encrypted. Send the \
+             message again with the attachment encrypted: a password-protected file (in \
+             Word or Excel: File > Info > Protect > Encrypt with Password) or an encrypted \
+             (AES) ZIP. Give the recipient the password another way, by phone for example.",
+        ),
+        "sensitive-data-in-body" => Some(
+            "School policy: personal data leaving the school must be encrypted. Take the \
+             personal data out of the message text and send it as an encrypted attachment \
+             (a password-protected file or an AES ZIP); give the password another way.",
+        ),
+        "exposed-recipients" => Some(
+            "Every recipient can see every address in To and Cc, which shares the families' \
+             addresses with each other. Send the message again with the recipients in Bcc \
+             (and your own address in To).",
+        ),
+        "wrong-recipient" => Some(
+            "Check the recipients: the message names a pupil, and none of the parents it \
+             goes to is that pupil's parent.",
+        ),
+        "password-in-message" => Some(
+            "The password of the encrypted attachment is written in the same message, so \
+             anyone who receives it can open the attachment. Send the message again without \
+             the password and give it to the recipient another way, by phone for example.",
+        ),
+        _ => None,
+    }
+}
+
+/// Words wrapped to the notice's width, indented under a "  - " bullet.
+fn bullet(text: &str) -> String {
+    let mut out = String::from("  -");
+    let mut width = 3;
+    for word in text.split_whitespace() {
+        if width + 1 + word.len() > 84 {
+            out.push_str("\n   ");
+            width = 3;
+        }
+        out.push(' ');
+        out.push_str(word);
+        width += 1 + word.len();
+    }
+    out.push('\n');
+    out
 }
 
 /// Whether `address` is in one of the school's own domains (`[school] domains` or
@@ -253,15 +305,16 @@ pub fn compose_notice(
     for h in held {
         body.push_str(&format!("  - {}\n", one_line(h.detail)));
     }
-    let encrypt = held.iter().any(|h| !h.unscannable);
+    let encrypt = held
+        .iter()
+        .any(|h| h.rule == "unencrypted-sensitive-attachment");
     body.push_str("\nWhat to do:\n");
-    if encrypt {
-        body.push_str(
-            "  - School policy: personal data leaving the school must be encrypted. Send the\n\
-             \x20   message again with the attachment encrypted: a password-protected file (in\n\
-             \x20   Word or Excel: File > Info > Protect > Encrypt with Password) or an encrypted\n\
-             \x20   (AES) ZIP. Give the recipient the password another way, by phone for example.\n",
-        );
+    let mut advised: Vec<&str> = Vec::new();
+    for advice in held.iter().filter_map(|h| notice_advice(h.rule)) {
+        if !advised.contains(&advice) {
+            advised.push(advice);
+            body.push_str(&bullet(advice));
+        }
     }
     if let Some(link) = release {
         body.push_str(&format!(
@@ -682,7 +735,7 @@ mod tests {
             &[HeldAttachment {
                 attachment: "SEN register.xlsx",
                 detail: "\"SEN register.xlsx\" is not encrypted and holds 12 pupils with special-category or safeguarding information",
-                unscannable: false,
+                rule: "unencrypted-sensitive-attachment",
             }],
             "schoolgate@example-academy.sch.uk",
             "Example Academy",
@@ -730,7 +783,7 @@ mod tests {
             &[HeldAttachment {
                 attachment: file,
                 detail: &detail,
-                unscannable: false,
+                rule: "unencrypted-sensitive-attachment",
             }],
             "schoolgate@example-academy.sch.uk",
             "Example Academy",

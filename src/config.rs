@@ -63,6 +63,8 @@ pub struct Config {
     pub sensitive: Sensitive,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub data_protection: DataProtection,
     /// The file this was read from.
     #[serde(skip)]
     pub source: PathBuf,
@@ -84,6 +86,10 @@ pub struct School {
     /// Staff roles the directory may use besides `staff` and `headteacher`.
     #[serde(default)]
     pub staff_roles: Vec<String>,
+    /// The school's own phone numbers (the office, the school's mobiles): giving one of these
+    /// to a pupil is not `personal-contact-shared`.
+    #[serde(default)]
+    pub phones: Vec<String>,
 }
 
 fn default_timezone() -> String {
@@ -256,6 +262,47 @@ mod defaults {
     }
     pub fn markings() -> Vec<String> {
         vec!["OFFICIAL-SENSITIVE".into()]
+    }
+    pub fn max_visible_recipients() -> usize {
+        10
+    }
+    /// The consumer mail providers a UK family uses; `name.*` is the provider under any
+    /// country ending.
+    pub fn consumer_mail_domains() -> Vec<String> {
+        [
+            "gmail.com",
+            "googlemail.com",
+            "outlook.*",
+            "hotmail.*",
+            "live.*",
+            "msn.com",
+            "yahoo.*",
+            "ymail.com",
+            "rocketmail.com",
+            "icloud.com",
+            "me.com",
+            "mac.com",
+            "aol.*",
+            "btinternet.com",
+            "btopenworld.com",
+            "talktalk.net",
+            "sky.com",
+            "virginmedia.com",
+            "blueyonder.co.uk",
+            "ntlworld.com",
+            "tiscali.co.uk",
+            "protonmail.*",
+            "proton.me",
+            "pm.me",
+            "gmx.*",
+            "mail.com",
+            "zoho.com",
+            "fastmail.com",
+            "tutanota.com",
+            "yandex.*",
+        ]
+        .map(String::from)
+        .to_vec()
     }
     pub fn milter_allowed_clients() -> Vec<ipnet::IpNet> {
         use std::net::{Ipv4Addr, Ipv6Addr};
@@ -505,6 +552,11 @@ pub struct Safeguarding {
     /// chair of governors, the LADO contact): an alert never goes to the person it is about.
     #[serde(default)]
     pub escalate_to: Vec<Address>,
+    /// Consumer mail providers: an address at one of these written to a pupil is personal
+    /// (`personal-contact-shared`); an organisation's address is not. `name.*` stands for the
+    /// provider under any country ending (hotmail.co.uk, hotmail.fr).
+    #[serde(default = "defaults::consumer_mail_domains")]
+    pub consumer_mail_domains: Vec<String>,
 }
 
 /// When staff may contact pupils. Seed 001: "contact with pupils and parents … 8.00 am to
@@ -821,6 +873,66 @@ impl Default for Safeguarding {
             alert_from: None,
             evidence_retention_days: defaults::evidence_retention_days(),
             escalate_to: Vec::new(),
+            consumer_mail_domains: defaults::consumer_mail_domains(),
+        }
+    }
+}
+
+/// `[data_protection]`: personal data sent to the wrong people (issue 16). The ICO's most
+/// reported school breach is mail to the wrong recipient, or a parents' mailing with every
+/// address visible.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataProtection {
+    /// More outside addresses than this in To and Cc is `exposed-recipients`.
+    #[serde(default = "defaults::max_visible_recipients")]
+    pub max_visible_recipients: usize,
+    #[serde(default)]
+    pub rules: BTreeMap<DataProtectionRule, Action>,
+}
+
+impl Default for DataProtection {
+    fn default() -> Self {
+        DataProtection {
+            max_visible_recipients: defaults::max_visible_recipients(),
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+impl DataProtection {
+    /// What `rule` does: its `rules` entry, `quarantine` when there is none.
+    pub fn action(&self, rule: DataProtectionRule) -> Action {
+        self.rules.get(&rule).copied().unwrap_or(Action::Quarantine)
+    }
+}
+
+/// The data-protection rules (SPEC, "Round two").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataProtectionRule {
+    /// Too many outside addresses visible in To/Cc: use Bcc.
+    ExposedRecipients,
+    /// Pupils named, sent only to parents, none of them those pupils' parents.
+    WrongRecipient,
+    /// An encrypted attachment with its password in the same message.
+    PasswordInMessage,
+}
+
+impl DataProtectionRule {
+    /// Every rule, in the order `policy check` lists them.
+    pub const ALL: [DataProtectionRule; 3] = [
+        DataProtectionRule::ExposedRecipients,
+        DataProtectionRule::WrongRecipient,
+        DataProtectionRule::PasswordInMessage,
+    ];
+
+    /// The rule's stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DataProtectionRule::ExposedRecipients => "exposed-recipients",
+            DataProtectionRule::WrongRecipient => "wrong-recipient",
+            DataProtectionRule::PasswordInMessage => "password-in-message",
         }
     }
 }
@@ -1186,6 +1298,15 @@ impl Config {
                     "\"{}\" is not a known time zone; use e.g. \"Europe/London\"",
                     self.school.timezone
                 ),
+            ));
+        }
+        if self.data_protection.max_visible_recipients == 0 {
+            return Err(err(
+                "data_protection",
+                "max_visible_recipients",
+                "must be at least 1 (0 would hold every message to anyone outside the school); \
+                 to turn the rule off write rules = { exposed-recipients = \"off\" }"
+                    .into(),
             ));
         }
         if self.audit.retention_days == Some(0) {

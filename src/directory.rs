@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The columns, in the order the SPEC gives them. The header row must name them all.
+/// The columns, in the order the SPEC gives them. The header row must name them all, except
+/// [`CHILDREN`], which is optional.
 pub const COLUMNS: [&str; 7] = [
     "role",
     "name",
@@ -17,6 +18,10 @@ pub const COLUMNS: [&str; 7] = [
     "date_of_birth",
     "status",
 ];
+
+/// The optional 8th column: on a `parent` row, the school addresses of the parent's children,
+/// `;`-separated, as MIS contact exports give them.
+pub const CHILDREN: &str = "children";
 
 /// One person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +33,29 @@ pub struct Person {
     pub personal_phones: Vec<String>,
     pub date_of_birth: Option<jiff::civil::Date>,
     pub current: bool,
+    /// On a `parent` row, the children's addresses as the file gives them (lower case); the
+    /// loader has checked that each is a pupil's. Empty for everyone else.
+    pub children: Vec<String>,
 }
 
 impl Person {
-    /// Everyone but a pupil is staff.
+    /// Everyone but a pupil or a parent is staff.
     pub fn is_staff(&self) -> bool {
-        self.role != "pupil"
+        self.role != "pupil" && self.role != "parent"
+    }
+
+    /// A parent or carer (role `parent`): outside the school, but known to it.
+    pub fn is_parent(&self) -> bool {
+        self.role == "parent"
+    }
+
+    /// Is `address` one of this person's personal addresses, compared as
+    /// [`canonical_address`] compares them (a Gmail address with or without its dots)?
+    pub fn has_personal_email(&self, address: &str) -> bool {
+        let wanted = canonical_address(address);
+        self.personal_emails
+            .iter()
+            .any(|e| canonical_address(e) == wanted)
     }
 
     /// A current pupil, or a former pupil who is 18 or under on `today` (seed 001).
@@ -59,10 +81,18 @@ impl Person {
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     pub people: Vec<Person>,
-    /// Every address (school and personal, lower case) to its person's index in `people`.
+    /// Every address (school and personal, as [`canonical_address`] gives it) to its person's
+    /// index in `people`.
     by_address: HashMap<String, usize>,
     /// Every [`name_key`] to the indices in `people` of those with that name, in file order.
     by_name: HashMap<String, Vec<usize>>,
+    /// The last word of every pupil's [`name_key`] (the surname, as MIS exports write names) to
+    /// the indices of the pupils (current or former) with it, in file order.
+    by_surname: HashMap<String, Vec<usize>>,
+    /// A parent's index to their children's indices, in the order the file names them.
+    children: HashMap<usize, Vec<usize>>,
+    /// A pupil's index to their parents' indices, in file order.
+    parents: HashMap<usize, Vec<usize>>,
 }
 
 /// A directory file that cannot be used.
@@ -138,12 +168,27 @@ impl Directory {
                 ));
             }
         }
+        let mut children_column = header
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.trim().eq_ignore_ascii_case(CHILDREN))
+            .map(|(i, _)| i);
+        let children_index = children_column.next();
+        if children_column.next().is_some() {
+            return Err(err(
+                header_line,
+                format!("the header row has two \"{CHILDREN}\" columns"),
+            ));
+        }
         let staff_roles: Vec<String> = staff_roles.iter().map(|r| r.to_lowercase()).collect();
 
         let mut people = Vec::new();
         // The line each person is on, for errors that name two rows.
         let mut lines: Vec<usize> = Vec::new();
         let mut by_address: HashMap<String, usize> = HashMap::new();
+        // Each row's children as written, resolved once every row is read (a child may come
+        // after their parent).
+        let mut named_children: Vec<Vec<String>> = Vec::new();
         for (line, row) in rows {
             if row.iter().all(|c| c.trim().is_empty()) {
                 continue;
@@ -160,13 +205,13 @@ impl Directory {
             }
             let cell = |i: usize| row[index[i]].trim();
             let role = cell(0).to_lowercase();
-            let known = matches!(role.as_str(), "pupil" | "staff" | "headteacher")
+            let known = matches!(role.as_str(), "pupil" | "parent" | "staff" | "headteacher")
                 || staff_roles.contains(&role);
             if !known {
                 return Err(err(
                     line,
                     format!(
-                        "unknown role \"{}\"; use pupil, staff, headteacher or a role listed in [school] staff_roles",
+                        "unknown role \"{}\"; use pupil, parent, staff, headteacher or a role listed in [school] staff_roles",
                         cell(0)
                     ),
                 ));
@@ -198,7 +243,8 @@ impl Directory {
             let mut personal_emails: Vec<String> = Vec::new();
             for a in list(cell(3)) {
                 let a = a.to_lowercase();
-                if !personal_emails.contains(&a) {
+                let key = canonical_address(&a);
+                if !personal_emails.iter().any(|e| canonical_address(e) == key) {
                     personal_emails.push(a);
                 }
             }
@@ -208,7 +254,9 @@ impl Directory {
                 }
             }
             if let Some(s) = &school_email
-                && personal_emails.contains(s)
+                && personal_emails
+                    .iter()
+                    .any(|e| canonical_address(e) == canonical_address(s))
             {
                 return Err(err(
                     line,
@@ -216,8 +264,35 @@ impl Directory {
                 ));
             }
             let me = people.len();
+            let mut children: Vec<String> = Vec::new();
+            for a in children_index
+                .map(|i| list(row[i].trim()))
+                .into_iter()
+                .flatten()
+            {
+                let a = a.to_lowercase();
+                if !is_address(&a) {
+                    return Err(err(
+                        line,
+                        format!(
+                            "child \"{a}\" is not a mail address; {CHILDREN} holds the school addresses of a parent's children, separated by ;"
+                        ),
+                    ));
+                }
+                if !children.contains(&a) {
+                    children.push(a);
+                }
+            }
+            if !children.is_empty() && role == "pupil" {
+                return Err(err(
+                    line,
+                    format!(
+                        "a pupil's row has {CHILDREN}; the column is for the parent's row (or a member of staff who is also a parent)"
+                    ),
+                ));
+            }
             for a in school_email.iter().chain(&personal_emails) {
-                if let Some(&other) = by_address.get(a) {
+                if let Some(&other) = by_address.get(&canonical_address(a)) {
                     let p: &Person = &people[other];
                     return Err(err(
                         line,
@@ -227,7 +302,7 @@ impl Directory {
                         ),
                     ));
                 }
-                by_address.insert(a.clone(), me);
+                by_address.insert(canonical_address(a), me);
             }
             people.push(Person {
                 role,
@@ -237,32 +312,157 @@ impl Directory {
                 personal_phones: list(cell(4)).map(str::to_string).collect(),
                 date_of_birth,
                 current,
+                children: children.clone(),
             });
+            named_children.push(children);
             lines.push(line);
         }
+        let mut children: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut parents: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (parent, named) in named_children.iter().enumerate() {
+            for a in named {
+                let Some(&child) = by_address.get(&canonical_address(a)) else {
+                    return Err(err(
+                        lines[parent],
+                        format!(
+                            "child {a} is not in the directory; add the pupil's row or correct the address"
+                        ),
+                    ));
+                };
+                let c = &people[child];
+                if c.role != "pupil" {
+                    return Err(err(
+                        lines[parent],
+                        format!(
+                            "child {a} is {} on line {}, who is not a pupil (role {})",
+                            c.name, lines[child], c.role
+                        ),
+                    ));
+                }
+                if child == parent {
+                    return Err(err(lines[parent], format!("{a} is this row's own address")));
+                }
+                let theirs = children.entry(parent).or_default();
+                if !theirs.contains(&child) {
+                    theirs.push(child);
+                    parents.entry(child).or_default().push(parent);
+                }
+            }
+        }
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::with_capacity(people.len());
+        let mut by_surname: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, p) in people.iter().enumerate() {
-            by_name.entry(name_key(&p.name)).or_default().push(i);
+            let key = name_key(&p.name);
+            if p.role == "pupil"
+                && let Some(surname) = key.rsplit(' ').next()
+            {
+                by_surname.entry(surname.to_string()).or_default().push(i);
+            }
+            by_name.entry(key).or_default().push(i);
         }
         Ok(Directory {
             people,
             by_address,
             by_name,
+            by_surname,
+            children,
+            parents,
         })
     }
 
     /// A pupil (on `today`) whose name is `name`, matched case-, accent- and
-    /// space-insensitively, "Smith, Jamie" as "Jamie Smith".
+    /// space-insensitively, "Smith, Jamie" as "Jamie Smith", and a display name in MIS style,
+    /// "CARTER Jamie (Year 9)", as "Jamie Carter". The first in file order when several share
+    /// the name.
     pub fn pupil_named(&self, name: &str, today: jiff::civil::Date) -> Option<&Person> {
-        let wanted = name_key(name);
-        if wanted.is_empty() {
-            return None;
-        }
-        self.by_name
-            .get(&wanted)?
+        self.pupils_named(name, today).next()
+    }
+
+    /// Every pupil (on `today`) whose name is `name`, matched as [`Directory::pupil_named`]
+    /// matches it, in file order: two pupils may share a name.
+    pub fn pupils_named(
+        &self,
+        name: &str,
+        today: jiff::civil::Date,
+    ) -> impl Iterator<Item = &Person> {
+        display_name_keys(name)
+            .into_iter()
+            .filter_map(|k| self.by_name.get(&k))
+            .flatten()
+            .map(|&i| &self.people[i])
+            .filter(move |p| p.is_pupil(today))
+    }
+
+    /// The pupils (on `today`) whose surname, the last word of their name folded as
+    /// [`name_key`] folds it, is `surname` (given already folded: lower case, accents removed),
+    /// in file order. For the rules that find pupils named in text: look a word up here, then
+    /// compare the words before it with the pupils' names, without a pass over every pupil.
+    pub fn pupils_with_surname(
+        &self,
+        surname: &str,
+        today: jiff::civil::Date,
+    ) -> impl Iterator<Item = &Person> {
+        self.by_surname
+            .get(surname)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
             .iter()
             .map(|&i| &self.people[i])
-            .find(|p| p.is_pupil(today))
+            .filter(move |p| p.is_pupil(today))
+    }
+
+    /// The parent with `address` (any of their addresses, compared as [`canonical_address`]
+    /// compares them): a `parent` row, or a member of staff whose row names children.
+    pub fn parent(&self, address: &str) -> Option<&Person> {
+        let i = self.index(address)?;
+        let p = &self.people[i];
+        (p.is_parent() || self.children.contains_key(&i)).then_some(p)
+    }
+
+    /// The children of the parent with `address`, in the order their row names them; none
+    /// when `address` is not a parent's.
+    pub fn children_of(&self, address: &str) -> impl Iterator<Item = &Person> {
+        self.index(address)
+            .and_then(|i| self.children.get(&i))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|&i| &self.people[i])
+    }
+
+    /// The parents of `pupil` (a person of this directory), in file order.
+    pub fn parents_of(&self, pupil: &Person) -> impl Iterator<Item = &Person> {
+        self.index_of(pupil)
+            .and_then(|i| self.parents.get(&i))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|&i| &self.people[i])
+    }
+
+    /// Is the person with `parent_address` a parent of `pupil` (a person of this directory)?
+    pub fn is_parent_of(&self, parent_address: &str, pupil: &Person) -> bool {
+        match (self.index(parent_address), self.index_of(pupil)) {
+            (Some(parent), Some(child)) => self
+                .children
+                .get(&parent)
+                .is_some_and(|c| c.contains(&child)),
+            _ => false,
+        }
+    }
+
+    /// The index in `people` of the person with `address`.
+    fn index(&self, address: &str) -> Option<usize> {
+        self.by_address.get(&canonical_address(address)).copied()
+    }
+
+    /// The index in `people` of `person`, found through their first address.
+    fn index_of(&self, person: &Person) -> Option<usize> {
+        let address = person
+            .school_email
+            .as_ref()
+            .or(person.personal_emails.first())?;
+        self.index(address).filter(|&i| self.people[i] == *person)
     }
 
     /// Everyone who is a pupil on `today` (current, or former and 18 or under), in file order:
@@ -271,12 +471,130 @@ impl Directory {
         self.people.iter().filter(move |p| p.is_pupil(today))
     }
 
-    /// The person with `address` (school or personal; case-insensitive).
+    /// The person with `address` (school or personal), compared as [`canonical_address`]
+    /// compares addresses.
     pub fn person(&self, address: &str) -> Option<&Person> {
-        self.by_address
-            .get(&address.trim().to_lowercase())
-            .map(|&i| &self.people[i])
+        self.index(address).map(|i| &self.people[i])
     }
+}
+
+/// An address as the mailbox it reaches, for comparing two addresses; every lookup by address
+/// goes through it.
+///
+/// - Case never matters: the domain's by RFC 5321, and the local part's at every provider a
+///   school meets, whatever the RFC allows. `Jamie.Carter@School.org.uk` is
+///   `jamie.carter@school.org.uk`.
+/// - Gmail ignores dots and `+tags` in the local part, and Googlemail is Gmail:
+///   `Jamie.Carter.2011+school@googlemail.com` is `jamiecarter2011@gmail.com`.
+/// - Outlook, Hotmail, Live and MSN, iCloud (with its older me.com and mac.com, the same
+///   mailbox), Proton and Fastmail ignore `+tags`.
+/// - Anywhere else the local part is kept as written (lower-cased): `a.b@council.gov.uk` and
+///   `ab@council.gov.uk` may be two people.
+///
+/// Angle brackets and surrounding white space are dropped.
+pub fn canonical_address(address: &str) -> String {
+    let a = address
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_lowercase();
+    let Some((local, domain)) = a.rsplit_once('@') else {
+        return a;
+    };
+    let domain = domain.trim_end_matches('.');
+    let untagged = match local.split_once('+') {
+        Some((before, _)) if !before.is_empty() => before,
+        _ => local,
+    };
+    if domain == "gmail.com" || domain == "googlemail.com" {
+        let local: String = untagged.chars().filter(|&c| c != '.').collect();
+        return format!("{local}@gmail.com");
+    }
+    if matches!(domain, "icloud.com" | "me.com" | "mac.com") {
+        return format!("{untagged}@icloud.com");
+    }
+    const TAGGED: [&str; 10] = [
+        "outlook.*",
+        "hotmail.*",
+        "live.*",
+        "msn.com",
+        "windowslive.com",
+        "protonmail.*",
+        "proton.me",
+        "pm.me",
+        "fastmail.com",
+        "fastmail.fm",
+    ];
+    if TAGGED.iter().any(|p| domain_matches(domain, p)) {
+        return format!("{untagged}@{domain}");
+    }
+    format!("{local}@{domain}")
+}
+
+/// Does `domain` (lower case) match `pattern`: the same domain, or for `name.*` the provider
+/// `name` under a country or generic ending (`hotmail.*` is hotmail.com, hotmail.co.uk,
+/// hotmail.fr, but not hotmail.example.org). A pattern `*.name` matches `name` and its
+/// subdomains.
+pub fn domain_matches(domain: &str, pattern: &str) -> bool {
+    let domain = domain.trim_end_matches('.');
+    let pattern = pattern.trim().trim_end_matches('.');
+    if let Some(name) = pattern.strip_suffix(".*") {
+        let Some(ending) = domain
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('.'))
+        else {
+            return false;
+        };
+        let labels: Vec<&str> = ending.split('.').collect();
+        return match labels.as_slice() {
+            [tld] => (2..=3).contains(&tld.len()),
+            [second, country] => {
+                country.len() == 2 && matches!(*second, "co" | "com" | "net" | "org" | "ne")
+            }
+            _ => false,
+        } && labels
+            .iter()
+            .all(|l| l.chars().all(|c| c.is_ascii_alphabetic()));
+    }
+    if let Some(base) = pattern.strip_prefix("*.") {
+        return domain == base || domain.ends_with(&format!(".{base}"));
+    }
+    domain.eq_ignore_ascii_case(pattern)
+}
+
+/// The [`name_key`]s a display name may stand for, most likely first: the name as written
+/// (without a trailing "(Year 9)" or "(9C)"), then, for an MIS-style "CARTER Jamie" whose
+/// leading words are in capitals, the surname moved to the end ("jamie carter").
+fn display_name_keys(name: &str) -> Vec<String> {
+    let mut name = name.trim().trim_matches(|c| c == '"' || c == '\'').trim();
+    if let Some(open) = name.rfind('(')
+        && name.ends_with(')')
+        && open > 0
+    {
+        name = name[..open].trim_end();
+    }
+    let mut keys = Vec::with_capacity(2);
+    let key = name_key(name);
+    if key.is_empty() {
+        return keys;
+    }
+    keys.push(key);
+    if !name.contains(',') {
+        let words: Vec<&str> = name.split_whitespace().collect();
+        let capitals =
+            |w: &str| w.chars().any(char::is_alphabetic) && !w.chars().any(char::is_lowercase);
+        let surname_words = words.iter().take_while(|w| capitals(w)).count();
+        if surname_words > 0 && surname_words < words.len() {
+            let turned = format!(
+                "{} {}",
+                words[surname_words..].join(" "),
+                words[..surname_words].join(" ")
+            );
+            keys.push(name_key(&turned));
+        }
+    }
+    keys
 }
 
 /// The non-empty, trimmed items of a `;`-separated cell.
@@ -619,5 +937,239 @@ mod tests {
             name_key("Anne\u{2011}Marie O\u{02BC}Neil"),
             "anne-marie o'neil"
         );
+    }
+
+    const WITH_CHILDREN: &str =
+        "role,name,school_email,personal_emails,personal_phones,date_of_birth,status,children\n";
+
+    /// Jamie and Olivia, pupils; Jamie's mum (with Jamie and Olivia's brother Leo), Olivia's
+    /// dad; a teacher who is also Leo's parent.
+    fn family() -> Directory {
+        parse(&format!(
+            "{WITH_CHILDREN}parent,Sarah Carter,,Sarah.Carter+school@googlemail.com;s.carter@outlook.com,07700 900456,,,\"j.carter@p.x; L.Carter@p.x\"\n\
+             pupil,Jamie Carter,j.carter@p.x,Jamie.Carter.2011@gmail.com,,2011-05-02,current,\n\
+             pupil,Olivia Patel,o.patel@p.x,,,2012-01-09,current,\n\
+             parent,Raj Patel,,raj.patel@council.gov.uk,,,,o.patel@p.x\n\
+             pupil,Leo Carter,l.carter@p.x,,,2014-03-03,current,\n\
+             staff,Tom Baker,t.baker@x,tom@icloud.com,,,current,l.carter@p.x\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn parents_are_people_but_not_staff_or_pupils() {
+        let d = family();
+        let today = jiff::civil::date(2026, 11, 23);
+        let mum = d.parent("sarahcarter@gmail.com").unwrap();
+        assert_eq!(mum.name, "Sarah Carter");
+        assert!(mum.is_parent() && !mum.is_staff() && !mum.is_pupil(today));
+        assert_eq!(mum.children, vec!["j.carter@p.x", "l.carter@p.x"]);
+        // Not a parent: a pupil, a member of staff without children, a stranger.
+        assert!(d.parent("j.carter@p.x").is_none());
+        assert!(d.parent("nobody@gmail.com").is_none());
+        assert_eq!(d.people.iter().filter(|p| p.is_staff()).count(), 1);
+    }
+
+    #[test]
+    fn children_and_parents_are_found_both_ways() {
+        let d = family();
+        let today = jiff::civil::date(2026, 11, 23);
+        let names =
+            |it: &mut dyn Iterator<Item = &Person>| it.map(|p| p.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&mut d.children_of("S.CARTER@outlook.com")),
+            ["Jamie Carter", "Leo Carter"]
+        );
+        assert!(d.children_of("j.carter@p.x").next().is_none());
+        assert!(d.children_of("nobody@x").next().is_none());
+        let jamie = d.pupil_named("Jamie Carter", today).unwrap();
+        let olivia = d.pupil_named("Olivia Patel", today).unwrap();
+        let leo = d.pupil_named("Leo Carter", today).unwrap();
+        assert!(d.is_parent_of("sarah.carter@gmail.com", jamie));
+        assert!(!d.is_parent_of("sarah.carter@gmail.com", olivia));
+        assert!(d.is_parent_of("Raj.Patel@Council.gov.uk", olivia));
+        assert!(!d.is_parent_of("raj.patel@council.gov.uk", jamie));
+        assert!(!d.is_parent_of("nobody@x", jamie));
+        assert_eq!(names(&mut d.parents_of(leo)), ["Sarah Carter", "Tom Baker"]);
+        assert_eq!(names(&mut d.parents_of(jamie)), ["Sarah Carter"]);
+        // A member of staff who is also a parent keeps one row, with children.
+        let tom = d.parent("tom+x@icloud.com").unwrap();
+        assert!(tom.is_staff());
+        assert!(d.is_parent_of("t.baker@x", leo));
+    }
+
+    #[test]
+    fn a_parent_naming_a_child_not_in_the_directory_names_its_line() {
+        let e = parse(&format!(
+            "{WITH_CHILDREN}pupil,Jamie Carter,j.carter@p.x,,,2011-05-02,,\nparent,Sarah Carter,,s@gmail.com,,,,j.carter@p.x;o.patel@p.x\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert_eq!(
+            e.to_string(),
+            "d.csv:3: child o.patel@p.x is not in the directory; add the pupil's row or correct the address"
+        );
+        // A child who is not a pupil.
+        let e = parse(&format!(
+            "{WITH_CHILDREN}parent,Sarah Carter,,s@gmail.com,,,,t@x\nstaff,T,t@x,,,,,\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("who is not a pupil"), "{e}");
+        // Not an address.
+        let e = parse(&format!(
+            "{WITH_CHILDREN}parent,Sarah Carter,,s@gmail.com,,,,Jamie Carter\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("is not a mail address"), "{e}");
+        // A pupil with children.
+        let e = parse(&format!(
+            "{WITH_CHILDREN}pupil,A,a@p.x,,,2011-01-01,,b@p.x\npupil,B,b@p.x,,,2011-01-01,,\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(2));
+        // Two children columns.
+        let e = parse("role,name,school_email,personal_emails,personal_phones,date_of_birth,status,children,Children\n").unwrap_err();
+        assert!(e.message.contains("two \"children\" columns"), "{e}");
+    }
+
+    #[test]
+    fn seven_column_files_keep_working_and_a_parent_may_have_no_children_listed() {
+        let d = parse(&format!(
+            "{HEADER}parent,Sarah Carter,,s@gmail.com,,,\npupil,J,j@p.x,,,2011-01-01,\n"
+        ))
+        .unwrap();
+        assert!(d.parent("s@gmail.com").is_some());
+        assert!(d.children_of("s@gmail.com").next().is_none());
+    }
+
+    #[test]
+    fn gmail_variants_are_one_address() {
+        let d = family();
+        let jamie = d.person("jamiecarter2011@gmail.com").unwrap();
+        assert_eq!(jamie.name, "Jamie Carter");
+        assert!(jamie.has_personal_email("Jamie.Carter.2011+school@googlemail.com"));
+        assert!(!jamie.has_personal_email("jamie.carter.2012@gmail.com"));
+        // Two spellings of one Gmail mailbox on two rows are refused.
+        let e = error(
+            "pupil,A,a@p.x,a.b@gmail.com,,2011-01-01,\npupil,B,b@p.x,AB+x@googlemail.com,,2011-01-01,\n",
+        );
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("already on line 2"), "{e}");
+    }
+
+    #[test]
+    fn canonical_addresses() {
+        for (a, b) in [
+            (
+                "Jamie.Carter.2011+school@googlemail.com",
+                "jamiecarter2011@gmail.com",
+            ),
+            ("<J.Smith@GMAIL.com>", "jsmith@gmail.com"),
+            ("Jo.Bloggs+pta@Outlook.com", "jo.bloggs@outlook.com"),
+            ("jo+x@hotmail.co.uk", "jo@hotmail.co.uk"),
+            ("jo+x@live.com", "jo@live.com"),
+            ("Jo+x@me.com", "jo@icloud.com"),
+            ("jo@mac.com", "jo@icloud.com"),
+            ("jo+x@proton.me", "jo@proton.me"),
+            // Elsewhere the local part stays as written, in lower case.
+            (
+                "Jo.Bloggs+pta@Example.org.uk",
+                "jo.bloggs+pta@example.org.uk",
+            ),
+            ("j.o@council.gov.uk", "j.o@council.gov.uk"),
+            // Only a tag after something.
+            ("+x@gmail.com", "+x@gmail.com"),
+            ("not an address", "not an address"),
+        ] {
+            assert_eq!(canonical_address(a), b, "{a}");
+        }
+        assert_ne!(
+            canonical_address("jo.b@outlook.com"),
+            canonical_address("job@outlook.com")
+        );
+    }
+
+    #[test]
+    fn provider_patterns_match_country_endings_only() {
+        for d in [
+            "hotmail.com",
+            "hotmail.co.uk",
+            "hotmail.fr",
+            "hotmail.com.au",
+        ] {
+            assert!(domain_matches(d, "hotmail.*"), "{d}");
+        }
+        for d in [
+            "hotmail.example.org",
+            "myhotmail.com",
+            "hotmail",
+            "hotmail.c0m",
+        ] {
+            assert!(!domain_matches(d, "hotmail.*"), "{d}");
+        }
+        assert!(domain_matches("gmail.com", "gmail.com"));
+        assert!(!domain_matches("mail.gmail.com", "gmail.com"));
+        assert!(domain_matches("mail.example.org", "*.example.org"));
+        assert!(domain_matches("example.org", "*.example.org"));
+        assert!(!domain_matches("badexample.org", "*.example.org"));
+    }
+
+    #[test]
+    fn mis_display_names_find_the_pupil() {
+        let d = family();
+        let today = jiff::civil::date(2026, 11, 23);
+        for n in [
+            "CARTER Jamie (Year 9)",
+            "CARTER Jamie",
+            "Carter, Jamie (9C)",
+            "Jamie Carter (Year 9)",
+        ] {
+            assert_eq!(
+                d.pupil_named(n, today).map(|p| p.name.as_str()),
+                Some("Jamie Carter"),
+                "{n}"
+            );
+        }
+        assert!(d.pupil_named("CARTER Sarah", today).is_none());
+        assert!(d.pupil_named("(Year 9)", today).is_none());
+    }
+
+    #[test]
+    fn pupils_by_surname() {
+        let d = family();
+        let today = jiff::civil::date(2026, 11, 23);
+        let mut found: Vec<&str> = d
+            .pupils_with_surname("carter", today)
+            .map(|p| p.name.as_str())
+            .collect();
+        found.sort();
+        assert_eq!(found, ["Jamie Carter", "Leo Carter"]);
+        // Parents and staff are not found.
+        assert!(d.pupils_with_surname("baker", today).next().is_none());
+    }
+
+    #[test]
+    fn a_large_directory_loads_with_its_parents() {
+        let mut csv = String::from(WITH_CHILDREN);
+        for i in 0..2000 {
+            csv.push_str(&format!(
+                "pupil,Pupil{i} Surname{i},p{i}@p.x,,,2012-01-01,current,\n"
+            ));
+        }
+        for i in 0..4000 {
+            csv.push_str(&format!(
+                "parent,Parent{i},,parent{i}@gmail.com,,,,p{}@p.x\n",
+                i / 2
+            ));
+        }
+        let d = parse(&csv).unwrap();
+        let today = jiff::civil::date(2026, 11, 23);
+        let pupil = d.pupil_named("Pupil7 Surname7", today).unwrap();
+        assert!(d.is_parent_of("parent14@gmail.com", pupil));
+        assert!(d.is_parent_of("parent15@gmail.com", pupil));
+        assert!(!d.is_parent_of("parent16@gmail.com", pupil));
+        assert_eq!(d.parents_of(pupil).count(), 2);
     }
 }

@@ -104,6 +104,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             .unwrap_or(Action::Quarantine);
         rules.push(format!("{}={}", rule.name(), lower(action)));
     }
+    for rule in crate::config::DataProtectionRule::ALL {
+        let action = config.data_protection.action(rule);
+        rules.push(format!("{}={}", rule.name(), lower(action)));
+    }
     let t = &config.sensitive.thresholds;
     let l = &config.sensitive.limits;
     println!(

@@ -4,12 +4,13 @@
 //! [`evaluate`], and act on what it decides. That keeps every rule testable on its own and the
 //! same whichever way a message arrives.
 //!
-//! The rules: the disclaimer ([`disclaimer`]), the safeguarding contact rules ([`contact`]) and
-//! the sensitive-attachment rules ([`sensitive`]). The strictest action of any rule that matched
-//! decides the verdict.
+//! The rules: the disclaimer ([`disclaimer`]), the safeguarding contact rules ([`contact`]),
+//! the sensitive-attachment rules ([`sensitive`]) and the data-protection rules
+//! ([`data_protection`]). The strictest action of any rule that matched decides the verdict.
 
 pub mod access;
 pub mod contact;
+pub mod data_protection;
 pub mod disclaimer;
 pub mod holds;
 pub mod release;
@@ -178,8 +179,22 @@ pub fn evaluate(
     });
     let sensitive::Inspection {
         attachments,
-        findings,
+        mut findings,
     } = inspection;
+    // The data-protection rules' results are findings like the attachments'.
+    findings.extend(
+        catch_unwind(AssertUnwindSafe(|| {
+            data_protection::check(
+                &data_protection::Message {
+                    envelope,
+                    header_recipients: &summary.recipients,
+                },
+                config,
+                directory,
+            )
+        }))
+        .unwrap_or_default(),
+    );
     // The strictest action of any matched rule decides.
     let actions = flags
         .iter()

@@ -315,7 +315,7 @@ pub(crate) fn sender_notice(
         .map(|f| HeldAttachment {
             attachment: &f.attachment,
             detail: &f.detail,
-            unscannable: f.rule == "unscannable-attachment",
+            rule: f.rule,
         })
         .collect();
     if held.is_empty() {

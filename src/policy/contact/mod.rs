@@ -96,7 +96,7 @@ pub fn check(m: &Message<'_>, config: &Config, directory: &Directory) -> Vec<Fla
         match person {
             Some(p) if p.is_pupil(today) => {
                 to_pupil = true;
-                if p.personal_emails.iter().any(|e| e == addr) {
+                if p.has_personal_email(addr) {
                     add(
                         ContactRule::PupilPersonalAddress,
                         format!("{addr} is a personal address of the pupil {}", p.name),
@@ -134,7 +134,7 @@ pub fn check(m: &Message<'_>, config: &Config, directory: &Directory) -> Vec<Fla
     for (_, addr) in &recipients {
         if let Some(p) = directory.person(addr)
             && p.is_staff()
-            && p.personal_emails.iter().any(|e| e == addr)
+            && p.has_personal_email(addr)
         {
             add(
                 ContactRule::StaffPersonalAddress,
@@ -233,7 +233,7 @@ fn shared_contacts(
             continue;
         }
         let whose = match sender {
-            Some(p) if p.personal_emails.contains(&addr) => {
+            Some(p) if p.has_personal_email(&addr) => {
                 format!("the sender's own personal address ({})", p.name)
             }
             _ => "a personal (non-school) address".into(),
