@@ -825,8 +825,7 @@ impl AllowSenderRelease {
 impl Config {
     /// `[data_protection] allow_sender_release`.
     pub fn allow_sender_release(&self) -> &AllowSenderRelease {
-        static DEFAULT: std::sync::OnceLock<AllowSenderRelease> = std::sync::OnceLock::new();
-        DEFAULT.get_or_init(AllowSenderRelease::default)
+        &self.data_protection.allow_sender_release
     }
 }
 
@@ -889,6 +888,9 @@ pub struct DataProtection {
     pub max_visible_recipients: usize,
     #[serde(default)]
     pub rules: BTreeMap<DataProtectionRule, Action>,
+    /// Whether the sender may release a message held by these rules themselves.
+    #[serde(default)]
+    pub allow_sender_release: AllowSenderRelease,
 }
 
 impl Default for DataProtection {
@@ -896,6 +898,7 @@ impl Default for DataProtection {
         DataProtection {
             max_visible_recipients: defaults::max_visible_recipients(),
             rules: BTreeMap::new(),
+            allow_sender_release: AllowSenderRelease::default(),
         }
     }
 }
@@ -1751,5 +1754,44 @@ mod tests {
             HumanDuration(Duration::from_secs(300))
         );
         assert!("5 fortnights".parse::<HumanDuration>().is_err());
+    }
+
+    #[test]
+    fn sender_release_is_on_by_default_and_switched_for_all_or_per_rule() {
+        let c = parse(EXAMPLE).unwrap();
+        for rule in crate::policy::release::SENDER_RELEASABLE {
+            assert!(c.allow_sender_release().allows(rule), "{rule}");
+        }
+        assert!(!c.allow_sender_release().allows("pupil-personal-address"));
+        let with = |value: &str| {
+            EXAMPLE.replace(
+                "# allow_sender_release = true",
+                &format!("allow_sender_release = {value}"),
+            )
+        };
+        let off = parse(&with("false")).unwrap();
+        assert!(!off.allow_sender_release().allows("exposed-recipients"));
+        let each = parse(&with("{ wrong-recipient = false }")).unwrap();
+        assert!(!each.allow_sender_release().allows("wrong-recipient"));
+        assert!(each.allow_sender_release().allows("password-in-message"));
+        for never in [
+            "{ pupil-personal-address = true }",
+            "{ unencrypted-sensitive-attachment = true }",
+            "\"yes\"",
+        ] {
+            let e = parse(&with(never)).unwrap_err();
+            assert!(
+                e.to_string().contains("allow_sender_release"),
+                "{never}: {e}"
+            );
+        }
+        let url = EXAMPLE.replace(
+            "# public_url = \"https://schoolgate.example-academy.sch.uk:8025\"",
+            "public_url = \"schoolgate.example\"",
+        );
+        assert_eq!(
+            parse(&url).unwrap_err().field.as_deref(),
+            Some("web.public_url")
+        );
     }
 }

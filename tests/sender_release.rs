@@ -2,15 +2,19 @@
 //! one-time link's page on the real web listener, and `schoolgate quarantine release ID
 //! --justification TEXT`.
 //!
-//! The holds are made through the store, as the gateway makes them (the data-protection rules
-//! that hold such messages have their own tests): what is tested here is who may release what,
-//! that a link works once, for 7 days, and never for a safeguarding hold, and what the network
-//! manager sees afterwards.
+//! The first test goes end to end: twelve parents visible in To are held by
+//! `exposed-recipients`, the sender's notice carries the link, and the link releases it; a
+//! class list in clear gets a notice without one. The others make their holds through the store,
+//! as the gateway makes them, to test who may release what, that a link works once, for 7
+//! days, and never for a safeguarding hold, and what the network manager sees afterwards.
 
 mod common;
 
+use std::time::Duration;
+
 use common::Gateway;
 use common::http::Browser;
+use common::smtp::Client;
 use schoolgate::store::quarantine::{NewHeld, Quarantine};
 use schoolgate::store::release::{ReleaseLinks, new_token, token_hash};
 use serde_json::{Value, json};
@@ -76,6 +80,113 @@ fn release_through(b: &mut Browser, token: &str, justification: &str) -> common:
         &format!("/release/{token}"),
         &[("csrf", &csrf), ("justification", justification)],
     )
+}
+
+/// The text of the notices that reached [`SENDER`].
+fn notices(g: &Gateway) -> Vec<String> {
+    g.outbox_messages()
+        .into_iter()
+        .filter(|m| m.rcpt_to().iter().any(|r| r == SENDER))
+        .map(|m| {
+            mail_parser::MessageParser::new()
+                .parse(&m.bytes)
+                .and_then(|p| p.body_text(0).map(|t| t.into_owned()))
+                .expect("a notice with a text body")
+        })
+        .collect()
+}
+
+#[test]
+fn twelve_parents_in_to_are_held_and_the_link_in_the_notice_releases_them() {
+    let g = Gateway::start(|_| {});
+    let parents: Vec<String> = (1..=12).map(|n| format!("parent{n}@gmail.com")).collect();
+    let message = format!(
+        "From: {SENDER}\r\nTo: {}\r\nSubject: Year 9 trip\r\nMessage-ID: <trip@test>\r\n\r\nThe coach leaves at 8.\r\n",
+        parents.join(", ")
+    );
+    let mut c = Client::ready(g.port);
+    let t = c
+        .send(
+            SENDER,
+            "",
+            &parents.iter().map(String::as_str).collect::<Vec<_>>(),
+            message.as_bytes(),
+        )
+        .unwrap();
+    assert!(t.reply.text().contains("held for review"), "{:?}", t.reply);
+    let id = t
+        .reply
+        .text()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        g.wait_for(Duration::from_secs(20), || !notices(&g).is_empty()),
+        "no sender notice\n{}",
+        g.log_tail(40)
+    );
+    let notice = notices(&g).remove(0);
+    assert!(
+        notice.contains("exposed-recipients") || notice.contains("Bcc"),
+        "{notice}"
+    );
+    let at = notice
+        .find("/release/")
+        .expect("the notice carries a release link");
+    let token: String = notice[at + "/release/".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
+    assert_eq!(token.len(), 64, "{notice}");
+    assert!(notice.contains("works once"), "{notice}");
+
+    let mut b = Browser::new(g.web_port());
+    let r = release_through(
+        &mut b,
+        &token,
+        "the parents agreed to share addresses for lifts",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(state(&g, &id), "released");
+    assert!(
+        g.outbox_messages()
+            .iter()
+            .any(|m| m.rcpt_to().len() == 12 && m.mail_from() == SENDER),
+        "the held message went to its twelve recipients"
+    );
+
+    // A class list in clear: held for the network manager, and its notice has no link.
+    let mut csv = String::from("Name,UPN,Date of birth\r\n");
+    for n in 0..30 {
+        csv.push_str(&format!(
+            "Pupil{n} Surname{n},{},0{}/03/2014\r\n",
+            common::upn(100 + n),
+            n % 9 + 1
+        ));
+    }
+    let list = common::message_with_attachment(
+        (SENDER, "admissions@county.gov.example"),
+        "class list",
+        "list@test",
+        ("7B.csv", "text/csv"),
+        csv.as_bytes(),
+    );
+    let t = c
+        .send(SENDER, "", &["admissions@county.gov.example"], &list)
+        .unwrap();
+    assert!(t.reply.text().contains("held for review"), "{:?}", t.reply);
+    assert!(
+        g.wait_for(Duration::from_secs(20), || notices(&g).len() == 2),
+        "no second notice\n{}",
+        g.log_tail(40)
+    );
+    let second = notices(&g)
+        .into_iter()
+        .find(|n| n.contains("7B.csv"))
+        .expect("the list's notice");
+    assert!(!second.contains("/release/"), "{second}");
 }
 
 #[test]
