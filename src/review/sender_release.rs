@@ -52,8 +52,8 @@ impl From<StoreError> for SenderReleaseError {
 /// How the sender released it, for the audit record.
 #[derive(Debug, Clone)]
 pub enum Via {
-    /// The link in the notice (its token).
-    Link(String),
+    /// The link in the notice.
+    Link,
     /// `schoolgate quarantine release ID --justification`, run by this OS user (and account,
     /// when `--as` named one).
     CommandLine { os_user: String },
@@ -62,7 +62,7 @@ pub enum Via {
 impl Via {
     fn describe(&self) -> String {
         match self {
-            Via::Link(_) => "the link in the sender notice".into(),
+            Via::Link => "the link in the sender notice".into(),
             Via::CommandLine { os_user } => {
                 format!("the command line, run by {os_user}")
             }
@@ -230,7 +230,7 @@ pub async fn release(
         log,
         &h.mail_from,
         format!(
-            "quarantine release {} by its sender {} (sender override of {}, through {}; justification: {justification}): {} to {}; next hop {hop}: {reply}",
+            "quarantine release {} by its sender {} (sender override of {}, through {}; reason: {justification}): {} to {}; next hop {hop}: {reply}",
             h.id,
             h.mail_from,
             rules.join(", "),

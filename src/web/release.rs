@@ -178,7 +178,7 @@ pub async fn submit(
         &web.quarantine(),
         &links(&web),
         Target::Token(token.clone()),
-        Via::Link(token.clone()),
+        Via::Link,
         &justification,
         &switch,
         &hop,
