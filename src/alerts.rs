@@ -104,6 +104,17 @@ pub struct Notice {
     pub to: String,
     /// The notice as RFC 5322 text (7-bit: mail-builder encodes what is not).
     pub message: String,
+    /// The SHA-256 of the release link's token the notice carries, kept (with the quarantine
+    /// id and the sender) once the notice is queued; never spooled.
+    #[serde(skip)]
+    pub release_link: Option<String>,
+}
+
+/// The one-time link in a notice that lets the sender release the message themselves.
+pub struct SelfReleaseLink<'a> {
+    pub url: &'a str,
+    /// When it stops working, as the notice says it.
+    pub until: &'a str,
 }
 
 /// What the notice says about one finding that holds the message (an attachment, the text, the
@@ -281,6 +292,7 @@ pub fn compose_notice(
     school: &str,
     retention_days: Option<u32>,
     now: jiff::Timestamp,
+    release: Option<&SelfReleaseLink<'_>>,
 ) -> std::io::Result<Vec<u8>> {
     let subject_line = one_line(subject.unwrap_or("(no subject)"));
     let quarantine_id = one_line(quarantine_id);
@@ -303,6 +315,17 @@ pub fn compose_notice(
             advised.push(advice);
             body.push_str(&bullet(advice));
         }
+    }
+    if let Some(link) = release {
+        body.push_str(&format!(
+            "  - If you have checked it and it is right to send it as it is, you may release it\n\
+             \x20   yourself: open the link below, say in one line why, and it goes. Your reason\n\
+             \x20   and your address are kept in the audit trail and shown to the network manager.\n\
+             \x20   The link works once, until {}:\n\n\
+             \x20   {}\n\n",
+            one_line(link.until),
+            one_line(link.url),
+        ));
     }
     body.push_str(&format!(
         "  - If the message must go as it is, or you think it was held by mistake, ask the\n\
@@ -718,6 +741,7 @@ mod tests {
             "Example Academy",
             Some(30),
             now,
+            None,
         )
         .unwrap();
         let msg = mail_parser::MessageParser::new().parse(&bytes).unwrap();
@@ -765,8 +789,40 @@ mod tests {
             "Example Academy",
             Some(30),
             now,
+            None,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_notice_may_carry_the_senders_release_link() {
+        let now = "2026-11-23T10:00:00Z".parse().unwrap();
+        let url = format!(
+            "https://schoolgate.example-academy.sch.uk:8443/release/{}",
+            "a1".repeat(32)
+        );
+        let link = SelfReleaseLink {
+            url: &url,
+            until: "30 Nov 2026, 10:00 GMT",
+        };
+        let bytes = compose_notice(
+            "t.baker@example-academy.sch.uk",
+            &["parent@gmail.com".into()],
+            Some("Jamie's report"),
+            "Q9",
+            &[],
+            "schoolgate@example-academy.sch.uk",
+            "Example Academy",
+            None,
+            now,
+            Some(&link),
+        )
+        .unwrap();
+        let msg = mail_parser::MessageParser::new().parse(&bytes).unwrap();
+        let text = msg.body_text(0).unwrap();
+        for needle in [url.as_str(), "30 Nov 2026, 10:00 GMT", "works once", "Q9"] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
     }
 
     fn alert_with(subject: &str, recipient: &str, file: &str) -> Vec<u8> {

@@ -1108,6 +1108,78 @@ pub enum Action {
     Off,
 }
 
+/// `[data_protection] allow_sender_release`: whether the sender of a message held by
+/// `exposed-recipients`, `wrong-recipient` or `password-in-message` may release it with a
+/// reason (the link in the sender notice, or `quarantine release ID --justification`).
+/// `true`/`false` sets all three; a table (`{ wrong-recipient = false }`) sets those it names,
+/// the others stay on. On for all three by default. No other rule can be named: a message held
+/// by a safeguarding or sensitive-data rule is never the sender's to release
+/// ([`crate::policy::release`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowSenderRelease(BTreeMap<String, bool>);
+
+impl Default for AllowSenderRelease {
+    fn default() -> Self {
+        AllowSenderRelease::all(true)
+    }
+}
+
+impl AllowSenderRelease {
+    /// The same switch for all three rules.
+    pub fn all(on: bool) -> Self {
+        AllowSenderRelease(
+            crate::policy::release::SENDER_RELEASABLE
+                .iter()
+                .map(|r| (r.to_string(), on))
+                .collect(),
+        )
+    }
+
+    /// Whether the sender may release a hold by `rule` (false for every other rule).
+    pub fn allows(&self, rule: &str) -> bool {
+        self.0.get(rule).copied().unwrap_or(false)
+    }
+}
+
+impl Config {
+    /// `[data_protection] allow_sender_release`.
+    pub fn allow_sender_release(&self) -> &AllowSenderRelease {
+        &self.data_protection.allow_sender_release
+    }
+}
+
+impl<'de> Deserialize<'de> for AllowSenderRelease {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            All(bool),
+            Each(BTreeMap<String, bool>),
+        }
+        let given = Given::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected true, false or a table such as { wrong-recipient = false }",
+            )
+        })?;
+        match given {
+            Given::All(on) => Ok(AllowSenderRelease::all(on)),
+            Given::Each(each) => {
+                let mut switch = AllowSenderRelease::all(true);
+                for (rule, on) in each {
+                    if !crate::policy::release::SENDER_RELEASABLE.contains(&rule.as_str()) {
+                        return Err(serde::de::Error::custom(format!(
+                            "\"{rule}\" cannot be released by its sender; only {} can (safeguarding and sensitive-data holds are always the school's)",
+                            crate::policy::release::SENDER_RELEASABLE.join(", ")
+                        )));
+                    }
+                    switch.0.insert(rule, on);
+                }
+                Ok(switch)
+            }
+        }
+    }
+}
+
 impl Default for Safeguarding {
     fn default() -> Self {
         Safeguarding {
@@ -1135,6 +1207,9 @@ pub struct DataProtection {
     pub max_visible_recipients: usize,
     #[serde(default)]
     pub rules: BTreeMap<DataProtectionRule, Action>,
+    /// Whether the sender may release a message held by these rules themselves.
+    #[serde(default)]
+    pub allow_sender_release: AllowSenderRelease,
 }
 
 impl Default for DataProtection {
@@ -1142,6 +1217,7 @@ impl Default for DataProtection {
         DataProtection {
             max_visible_recipients: defaults::max_visible_recipients(),
             rules: BTreeMap::new(),
+            allow_sender_release: AllowSenderRelease::default(),
         }
     }
 }
@@ -2310,5 +2386,44 @@ mod tests {
             HumanDuration(Duration::from_secs(300))
         );
         assert!("5 fortnights".parse::<HumanDuration>().is_err());
+    }
+
+    #[test]
+    fn sender_release_is_on_by_default_and_switched_for_all_or_per_rule() {
+        let c = parse(EXAMPLE).unwrap();
+        for rule in crate::policy::release::SENDER_RELEASABLE {
+            assert!(c.allow_sender_release().allows(rule), "{rule}");
+        }
+        assert!(!c.allow_sender_release().allows("pupil-personal-address"));
+        let with = |value: &str| {
+            EXAMPLE.replace(
+                "# allow_sender_release = true",
+                &format!("allow_sender_release = {value}"),
+            )
+        };
+        let off = parse(&with("false")).unwrap();
+        assert!(!off.allow_sender_release().allows("exposed-recipients"));
+        let each = parse(&with("{ wrong-recipient = false }")).unwrap();
+        assert!(!each.allow_sender_release().allows("wrong-recipient"));
+        assert!(each.allow_sender_release().allows("password-in-message"));
+        for never in [
+            "{ pupil-personal-address = true }",
+            "{ unencrypted-sensitive-attachment = true }",
+            "\"yes\"",
+        ] {
+            let e = parse(&with(never)).unwrap_err();
+            assert!(
+                e.to_string().contains("allow_sender_release"),
+                "{never}: {e}"
+            );
+        }
+        let url = EXAMPLE.replace(
+            "# public_url = \"https://schoolgate.example-academy.sch.uk:8025\"",
+            "public_url = \"schoolgate.example\"",
+        );
+        assert_eq!(
+            parse(&url).unwrap_err().field.as_deref(),
+            Some("web.public_url")
+        );
     }
 }

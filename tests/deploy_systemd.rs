@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// What the unit installs and runs.
-const INSTALLED_BIN: &str = "/usr/local/bin/schoolgate";
+const INSTALLED_BIN: &str = "/usr/bin/schoolgate";
 const INSTALLED_CONFIG: &str = "/etc/schoolgate/schoolgate.toml";
 /// The most `systemd-analyze security` may say (issue 9: 2.0 or lower).
 const EXPOSURE_TARGET: f64 = 2.0;

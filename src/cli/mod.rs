@@ -3,8 +3,8 @@
 mod account;
 pub mod audit;
 pub mod check;
-pub mod dkim;
 pub mod directory;
+pub mod dkim;
 pub mod flags;
 pub mod notify;
 pub mod policy;

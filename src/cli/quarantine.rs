@@ -50,6 +50,11 @@ pub enum QuarantineCommand {
         /// Why (kept in the audit trail; up to 1,000 characters); required.
         #[arg(long)]
         reason: Option<String>,
+        /// Release it as its sender's override (what the link in the sender notice does),
+        /// with the sender's one-line reason: only for a message held by exposed-recipients,
+        /// wrong-recipient or password-in-message. Needs no --as.
+        #[arg(long, value_name = "TEXT", conflicts_with = "reason")]
+        justification: Option<String>,
     },
     /// Delete a held message.
     Delete {
@@ -97,7 +102,12 @@ pub fn run(config_path: &Path, args: QuarantineArgs) -> anyhow::Result<ExitCode>
             list(&q, &roles, json)
         }
         QuarantineCommand::Show { id } => show(&config, &q, &id, &who("quarantine show")?),
-        QuarantineCommand::Release { id, reason } => release(
+        QuarantineCommand::Release {
+            id,
+            justification: Some(justification),
+            ..
+        } => sender_release(&config, &q, &id, &justification, named),
+        QuarantineCommand::Release { id, reason, .. } => release(
             &config,
             &q,
             &id,
@@ -317,6 +327,65 @@ fn release(
     })?;
     println!(
         "released {id} to {}: {}",
+        done.hop,
+        display::text(&done.reply)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `quarantine release ID --justification TEXT`: the sender's override, as through the link
+/// in the sender notice ([`crate::review::sender_release`]), audited as the sender's with who
+/// ran the command.
+fn sender_release(
+    config: &Config,
+    q: &Quarantine,
+    id: &str,
+    justification: &str,
+    named: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use crate::review::sender_release::{self as sender, Target, Via};
+    // Said before anything is set up (the release checks again).
+    crate::policy::release::justification(justification)
+        .map_err(|e| anyhow::anyhow!("quarantine release {id} --justification: {e}"))?;
+    let h = review::find(q, id)?;
+    crate::policy::release::sender_may_release(&h.reason, |r| {
+        config.allow_sender_release().allows(r)
+    })
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "quarantine release {id} --justification: its sender cannot release it: {e}; release it with --as NAME instead if you decide it"
+        )
+    })?;
+    // --as is optional here (the sender is not an account); when given, it must exist.
+    let os_user = match named {
+        Some(_) => {
+            ensure_state_dir(config)?;
+            let account = super::account::named(config, named, "quarantine release")?;
+            format!("{} (as {})", os_user(), account.name)
+        }
+        None => os_user(),
+    };
+    let runtime = runtime()?;
+    let hop = runtime.block_on(async { super::serve::next_hop_for(config) })?;
+    let timeout = config.relay.next_hop_timeout.0;
+    ensure_state_dir(config)?;
+    let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
+    let links = crate::store::release::ReleaseLinks::new(&config.storage.state_dir);
+    let done = runtime.block_on(sender::release(
+        q,
+        &links,
+        Target::Id(id.to_string()),
+        Via::CommandLine { os_user },
+        justification,
+        config.allow_sender_release(),
+        &hop,
+        timeout,
+        &log,
+    ))?;
+    println!(
+        "released {} for its sender {} to {}: {}",
+        done.id,
+        display::text(&done.sender),
         done.hop,
         display::text(&done.reply)
     );

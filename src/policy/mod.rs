@@ -17,6 +17,7 @@ pub mod disclaimer;
 pub mod holds;
 pub mod names;
 pub mod password;
+pub mod release;
 pub mod sensitive;
 pub mod text_rules;
 

@@ -8,3 +8,4 @@ pub mod csv;
 pub mod digest;
 pub mod quarantine;
 pub mod report;
+pub mod sender_release;

@@ -155,7 +155,7 @@ fn why_text(hold: Hold, reason: Option<&str>) -> String {
     }
 }
 
-async fn audit(log: &AuditLog, actor: &str, detail: String) -> Result<(), StoreError> {
+pub(crate) async fn audit(log: &AuditLog, actor: &str, detail: String) -> Result<(), StoreError> {
     log.append(AuditRecord::action(RecordKind::Action, actor, detail))
         .await
         .map(|_| ())
@@ -214,6 +214,34 @@ pub async fn release(
         Ok((h, bytes, hold, reason))
     })
     .await?;
+    let reply = deliver_claimed(q, id, actor, &h, bytes, hop, timeout).await?;
+    let hop = hop.describe();
+    audit(
+        log,
+        actor,
+        format!(
+            "quarantine release {id} by {actor}{}: {} to {}; next hop {hop}: {reply}",
+            why_text(hold, reason.as_deref()),
+            h.mail_from,
+            h.rcpt_to.join(", "),
+        ),
+    )
+    .await
+    .map_err(|e| ReviewError::Audit(e, "the message was released"))?;
+    Ok(Released { reply, hop })
+}
+
+/// Delivers the held message `h` (its `bytes`, claimed `releasing` by `actor`) to `hop` and
+/// marks it released; on failure puts it back to `held`. Returns the next hop's reply.
+pub(crate) async fn deliver_claimed(
+    q: &Quarantine,
+    id: &str,
+    actor: &str,
+    h: &Held,
+    bytes: Vec<u8>,
+    hop: &NextHop,
+    timeout: Duration,
+) -> Result<String, ReviewError> {
     let envelope = Envelope {
         mail_from: h.mail_from.clone(),
         rcpt_to: h.rcpt_to.clone(),
@@ -252,20 +280,7 @@ pub async fn release(
     {
         return Err(ReviewError::Busy(id.to_string()));
     }
-    let hop = hop.describe();
-    audit(
-        log,
-        actor,
-        format!(
-            "quarantine release {id} by {actor}{}: {} to {}; next hop {hop}: {reply}",
-            why_text(hold, reason.as_deref()),
-            h.mail_from,
-            h.rcpt_to.join(", "),
-        ),
-    )
-    .await
-    .map_err(|e| ReviewError::Audit(e, "the message was released"))?;
-    Ok(Released { reply, hop })
+    Ok(reply)
 }
 
 /// Deletes the held message `id` for `reason`, audited as `who`'s; not recorded, not done.

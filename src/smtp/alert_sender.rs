@@ -466,6 +466,19 @@ async fn purge(relay: &Relay) {
         Err(e) => tracing::error!(error = %e, "evidence purge failed"),
     }
     purge_quarantine(relay).await;
+    purge_release_links(relay).await;
+}
+
+/// Forgets the senders' release links that expired more than 30 days ago (until then a late
+/// click is told "expired" rather than "not known").
+async fn purge_release_links(relay: &Relay) {
+    let links = crate::store::release::ReleaseLinks::new(&relay.config().storage.state_dir);
+    let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(30 * 24);
+    match tokio::task::spawn_blocking(move || links.purge(cutoff)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "release link purge failed"),
+        Err(e) => tracing::error!(error = %e, "release link purge failed"),
+    }
 }
 
 /// Deletes quarantined messages held longer than `[sensitive] quarantine_retention_days` (none

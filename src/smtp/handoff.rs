@@ -408,6 +408,10 @@ pub(crate) fn sender_notice(
             .cloned()
             .collect()
     };
+    let release = release_link(config, record, quarantine_id, now);
+    let link = release
+        .as_ref()
+        .map(|(url, until, _)| alerts::SelfReleaseLink { url, until });
     match alerts::compose_notice(
         sender,
         &recipients,
@@ -418,18 +422,55 @@ pub(crate) fn sender_notice(
         &config.school.name,
         config.sensitive.quarantine_retention_days,
         now,
+        link.as_ref(),
     ) {
         Ok(bytes) => Some(Notice {
             audit_seq: 0,
             quarantine_id: quarantine_id.to_string(),
             to: sender.to_string(),
             message: String::from_utf8_lossy(&bytes).into_owned(),
+            release_link: release.map(|(_, _, hash)| hash),
         }),
         Err(e) => {
             tracing::error!(error = %e, "the sender notice could not be composed");
             None
         }
     }
+}
+
+/// The sender's one-time release link for the message recorded as `record`, held in our own
+/// quarantine as `quarantine_id`, when every rule that held it allows the sender to release it
+/// ([`policy::release`]) and the web page has an address: `(url, until, token hash)`. A new
+/// token each time (32 random bytes); only its hash is kept ([`follow_up`]).
+pub(crate) fn release_link(
+    config: &crate::config::Config,
+    record: &MessageRecord,
+    quarantine_id: &str,
+    now: jiff::Timestamp,
+) -> Option<(String, String, String)> {
+    // A message held by the MTA (the milter's `hold` mode) is not ours to release.
+    if record.quarantine_id.as_deref() != Some(quarantine_id) {
+        return None;
+    }
+    policy::release::sender_may_release(&hold_reason(record), |r| {
+        config.allow_sender_release().allows(r)
+    })
+    .ok()?;
+    let base = config.web.base_url(&config.relay.hostname)?;
+    let token = match crate::store::release::new_token() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "no release link in the sender notice");
+            return None;
+        }
+    };
+    let hash = crate::store::release::token_hash(&token)?;
+    let expires = now.checked_add(policy::release::LINK_LIFETIME).ok()?;
+    let until = expires
+        .in_tz(&config.school.timezone)
+        .map(|z| z.strftime("%a %-d %b %Y, %H:%M %Z").to_string())
+        .unwrap_or_else(|_| expires.strftime("%a %-d %b %Y, %H:%M UTC").to_string());
+    Some((format!("{base}/release/{token}"), until, hash))
 }
 
 /// Records a message that was not accepted (limits, a client gone mid-DATA). Best effort: the
@@ -732,7 +773,24 @@ pub(crate) async fn follow_up(
     if let Some(mut notice) = notice {
         notice.audit_seq = audit_seq;
         let spool = relay.spool.clone();
-        match tokio::task::spawn_blocking(move || spool.queue_notice(&notice)).await {
+        let links = crate::store::release::ReleaseLinks::new(&relay.config().storage.state_dir);
+        match tokio::task::spawn_blocking(move || {
+            // The link's hash is kept before the notice can go, so the link works when it
+            // arrives; should that fail, the notice still tells the sender it is held.
+            if let Some(hash) = &notice.release_link
+                && let Err(e) = links.keep(
+                    hash,
+                    &notice.quarantine_id,
+                    &notice.to,
+                    jiff::Timestamp::now(),
+                )
+            {
+                tracing::error!(error = %e, "the release link could not be kept; the link in the notice will not work");
+            }
+            spool.queue_notice(&notice)
+        })
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(queue_id = %queue_id, error = %e,
                 "the sender notice could not be queued; the message is held and recorded"),
@@ -834,6 +892,65 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_hold_the_sender_may_release_gets_a_release_link() {
+        let example = include_str!("../../policies/example.toml");
+        let config =
+            crate::config::Config::parse(std::path::Path::new("example.toml"), example).unwrap();
+        let now: jiff::Timestamp = "2026-12-07T09:00:00Z".parse().unwrap();
+        let flag = |rule: &str, action: &str| crate::store::FlagRecord {
+            rule: rule.into(),
+            detail: "d".into(),
+            evidence: "e".into(),
+            action: action.into(),
+        };
+        let held = |flags: Vec<crate::store::FlagRecord>| MessageRecord {
+            quarantine_id: Some("Q1".into()),
+            flags,
+            ..MessageRecord::default()
+        };
+        let record = held(vec![flag("wrong-recipient", "quarantine")]);
+        let (url, until, hash) = release_link(&config, &record, "Q1", now).unwrap();
+        let token = url
+            .strip_prefix("http://schoolgate.example-academy.sch.uk:8025/release/")
+            .unwrap_or_else(|| panic!("{url}"));
+        assert_eq!(crate::store::release::token_hash(token), Some(hash));
+        assert_eq!(until, "Mon 14 Dec 2026, 09:00 GMT");
+        let (again, _, _) = release_link(&config, &record, "Q1", now).unwrap();
+        assert_ne!(url, again, "a new token each time");
+
+        // Not with a safeguarding flag beside it, not for another rule, not for an MTA hold.
+        for other in [
+            held(vec![
+                flag("wrong-recipient", "quarantine"),
+                flag("pupil-personal-address", "flag"),
+            ]),
+            held(vec![flag("out-of-hours-pupil-contact", "quarantine")]),
+            held(vec![flag("sensitive-data-in-body", "quarantine")]),
+            MessageRecord {
+                quarantine_id: None,
+                ..record.clone()
+            },
+        ] {
+            assert!(
+                release_link(&config, &other, "Q1", now).is_none(),
+                "{other:?}"
+            );
+        }
+        // Not without a web page to open it on.
+        let mut no_web = config.clone();
+        no_web.web.listen = None;
+        assert!(release_link(&no_web, &record, "Q1", now).is_none());
+        no_web.web.public_url = Some(crate::config::PublicUrl(
+            "https://gate.example-academy.sch.uk".into(),
+        ));
+        let (url, _, _) = release_link(&no_web, &record, "Q1", now).unwrap();
+        assert!(
+            url.starts_with("https://gate.example-academy.sch.uk/release/"),
+            "{url}"
+        );
+    }
 
     #[test]
     fn a_refusal_keeps_the_next_hops_code_and_text() {

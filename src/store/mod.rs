@@ -10,6 +10,7 @@ pub mod audit;
 pub mod logins;
 pub mod private;
 pub mod quarantine;
+pub mod release;
 pub mod spool;
 pub mod sqlite;
 pub mod users;

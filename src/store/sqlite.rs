@@ -16,7 +16,7 @@ use super::{AuditEntry, AuditRecord, Backend, ChainHead, NewEntry, RecordKind, S
 pub const DATABASE_FILE: &str = "schoolgate.db";
 
 /// The schema version this code writes; see [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// The first version with the export index, the head mark and checkpoints.
 const MARKS_VERSION: i64 = 3;
@@ -117,6 +117,19 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE web_user ADD COLUMN totp_secret TEXT;
     ALTER TABLE web_user ADD COLUMN totp_last_step INTEGER;
+",
+    // The links in sender notices that let a sender release their own held message (see
+    // `store::release`): only the SHA-256 of each token is kept.
+    "
+    CREATE TABLE release_link (
+        token_hash    TEXT PRIMARY KEY,
+        quarantine_id TEXT NOT NULL,
+        sender        TEXT NOT NULL,
+        created       TEXT NOT NULL,
+        expires       TEXT NOT NULL,
+        used_at       TEXT
+    );
+    CREATE INDEX release_link_quarantine ON release_link(quarantine_id);
 ",
 ];
 

@@ -4,8 +4,9 @@
 //! Pages are server-rendered HTML (maud) that need no JavaScript. Every response carries a
 //! strict Content-Security-Policy (nothing but our own stylesheet loads, no script runs, no
 //! framing), `Cache-Control: no-store` (message content never stays in a browser's cache),
-//! `nosniff` and `no-referrer`. `/metrics` and `/static/style.css` are public; every other page
-//! needs a session ([`auth`]) and the right role, checked in each handler.
+//! `nosniff` and `no-referrer`. `/metrics` and `/static/style.css` are public, and so is
+//! `/release/TOKEN` (a sender's one-time link, [`release`]); every other page needs a session
+//! ([`auth`]) and the right role, checked in each handler.
 //!
 //! With `[web] tls = true` the page is served over HTTPS with the relay's certificate.
 
@@ -18,6 +19,7 @@ mod pages;
 mod quarantine;
 mod quarantine_actions;
 mod quarantine_list;
+mod release;
 mod safeguarding;
 pub mod totp;
 mod undelivered;
@@ -199,6 +201,7 @@ pub fn router(relay: Arc<Relay>) -> Router {
         .route("/audit", get(safeguarding::audit))
         .route("/audit/export", get(safeguarding::export))
         .route("/undelivered", get(undelivered::list))
+        .route("/release/{token}", get(release::page).post(release::submit))
         .fallback(not_found)
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::middleware::map_response_with_state(tls, hsts))

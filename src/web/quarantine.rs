@@ -308,6 +308,12 @@ pub async fn show(
         p.back { a href="/quarantine" { "← Quarantine" } }
         h1 { (h.subject.as_deref().unwrap_or("(no subject)")) }
         p.state { "Held " (pages::short_time(&h.time)) " · " (h.state) }
+        @if let Some(sender) = h.acted_by.as_deref().and_then(|by| by.strip_prefix("sender ")) {
+            p.sender-override #sender-override {
+                "Released by its sender, " (sender) ", as a sender override (the release link in the sender notice, or the command line). Their reason: "
+                q { (h.action_reason.as_deref().unwrap_or("")) }
+            }
+        }
         @if h.state != "held" {
             (outcome(&h))
         }
