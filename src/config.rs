@@ -2417,13 +2417,5 @@ mod tests {
                 "{never}: {e}"
             );
         }
-        let url = EXAMPLE.replace(
-            "# public_url = \"https://schoolgate.example-academy.sch.uk:8025\"",
-            "public_url = \"schoolgate.example\"",
-        );
-        assert_eq!(
-            parse(&url).unwrap_err().field.as_deref(),
-            Some("web.public_url")
-        );
     }
 }
