@@ -913,7 +913,7 @@ mod tests {
         let record = held(vec![flag("wrong-recipient", "quarantine")]);
         let (url, until, hash) = release_link(&config, &record, "Q1", now).unwrap();
         let token = url
-            .strip_prefix("http://schoolgate.example-academy.sch.uk:8025/release/")
+            .strip_prefix("http://127.0.0.1:8025/release/")
             .unwrap_or_else(|| panic!("{url}"));
         assert_eq!(crate::store::release::token_hash(token), Some(hash));
         assert_eq!(until, "Mon 14 Dec 2026, 09:00 GMT");
