@@ -122,6 +122,12 @@ fn every_page_fits_at_1280_and_390_px_whatever_the_subject() {
     let reason = format!("Duplicate-of-{}", "a1b2c3d4".repeat(80));
     browser.set_field("form#delete-form textarea[name=reason]", &reason);
     browser.submit("form#delete-form");
+    // The confirmation page (h-qui) repeats the long reason: it must fit too.
+    if !browser.exists("form#confirm-form") {
+        browser.fail("expected the confirmation page");
+    }
+    assert_fits(&browser, "layout-confirm-delete");
+    browser.click("button#confirm");
 
     browser.goto("/quarantine");
     let clipped = browser.find_all("td.subject .clip");
