@@ -176,6 +176,16 @@ const NOT_A_PASSWORD: &[&str] = &[
 pub fn written(text: &str) -> Option<Written> {
     let chunks: Vec<Chunk<'_>> = chunks(text);
     for (i, c) in chunks.iter().enumerate() {
+        // A chunk starting with an ASCII letter no password word starts with is none (an ASCII
+        // letter lower-cases to an ASCII letter): most words of a letter go no further.
+        if c.core.bytes().next().is_some_and(|b| {
+            b.is_ascii()
+                && !WORDS
+                    .iter()
+                    .any(|w| w.as_bytes().first() == Some(&b.to_ascii_lowercase()))
+        }) {
+            continue;
+        }
         // Most words are lower-case ASCII already: lower-cased only when that changes them.
         let core: std::borrow::Cow<'_, str> =
             if c.core.is_ascii() && !c.core.bytes().any(|b| b.is_ascii_uppercase()) {

@@ -426,7 +426,7 @@ impl Patterns {
 
     /// Whether [`Patterns::find`] could find a term or a marking among `toks`, the words of
     /// `line`: a word that starts a term or a marking followed by the rest of its words, or a
-    /// word spelt as an acronym. Looser than `find` (gaps between words, job titles and the
+    /// word spelt as an acronym (with a capital, as `find` asks). Looser than `find` (gaps between words, job titles and the
     /// capitals a one-word marking needs are not looked at), never stricter: when this says no,
     /// `find` finds nothing.
     pub fn may_find(&self, line: &str, toks: &[Tok]) -> bool {
@@ -442,9 +442,9 @@ impl Patterns {
             });
             phrase
                 || (tok.end - tok.start <= 5
-                    && line
-                        .get(tok.start..tok.end)
-                        .is_some_and(|w| self.acronyms.contains_key(w)))
+                    && line.get(tok.start..tok.end).is_some_and(|w| {
+                        w.bytes().any(|b| b.is_ascii_uppercase()) && self.acronyms.contains_key(w)
+                    }))
         })
     }
 
