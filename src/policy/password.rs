@@ -176,7 +176,23 @@ const NOT_A_PASSWORD: &[&str] = &[
 pub fn written(text: &str) -> Option<Written> {
     let chunks: Vec<Chunk<'_>> = chunks(text);
     for (i, c) in chunks.iter().enumerate() {
-        let core = c.core.to_lowercase();
+        // A chunk starting with an ASCII letter no password word starts with is none (an ASCII
+        // letter lower-cases to an ASCII letter): most words of a letter go no further.
+        if c.core.bytes().next().is_some_and(|b| {
+            b.is_ascii()
+                && !WORDS
+                    .iter()
+                    .any(|w| w.as_bytes().first() == Some(&b.to_ascii_lowercase()))
+        }) {
+            continue;
+        }
+        // Most words are lower-case ASCII already: lower-cased only when that changes them.
+        let core: std::borrow::Cow<'_, str> =
+            if c.core.is_ascii() && !c.core.bytes().any(|b| b.is_ascii_uppercase()) {
+                std::borrow::Cow::Borrowed(c.core)
+            } else {
+                std::borrow::Cow::Owned(c.core.to_lowercase())
+            };
         // "password:Kestrel9", written without a space.
         if let Some((word, rest)) = c.core.split_once([':', '='])
             && WORDS.contains(&word.to_lowercase().as_str())
@@ -194,10 +210,10 @@ pub fn written(text: &str) -> Option<Written> {
             }
             continue;
         }
-        if !WORDS.contains(&core.as_str()) {
+        if !WORDS.contains(&&*core) {
             continue;
         }
-        let short = SHORT.contains(&core.as_str());
+        let short = SHORT.contains(&&*core);
         if let Some(value) = value_after(&chunks, i, short) {
             return Some(Written {
                 word: c.core.to_string(),

@@ -94,6 +94,52 @@ pub fn scan_named(
     scanner.found.tally()
 }
 
+/// Whether a full [`scan_named`] of `text` would certainly count no identifier, no date of
+/// birth, no pupil beside special-category data and no marking, checked far more cheaply than
+/// the scan: no line laid out with tabs (a table or a form), no number long enough for an
+/// identifier ([`six_digits`]), no word that may start a date-of-birth label, and
+/// no word that may start a term or a marking ([`Patterns::may_find`]). Each of those counts
+/// needs one of these, so when this says yes the scan's tally would have all four at zero; the
+/// pupils it names may still be counted, which a caller using this must not need.
+pub fn nothing_to_count(text: &str, vocabulary: &Vocabulary) -> bool {
+    if text.contains('\t') || six_digits(text) {
+        return false;
+    }
+    let cues = Cues::new();
+    let birth = [cues.dob, cues.birthdate, cues.born, cues.birth, cues.d];
+    let mut toks = Vec::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        tokenize(line, &mut toks);
+        if toks.iter().any(|t| birth.contains(&t.hash)) || vocabulary.patterns.may_find(line, &toks)
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `text` has six ASCII digits in a row, a single space or hyphen allowed between two
+/// of them: every identifier [`id_candidates`] reads has such a run (a UPN eleven digits, a
+/// ULN or NHS number ten, "943 476 5919" ten, "AB 12 34 56 C" six), so without one there is
+/// none. A date ("14/03/2010") or a time ("9.30") is not such a run.
+fn six_digits(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digit = |k: Option<usize>| k.and_then(|k| b.get(k)).is_some_and(u8::is_ascii_digit);
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run += 1;
+            if run >= 6 {
+                return true;
+            }
+        } else if !(matches!(c, b' ' | b'-') && digit(i.checked_sub(1)) && digit(Some(i + 1))) {
+            run = 0;
+        }
+    }
+    false
+}
+
 /// Detector names, as the audit trail and the findings show them.
 const UPN: &str = "upn";
 const ULN: &str = "uln";

@@ -720,3 +720,147 @@ fn a_special_category_word_counts_only_beside_a_pupil() {
         assert_eq!(scan_one("a.xlsx", text).special_category, 1, "{text:?}");
     }
 }
+
+/// What `nothing_to_count` promises: a full scan of the text counts nothing a body threshold
+/// looks at.
+fn assert_nothing_counted(text: &str) {
+    let t = scan_one("", text);
+    assert_eq!(
+        (
+            t.identifiers,
+            t.birth_dates,
+            t.special_category,
+            t.markings.len()
+        ),
+        (0, 0, 0, 0),
+        "nothing_to_count said yes, but the scan counted {t:?} in {text:?}"
+    );
+}
+
+#[test]
+fn a_plain_letter_home_needs_no_full_scan_and_the_scan_agrees() {
+    let vocabulary = Vocabulary::new(&[], &["OFFICIAL-SENSITIVE".into()]);
+    let letter = format!(
+        "Dear Mr Jones,\r\n\r\nThank you for coming on Thursday. {} and {} worked well on the \
+         science project. Our open morning is on 14 December at 9.30 am (room 12) and \
+         the concert is on 18/12/2026.\r\n\r\nKind regards,\r\nTom Baker\r\n",
+        pupil(0),
+        pupil(1)
+    );
+    assert!(nothing_to_count(&letter, &vocabulary));
+    assert_nothing_counted(&letter);
+    assert!(scan_one("", &letter).pupils_named >= 2);
+}
+
+#[test]
+fn anything_a_body_threshold_counts_makes_the_full_scan_run() {
+    let vocabulary = Vocabulary::new(&["Nurture group".into()], &["PROTECT".into()]);
+    for text in [
+        format!("{} {}", pupil(0), upn(0)),
+        "NHS number 943 476 5919".into(),
+        "NHS 943-476-5919".into(),
+        "ULN 1234567890".into(),
+        "NI number AB 12 34 56 C".into(),
+        "NI number AB123456C".into(),
+        "her DOB is unknown".into(),
+        "date of birth".into(),
+        "she was born then".into(),
+        "D.O.B. then".into(),
+        "has an EHCP".into(),
+        "talked about self-harm".into(),
+        "Jamie is in the nurture group".into(),
+        "OFFICIAL-SENSITIVE".into(),
+        "PROTECT".into(),
+        "Name\tUPN\nJamie Smith\tnone".into(),
+    ] {
+        assert!(!nothing_to_count(&text, &vocabulary), "{text:?}");
+    }
+}
+
+#[test]
+fn when_no_full_scan_is_needed_the_full_scan_never_counts_anything() {
+    // Sentences built from words that do and do not matter, in every order: wherever
+    // `nothing_to_count` says yes, the scan agrees.
+    let words = [
+        "Jamie Smith",
+        "Ava Jones",
+        "the",
+        "class",
+        "EHCP",
+        "SENCO",
+        "child",
+        "protection",
+        "DOB",
+        "born",
+        "on",
+        "14/03/2015",
+        "14 March 2015",
+        "943 476",
+        "5919",
+        "AB 12",
+        "34 56 C",
+        "medical",
+        "room",
+        "needs",
+        "self",
+        "harm",
+        "OFFICIAL",
+        "SENSITIVE",
+        "Mrs Patel",
+        "dyslexia",
+        "9.30",
+        "2026",
+        "asthma",
+        "pupil premium",
+        "strategy",
+        "free school meals",
+        ":",
+        "\n",
+        "Date of birth:",
+        "Child's name:",
+        "\n\n",
+    ];
+    let vocabulary = Vocabulary::new(&[], &["OFFICIAL-SENSITIVE".into()]);
+    let mut seed: u64 = 0x5eed;
+    let mut skipped = 0;
+    for _ in 0..5000 {
+        let mut text = String::new();
+        for _ in 0..6 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let w = words[(seed >> 33) as usize % words.len()];
+            text.push_str(w);
+            text.push(' ');
+        }
+        if nothing_to_count(&text, &vocabulary) {
+            skipped += 1;
+            assert_nothing_counted(&text);
+        }
+    }
+    assert!(
+        skipped > 50,
+        "too few texts skipped to test anything: {skipped}"
+    );
+}
+
+#[test]
+fn the_repository_text_fixtures_that_need_no_full_scan_count_nothing() {
+    let vocabulary = Vocabulary::new(&[], &["OFFICIAL-SENSITIVE".into()]);
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")];
+    let mut read = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "txt" || e == "eml")
+                && let Ok(text) = std::fs::read_to_string(&path)
+            {
+                read += 1;
+                if nothing_to_count(&text, &vocabulary) {
+                    assert_nothing_counted(&text);
+                }
+            }
+        }
+    }
+    assert!(read > 10, "the fixtures were not found: {read} read");
+}

@@ -424,6 +424,30 @@ impl Patterns {
             .is_some_and(|t| before.contains(&t.hash))
     }
 
+    /// Whether [`Patterns::find`] could find a term or a marking among `toks`, the words of
+    /// `line`: a word that starts a term or a marking followed by the rest of its words, or a
+    /// word spelt as an acronym (with a capital, as `find` asks). Looser than `find` (gaps between words, job titles and the
+    /// capitals a one-word marking needs are not looked at), never stricter: when this says no,
+    /// `find` finds nothing.
+    pub fn may_find(&self, line: &str, toks: &[Tok]) -> bool {
+        toks.iter().enumerate().any(|(i, tok)| {
+            let phrase = self.phrases.get(&tok.hash).is_some_and(|list| {
+                list.iter().any(|p| {
+                    !matches!(p.meaning, Meaning::NotATerm)
+                        && p.rest
+                            .iter()
+                            .enumerate()
+                            .all(|(k, &h)| toks.get(i + 1 + k).is_some_and(|t| t.hash == h))
+                })
+            });
+            phrase
+                || (tok.end - tok.start <= 5
+                    && line.get(tok.start..tok.end).is_some_and(|w| {
+                        w.bytes().any(|b| b.is_ascii_uppercase()) && self.acronyms.contains_key(w)
+                    }))
+        })
+    }
+
     /// Finds the terms and markings among `toks`, the words of `line`.
     pub fn find(&self, line: &str, toks: &[Tok], out: &mut LineTerms) {
         out.terms.clear();
