@@ -139,14 +139,8 @@ impl Directory {
             line: Some(line),
             message,
         };
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = 1 + bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            err(line, format!("not UTF-8 ({e}); export the CSV as UTF-8"))
-        })?;
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let text = csv_text(bytes)
+            .map_err(|(line, e)| err(line, format!("not UTF-8 ({e}); export the CSV as UTF-8")))?;
         let rows = parse_csv(text).map_err(|(line, m)| err(line, m))?;
         let mut rows = rows.into_iter();
         let Some((header_line, header)) = rows.next() else {
@@ -823,6 +817,19 @@ pub(crate) fn parse_csv(text: &str) -> Result<Vec<CsvRow>, (usize, String)> {
         rows.push((row_line, row));
     }
     Ok(rows)
+}
+
+/// A CSV file's text without its byte-order mark, or the line of its first byte that is not
+/// UTF-8 (the directory and the OneRoster import read their files the same way).
+pub(crate) fn csv_text(bytes: &[u8]) -> Result<&str, (usize, std::str::Utf8Error)> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        (line, e)
+    })?;
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
 #[cfg(test)]

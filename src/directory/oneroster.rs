@@ -278,14 +278,8 @@ fn table(file: &str, bytes: &[u8]) -> Result<(Vec<String>, Vec<CsvRow>), ImportE
         line: Some(line),
         message,
     };
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = 1 + bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        err(line, format!("not UTF-8 ({e}); OneRoster files are UTF-8"))
-    })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = super::csv_text(bytes)
+        .map_err(|(line, e)| err(line, format!("not UTF-8 ({e}); OneRoster files are UTF-8")))?;
     let mut rows = parse_csv(text).map_err(|(l, m)| err(l, m))?.into_iter();
     let Some((_, header)) = rows.next() else {
         return Err(err(1, "the file is empty; it needs a header row".into()));
