@@ -147,6 +147,24 @@ fn unix_now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
+/// Counts the start of a login attempt by `name` from `from` (a password or a code): go, after
+/// how long a wait, or locked. `None` when the failed logins cannot be read (logged).
+async fn begin_attempt(web: &Web, name: &str, from: IpAddr) -> Option<Attempt> {
+    let logins = web.logins();
+    let (who, client) = (name.to_string(), from.to_string());
+    match blocking(web, move || {
+        logins.begin(&who, &client, unix_now(), limits())
+    })
+    .await
+    {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::error!(error = %e, "web: the failed logins could not be read");
+            None
+        }
+    }
+}
+
 /// Runs `f` on the blocking pool (SQLite, argon2), a few at a time.
 async fn blocking<T: Send + 'static>(
     web: &Web,
@@ -267,18 +285,8 @@ pub async fn submit(
         )
     };
 
-    let logins = web.logins();
-    let (who, client) = (name.clone(), from.to_string());
-    let attempt = match blocking(&web, move || {
-        logins.begin(&who, &client, unix_now(), limits())
-    })
-    .await
-    {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "web: the failed logins could not be read");
-            return unreadable();
-        }
+    let Some(attempt) = begin_attempt(&web, &name, from).await else {
+        return unreadable();
     };
     let before = match attempt {
         Attempt::Go { before } => before,
@@ -366,18 +374,8 @@ pub async fn code(
     };
     let typed = form.get("code").unwrap_or("").to_string();
 
-    let logins = web.logins();
-    let (who, client) = (name.clone(), from.to_string());
-    let attempt = match blocking(&web, move || {
-        logins.begin(&who, &client, unix_now(), limits())
-    })
-    .await
-    {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "web: the failed logins could not be read");
-            return unreadable();
-        }
+    let Some(attempt) = begin_attempt(&web, &name, from).await else {
+        return unreadable();
     };
     let before = match attempt {
         Attempt::Go { before } => before,
