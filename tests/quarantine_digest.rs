@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::smtp::Client;
 use common::{Gateway, OutboxMessage, set};
-use mail_parser::MimeHeaders;
 
 const FROM: &str = "t.baker@example-academy.sch.uk";
 const COUNTY: &str = "admissions@county.gov.example";
@@ -33,22 +32,6 @@ fn digests(gw: &Gateway) -> Vec<OutboxMessage> {
                 .parse(&m.bytes)
                 .and_then(|p| p.subject().map(|s| s.starts_with("Quarantine digest")))
                 .unwrap_or(false)
-        })
-        .collect()
-}
-
-/// The parts of a mail: (content type, decoded text).
-fn parts(m: &OutboxMessage) -> Vec<(String, String)> {
-    let parsed = mail_parser::MessageParser::new()
-        .parse(&m.bytes)
-        .expect("the digest parses as mail");
-    parsed
-        .parts
-        .iter()
-        .filter_map(|p| {
-            let ct = p.content_type()?;
-            let ct = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""));
-            Some((ct, p.text_contents().unwrap_or("").to_string()))
         })
         .collect()
 }
@@ -127,7 +110,7 @@ fn the_digest_is_mailed_at_its_time_once_with_links_and_no_content() {
     let sent = digests(&gw);
     assert_eq!(sent.len(), 1, "one digest");
     assert_eq!(sent[0].rcpt_to(), [NETWORK_MANAGER], "only to digest_to");
-    let p = parts(&sent[0]);
+    let p = sent[0].parts();
     let text = p
         .iter()
         .find(|(ct, _)| ct == "text/plain")

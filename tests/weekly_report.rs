@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::smtp::Client;
 use common::{Gateway, HEADTEACHER, OutboxMessage, plain_message, set};
-use mail_parser::MimeHeaders;
 
 const TEACHER: &str = "t.baker@example-academy.sch.uk";
 const PUPIL_PERSONAL: &str = "jamie.smith2010@gmail.com";
@@ -159,22 +158,6 @@ fn subject(m: &OutboxMessage) -> String {
         .unwrap_or_default()
 }
 
-/// The parts of a mail: (content type, decoded text).
-fn parts(m: &OutboxMessage) -> Vec<(String, String)> {
-    let parsed = mail_parser::MessageParser::new()
-        .parse(&m.bytes)
-        .expect("the report parses as mail");
-    parsed
-        .parts
-        .iter()
-        .filter_map(|p| {
-            let ct = p.content_type()?;
-            let ct = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""));
-            Some((ct, p.text_contents().unwrap_or("").to_string()))
-        })
-        .collect()
-}
-
 #[test]
 fn the_weekly_report_is_mailed_at_its_time_once_across_restarts() {
     let mut gw = Gateway::start(|cfg| {
@@ -217,7 +200,7 @@ fn the_weekly_report_is_mailed_at_its_time_once_across_restarts() {
     assert_eq!(escalation[0].rcpt_to(), [CHAIR], "only to escalate_to");
 
     // The DSLs' copy: readable HTML with a plain-text part, without the head's flag.
-    let p = parts(&dsl_copy[0]);
+    let p = dsl_copy[0].parts();
     let text = p
         .iter()
         .find(|(ct, _)| ct == "text/plain")
@@ -238,7 +221,7 @@ fn the_weekly_report_is_mailed_at_its_time_once_across_restarts() {
         "{text}"
     );
     // What concerns the head goes to escalate_to, on its own.
-    let esc: String = parts(&escalation[0]).into_iter().map(|(_, t)| t).collect();
+    let esc: String = escalation[0].parts().into_iter().map(|(_, t)| t).collect();
     assert!(esc.contains(HEADTEACHER) && !esc.contains(TEACHER), "{esc}");
 
     let sent = |gw: &Gateway| {

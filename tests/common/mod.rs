@@ -531,6 +531,26 @@ pub struct OutboxMessage {
 }
 
 impl OutboxMessage {
+    /// The mail's parts: (content type, decoded text), for the mail schoolgate composes (the
+    /// weekly report, the quarantine digest).
+    pub fn parts(&self) -> Vec<(String, String)> {
+        use mail_parser::MimeHeaders;
+        let parsed = mail_parser::MessageParser::new()
+            .parse(&self.bytes)
+            .unwrap_or_else(|| panic!("{} does not parse as mail", self.name));
+        parsed
+            .parts
+            .iter()
+            .filter_map(|p| {
+                let ct = p.content_type()?;
+                let ct = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or(""));
+                Some((ct, p.text_contents().unwrap_or("").to_string()))
+            })
+            .collect()
+    }
+}
+
+impl OutboxMessage {
     fn envelope(&self) -> &Value {
         self.envelope.as_ref().unwrap_or_else(|| {
             panic!(
