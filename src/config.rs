@@ -48,6 +48,9 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[school]`: the one school, or in a trust (`[[schools]]`) the trust-wide defaults (and
+    /// the school that mail from no school's domain belongs to).
+    #[serde(default)]
     pub school: School,
     pub relay: Relay,
     #[serde(default)]
@@ -70,6 +73,18 @@ pub struct Config {
     pub dkim: Option<Dkim>,
     #[serde(default)]
     pub data_protection: DataProtection,
+    /// `[[schools]]` as written: each table is merged over the trust-wide defaults in
+    /// [`Config::parse`] into [`Config::schools`].
+    #[serde(default, rename = "schools")]
+    schools_written: Vec<toml::Table>,
+    /// The schools of a multi-academy trust, each with the trust-wide defaults of `[school]`,
+    /// `[disclaimer]` and `[safeguarding]` merged under its own keys; empty for a single school.
+    #[serde(skip)]
+    pub schools: Vec<SchoolPolicy>,
+    /// In a trust, the name of the school this config decides mail for ([`Config::for_school`]);
+    /// `None` for a single school's config and for the trust-wide defaults.
+    #[serde(skip)]
+    pub trust_school: Option<String>,
     /// The file this was read from.
     #[serde(skip)]
     pub source: PathBuf,
@@ -78,13 +93,19 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct School {
+    /// Required for a single school (checked in [`Config::parse`]); in a trust, each
+    /// `[[schools]]` names itself.
+    #[serde(default)]
     pub name: String,
     /// Staff addresses are in these domains.
+    #[serde(default)]
     pub domains: Vec<Domain>,
     /// Pupils' school addresses are in these domains.
     #[serde(default)]
     pub pupil_domains: Vec<Domain>,
-    /// The people (CSV in the shape of an MIS export).
+    /// The people (CSV in the shape of an MIS export). Empty only for a trust's defaults
+    /// without a trust-wide directory: then nobody is known to the trust-wide policy.
+    #[serde(default)]
     pub directory: PathBuf,
     #[serde(default = "default_timezone")]
     pub timezone: String,
@@ -99,6 +120,45 @@ pub struct School {
 
 fn default_timezone() -> String {
     "Europe/London".into()
+}
+
+impl Default for School {
+    fn default() -> Self {
+        School {
+            name: String::new(),
+            domains: Vec::new(),
+            pupil_domains: Vec::new(),
+            directory: PathBuf::new(),
+            timezone: default_timezone(),
+            staff_roles: Vec::new(),
+            phones: Vec::new(),
+        }
+    }
+}
+
+/// One school of a multi-academy trust (`[[schools]]`), the trust-wide defaults merged in:
+/// its own domains, directory, disclaimer and safeguarding.
+#[derive(Debug, Clone)]
+pub struct SchoolPolicy {
+    pub school: School,
+    pub disclaimer: Disclaimer,
+    pub safeguarding: Safeguarding,
+}
+
+impl SchoolPolicy {
+    /// Whether mail from `sender` belongs to this school: its domain is one of the school's
+    /// `domains` or `pupil_domains` (exactly, ignoring case).
+    pub fn owns(&self, sender: &str) -> bool {
+        let Some((_, domain)) = sender.trim().rsplit_once('@') else {
+            return false;
+        };
+        let domain = domain.trim_end_matches('>');
+        self.school
+            .domains
+            .iter()
+            .chain(&self.school.pupil_domains)
+            .any(|d| d.0.eq_ignore_ascii_case(domain))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -1468,8 +1528,198 @@ impl Config {
             }
         })?;
         config.source = path.to_path_buf();
+        // The same text as plain tables: which keys were written, for the per-key merge of a
+        // trust's defaults (it parsed above, so it parses here).
+        let written: toml::Table = toml::from_str(text).unwrap_or_default();
+        config.merge_schools(text, &written)?;
         config.validate(text)?;
         Ok(config)
+    }
+
+    /// The effective config for mail of school `i` of the trust: its own `[school]` keys,
+    /// disclaimer and safeguarding (the trust-wide defaults merged in), the rest shared. Its
+    /// `domains` and `pupil_domains` are its own first, then every other school's: a pupil of
+    /// any school of the trust is a pupil, and mail between the trust's schools stays inside.
+    pub fn for_school(&self, i: usize) -> Option<Config> {
+        let policy = self.schools.get(i)?;
+        let mut config = self.clone();
+        let mut school = policy.school.clone();
+        for other in &self.schools {
+            for d in &other.school.domains {
+                if !school.domains.contains(d) {
+                    school.domains.push(d.clone());
+                }
+            }
+            for d in &other.school.pupil_domains {
+                if !school.pupil_domains.contains(d) {
+                    school.pupil_domains.push(d.clone());
+                }
+            }
+        }
+        config.school = school;
+        config.disclaimer = policy.disclaimer.clone();
+        config.safeguarding = policy.safeguarding.clone();
+        config.trust_school = Some(policy.school.name.clone());
+        Some(config)
+    }
+
+    /// Which school of the trust mail from `sender` (the envelope sender) belongs to: the one
+    /// whose `domains` or `pupil_domains` hold its domain. `None` for a single school, and for a
+    /// sender at no school's domain (the trust-wide defaults apply).
+    pub fn school_of(&self, sender: &str) -> Option<usize> {
+        self.schools.iter().position(|s| s.owns(sender))
+    }
+
+    /// Merges each `[[schools]]` table over the trust-wide `[school]`, `[disclaimer]` and
+    /// `[safeguarding]` keys (per key; `[safeguarding] rules` per rule), checks the schools
+    /// against each other, and makes `[school]` the trust-wide default: every school's domains,
+    /// and the name "the trust" unless `[school] name` gives one.
+    fn merge_schools(&mut self, text: &str, written: &toml::Table) -> Result<(), ConfigError> {
+        let entries = std::mem::take(&mut self.schools_written);
+        if entries.is_empty() {
+            if !written.contains_key("school") {
+                return Err(ConfigError {
+                    path: self.source.clone(),
+                    line: None,
+                    field: Some("school".into()),
+                    message: "[school] is missing; add it with name, domains and directory (or \
+                              list a trust's schools as [[schools]] tables)"
+                        .into(),
+                });
+            }
+            return Ok(());
+        }
+        let top = |key: &str| written.get(key).and_then(toml::Value::as_table);
+        let mut schools: Vec<SchoolPolicy> = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let name = entry
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .map(str::to_string);
+            let label = match &name {
+                Some(n) => format!("[[schools]] \"{n}\""),
+                None => format!("[[schools]] number {}", i + 1),
+            };
+            let err = |key: &str, message: String| ConfigError {
+                path: self.source.clone(),
+                line: nth_line_starting(text, "[[schools]]", i),
+                field: Some(if key.is_empty() {
+                    "schools".to_string()
+                } else {
+                    format!("schools.{key}")
+                }),
+                message: format!("{label}: {message}"),
+            };
+            if name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+                return Err(err(
+                    "name",
+                    "needs its own name, e.g. name = \"Ashdown Park School\"".into(),
+                ));
+            }
+            let mut own = entry.clone();
+            let mut section = |key: &str| -> Result<Option<toml::Table>, ConfigError> {
+                match own.remove(key) {
+                    None => Ok(None),
+                    Some(toml::Value::Table(t)) => Ok(Some(t)),
+                    Some(_) => Err(err(
+                        key,
+                        format!("{key} must be a table: write [schools.{key}] under the school"),
+                    )),
+                }
+            };
+            let disclaimer = section("disclaimer")?;
+            let safeguarding = section("safeguarding")?;
+            let school: School = overlay(top("school"), Some(&own), &[])
+                .try_into()
+                .map_err(|e: toml::de::Error| err("", one_line(e.message())))?;
+            let disclaimer: Disclaimer = overlay(top("disclaimer"), disclaimer.as_ref(), &[])
+                .try_into()
+                .map_err(|e: toml::de::Error| err("disclaimer", one_line(e.message())))?;
+            let safeguarding: Safeguarding =
+                overlay(top("safeguarding"), safeguarding.as_ref(), &["rules"])
+                    .try_into()
+                    .map_err(|e: toml::de::Error| err("safeguarding", one_line(e.message())))?;
+            if school.domains.is_empty() {
+                return Err(err(
+                    "domains",
+                    "needs the school's staff mail domain(s), e.g. domains = [\"ashdownpark.sch.uk\"]"
+                        .into(),
+                ));
+            }
+            if school.directory.as_os_str().is_empty() {
+                return Err(err(
+                    "directory",
+                    "needs the school's directory (the MIS export), or set [school] directory for every school"
+                        .into(),
+                ));
+            }
+            if jiff::tz::TimeZone::get(&school.timezone).is_err() {
+                return Err(err(
+                    "timezone",
+                    format!(
+                        "\"{}\" is not a known time zone; use e.g. \"Europe/London\"",
+                        school.timezone
+                    ),
+                ));
+            }
+            if let Some(other) = schools.iter().find(|o| {
+                o.school
+                    .name
+                    .trim()
+                    .eq_ignore_ascii_case(school.name.trim())
+            }) {
+                return Err(err(
+                    "name",
+                    format!(
+                        "two schools are named \"{}\"; give each school its own name",
+                        other.school.name
+                    ),
+                ));
+            }
+            let mine = school.domains.iter().chain(&school.pupil_domains);
+            for d in mine {
+                if let Some(other) = schools.iter().find(|o| {
+                    o.school
+                        .domains
+                        .iter()
+                        .chain(&o.school.pupil_domains)
+                        .any(|x| x.0.eq_ignore_ascii_case(&d.0))
+                }) {
+                    return Err(err(
+                        "domains",
+                        format!(
+                            "the domain \"{}\" is claimed by both \"{}\" and \"{}\"; a message \
+                             belongs to the school of its sender's domain, so list each domain under \
+                             one school only",
+                            d.0, other.school.name, school.name
+                        ),
+                    ));
+                }
+            }
+            schools.push(SchoolPolicy {
+                school,
+                disclaimer,
+                safeguarding,
+            });
+        }
+        let trust = &mut self.school;
+        if trust.name.trim().is_empty() {
+            trust.name = "the trust".into();
+        }
+        for s in &schools {
+            for d in &s.school.domains {
+                if !trust.domains.contains(d) {
+                    trust.domains.push(d.clone());
+                }
+            }
+            for d in &s.school.pupil_domains {
+                if !trust.pupil_domains.contains(d) {
+                    trust.pupil_domains.push(d.clone());
+                }
+            }
+        }
+        self.schools = schools;
+        Ok(())
     }
 
     /// Checks what no single value can say about itself.
@@ -1604,6 +1854,19 @@ impl Config {
                     "\"*\" allows any sender and must stand alone; remove it or the domains \
                      beside it"
                         .into(),
+                ));
+            }
+        }
+        if self.schools.is_empty() {
+            // A single school: `[school]` with its name and directory, as always.
+            if self.school.name.trim().is_empty() {
+                return Err(err("school", "name", "needs the school's name".into()));
+            }
+            if self.school.directory.as_os_str().is_empty() {
+                return Err(err(
+                    "school",
+                    "directory",
+                    "needs the school's directory (the CSV exported from the MIS)".into(),
                 ));
             }
         }
@@ -1780,6 +2043,40 @@ impl Config {
             password: password.trim_end_matches(['\r', '\n']).to_string(),
         }))
     }
+}
+
+/// `defaults` with `own`'s keys written over it, key by key; a key in `deep` (a table of its
+/// own, like `rules`) is merged the same way one level down.
+fn overlay(
+    defaults: Option<&toml::Table>,
+    own: Option<&toml::Table>,
+    deep: &[&str],
+) -> toml::Table {
+    let mut merged = defaults.cloned().unwrap_or_default();
+    for (key, value) in own.into_iter().flatten() {
+        match (merged.get_mut(key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(mine))
+                if deep.contains(&key.as_str()) =>
+            {
+                for (k, v) in mine {
+                    base.insert(k.clone(), v.clone());
+                }
+            }
+            _ => {
+                merged.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    merged
+}
+
+/// The 1-based line of the `n`th (0-based) line that reads `header`.
+fn nth_line_starting(text: &str, header: &str, n: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == header)
+        .nth(n)
+        .map(|(i, _)| i + 1)
 }
 
 /// Collapses a multi-line parser message to one line.
@@ -2417,5 +2714,143 @@ mod tests {
                 "{never}: {e}"
             );
         }
+    }
+
+    /// The example config with its `[school]` replaced by two `[[schools]]` (and `extra`
+    /// appended to the second).
+    fn trust(extra: &str) -> String {
+        let start = EXAMPLE.find("[school]").unwrap();
+        let end = EXAMPLE.find("[relay]").unwrap();
+        format!(
+            "{}{}\n{}\n[[schools]]\nname = \"Ashdown Park School\"\ndomains = [\"ashdownpark.sch.uk\"]\n\
+             pupil_domains = [\"pupils.ashdownpark.sch.uk\"]\ndirectory = \"a.csv\"\n\
+             [schools.disclaimer]\ntext = \"Ashdown.\"\n\
+             [schools.safeguarding]\ndsl = [\"dsl@ashdownpark.sch.uk\"]\n\
+             rules = {{ staff-personal-address = \"quarantine\" }}\n\
+             [[schools]]\nname = \"Bramblefield Primary\"\ndomains = [\"bramblefield.sch.uk\"]\n\
+             directory = \"b.csv\"\ntimezone = \"Europe/Dublin\"\n{extra}",
+            &EXAMPLE[..start],
+            "[school]\nstaff_roles = [\"dsl\"]\n",
+            &EXAMPLE[end..]
+        )
+    }
+
+    #[test]
+    fn a_single_school_config_has_no_schools_and_decides_as_before() {
+        let c = parse(EXAMPLE).unwrap();
+        assert!(c.schools.is_empty());
+        assert_eq!(c.school.name, "Example Academy");
+        assert_eq!(c.school_of("t.baker@example-academy.sch.uk"), None);
+        assert!(c.for_school(0).is_none());
+        assert!(c.trust_school.is_none());
+        let start = EXAMPLE.find("[school]").unwrap();
+        let end = EXAMPLE.find("[relay]").unwrap();
+        let without = format!("{}{}", &EXAMPLE[..start], &EXAMPLE[end..]);
+        let e = parse(&without).unwrap_err();
+        assert!(e.to_string().contains("[school] is missing"), "{e}");
+    }
+
+    #[test]
+    fn a_school_s_own_keys_override_the_trust_wide_defaults_key_by_key() {
+        let c = parse(&trust("")).unwrap();
+        assert_eq!(c.schools.len(), 2);
+        let (a, b) = (&c.schools[0], &c.schools[1]);
+        // The school's own text; exempt_roles and on_signed from the trust-wide [disclaimer].
+        assert_eq!(a.disclaimer.text, "Ashdown.");
+        assert_eq!(a.disclaimer.exempt_roles, vec!["headteacher".to_string()]);
+        assert_eq!(
+            b.disclaimer.text, c.disclaimer.text,
+            "no [schools.disclaimer]: the trust's"
+        );
+        // [school] keys: staff_roles from the trust, timezone the school's own or the default.
+        assert_eq!(a.school.staff_roles, vec!["dsl".to_string()]);
+        assert_eq!(a.school.timezone, "Europe/London");
+        assert_eq!(b.school.timezone, "Europe/Dublin");
+        // Safeguarding: the school's DSL; rules merged rule by rule; alert_window the trust's.
+        assert_eq!(a.safeguarding.dsl[0].0, "dsl@ashdownpark.sch.uk");
+        assert_eq!(b.safeguarding.dsl, c.safeguarding.dsl);
+        assert_eq!(
+            a.safeguarding.rules.get(&ContactRule::StaffPersonalAddress),
+            Some(&Action::Quarantine)
+        );
+        assert_eq!(
+            a.safeguarding.rules.get(&ContactRule::PupilPersonalAddress),
+            c.safeguarding.rules.get(&ContactRule::PupilPersonalAddress)
+        );
+        assert_eq!(a.safeguarding.alert_window, c.safeguarding.alert_window);
+        // The trust-wide [school] knows every school's domains.
+        assert_eq!(c.school.name, "the trust");
+        let all: Vec<&str> = c.school.domains.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(all, vec!["ashdownpark.sch.uk", "bramblefield.sch.uk"]);
+    }
+
+    #[test]
+    fn a_message_belongs_to_the_school_of_its_sender_s_domain() {
+        let c = parse(&trust("")).unwrap();
+        assert_eq!(c.school_of("r.ellis@ashdownpark.sch.uk"), Some(0));
+        assert_eq!(c.school_of("L.Grant@Pupils.AshdownPark.sch.uk"), Some(0));
+        assert_eq!(c.school_of("s.hale@bramblefield.sch.uk"), Some(1));
+        assert_eq!(c.school_of("x@sub.bramblefield.sch.uk"), None);
+        assert_eq!(c.school_of("x@trust.example"), None);
+        assert_eq!(c.school_of(""), None);
+        let a = c.for_school(0).unwrap();
+        assert_eq!(a.trust_school.as_deref(), Some("Ashdown Park School"));
+        assert_eq!(a.school.name, "Ashdown Park School");
+        assert_eq!(a.disclaimer.text, "Ashdown.");
+        // Its own domain first (alerts come from schoolgate@ it), then the trust's others.
+        assert_eq!(a.school.domains[0].0, "ashdownpark.sch.uk");
+        assert!(
+            a.school
+                .domains
+                .iter()
+                .any(|d| d.0 == "bramblefield.sch.uk")
+        );
+        assert_eq!(a.alert_from(), "schoolgate@ashdownpark.sch.uk");
+    }
+
+    #[test]
+    fn a_domain_or_a_name_claimed_by_two_schools_is_refused_naming_both() {
+        let e = parse(&trust("pupil_domains = [\"AshdownPark.sch.uk\"]\n")).unwrap_err();
+        let said = e.to_string();
+        for needle in [
+            "ashdownpark.sch.uk",
+            "Ashdown Park School",
+            "Bramblefield Primary",
+        ] {
+            assert!(
+                said.to_lowercase().contains(&needle.to_lowercase()),
+                "{needle}: {said}"
+            );
+        }
+        let twice = trust("").replace("Bramblefield Primary", "ashdown park school");
+        let e = parse(&twice).unwrap_err();
+        assert!(e.to_string().contains("two schools are named"), "{e}");
+        let nameless = trust("").replace("name = \"Bramblefield Primary\"\n", "");
+        let e = parse(&nameless).unwrap_err();
+        assert!(e.to_string().contains("needs its own name"), "{e}");
+        let unknown = trust("colour = \"green\"\n");
+        let e = parse(&unknown).unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+        let no_directory = trust("").replace("directory = \"b.csv\"\n", "");
+        let e = parse(&no_directory).unwrap_err();
+        assert!(e.to_string().contains("directory"), "{e}");
+    }
+
+    #[test]
+    fn the_trust_example_is_a_valid_trust() {
+        let c = parse(include_str!("../policies/trust.toml")).unwrap();
+        let names: Vec<&str> = c.schools.iter().map(|s| s.school.name.as_str()).collect();
+        assert_eq!(names, vec!["Ashdown Park School", "Bramblefield Primary"]);
+        assert_eq!(c.school_of("x@downland-trust.org.uk"), None);
+        let b = c.for_school(1).unwrap();
+        assert_eq!(
+            b.safeguarding.rules.get(&ContactRule::PupilPersonalAddress),
+            Some(&Action::Quarantine)
+        );
+        assert_eq!(
+            b.safeguarding.rules.get(&ContactRule::StaffPersonalAddress),
+            Some(&Action::Flag)
+        );
+        assert_eq!(b.disclaimer.exempt_roles, vec!["headteacher".to_string()]);
     }
 }

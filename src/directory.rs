@@ -114,7 +114,13 @@ pub struct DirectoryError {
 impl Directory {
     /// Reads the directory at `path`; `staff_roles` are the roles allowed besides `pupil`,
     /// `staff` and `headteacher`.
+    ///
+    /// An empty `path` is no directory (nobody known): a trust's defaults without a trust-wide
+    /// `[school] directory` (a single school's config must name one).
     pub fn load(path: &Path, staff_roles: &[String]) -> Result<Directory, DirectoryError> {
+        if path.as_os_str().is_empty() {
+            return Ok(Directory::default());
+        }
         let bytes = std::fs::read(path).map_err(|e| DirectoryError {
             path: path.to_path_buf(),
             line: None,

@@ -147,7 +147,15 @@ fn session_bench() -> &'static SessionBench {
                 config.relay.next_hop_timeout.0,
             )
             .expect("the outbox next hop");
-            Relay::new(Arc::new(config), directory, hop, audit, None, stop_rx)
+            Relay::new(
+                Arc::new(config),
+                directory,
+                Vec::new(),
+                hop,
+                audit,
+                None,
+                stop_rx,
+            )
         });
         SessionBench {
             runtime,

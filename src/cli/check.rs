@@ -30,8 +30,7 @@ pub struct CheckArgs {
 }
 
 pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let config = super::load_config(config_path)?;
-    let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
+    let trust = super::load_config(config_path)?;
     let message = std::fs::read(&args.message)
         .with_context(|| format!("cannot read the message {}", args.message.display()))?;
     let summary = policy::summarise(&message);
@@ -61,6 +60,12 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         smtputf8: false,
         body_8bit: false,
     };
+    // In a trust, the school of the envelope sender's domain decides, with its own directory.
+    let config = match trust.school_of(&envelope.mail_from) {
+        Some(i) => trust.for_school(i).unwrap_or_else(|| trust.clone()),
+        None => trust,
+    };
+    let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
     let decision = policy::evaluate(
         &envelope,
         &message,
@@ -78,7 +83,7 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
     }
-    let verdict = serde_json::json!({
+    let mut verdict = serde_json::json!({
         "verdict": decision.verdict,
         "disclaimer": decision.disclaimer,
         "flags": decision.flags,
@@ -88,6 +93,10 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
         "sha256_original": hex::encode(Sha256::digest(&message)),
         "sha256_delivered": hex::encode(Sha256::digest(delivered)),
     });
+    // In a trust, which school the message belonged to (absent for a single school).
+    if let (Some(school), Some(fields)) = (&config.trust_school, verdict.as_object_mut()) {
+        fields.insert("school".into(), school.clone().into());
+    }
     if args.json {
         println!("{}", crate::display::json(&verdict.to_string()));
     } else {
@@ -98,6 +107,9 @@ pub fn run(config_path: &Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
             shown(&envelope.mail_from),
             shown(&envelope.rcpt_to.join(", "))
         );
+        if let Some(school) = &config.trust_school {
+            println!("school:     {}", shown(school));
+        }
         println!("verdict:    {}", decision.verdict.as_str());
         for f in &decision.flags {
             println!(

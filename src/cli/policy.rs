@@ -3,58 +3,57 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{Action, ContactRule, SensitiveRule};
+use crate::config::{Action, Config, ContactRule, SensitiveRule};
 use crate::directory::Directory;
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
     let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
-    let today = jiff::Zoned::now().date();
-    let pupils = directory
-        .people
-        .iter()
-        .filter(|p| p.is_pupil(today))
-        .count();
-    let staff = directory.people.iter().filter(|p| p.is_staff()).count();
-    let exempt: Vec<String> = directory
-        .people
-        .iter()
-        .filter(|p| config.disclaimer.exempt_roles.contains(&p.role))
-        .filter_map(|p| p.school_email.clone())
-        .chain(
-            config
-                .disclaimer
-                .exempt_addresses
-                .iter()
-                .map(|a| a.0.clone()),
-        )
-        .collect();
-    let domains = |d: &[crate::config::Domain]| {
-        d.iter()
-            .map(|d| d.0.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     println!("config {} is valid", config_path.display());
-    println!("  school:          {}", config.school.name);
-    println!("  staff domains:   {}", domains(&config.school.domains));
-    println!(
-        "  pupil domains:   {}",
-        domains(&config.school.pupil_domains)
-    );
-    println!(
-        "  directory:       {} ({} people: {staff} staff, {pupils} pupils)",
-        config.school.directory.display(),
-        directory.people.len()
-    );
-    println!(
-        "  disclaimer:      exempt senders: {}",
-        if exempt.is_empty() {
-            "none".to_string()
-        } else {
-            exempt.join(", ")
+    if config.schools.is_empty() {
+        school_summary(&config, &config.school, &directory);
+    } else {
+        println!(
+            "  trust:           {} schools; mail from no school's domain gets the trust-wide defaults ({})",
+            config.schools.len(),
+            config.school.name
+        );
+        for (i, policy) in config.schools.iter().enumerate() {
+            let Some(school) = config.for_school(i) else {
+                continue;
+            };
+            let directory = Directory::load(&school.school.directory, &school.school.staff_roles)?;
+            school_summary(&school, &policy.school, &directory);
+            let dsl: Vec<&str> = school
+                .safeguarding
+                .dsl
+                .iter()
+                .map(|a| a.0.as_str())
+                .collect();
+            println!(
+                "  alerts to:       {}",
+                if dsl.is_empty() {
+                    "nobody: list the school's DSLs in [schools.safeguarding] dsl".to_string()
+                } else {
+                    dsl.join(", ")
+                }
+            );
+            println!(
+                "  its rules:       {}",
+                contact_rules(&school.safeguarding).join(", ")
+            );
+            for line in escalation_warnings(&school, &directory) {
+                println!("warning: {} ({line})", policy.school.name);
+            }
         }
-    );
+        if !config.school.directory.as_os_str().is_empty() {
+            println!(
+                "  trust directory: {} ({} people)",
+                config.school.directory.display(),
+                directory.people.len()
+            );
+        }
+    }
     println!(
         "  relay:           {} -> {}",
         config
@@ -77,21 +76,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     }
     // Every rule with its action, defaults included, by its SPEC name.
     let lower = |a: Action| format!("{a:?}").to_lowercase();
-    let mut rules: Vec<String> = Vec::new();
-    for rule in [
-        ContactRule::PupilPersonalAddress,
-        ContactRule::StaffPersonalAddress,
-        ContactRule::PersonalContactShared,
-        ContactRule::OutOfHoursPupilContact,
-    ] {
-        let action = config
-            .safeguarding
-            .rules
-            .get(&rule)
-            .copied()
-            .unwrap_or(Action::Flag);
-        rules.push(format!("{}={}", rule.name(), lower(action)));
-    }
+    let mut rules: Vec<String> = contact_rules(&config.safeguarding);
     for rule in [
         SensitiveRule::UnencryptedSensitiveAttachment,
         SensitiveRule::UnscannableAttachment,
@@ -132,7 +117,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         l.max_scan_time.0.as_secs()
     );
     println!("  rules:           {}", rules.join(", "));
-    for line in escalation_warnings(&config, &directory) {
+    for line in escalation_warnings(&config, &directory)
+        .into_iter()
+        .filter(|_| config.schools.is_empty())
+    {
         println!("warning: {line}");
     }
     if let Some(line) = config.web.insecure_warning() {
@@ -143,6 +131,73 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     }
     dkim_summary(&config)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The safeguarding contact rules with their actions, defaults included, by their SPEC names.
+fn contact_rules(safeguarding: &crate::config::Safeguarding) -> Vec<String> {
+    [
+        ContactRule::PupilPersonalAddress,
+        ContactRule::StaffPersonalAddress,
+        ContactRule::PersonalContactShared,
+        ContactRule::OutOfHoursPupilContact,
+    ]
+    .into_iter()
+    .map(|rule| {
+        let action = safeguarding
+            .rules
+            .get(&rule)
+            .copied()
+            .unwrap_or(Action::Flag);
+        format!("{}={}", rule.name(), format!("{action:?}").to_lowercase())
+    })
+    .collect()
+}
+
+/// The lines about one school: its name, its own domains (`own`), its directory and who is
+/// exempt from its disclaimer.
+fn school_summary(config: &Config, own: &crate::config::School, directory: &Directory) {
+    let today = jiff::Zoned::now().date();
+    let pupils = directory
+        .people
+        .iter()
+        .filter(|p| p.is_pupil(today))
+        .count();
+    let staff = directory.people.iter().filter(|p| p.is_staff()).count();
+    let exempt: Vec<String> = directory
+        .people
+        .iter()
+        .filter(|p| config.disclaimer.exempt_roles.contains(&p.role))
+        .filter_map(|p| p.school_email.clone())
+        .chain(
+            config
+                .disclaimer
+                .exempt_addresses
+                .iter()
+                .map(|a| a.0.clone()),
+        )
+        .collect();
+    let domains = |d: &[crate::config::Domain]| {
+        d.iter()
+            .map(|d| d.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("  school:          {}", own.name);
+    println!("  staff domains:   {}", domains(&own.domains));
+    println!("  pupil domains:   {}", domains(&own.pupil_domains));
+    println!(
+        "  directory:       {} ({} people: {staff} staff, {pupils} pupils)",
+        own.directory.display(),
+        directory.people.len()
+    );
+    println!(
+        "  disclaimer:      exempt senders: {}",
+        if exempt.is_empty() {
+            "none".to_string()
+        } else {
+            exempt.join(", ")
+        }
+    );
 }
 
 /// `[dkim]`: each key loaded (a key that cannot be used is an error, as at start), and its

@@ -93,6 +93,10 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     let tls = load_tls(&config)?;
     read.stamp(&config.school.directory);
     let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
+    for s in &config.schools {
+        read.stamp(&s.school.directory);
+    }
+    let schools = crate::smtp::server::load_schools(&config)?;
     let next_hop = signing_next_hop_for(&config)?;
     let mut listeners = Vec::new();
     for addr in &config.relay.listen {
@@ -158,6 +162,7 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     let relay = Relay::new(
         Arc::clone(&config),
         directory,
+        schools,
         next_hop,
         audit.clone(),
         tls,
@@ -387,20 +392,25 @@ impl Reloader {
         }
         let relay = &self.relay;
         let old = relay.config();
-        let (source, in_force) = (old.source.clone(), old.school.directory.clone());
+        let (source, in_force) = (old.source.clone(), directories(&old));
         let loaded = tokio::task::spawn_blocking(move || {
             // Each file is stamped just before it is read: a write after that is a change
             // the next polls see.
             let mut seen = Watched::default();
             seen.stamp(&source);
-            seen.stamp(&in_force);
+            for d in &in_force {
+                seen.stamp(d);
+            }
             let result = Config::load(&source)
                 .map_err(anyhow::Error::from)
                 .and_then(|new| {
-                    seen.stamp(&new.school.directory);
+                    for d in directories(&new) {
+                        seen.stamp(&d);
+                    }
                     let directory =
                         Directory::load(&new.school.directory, &new.school.staff_roles)?;
-                    Ok((new, directory))
+                    let schools = crate::smtp::server::load_schools(&new)?;
+                    Ok((new, directory, schools))
                 });
             (result, seen)
         })
@@ -413,12 +423,12 @@ impl Reloader {
                 read.now(),
             ),
         };
-        let result = result.and_then(|(new, directory)| {
+        let result = result.and_then(|(new, directory, schools)| {
             let hop = signing_next_hop_for(&new)?;
-            Ok((new, directory, hop))
+            Ok((new, directory, schools, hop))
         });
         let outcome = match result {
-            Ok((new, directory, hop)) => {
+            Ok((new, directory, schools, hop)) => {
                 if new.relay.listen != old.relay.listen
                     || new.relay.tls_cert != old.relay.tls_cert
                     || new.relay.tls_key != old.relay.tls_key
@@ -436,8 +446,11 @@ impl Reloader {
                     hop.describe()
                 );
                 // From now on, watch the files the new config names.
-                *read = seen.only(&[new.source.as_path(), new.school.directory.as_path()]);
-                relay.replace(Arc::new(new), directory, hop);
+                let watched = directories(&new);
+                let mut keep: Vec<&Path> = vec![new.source.as_path()];
+                keep.extend(watched.iter().map(PathBuf::as_path));
+                *read = seen.only(&keep);
+                relay.replace(Arc::new(new), directory, schools, hop);
                 Ok(d)
             }
             Err(e) => {
@@ -548,4 +561,15 @@ fn load_tls(config: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
         format!("{src}: relay.tls_cert/tls_key: the key does not fit the certificate")
     })?;
     Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
+/// The directory files `config` reads: `[school] directory` and each school's of a trust.
+fn directories(config: &Config) -> Vec<PathBuf> {
+    let mut all = vec![config.school.directory.clone()];
+    for s in &config.schools {
+        if !all.contains(&s.school.directory) {
+            all.push(s.school.directory.clone());
+        }
+    }
+    all
 }

@@ -39,8 +39,8 @@ pub async fn end_of_message(
     message: Message,
     mta_queue_id: Option<String>,
 ) -> (Status, Option<String>) {
-    let config = relay.config();
-    let directory = relay.directory();
+    // A trust's school by the envelope sender's domain: its policy and directory.
+    let (config, directory) = relay.for_sender(&message.envelope.mail_from);
     let now = jiff::Timestamp::now();
     let Message {
         queue_id,
@@ -103,6 +103,7 @@ pub async fn end_of_message(
         mta_queue_id.clone(),
     );
     record_decision(&mut record, &decision);
+    record.school = config.trust_school.clone();
     let outgoing = decision.outgoing(b"", &original);
     // Held in our quarantine, the mail server's copy is discarded: no edits to send.
     let changes = match (decision.verdict, config.milter.quarantine) {

@@ -218,9 +218,12 @@ async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    let config = relay.config();
-    let directory = relay.directory();
-    let window = config.safeguarding.alert_window.0;
+    // The longest alert window of the trust, for forgetting senders below.
+    let window = std::iter::once(relay.config())
+        .chain(relay.schools().iter().map(|s| Arc::clone(&s.config)))
+        .map(|c| c.safeguarding.alert_window.0)
+        .max()
+        .unwrap_or_default();
     let now = jiff::Timestamp::now();
     let mut by_sender: Vec<(String, Vec<(PathBuf, Flagged)>)> = Vec::new();
     for (path, item) in pending {
@@ -231,6 +234,9 @@ async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
         }
     }
     for (sender_key, items) in by_sender {
+        // In a trust, the sender's school decides: its DSLs, its window, its escalation.
+        let (config, directory) = relay.for_sender(&items[0].1.sender);
+        let window = config.safeguarding.alert_window.0;
         let oldest = items
             .iter()
             .filter_map(|(_, i)| i.time.parse::<jiff::Timestamp>().ok())

@@ -111,8 +111,8 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Decides, delivers and records `received`; returns the reply for the client.
 pub async fn hand_off(relay: &Relay, received: Received) -> String {
-    let config = relay.config();
-    let directory = relay.directory();
+    // A trust's school by the envelope sender's domain: its policy and directory.
+    let (config, directory) = relay.for_sender(&received.envelope.mail_from);
     let now = jiff::Timestamp::now();
     // The policy opens attachments (up to `max_scan_time`): on a blocking thread, so the
     // sessions sharing this worker are not held up. The message moves there and back, uncopied.
@@ -152,6 +152,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     };
     let mut record = base_record(&received, original, &decision.summary);
     record_decision(&mut record, &decision);
+    record.school = config.trust_school.clone();
     // With `[dkim] arc = true`: what the incoming signatures say, before the rewrite (DNS).
     let incoming = match (hop.signing(), decision.verdict) {
         (Some(signing), Verdict::Deliver | Verdict::Quarantine) if signing.arc() => {

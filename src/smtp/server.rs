@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use super::next_hop::NextHop;
 use super::session;
 use crate::config::Config;
-use crate::directory::Directory;
+use crate::directory::{Directory, DirectoryError};
 use crate::store::AuditLog;
 use crate::store::spool::Spool;
 use crate::web::metrics::Metrics;
@@ -27,6 +27,9 @@ use crate::web::metrics::Metrics;
 pub struct Relay {
     config: RwLock<Arc<Config>>,
     directory: RwLock<Arc<Directory>>,
+    /// The schools of a trust (`[[schools]]`), each with its own config and directory; empty
+    /// for a single school.
+    schools: RwLock<Arc<Vec<SchoolInForce>>>,
     next_hop: RwLock<Arc<NextHop>>,
     pub audit: AuditLog,
     /// Evidence and queued DSL alerts.
@@ -40,6 +43,36 @@ pub struct Relay {
     shutdown: watch::Receiver<bool>,
     /// Turns at checking attachments (`[sensitive.limits] max_parallel_scans`).
     scans: ScanTurns,
+}
+
+/// One school of a trust in force: the config its mail is decided under
+/// ([`Config::for_school`]) and its own directory.
+pub struct SchoolInForce {
+    pub config: Arc<Config>,
+    pub directory: Arc<Directory>,
+}
+
+impl SchoolInForce {
+    /// The school's name, as `[[schools]] name` gives it.
+    pub fn name(&self) -> &str {
+        &self.config.school.name
+    }
+}
+
+/// Each school of `config`'s trust with its directory read (none for a single school).
+pub fn load_schools(config: &Config) -> Result<Vec<SchoolInForce>, DirectoryError> {
+    let mut schools = Vec::new();
+    for i in 0..config.schools.len() {
+        let Some(school) = config.for_school(i) else {
+            continue;
+        };
+        let directory = Directory::load(&school.school.directory, &school.school.staff_roles)?;
+        schools.push(SchoolInForce {
+            config: Arc::new(school),
+            directory: Arc::new(directory),
+        });
+    }
+    Ok(schools)
 }
 
 /// At most N messages have their attachments checked at once; the others wait their turn.
@@ -78,6 +111,7 @@ impl Relay {
     pub fn new(
         config: Arc<Config>,
         directory: Directory,
+        schools: Vec<SchoolInForce>,
         next_hop: NextHop,
         audit: AuditLog,
         tls: Option<TlsAcceptor>,
@@ -88,6 +122,7 @@ impl Relay {
             scans: ScanTurns::new(config.sensitive.limits.max_parallel_scans),
             config: RwLock::new(config),
             directory: RwLock::new(Arc::new(directory)),
+            schools: RwLock::new(Arc::new(schools)),
             next_hop: RwLock::new(Arc::new(next_hop)),
             audit,
             spool,
@@ -119,6 +154,31 @@ impl Relay {
         }
     }
 
+    /// The schools of the trust in force now (empty for a single school).
+    pub fn schools(&self) -> Arc<Vec<SchoolInForce>> {
+        match self.schools.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The config and directory that mail from envelope sender `sender` is decided under: its
+    /// school's ([`Config::school_of`]), or the trust-wide (the single school's) when no school
+    /// of the trust has the sender's domain.
+    pub fn for_sender(&self, sender: &str) -> (Arc<Config>, Arc<Directory>) {
+        let schools = self.schools();
+        let mine = schools.iter().enumerate().find(|(i, s)| {
+            s.config
+                .schools
+                .get(*i)
+                .is_some_and(|policy| policy.owns(sender))
+        });
+        match mine {
+            Some((_, s)) => (Arc::clone(&s.config), Arc::clone(&s.directory)),
+            None => (self.config(), self.directory()),
+        }
+    }
+
     /// The next hop in force now.
     pub fn next_hop(&self) -> Arc<NextHop> {
         match self.next_hop.read() {
@@ -135,7 +195,18 @@ impl Relay {
     }
 
     /// Puts a reloaded config, directory and next hop in force for new messages.
-    pub fn replace(&self, config: Arc<Config>, directory: Directory, next_hop: NextHop) {
+    pub fn replace(
+        &self,
+        config: Arc<Config>,
+        directory: Directory,
+        schools: Vec<SchoolInForce>,
+        next_hop: NextHop,
+    ) {
+        let schools = Arc::new(schools);
+        match self.schools.write() {
+            Ok(mut s) => *s = schools,
+            Err(poisoned) => *poisoned.into_inner() = schools,
+        }
         self.scans
             .resize(config.sensitive.limits.max_parallel_scans);
         match self.config.write() {

@@ -201,6 +201,10 @@ pub struct MessageRecord {
     /// The mail server's own queue id (Postfix's `i` macro), on the milter path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mta_queue_id: Option<String>,
+    /// In a multi-academy trust, the school the message belonged to (by its envelope sender's
+    /// domain); absent for a single school and for mail from no school's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub school: Option<String>,
     /// The name the client gave in EHLO/HELO.
     pub helo: String,
     /// The TLS protocol and cipher suite, when the session used STARTTLS.
