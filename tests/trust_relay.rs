@@ -301,3 +301,69 @@ fn policy_check_refuses_a_domain_claimed_by_two_schools_naming_both() {
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success() && said.contains(ASHDOWN), "{said}");
 }
+
+#[test]
+fn a_dsl_account_is_restricted_to_the_schools_named_and_an_unknown_school_is_refused() {
+    let gw = Gateway::start(trust);
+    let add =
+        |args: &[&str]| common::http::cli_with_stdin(&gw.config_path, args, "a long password 1\n");
+    let out = add(&[
+        "user", "add", "d.okafor", "--role", "dsl", "--school", ASHDOWN,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = add(&["user", "add", "trust.dsl", "--role", "dsl"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = add(&[
+        "user", "add", "both", "--role", "dsl", "--school", ASHDOWN, "--school", BRAMBLE,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let list = gw.cli_ok(&["user", "list"]);
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from user list:\n{list}"))
+            .to_string()
+    };
+    assert!(
+        line("d.okafor").contains(&format!("schools: {ASHDOWN}")),
+        "{list}"
+    );
+    assert!(!line("d.okafor").contains(BRAMBLE), "{list}");
+    assert!(
+        line("both").contains(ASHDOWN) && line("both").contains(BRAMBLE),
+        "{list}"
+    );
+    assert!(!line("trust.dsl").contains("schools"), "trust-wide: {list}");
+
+    let out = add(&[
+        "user",
+        "add",
+        "someone",
+        "--role",
+        "dsl",
+        "--school",
+        "Chalk Hill",
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "an unknown school is refused");
+    for needle in ["Chalk Hill", ASHDOWN, BRAMBLE] {
+        assert!(said.contains(needle), "{needle} missing:\n{said}");
+    }
+    assert!(
+        !gw.cli_ok(&["user", "list"]).contains("someone"),
+        "no account made for an unknown school"
+    );
+}

@@ -43,6 +43,10 @@ pub enum UserCommand {
         /// secret is printed once, as an otpauth:// URI to add to the app.
         #[arg(long)]
         totp: bool,
+        /// In a multi-academy trust, restrict the account to this school (`[[schools]] name`);
+        /// repeat for several. Without it the account is trust-wide.
+        #[arg(long = "school", value_name = "NAME")]
+        schools: Vec<String>,
     },
     /// Set an account's password (and lift its lock-outs).
     Passwd { name: String },
@@ -71,8 +75,14 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
     })?;
     let users = Users::new(&config.storage.state_dir);
     match args.command {
-        UserCommand::Add { name, roles, totp } => {
+        UserCommand::Add {
+            name,
+            roles,
+            totp,
+            schools,
+        } => {
             check_name(&name)?;
+            let schools = known_schools(&config, &schools)?;
             if users.get(&name)?.is_some() {
                 anyhow::bail!(
                     "there is already an account {name}; use schoolgate user passwd {name} to set its password"
@@ -82,6 +92,9 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
             let hash = hash_password(&password)?;
             if !users.add(&name, &roles, &hash)? {
                 anyhow::bail!("there is already an account {name}");
+            }
+            if !schools.is_empty() {
+                users.set_schools(&name, &schools)?;
             }
             let secret = if totp {
                 let secret = crate::web::totp::new_secret()
@@ -96,8 +109,9 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
                 &config,
                 &actor,
                 format!(
-                    "user add {name} by {actor}: roles {}{}",
+                    "user add {name} by {actor}: roles {}{}{}",
                     roles.join(", "),
+                    school_list(&schools),
                     if totp {
                         "; with an authenticator code (TOTP)"
                     } else {
@@ -105,7 +119,11 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
                     }
                 ),
             )?;
-            println!("added {name} ({})", roles.join(", "));
+            println!(
+                "added {name} ({}{})",
+                roles.join(", "),
+                school_list(&schools)
+            );
             if let Some(secret) = secret {
                 println!(
                     "{name} logs in with a password and a 6-digit code from an authenticator app. \
@@ -164,11 +182,60 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
                         format!("  locked until {until} from {}", l.client)
                     })
                     .collect();
-                println!("{}  {}{totp}{locked}", a.name, roles.join(","));
+                let schools = if a.schools.is_empty() {
+                    String::new()
+                } else {
+                    format!("  schools: {}", a.schools.join("; "))
+                };
+                println!("{}  {}{schools}{totp}{locked}", a.name, roles.join(","));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--school` names as `[[schools]]` spells them; an unknown name (or any, for a single
+/// school) is refused naming the schools there are.
+fn known_schools(config: &Config, wanted: &[String]) -> anyhow::Result<Vec<String>> {
+    let names: Vec<&str> = config
+        .schools
+        .iter()
+        .map(|s| s.school.name.as_str())
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for w in wanted {
+        let Some(found) = names.iter().find(|n| n.eq_ignore_ascii_case(w.trim())) else {
+            if names.is_empty() {
+                anyhow::bail!(
+                    "--school \"{w}\": {} has no [[schools]] (a single school's accounts see \
+                     all of it); leave --school out",
+                    config.source.display()
+                );
+            }
+            anyhow::bail!(
+                "--school \"{w}\" is not a school of {}; the schools are: {}",
+                config.source.display(),
+                names
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        if !out.iter().any(|o| o == found) {
+            out.push(found.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// "; schools A, B" for an account restricted to schools, or nothing for a trust-wide one.
+fn school_list(schools: &[String]) -> String {
+    if schools.is_empty() {
+        String::new()
+    } else {
+        format!("; schools {}", schools.join(", "))
+    }
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {

@@ -16,7 +16,7 @@ use super::{AuditEntry, AuditRecord, Backend, ChainHead, NewEntry, RecordKind, S
 pub const DATABASE_FILE: &str = "schoolgate.db";
 
 /// The schema version this code writes; see [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// The first version with the export index, the head mark and checkpoints.
 const MARKS_VERSION: i64 = 3;
@@ -130,6 +130,11 @@ const MIGRATIONS: &[&str] = &[
         used_at       TEXT
     );
     CREATE INDEX release_link_quarantine ON release_link(quarantine_id);
+",
+    // In a multi-academy trust, the schools an account is restricted to (a JSON array of
+    // `[[schools]] name`s; empty: trust-wide), see `store::users`.
+    "
+    ALTER TABLE web_user ADD COLUMN schools TEXT NOT NULL DEFAULT '[]';
 ",
 ];
 

@@ -67,11 +67,23 @@ pub struct Account {
     /// The TOTP secret (hex) when the login also asks for a code from an authenticator app.
     #[serde(skip)]
     pub totp_secret: Option<String>,
+    /// In a multi-academy trust, the schools (`[[schools]] name`) this account is restricted
+    /// to; empty: trust-wide (every school, and a single school's every account).
+    #[serde(default)]
+    pub schools: Vec<String>,
 }
 
 impl Account {
     pub fn has(&self, role: Role) -> bool {
         self.roles.contains(&role)
+    }
+
+    /// Whether this account may see what belongs to `school` (a record's `school` field):
+    /// a trust-wide account sees everything; a school's account sees its schools' only, and
+    /// nothing that belongs to no school.
+    pub fn sees_school(&self, school: Option<&str>) -> bool {
+        self.schools.is_empty()
+            || school.is_some_and(|s| self.schools.iter().any(|mine| mine.eq_ignore_ascii_case(s)))
     }
 }
 
@@ -97,10 +109,12 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
         created: row.get(3)?,
         changed: row.get(4)?,
         totp_secret: row.get(5)?,
+        // Written by `set_schools` as a JSON array; anything else reads as trust-wide.
+        schools: serde_json::from_str(&row.get::<_, String>(6)?).unwrap_or_default(),
     })
 }
 
-const COLUMNS: &str = "name, roles, hash, created, changed, totp_secret";
+const COLUMNS: &str = "name, roles, hash, created, changed, totp_secret, schools";
 
 impl Users {
     pub fn new(state_dir: &Path) -> Self {
@@ -158,6 +172,17 @@ impl Users {
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map([], from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Restricts account `name` to `schools` (empty: trust-wide); false when there is no such
+    /// account.
+    pub fn set_schools(&self, name: &str, schools: &[String]) -> Result<bool, StoreError> {
+        let list = serde_json::to_string(schools).unwrap_or_else(|_| "[]".into());
+        let n = self.conn()?.execute(
+            "UPDATE web_user SET schools = ?2, changed = ?3 WHERE name = ?1",
+            params![name, list, now_rfc3339()],
+        )?;
+        Ok(n == 1)
     }
 
     /// Gives account `name` a TOTP secret (hex), or takes it away; false when there is no such
@@ -219,6 +244,22 @@ mod tests {
         );
         assert!(users.use_totp_step("ms.jones", 101).unwrap());
         assert!(!users.set_totp("nobody", None).unwrap());
+        assert!(a.schools.is_empty(), "trust-wide unless restricted");
+        assert!(a.sees_school(None) && a.sees_school(Some("Ashdown Park School")));
+        let both = [
+            "Ashdown Park School".to_string(),
+            "Bramblefield, Primary".to_string(),
+        ];
+        assert!(users.set_schools("ms.jones", &both).unwrap());
+        let a = users.get("ms.jones").unwrap().unwrap();
+        assert_eq!(a.schools, both);
+        assert!(a.sees_school(Some("ashdown park school")));
+        assert!(!a.sees_school(Some("Chalk Hill Academy")));
+        assert!(
+            !a.sees_school(None),
+            "a school's account sees no trust-wide mail"
+        );
+        assert!(!users.set_schools("nobody", &both).unwrap());
         assert!(users.remove("ms.jones").unwrap());
         assert!(users.list().unwrap().is_empty());
     }
