@@ -367,3 +367,83 @@ fn a_dsl_account_is_restricted_to_the_schools_named_and_an_unknown_school_is_ref
         "no account made for an unknown school"
     );
 }
+
+#[test]
+fn a_school_s_dsl_sees_only_that_school_s_cases_and_a_trust_wide_dsl_sees_all() {
+    let gw = Gateway::start(trust);
+    let mut c = Client::ready(gw.port);
+    send_fixture(
+        &mut c,
+        "bramble-staff-to-pupil-personal.eml",
+        "s.hale@bramblefield.sch.uk",
+        "chloe.dunn2011@gmail.com",
+    );
+    let from = "r.ellis@ashdownpark.sch.uk";
+    let to = "leo.grant2012@gmail.com";
+    let m = common::plain_message(from, to, "Revision timetable", "rev@test", "Attached.");
+    assert!(c.send(from, "", &[to], &m).unwrap().accepted());
+
+    let password = "a long password 1";
+    let add = |args: &[&str]| {
+        let out = common::http::cli_with_stdin(&gw.config_path, args, &format!("{password}\n"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    add(&[
+        "user",
+        "add",
+        "ashdown.dsl",
+        "--role",
+        "dsl",
+        "--school",
+        ASHDOWN,
+    ]);
+    add(&["user", "add", "trust.dsl", "--role", "dsl"]);
+
+    let mut ashdown = common::http::Browser::logged_in(gw.web_port(), "ashdown.dsl", password);
+    let page = ashdown.get("/flags").text();
+    assert!(
+        page.contains("Revision timetable"),
+        "Ashdown's own case:\n{page}"
+    );
+    assert!(
+        !page.contains("Homework"),
+        "not Bramblefield's case:\n{page}"
+    );
+    let bramble_seq = gw
+        .message_records()
+        .into_iter()
+        .find(|r| r.message()["subject"].as_str() == Some("Homework"))
+        .expect("Bramblefield's record")
+        .seq;
+    assert_eq!(
+        ashdown.get(&format!("/flags/{bramble_seq}")).status,
+        404,
+        "nor by its number"
+    );
+
+    // The command line applies the same restriction.
+    let listed = gw.cli_ok(&["flags", "list", "--as", "ashdown.dsl", "--json"]);
+    let cases: serde_json::Value = serde_json::from_str(&listed).expect("flags list --json");
+    let schools: Vec<&str> = cases
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| c["school"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(schools, vec![ASHDOWN], "{listed}");
+
+    let mut trust_dsl = common::http::Browser::logged_in(gw.web_port(), "trust.dsl", password);
+    let page = trust_dsl.get("/flags").text();
+    assert!(
+        page.contains("Revision timetable") && page.contains("Homework"),
+        "a trust-wide DSL sees every school's cases:\n{page}"
+    );
+    assert!(
+        page.contains(ASHDOWN) && page.contains(BRAMBLE),
+        "with the school of each:\n{page}"
+    );
+}

@@ -176,8 +176,9 @@ fn directory(config: &Config) -> anyhow::Result<Directory> {
     )?)
 }
 
-/// `name` must be an existing account with the dsl role.
-fn dsl_account(config: &Config, name: &str) -> anyhow::Result<()> {
+/// `name` must be an existing account with the dsl role; returns the schools it is restricted
+/// to (empty: trust-wide).
+fn dsl_account(config: &Config, name: &str) -> anyhow::Result<Vec<String>> {
     let users = Users::new(&config.storage.state_dir);
     match users.get(name.trim())? {
         None => anyhow::bail!(
@@ -186,18 +187,38 @@ fn dsl_account(config: &Config, name: &str) -> anyhow::Result<()> {
         Some(a) if !a.has(Role::Dsl) => anyhow::bail!(
             "--as {name:?}: the account does not have the dsl role, so it may not review safeguarding cases"
         ),
-        Some(_) => Ok(()),
+        Some(a) => Ok(a.schools),
     }
+}
+
+/// Whether an account restricted to `schools` (empty: trust-wide) sees `case`'s school.
+fn in_schools(schools: &[String], case: &Case) -> bool {
+    schools.is_empty()
+        || case
+            .message
+            .school
+            .as_deref()
+            .is_some_and(|s| schools.iter().any(|r| r.eq_ignore_ascii_case(s)))
 }
 
 /// Case `seq` for `actor` to act on: the account a DSL's, the record a flagged message the
 /// account may see.
 fn case_for(config: &Config, seq: u64, actor: &str) -> anyhow::Result<Case> {
-    dsl_account(config, actor)?;
+    let schools = dsl_account(config, actor)?;
     let case = match crate::store::cases::one(&config.storage.state_dir, seq)? {
         Some(c) => c,
         None => return Err(CaseError::NotACase(seq).into()),
     };
+    if !in_schools(&schools, &case) {
+        anyhow::bail!(
+            "case {seq} belongs to {}, and {actor:?} is restricted to {}",
+            case.message
+                .school
+                .as_deref()
+                .unwrap_or("no school of the trust"),
+            schools.join(", ")
+        );
+    }
     if !cases::may_see(config, &directory(config)?, actor, &case) {
         anyhow::bail!(
             "case {seq} is about the headteacher or a DSL: only an account listed in [safeguarding] escalate_to may review it, and {actor:?} is not"
@@ -216,7 +237,7 @@ fn append(config: &Config, record: AuditRecord) -> anyhow::Result<u64> {
 pub fn case_json(case: &Case) -> serde_json::Value {
     let m = &case.message;
     let review = case.latest_review();
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "seq": case.seq,
         "state": case.state().as_str(),
         "rules": case.rules(),
@@ -235,7 +256,12 @@ pub fn case_json(case: &Case) -> serde_json::Value {
         "flags": m.flags.iter().map(|f| serde_json::json!({
             "rule": f.rule, "detail": f.detail, "evidence": f.evidence, "action": f.action,
         })).collect::<Vec<_>>(),
-    })
+    });
+    // In a trust, the school the message belonged to (absent for a single school).
+    if let (Some(school), Some(fields)) = (&m.school, json.as_object_mut()) {
+        fields.insert("school".into(), school.clone().into());
+    }
+    json
 }
 
 fn list(
@@ -246,9 +272,9 @@ fn list(
 ) -> anyhow::Result<ExitCode> {
     let mut found = crate::store::cases::list(&config.storage.state_dir, filter)?;
     if let Some(actor) = actor {
-        dsl_account(config, actor)?;
+        let schools = dsl_account(config, actor)?;
         let directory = directory(config)?;
-        found.retain(|c| cases::may_see(config, &directory, actor, c));
+        found.retain(|c| in_schools(&schools, c) && cases::may_see(config, &directory, actor, c));
     }
     if json {
         let all: Vec<serde_json::Value> = found.iter().map(case_json).collect();

@@ -25,15 +25,35 @@ use crate::store::{AuditRecord, RecordKind, StoreError};
 const CASES_SHOWN: usize = 200;
 
 /// Every case `account` may see, newest first (read on the blocking pool).
+///
+/// In a trust, a local account restricted to schools (`user add --school`) sees only the cases
+/// of those schools (the message record's `school`); a trust-wide account (and one signed in
+/// with OpenID Connect) sees every school's. Who is told of a case about a headteacher or DSL
+/// is the case's own school's `escalate_to`.
 async fn visible(web: &Web, account: &str) -> Result<Vec<Case>, String> {
     let config = web.relay.config();
-    let directory = web.relay.directory();
+    let relay = Arc::clone(&web.relay);
     let account = account.to_string();
     let found = tokio::task::spawn_blocking(move || -> Result<Vec<Case>, StoreError> {
-        let all = crate::store::cases::all(&config.storage.state_dir)?;
+        let state_dir = &config.storage.state_dir;
+        let restricted = crate::store::users::Users::new(state_dir)
+            .get(&account)?
+            .map(|a| a.schools)
+            .unwrap_or_default();
+        let all = crate::store::cases::all(state_dir)?;
         Ok(all
             .into_iter()
-            .filter(|c| review::may_see(&config, &directory, &account, c))
+            .filter(|c| {
+                restricted.is_empty()
+                    || c.message
+                        .school
+                        .as_deref()
+                        .is_some_and(|s| restricted.iter().any(|r| r.eq_ignore_ascii_case(s)))
+            })
+            .filter(|c| {
+                let (config, directory) = relay.for_sender(c.sender());
+                review::may_see(&config, &directory, &account, c)
+            })
             .collect())
     })
     .await;
@@ -229,7 +249,10 @@ pub async fn list(
                         @for c in found.iter().take(CASES_SHOWN) {
                             tr.flag data-seq=(c.seq) data-state=(c.state().as_str()) {
                                 td.time { (pages::short_time(&c.time)) }
-                                td.sender { (c.sender()) }
+                                td.sender {
+                                    (c.sender())
+                                    @if let Some(school) = &c.message.school { div.school { (school) } }
+                                }
                                 td.recipients { (c.message.rcpt_to.join(", ")) }
                                 td.subject { a.open href=(format!("/flags/{}", c.seq)) { (pages::clipped(subject(c))) } }
                                 td.rule { @for r in c.rules() { div { (r) } } }
