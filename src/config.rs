@@ -1570,6 +1570,14 @@ impl Config {
         self.schools.iter().position(|s| s.owns(sender))
     }
 
+    /// The name of the school of the trust that mail from `sender` belongs to
+    /// ([`Config::school_of`]).
+    pub fn school_name_of(&self, sender: &str) -> Option<&str> {
+        self.school_of(sender)
+            .and_then(|i| self.schools.get(i))
+            .map(|s| s.school.name.as_str())
+    }
+
     /// Merges each `[[schools]]` table over the trust-wide `[school]`, `[disclaimer]` and
     /// `[safeguarding]` keys (per key; `[safeguarding] rules` per rule), checks the schools
     /// against each other, and makes `[school]` the trust-wide default: every school's domains,

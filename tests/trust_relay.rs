@@ -447,3 +447,96 @@ fn a_school_s_dsl_sees_only_that_school_s_cases_and_a_trust_wide_dsl_sees_all() 
         "with the school of each:\n{page}"
     );
 }
+
+#[test]
+fn a_school_s_dsl_sees_and_releases_only_that_school_s_holds() {
+    let gw = Gateway::start(|cfg| {
+        trust(cfg);
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    let mut c = Client::ready(gw.port);
+    send_fixture(
+        &mut c,
+        "bramble-staff-to-pupil-personal.eml",
+        "s.hale@bramblefield.sch.uk",
+        "chloe.dunn2011@gmail.com",
+    );
+    let from = "r.ellis@ashdownpark.sch.uk";
+    let to = "leo.grant2012@gmail.com";
+    let m = common::plain_message(from, to, "Revision timetable", "rev@test", "Attached.");
+    assert!(c.send(from, "", &[to], &m).unwrap().accepted());
+    let held = |subject: &str| {
+        gw.message_records()
+            .into_iter()
+            .find(|r| r.message()["subject"].as_str() == Some(subject))
+            .and_then(|r| r.message()["quarantine_id"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("{subject} was not held:\n{}", gw.log_tail(3000)))
+    };
+    let (ashdown_id, bramble_id) = (held("Revision timetable"), held("Homework"));
+
+    let password = "a long password 1";
+    for args in [
+        &[
+            "user",
+            "add",
+            "ashdown.dsl",
+            "--role",
+            "dsl",
+            "--school",
+            ASHDOWN,
+        ][..],
+        &["user", "add", "trust.dsl", "--role", "dsl"][..],
+    ] {
+        let out = common::http::cli_with_stdin(&gw.config_path, args, &format!("{password}\n"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut ashdown = common::http::Browser::logged_in(gw.web_port(), "ashdown.dsl", password);
+    let list = ashdown.get("/quarantine").text();
+    assert!(list.contains(&ashdown_id), "Ashdown's own hold:\n{list}");
+    assert!(!list.contains(&bramble_id), "not Bramblefield's:\n{list}");
+    assert_eq!(
+        ashdown.get(&format!("/quarantine/{bramble_id}")).status,
+        404
+    );
+    assert_eq!(
+        ashdown
+            .get(&format!("/quarantine/{bramble_id}/download"))
+            .status,
+        404
+    );
+    let csrf = ashdown
+        .get(&format!("/quarantine/{ashdown_id}"))
+        .csrf()
+        .expect("the page has a form");
+    let tried = ashdown.post(
+        &format!("/quarantine/{bramble_id}/release"),
+        &[
+            ("csrf", &csrf),
+            ("reason", "checked with the pupil"),
+            ("confirm", "yes"),
+        ],
+    );
+    assert!(
+        !gw.outbox_messages().iter().any(|m| m
+            .rcpt_to()
+            .contains(&"chloe.dunn2011@gmail.com".to_string())),
+        "another school's hold is not released ({}):\n{}",
+        tried.status,
+        tried.text()
+    );
+
+    let mut trust_dsl = common::http::Browser::logged_in(gw.web_port(), "trust.dsl", password);
+    let list = trust_dsl.get("/quarantine").text();
+    assert!(
+        list.contains(&ashdown_id) && list.contains(&bramble_id),
+        "a trust-wide DSL sees every school's holds, Bramblefield's still held:\n{list}"
+    );
+}

@@ -287,6 +287,9 @@ pub struct User {
     pub session: String,
     /// For a DSL, how many cases they may see are not reviewed yet (the navigation shows it).
     pub unreviewed_cases: Option<usize>,
+    /// In a trust, the schools a local account is restricted to (`user add --school`); empty:
+    /// trust-wide (and always for OpenID Connect sign-ins).
+    pub schools: Vec<String>,
 }
 
 impl User {
@@ -297,6 +300,7 @@ impl User {
             csrf,
             session,
             unreviewed_cases: None,
+            schools: account.schools.clone(),
         }
     }
 
@@ -308,7 +312,17 @@ impl User {
             csrf,
             session,
             unreviewed_cases: None,
+            schools: Vec::new(),
         }
+    }
+
+    /// Whether this person may see a held message from `sender`: a trust-wide account always;
+    /// one restricted to schools only when `config` puts the sender in one of them.
+    pub fn sees_sender(&self, config: &crate::config::Config, sender: &str) -> bool {
+        self.schools.is_empty()
+            || config
+                .school_name_of(sender)
+                .is_some_and(|s| self.schools.iter().any(|mine| mine.eq_ignore_ascii_case(s)))
     }
 
     pub fn is(&self, role: Role) -> bool {

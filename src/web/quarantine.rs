@@ -258,6 +258,21 @@ fn found_in(f: &Value, a: &Attachment) -> bool {
     }
 }
 
+/// Whether held message `id` belongs to a school `u` may see: always for a trust-wide account;
+/// for one restricted to schools (`user add --school`), when its sender is at one of them.
+pub(super) async fn of_my_schools(web: &Web, u: &User, id: &str) -> bool {
+    if u.schools.is_empty() {
+        return true;
+    }
+    let (quarantine, lookup) = (web.quarantine(), id.to_string());
+    let sender = tokio::task::spawn_blocking(move || review::find(&quarantine, &lookup))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|h| h.mail_from);
+    sender.is_some_and(|s| u.sees_sender(&web.relay.config(), &s))
+}
+
 /// `GET /quarantine/{id}`.
 pub async fn show(
     State(web): State<Arc<Web>>,
@@ -283,6 +298,10 @@ pub async fn show(
     })
     .await;
     let (h, parsed) = match found {
+        // In a trust, another school's hold is not there for an account restricted to schools.
+        Ok(Ok((h, _, _))) if !u.sees_sender(&web.relay.config(), &h.mail_from) => {
+            return failed(&u, &ReviewError::NotFound(id));
+        }
         Ok(Ok((h, _, false))) => return restricted(&u, &h),
         Ok(Ok((h, parsed, true))) => (h, parsed),
         Ok(Err(e)) => return failed(&u, &e),
@@ -490,6 +509,9 @@ pub async fn download(
         Err(r) => return r,
     };
     let quarantine = web.quarantine();
+    if !of_my_schools(&web, &u, &id).await {
+        return failed(&u, &ReviewError::NotFound(id));
+    }
     match review::export(
         &quarantine,
         &id,

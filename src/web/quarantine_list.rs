@@ -371,7 +371,12 @@ pub async fn list(
         }
     };
     let now = jiff::Timestamp::now();
-    let mut rows: Vec<Row> = held.into_iter().map(|h| Row::new(h, &u)).collect();
+    // In a trust, an account restricted to schools sees only their schools' holds.
+    let mut rows: Vec<Row> = held
+        .into_iter()
+        .filter(|h| u.sees_sender(&config, &h.mail_from))
+        .map(|h| Row::new(h, &u))
+        .collect();
     let per_rule = counts(&rows, now);
     let day_ago = now - jiff::SignedDuration::from_hours(24);
     let recent = rows
