@@ -425,6 +425,15 @@ fn a_school_s_dsl_sees_only_that_school_s_cases_and_a_trust_wide_dsl_sees_all() 
         "nor by its number"
     );
 
+    // The audit search shows the school's messages only, and the trust's export is refused.
+    let audit = ashdown.get("/audit").text();
+    assert!(audit.contains("Revision timetable"), "{audit}");
+    assert!(
+        !audit.contains("Homework"),
+        "not Bramblefield's message:\n{audit}"
+    );
+    assert_eq!(ashdown.get("/audit/export?format=csv").status, 403);
+
     // The command line applies the same restriction.
     let listed = gw.cli_ok(&["flags", "list", "--as", "ashdown.dsl", "--json"]);
     let cases: serde_json::Value = serde_json::from_str(&listed).expect("flags list --json");
@@ -445,6 +454,11 @@ fn a_school_s_dsl_sees_only_that_school_s_cases_and_a_trust_wide_dsl_sees_all() 
     assert!(
         page.contains(ASHDOWN) && page.contains(BRAMBLE),
         "with the school of each:\n{page}"
+    );
+    let audit = trust_dsl.get("/audit").text();
+    assert!(
+        audit.contains("Revision timetable") && audit.contains("Homework"),
+        "{audit}"
     );
 }
 

@@ -166,6 +166,7 @@ fn one_page(
     range: Option<(u64, u64)>,
     order: Order,
     page: usize,
+    keep: &dyn Fn(&AuditRecord) -> bool,
 ) -> Result<(Vec<(u64, AuditRecord)>, usize), StoreError> {
     // First the sequence numbers (and sort values) of every match: small, whatever the trail.
     let mut keyed: Vec<(String, u64)> = Vec::new();
@@ -173,7 +174,9 @@ fn one_page(
         backend,
         range,
         &mut |entry, record| {
-            keyed.push((sort_key(order.column, record), entry.seq));
+            if keep(record) {
+                keyed.push((sort_key(order.column, record), entry.seq));
+            }
             Ok(true)
         },
         &|| {},
@@ -306,13 +309,23 @@ pub async fn audit(
         .unwrap_or(1);
     let config = web.relay.config();
     let s = search.clone();
+    // In a trust, an account restricted to schools (`user add --school`) sees the messages of
+    // its schools only; a trust-wide account sees the whole trail.
+    let schools = u.schools.clone();
+    let keep = move |r: &AuditRecord| {
+        schools.is_empty()
+            || r.message
+                .as_ref()
+                .and_then(|m| m.school.as_deref())
+                .is_some_and(|s| schools.iter().any(|mine| mine.eq_ignore_ascii_case(s)))
+    };
     let found = tokio::task::spawn_blocking(move || {
         in_snapshot(&config, &s, |query, backend, range| {
-            let (rows, total) = one_page(query, backend, range, order, asked)?;
+            let (rows, total) = one_page(query, backend, range, order, asked, &keep)?;
             // A page past the end shows the last page.
             let pages_n = total.div_ceil(PER_PAGE).max(1);
             if asked > pages_n {
-                let (rows, total) = one_page(query, backend, range, order, pages_n)?;
+                let (rows, total) = one_page(query, backend, range, order, pages_n, &keep)?;
                 return Ok((rows, total, pages_n));
             }
             Ok((rows, total, asked))
@@ -442,6 +455,14 @@ pub async fn export(
         Ok(u) => u,
         Err(r) => return r,
     };
+    if !u.schools.is_empty() {
+        return pages::message(
+            StatusCode::FORBIDDEN,
+            Some(&u),
+            "Not exported",
+            "The export is of the whole trust's audit trail, and this account is restricted to its schools; ask a trust-wide DSL or the network manager (schoolgate audit export).",
+        );
+    }
     let format = match params.format.as_deref().unwrap_or("csv") {
         "csv" => Format::Csv,
         "json" => Format::Json,
