@@ -178,7 +178,7 @@ fn directory(config: &Config) -> anyhow::Result<Directory> {
 
 /// `name` must be an existing account with the dsl role.
 fn dsl_account(config: &Config, name: &str) -> anyhow::Result<()> {
-    let users = Users::new(&config.storage.state_dir);
+    let users = Users::open(&config.storage);
     match users.get(name.trim())? {
         None => anyhow::bail!(
             "--as {name:?}: there is no such account; `schoolgate user list` shows the accounts, `schoolgate user add NAME --role dsl` adds one"

@@ -82,7 +82,7 @@ pub(crate) fn os_user() -> String {
 
 pub fn run(config_path: &Path, args: QuarantineArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let q = Quarantine::new(&config.storage.state_dir);
+    let q = Quarantine::open(&config.storage);
     let named = args.actor.as_deref();
     // Who acts: an existing account with a quarantine role; the rule of each entry then says
     // what that account may do to it.
@@ -370,7 +370,7 @@ fn sender_release(
     let timeout = config.relay.next_hop_timeout.0;
     ensure_state_dir(config)?;
     let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
-    let links = crate::store::release::ReleaseLinks::new(&config.storage.state_dir);
+    let links = crate::store::release::ReleaseLinks::open(&config.storage);
     let done = runtime.block_on(sender::release(
         q,
         &links,

@@ -139,7 +139,7 @@ pub fn report_record(report: &Report, actor: &str, format: Format, target: &str)
 
 /// `--as NAME` must be an existing account holding the dsl role: the report is the DSL's.
 fn check_dsl(config: &Config, name: &str) -> anyhow::Result<()> {
-    match Users::new(&config.storage.state_dir).get(name)? {
+    match Users::open(&config.storage).get(name)? {
         Some(a) if a.has(Role::Dsl) => Ok(()),
         Some(_) => anyhow::bail!(
             "account {name} does not hold the dsl role; the report is the DSL's (see schoolgate user list)"

@@ -85,7 +85,7 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     })?;
     let audit = AuditLog::start(Box::new(SqliteBackend::open(&state_dir)?))?;
     // Before any mail: settle quarantine entries a crash left between write and audit record.
-    let recovered = crate::store::quarantine::Quarantine::new(&state_dir).recover()?;
+    let recovered = crate::store::quarantine::Quarantine::open(&config.storage).recover()?;
     if !recovered.confirmed.is_empty() || !recovered.removed.is_empty() {
         tracing::warn!(confirmed = ?recovered.confirmed, removed = ?recovered.removed,
             "quarantine entries left half written by a crash: recorded ones kept, unrecorded ones removed");

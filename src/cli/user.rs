@@ -69,7 +69,7 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
             config.storage.state_dir.display()
         )
     })?;
-    let users = Users::new(&config.storage.state_dir);
+    let users = Users::open(&config.storage);
     match args.command {
         UserCommand::Add { name, roles, totp } => {
             check_name(&name)?;
@@ -127,7 +127,7 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
             if !users.set_hash(&name, &hash)? {
                 anyhow::bail!("no account {name}; see schoolgate user list");
             }
-            Logins::new(&config.storage.state_dir).clear(&name)?;
+            Logins::open(&config.storage).clear(&name)?;
             audit(&config, &actor, format!("user passwd {name} by {actor}"))?;
             println!("password of {name} changed");
         }
@@ -146,7 +146,7 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             let now = jiff::Timestamp::now();
-            let logins = Logins::new(&config.storage.state_dir);
+            let logins = Logins::open(&config.storage);
             for a in all {
                 let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
                 let totp = if a.totp_secret.is_some() {

@@ -11,7 +11,6 @@
 //! `mail-undelivered:` names what was not delivered and why.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +21,7 @@ use super::server::Relay;
 use crate::alerts::{self, AlertMail, Flagged};
 use crate::envelope::Envelope;
 use crate::store::quarantine::Quarantine;
+use crate::store::spool::QueueKey;
 use crate::store::sqlite::SqliteBackend;
 use crate::store::{AuditRecord, Backend, ChainHead, RecordKind};
 
@@ -199,7 +199,7 @@ async fn chain_head(relay: &Relay, state: &mut State) -> Option<ChainHead> {
     }
 }
 
-async fn remove_alerts(relay: &Relay, paths: Vec<PathBuf>) {
+async fn remove_alerts(relay: &Relay, paths: Vec<QueueKey>) {
     let spool = relay.spool.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || spool.alerts_sent(&paths))
         .await
@@ -222,7 +222,7 @@ async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
     let directory = relay.directory();
     let window = config.safeguarding.alert_window.0;
     let now = jiff::Timestamp::now();
-    let mut by_sender: Vec<(String, Vec<(PathBuf, Flagged)>)> = Vec::new();
+    let mut by_sender: Vec<(String, Vec<(QueueKey, Flagged)>)> = Vec::new();
     for (path, item) in pending {
         let key = item.sender.trim().to_lowercase();
         match by_sender.iter_mut().find(|(k, _)| *k == key) {
@@ -349,27 +349,15 @@ async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
 /// and only to addresses in the school's own domains.
 async fn send_notices(relay: &Relay, state: &mut State) -> std::io::Result<()> {
     let spool = relay.spool.clone();
-    let pending = tokio::task::spawn_blocking(move || {
-        spool.pending_notices().map(|items| {
-            items
-                .into_iter()
-                .map(|(path, n)| {
-                    let queued = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .unwrap_or_else(|_| SystemTime::now());
-                    (path, n, queued)
-                })
-                .collect::<Vec<_>>()
-        })
-    })
-    .await
-    .map_err(std::io::Error::other)??;
+    let pending = tokio::task::spawn_blocking(move || spool.pending_notices())
+        .await
+        .map_err(std::io::Error::other)??;
     if pending.is_empty() {
         return Ok(());
     }
     let config = relay.config();
     for (path, notice, queued) in pending {
-        let retry_key = format!("notice:{}", path.display());
+        let retry_key = format!("notice:{path}");
         if state.waiting(&retry_key) {
             continue;
         }
@@ -472,7 +460,7 @@ async fn purge(relay: &Relay) {
 /// Forgets the senders' release links that expired more than 30 days ago (until then a late
 /// click is told "expired" rather than "not known").
 async fn purge_release_links(relay: &Relay) {
-    let links = crate::store::release::ReleaseLinks::new(&relay.config().storage.state_dir);
+    let links = crate::store::release::ReleaseLinks::open(&relay.config().storage);
     let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(30 * 24);
     match tokio::task::spawn_blocking(move || links.purge(cutoff)).await {
         Ok(Ok(_)) => {}
@@ -489,7 +477,7 @@ async fn purge_quarantine(relay: &Relay) {
         return;
     };
     let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(i64::from(days) * 24);
-    let quarantine = Quarantine::new(&config.storage.state_dir);
+    let quarantine = Quarantine::open(&config.storage);
     match tokio::task::spawn_blocking(move || quarantine.purge(cutoff, days)).await {
         Ok(Ok(ids)) if ids.is_empty() => {}
         Ok(Ok(ids)) => {

@@ -11,12 +11,14 @@
 //!
 //! Times are Unix seconds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
+use super::place::Place;
 use super::sqlite::open_connection;
+use crate::config::Storage;
 
 /// How failures turn into a lock-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +56,10 @@ pub struct Lock {
     pub until: i64,
 }
 
-/// The counts under `storage.state_dir`.
+/// The counts, where [`Place`] says (see [`Logins::open`]).
 #[derive(Debug, Clone)]
 pub struct Logins {
-    state_dir: PathBuf,
+    place: Place,
 }
 
 /// Names longer than any account's are cut before they are kept (a flood of long names cannot
@@ -72,14 +74,23 @@ fn key(name: &str) -> &str {
 }
 
 impl Logins {
+    /// The failed-login counts in `[storage]`'s place: how the gateway and the CLI open it.
+    pub fn open(storage: &Storage) -> Self {
+        Self::at(Place::of(storage))
+    }
+
+    /// The failed-login counts in `place`.
+    pub fn at(place: Place) -> Self {
+        Logins { place }
+    }
+
+    /// The failed-login counts in SQLite and files under `state_dir` (a single school; the tests).
     pub fn new(state_dir: &Path) -> Self {
-        Logins {
-            state_dir: state_dir.to_path_buf(),
-        }
+        Self::at(Place::Local(state_dir.to_path_buf()))
     }
 
     fn conn(&self) -> Result<Connection, StoreError> {
-        open_connection(&self.state_dir)
+        open_connection(self.place.state_dir())
     }
 
     /// Starts an attempt of `name` from `client` at `now`: refused while locked, else counted

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod logins;
+pub mod place;
 pub mod private;
 pub mod quarantine;
 pub mod release;

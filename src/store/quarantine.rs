@@ -22,8 +22,10 @@ use serde::Serialize;
 
 use super::StoreError;
 use super::audit::now_rfc3339;
+use super::place::Place;
 use super::spool::{safe_name, sync_dir, write_durably};
 use super::sqlite::open_connection;
+use crate::config::Storage;
 
 /// One held (or formerly held) message, as its index row says.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,24 +75,33 @@ pub struct Recovered {
     pub removed: Vec<String>,
 }
 
-/// The quarantine under `storage.state_dir`.
+/// The quarantine, where [`Place`] says (see [`Quarantine::open`]).
 #[derive(Debug, Clone)]
 pub struct Quarantine {
-    state_dir: PathBuf,
+    place: Place,
 }
 
 const COLUMNS: &str = "id, time, mail_from, rcpt_to, subject, size, sha256, reason, state, \
                        acted_by, acted_at, action_reason, smtputf8, body_8bit";
 
 impl Quarantine {
+    /// The quarantine in `[storage]`'s place: how the gateway and the CLI open it.
+    pub fn open(storage: &Storage) -> Self {
+        Self::at(Place::of(storage))
+    }
+
+    /// The quarantine in `place`.
+    pub fn at(place: Place) -> Self {
+        Quarantine { place }
+    }
+
+    /// The quarantine in SQLite and files under `state_dir` (a single school; the tests).
     pub fn new(state_dir: &Path) -> Self {
-        Quarantine {
-            state_dir: state_dir.to_path_buf(),
-        }
+        Self::at(Place::Local(state_dir.to_path_buf()))
     }
 
     fn dir(&self) -> PathBuf {
-        self.state_dir.join("quarantine")
+        self.place.state_dir().join("quarantine")
     }
 
     fn file_name(id: &str) -> String {
@@ -103,7 +114,7 @@ impl Quarantine {
     }
 
     fn conn(&self) -> Result<Connection, StoreError> {
-        open_connection(&self.state_dir)
+        open_connection(self.place.state_dir())
     }
 
     /// Holds `bytes` as a `holding` entry: the file is written and fsynced first, then the

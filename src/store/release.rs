@@ -8,13 +8,15 @@
 //! update, so two clicks at once release the message once; a release that could not be
 //! delivered gives the link back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
+use super::place::Place;
 use super::sqlite::open_connection;
+use crate::config::Storage;
 use crate::policy::release::{LINK_LIFETIME, LinkState, TOKEN_BYTES, link_state};
 
 /// A new token: [`TOKEN_BYTES`] random bytes from the OS, hex. An error only if the OS has no
@@ -59,10 +61,10 @@ impl Link {
     }
 }
 
-/// The release links under `storage.state_dir`.
+/// The release links, where [`Place`] says (see [`ReleaseLinks::open`]).
 #[derive(Debug, Clone)]
 pub struct ReleaseLinks {
-    state_dir: PathBuf,
+    place: Place,
 }
 
 fn stamp(t: jiff::Timestamp) -> String {
@@ -75,14 +77,23 @@ fn parse_time(s: &str) -> jiff::Timestamp {
 }
 
 impl ReleaseLinks {
+    /// The release links in `[storage]`'s place: how the gateway and the CLI open it.
+    pub fn open(storage: &Storage) -> Self {
+        Self::at(Place::of(storage))
+    }
+
+    /// The release links in `place`.
+    pub fn at(place: Place) -> Self {
+        ReleaseLinks { place }
+    }
+
+    /// The release links in SQLite and files under `state_dir` (a single school; the tests).
     pub fn new(state_dir: &Path) -> Self {
-        ReleaseLinks {
-            state_dir: state_dir.to_path_buf(),
-        }
+        Self::at(Place::Local(state_dir.to_path_buf()))
     }
 
     fn conn(&self) -> Result<Connection, StoreError> {
-        open_connection(&self.state_dir)
+        open_connection(self.place.state_dir())
     }
 
     /// Keeps the link whose token hashes to `hash`, releasing `quarantine_id` for `sender`,

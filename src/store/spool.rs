@@ -10,28 +10,38 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::place::Place;
 use crate::alerts::{Flagged, Notice};
+use crate::config::Storage;
 
-/// The spool under `storage.state_dir`.
+/// The spool, where [`Place`] says (see [`Spool::open`]).
 #[derive(Debug, Clone)]
 pub struct Spool {
-    state_dir: PathBuf,
+    place: Place,
 }
 
 impl Spool {
+    /// The queues and evidence in `[storage]`'s place: how the gateway and the CLI open it.
+    pub fn open(storage: &Storage) -> Self {
+        Self::at(Place::of(storage))
+    }
+
+    /// The queues and evidence in `place`.
+    pub fn at(place: Place) -> Self {
+        Spool { place }
+    }
+
     /// The spool under `state_dir` (folders are made on first use).
     pub fn new(state_dir: &Path) -> Self {
-        Spool {
-            state_dir: state_dir.to_path_buf(),
-        }
+        Self::at(Place::Local(state_dir.to_path_buf()))
     }
 
     fn evidence_dir(&self) -> PathBuf {
-        self.state_dir.join("evidence")
+        self.place.state_dir().join("evidence")
     }
 
     fn alerts_dir(&self) -> PathBuf {
-        self.state_dir.join("alerts")
+        self.place.state_dir().join("alerts")
     }
 
     /// Keeps `bytes` (a message as delivered) as `evidence/NAME.eml`, readable by schoolgate
@@ -54,17 +64,20 @@ impl Spool {
 
     /// The alerts waiting to be sent, oldest first. A file that does not parse is reported and
     /// left where it is.
-    pub fn pending_alerts(&self) -> io::Result<Vec<(PathBuf, Flagged)>> {
-        pending(&self.alerts_dir(), |i: &Flagged| i.audit_seq)
+    pub fn pending_alerts(&self) -> io::Result<Vec<(QueueKey, Flagged)>> {
+        Ok(pending(&self.alerts_dir(), |i: &Flagged| i.audit_seq)?
+            .into_iter()
+            .map(|(path, item, _)| (QueueKey::File(path), item))
+            .collect())
     }
 
     /// Forgets alerts that were sent.
-    pub fn alerts_sent(&self, paths: &[PathBuf]) -> io::Result<()> {
-        remove_sent(&self.alerts_dir(), paths)
+    pub fn alerts_sent(&self, keys: &[QueueKey]) -> io::Result<()> {
+        remove_sent(&self.alerts_dir(), keys)
     }
 
     fn notices_dir(&self) -> PathBuf {
-        self.state_dir.join("notices")
+        self.place.state_dir().join("notices")
     }
 
     /// Queues a notice to the sender of a held message.
@@ -77,14 +90,17 @@ impl Spool {
         )
     }
 
-    /// The notices waiting to be sent, oldest first.
-    pub fn pending_notices(&self) -> io::Result<Vec<(PathBuf, Notice)>> {
-        pending(&self.notices_dir(), |n: &Notice| n.audit_seq)
+    /// The notices waiting to be sent, oldest first, each with when it was queued.
+    pub fn pending_notices(&self) -> io::Result<Vec<(QueueKey, Notice, SystemTime)>> {
+        Ok(pending(&self.notices_dir(), |n: &Notice| n.audit_seq)?
+            .into_iter()
+            .map(|(path, item, queued)| (QueueKey::File(path), item, queued))
+            .collect())
     }
 
     /// Forgets notices that were sent.
-    pub fn notices_sent(&self, paths: &[PathBuf]) -> io::Result<()> {
-        remove_sent(&self.notices_dir(), paths)
+    pub fn notices_sent(&self, keys: &[QueueKey]) -> io::Result<()> {
+        remove_sent(&self.notices_dir(), keys)
     }
 
     /// Removes evidence older than `cutoff`; returns how many files went.
@@ -110,13 +126,27 @@ impl Spool {
     }
 }
 
-/// Letters, digits, `-`, `_` and `.` only (queue ids are hex; anything else is replaced).
-/// The JSON items queued in `dir`, in the order `seq` gives. A file that does not parse is
-/// reported and left where it is (for a person to look at), never dropped.
+/// One queued alert or notice, to forget once it is sent: its file under `state_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueKey {
+    File(PathBuf),
+}
+
+impl std::fmt::Display for QueueKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueKey::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The JSON items queued in `dir`, in the order `seq` gives, each with when it was queued (its
+/// file's time). A file that does not parse is reported and left where it is (for a person to
+/// look at), never dropped.
 fn pending<T: serde::de::DeserializeOwned>(
     dir: &Path,
     seq: impl Fn(&T) -> u64,
-) -> io::Result<Vec<(PathBuf, T)>> {
+) -> io::Result<Vec<(PathBuf, T, SystemTime)>> {
     let mut out = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -129,7 +159,12 @@ fn pending<T: serde::de::DeserializeOwned>(
             continue;
         }
         match fs::read(&path).map(|b| serde_json::from_slice::<T>(&b)) {
-            Ok(Ok(item)) => out.push((path, item)),
+            Ok(Ok(item)) => {
+                let queued = fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .unwrap_or_else(|_| SystemTime::now());
+                out.push((path, item, queued))
+            }
             Ok(Err(e)) => {
                 tracing::error!(path = %path.display(), error = %e, "unreadable queued item")
             }
@@ -138,12 +173,12 @@ fn pending<T: serde::de::DeserializeOwned>(
             }
         }
     }
-    out.sort_by_key(|(_, i)| seq(i));
+    out.sort_by_key(|(_, i, _)| seq(i));
     Ok(out)
 }
 
-fn remove_sent(dir: &Path, paths: &[PathBuf]) -> io::Result<()> {
-    for p in paths {
+fn remove_sent(dir: &Path, keys: &[QueueKey]) -> io::Result<()> {
+    for QueueKey::File(p) in keys {
         match fs::remove_file(p) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -6,7 +6,7 @@
 //! can change an account while the gateway runs.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use super::StoreError;
 use super::audit::now_rfc3339;
+use super::place::Place;
 use super::sqlite::open_connection;
+use crate::config::Storage;
 
 /// What an account may do on the web page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -75,10 +77,10 @@ impl Account {
     }
 }
 
-/// The accounts under `storage.state_dir`.
+/// The accounts, where [`Place`] says (see [`Users::open`]).
 #[derive(Debug, Clone)]
 pub struct Users {
-    state_dir: PathBuf,
+    place: Place,
 }
 
 fn roles_text(roles: &[Role]) -> String {
@@ -103,14 +105,23 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
 const COLUMNS: &str = "name, roles, hash, created, changed, totp_secret";
 
 impl Users {
+    /// The accounts in `[storage]`'s place: how the gateway and the CLI open it.
+    pub fn open(storage: &Storage) -> Self {
+        Self::at(Place::of(storage))
+    }
+
+    /// The accounts in `place`.
+    pub fn at(place: Place) -> Self {
+        Users { place }
+    }
+
+    /// The accounts in SQLite and files under `state_dir` (a single school; the tests).
     pub fn new(state_dir: &Path) -> Self {
-        Users {
-            state_dir: state_dir.to_path_buf(),
-        }
+        Self::at(Place::Local(state_dir.to_path_buf()))
     }
 
     fn conn(&self) -> Result<Connection, StoreError> {
-        open_connection(&self.state_dir)
+        open_connection(self.place.state_dir())
     }
 
     /// Adds an account; false when the name is taken.

@@ -151,6 +151,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// The sessions for `[storage]`'s place: in this gateway's memory on one machine.
+    pub fn open(storage: &crate::config::Storage) -> Self {
+        match crate::store::place::Place::of(storage) {
+            crate::store::place::Place::Local(_) => Sessions::default(),
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
         match self.inner.lock() {
             Ok(g) => g,
