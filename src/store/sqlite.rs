@@ -264,9 +264,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 impl SqliteBackend {
-    /// Calls `each` for every record that may belong to a safeguarding case, in sequence order:
-    /// the records any rule matched (the export index's `r:` keys) and the case-review records.
-    pub fn scan_cases(
+    /// See [`Backend::scan_cases`].
+    fn cases(
         &mut self,
         each: &mut dyn FnMut(AuditEntry) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
@@ -793,6 +792,13 @@ impl Backend for SqliteBackend {
             }
         }
         Ok(Some(out))
+    }
+
+    fn scan_cases(
+        &mut self,
+        each: &mut dyn FnMut(AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.cases(each)
     }
 
     fn count(&mut self, seqs: (u64, u64), keys: &[String]) -> Result<u64, StoreError> {
