@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::StoreError;
 use super::place::Place;
+use super::postgres::shared;
 use super::sqlite::open_connection;
 use crate::config::Storage;
 use crate::policy::release::{LINK_LIFETIME, LinkState, TOKEN_BYTES, link_state};
@@ -108,6 +109,16 @@ impl ReleaseLinks {
         let expires = created
             .checked_add(LINK_LIFETIME)
             .unwrap_or(jiff::Timestamp::MAX);
+        if let Some(pg) = self.place.pg() {
+            let row = (
+                quarantine_id.to_string(),
+                sender.to_string(),
+                stamp(created),
+                stamp(expires),
+                None,
+            );
+            return shared::link_keep(&pg?, row, hash);
+        }
         self.conn()?.execute(
             "INSERT OR REPLACE INTO release_link
                  (token_hash, quarantine_id, sender, created, expires, used_at)
@@ -135,6 +146,17 @@ impl ReleaseLinks {
         let Some(hash) = token_hash(token) else {
             return Ok(None);
         };
+        if let Some(pg) = self.place.pg() {
+            return Ok(shared::link_find(&pg?, &hash)?.map(
+                |(quarantine_id, sender, created, expires, used)| Link {
+                    quarantine_id,
+                    sender,
+                    created: parse_time(&created),
+                    expires: parse_time(&expires),
+                    used_at: used.as_deref().map(parse_time),
+                },
+            ));
+        }
         let conn = self.conn()?;
         let row = conn
             .query_row(
@@ -175,6 +197,9 @@ impl ReleaseLinks {
         if link.state(now) != LinkState::Valid {
             return Ok(false);
         }
+        if let Some(pg) = self.place.pg() {
+            return shared::link_claim(&pg?, &hash, &stamp(now));
+        }
         let n = self.conn()?.execute(
             "UPDATE release_link SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL",
             params![hash, stamp(now)],
@@ -185,6 +210,9 @@ impl ReleaseLinks {
     /// Gives back a link claimed for a release that did not happen (the message is still held).
     pub fn unclaim(&self, token: &str) -> Result<(), StoreError> {
         if let Some(hash) = token_hash(token) {
+            if let Some(pg) = self.place.pg() {
+                return shared::link_unclaim(&pg?, &hash);
+            }
             self.conn()?.execute(
                 "UPDATE release_link SET used_at = NULL WHERE token_hash = ?1",
                 params![hash],
@@ -196,6 +224,9 @@ impl ReleaseLinks {
     /// Forgets links that expired before `cutoff` (kept that long so a late click is told
     /// "expired" rather than "no such link").
     pub fn purge(&self, cutoff: jiff::Timestamp) -> Result<usize, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::link_purge(&pg?, &stamp(cutoff));
+        }
         Ok(self.conn()?.execute(
             "DELETE FROM release_link WHERE expires < ?1",
             params![stamp(cutoff)],

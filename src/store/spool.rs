@@ -8,9 +8,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::place::Place;
+use super::postgres::{Pg, shared};
 use crate::alerts::{Flagged, Notice};
 use crate::config::Storage;
 
@@ -18,7 +19,14 @@ use crate::config::Storage;
 #[derive(Debug, Clone)]
 pub struct Spool {
     place: Place,
+    /// How long a node's claim on queued items lasts (a shared database).
+    claim_for: Duration,
 }
+
+/// How long a claim on queued alerts and notices lasts before another node may take them:
+/// longer than sending one takes (the next hop's timeouts), short enough that an alert held by
+/// a node that died goes out within minutes.
+pub const CLAIM_FOR: Duration = Duration::from_secs(120);
 
 impl Spool {
     /// The queues and evidence in `[storage]`'s place: how the gateway and the CLI open it.
@@ -28,7 +36,46 @@ impl Spool {
 
     /// The queues and evidence in `place`.
     pub fn at(place: Place) -> Self {
-        Spool { place }
+        Spool {
+            place,
+            claim_for: CLAIM_FOR,
+        }
+    }
+
+    /// The same spool with claims lasting `claim_for` (tests of a node that dies).
+    pub fn with_claim_for(mut self, claim_for: Duration) -> Self {
+        self.claim_for = claim_for;
+        self
+    }
+
+    /// Claims the queued items of `kind` for this node and parses them; an item that does not
+    /// parse is reported and left queued (for a person to look at), never dropped.
+    fn claim<T: serde::de::DeserializeOwned>(
+        &self,
+        pg: &Pg,
+        kind: &str,
+    ) -> io::Result<Vec<(QueueKey, T, SystemTime)>> {
+        let rows = shared::claim(pg, kind, &self.place.node(), self.claim_for)
+            .map_err(io::Error::other)?;
+        let mut out = Vec::new();
+        for (id, json, queued) in rows {
+            match serde_json::from_str::<T>(&json) {
+                Ok(item) => out.push((QueueKey::Row(id), item, queued)),
+                Err(e) => tracing::error!(kind, row = id, error = %e, "unreadable queued item"),
+            }
+        }
+        Ok(out)
+    }
+
+    fn forget(&self, pg: &Pg, keys: &[QueueKey]) -> io::Result<()> {
+        let ids: Vec<i64> = keys
+            .iter()
+            .filter_map(|k| match k {
+                QueueKey::Row(id) => Some(*id),
+                QueueKey::File(_) => None,
+            })
+            .collect();
+        shared::sent(pg, &ids).map_err(io::Error::other)
     }
 
     /// The spool under `state_dir` (folders are made on first use).
@@ -55,6 +102,16 @@ impl Spool {
     /// Queues an alert about one flagged message.
     pub fn queue_alert(&self, item: &Flagged) -> io::Result<()> {
         let json = serde_json::to_vec(item).map_err(io::Error::other)?;
+        if let Some(pg) = self.place.pg() {
+            let json = String::from_utf8(json).map_err(io::Error::other)?;
+            return shared::enqueue(
+                &pg.map_err(io::Error::other)?,
+                "alert",
+                item.audit_seq,
+                json,
+            )
+            .map_err(io::Error::other);
+        }
         write_durably(
             &self.alerts_dir(),
             &format!("{:020}.json", item.audit_seq),
@@ -63,8 +120,13 @@ impl Spool {
     }
 
     /// The alerts waiting to be sent, oldest first. A file that does not parse is reported and
-    /// left where it is.
+    /// left where it is. On a shared database they are claimed for this node for
+    /// [`CLAIM_FOR`] (the other node does not see them meanwhile).
     pub fn pending_alerts(&self) -> io::Result<Vec<(QueueKey, Flagged)>> {
+        if let Some(pg) = self.place.pg() {
+            let claimed = self.claim::<Flagged>(&pg.map_err(io::Error::other)?, "alert")?;
+            return Ok(claimed.into_iter().map(|(k, i, _)| (k, i)).collect());
+        }
         Ok(pending(&self.alerts_dir(), |i: &Flagged| i.audit_seq)?
             .into_iter()
             .map(|(path, item, _)| (QueueKey::File(path), item))
@@ -73,6 +135,9 @@ impl Spool {
 
     /// Forgets alerts that were sent.
     pub fn alerts_sent(&self, keys: &[QueueKey]) -> io::Result<()> {
+        if let Some(pg) = self.place.pg() {
+            return self.forget(&pg.map_err(io::Error::other)?, keys);
+        }
         remove_sent(&self.alerts_dir(), keys)
     }
 
@@ -83,6 +148,16 @@ impl Spool {
     /// Queues a notice to the sender of a held message.
     pub fn queue_notice(&self, notice: &Notice) -> io::Result<()> {
         let json = serde_json::to_vec(notice).map_err(io::Error::other)?;
+        if let Some(pg) = self.place.pg() {
+            let json = String::from_utf8(json).map_err(io::Error::other)?;
+            return shared::enqueue(
+                &pg.map_err(io::Error::other)?,
+                "notice",
+                notice.audit_seq,
+                json,
+            )
+            .map_err(io::Error::other);
+        }
         write_durably(
             &self.notices_dir(),
             &format!("{:020}.json", notice.audit_seq),
@@ -92,6 +167,9 @@ impl Spool {
 
     /// The notices waiting to be sent, oldest first, each with when it was queued.
     pub fn pending_notices(&self) -> io::Result<Vec<(QueueKey, Notice, SystemTime)>> {
+        if let Some(pg) = self.place.pg() {
+            return self.claim(&pg.map_err(io::Error::other)?, "notice");
+        }
         Ok(pending(&self.notices_dir(), |n: &Notice| n.audit_seq)?
             .into_iter()
             .map(|(path, item, queued)| (QueueKey::File(path), item, queued))
@@ -100,6 +178,9 @@ impl Spool {
 
     /// Forgets notices that were sent.
     pub fn notices_sent(&self, keys: &[QueueKey]) -> io::Result<()> {
+        if let Some(pg) = self.place.pg() {
+            return self.forget(&pg.map_err(io::Error::other)?, keys);
+        }
         remove_sent(&self.notices_dir(), keys)
     }
 
@@ -126,16 +207,19 @@ impl Spool {
     }
 }
 
-/// One queued alert or notice, to forget once it is sent: its file under `state_dir`.
+/// One queued alert or notice, to forget once it is sent: its file under `state_dir`, or its
+/// row in the shared database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueKey {
     File(PathBuf),
+    Row(i64),
 }
 
 impl std::fmt::Display for QueueKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             QueueKey::File(path) => write!(f, "{}", path.display()),
+            QueueKey::Row(id) => write!(f, "queue row {id}"),
         }
     }
 }
@@ -178,7 +262,8 @@ fn pending<T: serde::de::DeserializeOwned>(
 }
 
 fn remove_sent(dir: &Path, keys: &[QueueKey]) -> io::Result<()> {
-    for QueueKey::File(p) in keys {
+    for key in keys {
+        let QueueKey::File(p) = key else { continue };
         match fs::remove_file(p) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

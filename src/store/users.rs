@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::StoreError;
 use super::audit::now_rfc3339;
 use super::place::Place;
+use super::postgres::shared;
 use super::sqlite::open_connection;
 use crate::config::Storage;
 
@@ -126,6 +127,9 @@ impl Users {
 
     /// Adds an account; false when the name is taken.
     pub fn add(&self, name: &str, roles: &[Role], hash: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_add(&pg?, name, &roles_text(roles), hash);
+        }
         let now = now_rfc3339();
         let n = self.conn()?.execute(
             "INSERT OR IGNORE INTO web_user (name, roles, hash, failures, created, changed)
@@ -138,6 +142,9 @@ impl Users {
     /// Sets a new password hash (`store::logins` lifts the lock-outs). False when there is no
     /// such account.
     pub fn set_hash(&self, name: &str, hash: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_set_hash(&pg?, name, hash);
+        }
         let n = self.conn()?.execute(
             "UPDATE web_user SET hash = ?2, changed = ?3
              WHERE name = ?1",
@@ -148,6 +155,9 @@ impl Users {
 
     /// Removes an account; false when there was none.
     pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_remove(&pg?, name);
+        }
         let n = self
             .conn()?
             .execute("DELETE FROM web_user WHERE name = ?1", params![name])?;
@@ -155,6 +165,9 @@ impl Users {
     }
 
     pub fn get(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_get(&pg?, name);
+        }
         let sql = format!("SELECT {COLUMNS} FROM web_user WHERE name = ?1");
         Ok(self
             .conn()?
@@ -164,6 +177,9 @@ impl Users {
 
     /// Every account, by name.
     pub fn list(&self) -> Result<Vec<Account>, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_list(&pg?);
+        }
         let conn = self.conn()?;
         let sql = format!("SELECT {COLUMNS} FROM web_user ORDER BY name");
         let mut stmt = conn.prepare(&sql)?;
@@ -174,6 +190,9 @@ impl Users {
     /// Gives account `name` a TOTP secret (hex), or takes it away; false when there is no such
     /// account.
     pub fn set_totp(&self, name: &str, secret_hex: Option<&str>) -> Result<bool, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_set_totp(&pg?, name, secret_hex);
+        }
         let n = self.conn()?.execute(
             "UPDATE web_user SET totp_secret = ?2, totp_last_step = NULL, changed = ?3
              WHERE name = ?1",
@@ -185,6 +204,9 @@ impl Users {
     /// Takes TOTP time step `step` as used by `name`: false when a code of this step or a later
     /// one was accepted already (a code is good once).
     pub fn use_totp_step(&self, name: &str, step: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_use_totp_step(&pg?, name, step);
+        }
         let n = self.conn()?.execute(
             "UPDATE web_user SET totp_last_step = ?2
              WHERE name = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",

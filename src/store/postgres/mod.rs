@@ -33,6 +33,7 @@
 
 pub mod audit;
 pub mod schema;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::future::Future;

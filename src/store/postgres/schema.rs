@@ -53,6 +53,9 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         );
         ",
     ),
+    // The quarantine (with the held bytes), accounts, failed logins, release links, web
+    // sessions and the alert and notice queues: see `super::shared`.
+    (2, super::shared::MIGRATION),
 ];
 
 /// The schema version this schoolgate writes.
