@@ -303,3 +303,72 @@ fn stores_shared_by_two_nodes_claim_once_and_expire_claims() {
     tb.end_all_of("ms.dsl");
     assert!(ta.find(&id).is_none(), "ended on both");
 }
+
+/// `schoolgate migrate --from sqlite:STATE_DIR` copies the quarantine with its held bytes,
+/// the accounts and the release links: after it, the trust's config lists and exports the
+/// message held by the single school, byte for byte, to the same account.
+#[test]
+fn migrate_copies_the_quarantine_with_its_bytes_and_the_accounts() {
+    let cluster = PgCluster::start_new();
+    let gw = Gateway::start(|cfg| {
+        set(
+            cfg,
+            "safeguarding.rules.pupil-personal-address",
+            "quarantine",
+        );
+    });
+    gw.add_user("ms.dsl", &["dsl"], "dsl password 12");
+    let mut c = Client::ready(gw.port);
+    let m = plain_message(FROM, PUPIL, "Homework", "mig@test", "Here is the sheet.");
+    let t = c.send(FROM, "", &[PUPIL], &m).unwrap();
+    let text = t.reply.text();
+    assert!(text.contains("held for review"), "{text}");
+    let id = text.rsplit(' ').next().unwrap().trim().to_string();
+    let held = std::fs::read(gw.state_dir.join(format!("quarantine/{id}.eml"))).unwrap();
+
+    let mut cfg: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&gw.config_path).unwrap()).unwrap();
+    set(&mut cfg, "storage.database", cluster.url());
+    set(
+        &mut cfg,
+        "storage.state_dir",
+        gw.dir.path().join("trust").to_string_lossy().into_owned(),
+    );
+    let trust = gw.dir.path().join("trust.toml");
+    std::fs::write(&trust, toml::to_string(&cfg).unwrap()).unwrap();
+    let from = format!("sqlite:{}", gw.state_dir.display());
+    let out = common::schoolgate_cli(&trust, &["migrate", "--from", &from]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "migrate: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("copied 1 quarantine entries") && said.contains("copied 1 web accounts"),
+        "{said}"
+    );
+
+    let copy = gw.dir.path().join("copy.eml");
+    let out = common::schoolgate_cli(
+        &trust,
+        &[
+            "quarantine",
+            "export",
+            &id,
+            "--out",
+            copy.to_str().unwrap(),
+            "--as",
+            "ms.dsl",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "export after migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), held, "the same bytes");
+    // A second migrate into the now full database is refused.
+    let again = common::schoolgate_cli(&trust, &["migrate", "--from", &from]);
+    assert!(!again.status.success(), "a full target is refused");
+}

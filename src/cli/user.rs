@@ -14,7 +14,6 @@ use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::store::logins::Logins;
-use crate::store::sqlite::SqliteBackend;
 use crate::store::users::{Role, Users};
 use crate::store::{AuditLog, AuditRecord, RecordKind};
 use crate::web::auth::hash_password;
@@ -186,7 +185,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 fn audit(config: &Config, actor: &str, detail: String) -> anyhow::Result<()> {
-    let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
+    let log = AuditLog::start(crate::store::open_audit(&config.storage)?)?;
     log.append_blocking(AuditRecord::action(RecordKind::UserChange, actor, detail))
         .context("the account was changed but the audit record could not be written")?;
     Ok(())

@@ -22,8 +22,7 @@ use crate::alerts::{self, AlertMail, Flagged};
 use crate::envelope::Envelope;
 use crate::store::quarantine::Quarantine;
 use crate::store::spool::QueueKey;
-use crate::store::sqlite::SqliteBackend;
-use crate::store::{AuditRecord, Backend, ChainHead, RecordKind};
+use crate::store::{AuditRecord, ChainHead, RecordKind};
 
 /// How often the queue is looked at.
 const TICK: Duration = Duration::from_millis(500);
@@ -62,7 +61,7 @@ struct State {
     /// Mail that failed, by queue key (`alert:SENDER`, `notice:PATH`).
     retries: HashMap<String, Retry>,
     /// The audit database, for the chain's head each alert carries.
-    backend: Option<Arc<Mutex<SqliteBackend>>>,
+    backend: Option<Arc<Mutex<Box<dyn crate::store::Backend>>>>,
 }
 
 impl State {
@@ -166,8 +165,8 @@ async fn record(relay: &Relay, detail: String, undelivered: bool) -> bool {
 /// The head of the audit chain now, kept as a checkpoint in the database too.
 async fn chain_head(relay: &Relay, state: &mut State) -> Option<ChainHead> {
     if state.backend.is_none() {
-        let dir = relay.config().storage.state_dir.clone();
-        match tokio::task::spawn_blocking(move || SqliteBackend::open(&dir)).await {
+        let storage = relay.config().storage.clone();
+        match tokio::task::spawn_blocking(move || crate::store::open_audit(&storage)).await {
             Ok(Ok(b)) => state.backend = Some(Arc::new(Mutex::new(b))),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "the audit head could not be read for the alert");

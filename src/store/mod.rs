@@ -2,7 +2,8 @@
 //! and the web page's accounts ([`users`]).
 //!
 //! One small, synchronous [`Backend`] trait is all a database has to provide; SQLite
-//! ([`sqlite::SqliteBackend`]) is the embedded default and PostgreSQL will follow behind the same
+//! ([`sqlite::SqliteBackend`]) is the embedded default and PostgreSQL ([`postgres`], with
+//! `[storage] database`) the store a trust's gateways share, behind the same
 //! trait. Chaining and group commit live above the backend, in [`AuditLog`], so every backend
 //! gets them for free and no backend can fork the chain.
 

@@ -173,7 +173,12 @@ impl SqliteBackend {
 
     /// Opens an existing database read-only (for `audit verify` and exports).
     pub fn open_read_only(state_dir: &Path) -> Result<Self, StoreError> {
-        let path = state_dir.join(DATABASE_FILE);
+        Self::open_file_read_only(&state_dir.join(DATABASE_FILE))
+    }
+
+    /// Opens an existing database file read-only, whatever its name (`schoolgate migrate`).
+    pub fn open_file_read_only(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
             |source| StoreError::Open {
                 path: path.clone(),

@@ -30,7 +30,7 @@ async fn visible(web: &Web, account: &str) -> Result<Vec<Case>, String> {
     let directory = web.relay.directory();
     let account = account.to_string();
     let found = tokio::task::spawn_blocking(move || -> Result<Vec<Case>, StoreError> {
-        let all = crate::store::cases::all(&config.storage.state_dir)?;
+        let all = crate::store::cases::all(&config.storage)?;
         Ok(all
             .into_iter()
             .filter(|c| review::may_see(&config, &directory, &account, c))

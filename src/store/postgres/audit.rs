@@ -156,7 +156,7 @@ async fn read_head(c: &tokio_postgres::Client) -> Result<Option<ChainHead>, Stor
 
 /// Inserts `entries` with their search columns and export keys and moves the head mark, in
 /// the transaction `c` is in: one statement per table whatever the batch size.
-async fn insert(
+pub(super) async fn insert(
     c: &tokio_postgres::Client,
     entries: &[(AuditEntry, AuditRecord)],
 ) -> Result<(), StoreError> {

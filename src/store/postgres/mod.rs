@@ -32,6 +32,7 @@
 //! after at most [`CONNECT_TIMEOUT`] with [`StoreError::PgConnect`].
 
 pub mod audit;
+pub mod migrate;
 pub mod schema;
 pub mod shared;
 
@@ -346,6 +347,84 @@ impl Pg {
                 detail,
             },
             other => other,
+        }
+    }
+}
+
+/// A boxed future borrowing a connection, as [`PgTx::run`] takes.
+pub type BoxFut<'a, T> = std::pin::Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// One transaction held open across several synchronous calls (each a round of
+/// [`Pg::block_on`]), e.g. `migrate` copying table after table. Dropped without
+/// [`PgTx::commit`], its connection is closed, so PostgreSQL rolls it all back.
+pub struct PgTx {
+    pg: Pg,
+    client: Option<Object>,
+}
+
+impl PgTx {
+    /// `BEGIN` on a pooled connection, then takes the advisory `locks` (e.g.
+    /// [`audit::AUDIT_LOCK`]) until the end of the transaction.
+    pub fn begin(pg: &Pg, locks: &[i64]) -> Result<PgTx, StoreError> {
+        let locks = locks.to_vec();
+        let p = pg.clone();
+        let client = pg.block_on(async move {
+            let client = p.client().await?;
+            client.batch_execute("BEGIN").await?;
+            for lock in &locks {
+                client
+                    .execute("SELECT pg_advisory_xact_lock($1)", &[lock])
+                    .await?;
+            }
+            Ok::<_, StoreError>(client)
+        });
+        Ok(PgTx {
+            pg: pg.clone(),
+            client: Some(client.map_err(|e| pg.name_error(e))?),
+        })
+    }
+
+    /// Runs `f` on the transaction's connection: `pg_tx.run(|c| Box::pin(async move { ... }))`.
+    pub fn run<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a deadpool_postgres::ClientWrapper) -> BoxFut<'a, T> + Send + 'static,
+    {
+        let Some(client) = self.client.take() else {
+            return Err(StoreError::Postgres {
+                database: self.pg.database().to_string(),
+                detail: "the transaction has ended".into(),
+            });
+        };
+        let (client, result) = self.pg.block_on(async move {
+            let r = f(&client).await;
+            (client, r)
+        });
+        self.client = Some(client);
+        result.map_err(|e| self.pg.name_error(e))
+    }
+
+    /// Commits.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.run(|c| Box::pin(async move { Ok(c.batch_execute("COMMIT").await?) }))?;
+        // Back to the pool, outside any transaction.
+        drop(self.client.take());
+        Ok(())
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        // Still open (not committed, or the commit failed): the connection must not go back
+        // to the pool inside a transaction; closing it rolls the transaction back.
+        if let Some(client) = self.client.take()
+            && !client.is_closed()
+        {
+            self.pg.block_on(async move {
+                if client.batch_execute("ROLLBACK").await.is_err() {
+                    drop(Object::take(client));
+                }
+            });
         }
     }
 }

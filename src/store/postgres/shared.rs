@@ -819,3 +819,184 @@ pub fn sent(pg: &Pg, ids: &[i64]) -> Result<(), StoreError> {
     )?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// `schoolgate migrate --from sqlite:PATH`: these tables' copy
+
+/// The tables [`copy_from_sqlite`] fills (all must be empty before `migrate` starts).
+pub const TABLES: &[&str] = &["quarantine", "web_user", "release_link", "send_queue"];
+
+/// One quarantine row of the source, with its held bytes (`None`: its file is gone, e.g.
+/// removed by retention after a release).
+type SourceHeld = (Vec<Option<String>>, Vec<i64>, Vec<bool>, Option<Vec<u8>>);
+
+/// Copies a single-school store's quarantine (the held bytes read from `state_dir/quarantine`
+/// beside the database `file`), accounts (roles, password hash, TOTP secret and last step),
+/// release links, and the alerts and notices still queued in `state_dir/alerts` and
+/// `state_dir/notices`, inside `tx`. Failed-login counts and web sessions are not copied
+/// (everyone logs in again).
+pub fn copy_from_sqlite(
+    file: &std::path::Path,
+    tx: &mut super::PgTx,
+) -> Result<Vec<super::migrate::Copied>, StoreError> {
+    use super::migrate::Copied;
+    let state_dir = file
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let conn = rusqlite::Connection::open_with_flags(
+        file,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| StoreError::Open {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let quarantine = crate::store::quarantine::Quarantine::new(&state_dir);
+
+    let mut held: Vec<SourceHeld> = Vec::new();
+    {
+        let mut stmt = conn.prepare(
+            "SELECT id, time, mail_from, rcpt_to, subject, sha256, reason, state, acted_by,
+                    acted_at, action_reason, delivery_key, size, smtputf8, body_8bit
+             FROM quarantine ORDER BY time, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let text: Vec<Option<String>> = (0..12)
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect::<Result<_, _>>()?;
+            Ok((
+                text,
+                vec![r.get::<_, i64>(12)?],
+                vec![r.get(13)?, r.get(14)?],
+            ))
+        })?;
+        for row in rows {
+            let (text, numbers, flags) = row?;
+            let id = text[0].clone().unwrap_or_default();
+            let bytes = quarantine.read(&id).ok();
+            held.push((text, numbers, flags, bytes));
+        }
+    }
+    let held_rows = held.len() as u64;
+    let node = format!("migrated:{}", state_dir.display());
+    tx.run(move |c| {
+        Box::pin(async move {
+            for (t, n, f, bytes) in &held {
+                c.execute(
+                    "INSERT INTO quarantine (id, time, mail_from, rcpt_to, subject, sha256,
+                         reason, state, acted_by, acted_at, action_reason, delivery_key, size,
+                         smtputf8, body_8bit, node, bytes)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                         $16, $17)",
+                    &[
+                        &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &t[7], &t[8], &t[9],
+                        &t[10], &t[11], &n[0], &f[0], &f[1], &node, bytes,
+                    ],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    })?;
+
+    let users: Vec<(Vec<Option<String>>, Option<i64>)> = conn
+        .prepare(
+            "SELECT name, roles, hash, created, changed, totp_secret, totp_last_step
+             FROM web_user ORDER BY name",
+        )?
+        .query_map([], |r| {
+            let text: Vec<Option<String>> = (0..6)
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect::<Result<_, _>>()?;
+            Ok((text, r.get(6)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let user_rows = users.len() as u64;
+    tx.run(move |c| {
+        Box::pin(async move {
+            for (t, step) in &users {
+                c.execute(
+                    "INSERT INTO web_user (name, roles, hash, created, changed, totp_secret,
+                         totp_last_step) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[&t[0], &t[1], &t[2], &t[3], &t[4], &t[5], step],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    })?;
+
+    let links: Vec<Vec<Option<String>>> = conn
+        .prepare(
+            "SELECT token_hash, quarantine_id, sender, created, expires, used_at
+             FROM release_link ORDER BY created",
+        )?
+        .query_map([], |r| {
+            (0..6)
+                .map(|i| r.get::<_, Option<String>>(i))
+                .collect::<Result<Vec<_>, _>>()
+        })?
+        .collect::<Result<_, _>>()?;
+    let link_rows = links.len() as u64;
+    tx.run(move |c| {
+        Box::pin(async move {
+            for t in &links {
+                c.execute(
+                    "INSERT INTO release_link (token_hash, quarantine_id, sender, created,
+                         expires, used_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[&t[0], &t[1], &t[2], &t[3], &t[4], &t[5]],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    })?;
+
+    let spool = crate::store::spool::Spool::new(&state_dir);
+    let mut queued: Vec<(&'static str, i64, String, i64)> = Vec::new();
+    let since_epoch = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    };
+    for (_, item) in spool.pending_alerts()? {
+        let json = serde_json::to_string(&item).map_err(|e| StoreError::Io(e.into()))?;
+        queued.push(("alert", item.audit_seq as i64, json, unix_now()));
+    }
+    for (_, item, at) in spool.pending_notices()? {
+        let json = serde_json::to_string(&item).map_err(|e| StoreError::Io(e.into()))?;
+        queued.push(("notice", item.audit_seq as i64, json, since_epoch(at)));
+    }
+    let queue_rows = queued.len() as u64;
+    tx.run(move |c| {
+        Box::pin(async move {
+            for (kind, seq, json, at) in &queued {
+                c.execute(
+                    "INSERT INTO send_queue (kind, audit_seq, item, queued) VALUES ($1, $2, $3, $4)",
+                    &[kind, seq, json, at],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    })?;
+
+    Ok(vec![
+        Copied {
+            what: "quarantine entries (with their held bytes)",
+            rows: held_rows,
+        },
+        Copied {
+            what: "web accounts",
+            rows: user_rows,
+        },
+        Copied {
+            what: "release links",
+            rows: link_rows,
+        },
+        Copied {
+            what: "queued alerts and notices",
+            rows: queue_rows,
+        },
+    ])
+}
