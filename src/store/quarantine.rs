@@ -12,6 +12,10 @@
 //! and the CLI share the file); none of it goes through the audit writer. State changes are
 //! conditional updates (`WHERE state = 'held'`), so two people acting on one message at once
 //! cannot both succeed.
+//!
+//! With `[storage] database` (a trust's gateways) the index row AND the held bytes are in
+//! PostgreSQL ([`super::postgres::shared`]), so any gateway can release what another held; the
+//! same states and the same conditional updates make a release happen once across gateways.
 
 use std::fs;
 use std::io;
@@ -109,9 +113,19 @@ impl Quarantine {
         format!("{}.eml", safe_name(id))
     }
 
-    /// Where the held bytes of `id` are.
+    /// Where the held bytes of `id` are on one machine (with a shared database they are in its
+    /// row instead).
     pub fn path(&self, id: &str) -> PathBuf {
         self.dir().join(Self::file_name(id))
+    }
+
+    /// Where the held bytes of `id` are, in words for an error message: the file, or the
+    /// shared database.
+    pub fn held_at(&self, id: &str) -> String {
+        match &self.place {
+            Place::Local(_) => self.path(id).display().to_string(),
+            Place::Shared { .. } => format!("quarantine entry {id} in the shared database"),
+        }
     }
 
     fn conn(&self) -> Result<Connection, StoreError> {

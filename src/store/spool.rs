@@ -3,6 +3,10 @@
 //!
 //! Each file is written to a temporary name, fsynced, renamed into place and its directory
 //! fsynced, so a file is either whole or absent.
+//!
+//! With `[storage] database` the alert and notice queues are rows in PostgreSQL, claimed by one
+//! gateway at a time for [`CLAIM_FOR`] (see [`super::postgres::shared::claim`]); the evidence
+//! stays in the gateway's own `state_dir`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
