@@ -209,6 +209,35 @@ async fn remove_alerts(relay: &Relay, paths: Vec<QueueKey>) {
     }
 }
 
+/// When any gateway last alerted about `sender_key` (a shared store; `None` on one machine,
+/// where [`State::last_alert`] knows).
+async fn shared_last_alert(relay: &Relay, sender_key: &str) -> Option<jiff::Timestamp> {
+    let spool = relay.spool.clone();
+    let key = sender_key.to_string();
+    match tokio::task::spawn_blocking(move || spool.last_alert(&key)).await {
+        Ok(Ok(last)) => last,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "when the other gateway last alerted could not be read");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "when the other gateway last alerted could not be read");
+            None
+        }
+    }
+}
+
+/// Tells the other gateways (a shared store) that an alert about `sender_key` went at `at`.
+async fn shared_alert_sent(relay: &Relay, sender_key: &str, at: jiff::Timestamp) {
+    let spool = relay.spool.clone();
+    let key = sender_key.to_string();
+    match tokio::task::spawn_blocking(move || spool.alert_sent_about(&key, at)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the alert's time could not be shared"),
+        Err(e) => tracing::warn!(error = %e, "the alert's time could not be shared"),
+    }
+}
+
 async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
     let spool = relay.spool.clone();
     let pending = tokio::task::spawn_blocking(move || spool.pending_alerts())
@@ -235,7 +264,12 @@ async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
             .filter_map(|(_, i)| i.time.parse::<jiff::Timestamp>().ok())
             .min()
             .unwrap_or(now);
-        let last = state.last_alert.get(&sender_key).copied();
+        // Another gateway on the shared store may have alerted about this sender since.
+        let last = state
+            .last_alert
+            .get(&sender_key)
+            .copied()
+            .max(shared_last_alert(relay, &sender_key).await);
         let retry_key = format!("alert:{sender_key}");
         if !alerts::alert_due(now, last, oldest, window) || state.waiting(&retry_key) {
             continue;
@@ -331,6 +365,7 @@ async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
         }
         state.retries.remove(&retry_key);
         if !undelivered {
+            shared_alert_sent(relay, &sender_key, now).await;
             state.last_alert.insert(sender_key, now);
         }
         remove_alerts(relay, paths).await;

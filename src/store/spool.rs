@@ -108,10 +108,13 @@ impl Spool {
         let json = serde_json::to_vec(item).map_err(io::Error::other)?;
         if let Some(pg) = self.place.pg() {
             let json = String::from_utf8(json).map_err(io::Error::other)?;
+            // An alert's sender: its alerts go to one gateway at a time (see `shared::claim`).
+            let grouping = item.sender.trim().to_lowercase();
             return shared::enqueue(
                 &pg.map_err(io::Error::other)?,
                 "alert",
                 item.audit_seq,
+                &grouping,
                 json,
             )
             .map_err(io::Error::other);
@@ -145,6 +148,28 @@ impl Spool {
         remove_sent(&self.alerts_dir(), keys)
     }
 
+    /// When any gateway last sent a DSL alert about `sender` (lower case), so the alert window
+    /// holds across gateways on a shared store. `None` on one machine: the alert sender keeps
+    /// that in its memory.
+    pub fn last_alert(&self, sender: &str) -> io::Result<Option<jiff::Timestamp>> {
+        let Some(pg) = self.place.pg() else {
+            return Ok(None);
+        };
+        let ms =
+            shared::last_alert(&pg.map_err(io::Error::other)?, sender).map_err(io::Error::other)?;
+        Ok(ms.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()))
+    }
+
+    /// Records that an alert about `sender` (lower case) was sent at `at` (a shared store;
+    /// nothing on one machine).
+    pub fn alert_sent_about(&self, sender: &str, at: jiff::Timestamp) -> io::Result<()> {
+        let Some(pg) = self.place.pg() else {
+            return Ok(());
+        };
+        shared::alert_sent_about(&pg.map_err(io::Error::other)?, sender, at.as_millisecond())
+            .map_err(io::Error::other)
+    }
+
     fn notices_dir(&self) -> PathBuf {
         self.place.state_dir().join("notices")
     }
@@ -158,6 +183,7 @@ impl Spool {
                 &pg.map_err(io::Error::other)?,
                 "notice",
                 notice.audit_seq,
+                "",
                 json,
             )
             .map_err(io::Error::other);

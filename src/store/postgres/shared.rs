@@ -86,12 +86,17 @@ pub const MIGRATION: &str = "
         id            BIGSERIAL PRIMARY KEY,
         kind          TEXT NOT NULL,
         audit_seq     BIGINT NOT NULL,
+        grouping      TEXT NOT NULL,
         item          TEXT NOT NULL,
         queued        BIGINT NOT NULL,
         claimed_by    TEXT,
         claimed_until BIGINT
     );
     CREATE INDEX send_queue_kind ON send_queue (kind, audit_seq);
+    CREATE TABLE alert_last (
+        sender TEXT PRIMARY KEY,
+        sent   BIGINT NOT NULL
+    );
 ";
 
 fn unix_now() -> i64 {
@@ -754,12 +759,27 @@ pub fn session_sweep(pg: &Pg, idle_ms: i64) -> Result<(), StoreError> {
 // ---------------------------------------------------------------------------------------------
 // The alert and notice queues
 
-/// Queues `item` (JSON) of `kind` (`alert`, `notice`) for audit record `audit_seq`.
-pub fn enqueue(pg: &Pg, kind: &str, audit_seq: u64, item: String) -> Result<(), StoreError> {
+/// Queues `item` (JSON) of `kind` (`alert`, `notice`) for audit record `audit_seq`. Items of
+/// one non-empty `grouping` (an alert's sender) go to one gateway at a time, so the alerts
+/// about one sender are grouped as on one gateway.
+pub fn enqueue(
+    pg: &Pg,
+    kind: &str,
+    audit_seq: u64,
+    grouping: &str,
+    item: String,
+) -> Result<(), StoreError> {
     execute(
         pg,
-        "INSERT INTO send_queue (kind, audit_seq, item, queued) VALUES ($1, $2, $3, $4)",
-        params![kind.to_string(), audit_seq as i64, item, unix_now()],
+        "INSERT INTO send_queue (kind, audit_seq, grouping, item, queued)
+         VALUES ($1, $2, $3, $4, $5)",
+        params![
+            kind.to_string(),
+            audit_seq as i64,
+            grouping.to_string(),
+            item,
+            unix_now()
+        ],
     )?;
     Ok(())
 }
@@ -776,20 +796,33 @@ pub fn claim(
     let node = node.to_string();
     let now = unix_now();
     let until = now + claim_for.as_secs().max(1) as i64;
-    pg.run(move |client| async move {
-        let rows = client
+    pg.run(move |mut client| async move {
+        let tx = client.transaction().await?;
+        // One gateway claims at a time (twice a second each: cheap), so each sees the other's
+        // claims committed and leaves a grouping another gateway holds to it.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('schoolgate claim ' || $1))",
+            &[&kind],
+        )
+        .await?;
+        let rows = tx
             .query(
                 "UPDATE send_queue SET claimed_by = $2, claimed_until = $3
                  WHERE id IN (
-                     SELECT id FROM send_queue
-                     WHERE kind = $1
-                       AND (claimed_until IS NULL OR claimed_until < $4 OR claimed_by = $2)
-                     ORDER BY audit_seq, id
+                     SELECT q.id FROM send_queue q
+                     WHERE q.kind = $1
+                       AND (q.claimed_until IS NULL OR q.claimed_until < $4 OR q.claimed_by = $2)
+                       AND NOT EXISTS (
+                           SELECT 1 FROM send_queue o
+                           WHERE o.kind = $1 AND q.grouping <> '' AND o.grouping = q.grouping
+                             AND o.claimed_by <> $2 AND o.claimed_until >= $4)
+                     ORDER BY q.audit_seq, q.id
                      FOR UPDATE SKIP LOCKED)
                  RETURNING id, item, queued, audit_seq",
                 &[&kind, &node, &until, &now],
             )
             .await?;
+        tx.commit().await?;
         let mut out: Vec<(i64, i64, String, SystemTime)> = rows
             .iter()
             .map(|r| {
@@ -954,26 +987,34 @@ pub fn copy_from_sqlite(
     })?;
 
     let spool = crate::store::spool::Spool::new(&state_dir);
-    let mut queued: Vec<(&'static str, i64, String, i64)> = Vec::new();
+    let mut queued: Vec<(&'static str, i64, String, String, i64)> = Vec::new();
     let since_epoch = |t: SystemTime| {
         t.duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
     };
     for (_, item) in spool.pending_alerts()? {
         let json = serde_json::to_string(&item).map_err(|e| StoreError::Io(e.into()))?;
-        queued.push(("alert", item.audit_seq as i64, json, unix_now()));
+        let grouping = item.sender.trim().to_lowercase();
+        queued.push(("alert", item.audit_seq as i64, grouping, json, unix_now()));
     }
     for (_, item, at) in spool.pending_notices()? {
         let json = serde_json::to_string(&item).map_err(|e| StoreError::Io(e.into()))?;
-        queued.push(("notice", item.audit_seq as i64, json, since_epoch(at)));
+        queued.push((
+            "notice",
+            item.audit_seq as i64,
+            String::new(),
+            json,
+            since_epoch(at),
+        ));
     }
     let queue_rows = queued.len() as u64;
     tx.run(move |c| {
         Box::pin(async move {
-            for (kind, seq, json, at) in &queued {
+            for (kind, seq, grouping, json, at) in &queued {
                 c.execute(
-                    "INSERT INTO send_queue (kind, audit_seq, item, queued) VALUES ($1, $2, $3, $4)",
-                    &[kind, seq, json, at],
+                    "INSERT INTO send_queue (kind, audit_seq, grouping, item, queued)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[kind, seq, grouping, json, at],
                 )
                 .await?;
             }
@@ -999,4 +1040,29 @@ pub fn copy_from_sqlite(
             rows: queue_rows,
         },
     ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// The alert window across gateways
+
+/// When an alert about `sender` last went (Unix milliseconds), from any gateway.
+pub fn last_alert(pg: &Pg, sender: &str) -> Result<Option<i64>, StoreError> {
+    let sender = sender.to_string();
+    pg.run(move |client| async move {
+        Ok(client
+            .query_opt("SELECT sent FROM alert_last WHERE sender = $1", &[&sender])
+            .await?
+            .map(|r| r.get(0)))
+    })
+}
+
+/// An alert about `sender` went at `at_ms` (the later time is kept).
+pub fn alert_sent_about(pg: &Pg, sender: &str, at_ms: i64) -> Result<(), StoreError> {
+    execute(
+        pg,
+        "INSERT INTO alert_last (sender, sent) VALUES ($1, $2)
+         ON CONFLICT (sender) DO UPDATE SET sent = GREATEST(alert_last.sent, excluded.sent)",
+        params![sender.to_string(), at_ms],
+    )?;
+    Ok(())
 }
