@@ -22,7 +22,7 @@ fn action(n: usize) -> AuditRecord {
 }
 
 fn message(n: usize) -> AuditRecord {
-    let flagged = n % 3 == 0;
+    let flagged = n.is_multiple_of(3);
     AuditRecord::message(MessageRecord {
         mail_from: format!("teacher{}@example-academy.sch.uk", n % 4),
         rcpt_to: vec![format!("parent{}@example.org", n % 5)],
@@ -106,8 +106,8 @@ fn the_same_records_give_the_same_answers_as_sqlite() {
     let batches: Vec<Vec<AuditRecord>> = (0..6)
         .map(|b| {
             (0..(b * 7 + 1))
-                .map(|i| {
-                    if i % 2 == 0 {
+                .map(|i: usize| {
+                    if i.is_multiple_of(2) {
                         message(b * 100 + i)
                     } else {
                         action(b * 100 + i)

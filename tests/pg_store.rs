@@ -140,3 +140,29 @@ fn a_statement_error_names_the_database_and_the_pool_recovers_after_a_restart() 
     }
     assert_eq!(answered, Some(7), "the pool did not reconnect by itself");
 }
+
+#[test]
+fn while_the_server_is_stopped_calls_fail_fast_and_then_recover() {
+    let mut cluster = PgCluster::start_new();
+    let pg = Pg::connect(&cluster.url()).unwrap();
+    let one = |pg: &Pg| {
+        pg.run(
+            |client| async move { Ok(client.query_one("SELECT 1", &[]).await?.get::<_, i32>(0)) },
+        )
+    };
+    assert_eq!(one(&pg).unwrap(), 1);
+    cluster.stop();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let e = one(&pg).expect_err("the server is stopped");
+        eprintln!("{:?}: {e}", started.elapsed());
+        assert!(matches!(e, StoreError::PgConnect { .. }), "{e:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+    cluster.start();
+    assert_eq!(one(&pg).unwrap(), 1);
+}
