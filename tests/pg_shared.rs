@@ -320,6 +320,22 @@ fn stores_shared_by_two_nodes_claim_once_and_expire_claims() {
     pb.alerts_sent(&[on_b[0].0.clone()]).unwrap();
     assert!(pa.pending_alerts().unwrap().is_empty(), "sent once");
 
+    // Evidence kept through A is read through B, and purged once old.
+    let rel = pa.keep_evidence("Q7", b"delivered copy\r\n").unwrap();
+    assert_eq!(rel, "evidence/Q7.eml");
+    assert!(pb.evidence_kept(&rel).unwrap());
+    assert_eq!(
+        pb.read_evidence(&rel).unwrap().as_deref(),
+        Some(&b"delivered copy\r\n"[..])
+    );
+    assert_eq!(pb.read_evidence("evidence/../x").unwrap(), None);
+    assert_eq!(
+        pb.purge_evidence(std::time::SystemTime::now() + Duration::from_secs(5))
+            .unwrap(),
+        1
+    );
+    assert!(!pa.evidence_kept(&rel).unwrap());
+
     // Accounts and sessions.
     assert!(
         Users::open(&sa)

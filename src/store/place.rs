@@ -5,9 +5,9 @@
 //! sessions) is opened from a [`Place`], never from `state_dir` directly, so a config that names
 //! a shared database moves all of them together.
 //!
-//! With `[storage] database` set they live in PostgreSQL ([`super::postgres::shared`]); the
-//! evidence copies of flagged messages stay in the node's own `state_dir` (they are the DSL's
-//! copy of what that node delivered, and the audit record names the node's file).
+//! With `[storage] database` set they live in PostgreSQL ([`super::postgres::shared`]), and so
+//! do the evidence copies of flagged messages (the DSL reads them through either gateway);
+//! `state_dir` keeps only the node's own outbox.
 
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,7 @@ pub enum Place {
     /// queues as files under it, web sessions in the gateway's memory.
     Local(PathBuf),
     /// A trust's gateways sharing one PostgreSQL database (`[storage] database`); `state_dir`
-    /// keeps only what is this node's own (the outbox, the evidence copies).
+    /// keeps only what is this node's own (the outbox).
     Shared {
         state_dir: PathBuf,
         database: String,

@@ -5,8 +5,8 @@
 //! fsynced, so a file is either whole or absent.
 //!
 //! With `[storage] database` the alert and notice queues are rows in PostgreSQL, claimed by one
-//! gateway at a time for [`CLAIM_FOR`] (see [`super::postgres::shared::claim`]); the evidence
-//! stays in the gateway's own `state_dir`.
+//! gateway at a time for [`CLAIM_FOR`] (see [`super::postgres::shared::claim`]), and the
+//! evidence copies are rows too.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -96,11 +96,46 @@ impl Spool {
     }
 
     /// Keeps `bytes` (a message as delivered) as `evidence/NAME.eml`, readable by schoolgate
-    /// only; returns the path relative to the state directory.
+    /// only (on a shared store: in the database, so the DSL reads it through either gateway);
+    /// returns the path relative to the state directory, as the audit record names it.
     pub fn keep_evidence(&self, name: &str, bytes: &[u8]) -> io::Result<String> {
         let file = format!("{}.eml", safe_name(name));
-        write_durably(&self.evidence_dir(), &file, bytes)?;
+        if let Some(pg) = self.place.pg() {
+            shared::evidence_keep(&pg.map_err(io::Error::other)?, &file, bytes)
+                .map_err(io::Error::other)?;
+        } else {
+            write_durably(&self.evidence_dir(), &file, bytes)?;
+        }
         Ok(format!("evidence/{file}"))
+    }
+
+    /// The evidence copy `rel` (`evidence/NAME.eml`, as an audit record names it); `None` when
+    /// none is kept (never was, past retention, or `rel` is not an evidence name).
+    pub fn read_evidence(&self, rel: &str) -> io::Result<Option<Vec<u8>>> {
+        let Some(file) = evidence_name(rel) else {
+            return Ok(None);
+        };
+        if let Some(pg) = self.place.pg() {
+            return shared::evidence_read(&pg.map_err(io::Error::other)?, file)
+                .map_err(io::Error::other);
+        }
+        match fs::read(self.evidence_dir().join(file)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the evidence copy `rel` is kept.
+    pub fn evidence_kept(&self, rel: &str) -> io::Result<bool> {
+        let Some(file) = evidence_name(rel) else {
+            return Ok(false);
+        };
+        if let Some(pg) = self.place.pg() {
+            return shared::evidence_kept(&pg.map_err(io::Error::other)?, file)
+                .map_err(io::Error::other);
+        }
+        Ok(self.evidence_dir().join(file).is_file())
     }
 
     /// Queues an alert about one flagged message.
@@ -216,6 +251,13 @@ impl Spool {
 
     /// Removes evidence older than `cutoff`; returns how many files went.
     pub fn purge_evidence(&self, cutoff: SystemTime) -> io::Result<usize> {
+        if let Some(pg) = self.place.pg() {
+            let secs = cutoff
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            return shared::evidence_purge(&pg.map_err(io::Error::other)?, secs)
+                .map_err(io::Error::other);
+        }
         let dir = self.evidence_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -301,6 +343,18 @@ fn remove_sent(dir: &Path, keys: &[QueueKey]) -> io::Result<()> {
         }
     }
     sync_dir(dir)
+}
+
+/// The file name in `evidence/NAME.eml` when it is one schoolgate could have written (no path,
+/// nothing hidden).
+fn evidence_name(rel: &str) -> Option<&str> {
+    let name = rel.strip_prefix("evidence/")?;
+    let safe = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'));
+    safe.then_some(name)
 }
 
 pub(crate) fn safe_name(name: &str) -> String {

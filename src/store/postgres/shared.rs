@@ -93,6 +93,11 @@ pub const MIGRATION: &str = "
         claimed_until BIGINT
     );
     CREATE INDEX send_queue_kind ON send_queue (kind, audit_seq);
+    CREATE TABLE evidence (
+        name  TEXT PRIMARY KEY,
+        bytes BYTEA NOT NULL,
+        kept  BIGINT NOT NULL
+    );
     CREATE TABLE alert_last (
         sender TEXT PRIMARY KEY,
         sent   BIGINT NOT NULL
@@ -1065,4 +1070,42 @@ pub fn alert_sent_about(pg: &Pg, sender: &str, at_ms: i64) -> Result<(), StoreEr
         params![sender.to_string(), at_ms],
     )?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evidence copies (the DSL reads them through either gateway)
+
+pub fn evidence_keep(pg: &Pg, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    execute(
+        pg,
+        "INSERT INTO evidence (name, bytes, kept) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET bytes = excluded.bytes, kept = excluded.kept",
+        params![name.to_string(), bytes.to_vec(), unix_now()],
+    )?;
+    Ok(())
+}
+
+pub fn evidence_read(pg: &Pg, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let name = name.to_string();
+    pg.run(move |client| async move {
+        Ok(client
+            .query_opt("SELECT bytes FROM evidence WHERE name = $1", &[&name])
+            .await?
+            .map(|r| r.get(0)))
+    })
+}
+
+pub fn evidence_kept(pg: &Pg, name: &str) -> Result<bool, StoreError> {
+    let name = name.to_string();
+    pg.run(move |client| async move {
+        Ok(client
+            .query_opt("SELECT 1 FROM evidence WHERE name = $1", &[&name])
+            .await?
+            .is_some())
+    })
+}
+
+/// Removes evidence kept before `cutoff` (Unix seconds); how many went.
+pub fn evidence_purge(pg: &Pg, cutoff: i64) -> Result<usize, StoreError> {
+    Ok(execute(pg, "DELETE FROM evidence WHERE kept < $1", params![cutoff])? as usize)
 }
