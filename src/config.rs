@@ -839,6 +839,10 @@ impl Default for AuditConfig {
 #[serde(deny_unknown_fields)]
 pub struct Storage {
     pub state_dir: PathBuf,
+    /// The shared PostgreSQL store of a trust's gateways, e.g.
+    /// `postgres://schoolgate@db.trust.example/schoolgate`; `None`: SQLite under `state_dir`.
+    #[serde(default)]
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -1801,6 +1805,10 @@ impl Config {
             oidc.check()
                 .map_err(|(key, message)| err("web.oidc", key, message))?;
         }
+        if let Some(url) = &self.storage.database {
+            crate::store::postgres::DatabaseUrl::parse(url)
+                .map_err(|message| err("storage", "database", message))?;
+        }
         if r.max_message_size.0 == 0 {
             return Err(err(
                 "relay",
@@ -2422,6 +2430,28 @@ mod tests {
         assert_eq!(e.line, Some(line_of(&text, "dsl = [")));
         assert_eq!(e.field.as_deref(), Some("safeguarding.dsl"));
         assert!(e.message.contains("not a mail address"), "{e}");
+    }
+
+    #[test]
+    fn storage_database_is_optional_and_a_bad_url_is_named_with_its_line() {
+        assert!(parse(EXAMPLE).unwrap().storage.database.is_none());
+        let with = |url: &str| {
+            EXAMPLE.replace(
+                "state_dir = \"var\"\n",
+                &format!("state_dir = \"var\"\ndatabase = \"{url}\"\n"),
+            )
+        };
+        let good = with("postgres://schoolgate@db.trust.example/schoolgate");
+        assert_eq!(
+            parse(&good).unwrap().storage.database.as_deref(),
+            Some("postgres://schoolgate@db.trust.example/schoolgate")
+        );
+        assert!(parse(&with("postgresql://sg@10.0.0.5/trust?sslmode=require")).is_ok());
+        let bad = with("mysql://schoolgate@db/schoolgate");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.line, Some(line_of(&bad, "database =")));
+        assert_eq!(e.field.as_deref(), Some("storage.database"));
+        assert!(e.message.contains("postgres://"), "{e}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub(crate) fn named(config: &Config, name: Option<&str>, command: &str) -> anyho
             "{command} needs --as NAME: the account of the person doing it (see schoolgate user list), kept in the audit trail"
         );
     };
-    let users = Users::new(&config.storage.state_dir);
+    let users = Users::open(&config.storage);
     match users.get(name)? {
         Some(account) => Ok(account),
         None => bail!(

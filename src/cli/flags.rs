@@ -13,7 +13,6 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::review::audit_search::instant;
 use crate::review::cases::{self, Case, CaseError, CaseState, Filter, escape};
-use crate::store::sqlite::SqliteBackend;
 use crate::store::users::{Role, Users};
 use crate::store::{AuditLog, AuditRecord, RecordKind};
 
@@ -126,7 +125,7 @@ pub fn run(config_path: &Path, args: FlagsArgs) -> anyhow::Result<ExitCode> {
         FlagsCommand::Show { seq, actor } => {
             let case = match actor.as_deref().filter(|a| !a.trim().is_empty()) {
                 Some(a) => case_for(&config, seq, a)?,
-                None => match crate::store::cases::one(&config.storage.state_dir, seq)? {
+                None => match crate::store::cases::one(&config.storage, seq)? {
                     Some(c) => c,
                     None => return Err(CaseError::NotACase(seq).into()),
                 },
@@ -179,7 +178,7 @@ fn directory(config: &Config) -> anyhow::Result<Directory> {
 /// `name` must be an existing account with the dsl role; returns the schools it is restricted
 /// to (empty: trust-wide).
 fn dsl_account(config: &Config, name: &str) -> anyhow::Result<Vec<String>> {
-    let users = Users::new(&config.storage.state_dir);
+    let users = Users::open(&config.storage);
     match users.get(name.trim())? {
         None => anyhow::bail!(
             "--as {name:?}: there is no such account; `schoolgate user list` shows the accounts, `schoolgate user add NAME --role dsl` adds one"
@@ -205,7 +204,7 @@ fn in_schools(schools: &[String], case: &Case) -> bool {
 /// account may see.
 fn case_for(config: &Config, seq: u64, actor: &str) -> anyhow::Result<Case> {
     let schools = dsl_account(config, actor)?;
-    let case = match crate::store::cases::one(&config.storage.state_dir, seq)? {
+    let case = match crate::store::cases::one(&config.storage, seq)? {
         Some(c) => c,
         None => return Err(CaseError::NotACase(seq).into()),
     };
@@ -229,7 +228,7 @@ fn case_for(config: &Config, seq: u64, actor: &str) -> anyhow::Result<Case> {
 
 /// Appends one record with its own audit writer; returns its seq.
 fn append(config: &Config, record: AuditRecord) -> anyhow::Result<u64> {
-    let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
+    let log = AuditLog::start(crate::store::open_audit(&config.storage)?)?;
     Ok(log.append_blocking(record)?.seq)
 }
 
@@ -270,7 +269,7 @@ fn list(
     json: bool,
     actor: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let mut found = crate::store::cases::list(&config.storage.state_dir, filter)?;
+    let mut found = crate::store::cases::list(&config.storage, filter)?;
     if let Some(actor) = actor {
         let schools = dsl_account(config, actor)?;
         let directory = directory(config)?;

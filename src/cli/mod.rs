@@ -6,6 +6,7 @@ pub mod check;
 pub mod directory;
 pub mod dkim;
 pub mod flags;
+pub mod migrate;
 pub mod notify;
 pub mod policy;
 pub mod quarantine;
@@ -56,6 +57,9 @@ pub enum Command {
     Dkim(dkim::DkimArgs),
     /// The directory: make it from an MIS export.
     Directory(directory::DirectoryArgs),
+    /// Copy a single-school store (SQLite) into the PostgreSQL database `[storage] database`
+    /// names, chain intact: verified before and after; the target must be empty.
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(&cli.config, args),
         Command::Dkim(args) => dkim::run(args),
         Command::Directory(args) => directory::run(args),
+        Command::Migrate(args) => migrate::run(&cli.config, args),
     }
 }
 

@@ -21,7 +21,6 @@ use crate::policy::holds::{self, Act, Hold};
 use crate::review::quarantine::{self as review, ReviewError, Reviewer};
 use crate::store::AuditLog;
 use crate::store::quarantine::{Held, Quarantine};
-use crate::store::sqlite::SqliteBackend;
 use crate::store::users::{Account, Role};
 
 #[derive(Debug, Args)]
@@ -82,7 +81,7 @@ pub(crate) fn os_user() -> String {
 
 pub fn run(config_path: &Path, args: QuarantineArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(config_path)?;
-    let q = Quarantine::new(&config.storage.state_dir);
+    let q = Quarantine::open(&config.storage);
     let named = args.actor.as_deref();
     // Who acts: an existing account with a quarantine role; the rule of each entry then says
     // what that account may do to it.
@@ -170,7 +169,7 @@ fn act_on<T>(
     action: impl AsyncFnOnce(&AuditLog) -> Result<T, ReviewError>,
 ) -> anyhow::Result<T> {
     ensure_state_dir(config)?;
-    let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
+    let log = AuditLog::start(crate::store::open_audit(&config.storage)?)?;
     Ok(runtime.block_on(action(&log))?)
 }
 
@@ -369,8 +368,8 @@ fn sender_release(
     let hop = runtime.block_on(async { super::serve::next_hop_for(config) })?;
     let timeout = config.relay.next_hop_timeout.0;
     ensure_state_dir(config)?;
-    let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
-    let links = crate::store::release::ReleaseLinks::new(&config.storage.state_dir);
+    let log = AuditLog::start(crate::store::open_audit(&config.storage)?)?;
+    let links = crate::store::release::ReleaseLinks::open(&config.storage);
     let done = runtime.block_on(sender::release(
         q,
         &links,

@@ -17,7 +17,7 @@ use crate::directory::Directory;
 use crate::review::audit_search::{SearchError, instant};
 use crate::review::report::render::{Format, render, summary};
 use crate::review::report::{Period, Report, trail};
-use crate::store::sqlite::{DATABASE_FILE, SqliteBackend};
+use crate::store::sqlite::DATABASE_FILE;
 use crate::store::users::{Role, Users};
 use crate::store::{AuditLog, AuditRecord, RecordKind};
 
@@ -87,7 +87,7 @@ pub fn run(config_path: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let now = jiff::Timestamp::now();
     let period = period(&config, args.since.as_deref(), args.until.as_deref(), now)?;
     let path = config.storage.state_dir.join(DATABASE_FILE);
-    if !path.exists() {
+    if config.storage.database.is_none() && !path.exists() {
         anyhow::bail!(
             "no audit trail at {}: storage.state_dir in {} points at a directory schoolgate has not used",
             path.display(),
@@ -95,8 +95,8 @@ pub fn run(config_path: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let directory = Directory::load(&config.school.directory, &config.school.staff_roles)?;
-    let mut backend = SqliteBackend::open_read_only(&config.storage.state_dir)?;
-    let (report, _escalation) = trail::reports(&mut backend, &config, &directory, period, now)?;
+    let mut backend = crate::store::open_audit_read_only(&config.storage)?;
+    let (report, _escalation) = trail::reports(&mut *backend, &config, &directory, period, now)?;
     let bytes = render(&report, args.format);
     let target = match &args.out {
         Some(out) => {
@@ -112,7 +112,7 @@ pub fn run(config_path: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
             "standard output".to_string()
         }
     };
-    let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
+    let log = AuditLog::start(crate::store::open_audit(&config.storage)?)?;
     log.append_blocking(report_record(&report, &actor, args.format, &target))
         .context("the report was written but could not be recorded in the audit trail")?;
     if args.out.is_some() {
@@ -139,7 +139,7 @@ pub fn report_record(report: &Report, actor: &str, format: Format, target: &str)
 
 /// `--as NAME` must be an existing account holding the dsl role: the report is the DSL's.
 fn check_dsl(config: &Config, name: &str) -> anyhow::Result<()> {
-    match Users::new(&config.storage.state_dir).get(name)? {
+    match Users::open(&config.storage).get(name)? {
         Some(a) if a.has(Role::Dsl) => Ok(()),
         Some(_) => anyhow::bail!(
             "account {name} does not hold the dsl role; the report is the DSL's (see schoolgate user list)"

@@ -32,7 +32,6 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::smtp::next_hop::NextHop;
 use crate::smtp::server::{Relay, accept_loop};
-use crate::store::sqlite::SqliteBackend;
 use crate::store::{AuditLog, AuditRecord, RecordKind};
 
 /// How often the config and directory files are checked for changes.
@@ -83,9 +82,11 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
             state_dir.display()
         )
     })?;
-    let audit = AuditLog::start(Box::new(SqliteBackend::open(&state_dir)?))?;
+    // With `[storage] database`, PostgreSQL must answer now: a gateway that cannot record
+    // would only say 451 to every message, so it refuses to start, saying why.
+    let audit = AuditLog::start(crate::store::open_audit(&config.storage)?)?;
     // Before any mail: settle quarantine entries a crash left between write and audit record.
-    let recovered = crate::store::quarantine::Quarantine::new(&state_dir).recover()?;
+    let recovered = crate::store::quarantine::Quarantine::open(&config.storage).recover()?;
     if !recovered.confirmed.is_empty() || !recovered.removed.is_empty() {
         tracing::warn!(confirmed = ?recovered.confirmed, removed = ?recovered.removed,
             "quarantine entries left half written by a crash: recorded ones kept, unrecorded ones removed");
@@ -180,7 +181,7 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     tokio::spawn(crate::smtp::quarantine_digest::run(Arc::clone(&relay)));
     let keeping = tokio::spawn(super::audit::keeper::run(
         Arc::clone(&relay),
-        state_dir.clone(),
+        config.storage.clone(),
         stop_tx.subscribe(),
     ));
     let mut accepting = Vec::new();
@@ -274,7 +275,7 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     {
         tracing::error!(error = %e, "could not record the stop");
     }
-    if let Err(e) = super::audit::keeper::checkpoint_now(&state_dir) {
+    if let Err(e) = super::audit::keeper::checkpoint_now(&config.storage) {
         tracing::error!(error = %e, "could not record the final audit checkpoint");
     }
     tracing::info!("{detail}");

@@ -14,7 +14,6 @@ use clap::{Args, Subcommand};
 
 use crate::config::Config;
 use crate::store::logins::Logins;
-use crate::store::sqlite::SqliteBackend;
 use crate::store::users::{Role, Users};
 use crate::store::{AuditLog, AuditRecord, RecordKind};
 use crate::web::auth::hash_password;
@@ -73,7 +72,7 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
             config.storage.state_dir.display()
         )
     })?;
-    let users = Users::new(&config.storage.state_dir);
+    let users = Users::open(&config.storage);
     match args.command {
         UserCommand::Add {
             name,
@@ -145,7 +144,7 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
             if !users.set_hash(&name, &hash)? {
                 anyhow::bail!("no account {name}; see schoolgate user list");
             }
-            Logins::new(&config.storage.state_dir).clear(&name)?;
+            Logins::open(&config.storage).clear(&name)?;
             audit(&config, &actor, format!("user passwd {name} by {actor}"))?;
             println!("password of {name} changed");
         }
@@ -164,7 +163,7 @@ pub fn run(config_path: &Path, args: UserArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             let now = jiff::Timestamp::now();
-            let logins = Logins::new(&config.storage.state_dir);
+            let logins = Logins::open(&config.storage);
             for a in all {
                 let roles: Vec<&str> = a.roles.iter().map(|r| r.as_str()).collect();
                 let totp = if a.totp_secret.is_some() {
@@ -253,7 +252,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 fn audit(config: &Config, actor: &str, detail: String) -> anyhow::Result<()> {
-    let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
+    let log = AuditLog::start(crate::store::open_audit(&config.storage)?)?;
     log.append_blocking(AuditRecord::action(RecordKind::UserChange, actor, detail))
         .context("the account was changed but the audit record could not be written")?;
     Ok(())

@@ -203,7 +203,7 @@ pub async fn release(
         let reason = reason_for(hold, Act::Release, given.as_deref())?;
         let bytes = q.read(id).map_err(|e| ReviewError::Unreadable {
             id: id.to_string(),
-            detail: format!("{}: {e}", q.path(id).display()),
+            detail: format!("{}: {e}", q.held_at(id)),
         })?;
         if crate::store::audit::sha256_hex(&bytes) != h.sha256 {
             return Err(ReviewError::Changed(id.to_string()));
@@ -351,10 +351,7 @@ pub async fn export(
         }
         q.read(id).map_err(|e| ReviewError::Unreadable {
             id: id.to_string(),
-            detail: format!(
-                "the bytes are no longer kept ({}: {e})",
-                q.path(id).display()
-            ),
+            detail: format!("the bytes are no longer kept ({}: {e})", q.held_at(id)),
         })
     })
     .await?;

@@ -187,7 +187,7 @@ pub async fn release(
         };
         let bytes = q.read(&h.id).map_err(|e| ReviewError::Unreadable {
             id: h.id.clone(),
-            detail: format!("{}: {e}", q.path(&h.id).display()),
+            detail: format!("{}: {e}", q.held_at(&h.id)),
         })?;
         if crate::store::audit::sha256_hex(&bytes) != h.sha256 {
             return Err(ReviewError::Changed(h.id.clone()).into());

@@ -11,7 +11,6 @@
 //! `mail-undelivered:` names what was not delivered and why.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,8 +21,8 @@ use super::server::Relay;
 use crate::alerts::{self, AlertMail, Flagged};
 use crate::envelope::Envelope;
 use crate::store::quarantine::Quarantine;
-use crate::store::sqlite::SqliteBackend;
-use crate::store::{AuditRecord, Backend, ChainHead, RecordKind};
+use crate::store::spool::QueueKey;
+use crate::store::{AuditRecord, ChainHead, RecordKind};
 
 /// How often the queue is looked at.
 const TICK: Duration = Duration::from_millis(500);
@@ -62,7 +61,7 @@ struct State {
     /// Mail that failed, by queue key (`alert:SENDER`, `notice:PATH`).
     retries: HashMap<String, Retry>,
     /// The audit database, for the chain's head each alert carries.
-    backend: Option<Arc<Mutex<SqliteBackend>>>,
+    backend: Option<Arc<Mutex<Box<dyn crate::store::Backend>>>>,
 }
 
 impl State {
@@ -166,8 +165,8 @@ async fn record(relay: &Relay, detail: String, undelivered: bool) -> bool {
 /// The head of the audit chain now, kept as a checkpoint in the database too.
 async fn chain_head(relay: &Relay, state: &mut State) -> Option<ChainHead> {
     if state.backend.is_none() {
-        let dir = relay.config().storage.state_dir.clone();
-        match tokio::task::spawn_blocking(move || SqliteBackend::open(&dir)).await {
+        let storage = relay.config().storage.clone();
+        match tokio::task::spawn_blocking(move || crate::store::open_audit(&storage)).await {
             Ok(Ok(b)) => state.backend = Some(Arc::new(Mutex::new(b))),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "the audit head could not be read for the alert");
@@ -199,7 +198,7 @@ async fn chain_head(relay: &Relay, state: &mut State) -> Option<ChainHead> {
     }
 }
 
-async fn remove_alerts(relay: &Relay, paths: Vec<PathBuf>) {
+async fn remove_alerts(relay: &Relay, paths: Vec<QueueKey>) {
     let spool = relay.spool.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || spool.alerts_sent(&paths))
         .await
@@ -207,6 +206,35 @@ async fn remove_alerts(relay: &Relay, paths: Vec<PathBuf>) {
         .and_then(|r| r)
     {
         tracing::error!(error = %e, "sent alerts could not be removed from the queue");
+    }
+}
+
+/// When any gateway last alerted about `sender_key` (a shared store; `None` on one machine,
+/// where [`State::last_alert`] knows).
+async fn shared_last_alert(relay: &Relay, sender_key: &str) -> Option<jiff::Timestamp> {
+    let spool = relay.spool.clone();
+    let key = sender_key.to_string();
+    match tokio::task::spawn_blocking(move || spool.last_alert(&key)).await {
+        Ok(Ok(last)) => last,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "when the other gateway last alerted could not be read");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "when the other gateway last alerted could not be read");
+            None
+        }
+    }
+}
+
+/// Tells the other gateways (a shared store) that an alert about `sender_key` went at `at`.
+async fn shared_alert_sent(relay: &Relay, sender_key: &str, at: jiff::Timestamp) {
+    let spool = relay.spool.clone();
+    let key = sender_key.to_string();
+    match tokio::task::spawn_blocking(move || spool.alert_sent_about(&key, at)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the alert's time could not be shared"),
+        Err(e) => tracing::warn!(error = %e, "the alert's time could not be shared"),
     }
 }
 
@@ -225,7 +253,7 @@ async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
         .max()
         .unwrap_or_default();
     let now = jiff::Timestamp::now();
-    let mut by_sender: Vec<(String, Vec<(PathBuf, Flagged)>)> = Vec::new();
+    let mut by_sender: Vec<(String, Vec<(QueueKey, Flagged)>)> = Vec::new();
     for (path, item) in pending {
         let key = item.sender.trim().to_lowercase();
         match by_sender.iter_mut().find(|(k, _)| *k == key) {
@@ -242,7 +270,12 @@ async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
             .filter_map(|(_, i)| i.time.parse::<jiff::Timestamp>().ok())
             .min()
             .unwrap_or(now);
-        let last = state.last_alert.get(&sender_key).copied();
+        // Another gateway on the shared store may have alerted about this sender since.
+        let last = state
+            .last_alert
+            .get(&sender_key)
+            .copied()
+            .max(shared_last_alert(relay, &sender_key).await);
         let retry_key = format!("alert:{sender_key}");
         if !alerts::alert_due(now, last, oldest, window) || state.waiting(&retry_key) {
             continue;
@@ -338,6 +371,7 @@ async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
         }
         state.retries.remove(&retry_key);
         if !undelivered {
+            shared_alert_sent(relay, &sender_key, now).await;
             state.last_alert.insert(sender_key, now);
         }
         remove_alerts(relay, paths).await;
@@ -355,27 +389,15 @@ async fn send_due(relay: &Relay, state: &mut State) -> std::io::Result<()> {
 /// and only to addresses in the school's own domains.
 async fn send_notices(relay: &Relay, state: &mut State) -> std::io::Result<()> {
     let spool = relay.spool.clone();
-    let pending = tokio::task::spawn_blocking(move || {
-        spool.pending_notices().map(|items| {
-            items
-                .into_iter()
-                .map(|(path, n)| {
-                    let queued = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .unwrap_or_else(|_| SystemTime::now());
-                    (path, n, queued)
-                })
-                .collect::<Vec<_>>()
-        })
-    })
-    .await
-    .map_err(std::io::Error::other)??;
+    let pending = tokio::task::spawn_blocking(move || spool.pending_notices())
+        .await
+        .map_err(std::io::Error::other)??;
     if pending.is_empty() {
         return Ok(());
     }
     let config = relay.config();
     for (path, notice, queued) in pending {
-        let retry_key = format!("notice:{}", path.display());
+        let retry_key = format!("notice:{path}");
         if state.waiting(&retry_key) {
             continue;
         }
@@ -478,7 +500,7 @@ async fn purge(relay: &Relay) {
 /// Forgets the senders' release links that expired more than 30 days ago (until then a late
 /// click is told "expired" rather than "not known").
 async fn purge_release_links(relay: &Relay) {
-    let links = crate::store::release::ReleaseLinks::new(&relay.config().storage.state_dir);
+    let links = crate::store::release::ReleaseLinks::open(&relay.config().storage);
     let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(30 * 24);
     match tokio::task::spawn_blocking(move || links.purge(cutoff)).await {
         Ok(Ok(_)) => {}
@@ -495,7 +517,7 @@ async fn purge_quarantine(relay: &Relay) {
         return;
     };
     let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(i64::from(days) * 24);
-    let quarantine = Quarantine::new(&config.storage.state_dir);
+    let quarantine = Quarantine::open(&config.storage);
     match tokio::task::spawn_blocking(move || quarantine.purge(cutoff, days)).await {
         Ok(Ok(ids)) if ids.is_empty() => {}
         Ok(Ok(ids)) => {

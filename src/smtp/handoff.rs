@@ -599,7 +599,7 @@ pub(crate) async fn hold(
     delivery_key: &str,
 ) -> Result<crate::store::quarantine::Held, String> {
     let delivery_key = delivery_key.to_string();
-    let quarantine = Quarantine::new(&config.storage.state_dir);
+    let quarantine = Quarantine::open(&config.storage);
     let id = id.to_string();
     let mail_from = envelope.mail_from.clone();
     let rcpt_to = envelope.rcpt_to.clone();
@@ -631,7 +631,7 @@ pub(crate) async fn hold(
 /// `holding` (out of the review list), and the next start's [`Quarantine::recover`] finds the
 /// record and confirms it if this never succeeds. The message is held and recorded either way.
 pub(crate) async fn confirm_held(config: &crate::config::Config, id: String, queue_id: &str) {
-    let quarantine = Quarantine::new(&config.storage.state_dir);
+    let quarantine = Quarantine::open(&config.storage);
     keep_trying(
         queue_id,
         "a held message is recorded but could not be marked held",
@@ -650,7 +650,7 @@ pub(crate) async fn confirm_held(config: &crate::config::Config, id: String, que
 /// `holding` meanwhile, out of the review list, and the next start's [`Quarantine::recover`]
 /// removes it if this never succeeds.
 pub(crate) async fn unhold(config: &crate::config::Config, id: String, queue_id: &str) {
-    let quarantine = Quarantine::new(&config.storage.state_dir);
+    let quarantine = Quarantine::open(&config.storage);
     keep_trying(
         queue_id,
         "an unrecorded quarantine entry could not be removed",
@@ -774,7 +774,7 @@ pub(crate) async fn follow_up(
     if let Some(mut notice) = notice {
         notice.audit_seq = audit_seq;
         let spool = relay.spool.clone();
-        let links = crate::store::release::ReleaseLinks::new(&relay.config().storage.state_dir);
+        let links = crate::store::release::ReleaseLinks::open(&relay.config().storage);
         match tokio::task::spawn_blocking(move || {
             // The link's hash is kept before the notice can go, so the link works when it
             // arrives; should that fail, the notice still tells the sender it is held.

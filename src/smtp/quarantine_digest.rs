@@ -76,7 +76,7 @@ pub async fn run(relay: Arc<Relay>) {
 async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Result<(), String> {
     let config = relay.config();
     let to = recipients(&config);
-    let quarantine = Quarantine::new(&config.storage.state_dir);
+    let quarantine = Quarantine::open(&config.storage);
     let entries = tokio::task::spawn_blocking(move || -> Result<Vec<Held>, String> {
         let mut all = Vec::new();
         for state in ["held", "released", "deleted"] {

@@ -17,7 +17,6 @@ use super::server::Relay;
 use crate::config::Config;
 use crate::review::report::schedule::{self, Slot};
 use crate::review::report::{UNDELIVERED_PREFIX, trail};
-use crate::store::sqlite::SqliteBackend;
 use crate::store::{AuditRecord, Backend, GATEWAY, RecordKind, StoreError};
 
 /// The longest the scheduler sleeps before looking again (a reloaded config, a clock change).
@@ -52,12 +51,12 @@ pub trait Scheduled: Send + Sync + 'static {
 /// Runs `J` until the gateway stops.
 pub async fn run<J: Scheduled>(relay: Arc<Relay>) {
     let mut stop = relay.shutdown_signal();
-    let state_dir = relay.config().storage.state_dir.clone();
+    let storage = relay.config().storage.clone();
     let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-        let mut backend = SqliteBackend::open(&state_dir)?;
-        let began = trail::trail_began(&mut backend)?;
+        let mut backend = crate::store::open_audit(&storage)?;
+        let began = trail::trail_began(&mut *backend)?;
         let sent = last_sent(
-            &mut backend,
+            &mut *backend,
             jiff::Timestamp::now(),
             J::SENT_PREFIX,
             J::SENT_TO,

@@ -117,7 +117,7 @@ impl Relay {
         tls: Option<TlsAcceptor>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
-        let spool = Spool::new(&config.storage.state_dir);
+        let spool = Spool::open(&config.storage);
         let relay = Arc::new(Relay {
             scans: ScanTurns::new(config.sensitive.limits.max_parallel_scans),
             config: RwLock::new(config),

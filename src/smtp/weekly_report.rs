@@ -18,7 +18,6 @@ use crate::config::Config;
 use crate::review::report::render::{Format, render, subject, summary};
 use crate::review::report::schedule::Slot;
 use crate::review::report::{Audience, Period, Report, UNDELIVERED_PREFIX, trail};
-use crate::store::sqlite::SqliteBackend;
 
 /// What every record of a mailed report starts with; the slot follows.
 const SENT_PREFIX: &str = "weekly report of ";
@@ -62,12 +61,12 @@ pub async fn run(relay: Arc<Relay>) {
 async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Result<(), String> {
     let config = relay.config();
     let directory = relay.directory();
-    let state_dir = config.storage.state_dir.clone();
+    let storage = config.storage.clone();
     let (cfg, dir) = (Arc::clone(&config), Arc::clone(&directory));
     let (dsl_copy, escalation) = tokio::task::spawn_blocking(move || {
         let tz = jiff::tz::TimeZone::get(&cfg.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-        let mut backend = SqliteBackend::open_read_only(&state_dir)?;
-        trail::reports(&mut backend, &cfg, &dir, Period::last_week(slot, &tz), now)
+        let mut backend = crate::store::open_audit_read_only(&storage)?;
+        trail::reports(&mut *backend, &cfg, &dir, Period::last_week(slot, &tz), now)
     })
     .await
     .map_err(|e| e.to_string())?

@@ -11,12 +11,16 @@
 //!
 //! Times are Unix seconds.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
+use super::place::Place;
+use super::postgres::shared;
+use super::postgres::shared::LoginWrite;
 use super::sqlite::open_connection;
+use crate::config::Storage;
 
 /// How failures turn into a lock-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +58,10 @@ pub struct Lock {
     pub until: i64,
 }
 
-/// The counts under `storage.state_dir`.
+/// The counts, where [`Place`] says (see [`Logins::open`]).
 #[derive(Debug, Clone)]
 pub struct Logins {
-    state_dir: PathBuf,
+    place: Place,
 }
 
 /// Names longer than any account's are cut before they are kept (a flood of long names cannot
@@ -72,14 +76,23 @@ fn key(name: &str) -> &str {
 }
 
 impl Logins {
+    /// The failed-login counts in `[storage]`'s place: how the gateway and the CLI open it.
+    pub fn open(storage: &Storage) -> Self {
+        Self::at(Place::of(storage))
+    }
+
+    /// The failed-login counts in `place`.
+    pub fn at(place: Place) -> Self {
+        Logins { place }
+    }
+
+    /// The failed-login counts in SQLite and files under `state_dir` (a single school; the tests).
     pub fn new(state_dir: &Path) -> Self {
-        Logins {
-            state_dir: state_dir.to_path_buf(),
-        }
+        Self::at(Place::Local(state_dir.to_path_buf()))
     }
 
     fn conn(&self) -> Result<Connection, StoreError> {
-        open_connection(&self.state_dir)
+        open_connection(self.place.state_dir())
     }
 
     /// Starts an attempt of `name` from `client` at `now`: refused while locked, else counted
@@ -92,6 +105,16 @@ impl Logins {
         limits: Limits,
     ) -> Result<Attempt, StoreError> {
         let name = key(name);
+        if let Some(pg) = self.place.pg() {
+            return shared::login_row(&pg?, name, client, move |row| {
+                let (attempt, count) = decide_begin(row, now, limits);
+                let writes = count
+                    .map(|failures| LoginWrite::Count { failures, now })
+                    .into_iter()
+                    .collect();
+                (attempt, writes)
+            });
+        }
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let row: Option<(i64, i64, Option<i64>)> = tx
@@ -102,29 +125,18 @@ impl Logins {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let (mut failures, last, locked_until) = row.unwrap_or((0, now, None));
-        if let Some(until) = locked_until.filter(|u| *u > now) {
-            return Ok(Attempt::Locked { until: Some(until) });
+        let (attempt, count) = decide_begin(row, now, limits);
+        if let Some(failures) = count {
+            tx.execute(
+                "INSERT INTO web_login_failure (name, client, failures, last_failure, locked_until)
+                 VALUES (?1, ?2, ?3, ?4, NULL)
+                 ON CONFLICT (name, client) DO UPDATE
+                 SET failures = ?3, last_failure = ?4, locked_until = NULL",
+                params![name, client, failures, now],
+            )?;
+            tx.commit()?;
         }
-        if now - last > limits.forget_after || locked_until.is_some() {
-            // Long ago, or the lock has run out: counting starts again.
-            failures = 0;
-        }
-        if failures >= i64::from(limits.lock_after) {
-            // The attempts in flight will lock it.
-            return Ok(Attempt::Locked { until: None });
-        }
-        tx.execute(
-            "INSERT INTO web_login_failure (name, client, failures, last_failure, locked_until)
-             VALUES (?1, ?2, ?3, ?4, NULL)
-             ON CONFLICT (name, client) DO UPDATE
-             SET failures = ?3, last_failure = ?4, locked_until = NULL",
-            params![name, client, failures + 1, now],
-        )?;
-        tx.commit()?;
-        Ok(Attempt::Go {
-            before: failures.max(0) as u32,
-        })
+        Ok(attempt)
     }
 
     /// A begun attempt failed: at `lock_after` in a row the name is locked from `client`.
@@ -136,6 +148,20 @@ impl Logins {
         limits: Limits,
     ) -> Result<Failed, StoreError> {
         let name = key(name);
+        if let Some(pg) = self.place.pg() {
+            return shared::login_row(&pg?, name, client, move |row| {
+                let outcome = decide_failed(row.map(|(f, _, l)| (f, l)), now, limits);
+                let mut writes = Vec::new();
+                if let Failed::LockedNow { until } = outcome {
+                    writes.push(LoginWrite::Lock { until, now });
+                }
+                writes.push(LoginWrite::Forget {
+                    before: now - limits.forget_after.max(limits.lock_for),
+                    unlocked: now,
+                });
+                (outcome, writes)
+            });
+        }
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let row: Option<(i64, Option<i64>)> = tx
@@ -146,22 +172,14 @@ impl Logins {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let outcome = match row {
-            Some((failures, locked)) if failures >= i64::from(limits.lock_after) => {
-                if locked.is_some_and(|u| u > now) {
-                    Failed::Counted
-                } else {
-                    let until = now + limits.lock_for;
-                    tx.execute(
-                        "UPDATE web_login_failure SET locked_until = ?3, last_failure = ?4
-                         WHERE name = ?1 AND client = ?2",
-                        params![name, client, until, now],
-                    )?;
-                    Failed::LockedNow { until }
-                }
-            }
-            _ => Failed::Counted,
-        };
+        let outcome = decide_failed(row, now, limits);
+        if let Failed::LockedNow { until } = outcome {
+            tx.execute(
+                "UPDATE web_login_failure SET locked_until = ?3, last_failure = ?4
+                 WHERE name = ?1 AND client = ?2",
+                params![name, client, until, now],
+            )?;
+        }
         // Forget what no longer matters, so the table stays small.
         tx.execute(
             "DELETE FROM web_login_failure WHERE last_failure < ?1
@@ -174,6 +192,9 @@ impl Logins {
 
     /// A good login of `name` from `client`: its count starts again.
     pub fn succeeded(&self, name: &str, client: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::login_succeeded(&pg?, key(name), client);
+        }
         self.conn()?.execute(
             "DELETE FROM web_login_failure WHERE name = ?1 AND client = ?2",
             params![key(name), client],
@@ -183,6 +204,9 @@ impl Logins {
 
     /// Lifts every lock and count of `name` (a new password was set).
     pub fn clear(&self, name: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::login_clear(&pg?, key(name));
+        }
         self.conn()?.execute(
             "DELETE FROM web_login_failure WHERE name = ?1",
             params![key(name)],
@@ -192,6 +216,12 @@ impl Logins {
 
     /// The locks on `name` in force at `now`, by address.
     pub fn locks(&self, name: &str, now: i64) -> Result<Vec<Lock>, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return Ok(shared::login_locks(&pg?, key(name), now)?
+                .into_iter()
+                .map(|(client, until)| Lock { client, until })
+                .collect());
+        }
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT client, locked_until FROM web_login_failure
@@ -204,6 +234,50 @@ impl Logins {
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// What an attempt may do, from its name and address's row `(failures, last failure, locked
+/// until)`, and the count to keep for it when it goes ahead (the same for every store).
+fn decide_begin(
+    row: Option<(i64, i64, Option<i64>)>,
+    now: i64,
+    limits: Limits,
+) -> (Attempt, Option<i64>) {
+    let (mut failures, last, locked_until) = row.unwrap_or((0, now, None));
+    if let Some(until) = locked_until.filter(|u| *u > now) {
+        return (Attempt::Locked { until: Some(until) }, None);
+    }
+    if now - last > limits.forget_after || locked_until.is_some() {
+        // Long ago, or the lock has run out: counting starts again.
+        failures = 0;
+    }
+    if failures >= i64::from(limits.lock_after) {
+        // The attempts in flight will lock it.
+        return (Attempt::Locked { until: None }, None);
+    }
+    (
+        Attempt::Go {
+            before: failures.max(0) as u32,
+        },
+        Some(failures + 1),
+    )
+}
+
+/// What a failed attempt does, from its row `(failures, locked until)`: at `lock_after` in a row
+/// it locks (once).
+fn decide_failed(row: Option<(i64, Option<i64>)>, now: i64, limits: Limits) -> Failed {
+    match row {
+        Some((failures, locked)) if failures >= i64::from(limits.lock_after) => {
+            if locked.is_some_and(|u| u > now) {
+                Failed::Counted
+            } else {
+                Failed::LockedNow {
+                    until: now + limits.lock_for,
+                }
+            }
+        }
+        _ => Failed::Counted,
     }
 }
 

@@ -2,12 +2,15 @@
 //! and the web page's accounts ([`users`]).
 //!
 //! One small, synchronous [`Backend`] trait is all a database has to provide; SQLite
-//! ([`sqlite::SqliteBackend`]) is the embedded default and PostgreSQL will follow behind the same
+//! ([`sqlite::SqliteBackend`]) is the embedded default and PostgreSQL ([`postgres`], with
+//! `[storage] database`) the store a trust's gateways share, behind the same
 //! trait. Chaining and group commit live above the backend, in [`AuditLog`], so every backend
 //! gets them for free and no backend can fork the chain.
 
 pub mod audit;
 pub mod logins;
+pub mod place;
+pub mod postgres;
 pub mod private;
 pub mod quarantine;
 pub mod release;
@@ -77,6 +80,50 @@ pub enum StoreError {
     /// `verify` found a record that was changed, inserted, deleted or reordered.
     #[error("audit chain broken at record {seq}: {reason}")]
     ChainBroken { seq: u64, reason: String },
+    /// `[storage] database` is not a URL schoolgate can use.
+    #[error("storage.database {reason}")]
+    PgUrl { reason: String },
+    /// PostgreSQL could not be reached, or the connection broke.
+    #[error(
+        "cannot reach the PostgreSQL database {database}: {detail}; check that PostgreSQL is running and reachable from this machine, and that storage.database names the right host, user and database (and its password)"
+    )]
+    PgConnect { database: String, detail: String },
+    /// A statement failed.
+    #[error("PostgreSQL database {database}: {detail}")]
+    Postgres { database: String, detail: String },
+    /// The database was migrated by a newer schoolgate.
+    #[error(
+        "the PostgreSQL database {database} has schema version {found}, newer than this schoolgate knows ({known}); run the newer schoolgate on every gateway"
+    )]
+    PgTooNew {
+        database: String,
+        found: i64,
+        known: i64,
+    },
+}
+
+/// Opens the audit trail where `[storage]` keeps it: the PostgreSQL database `database` names
+/// (one pool per process, see [`postgres::Pg::shared`]), else SQLite under `state_dir`.
+pub fn open_audit(storage: &crate::config::Storage) -> Result<Box<dyn Backend>, StoreError> {
+    match &storage.database {
+        Some(url) => Ok(Box::new(postgres::audit::PgAudit::new(
+            postgres::Pg::shared(url)?,
+        ))),
+        None => Ok(Box::new(sqlite::SqliteBackend::open(&storage.state_dir)?)),
+    }
+}
+
+/// [`open_audit`] for readers (`audit verify`, exports, reports): SQLite's file is opened
+/// read-only (and must exist); PostgreSQL as for [`open_audit`].
+pub fn open_audit_read_only(
+    storage: &crate::config::Storage,
+) -> Result<Box<dyn Backend>, StoreError> {
+    match &storage.database {
+        Some(_) => open_audit(storage),
+        None => Ok(Box::new(sqlite::SqliteBackend::open_read_only(
+            &storage.state_dir,
+        )?)),
+    }
 }
 
 /// An entry to append, with the record its JSON was made from (for the columns a backend keeps
@@ -159,4 +206,11 @@ pub trait Backend: Send + 'static {
     ) -> Result<Option<Vec<audit::SearchColumns>>, StoreError>;
     /// How many entries [`Backend::scan`] would visit (for a progress bar).
     fn count(&mut self, seqs: (u64, u64), keys: &[String]) -> Result<u64, StoreError>;
+    /// Calls `each` for every record that may belong to a safeguarding case, in sequence
+    /// order: the records any rule matched (the export index's `r:` keys) and the case-review
+    /// records.
+    fn scan_cases(
+        &mut self,
+        each: &mut dyn FnMut(AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
 }

@@ -12,6 +12,10 @@
 //! and the CLI share the file); none of it goes through the audit writer. State changes are
 //! conditional updates (`WHERE state = 'held'`), so two people acting on one message at once
 //! cannot both succeed.
+//!
+//! With `[storage] database` (a trust's gateways) the index row AND the held bytes are in
+//! PostgreSQL ([`super::postgres::shared`]), so any gateway can release what another held; the
+//! same states and the same conditional updates make a release happen once across gateways.
 
 use std::fs;
 use std::io;
@@ -22,8 +26,11 @@ use serde::Serialize;
 
 use super::StoreError;
 use super::audit::now_rfc3339;
+use super::place::Place;
+use super::postgres::{Pg, shared};
 use super::spool::{safe_name, sync_dir, write_durably};
 use super::sqlite::open_connection;
+use crate::config::Storage;
 
 /// One held (or formerly held) message, as its index row says.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,37 +80,61 @@ pub struct Recovered {
     pub removed: Vec<String>,
 }
 
-/// The quarantine under `storage.state_dir`.
+/// The quarantine, where [`Place`] says (see [`Quarantine::open`]).
 #[derive(Debug, Clone)]
 pub struct Quarantine {
-    state_dir: PathBuf,
+    place: Place,
 }
 
 const COLUMNS: &str = "id, time, mail_from, rcpt_to, subject, size, sha256, reason, state, \
                        acted_by, acted_at, action_reason, smtputf8, body_8bit";
 
 impl Quarantine {
+    /// The quarantine in `[storage]`'s place: how the gateway and the CLI open it.
+    pub fn open(storage: &Storage) -> Self {
+        Self::at(Place::of(storage))
+    }
+
+    /// The quarantine in `place`.
+    pub fn at(place: Place) -> Self {
+        Quarantine { place }
+    }
+
+    /// The quarantine in SQLite and files under `state_dir` (a single school; the tests).
     pub fn new(state_dir: &Path) -> Self {
-        Quarantine {
-            state_dir: state_dir.to_path_buf(),
-        }
+        Self::at(Place::Local(state_dir.to_path_buf()))
     }
 
     fn dir(&self) -> PathBuf {
-        self.state_dir.join("quarantine")
+        self.place.state_dir().join("quarantine")
     }
 
     fn file_name(id: &str) -> String {
         format!("{}.eml", safe_name(id))
     }
 
-    /// Where the held bytes of `id` are.
+    /// Where the held bytes of `id` are on one machine (with a shared database they are in its
+    /// row instead).
     pub fn path(&self, id: &str) -> PathBuf {
         self.dir().join(Self::file_name(id))
     }
 
+    /// Where the held bytes of `id` are, in words for an error message: the file, or the
+    /// shared database.
+    pub fn held_at(&self, id: &str) -> String {
+        match &self.place {
+            Place::Local(_) => self.path(id).display().to_string(),
+            Place::Shared { .. } => format!("quarantine entry {id} in the shared database"),
+        }
+    }
+
     fn conn(&self) -> Result<Connection, StoreError> {
-        open_connection(&self.state_dir)
+        open_connection(self.place.state_dir())
+    }
+
+    /// The shared database, when `[storage] database` names one.
+    fn pg(&self) -> Option<Result<Pg, StoreError>> {
+        self.place.pg()
     }
 
     /// Holds `bytes` as a `holding` entry: the file is written and fsynced first, then the
@@ -114,6 +145,9 @@ impl Quarantine {
     /// after a crash hid our 250 from it), nothing is written and that entry is returned,
     /// in its own state (not `holding`).
     pub fn hold(&self, item: &NewHeld<'_>, bytes: &[u8]) -> Result<Held, StoreError> {
+        if let Some(pg) = self.pg() {
+            return shared::hold(&pg?, &self.place.node(), item, bytes);
+        }
         if !item.delivery_key.is_empty() {
             let sql = format!(
                 "SELECT {COLUMNS} FROM quarantine WHERE delivery_key = ?1 AND state != 'holding'
@@ -176,6 +210,9 @@ impl Quarantine {
 
     /// Makes a `holding` entry `held`: its audit record is durable. False if it was not holding.
     pub fn confirm(&self, id: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return shared::confirm(&pg?, id);
+        }
         let n = self.conn()?.execute(
             "UPDATE quarantine SET state = 'held' WHERE id = ?1 AND state = 'holding'",
             params![id],
@@ -189,6 +226,9 @@ impl Quarantine {
     /// The file goes first: on a full disk the row may not be deletable yet, but the space the
     /// file took is given back, and a row left `holding` is never listed for review.
     pub fn unhold(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return shared::unhold(&pg?, id);
+        }
         let conn = self.conn()?;
         let state: Option<String> = conn
             .query_row(
@@ -213,7 +253,13 @@ impl Quarantine {
     /// not have reached the client, whose retry then finds it by its delivery key), and is
     /// removed otherwise (no record, so no 250 was given). Temporary files of writes cut short
     /// are removed too.
+    ///
+    /// On a shared database a node settles its own entries, and another node's only once they
+    /// are an hour old (that node may be recording them right now).
     pub fn recover(&self) -> Result<Recovered, StoreError> {
+        if let Some(pg) = self.pg() {
+            return shared::recover(&pg?, &self.place.node());
+        }
         let mut recovered = Recovered::default();
         let conn = self.conn()?;
         let holding: Vec<(String, String)> = conn
@@ -255,6 +301,9 @@ impl Quarantine {
 
     /// The entry `id`, in whatever state.
     pub fn get(&self, id: &str) -> Result<Option<Held>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return shared::get(&pg?, id);
+        }
         let conn = self.conn()?;
         let sql = format!("SELECT {COLUMNS} FROM quarantine WHERE id = ?1");
         Ok(conn.query_row(&sql, params![id], from_row).optional()?)
@@ -262,6 +311,9 @@ impl Quarantine {
 
     /// The entries in `state`, oldest first.
     pub fn list(&self, state: &str) -> Result<Vec<Held>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return shared::list(&pg?, state);
+        }
         let conn = self.conn()?;
         let sql = format!("SELECT {COLUMNS} FROM quarantine WHERE state = ?1 ORDER BY time, id");
         let mut stmt = conn.prepare(&sql)?;
@@ -271,6 +323,16 @@ impl Quarantine {
 
     /// The held bytes of `id`.
     pub fn read(&self, id: &str) -> io::Result<Vec<u8>> {
+        if let Some(pg) = self.pg() {
+            return match shared::read(&pg.map_err(io::Error::other)?, id) {
+                Ok(Some(bytes)) => Ok(bytes),
+                Ok(None) => Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("the held bytes of {id} are not in the database (deleted or purged)"),
+                )),
+                Err(e) => Err(io::Error::other(e)),
+            };
+        }
         fs::read(self.path(id))
     }
 
@@ -283,6 +345,9 @@ impl Quarantine {
         by: &str,
         reason: Option<&str>,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return shared::mark(&pg?, id, state, by, reason);
+        }
         let n = self.conn()?.execute(
             "UPDATE quarantine SET state = ?2, acted_by = ?3, acted_at = ?4, action_reason = ?5
              WHERE id = ?1 AND state = 'held'",
@@ -294,6 +359,9 @@ impl Quarantine {
     /// Moves `id` from `from` to `to` (`releasing` → `released`), stamping who and when; false
     /// when it was not in `from` (someone else acted first).
     pub fn advance(&self, id: &str, from: &str, to: &str, by: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return shared::advance(&pg?, id, from, to, by);
+        }
         let n = self.conn()?.execute(
             "UPDATE quarantine SET state = ?3, acted_by = ?4, acted_at = ?5
              WHERE id = ?1 AND state = ?2",
@@ -305,6 +373,9 @@ impl Quarantine {
     /// Puts `id` back to `held` after an action that could not be completed (its audit record
     /// failed).
     pub fn unmark(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return shared::unmark(&pg?, id);
+        }
         self.conn()?.execute(
             "UPDATE quarantine SET state = 'held', acted_by = NULL, acted_at = NULL,
                  action_reason = NULL WHERE id = ?1",
@@ -315,6 +386,10 @@ impl Quarantine {
 
     /// Removes the held bytes of `id` (no error if they are already gone).
     pub fn remove_file(&self, id: &str) -> io::Result<()> {
+        if let Some(pg) = self.pg() {
+            return shared::remove_bytes(&pg.map_err(io::Error::other)?, id)
+                .map_err(io::Error::other);
+        }
         match fs::remove_file(self.path(id)) {
             Ok(()) => sync_dir(&self.dir()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

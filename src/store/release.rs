@@ -8,13 +8,16 @@
 //! update, so two clicks at once release the message once; a release that could not be
 //! delivered gives the link back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
+use super::place::Place;
+use super::postgres::shared;
 use super::sqlite::open_connection;
+use crate::config::Storage;
 use crate::policy::release::{LINK_LIFETIME, LinkState, TOKEN_BYTES, link_state};
 
 /// A new token: [`TOKEN_BYTES`] random bytes from the OS, hex. An error only if the OS has no
@@ -59,10 +62,10 @@ impl Link {
     }
 }
 
-/// The release links under `storage.state_dir`.
+/// The release links, where [`Place`] says (see [`ReleaseLinks::open`]).
 #[derive(Debug, Clone)]
 pub struct ReleaseLinks {
-    state_dir: PathBuf,
+    place: Place,
 }
 
 fn stamp(t: jiff::Timestamp) -> String {
@@ -75,14 +78,23 @@ fn parse_time(s: &str) -> jiff::Timestamp {
 }
 
 impl ReleaseLinks {
+    /// The release links in `[storage]`'s place: how the gateway and the CLI open it.
+    pub fn open(storage: &Storage) -> Self {
+        Self::at(Place::of(storage))
+    }
+
+    /// The release links in `place`.
+    pub fn at(place: Place) -> Self {
+        ReleaseLinks { place }
+    }
+
+    /// The release links in SQLite and files under `state_dir` (a single school; the tests).
     pub fn new(state_dir: &Path) -> Self {
-        ReleaseLinks {
-            state_dir: state_dir.to_path_buf(),
-        }
+        Self::at(Place::Local(state_dir.to_path_buf()))
     }
 
     fn conn(&self) -> Result<Connection, StoreError> {
-        open_connection(&self.state_dir)
+        open_connection(self.place.state_dir())
     }
 
     /// Keeps the link whose token hashes to `hash`, releasing `quarantine_id` for `sender`,
@@ -97,6 +109,16 @@ impl ReleaseLinks {
         let expires = created
             .checked_add(LINK_LIFETIME)
             .unwrap_or(jiff::Timestamp::MAX);
+        if let Some(pg) = self.place.pg() {
+            let row = (
+                quarantine_id.to_string(),
+                sender.to_string(),
+                stamp(created),
+                stamp(expires),
+                None,
+            );
+            return shared::link_keep(&pg?, row, hash);
+        }
         self.conn()?.execute(
             "INSERT OR REPLACE INTO release_link
                  (token_hash, quarantine_id, sender, created, expires, used_at)
@@ -124,6 +146,17 @@ impl ReleaseLinks {
         let Some(hash) = token_hash(token) else {
             return Ok(None);
         };
+        if let Some(pg) = self.place.pg() {
+            return Ok(shared::link_find(&pg?, &hash)?.map(
+                |(quarantine_id, sender, created, expires, used)| Link {
+                    quarantine_id,
+                    sender,
+                    created: parse_time(&created),
+                    expires: parse_time(&expires),
+                    used_at: used.as_deref().map(parse_time),
+                },
+            ));
+        }
         let conn = self.conn()?;
         let row = conn
             .query_row(
@@ -164,6 +197,9 @@ impl ReleaseLinks {
         if link.state(now) != LinkState::Valid {
             return Ok(false);
         }
+        if let Some(pg) = self.place.pg() {
+            return shared::link_claim(&pg?, &hash, &stamp(now));
+        }
         let n = self.conn()?.execute(
             "UPDATE release_link SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL",
             params![hash, stamp(now)],
@@ -174,6 +210,9 @@ impl ReleaseLinks {
     /// Gives back a link claimed for a release that did not happen (the message is still held).
     pub fn unclaim(&self, token: &str) -> Result<(), StoreError> {
         if let Some(hash) = token_hash(token) {
+            if let Some(pg) = self.place.pg() {
+                return shared::link_unclaim(&pg?, &hash);
+            }
             self.conn()?.execute(
                 "UPDATE release_link SET used_at = NULL WHERE token_hash = ?1",
                 params![hash],
@@ -185,6 +224,9 @@ impl ReleaseLinks {
     /// Forgets links that expired before `cutoff` (kept that long so a late click is told
     /// "expired" rather than "no such link").
     pub fn purge(&self, cutoff: jiff::Timestamp) -> Result<usize, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::link_purge(&pg?, &stamp(cutoff));
+        }
         Ok(self.conn()?.execute(
             "DELETE FROM release_link WHERE expires < ?1",
             params![stamp(cutoff)],

@@ -178,7 +178,12 @@ impl SqliteBackend {
 
     /// Opens an existing database read-only (for `audit verify` and exports).
     pub fn open_read_only(state_dir: &Path) -> Result<Self, StoreError> {
-        let path = state_dir.join(DATABASE_FILE);
+        Self::open_file_read_only(&state_dir.join(DATABASE_FILE))
+    }
+
+    /// Opens an existing database file read-only, whatever its name (`schoolgate migrate`).
+    pub fn open_file_read_only(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
         let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
             |source| StoreError::Open {
                 path: path.clone(),
@@ -269,9 +274,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 impl SqliteBackend {
-    /// Calls `each` for every record that may belong to a safeguarding case, in sequence order:
-    /// the records any rule matched (the export index's `r:` keys) and the case-review records.
-    pub fn scan_cases(
+    /// See [`Backend::scan_cases`].
+    fn cases(
         &mut self,
         each: &mut dyn FnMut(AuditEntry) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
@@ -798,6 +802,13 @@ impl Backend for SqliteBackend {
             }
         }
         Ok(Some(out))
+    }
+
+    fn scan_cases(
+        &mut self,
+        each: &mut dyn FnMut(AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.cases(each)
     }
 
     fn count(&mut self, seqs: (u64, u64), keys: &[String]) -> Result<u64, StoreError> {

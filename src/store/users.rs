@@ -6,7 +6,7 @@
 //! can change an account while the gateway runs.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,7 +14,10 @@ use serde::Serialize;
 
 use super::StoreError;
 use super::audit::now_rfc3339;
+use super::place::Place;
+use super::postgres::shared;
 use super::sqlite::open_connection;
+use crate::config::Storage;
 
 /// What an account may do on the web page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -87,10 +90,10 @@ impl Account {
     }
 }
 
-/// The accounts under `storage.state_dir`.
+/// The accounts, where [`Place`] says (see [`Users::open`]).
 #[derive(Debug, Clone)]
 pub struct Users {
-    state_dir: PathBuf,
+    place: Place,
 }
 
 fn roles_text(roles: &[Role]) -> String {
@@ -117,18 +120,30 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
 const COLUMNS: &str = "name, roles, hash, created, changed, totp_secret, schools";
 
 impl Users {
+    /// The accounts in `[storage]`'s place: how the gateway and the CLI open it.
+    pub fn open(storage: &Storage) -> Self {
+        Self::at(Place::of(storage))
+    }
+
+    /// The accounts in `place`.
+    pub fn at(place: Place) -> Self {
+        Users { place }
+    }
+
+    /// The accounts in SQLite and files under `state_dir` (a single school; the tests).
     pub fn new(state_dir: &Path) -> Self {
-        Users {
-            state_dir: state_dir.to_path_buf(),
-        }
+        Self::at(Place::Local(state_dir.to_path_buf()))
     }
 
     fn conn(&self) -> Result<Connection, StoreError> {
-        open_connection(&self.state_dir)
+        open_connection(self.place.state_dir())
     }
 
     /// Adds an account; false when the name is taken.
     pub fn add(&self, name: &str, roles: &[Role], hash: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_add(&pg?, name, &roles_text(roles), hash);
+        }
         let now = now_rfc3339();
         let n = self.conn()?.execute(
             "INSERT OR IGNORE INTO web_user (name, roles, hash, failures, created, changed)
@@ -141,6 +156,9 @@ impl Users {
     /// Sets a new password hash (`store::logins` lifts the lock-outs). False when there is no
     /// such account.
     pub fn set_hash(&self, name: &str, hash: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_set_hash(&pg?, name, hash);
+        }
         let n = self.conn()?.execute(
             "UPDATE web_user SET hash = ?2, changed = ?3
              WHERE name = ?1",
@@ -151,6 +169,9 @@ impl Users {
 
     /// Removes an account; false when there was none.
     pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_remove(&pg?, name);
+        }
         let n = self
             .conn()?
             .execute("DELETE FROM web_user WHERE name = ?1", params![name])?;
@@ -158,6 +179,9 @@ impl Users {
     }
 
     pub fn get(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_get(&pg?, name);
+        }
         let sql = format!("SELECT {COLUMNS} FROM web_user WHERE name = ?1");
         Ok(self
             .conn()?
@@ -167,6 +191,9 @@ impl Users {
 
     /// Every account, by name.
     pub fn list(&self) -> Result<Vec<Account>, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_list(&pg?);
+        }
         let conn = self.conn()?;
         let sql = format!("SELECT {COLUMNS} FROM web_user ORDER BY name");
         let mut stmt = conn.prepare(&sql)?;
@@ -178,6 +205,9 @@ impl Users {
     /// account.
     pub fn set_schools(&self, name: &str, schools: &[String]) -> Result<bool, StoreError> {
         let list = serde_json::to_string(schools).unwrap_or_else(|_| "[]".into());
+        if let Some(pg) = self.place.pg() {
+            return shared::user_set_schools(&pg?, name, &list);
+        }
         let n = self.conn()?.execute(
             "UPDATE web_user SET schools = ?2, changed = ?3 WHERE name = ?1",
             params![name, list, now_rfc3339()],
@@ -188,6 +218,9 @@ impl Users {
     /// Gives account `name` a TOTP secret (hex), or takes it away; false when there is no such
     /// account.
     pub fn set_totp(&self, name: &str, secret_hex: Option<&str>) -> Result<bool, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_set_totp(&pg?, name, secret_hex);
+        }
         let n = self.conn()?.execute(
             "UPDATE web_user SET totp_secret = ?2, totp_last_step = NULL, changed = ?3
              WHERE name = ?1",
@@ -199,6 +232,9 @@ impl Users {
     /// Takes TOTP time step `step` as used by `name`: false when a code of this step or a later
     /// one was accepted already (a code is good once).
     pub fn use_totp_step(&self, name: &str, step: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.place.pg() {
+            return shared::user_use_totp_step(&pg?, name, step);
+        }
         let n = self.conn()?.execute(
             "UPDATE web_user SET totp_last_step = ?2
              WHERE name = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",

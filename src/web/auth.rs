@@ -24,6 +24,8 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
 
+use crate::store::place::{Place, blocking};
+use crate::store::postgres::shared;
 use crate::store::users::{Account, Role};
 
 /// Failed logins in a row (per name and address) that lock that name from that address.
@@ -144,13 +146,47 @@ pub struct Found {
     pub csrf: String,
 }
 
-/// Every live session, by the SHA-256 of its id.
+/// Every live session, by the SHA-256 of its id: in this gateway's memory, or (a trust's
+/// gateways on one database) in PostgreSQL, so a session made on one gateway is good on the
+/// other.
 #[derive(Debug, Default)]
 pub struct Sessions {
     inner: Mutex<HashMap<[u8; 32], Session>>,
+    /// The shared database's place, when `[storage] database` names one.
+    shared: Option<Place>,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Runs `f` against the shared database; what fails is logged and read as "no session" (the
+/// person logs in again), never a panic.
+fn on_shared<T>(
+    place: &Place,
+    f: impl FnOnce(&crate::store::postgres::Pg) -> Result<T, crate::store::StoreError>,
+) -> Option<T> {
+    blocking(|| match place.pg()?.and_then(|pg| f(&pg)) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::error!(error = %e, "web: the sessions could not be read or written");
+            None
+        }
+    })
 }
 
 impl Sessions {
+    /// The sessions for `[storage]`'s place: in this gateway's memory on one machine.
+    pub fn open(storage: &crate::config::Storage) -> Self {
+        match Place::of(storage) {
+            Place::Local(_) => Sessions::default(),
+            shared @ Place::Shared { .. } => Sessions {
+                inner: Mutex::default(),
+                shared: Some(shared),
+            },
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
         match self.inner.lock() {
             Ok(g) => g,
@@ -172,6 +208,12 @@ impl Sessions {
 
     /// Marks login-page session `id` as waiting for `account`'s TOTP code.
     pub fn ask_code(&self, id: &str, account: &str) {
+        if let Some(place) = &self.shared {
+            on_shared(place, |pg| {
+                shared::session_ask_code(pg, key_of(id), account)
+            });
+            return;
+        }
         if let Some(s) = self.map().get_mut(&key_of(id)) {
             s.pending_code = Some((account.to_string(), Instant::now()));
         }
@@ -179,6 +221,10 @@ impl Sessions {
 
     /// Session `id` no longer waits for a code.
     pub fn forget_code(&self, id: &str) {
+        if let Some(place) = &self.shared {
+            on_shared(place, |pg| shared::session_forget_code(pg, key_of(id)));
+            return;
+        }
         if let Some(s) = self.map().get_mut(&key_of(id)) {
             s.pending_code = None;
         }
@@ -191,6 +237,23 @@ impl Sessions {
     ) -> Option<(String, String)> {
         let id = random_token()?;
         let csrf = random_token()?;
+        if let Some(place) = &self.shared {
+            let row = shared::SessionRow {
+                account,
+                roles,
+                pending_code: None,
+                csrf: csrf.clone(),
+                last_seen: shared::unix_now_ms(),
+            };
+            on_shared(place, |pg| {
+                // Forget sessions unused past the longest idle time now and then.
+                if id.as_bytes()[0] == b'0' {
+                    shared::session_sweep(pg, millis(IDLE))?;
+                }
+                shared::session_insert(pg, key_of(&id), row)
+            })?;
+            return Some((id, csrf));
+        }
         let now = Instant::now();
         let mut map = self.map();
         if map.len() >= SWEEP_AT {
@@ -214,6 +277,21 @@ impl Sessions {
 
     /// The live session `id` names (and marks it used), or `None`.
     pub fn find(&self, id: &str) -> Option<Found> {
+        if let Some(place) = &self.shared {
+            let row = on_shared(place, |pg| {
+                shared::session_find(pg, key_of(id), millis(IDLE), millis(ANONYMOUS_IDLE))
+            })??;
+            let now = shared::unix_now_ms();
+            return Some(Found {
+                account: row.account,
+                roles: row.roles,
+                pending_code: row
+                    .pending_code
+                    .filter(|(_, since)| now - since <= millis(CODE_FORM_FOR))
+                    .map(|(name, _)| name),
+                csrf: row.csrf,
+            });
+        }
         let key = key_of(id);
         let now = Instant::now();
         let mut map = self.map();
@@ -237,11 +315,19 @@ impl Sessions {
 
     /// Ends session `id`.
     pub fn end(&self, id: &str) {
+        if let Some(place) = &self.shared {
+            on_shared(place, |pg| shared::session_end(pg, key_of(id)));
+            return;
+        }
         self.map().remove(&key_of(id));
     }
 
     /// Ends every session of `account` (it was removed).
     pub fn end_all_of(&self, account: &str) {
+        if let Some(place) = &self.shared {
+            on_shared(place, |pg| shared::session_end_all_of(pg, account));
+            return;
+        }
         self.map()
             .retain(|_, s| s.account.as_deref() != Some(account));
     }

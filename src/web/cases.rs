@@ -35,12 +35,11 @@ async fn visible(web: &Web, account: &str) -> Result<Vec<Case>, String> {
     let relay = Arc::clone(&web.relay);
     let account = account.to_string();
     let found = tokio::task::spawn_blocking(move || -> Result<Vec<Case>, StoreError> {
-        let state_dir = &config.storage.state_dir;
-        let restricted = crate::store::users::Users::new(state_dir)
+        let restricted = crate::store::users::Users::open(&config.storage)
             .get(&account)?
             .map(|a| a.schools)
             .unwrap_or_default();
-        let all = crate::store::cases::all(state_dir)?;
+        let all = crate::store::cases::all(&config.storage)?;
         Ok(all
             .into_iter()
             .filter(|c| {
@@ -304,7 +303,15 @@ pub async fn show(
     if let Err(r) = audited(&web, &u, viewed, "view").await {
         return r;
     }
-    let evidence_kept = evidence_path(&web, &c).is_some_and(|p| p.is_file());
+    let evidence_kept = match c.message.evidence.clone() {
+        Some(rel) => {
+            let spool = web.relay.spool.clone();
+            tokio::task::spawn_blocking(move || spool.evidence_kept(&rel))
+                .await
+                .is_ok_and(|r| r.unwrap_or(false))
+        }
+        None => false,
+    };
     let notice = match params.get("done").map(String::as_str) {
         Some("reviewed") => Some("The review is recorded in the audit trail."),
         Some("reopened") => Some("The case is reopened: it is back among the new cases."),
@@ -399,26 +406,6 @@ pub async fn show(
     pages::page(StatusCode::OK, "Case", Some(&u), body)
 }
 
-/// Where the kept evidence copy of `c` is, if its record names one inside `evidence/`.
-fn evidence_path(web: &Web, c: &Case) -> Option<std::path::PathBuf> {
-    let rel = c.message.evidence.as_deref()?;
-    let name = rel.strip_prefix("evidence/")?;
-    let safe = !name.is_empty()
-        && name != ".."
-        && name
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
-        && !name.starts_with('.');
-    safe.then(|| {
-        web.relay
-            .config()
-            .storage
-            .state_dir
-            .join("evidence")
-            .join(name)
-    })
-}
-
 /// `GET /flags/{seq}/evidence`: the delivered copy kept of the flagged message (audited).
 pub async fn evidence(
     State(web): State<Arc<Web>>,
@@ -443,11 +430,12 @@ pub async fn evidence(
             ),
         )
     };
-    let Some(path) = evidence_path(&web, &c) else {
+    let Some(rel) = c.message.evidence.clone() else {
         return gone();
     };
-    let bytes = match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
-        Ok(Ok(b)) => b,
+    let spool = web.relay.spool.clone();
+    let bytes = match tokio::task::spawn_blocking(move || spool.read_evidence(&rel)).await {
+        Ok(Ok(Some(b))) => b,
         _ => return gone(),
     };
     let record = AuditRecord::action(

@@ -69,7 +69,7 @@ impl Web {
         pages::set_zone(&config.school.timezone);
         Arc::new(Web {
             relay,
-            sessions: Sessions::default(),
+            sessions: Sessions::open(&config.storage),
             secure,
             checking: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             oidc: oidc::Oidc::default(),
@@ -77,15 +77,15 @@ impl Web {
     }
 
     fn logins(&self) -> Logins {
-        Logins::new(&self.relay.config().storage.state_dir)
+        Logins::open(&self.relay.config().storage)
     }
 
     fn users(&self) -> Users {
-        Users::new(&self.relay.config().storage.state_dir)
+        Users::open(&self.relay.config().storage)
     }
 
     fn quarantine(&self) -> Quarantine {
-        Quarantine::new(&self.relay.config().storage.state_dir)
+        Quarantine::open(&self.relay.config().storage)
     }
 
     /// The logged-in person behind the request's cookie, if any (their account must still

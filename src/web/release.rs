@@ -24,7 +24,7 @@ use crate::store::release::ReleaseLinks;
 const TITLE: &str = "Release your message";
 
 fn links(web: &Web) -> ReleaseLinks {
-    ReleaseLinks::new(&web.relay.config().storage.state_dir)
+    ReleaseLinks::open(&web.relay.config().storage)
 }
 
 /// The session's id and CSRF token: the request's own session, or a new anonymous one.

@@ -19,9 +19,8 @@ use crate::config::Config;
 use crate::review::audit_search::{
     Format, Query as AuditQuery, RULES, Search, SearchError, VERDICTS, export_record,
 };
+use crate::store::StoreError;
 use crate::store::audit::AuditRecord;
-use crate::store::sqlite::SqliteBackend;
-use crate::store::{Backend, StoreError};
 
 /// How many records an export wrote, and the last one's sequence number.
 type Written = (u64, Option<u64>);
@@ -162,7 +161,7 @@ fn ordered(mut keyed: Vec<(String, u64)>, descending: bool) -> Vec<u64> {
 /// One page of the search's matching records, in `order`: the records and how many match.
 fn one_page(
     query: &AuditQuery,
-    backend: &mut SqliteBackend,
+    backend: &mut dyn crate::store::Backend,
     range: Option<(u64, u64)>,
     order: Order,
     page: usize,
@@ -216,13 +215,17 @@ fn one_page(
 fn in_snapshot<T>(
     config: &Config,
     search: &Search,
-    f: impl FnOnce(&AuditQuery, &mut SqliteBackend, Option<(u64, u64)>) -> Result<T, StoreError>,
+    f: impl FnOnce(
+        &AuditQuery,
+        &mut dyn crate::store::Backend,
+        Option<(u64, u64)>,
+    ) -> Result<T, StoreError>,
 ) -> Result<T, SearchError> {
     let query = search.prepare(config)?;
-    let mut backend = SqliteBackend::open(&config.storage.state_dir)?;
+    let mut backend = crate::store::open_audit(&config.storage)?;
     backend.begin_read()?;
-    let range = query.range(&mut backend)?;
-    let found = f(&query, &mut backend, range)?;
+    let range = query.range(&mut *backend)?;
+    let found = f(&query, &mut *backend, range)?;
     backend.end_read()?;
     Ok(found)
 }

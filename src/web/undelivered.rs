@@ -14,8 +14,7 @@ use maud::html;
 use super::auth::User;
 use super::{Web, pages};
 use crate::alerts::UNDELIVERED;
-use crate::store::sqlite::SqliteBackend;
-use crate::store::{Backend, StoreError};
+use crate::store::StoreError;
 
 /// The most records the page shows (newest first).
 const SHOWN: usize = 200;
@@ -41,14 +40,14 @@ fn alert_seqs(detail: &str) -> Vec<u64> {
 }
 
 /// The newest undelivered mail for `addresses` (the DSLs and `escalate_to`: alerts and
-/// checkpoints) in the trail under `state_dir`, found through the audit index by those
+/// checkpoints) in the trail `storage` keeps, found through the audit index by those
 /// addresses. Without any address every record is read. A notice to a member of staff is in the
 /// audit trail (search for their address).
 fn newest(
-    state_dir: &std::path::Path,
+    storage: &crate::config::Storage,
     addresses: &[String],
 ) -> Result<Vec<Undelivered>, StoreError> {
-    let mut backend = SqliteBackend::open(state_dir)?;
+    let mut backend = crate::store::open_audit(storage)?;
     backend.begin_read()?;
     let mut newest: VecDeque<Undelivered> = VecDeque::new();
     if let Some(range) = backend.seq_range(None, None)? {
@@ -89,7 +88,7 @@ pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let config = web.relay.config();
-    let state_dir = config.storage.state_dir.clone();
+    let storage = config.storage.clone();
     let addresses: Vec<String> = config
         .safeguarding
         .dsl
@@ -97,7 +96,7 @@ pub async fn list(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
         .chain(&config.safeguarding.escalate_to)
         .map(|a| a.0.clone())
         .collect();
-    let found = tokio::task::spawn_blocking(move || newest(&state_dir, &addresses)).await;
+    let found = tokio::task::spawn_blocking(move || newest(&storage, &addresses)).await;
     let found = match found {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => return unreadable(&u, &e),

@@ -12,6 +12,7 @@
 pub mod browser;
 pub mod http;
 pub mod oidc;
+pub mod pg;
 pub mod smtp;
 pub mod tools;
 

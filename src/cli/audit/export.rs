@@ -15,8 +15,7 @@ use crate::config::Config;
 use crate::display::TerminalWriter;
 pub use crate::review::audit_search::{Format, RULES};
 use crate::review::audit_search::{PersonFound, Search, SearchError, export_record};
-use crate::store::sqlite::SqliteBackend;
-use crate::store::{AuditLog, Backend};
+use crate::store::AuditLog;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Verdict {
@@ -164,10 +163,10 @@ pub fn run(config: &Config, actor: &str, args: ExportArgs) -> anyhow::Result<Exi
     }
 
     // Read-write: an older database gets its export index here.
-    let mut backend = SqliteBackend::open(&config.storage.state_dir)?;
+    let mut backend = crate::store::open_audit(&config.storage)?;
     // One snapshot for the count, the index and the records, however much the gateway writes.
     backend.begin_read()?;
-    let range = query.range(&mut backend)?;
+    let range = query.range(&mut *backend)?;
 
     let to_terminal = args.out.is_none() && std::io::stdout().is_terminal();
     let bar = if std::io::stderr().is_terminal() && !to_terminal {
@@ -189,7 +188,7 @@ pub fn run(config: &Config, actor: &str, args: ExportArgs) -> anyhow::Result<Exi
     };
 
     let mut sink = Sink::open(args.out.as_deref(), to_terminal)?;
-    let written = query.write(&mut backend, range, args.format, sink.writer(), &|| {
+    let written = query.write(&mut *backend, range, args.format, sink.writer(), &|| {
         bar.inc(1)
     });
     bar.finish_and_clear();
@@ -210,7 +209,7 @@ pub fn run(config: &Config, actor: &str, args: ExportArgs) -> anyhow::Result<Exi
         .out
         .as_ref()
         .map_or("standard output".to_string(), |p| p.display().to_string());
-    let log = AuditLog::start(Box::new(SqliteBackend::open(&config.storage.state_dir)?))?;
+    let log = AuditLog::start(crate::store::open_audit(&config.storage)?)?;
     log.append_blocking(export_record(&search, actor, written, args.format, &target))
         .context("the export was written but could not be recorded in the audit trail")?;
     eprintln!("exported {} records to {target}", written.0);

@@ -13,7 +13,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::smtp::server::Relay;
-use crate::store::sqlite::SqliteBackend;
 use crate::store::{Backend, ChainHead, StoreError};
 
 /// How often the retention purge runs.
@@ -55,8 +54,8 @@ pub fn purge_now(
 }
 
 /// Records a checkpoint at once (at start and after the stop record) and logs it.
-pub fn checkpoint_now(state_dir: &Path) -> Result<Option<ChainHead>, StoreError> {
-    let head = SqliteBackend::open(state_dir)?.checkpoint()?;
+pub fn checkpoint_now(storage: &crate::config::Storage) -> Result<Option<ChainHead>, StoreError> {
+    let head = crate::store::open_audit(storage)?.checkpoint()?;
     if let Some(h) = &head {
         tracing::info!("{}", checkpoint_line(h));
     }
@@ -107,8 +106,13 @@ fn mark_mailed(state_dir: &Path, when: jiff::Timestamp) {
 /// Runs until `stop` turns true: checkpoints (logged every `checkpoint_interval`, mailed every
 /// `checkpoint_mail_interval`, retried with a backoff when the next hop does not take the mail)
 /// and purges.
-pub async fn run(relay: Arc<Relay>, state_dir: PathBuf, mut stop: watch::Receiver<bool>) {
-    let backend = match SqliteBackend::open(&state_dir) {
+pub async fn run(
+    relay: Arc<Relay>,
+    storage: crate::config::Storage,
+    mut stop: watch::Receiver<bool>,
+) {
+    let state_dir = storage.state_dir.clone();
+    let backend = match crate::store::open_audit(&storage) {
         Ok(b) => Arc::new(Mutex::new(b)),
         Err(e) => {
             tracing::error!(error = %e, "audit checkpoints and retention purge are off");
@@ -130,7 +134,7 @@ pub async fn run(relay: Arc<Relay>, state_dir: PathBuf, mut stop: watch::Receive
             let b = Arc::clone(&backend);
             let done = tokio::task::spawn_blocking(move || {
                 let mut b = b.lock().map_err(|_| StoreError::WriterGone)?;
-                purge_now(&mut *b, days, crate::store::GATEWAY)
+                purge_now(&mut **b, days, crate::store::GATEWAY)
             })
             .await;
             match done {

@@ -1,0 +1,647 @@
+//! The audit trail in PostgreSQL: the same columns and semantics as SQLite's
+//! ([`crate::store::sqlite::SqliteBackend`]), shared by every gateway of a trust.
+//!
+//! One chain for all nodes: [`Backend::append_chained`] takes a transaction-scoped advisory
+//! lock ([`AUDIT_LOCK`]), then reads the head and inserts, and commits, in one transaction; so
+//! two gateways appending at once queue on the lock and the chain can never fork. Each node's
+//! [`crate::store::AuditLog`] still batches whatever queued meanwhile into that one
+//! transaction (group commit). A read snapshot ([`Backend::begin_read`]) is a REPEATABLE READ
+//! transaction on a connection kept for it until [`Backend::end_read`].
+
+use std::future::Future;
+use std::pin::Pin;
+
+use deadpool_postgres::{ClientWrapper, Object};
+use tokio_postgres::Row;
+
+use super::Pg;
+use crate::store::audit::{
+    Checkpoint, Marks, PurgeRecord, SearchColumns, chain_all, index_keys, now_rfc3339,
+};
+use crate::store::{
+    AuditEntry, AuditRecord, Backend, ChainHead, GATEWAY, NewEntry, RecordKind, StoreError,
+};
+
+/// The advisory lock every append to the chain holds until it commits ("sg" "au" in ASCII).
+pub const AUDIT_LOCK: i64 = 0x7367_6175;
+
+/// Rows read per round trip by `scan`.
+const PAGE: i64 = 4096;
+
+/// How many records a purge deletes per transaction.
+const PURGE_CHUNK: i64 = 5000;
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The audit trail in PostgreSQL.
+pub struct PgAudit {
+    pg: Pg,
+    /// The connection holding the read snapshot, between `begin_read` and `end_read`.
+    snapshot: Option<Object>,
+}
+
+impl PgAudit {
+    /// The audit trail in the database `pg` is connected to (migrated by [`Pg::connect`]).
+    pub fn new(pg: Pg) -> PgAudit {
+        PgAudit { pg, snapshot: None }
+    }
+
+    /// The database, as errors name it.
+    pub fn database(&self) -> &str {
+        self.pg.database()
+    }
+
+    /// Runs `f` on the snapshot's connection if a read is open, else on a pooled one.
+    fn with<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a ClientWrapper) -> BoxFut<'a, T> + Send + 'static,
+    {
+        let held = self.snapshot.take();
+        let pg = self.pg.clone();
+        let (held, result) = self.pg.block_on(async move {
+            match held {
+                Some(client) => {
+                    let r = f(&client).await;
+                    (Some(client), r)
+                }
+                None => match pg.client().await {
+                    Ok(client) => (None, f(&client).await),
+                    Err(e) => (None, Err(e)),
+                },
+            }
+        });
+        self.snapshot = held;
+        result.map_err(|e| self.pg.name_error(e))
+    }
+
+    /// Runs `f` inside a write transaction on a pooled connection (never the snapshot's) that
+    /// holds [`AUDIT_LOCK`]; commits if it succeeds, rolls back if not.
+    fn locked<T, F>(&mut self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a ClientWrapper) -> BoxFut<'a, T> + Send + 'static,
+    {
+        self.pg.run(move |client| async move {
+            let done: Result<T, StoreError> = async {
+                client.batch_execute("BEGIN").await?;
+                let lock = client
+                    .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+                    .await?;
+                client.execute(&lock, &[&AUDIT_LOCK]).await?;
+                let value = f(&client).await?;
+                client.batch_execute("COMMIT").await?;
+                Ok(value)
+            }
+            .await;
+            if done.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
+                // Not back into the pool in an unknown state.
+                drop(Object::take(client));
+            }
+            done
+        })
+    }
+
+    /// One page of the records that may belong to a safeguarding case, after `after`.
+    fn cases_page(&mut self, after: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT seq, prev_hash, hash, record FROM audit
+                         WHERE seq > $1 AND (
+                             seq IN (SELECT seq FROM audit_key WHERE key >= 'r:' AND key < 'r;')
+                             OR kind = 'case-review')
+                         ORDER BY seq LIMIT $2",
+                        &[&after, &PAGE],
+                    )
+                    .await?;
+                Ok(rows.iter().map(entry).collect())
+            })
+        })
+    }
+}
+
+impl Drop for PgAudit {
+    fn drop(&mut self) {
+        // A connection with a transaction still open must not go back to the pool.
+        if let Some(client) = self.snapshot.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
+fn entry(row: &Row) -> AuditEntry {
+    AuditEntry {
+        seq: row.get::<_, i64>(0) as u64,
+        prev_hash: row.get(1),
+        hash: row.get(2),
+        record_json: row.get(3),
+    }
+}
+
+fn head_of(row: Option<Row>) -> Option<ChainHead> {
+    row.map(|r| ChainHead {
+        seq: r.get::<_, i64>(0) as u64,
+        hash: r.get(1),
+    })
+}
+
+async fn read_head(c: &tokio_postgres::Client) -> Result<Option<ChainHead>, StoreError> {
+    Ok(head_of(
+        c.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])
+            .await?,
+    ))
+}
+
+/// Inserts `entries` with their search columns and export keys and moves the head mark, in
+/// the transaction `c` is in: one statement per table whatever the batch size.
+pub(super) async fn insert(
+    c: &tokio_postgres::Client,
+    entries: &[(AuditEntry, AuditRecord)],
+) -> Result<(), StoreError> {
+    let Some((last, _)) = entries.last() else {
+        return Ok(());
+    };
+    let mut seq = Vec::with_capacity(entries.len());
+    let mut time = Vec::with_capacity(entries.len());
+    let mut kind = Vec::with_capacity(entries.len());
+    let mut mail_from = Vec::with_capacity(entries.len());
+    let mut outcome = Vec::with_capacity(entries.len());
+    let mut json = Vec::with_capacity(entries.len());
+    let mut prev = Vec::with_capacity(entries.len());
+    let mut hash = Vec::with_capacity(entries.len());
+    let mut key = Vec::new();
+    let mut key_seq = Vec::new();
+    for (e, r) in entries {
+        seq.push(e.seq as i64);
+        time.push(r.time.as_str());
+        kind.push(r.kind.as_str());
+        mail_from.push(r.message.as_ref().map(|m| m.mail_from.as_str()));
+        outcome.push(r.message.as_ref().map(|m| m.outcome.as_str()));
+        json.push(e.record_json.as_str());
+        prev.push(e.prev_hash.as_str());
+        hash.push(e.hash.as_str());
+        for k in index_keys(r) {
+            key.push(k);
+            key_seq.push(e.seq as i64);
+        }
+    }
+    c.execute(
+        "INSERT INTO audit (seq, time, kind, mail_from, outcome, record, prev_hash, hash)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::text[], $7::text[], $8::text[])",
+        &[
+            &seq, &time, &kind, &mail_from, &outcome, &json, &prev, &hash,
+        ],
+    )
+    .await?;
+    if !key.is_empty() {
+        c.execute(
+            "INSERT INTO audit_key (key, seq) SELECT * FROM unnest($1::text[], $2::bigint[])
+             ON CONFLICT DO NOTHING",
+            &[&key, &key_seq],
+        )
+        .await?;
+    }
+    c.execute(
+        "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        &[&(last.seq as i64), &last.hash],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inside the locked transaction: when the newest record is not the one the last commit
+/// wrote, the tail was cut off (or records added) outside schoolgate. As SQLite does: that head
+/// is kept as a checkpoint, the cut records' index rows go, and a record saying so is chained
+/// first.
+async fn notice_tampering(
+    c: &tokio_postgres::Client,
+    head: Option<&ChainHead>,
+) -> Result<Option<AuditRecord>, StoreError> {
+    let Some(mark) = head_of(
+        c.query_opt("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
+            .await?,
+    ) else {
+        return Ok(None);
+    };
+    if head == Some(&mark) {
+        return Ok(None);
+    }
+    c.execute(
+        "INSERT INTO audit_checkpoint (seq, hash, time) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+        &[&(mark.seq as i64), &mark.hash, &now_rfc3339()],
+    )
+    .await?;
+    c.execute(
+        "DELETE FROM audit_key WHERE seq > $1",
+        &[&head.map_or(0, |h| h.seq as i64)],
+    )
+    .await?;
+    let found = head.map_or("no records".to_string(), |h| {
+        format!("record {} (hash {})", h.seq, h.hash)
+    });
+    let detail = format!(
+        "audit trail tampered with: schoolgate's last commit ended at record {} (hash {}), but the trail now ends at {found}; run schoolgate audit verify",
+        mark.seq, mark.hash
+    );
+    tracing::error!("{detail}");
+    Ok(Some(AuditRecord::action(
+        RecordKind::TamperDetected,
+        GATEWAY,
+        detail,
+    )))
+}
+
+/// Chains `records` after the head and writes them, inside the locked transaction.
+async fn chain_and_insert(
+    c: &tokio_postgres::Client,
+    records: Vec<AuditRecord>,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let head = read_head(c).await?;
+    let notice = notice_tampering(c, head.as_ref()).await?;
+    let noticed = notice.is_some();
+    let all: Vec<AuditRecord> = notice.into_iter().chain(records).collect();
+    let refs: Vec<&AuditRecord> = all.iter().collect();
+    let entries = chain_all(head, &refs);
+    let pairs: Vec<(AuditEntry, AuditRecord)> = entries.into_iter().zip(all).collect();
+    insert(c, &pairs).await?;
+    let mut out: Vec<AuditEntry> = pairs.into_iter().map(|(e, _)| e).collect();
+    if noticed {
+        out.remove(0);
+    }
+    Ok(out)
+}
+
+impl Backend for PgAudit {
+    fn head(&mut self) -> Result<Option<ChainHead>, StoreError> {
+        self.with(|c| Box::pin(async move { read_head(c).await }))
+    }
+
+    fn append_batch(&mut self, entries: &[NewEntry<'_>]) -> Result<(), StoreError> {
+        let owned: Vec<(AuditEntry, AuditRecord)> = entries
+            .iter()
+            .map(|n| (n.entry.clone(), n.record.clone()))
+            .collect();
+        self.locked(move |tx| Box::pin(async move { insert(tx, &owned).await }))
+    }
+
+    fn append_chained(&mut self, records: &[&AuditRecord]) -> Result<Vec<AuditEntry>, StoreError> {
+        let owned: Vec<AuditRecord> = records.iter().map(|r| (*r).clone()).collect();
+        self.locked(move |tx| Box::pin(async move { chain_and_insert(tx, owned).await }))
+    }
+
+    fn read_from(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let (from, limit) = (from_seq as i64, limit as i64);
+        self.with(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT seq, prev_hash, hash, record FROM audit WHERE seq >= $1
+                         ORDER BY seq LIMIT $2",
+                        &[&from, &limit],
+                    )
+                    .await?;
+                Ok(rows.iter().map(entry).collect())
+            })
+        })
+    }
+
+    fn begin_read(&mut self) -> Result<(), StoreError> {
+        if self.snapshot.is_some() {
+            return Ok(());
+        }
+        let pg = self.pg.clone();
+        let client = self.pg.block_on(async move {
+            let client = pg.client().await?;
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1")
+                .await?;
+            Ok::<_, StoreError>(client)
+        });
+        self.snapshot = Some(client.map_err(|e| self.pg.name_error(e))?);
+        Ok(())
+    }
+
+    fn end_read(&mut self) -> Result<(), StoreError> {
+        let Some(client) = self.snapshot.take() else {
+            return Ok(());
+        };
+        let ended = self.pg.block_on(async move {
+            match client.batch_execute("COMMIT").await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    // Not back into the pool with a transaction in an unknown state.
+                    drop(Object::take(client));
+                    Err(StoreError::from(e))
+                }
+            }
+        });
+        ended.map_err(|e| self.pg.name_error(e))
+    }
+
+    fn marks(&mut self) -> Result<Marks, StoreError> {
+        self.with(|c| {
+            Box::pin(async move {
+                let head = head_of(
+                    c.query_opt("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
+                        .await?,
+                );
+                let checkpoints = c
+                    .query(
+                        "SELECT seq, hash, time FROM audit_checkpoint ORDER BY seq",
+                        &[],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| Checkpoint {
+                        seq: r.get::<_, i64>(0) as u64,
+                        hash: r.get(1),
+                        time: r.get(2),
+                    })
+                    .collect();
+                let last_purge = c
+                    .query_opt(
+                        "SELECT seq, prev_hash, hash, record FROM audit WHERE kind = 'purge'
+                         ORDER BY seq DESC LIMIT 1",
+                        &[],
+                    )
+                    .await?
+                    .as_ref()
+                    .map(entry);
+                Ok(Marks {
+                    head,
+                    checkpoints,
+                    last_purge,
+                })
+            })
+        })
+    }
+
+    fn checkpoint(&mut self) -> Result<Option<ChainHead>, StoreError> {
+        self.locked(|tx| {
+            Box::pin(async move {
+                let head = read_head(tx).await?;
+                if let Some(h) = &head {
+                    tx.execute(
+                        "INSERT INTO audit_checkpoint (seq, hash, time) VALUES ($1, $2, $3)
+                         ON CONFLICT DO NOTHING",
+                        &[&(h.seq as i64), &h.hash, &now_rfc3339()],
+                    )
+                    .await?;
+                }
+                Ok(head)
+            })
+        })
+    }
+
+    fn purge(
+        &mut self,
+        before: &str,
+        retention_days: u32,
+        actor: &str,
+    ) -> Result<Option<AuditEntry>, StoreError> {
+        let (before, actor) = (before.to_string(), actor.to_string());
+        // One transaction decides the range and chains the purge record that anchors it.
+        let planned = self.locked(move |tx| {
+            Box::pin(async move {
+                let range = tx
+                    .query_one(
+                        "SELECT min(seq), (SELECT min(seq) FROM audit WHERE time >= $1) FROM audit",
+                        &[&before],
+                    )
+                    .await?;
+                let (first, newer): (Option<i64>, Option<i64>) = (range.get(0), range.get(1));
+                let Some(first) = first else {
+                    return Ok(None);
+                };
+                let last = match newer {
+                    Some(n) => n - 1,
+                    None => read_head(tx).await?.map_or(0, |h| h.seq as i64),
+                };
+                if last < first {
+                    return Ok(None);
+                }
+                let row = tx
+                    .query_one("SELECT hash, time FROM audit WHERE seq = $1", &[&last])
+                    .await?;
+                let (last_hash, newest): (String, String) = (row.get(0), row.get(1));
+                let oldest: String = tx
+                    .query_one("SELECT time FROM audit WHERE seq = $1", &[&first])
+                    .await?
+                    .get(0);
+                let (first_u, last_u) = (first as u64, last as u64);
+                let record = AuditRecord {
+                    purge: Some(PurgeRecord {
+                        first_seq: first_u,
+                        last_seq: last_u,
+                        last_hash,
+                        records: last_u - first_u + 1,
+                        oldest,
+                        newest,
+                        before,
+                        retention_days,
+                    }),
+                    ..AuditRecord::action(
+                        RecordKind::Purge,
+                        actor,
+                        format!(
+                            "retention purge: audit records {first} to {last} ({} records) older than {retention_days} days removed; record {last}'s hash is kept here",
+                            last - first + 1
+                        ),
+                    )
+                };
+                let entry = chain_and_insert(tx, vec![record]).await?;
+                Ok(entry.into_iter().next().map(|e| (first, last, e)))
+            })
+        })?;
+        let Some((first, last, entry)) = planned else {
+            return Ok(None);
+        };
+        // Then the records go, oldest first, a chunk per transaction; if this stops part-way
+        // the rest is still anchored by the purge record, and the next purge takes it.
+        let mut from = first;
+        while from <= last {
+            let to = (from + PURGE_CHUNK - 1).min(last);
+            self.locked(move |tx| {
+                Box::pin(async move {
+                    tx.execute(
+                        "DELETE FROM audit_key WHERE seq BETWEEN $1 AND $2",
+                        &[&from, &to],
+                    )
+                    .await?;
+                    tx.execute(
+                        "DELETE FROM audit WHERE seq BETWEEN $1 AND $2",
+                        &[&from, &to],
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })?;
+            from = to + 1;
+        }
+        Ok(Some(entry))
+    }
+
+    fn seq_range(
+        &mut self,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let (since, until) = (since.map(str::to_string), until.map(str::to_string));
+        self.with(move |c| {
+            Box::pin(async move {
+                let row = c
+                    .query_one(
+                        "SELECT
+                           (SELECT min(seq) FROM audit WHERE $1::text IS NULL OR time >= $1),
+                           (SELECT max(seq) FROM audit WHERE $2::text IS NULL OR time < $2)",
+                        &[&since, &until],
+                    )
+                    .await?;
+                let (lo, hi): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+                Ok(match (lo, hi) {
+                    (Some(lo), Some(hi)) if lo <= hi => Some((lo as u64, hi as u64)),
+                    _ => None,
+                })
+            })
+        })
+    }
+
+    fn scan(
+        &mut self,
+        seqs: (u64, u64),
+        keys: &[String],
+        each: &mut dyn FnMut(AuditEntry) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let (lo, hi) = (seqs.0 as i64, seqs.1 as i64);
+        let mut after = lo - 1;
+        loop {
+            let keys = keys.to_vec();
+            let page: Vec<AuditEntry> = self.with(move |c| {
+                Box::pin(async move {
+                    let rows = if keys.is_empty() {
+                        c.query(
+                            "SELECT seq, prev_hash, hash, record FROM audit
+                             WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+                            &[&after, &hi, &PAGE],
+                        )
+                        .await?
+                    } else {
+                        c.query(
+                            "SELECT seq, prev_hash, hash, record FROM audit
+                             WHERE seq IN (SELECT seq FROM audit_key
+                                           WHERE key = ANY($4) AND seq > $1 AND seq <= $2)
+                             ORDER BY seq LIMIT $3",
+                            &[&after, &hi, &PAGE, &keys],
+                        )
+                        .await?
+                    };
+                    Ok(rows.iter().map(entry).collect())
+                })
+            })?;
+            let Some(last) = page.last().map(|e| e.seq as i64) else {
+                return Ok(());
+            };
+            let full = page.len() as i64 == PAGE;
+            for e in page {
+                if !each(e)? {
+                    return Ok(());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+            after = last;
+        }
+    }
+
+    fn search_columns(
+        &mut self,
+        seqs: (u64, u64),
+    ) -> Result<Option<Vec<SearchColumns>>, StoreError> {
+        let (lo, hi) = (seqs.0 as i64, seqs.1 as i64);
+        self.with(move |c| {
+            Box::pin(async move {
+                let mut out: Vec<SearchColumns> = c
+                    .query(
+                        "SELECT seq, time, kind, mail_from, outcome FROM audit
+                         WHERE seq BETWEEN $1 AND $2 ORDER BY seq",
+                        &[&lo, &hi],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| SearchColumns {
+                        seq: r.get::<_, i64>(0) as u64,
+                        time: r.get(1),
+                        kind: r.get(2),
+                        keys: Default::default(),
+                        mail_from: r.get(3),
+                        outcome: r.get(4),
+                    })
+                    .collect();
+                for r in c
+                    .query(
+                        "SELECT seq, key FROM audit_key WHERE seq BETWEEN $1 AND $2",
+                        &[&lo, &hi],
+                    )
+                    .await?
+                {
+                    let seq = r.get::<_, i64>(0) as u64;
+                    if let Ok(i) = out.binary_search_by_key(&seq, |c| c.seq) {
+                        out[i].keys.insert(r.get(1));
+                    }
+                }
+                Ok(Some(out))
+            })
+        })
+    }
+
+    fn scan_cases(
+        &mut self,
+        each: &mut dyn FnMut(AuditEntry) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut after = 0;
+        loop {
+            let page = self.cases_page(after)?;
+            let Some(last) = page.last().map(|e| e.seq as i64) else {
+                return Ok(());
+            };
+            let full = page.len() as i64 == PAGE;
+            for e in page {
+                each(e)?;
+            }
+            if !full {
+                return Ok(());
+            }
+            after = last;
+        }
+    }
+
+    fn count(&mut self, seqs: (u64, u64), keys: &[String]) -> Result<u64, StoreError> {
+        let (lo, hi) = (seqs.0 as i64, seqs.1 as i64);
+        let keys = keys.to_vec();
+        self.with(move |c| {
+            Box::pin(async move {
+                let row = if keys.is_empty() {
+                    c.query_one(
+                        "SELECT count(*) FROM audit WHERE seq BETWEEN $1 AND $2",
+                        &[&lo, &hi],
+                    )
+                    .await?
+                } else {
+                    c.query_one(
+                        "SELECT count(DISTINCT seq) FROM audit_key
+                         WHERE key = ANY($3) AND seq BETWEEN $1 AND $2",
+                        &[&lo, &hi, &keys],
+                    )
+                    .await?
+                };
+                Ok(row.get::<_, i64>(0) as u64)
+            })
+        })
+    }
+}

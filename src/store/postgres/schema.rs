@@ -1,0 +1,123 @@
+//! The PostgreSQL schema, versioned: [`MIGRATIONS`] in order, each applied once.
+//!
+//! [`migrate`] runs at every start ([`super::Pg::connect`]), in one transaction under a
+//! transaction-scoped advisory lock, so two gateways starting together do not both migrate; a
+//! database written by a newer schoolgate is refused. The version reached is kept in
+//! `schema_version` (one row per migration applied).
+//!
+//! To change the schema, APPEND a migration with the next version; never edit one that has
+//! shipped (a database that ran it would not run it again).
+
+use deadpool_postgres::Object;
+
+use crate::store::StoreError;
+
+/// The advisory lock the migrations run under ("sg" "mi" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7367_6d69;
+
+/// `(version, SQL)`: migration `version` takes the schema from `version - 1` to `version`.
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    // The audit trail, as in SQLite: the record's JSON exactly as hashed (`record`), the
+    // columns an export searches by, the export index (`a:ADDRESS`, `r:RULE` → seq), the head as
+    // of the last commit (which `verify` compares with the newest record) and checkpoints.
+    (
+        1,
+        "
+        CREATE TABLE audit (
+            seq       BIGINT PRIMARY KEY,
+            time      TEXT NOT NULL,
+            kind      TEXT NOT NULL,
+            mail_from TEXT,
+            outcome   TEXT,
+            record    TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash      TEXT NOT NULL
+        );
+        CREATE INDEX audit_time ON audit (time);
+        CREATE INDEX audit_kind ON audit (kind, seq);
+        CREATE TABLE audit_key (
+            key TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            PRIMARY KEY (key, seq)
+        );
+        CREATE INDEX audit_key_seq ON audit_key (seq);
+        CREATE TABLE audit_head (
+            id   INTEGER PRIMARY KEY CHECK (id = 1),
+            seq  BIGINT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE TABLE audit_checkpoint (
+            seq  BIGINT PRIMARY KEY,
+            hash TEXT NOT NULL,
+            time TEXT NOT NULL
+        );
+        ",
+    ),
+    // The quarantine (with the held bytes), accounts, failed logins, release links, web
+    // sessions and the alert and notice queues: see `super::shared`.
+    (2, super::shared::MIGRATION),
+    // In a trust, the schools an account is restricted to (a JSON array; `[]`: trust-wide), as
+    // SQLite's schema version 8 keeps them.
+    (
+        3,
+        "ALTER TABLE web_user ADD COLUMN schools TEXT NOT NULL DEFAULT '[]';",
+    ),
+];
+
+/// The schema version this schoolgate writes.
+pub fn known_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |(v, _)| *v)
+}
+
+/// Brings the database's schema up to [`known_version`], or refuses one that is newer.
+pub async fn migrate(client: &mut Object, database: &str) -> Result<(), StoreError> {
+    let known = known_version();
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             version BIGINT PRIMARY KEY,
+             applied TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let found: i64 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+        .await?
+        .get(0);
+    if found > known {
+        return Err(StoreError::PgTooNew {
+            database: database.to_string(),
+            found,
+            known,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[version],
+        )
+        .await?;
+        tracing::info!(database, version, "PostgreSQL schema migrated");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_count_up_from_one() {
+        for (i, (version, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(
+                *version,
+                i as i64 + 1,
+                "migration {i} has the wrong version"
+            );
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The audit trail on PostgreSQL: the same answers as SQLite for the same records, one chain
+//! when two nodes (two pools, as two gateways have) append at once, a read snapshot, and
+//! tampering found as it is in SQLite. Each test runs a private cluster (tests/common/pg.rs).
+
+mod common;
+
+use common::pg::PgCluster;
+use schoolgate::store::postgres::Pg;
+use schoolgate::store::postgres::audit::PgAudit;
+use schoolgate::store::sqlite::SqliteBackend;
+use schoolgate::store::{
+    AuditEntry, AuditLog, AuditRecord, Backend, FlagRecord, MessageRecord, RecordKind, StoreError,
+    verify,
+};
+
+fn pg_audit(cluster: &PgCluster) -> PgAudit {
+    PgAudit::new(Pg::connect(&cluster.url()).expect("connect to the private cluster"))
+}
+
+fn action(n: usize) -> AuditRecord {
+    AuditRecord::action(RecordKind::Action, "test", format!("action {n}"))
+}
+
+fn message(n: usize) -> AuditRecord {
+    let flagged = n.is_multiple_of(3);
+    AuditRecord::message(MessageRecord {
+        mail_from: format!("teacher{}@example-academy.sch.uk", n % 4),
+        rcpt_to: vec![format!("parent{}@example.org", n % 5)],
+        verdict: "deliver".into(),
+        outcome: "delivered".into(),
+        flags: if flagged {
+            vec![FlagRecord {
+                rule: "pupil-personal-address".into(),
+                detail: "to a pupil's personal address".into(),
+                evidence: String::new(),
+                action: "flag".into(),
+            }]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    })
+}
+
+/// Every read method of `Backend`, as one comparable value.
+fn everything(b: &mut dyn Backend) -> String {
+    let mut out = String::new();
+    b.begin_read().unwrap();
+    out += &format!("head {:?}\n", b.head().unwrap());
+    let marks = b.marks().unwrap();
+    out += &format!(
+        "marks head {:?} checkpoints {:?} purge {:?}\n",
+        marks.head,
+        marks
+            .checkpoints
+            .iter()
+            .map(|c| (c.seq, c.hash.clone()))
+            .collect::<Vec<_>>(),
+        marks.last_purge.as_ref().map(|e| (e.seq, e.hash.clone()))
+    );
+    let range = b.seq_range(None, None).unwrap();
+    out += &format!("range {range:?}\n");
+    for e in b.read_from(1, 10_000).unwrap() {
+        out += &format!("{} {} {} {}\n", e.seq, e.prev_hash, e.hash, e.record_json);
+    }
+    if let Some(range) = range {
+        out += &format!("columns {:?}\n", b.search_columns(range).unwrap());
+        for keys in [
+            vec![],
+            vec!["a:parent1@example.org".to_string()],
+            vec![
+                "a:teacher2@example-academy.sch.uk".to_string(),
+                "r:pupil-personal-address".to_string(),
+            ],
+        ] {
+            let mut seqs = Vec::new();
+            b.scan(range, &keys, &mut |e: AuditEntry| {
+                seqs.push(e.seq);
+                Ok(true)
+            })
+            .unwrap();
+            out += &format!(
+                "scan {keys:?} {seqs:?} count {}\n",
+                b.count(range, &keys).unwrap()
+            );
+        }
+    }
+    let mut cases = Vec::new();
+    b.scan_cases(&mut |e| {
+        cases.push(e.seq);
+        Ok(())
+    })
+    .unwrap();
+    out += &format!("cases {cases:?}\n");
+    b.end_read().unwrap();
+    out
+}
+
+#[test]
+fn the_same_records_give_the_same_answers_as_sqlite() {
+    let cluster = PgCluster::start_new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = SqliteBackend::open(dir.path()).unwrap();
+    let mut pg = pg_audit(&cluster);
+    // Made once, so both get byte-identical JSON (times included).
+    let batches: Vec<Vec<AuditRecord>> = (0..6)
+        .map(|b| {
+            (0..(b * 7 + 1))
+                .map(|i: usize| {
+                    if i.is_multiple_of(2) {
+                        message(b * 100 + i)
+                    } else {
+                        action(b * 100 + i)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    for batch in &batches {
+        let refs: Vec<&AuditRecord> = batch.iter().collect();
+        let a = sqlite.append_chained(&refs).unwrap();
+        let b = pg.append_chained(&refs).unwrap();
+        assert_eq!(a, b, "the same entries, seq and hashes");
+    }
+    assert_eq!(everything(&mut sqlite), everything(&mut pg));
+    let (vs, vp) = (
+        verify(&mut sqlite, &[]).unwrap(),
+        verify(&mut pg, &[]).unwrap(),
+    );
+    assert_eq!((vs.records, vs.head.clone()), (vp.records, vp.head.clone()));
+    assert!(vp.records > 100);
+
+    // A checkpoint, then a purge of everything so far: the purge record anchors what went.
+    assert_eq!(sqlite.checkpoint().unwrap(), pg.checkpoint().unwrap());
+    let future = "2999-01-01T00:00:00Z";
+    let ps = sqlite.purge(future, 30, "netman").unwrap().unwrap();
+    let pp = pg.purge(future, 30, "netman").unwrap().unwrap();
+    assert_eq!(ps.seq, pp.seq);
+    assert_eq!(
+        ps.record().unwrap().purge,
+        pp.record().unwrap().purge,
+        "the same range and kept hash"
+    );
+    let more: Vec<AuditRecord> = (0..5).map(message).collect();
+    let refs: Vec<&AuditRecord> = more.iter().collect();
+    sqlite.append_chained(&refs).unwrap();
+    pg.append_chained(&refs).unwrap();
+    let vp = verify(&mut pg, &[]).unwrap();
+    assert_eq!(
+        vp.first_seq, pp.seq,
+        "only the purge record and later remain"
+    );
+    assert!(vp.purged.is_some());
+    assert_eq!(vp.records, verify(&mut sqlite, &[]).unwrap().records);
+    // The purge records' times (and so the hashes from there on) differ; what is found by
+    // range, person, rule and case must not.
+    let found = |b: &mut dyn Backend| -> Vec<String> {
+        everything(b)
+            .lines()
+            .filter(|l| l.starts_with("scan") || l.starts_with("cases") || l.starts_with("range"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(found(&mut sqlite), found(&mut pg));
+}
+
+#[test]
+fn two_nodes_appending_at_once_make_one_chain() {
+    let cluster = PgCluster::start_new();
+    // Two pools, as two gateways have, each with its own writer thread and group commit.
+    let a = AuditLog::start(Box::new(pg_audit(&cluster))).unwrap();
+    let b = AuditLog::start(Box::new(pg_audit(&cluster))).unwrap();
+    let mut threads = Vec::new();
+    for t in 0..8 {
+        let log = if t % 2 == 0 { a.clone() } else { b.clone() };
+        threads.push(std::thread::spawn(move || {
+            (0..100)
+                .map(|n| log.append_blocking(message(t * 1000 + n)).unwrap().seq)
+                .collect::<Vec<u64>>()
+        }));
+    }
+    let mut seqs: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (1..=800).collect::<Vec<u64>>(),
+        "each record once, no gap"
+    );
+    let v = verify(&mut pg_audit(&cluster), &[]).unwrap();
+    assert_eq!(v.records, 800);
+    assert_eq!(v.head.unwrap().seq, 800);
+    // Group commit still batches: far fewer head updates than records is not visible, but the
+    // chain links every record to the one before it whichever node wrote it.
+    assert_eq!(
+        cluster.psql("SELECT count(*) FROM audit a JOIN audit b ON b.seq = a.seq + 1 WHERE b.prev_hash <> a.hash"),
+        "0"
+    );
+}
+
+#[test]
+fn a_read_snapshot_does_not_see_later_appends() {
+    let cluster = PgCluster::start_new();
+    let log = AuditLog::start(Box::new(pg_audit(&cluster))).unwrap();
+    for n in 0..10 {
+        log.append_blocking(action(n)).unwrap();
+    }
+    let mut reader = pg_audit(&cluster);
+    reader.begin_read().unwrap();
+    assert_eq!(reader.head().unwrap().unwrap().seq, 10);
+    for n in 0..5 {
+        log.append_blocking(action(n)).unwrap();
+    }
+    assert_eq!(
+        reader.head().unwrap().unwrap().seq,
+        10,
+        "inside the snapshot"
+    );
+    assert_eq!(reader.marks().unwrap().head.unwrap().seq, 10);
+    reader.end_read().unwrap();
+    assert_eq!(reader.head().unwrap().unwrap().seq, 15, "after it");
+    // A snapshot left open when the reader is dropped does not poison the pool.
+    reader.begin_read().unwrap();
+    drop(reader);
+    assert_eq!(verify(&mut pg_audit(&cluster), &[]).unwrap().records, 15);
+}
+
+#[test]
+fn tampering_in_the_database_is_named_by_verify() {
+    let cluster = PgCluster::start_new();
+    let log = AuditLog::start(Box::new(pg_audit(&cluster))).unwrap();
+    for n in 0..8 {
+        log.append_blocking(message(n)).unwrap();
+    }
+    let broken_at = |c: &PgCluster| match verify(&mut pg_audit(c), &[]) {
+        Err(StoreError::ChainBroken { seq, reason }) => (seq, reason),
+        other => panic!("expected a broken chain, got {other:?}"),
+    };
+    cluster.psql("UPDATE audit SET record = replace(record, 'parent3', 'parent4') WHERE seq = 4");
+    let (seq, reason) = broken_at(&cluster);
+    assert_eq!(seq, 4, "{reason}");
+    assert!(reason.contains("does not match its hash"), "{reason}");
+    cluster.psql("DELETE FROM audit WHERE seq = 4");
+    let (seq, reason) = broken_at(&cluster);
+    assert_eq!(seq, 4);
+    assert!(reason.contains("missing (deleted)"), "{reason}");
+
+    // The tail cut off, then the gateway writes on: the damage stays named.
+    let cluster = PgCluster::start_new();
+    let log = AuditLog::start(Box::new(pg_audit(&cluster))).unwrap();
+    for n in 0..7 {
+        log.append_blocking(action(n)).unwrap();
+    }
+    cluster.psql("DELETE FROM audit WHERE seq >= 5");
+    let (seq, reason) = broken_at(&cluster);
+    assert_eq!(seq, 5);
+    assert!(reason.contains("tail was cut off"), "{reason}");
+    let next = log.append_blocking(action(99)).unwrap();
+    assert_eq!(next.seq, 6, "a tamper notice (5) is chained first");
+    let (seq, reason) = broken_at(&cluster);
+    assert_eq!(seq, 5);
+    assert!(reason.contains("tampered with"), "{reason}");
+}
