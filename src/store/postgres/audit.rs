@@ -147,17 +147,17 @@ fn head_of(row: Option<Row>) -> Option<ChainHead> {
     })
 }
 
-async fn read_head(c: &tokio_postgres::Client) -> Result<Option<ChainHead>, StoreError> {
-    Ok(head_of(
-        c.query_opt("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &[])
-            .await?,
-    ))
+async fn read_head(c: &ClientWrapper) -> Result<Option<ChainHead>, StoreError> {
+    let stmt = c
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .await?;
+    Ok(head_of(c.query_opt(&stmt, &[]).await?))
 }
 
 /// Inserts `entries` with their search columns and export keys and moves the head mark, in
 /// the transaction `c` is in: one statement per table whatever the batch size.
 pub(super) async fn insert(
-    c: &tokio_postgres::Client,
+    c: &ClientWrapper,
     entries: &[(AuditEntry, AuditRecord)],
 ) -> Result<(), StoreError> {
     let Some((last, _)) = entries.last() else {
@@ -187,29 +187,36 @@ pub(super) async fn insert(
             key_seq.push(e.seq as i64);
         }
     }
+    let rows = c
+        .prepare_cached(
+            "INSERT INTO audit (seq, time, kind, mail_from, outcome, record, prev_hash, hash)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+                                  $5::text[], $6::text[], $7::text[], $8::text[])",
+        )
+        .await?;
     c.execute(
-        "INSERT INTO audit (seq, time, kind, mail_from, outcome, record, prev_hash, hash)
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
-                              $6::text[], $7::text[], $8::text[])",
+        &rows,
         &[
             &seq, &time, &kind, &mail_from, &outcome, &json, &prev, &hash,
         ],
     )
     .await?;
     if !key.is_empty() {
-        c.execute(
-            "INSERT INTO audit_key (key, seq) SELECT * FROM unnest($1::text[], $2::bigint[])
-             ON CONFLICT DO NOTHING",
-            &[&key, &key_seq],
+        let keys = c
+            .prepare_cached(
+                "INSERT INTO audit_key (key, seq) SELECT * FROM unnest($1::text[], $2::bigint[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        c.execute(&keys, &[&key, &key_seq]).await?;
+    }
+    let mark = c
+        .prepare_cached(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2)
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
         )
         .await?;
-    }
-    c.execute(
-        "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2)
-         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        &[&(last.seq as i64), &last.hash],
-    )
-    .await?;
+    c.execute(&mark, &[&(last.seq as i64), &last.hash]).await?;
     Ok(())
 }
 
@@ -218,13 +225,13 @@ pub(super) async fn insert(
 /// is kept as a checkpoint, the cut records' index rows go, and a record saying so is chained
 /// first.
 async fn notice_tampering(
-    c: &tokio_postgres::Client,
+    c: &ClientWrapper,
     head: Option<&ChainHead>,
 ) -> Result<Option<AuditRecord>, StoreError> {
-    let Some(mark) = head_of(
-        c.query_opt("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
-            .await?,
-    ) else {
+    let stmt = c
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .await?;
+    let Some(mark) = head_of(c.query_opt(&stmt, &[]).await?) else {
         return Ok(None);
     };
     if head == Some(&mark) {
@@ -258,7 +265,7 @@ async fn notice_tampering(
 
 /// Chains `records` after the head and writes them, inside the locked transaction.
 async fn chain_and_insert(
-    c: &tokio_postgres::Client,
+    c: &ClientWrapper,
     records: Vec<AuditRecord>,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let head = read_head(c).await?;
@@ -494,15 +501,21 @@ impl Backend for PgAudit {
         let (since, until) = (since.map(str::to_string), until.map(str::to_string));
         self.with(move |c| {
             Box::pin(async move {
-                let row = c
-                    .query_one(
-                        "SELECT
-                           (SELECT min(seq) FROM audit WHERE $1::text IS NULL OR time >= $1),
-                           (SELECT max(seq) FROM audit WHERE $2::text IS NULL OR time < $2)",
-                        &[&since, &until],
-                    )
-                    .await?;
-                let (lo, hi): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+                // One statement per bound given, so each can use the time index.
+                let lo: Option<i64> = match &since {
+                    Some(t) => c
+                        .query_one("SELECT min(seq) FROM audit WHERE time >= $1", &[t])
+                        .await?
+                        .get(0),
+                    None => c.query_one("SELECT min(seq) FROM audit", &[]).await?.get(0),
+                };
+                let hi: Option<i64> = match &until {
+                    Some(t) => c
+                        .query_one("SELECT max(seq) FROM audit WHERE time < $1", &[t])
+                        .await?
+                        .get(0),
+                    None => c.query_one("SELECT max(seq) FROM audit", &[]).await?.get(0),
+                };
                 Ok(match (lo, hi) {
                     (Some(lo), Some(hi)) if lo <= hi => Some((lo as u64, hi as u64)),
                     _ => None,
