@@ -59,6 +59,7 @@ pub struct Patterns {
 const FIRST_LETTER_BITS: usize = 16_384;
 
 /// The bit of a word by its first and last letters and its length (ASCII, any case).
+#[inline]
 fn letters_key(word: &[u8]) -> Option<usize> {
     let (&first, &last) = (word.first()?, word.last()?);
     let key = u32::from(first.to_ascii_lowercase()) << 16
@@ -464,6 +465,7 @@ impl Patterns {
     /// Whether `word` (ASCII letters and digits, a whole word of a line) starts a term or a
     /// marking: when this says no, none starts with it. Its letters are looked at first, so that
     /// most words of a letter need no hash to learn that they do not matter.
+    #[inline]
     pub fn may_start(&self, word: &[u8]) -> bool {
         let by_letters = letters_key(word).is_some_and(|bit| {
             self.first_letters
