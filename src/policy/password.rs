@@ -174,6 +174,37 @@ const NOT_A_PASSWORD: &[&str] = &[
 
 /// The first password written in `text`, if any.
 pub fn written(text: &str) -> Option<Written> {
+    // Most texts name no password: one byte search says so without reading their words. When
+    // one may, the words before the first cue are none (each password word holds a cue), so
+    // reading starts at the white space before it.
+    let cue = first_cue(text)?;
+    let from = text[..cue]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| c.is_whitespace())
+        .map_or(0, |(at, c)| at + c.len_utf8());
+    written_in(&text[from..])
+}
+
+/// Where the first of "pw", "p/w", "pass" or "frinair" (any case) is in `text`: every word of
+/// [`WORDS`] holds one of them, so a text without one writes no password. (A password word is
+/// ASCII, and only ASCII letters lower-case to ASCII letters other than "k": comparing bytes
+/// without case is enough.)
+fn first_cue(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let at = |i: usize, s: &[u8]| {
+        b.get(i..i + s.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(s))
+    };
+    let p = memchr::memchr2_iter(b'p', b'P', b)
+        .find(|&i| at(i + 1, b"w") || at(i + 1, b"/w") || at(i + 1, b"ass"));
+    let end = p.unwrap_or(b.len());
+    let f = memchr::memchr2_iter(b'f', b'F', &b[..end]).find(|&i| at(i + 1, b"rinair"));
+    f.or(p)
+}
+
+/// [`written`], reading every word of `text`.
+fn written_in(text: &str) -> Option<Written> {
     let chunks: Vec<Chunk<'_>> = chunks(text);
     for (i, c) in chunks.iter().enumerate() {
         // A chunk starting with an ASCII letter no password word starts with is none (an ASCII
@@ -446,6 +477,41 @@ mod tests {
         ] {
             assert!(!found(t), "{t}");
         }
+    }
+
+    #[test]
+    fn reading_from_the_first_cue_finds_what_reading_every_word_finds() {
+        let texts = [
+            "The password is Tr0ut!42",
+            "Hi Jo,\n\nReport attached.\nPassword:\nKestrel9\n\nThanks",
+            "Report attached.\n\nPassword\n\nKestrel9",
+            "We passed the test. The password is Kestrel9",
+            "Passport details to follow; the password is Kestrel9",
+            "Dyma'r adroddiad.\u{a0}Y cyfrinair ydy mynydd.",
+            "Diolch.\u{3000}Fy nghyfrinair yw Draig2026",
+            "Fy NGHYFRINAIR yw Draig2026",
+            "upw: Kestrel9",
+            "(pw: Kestrel9)",
+            "\"password:Kestrel9\"",
+            "*Password:* Kestrel9",
+            "p/w Kestrel9",
+            "P/W: Kestrel9",
+            "pwd\tKestrel9",
+            "The pass is Kestrel9",
+            "I'll phone you with the password.",
+            "No password here, pw to follow",
+            "Siân's password\u{2019}s here: Kestrel9",
+            "frinair",
+            "p",
+            "",
+        ];
+        for t in texts {
+            assert_eq!(written(t), written_in(t), "{t:?}");
+        }
+        assert_eq!(first_cue("Thank you for coming to parents' evening"), None);
+        assert_eq!(first_cue("Our pass"), Some(4));
+        assert_eq!(first_cue("Y CYFRINAIR yw"), Some(4));
+        assert_eq!(first_cue("cyfrinair, then pw"), Some(2));
     }
 
     #[test]

@@ -76,8 +76,15 @@ pub fn check(
     let text = author_text(m.raw);
     let names = directory.pupil_names();
     let is_pupil = |i: usize| directory.people.get(i).is_some_and(|p| p.is_pupil(today));
-    let mut in_text: Vec<Named> = Vec::new();
-    names.find(&text, Reading::Prose, &is_pupil, &mut in_text);
+    // The pupils the text names, read once and only when a rule gets as far as needing them.
+    let in_text = std::cell::OnceCell::new();
+    let in_text = || {
+        in_text.get_or_init(|| {
+            let mut found: Vec<Named> = Vec::new();
+            names.find(&text, Reading::Prose, &is_pupil, &mut found);
+            found
+        })
+    };
 
     let mut findings = Vec::new();
     if wants_password {
@@ -91,7 +98,7 @@ pub fn check(
                 .is_some_and(|p| directory.is_parent_of(recipient, p))
         };
         let vocabulary = Vocabulary::new(&config.sensitive.keywords, &config.sensitive.markings);
-        let named: Vec<usize> = in_text.iter().map(|n| n.person).collect();
+        let named = || in_text().iter().map(|n| n.person).collect();
         findings.extend(sensitive::body::check(
             &text,
             &sensitive::body::Recipients {
@@ -105,7 +112,9 @@ pub fn check(
             &vocabulary,
         ));
     }
-    if on_wrong != Action::Off {
+    // `wrong-recipient` speaks only of messages whose every outside recipient is a parent: for
+    // any other the names are not read for it.
+    if on_wrong != Action::Off && outside.iter().all(|r| directory.parent(r).is_some()) {
         let mut mentions: Vec<(String, Named)> = Vec::new();
         let mut add = |location: String, found: Vec<Named>| {
             for n in found {
@@ -124,7 +133,7 @@ pub fn check(
             names.find(&a.name, Reading::Label, &is_pupil, &mut found);
             add(format!("the file name \"{}\"", a.name), found);
         }
-        add("the message text".into(), in_text);
+        add("the message text".into(), in_text().clone());
         findings.extend(wrong_recipient(&mentions, &outside, config, directory));
     }
     findings

@@ -30,11 +30,12 @@ pub struct Recipients<'a> {
 }
 
 /// The finding for `author_text`, if it holds personal data going outside the school.
-/// `named` are the pupils the text names (indices into [`Directory::people`]).
+/// `named` gives the pupils the text names (indices into [`Directory::people`]); it is asked
+/// only when the data reaches a threshold.
 pub fn check(
     author_text: &str,
     recipients: &Recipients<'_>,
-    named: &[usize],
+    named: &dyn Fn() -> Vec<usize>,
     config: &Config,
     directory: &Directory,
     today: jiff::civil::Date,
@@ -66,6 +67,7 @@ pub fn check(
         return None;
     }
     // The people the data is about, at most: each counter counts distinct people.
+    let named = named();
     let subjects = tally
         .identifiers
         .max(tally.birth_dates)

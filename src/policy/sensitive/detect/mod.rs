@@ -110,6 +110,11 @@ pub fn nothing_to_count(text: &str, vocabulary: &Vocabulary) -> bool {
     let mut toks = Vec::new();
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
+        // Most lines of a letter have no word that matters: seen from their letters, with no
+        // word hashed.
+        if !may_matter(line, &vocabulary.patterns) {
+            continue;
+        }
         tokenize(line, &mut toks);
         if toks.iter().any(|t| birth.contains(&t.hash)) || vocabulary.patterns.may_find(line, &toks)
         {
@@ -118,6 +123,56 @@ pub fn nothing_to_count(text: &str, vocabulary: &Vocabulary) -> bool {
     }
     true
 }
+
+/// Whether a word of `line` may be what [`nothing_to_count`] looks for, read from the letters
+/// alone: the first word of a phrase ([`Patterns::may_start`]), a date-of-birth cue, a word
+/// spelt as an acronym, or a word with a letter outside ASCII (read in full, as folding it
+/// needs the word). When this says no, none of the line's words [`tokenize`] hashes is one.
+fn may_matter(line: &str, patterns: &Patterns) -> bool {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if !c.is_ascii_alphanumeric() {
+            if c < 0x80 {
+                i += 1;
+                continue;
+            }
+            // Typographic quotes and dashes part words as spaces do; a letter is read in full.
+            match line.get(i..).and_then(|s| s.chars().next()) {
+                Some(ch) if ch.is_alphanumeric() => return true,
+                Some(ch) => i += ch.len_utf8(),
+                None => return true,
+            }
+            continue;
+        }
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_alphanumeric) {
+            i += 1;
+        }
+        if b.get(i).is_some_and(|&n| n >= 0x80)
+            && line
+                .get(i..)
+                .and_then(|s| s.chars().next())
+                .is_none_or(char::is_alphanumeric)
+        {
+            // The word goes on with a letter outside ASCII.
+            return true;
+        }
+        let word = &b[start..i];
+        if patterns.may_start(word)
+            || BIRTH_CUES.iter().any(|cue| word.eq_ignore_ascii_case(cue))
+            || (word.len() <= 5
+                && word.iter().any(u8::is_ascii_uppercase)
+                && line.get(start..i).is_some_and(|w| patterns.is_acronym(w)))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The words [`nothing_to_count`] takes as the start of a date-of-birth label ([`Cues`]).
+const BIRTH_CUES: &[&[u8]] = &[b"dob", b"birthdate", b"born", b"birth", b"d"];
 
 /// Whether `text` has six ASCII digits in a row, a single space or hyphen allowed between two
 /// of them: every identifier [`id_candidates`] reads has such a run (a UPN eleven digits, a

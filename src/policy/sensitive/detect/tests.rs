@@ -864,3 +864,88 @@ fn the_repository_text_fixtures_that_need_no_full_scan_count_nothing() {
     }
     assert!(read > 10, "the fixtures were not found: {read} read");
 }
+
+/// What [`may_matter`] promises: a line it lets go has no word the word-by-word check of
+/// `nothing_to_count` stops at.
+fn assert_letters_agree(line: &str, vocabulary: &Vocabulary) {
+    let cues = Cues::new();
+    let birth = [cues.dob, cues.birthdate, cues.born, cues.birth, cues.d];
+    let mut toks = Vec::new();
+    tokenize(line, &mut toks);
+    let words_say =
+        toks.iter().any(|t| birth.contains(&t.hash)) || vocabulary.patterns.may_find(line, &toks);
+    if words_say {
+        assert!(
+            may_matter(line, &vocabulary.patterns),
+            "the letters let go of {line:?}"
+        );
+    }
+}
+
+#[test]
+fn the_letter_check_lets_through_every_term_marking_and_birth_label() {
+    let vocabulary = Vocabulary::new(
+        &[
+            "Nurture group".into(),
+            "Ysgol Feithrin".into(),
+            "Pŵer".into(),
+        ],
+        &["OFFICIAL-SENSITIVE".into(), "PROTECT".into()],
+    );
+    let mut lines: Vec<String> = Vec::new();
+    let terms: Vec<String> = vocabulary
+        .patterns
+        .terms
+        .iter()
+        .map(|(t, _)| t.clone())
+        .chain(
+            [
+                "OFFICIAL-SENSITIVE",
+                "official sensitive",
+                "OfficialSensitive",
+                "PROTECT",
+                "DOB",
+                "d.o.b.",
+                "Date of Birth",
+                "birthdate",
+                "Born",
+                "Pwer",
+                "PŴER",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    for t in &terms {
+        for form in [t.clone(), t.to_uppercase(), t.to_lowercase()] {
+            lines.push(form.clone());
+            lines.push(format!("Notes: {form}."));
+            lines.push(format!(
+                "\u{201c}{form}\u{201d} \u{2013} see Jamie\u{2019}s plan"
+            ));
+            lines.push(format!("x{form}x {form}9"));
+        }
+    }
+    for line in &lines {
+        assert_letters_agree(line, &vocabulary);
+    }
+    // A letter's ordinary lines are let go without hashing their words.
+    for line in [
+        "Thank you for coming to parents\u{2019} evening on Thursday \u{2013} it was lovely.",
+        "Homework is set on Mondays and due the following Monday.",
+        "Call the office on 01632 960123 with any questions.",
+    ] {
+        assert!(!may_matter(line, &vocabulary.patterns), "{line:?}");
+    }
+    // A word with a letter outside ASCII is read in full.
+    assert!(may_matter("Diolch yn fawr, Siân", &vocabulary.patterns));
+}
+
+#[test]
+fn an_ascii_word_hashes_as_the_line_reader_hashes_it() {
+    let mut toks = Vec::new();
+    for w in ["Carter", "EHCP", "ehcp", "self", "9", "Year7", "OFFICIAL"] {
+        tokenize(w, &mut toks);
+        assert_eq!(toks.len(), 1, "{w}");
+        assert_eq!(words::ascii_hash(w.as_bytes()), toks[0].hash, "{w}");
+    }
+}

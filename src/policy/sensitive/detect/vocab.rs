@@ -49,6 +49,23 @@ pub struct Patterns {
     acronyms: HashMap<String, usize>,
     /// Terms that are staff roles ([`JOB_TITLES`]).
     job_titles: Vec<usize>,
+    /// The phrases' first words by their letters, before any hashing
+    /// ([`Patterns::may_start`]): a bit per [`letters_key`] of each first word whose folded,
+    /// lower-case spelling is ASCII.
+    first_letters: Vec<u64>,
+}
+
+/// Bits in [`Patterns::first_letters`].
+const FIRST_LETTER_BITS: usize = 16_384;
+
+/// The bit of a word by its first and last letters and its length (ASCII, any case).
+#[inline]
+fn letters_key(word: &[u8]) -> Option<usize> {
+    let (&first, &last) = (word.first()?, word.last()?);
+    let key = u32::from(first.to_ascii_lowercase()) << 16
+        | u32::from(last.to_ascii_lowercase()) << 8
+        | u32::try_from(word.len().min(255)).unwrap_or(255);
+    Some((key.wrapping_mul(0x9e37_79b1) >> 20) as usize % FIRST_LETTER_BITS)
 }
 
 /// Strong terms: special-category or safeguarding data wherever they stand beside a person.
@@ -372,6 +389,27 @@ impl Patterns {
         let Some((&first, rest)) = h.split_first() else {
             return;
         };
+        // The first word as the hash reads it (accents folded, lower case): an ASCII word of a
+        // text can only have its hash when it is spelt so.
+        let mut toks = Vec::new();
+        super::words::tokenize(t, &mut toks);
+        let folded: String = toks
+            .first()
+            .and_then(|w| t.get(w.start..w.end))
+            .unwrap_or_default()
+            .chars()
+            .flat_map(|c| crate::directory::fold_letter(c).to_lowercase())
+            .collect();
+        if folded.is_ascii()
+            && let Some(bit) = letters_key(folded.as_bytes())
+        {
+            if self.first_letters.is_empty() {
+                self.first_letters = vec![0; FIRST_LETTER_BITS / 64];
+            }
+            if let Some(slot) = self.first_letters.get_mut(bit / 64) {
+                *slot |= 1 << (bit % 64);
+            }
+        }
         let list = self.phrases.entry(first).or_default();
         list.push(Phrase {
             rest: rest.to_vec(),
@@ -422,6 +460,29 @@ impl Patterns {
             .checked_sub(1)
             .and_then(|k| toks.get(k))
             .is_some_and(|t| before.contains(&t.hash))
+    }
+
+    /// Whether `word` (ASCII letters and digits, a whole word of a line) starts a term or a
+    /// marking: when this says no, none starts with it. Its letters are looked at first, so that
+    /// most words of a letter need no hash to learn that they do not matter.
+    #[inline]
+    pub fn may_start(&self, word: &[u8]) -> bool {
+        let by_letters = letters_key(word).is_some_and(|bit| {
+            self.first_letters
+                .get(bit / 64)
+                .is_some_and(|slot| slot & (1 << (bit % 64)) != 0)
+        });
+        // The letters let a few words through that start nothing: their hash says.
+        by_letters
+            && self
+                .phrases
+                .get(&super::words::ascii_hash(word))
+                .is_some_and(|list| list.iter().any(|p| !matches!(p.meaning, Meaning::NotATerm)))
+    }
+
+    /// Whether `word` is spelt as one of the acronyms ([`Patterns::may_find`] asks the same).
+    pub fn is_acronym(&self, word: &str) -> bool {
+        self.acronyms.contains_key(word)
     }
 
     /// Whether [`Patterns::find`] could find a term or a marking among `toks`, the words of

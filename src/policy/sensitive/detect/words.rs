@@ -35,6 +35,15 @@ pub fn chain(seq: u64, word: u64) -> u64 {
     mix(seq.rotate_left(17) ^ word)
 }
 
+/// The hash [`tokenize`] gives `word`, a whole word of ASCII letters and digits.
+pub fn ascii_hash(word: &[u8]) -> u64 {
+    let mut h = FNV_OFFSET;
+    for &c in word {
+        h = (h ^ u64::from(c.to_ascii_lowercase())).wrapping_mul(FNV_PRIME);
+    }
+    mix(h)
+}
+
 /// The words of `line` into `out` (cleared first).
 pub fn tokenize(line: &str, out: &mut Vec<Tok>) {
     out.clear();
