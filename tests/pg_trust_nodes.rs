@@ -480,6 +480,11 @@ fn a_node_killed_with_sigkill_mid_stream_loses_and_doubles_nothing_that_got_a_25
     );
     let retried = sent.iter().filter(|(s, _)| !s.failed.is_empty()).count();
     assert!(retried > 0, "the kill cut no session: nothing was tested");
+    // Of those, the ones cut mid-session (not just refused a connection to the dead node).
+    let cut = sent
+        .iter()
+        .filter(|(s, _)| s.failed.iter().any(|(_, e)| !e.starts_with("connect:")))
+        .count();
 
     let sink = at_sink(&[&a, &b]);
     let chain = chain_messages(&cluster);
@@ -571,7 +576,8 @@ fn a_node_killed_with_sigkill_mid_stream_loses_and_doubles_nothing_that_got_a_25
     verify_on(&a, &cluster);
     eprintln!(
         "kill -9: {} messages, node A killed after {killed_at} 250s; {retried} retried on the \
-         other node, {twice_at_sink} delivered twice (first attempt unanswered); {} s in all",
+         other node ({cut} cut mid-session), {twice_at_sink} delivered twice (first attempt \
+         unanswered); {holding_before} holding entries settled at A's restart; {} s in all",
         sent.len(),
         started.elapsed().as_secs()
     );
