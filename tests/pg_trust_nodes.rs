@@ -274,8 +274,6 @@ fn two_trust_nodes_carry_mail_hold_release_and_alert_as_one_gateway() {
     }
     let sink = at_sink(&[&a, &b]);
     let chain = chain_messages(&cluster);
-    let through_a = sent.iter().filter(|s| s.2 == 0).count();
-    assert_eq!(through_a, 60, "half through each node");
     for (name, from, _, _) in &sent {
         let id = format!("{name}@nodes.test");
         let copies = sink.get(&id).map(Vec::len).unwrap_or(0);
