@@ -58,6 +58,7 @@ impl Outbox {
             create_dir(&path)
                 .map_err(|e| outbox.error(format!("cannot create {}: {e}", path.display())))?;
         }
+        remove_orphans(&dir.join("tmp"));
         Ok(outbox)
     }
 
@@ -203,6 +204,58 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot flush directory {} to disk: {e}", dir.display()))
 }
 
+/// Removes the temporary files of writers that died mid-write (a gateway killed, the power
+/// lost): nothing else cleans them up, and they are only ever half of a message the client
+/// was never told was taken. A file of a process still running (another gateway process or
+/// a `quarantine release` on this outbox) is left alone: the process id is in its name. Best
+/// effort; what cannot be removed is logged and left.
+fn remove_orphans(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    let mut removed = 0usize;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = writer_of(&name.to_string_lossy()) else {
+            continue;
+        };
+        if pid == std::process::id() || writer_alive(pid) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::warn!(file = %entry.path().display(), error = %e,
+                "a half-written outbox file could not be removed"),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, outbox = %tmp.display(),
+            "removed half-written outbox files left by a gateway that stopped mid-write");
+    }
+}
+
+/// The process id in a temporary file's name (`KEY.schoolgate.PID.N`, with `.envelope.json`
+/// after it for the envelope), if it is one of ours.
+fn writer_of(name: &str) -> Option<u32> {
+    let (_, rest) = name.split_once(".schoolgate.")?;
+    rest.split('.').next()?.parse().ok()
+}
+
+/// Whether process `pid` exists (signal 0: "permission denied" means it does, as another
+/// user's).
+fn writer_alive(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
 /// Removes a temporary file that was not renamed into place, so failures leave no litter.
 struct TempFile<'a>(&'a Path);
 
@@ -272,6 +325,34 @@ mod tests {
     }
 
     const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn open_removes_the_half_written_files_of_a_writer_that_died() {
+        let root = tempfile::tempdir().unwrap();
+        let tmp = root.path().join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        // A process that has exited: its files are orphans.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let dead = child.id();
+        let mine = std::process::id();
+        let orphan = format!("{KEY}.schoolgate.{dead}.0");
+        let orphan_envelope = format!("{KEY}.schoolgate.{dead}.1.envelope.json");
+        let live = format!("{KEY}.schoolgate.{mine}.7");
+        let not_ours = "someone-elses-file".to_string();
+        for name in [&orphan, &orphan_envelope, &live, &not_ours] {
+            fs::write(tmp.join(name), b"half").unwrap();
+        }
+        Outbox::open(root.path()).unwrap();
+        assert_eq!(files(&tmp), {
+            let mut keep = vec![live, not_ours];
+            keep.sort();
+            keep
+        });
+        assert_eq!(writer_of(&orphan), Some(dead));
+        assert_eq!(writer_of(&orphan_envelope), Some(dead));
+        assert_eq!(writer_of("x.schoolgate.notapid.1"), None);
+    }
 
     #[test]
     fn open_creates_the_maildir() {
