@@ -53,7 +53,12 @@ fn trust(cfg: &mut toml::Table) {
         "schools".into(),
         toml::Value::Array(vec![
             school(ASHDOWN, "ashdownpark.sch.uk", "ashdown.csv", ASHDOWN_DSL),
-            school(BRAMBLE, "bramblefield.sch.uk", "bramblefield.csv", BRAMBLE_DSL),
+            school(
+                BRAMBLE,
+                "bramblefield.sch.uk",
+                "bramblefield.csv",
+                BRAMBLE_DSL,
+            ),
         ]),
     );
 }
@@ -104,7 +109,11 @@ fn report_as_a_school_s_dsl_covers_that_school_only_and_a_trust_wide_account_get
     flag_one_at_each_school(&gw, || {
         gw.message_records()
             .iter()
-            .filter(|r| r.message()["flags"].as_array().is_some_and(|f| !f.is_empty()))
+            .filter(|r| {
+                r.message()["flags"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty())
+            })
             .count()
     });
     add_dsl(&gw, "d.okafor", &[ASHDOWN]);
@@ -127,11 +136,17 @@ fn report_as_a_school_s_dsl_covers_that_school_only_and_a_trust_wide_account_get
     );
     refused(
         &gw,
-        &["report", "--format", "text", "--as", "d.okafor", "--school", BRAMBLE],
+        &[
+            "report", "--format", "text", "--as", "d.okafor", "--school", BRAMBLE,
+        ],
         "restricted to",
     );
     // An account of two schools says which.
-    refused(&gw, &["report", "--format", "text", "--as", "both"], "--school");
+    refused(
+        &gw,
+        &["report", "--format", "text", "--as", "both"],
+        "--school",
+    );
     let bramble = gw.cli_ok(&[
         "report", "--format", "text", "--as", "both", "--school", BRAMBLE,
     ]);
@@ -151,7 +166,11 @@ fn report_as_a_school_s_dsl_covers_that_school_only_and_a_trust_wide_account_get
             .lines()
             .find_map(|l| l.trim().strip_prefix("flagged: "))
             .unwrap_or_else(|| panic!("no flagged count for {school}:\n{summary}"));
-        let want = if school.starts_with("mail from") { "0" } else { "1" };
+        let want = if school.starts_with("mail from") {
+            "0"
+        } else {
+            "1"
+        };
         assert_eq!(flagged, want, "{school}:\n{summary}");
     }
     assert!(
@@ -160,12 +179,19 @@ fn report_as_a_school_s_dsl_covers_that_school_only_and_a_trust_wide_account_get
     );
     let csv = gw.cli_ok(&["report", "--format", "csv", "--as", "trust.dsl"]);
     assert!(
-        csv.lines().any(|l| l.starts_with(&format!("{BRAMBLE},1,1,"))),
+        csv.lines()
+            .any(|l| l.starts_with(&format!("{BRAMBLE},1,1,"))),
         "{csv}"
     );
     // And it may pick one school.
     let picked = gw.cli_ok(&[
-        "report", "--format", "text", "--as", "trust.dsl", "--school", ASHDOWN,
+        "report",
+        "--format",
+        "text",
+        "--as",
+        "trust.dsl",
+        "--school",
+        ASHDOWN,
     ]);
     assert!(
         picked.contains(ASHDOWN_TEACHER) && !picked.contains(BRAMBLE_TEACHER),
@@ -186,7 +212,9 @@ fn report_as_a_school_s_dsl_covers_that_school_only_and_a_trust_wide_account_get
         .collect();
     assert!(
         audited.iter().any(|d| d.contains("trust summary"))
-            && audited.iter().any(|d| d.contains(&format!("school {ASHDOWN}"))),
+            && audited
+                .iter()
+                .any(|d| d.contains(&format!("school {ASHDOWN}"))),
         "{audited:?}"
     );
 }
@@ -216,8 +244,7 @@ fn reports_to(gws: &[&Gateway], whom: &str) -> Vec<OutboxMessage> {
 }
 
 #[test]
-fn two_gateways_on_one_postgresql_mail_each_school_its_own_report_and_the_trust_its_summary_once()
-{
+fn two_gateways_on_one_postgresql_mail_each_school_its_own_report_and_the_trust_its_summary_once() {
     let pg = PgCluster::start_new();
     let url = pg.url();
     // The first whole minute at least 40 s ahead, so both nodes are up and the mail recorded.
@@ -240,7 +267,9 @@ fn two_gateways_on_one_postgresql_mail_each_school_its_own_report_and_the_trust_
     let (a, b) = (start(), start());
     let count = |sql: &str| pg.psql(sql).trim().parse::<usize>().unwrap_or(usize::MAX);
     flag_one_at_each_school(&a, || {
-        count("SELECT count(*) FROM audit WHERE kind = 'message' AND record LIKE '%pupil-personal-address%'")
+        count(
+            "SELECT count(*) FROM audit WHERE kind = 'message' AND record LIKE '%pupil-personal-address%'",
+        )
     });
 
     let nodes = [&a, &b];
@@ -266,7 +295,11 @@ fn two_gateways_on_one_postgresql_mail_each_school_its_own_report_and_the_trust_
 
     let one = |whom: &str| {
         let got = reports_to(&nodes, whom);
-        assert_eq!(got.len(), 1, "exactly one report to {whom} across both nodes");
+        assert_eq!(
+            got.len(),
+            1,
+            "exactly one report to {whom} across both nodes"
+        );
         got.into_iter().next().expect("one")
     };
     let ashdown = text_of(&one(ASHDOWN_DSL));
@@ -281,21 +314,29 @@ fn two_gateways_on_one_postgresql_mail_each_school_its_own_report_and_the_trust_
         "{bramble}"
     );
     let summary = one(TRUST_DSL);
-    assert_eq!(summary.rcpt_to(), [TRUST_DSL], "the summary goes to the trust's DSL only");
+    assert_eq!(
+        summary.rcpt_to(),
+        [TRUST_DSL],
+        "the summary goes to the trust's DSL only"
+    );
     assert!(subject(&summary).contains("trust summary"));
     let text = text_of(&summary);
     assert!(
         text.contains(ASHDOWN) && text.contains(BRAMBLE) && text.contains("mail from no school"),
         "{text}"
     );
-    assert!(!text.contains(ASHDOWN_TEACHER) && !text.contains(BRAMBLE_TEACHER), "{text}");
+    assert!(
+        !text.contains(ASHDOWN_TEACHER) && !text.contains(BRAMBLE_TEACHER),
+        "{text}"
+    );
     // Recorded once each, in the one trail both nodes write.
     for (what, want) in [
         ("for Ashdown Park School to its DSLs sent to", 1),
         ("for Bramblefield Primary to its DSLs sent to", 1),
         ("to the DSLs (trust summary) sent to", 1),
     ] {
-        let sql = format!("SELECT count(*) FROM audit WHERE record LIKE '%weekly report of % {what}%'");
+        let sql =
+            format!("SELECT count(*) FROM audit WHERE record LIKE '%weekly report of % {what}%'");
         assert_eq!(count(&sql), want, "{what}");
     }
     a.cli_ok(&["audit", "verify"]);

@@ -15,9 +15,7 @@ use clap::Args;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::review::audit_search::{SearchError, instant};
-use crate::review::report::render::{
-    Format, render, render_summary, summary, summary_of_trust,
-};
+use crate::review::report::render::{Format, render, render_summary, summary, summary_of_trust};
 use crate::review::report::{Period, Report, trail};
 use crate::store::sqlite::DATABASE_FILE;
 use crate::store::users::{Role, Users};
@@ -59,7 +57,11 @@ enum Subject {
 
 /// What `--as`'s account (`schools`: its schools, empty for trust-wide or no account) and
 /// `--school` ask for, under `config`.
-fn subject_of(config: &Config, schools: &[String], school: Option<&str>) -> anyhow::Result<Subject> {
+fn subject_of(
+    config: &Config,
+    schools: &[String],
+    school: Option<&str>,
+) -> anyhow::Result<Subject> {
     let school = school.map(str::trim).filter(|s| !s.is_empty());
     if config.schools.is_empty() {
         if let Some(s) = school {
@@ -192,7 +194,8 @@ pub fn run(config_path: &Path, args: ReportArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|s| (&*s.config, &*s.directory))
                 .collect();
-            let all = trail::trust_reports(&mut *backend, &config, &directory, &pairs, period, now)?;
+            let all =
+                trail::trust_reports(&mut *backend, &config, &directory, &pairs, period, now)?;
             let s = &all.summary;
             let line = format!(
                 "trust summary: {}; chain head {}",

@@ -186,13 +186,19 @@ fn hostname() -> String {
 /// it was sent already, by any gateway; else it claims it in the shared audit trail and sends
 /// it only if its claim is the first (the trail's appends are serialised across gateways, so
 /// exactly one claim is first).
-async fn claim(relay: &Relay, slot: jiff::Timestamp, what: &str, sent_to: &str) -> Result<bool, String> {
+async fn claim(
+    relay: &Relay,
+    slot: jiff::Timestamp,
+    what: &str,
+    sent_to: &str,
+) -> Result<bool, String> {
     let prefix = format!("{SENT_PREFIX}{slot} {what} claimed by ");
     let storage = relay.config().storage.clone();
     let sent_to = sent_to.to_string();
     let read = move |storage: crate::config::Storage, prefix: String, sent_to: String| {
         tokio::task::spawn_blocking(move || -> Result<(bool, Option<String>), String> {
-            let mut backend = crate::store::open_audit_read_only(&storage).map_err(|e| e.to_string())?;
+            let mut backend =
+                crate::store::open_audit_read_only(&storage).map_err(|e| e.to_string())?;
             let now = jiff::Timestamp::now();
             let sent = last_sent(&mut *backend, now, SENT_PREFIX, &sent_to)
                 .map_err(|e| e.to_string())?
@@ -268,15 +274,24 @@ async fn send_trust(
     let config = relay.config();
     let directory = relay.directory();
     let schools = relay.schools();
-    let (cfg, dir, sch) = (Arc::clone(&config), Arc::clone(&directory), Arc::clone(&schools));
+    let (cfg, dir, sch) = (
+        Arc::clone(&config),
+        Arc::clone(&directory),
+        Arc::clone(&schools),
+    );
     let reports = tokio::task::spawn_blocking(move || {
         let tz = jiff::tz::TimeZone::get(&cfg.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
-        let pairs: Vec<(&Config, &crate::directory::Directory)> = sch
-            .iter()
-            .map(|s| (&*s.config, &*s.directory))
-            .collect();
+        let pairs: Vec<(&Config, &crate::directory::Directory)> =
+            sch.iter().map(|s| (&*s.config, &*s.directory)).collect();
         let mut backend = crate::store::open_audit_read_only(&cfg.storage)?;
-        trail::trust_reports(&mut *backend, &cfg, &dir, &pairs, Period::last_week(slot, &tz), now)
+        trail::trust_reports(
+            &mut *backend,
+            &cfg,
+            &dir,
+            &pairs,
+            Period::last_week(slot, &tz),
+            now,
+        )
     })
     .await
     .map_err(|e| e.to_string())?
@@ -357,7 +372,15 @@ async fn send_trust(
         }
     };
     record(relay, detail).await.map_err(|e| e.to_string())?;
-    escalate(relay, &config, escalation, "for mail from no school", slot, now).await;
+    escalate(
+        relay,
+        &config,
+        escalation,
+        "for mail from no school",
+        slot,
+        now,
+    )
+    .await;
     Ok(())
 }
 

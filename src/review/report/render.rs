@@ -630,7 +630,13 @@ pub fn summary_subject(s: &TrustSummary) -> String {
 /// One line summing the trust summary up, for its audit record.
 pub fn summary_of_trust(s: &TrustSummary) -> String {
     s.lines()
-        .map(|l| format!("{}: {} flagged", one_line(&l.report.school), l.report.flagged))
+        .map(|l| {
+            format!(
+                "{}: {} flagged",
+                one_line(&l.report.school),
+                l.report.flagged
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

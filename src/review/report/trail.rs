@@ -82,7 +82,13 @@ pub fn reports(
     let people = SchoolPeople { config, directory };
     let mut builders = [Builder::new(period, &people)];
     stream(backend, &mut builders)?;
-    Ok(copies(&builders[0], config, &config.school.name, made, &chain))
+    Ok(copies(
+        &builders[0],
+        config,
+        &config.school.name,
+        made,
+        &chain,
+    ))
 }
 
 /// Both copies of one school's report in a trust: `config` is the school's effective config
@@ -99,7 +105,13 @@ pub fn school_reports(
     let mut builders =
         [Builder::new(period, &people).scoped(Scope::School(config.school.name.clone()))];
     stream(backend, &mut builders)?;
-    Ok(copies(&builders[0], config, &config.school.name, made, &chain))
+    Ok(copies(
+        &builders[0],
+        config,
+        &config.school.name,
+        made,
+        &chain,
+    ))
 }
 
 /// What a trust's weekly report is made of: each school's two copies (its own messages only,
@@ -359,7 +371,10 @@ staff,Tom Baker,t.baker@example-academy.sch.uk,,,,current\n",
         let undelivered = AuditRecord::action(
             RecordKind::Action,
             crate::store::GATEWAY,
-            format!("{} alert for audit records 2 to dsl@bramble.example", UNDELIVERED),
+            format!(
+                "{} alert for audit records 2 to dsl@bramble.example",
+                UNDELIVERED
+            ),
         );
         b.append_chained(&[&ashdown, &bramble, &central, &undelivered])
             .unwrap();
@@ -380,11 +395,20 @@ staff,Tom Baker,t.baker@example-academy.sch.uk,,,,current\n",
         )
         .unwrap();
         let senders = |r: &Report| r.by_staff.iter().map(|c| c.key.clone()).collect::<Vec<_>>();
-        assert_eq!(senders(&all.schools[0].0), ["t.baker@example-academy.sch.uk"]);
+        assert_eq!(
+            senders(&all.schools[0].0),
+            ["t.baker@example-academy.sch.uk"]
+        );
         assert_eq!(senders(&all.schools[1].0), ["s.hale@bramble.example"]);
-        assert!(all.schools[0].0.undelivered.is_empty(), "not Ashdown's alert");
+        assert!(
+            all.schools[0].0.undelivered.is_empty(),
+            "not Ashdown's alert"
+        );
         assert_eq!(all.schools[1].0.undelivered.len(), 1, "Bramble's alert");
-        assert_eq!(senders(&all.summary.no_school.report), ["office@trust.example"]);
+        assert_eq!(
+            senders(&all.summary.no_school.report),
+            ["office@trust.example"]
+        );
         assert_eq!(
             all.summary
                 .lines()
@@ -392,12 +416,13 @@ staff,Tom Baker,t.baker@example-academy.sch.uk,,,,current\n",
                 .collect::<Vec<_>>(),
             [("Ashdown", 1), ("Bramble", 1), (NO_SCHOOL, 1)]
         );
-        let text = super::super::render::render_summary(
-            &all.summary,
-            super::super::render::Format::Text,
-        );
+        let text =
+            super::super::render::render_summary(&all.summary, super::super::render::Format::Text);
         assert!(text.contains("Bramble\n  flagged: 1\n"), "{text}");
-        assert!(!text.contains("s.hale@bramble.example"), "counts only:\n{text}");
+        assert!(
+            !text.contains("s.hale@bramble.example"),
+            "counts only:\n{text}"
+        );
 
         // One school alone reads the same as its part of the trust's.
         let (one, _) = school_reports(
