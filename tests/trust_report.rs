@@ -160,7 +160,7 @@ fn report_as_a_school_s_dsl_covers_that_school_only_and_a_trust_wide_account_get
     assert!(summary.contains("trust summary"), "{summary}");
     for school in [ASHDOWN, BRAMBLE, "mail from no school"] {
         let at = summary
-            .find(&format!("{school}"))
+            .find(school)
             .unwrap_or_else(|| panic!("{school} missing from the summary:\n{summary}"));
         let flagged = summary[at..]
             .lines()

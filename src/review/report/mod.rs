@@ -734,12 +734,17 @@ impl<'a> Builder<'a> {
             .undelivered
             .iter()
             .filter(|(_, _, d)| {
-                // A school's report has the undelivered alerts about its own messages only.
-                if self.scope != Scope::All
-                    && !about_records(d)
-                        .iter()
-                        .any(|seq| self.flagged.contains_key(seq))
-                {
+                // A school's report has the undelivered alerts about its own messages only;
+                // what is about no message (the checkpoint, a report) is the trust's, with the
+                // mail from no school.
+                let seqs = about_records(d);
+                let ours = seqs.iter().any(|seq| self.flagged.contains_key(seq));
+                let kept = match self.scope {
+                    Scope::All => true,
+                    Scope::School(_) => ours,
+                    Scope::NoSchool => ours || seqs.is_empty(),
+                };
+                if !kept {
                     return false;
                 }
                 let about = about_withheld(d);

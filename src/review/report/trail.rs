@@ -376,7 +376,13 @@ staff,Tom Baker,t.baker@example-academy.sch.uk,,,,current\n",
                 UNDELIVERED
             ),
         );
-        b.append_chained(&[&ashdown, &bramble, &central, &undelivered])
+        // And one about no message: the trust's, with the mail from no school.
+        let checkpoint = AuditRecord::action(
+            RecordKind::Action,
+            crate::store::GATEWAY,
+            format!("{UNDELIVERED} audit checkpoint refused for safeguarding@trust.example"),
+        );
+        b.append_chained(&[&ashdown, &bramble, &central, &undelivered, &checkpoint])
             .unwrap();
 
         let trust = config();
@@ -405,6 +411,17 @@ staff,Tom Baker,t.baker@example-academy.sch.uk,,,,current\n",
             "not Ashdown's alert"
         );
         assert_eq!(all.schools[1].0.undelivered.len(), 1, "Bramble's alert");
+        assert_eq!(
+            all.summary
+                .no_school
+                .report
+                .undelivered
+                .iter()
+                .map(|u| u.seq)
+                .collect::<Vec<_>>(),
+            [5],
+            "the checkpoint's, not Bramble's"
+        );
         assert_eq!(
             senders(&all.summary.no_school.report),
             ["office@trust.example"]
