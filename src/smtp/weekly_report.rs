@@ -8,16 +8,22 @@
 //! never sends a week's report twice, and one missed while the gateway was down is sent when it
 //! is back (within a day). A report that cannot be delivered is retried, and recorded once as
 //! `mail-undelivered:` so the next report names it.
+//!
+//! In a trust (`[[schools]]`), each school's DSLs get their own school's report and the
+//! trust-wide DSLs the trust summary ([`send_trust`]); each copy is claimed in the shared trail
+//! first, so of several gateways on one trail exactly one sends it.
 
 use std::sync::Arc;
 
 use super::alert_sender::{NotSent, send_own_mail};
-use super::scheduled::{Scheduled, record};
+use super::scheduled::{Scheduled, last_sent, record};
 use super::server::Relay;
 use crate::config::Config;
-use crate::review::report::render::{Format, render, subject, summary};
+use crate::review::report::render::{
+    Format, render, render_summary, subject, summary, summary_of_trust, summary_subject,
+};
 use crate::review::report::schedule::Slot;
-use crate::review::report::{Audience, Period, Report, UNDELIVERED_PREFIX, trail};
+use crate::review::report::{Audience, Period, Report, UNDELIVERED_PREFIX, one_line, trail};
 
 /// What every record of a mailed report starts with; the slot follows.
 const SENT_PREFIX: &str = "weekly report of ";
@@ -57,8 +63,11 @@ pub async fn run(relay: Arc<Relay>) {
 }
 
 /// Builds and mails both copies of the report of the week before `slot`; an error means the
-/// DSLs' copy was not sent (try again).
+/// DSLs' copy was not sent (try again). In a trust, each school's and the trust summary.
 async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Result<(), String> {
+    if !relay.schools().is_empty() {
+        return send_trust(relay, slot, now).await;
+    }
     let config = relay.config();
     let directory = relay.directory();
     let storage = config.storage.clone();
@@ -137,6 +146,294 @@ async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Res
     Ok(())
 }
 
+/// What a school's records say after the slot: `for NAME to its DSLs …`, `for NAME to
+/// escalation …`, `for NAME claimed by NODE`.
+fn for_school(name: &str) -> String {
+    format!("for {}", one_line(name))
+}
+
+/// What the trust summary's record says after the slot. It starts with [`TO_DSLS`], so the
+/// scheduler counts the slot as sent once the summary is: it goes last.
+const TO_TRUST: &str = "to the DSLs (trust summary)";
+/// What the trust summary's claim says after the slot.
+const TRUST_SUMMARY: &str = "trust summary";
+
+/// This process, as its claims name it: the gateway's hostname, process id and a random tag,
+/// so two gateways on one host are told apart too.
+fn node() -> &'static str {
+    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| {
+        let mut tag = [0u8; 4];
+        let _ = getrandom::fill(&mut tag);
+        format!(
+            "{}/{}/{}",
+            hostname(),
+            std::process::id(),
+            tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".into())
+}
+
+/// Whether this gateway sends the copy `what` (a school's, or the summary) of `slot`: not when
+/// it was sent already, by any gateway; else it claims it in the shared audit trail and sends
+/// it only if its claim is the first (the trail's appends are serialised across gateways, so
+/// exactly one claim is first).
+async fn claim(
+    relay: &Relay,
+    slot: jiff::Timestamp,
+    what: &str,
+    sent_to: &str,
+) -> Result<bool, String> {
+    let prefix = format!("{SENT_PREFIX}{slot} {what} claimed by ");
+    let storage = relay.config().storage.clone();
+    let sent_to = sent_to.to_string();
+    let read = move |storage: crate::config::Storage, prefix: String, sent_to: String| {
+        tokio::task::spawn_blocking(move || -> Result<(bool, Option<String>), String> {
+            let mut backend =
+                crate::store::open_audit_read_only(&storage).map_err(|e| e.to_string())?;
+            let now = jiff::Timestamp::now();
+            let sent = last_sent(&mut *backend, now, SENT_PREFIX, &sent_to)
+                .map_err(|e| e.to_string())?
+                == Some(slot);
+            let first = first_claim(&mut *backend, now, &prefix).map_err(|e| e.to_string())?;
+            Ok((sent, first))
+        })
+    };
+    let (sent, first) = read(storage.clone(), prefix.clone(), sent_to.clone())
+        .await
+        .map_err(|e| e.to_string())??;
+    if sent {
+        return Ok(false);
+    }
+    if first.is_none() {
+        record(relay, format!("{prefix}{}", node()))
+            .await
+            .map_err(|e| format!("the claim could not be recorded: {e}"))?;
+    }
+    let (sent, first) = read(storage, prefix, sent_to)
+        .await
+        .map_err(|e| e.to_string())??;
+    let mine = !sent && first.as_deref() == Some(node());
+    if !mine {
+        tracing::info!(%slot, "weekly report {what}: sent or being sent by another gateway");
+    }
+    Ok(mine)
+}
+
+/// The node of the first claim starting `prefix` in the trail's last 8 days.
+fn first_claim(
+    backend: &mut dyn crate::store::Backend,
+    now: jiff::Timestamp,
+    prefix: &str,
+) -> Result<Option<String>, crate::store::StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Act {
+        kind: String,
+        #[serde(default)]
+        action: Option<crate::store::ActionRecord>,
+    }
+    let since = (now - jiff::SignedDuration::from_hours(8 * 24))
+        .strftime("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let Some(range) = backend.seq_range(Some(&since), None)? else {
+        return Ok(None);
+    };
+    let mut first = None;
+    backend.scan(range, &[], &mut |entry| {
+        if let Ok(r) = serde_json::from_str::<Act>(&entry.record_json)
+            && r.kind == "action"
+            && let Some(a) = r.action
+            && a.actor == crate::store::GATEWAY
+            && let Some(node) = a.detail.strip_prefix(prefix)
+        {
+            first = Some(node.trim().to_string());
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
+    Ok(first)
+}
+
+/// A trust's weekly report of `slot`: each school's DSLs get their own school's report (and
+/// its escalation recipients what concerns its headteacher or a DSL), then the trust-wide DSLs
+/// the trust summary. Each copy is claimed first, so of two gateways on one trail only one
+/// sends it, and one already sent (before a restart) is not sent again.
+async fn send_trust(
+    relay: &Relay,
+    slot: jiff::Timestamp,
+    now: jiff::Timestamp,
+) -> Result<(), String> {
+    let config = relay.config();
+    let directory = relay.directory();
+    let schools = relay.schools();
+    let (cfg, dir, sch) = (
+        Arc::clone(&config),
+        Arc::clone(&directory),
+        Arc::clone(&schools),
+    );
+    let reports = tokio::task::spawn_blocking(move || {
+        let tz = jiff::tz::TimeZone::get(&cfg.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let pairs: Vec<(&Config, &crate::directory::Directory)> =
+            sch.iter().map(|s| (&*s.config, &*s.directory)).collect();
+        let mut backend = crate::store::open_audit_read_only(&cfg.storage)?;
+        trail::trust_reports(
+            &mut *backend,
+            &cfg,
+            &dir,
+            &pairs,
+            Period::last_week(slot, &tz),
+            now,
+        )
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("the audit trail could not be read: {e}"))?;
+
+    let mut later: Vec<String> = Vec::new();
+    for (school, (dsl_copy, escalation)) in schools.iter().zip(&reports.schools) {
+        let what = for_school(school.name());
+        let to_dsls = format!("{what} {TO_DSLS_OF}");
+        if !claim(relay, slot, &what, &to_dsls).await? {
+            continue;
+        }
+        let dsl = addresses(&school.config.safeguarding.dsl);
+        let detail = if dsl.is_empty() {
+            format!(
+                "{SENT_PREFIX}{slot} {to_dsls} not sent: no DSL is configured ([schools.safeguarding] dsl of {})",
+                one_line(school.name())
+            )
+        } else {
+            match mail(relay, dsl_copy, &dsl, slot, now).await {
+                Ok(reply) => format!(
+                    "{SENT_PREFIX}{slot} {to_dsls} sent to {}: {}; chain head {}; next hop: {reply}",
+                    dsl.join(", "),
+                    summary(dsl_copy),
+                    dsl_copy.chain.head_line()
+                ),
+                Err(NotSent::Refused(e)) => format!(
+                    "{UNDELIVERED_PREFIX} {SENT_PREFIX}{slot} {to_dsls} refused for {}: {e}",
+                    dsl.join(", ")
+                ),
+                Err(NotSent::Later(e)) => {
+                    later.push(format!("{}: {e}", school.name()));
+                    continue;
+                }
+            }
+        };
+        record(relay, detail).await.map_err(|e| e.to_string())?;
+        escalate(relay, &school.config, escalation, &what, slot, now).await;
+    }
+    if !later.is_empty() {
+        return Err(later.join("; "));
+    }
+
+    if !claim(relay, slot, TRUST_SUMMARY, TO_TRUST).await? {
+        return Ok(());
+    }
+    let trust_dsl = addresses(&config.safeguarding.dsl);
+    let escalation = &reports.no_school_escalation;
+    let detail = if trust_dsl.is_empty() {
+        format!(
+            "{SENT_PREFIX}{slot} {TO_TRUST} not sent: no trust-wide DSL is configured ([safeguarding] dsl)"
+        )
+    } else {
+        let s = &reports.summary;
+        let bytes = compose_parts(
+            &config.alert_from(),
+            &trust_dsl,
+            &summary_subject(s),
+            render_summary(s, Format::Text),
+            render_summary(s, Format::Html),
+            "trust",
+            slot,
+            now,
+        )
+        .map_err(|e| format!("the trust summary could not be composed: {e}"))?;
+        match send_own_mail(relay, trust_dsl.clone(), &bytes).await {
+            Ok(reply) => format!(
+                "{SENT_PREFIX}{slot} {TO_TRUST} sent to {}: {}; chain head {}; next hop: {reply}",
+                trust_dsl.join(", "),
+                summary_of_trust(s),
+                s.chain.head_line()
+            ),
+            Err(NotSent::Refused(e)) => format!(
+                "{UNDELIVERED_PREFIX} {SENT_PREFIX}{slot} {TO_TRUST} refused for {}: {e}",
+                trust_dsl.join(", ")
+            ),
+            Err(NotSent::Later(e)) => return Err(e),
+        }
+    };
+    record(relay, detail).await.map_err(|e| e.to_string())?;
+    escalate(
+        relay,
+        &config,
+        escalation,
+        "for mail from no school",
+        slot,
+        now,
+    )
+    .await;
+    Ok(())
+}
+
+/// What a school's DSLs' record says after `for NAME`.
+const TO_DSLS_OF: &str = "to its DSLs";
+
+fn addresses(list: &[crate::config::Address]) -> Vec<String> {
+    list.iter()
+        .map(|a| a.0.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// Mails `escalation` (when anything is in it) to `config`'s escalation recipients, and records
+/// what became of it.
+async fn escalate(
+    relay: &Relay,
+    config: &Config,
+    escalation: &Report,
+    what: &str,
+    slot: jiff::Timestamp,
+    now: jiff::Timestamp,
+) {
+    if escalation.is_empty() {
+        return;
+    }
+    let concerned: Vec<String> = escalation
+        .by_staff
+        .iter()
+        .map(|c| c.key.clone())
+        .chain(escalation.unreviewed.iter().map(|c| c.sender.clone()))
+        .collect();
+    let to = trail::escalation_recipients(config, &concerned);
+    let detail = if to.is_empty() {
+        format!(
+            "{UNDELIVERED_PREFIX} {SENT_PREFIX}{slot} {what} to escalation not sent: nobody to send it to (set [safeguarding] escalate_to)"
+        )
+    } else {
+        match mail(relay, escalation, &to, slot, now).await {
+            Ok(reply) => format!(
+                "{SENT_PREFIX}{slot} {what} to escalation sent to {}: {}; next hop: {reply}",
+                to.join(", "),
+                summary(escalation)
+            ),
+            Err(NotSent::Refused(e) | NotSent::Later(e)) => format!(
+                "{UNDELIVERED_PREFIX} {SENT_PREFIX}{slot} {what} to escalation not sent to {}: {e}",
+                to.join(", ")
+            ),
+        }
+    };
+    let _ = record(relay, detail).await;
+}
+
 /// Composes `report` as multipart/alternative (text and HTML) and sends it to `to`.
 async fn mail(
     relay: &Relay,
@@ -162,13 +459,37 @@ pub fn compose(
         Audience::Dsl => "dsl",
         Audience::Escalation => "escalation",
     };
+    compose_parts(
+        from,
+        to,
+        &subject(report),
+        render(report, Format::Text),
+        render(report, Format::Html),
+        audience,
+        slot,
+        now,
+    )
+}
+
+/// A report mail from `from` to `to` with a text and an HTML part.
+#[allow(clippy::too_many_arguments)]
+fn compose_parts(
+    from: &str,
+    to: &[String],
+    subject: &str,
+    text: String,
+    html: String,
+    audience: &str,
+    slot: jiff::Timestamp,
+    now: jiff::Timestamp,
+) -> std::io::Result<Vec<u8>> {
     mail_builder::MessageBuilder::new()
         .from(("schoolgate", from))
         .to(to
             .iter()
             .map(|d| mail_builder::headers::address::Address::from(d.as_str()))
             .collect::<Vec<_>>())
-        .subject(subject(report))
+        .subject(subject)
         .date(now.as_second())
         .message_id(format!(
             "{}.{}.weekly-report-{audience}@schoolgate",
@@ -179,7 +500,7 @@ pub fn compose(
             "Auto-Submitted",
             mail_builder::headers::raw::Raw::new("auto-generated"),
         )
-        .text_body(render(report, Format::Text))
-        .html_body(render(report, Format::Html))
+        .text_body(text)
+        .html_body(html)
         .write_to_vec()
 }

@@ -274,6 +274,36 @@ impl Report {
     }
 }
 
+/// One school's line of the trust summary: its DSLs' copy, and how many of its flags went to
+/// its escalation copy instead (counted only: who they concern is escalation's to read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchoolLine {
+    pub report: Report,
+    pub escalated: usize,
+}
+
+/// The trust summary, for the trust-wide DSLs: each school's counts side by side, and those of
+/// mail from no school's domain (the trust-wide defaults decided it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustSummary {
+    pub trust: String,
+    pub period: Period,
+    pub made: jiff::Timestamp,
+    pub tz: jiff::tz::TimeZone,
+    /// Each school, in the config's order.
+    pub schools: Vec<SchoolLine>,
+    /// Mail from no school of the trust.
+    pub no_school: SchoolLine,
+    pub chain: ChainStatus,
+}
+
+impl TrustSummary {
+    /// Every line: the schools', then "no school".
+    pub fn lines(&self) -> impl Iterator<Item = &SchoolLine> {
+        self.schools.iter().chain(std::iter::once(&self.no_school))
+    }
+}
+
 /// An instant in the school's time zone, to the minute.
 pub fn local(t: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
     t.to_zoned(tz.clone())
@@ -347,10 +377,33 @@ struct Flagged {
     held_rules: Vec<String>,
 }
 
+/// Whose mail a report covers, by the message record's `school` (a trust's reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every message: a single school's report, and the trust-wide view.
+    All,
+    /// The messages of one school of the trust (named as `[[schools]] name` gives it).
+    School(String),
+    /// The messages that belong to no school of the trust (the trust-wide defaults decided them).
+    NoSchool,
+}
+
+impl Scope {
+    /// Whether a message recorded with `school` is in this scope.
+    pub fn covers(&self, school: Option<&str>) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::School(name) => school.is_some_and(|s| s.eq_ignore_ascii_case(name)),
+            Scope::NoSchool => school.is_none_or(|s| s.trim().is_empty()),
+        }
+    }
+}
+
 /// Reads audit records one at a time and builds the report.
 pub struct Builder<'a> {
     period: Period,
     people: &'a dyn People,
+    scope: Scope,
     /// Every message that matched a rule up to the end of the period, by seq.
     flagged: BTreeMap<u64, Flagged>,
     /// Quarantine id → the seq of its message record.
@@ -368,6 +421,7 @@ impl<'a> Builder<'a> {
         Builder {
             period,
             people,
+            scope: Scope::All,
             flagged: BTreeMap::new(),
             held: BTreeMap::new(),
             reviews: BTreeMap::new(),
@@ -375,6 +429,12 @@ impl<'a> Builder<'a> {
             undelivered: Vec::new(),
             unreadable: Vec::new(),
         }
+    }
+
+    /// Only the messages of `scope` (and the reviews, holds and undelivered alerts about them).
+    pub fn scoped(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// Reads record `seq` (its stored JSON); records must come in sequence order.
@@ -423,6 +483,9 @@ impl<'a> Builder<'a> {
 
     fn message(&mut self, seq: u64, time: jiff::Timestamp, m: MessageRecord) {
         if m.flags.is_empty() && m.findings.is_empty() {
+            return;
+        }
+        if !self.scope.covers(m.school.as_deref()) {
             return;
         }
         let mut rules: Vec<String> = m
@@ -636,7 +699,9 @@ impl<'a> Builder<'a> {
             // Attachment-only holds; one whose message record is older than the trail kept is
             // still reported, with what is known.
             let attachment_only = f.is_none_or(|f| f.held_attachment && !f.held_safeguarding);
-            if audience != Audience::Dsl || !attachment_only {
+            // A hold of another school's (or one whose school is unknown) is not this one's.
+            let in_scope = f.is_some() || self.scope == Scope::All;
+            if audience != Audience::Dsl || !attachment_only || !in_scope {
                 continue;
             }
             attachment_holds.push(match f {
@@ -669,6 +734,19 @@ impl<'a> Builder<'a> {
             .undelivered
             .iter()
             .filter(|(_, _, d)| {
+                // A school's report has the undelivered alerts about its own messages only;
+                // what is about no message (the checkpoint, a report) is the trust's, with the
+                // mail from no school.
+                let seqs = about_records(d);
+                let ours = seqs.iter().any(|seq| self.flagged.contains_key(seq));
+                let kept = match self.scope {
+                    Scope::All => true,
+                    Scope::School(_) => ours,
+                    Scope::NoSchool => ours || seqs.is_empty(),
+                };
+                if !kept {
+                    return false;
+                }
                 let about = about_withheld(d);
                 match audience {
                     Audience::Dsl => !about,

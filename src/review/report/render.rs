@@ -8,7 +8,9 @@
 use clap::ValueEnum;
 use maud::{DOCTYPE, Markup, html};
 
-use super::{Audience, Case, Count, Hold, Report, age_words, local, one_line};
+use super::{
+    Audience, Case, Count, Fate, Hold, Report, SchoolLine, TrustSummary, age_words, local, one_line,
+};
 use crate::review::csv;
 
 /// What `report --format` can write.
@@ -600,5 +602,153 @@ fn csv_rows(r: &Report) -> String {
             r.chain.verify_line()
         ),
     ]);
+    o
+}
+
+/// The trust summary as `format`: one line per school (and one for mail from no school), the
+/// counts of each school's DSLs' copy side by side. Nobody's mail is named in it: each school's
+/// own report, to its DSLs, has the cases.
+pub fn render_summary(s: &TrustSummary, format: Format) -> String {
+    match format {
+        Format::Text => summary_text(s),
+        Format::Html => summary_html(s).into_string(),
+        Format::Csv => summary_csv(s),
+    }
+}
+
+/// The trust summary mail's subject.
+pub fn summary_subject(s: &TrustSummary) -> String {
+    let day = |t: jiff::Timestamp| t.to_zoned(s.tz.clone()).strftime("%Y-%m-%d").to_string();
+    format!(
+        "Weekly safeguarding report, trust summary: {}, {} to {}",
+        one_line(&s.trust),
+        day(s.period.since),
+        day(s.period.until)
+    )
+}
+
+/// One line summing the trust summary up, for its audit record.
+pub fn summary_of_trust(s: &TrustSummary) -> String {
+    s.lines()
+        .map(|l| {
+            format!(
+                "{}: {} flagged",
+                one_line(&l.report.school),
+                l.report.flagged
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const SUMMARY_COLUMNS: [&str; 8] = [
+    "school",
+    "flagged",
+    "unreviewed cases",
+    "cases reviewed",
+    "safeguarding holds",
+    "still held",
+    "attachment holds released or deleted",
+    "alerts undelivered",
+];
+
+fn summary_cells(l: &SchoolLine) -> [String; 9] {
+    let r = &l.report;
+    let still = r
+        .safeguarding_holds
+        .iter()
+        .filter(|h| h.fate == Fate::StillHeld)
+        .count();
+    [
+        one_line(&r.school),
+        r.flagged.to_string(),
+        r.unreviewed.len().to_string(),
+        r.reviewed.len().to_string(),
+        r.safeguarding_holds.len().to_string(),
+        still.to_string(),
+        r.attachment_holds.len().to_string(),
+        r.undelivered.len().to_string(),
+        l.escalated.to_string(),
+    ]
+}
+
+const ESCALATED_COLUMN: &str = "flags sent to escalation";
+
+fn summary_text(s: &TrustSummary) -> String {
+    let mut o = String::new();
+    let when = |t: jiff::Timestamp| local(t, &s.tz);
+    o.push_str(&format!(
+        "Weekly safeguarding report, trust summary: {}\n",
+        one_line(&s.trust)
+    ));
+    o.push_str("For: the trust's Designated Safeguarding Leads (counts only; each school's DSLs get their own school's report)\n");
+    o.push_str(&format!(
+        "Period: {} to {} ({}); made {}\n\n",
+        when(s.period.since),
+        when(s.period.until),
+        s.tz.iana_name().unwrap_or("UTC"),
+        when(s.made)
+    ));
+    for l in s.lines() {
+        let c = summary_cells(l);
+        o.push_str(&format!("{}\n", c[0]));
+        for (name, value) in SUMMARY_COLUMNS
+            .iter()
+            .skip(1)
+            .chain(std::iter::once(&ESCALATED_COLUMN))
+            .zip(c.iter().skip(1))
+        {
+            o.push_str(&format!("  {name}: {value}\n"));
+        }
+    }
+    o.push_str(&format!(
+        "\nAudit chain: head {}; {}\n",
+        s.chain.head_line(),
+        s.chain.verify_line()
+    ));
+    o
+}
+
+fn summary_html(s: &TrustSummary) -> Markup {
+    let when = |t: jiff::Timestamp| local(t, &s.tz);
+    html! {
+        (DOCTYPE)
+        html lang="en-GB" {
+            head {
+                meta charset="utf-8";
+                title { (summary_subject(s)) }
+            }
+            body {
+                h1 { "Weekly safeguarding report, trust summary: " (one_line(&s.trust)) }
+                p {
+                    "For the trust's Designated Safeguarding Leads: counts only; each school's DSLs get their own school's report. Period "
+                    (when(s.period.since)) " to " (when(s.period.until))
+                    " (" (s.tz.iana_name().unwrap_or("UTC")) "); made " (when(s.made)) "."
+                }
+                table border="1" cellpadding="4" {
+                    tr {
+                        @for c in SUMMARY_COLUMNS { th { (c) } }
+                        th { (ESCALATED_COLUMN) }
+                    }
+                    @for l in s.lines() {
+                        tr { @for c in summary_cells(l) { td { (c) } } }
+                    }
+                }
+                p { "Audit chain: head " (s.chain.head_line()) "; " (s.chain.verify_line()) }
+            }
+        }
+    }
+}
+
+fn summary_csv(s: &TrustSummary) -> String {
+    let mut o = String::from(csv::BOM);
+    let header = SUMMARY_COLUMNS
+        .iter()
+        .chain(std::iter::once(&ESCALATED_COLUMN))
+        .map(|c| c.to_string());
+    o.push_str(&csv::row(header));
+    for l in s.lines() {
+        o.push_str(&csv::row(summary_cells(l).into_iter()));
+    }
     o
 }

@@ -2,7 +2,9 @@
 //! and says who people are from the directory. Shared by `schoolgate report` and the gateway's
 //! weekly mail, so both report the same.
 
-use super::{Audience, Builder, ChainStatus, People, Period, Report};
+use super::{
+    Audience, Builder, ChainStatus, People, Period, Report, SchoolLine, Scope, TrustSummary,
+};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::store::{Backend, StoreError, verify};
@@ -76,10 +78,146 @@ pub fn reports(
     period: Period,
     made: jiff::Timestamp,
 ) -> Result<(Report, Report), StoreError> {
-    let tz = jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
     let chain = chain_status(backend)?;
     let people = SchoolPeople { config, directory };
-    let mut builder = Builder::new(period, &people);
+    let mut builders = [Builder::new(period, &people)];
+    stream(backend, &mut builders)?;
+    Ok(copies(
+        &builders[0],
+        config,
+        &config.school.name,
+        made,
+        &chain,
+    ))
+}
+
+/// Both copies of one school's report in a trust: `config` is the school's effective config
+/// ([`Config::for_school`]), `directory` its directory; only its own messages count.
+pub fn school_reports(
+    backend: &mut dyn Backend,
+    config: &Config,
+    directory: &Directory,
+    period: Period,
+    made: jiff::Timestamp,
+) -> Result<(Report, Report), StoreError> {
+    let chain = chain_status(backend)?;
+    let people = SchoolPeople { config, directory };
+    let mut builders =
+        [Builder::new(period, &people).scoped(Scope::School(config.school.name.clone()))];
+    stream(backend, &mut builders)?;
+    Ok(copies(
+        &builders[0],
+        config,
+        &config.school.name,
+        made,
+        &chain,
+    ))
+}
+
+/// What a trust's weekly report is made of: each school's two copies (its own messages only,
+/// named and timed by its own directory and time zone), those of mail from no school, and the
+/// trust summary of them all.
+#[derive(Debug)]
+pub struct TrustReports {
+    /// Each school's DSLs' and escalation copies, in the config's order.
+    pub schools: Vec<(Report, Report)>,
+    /// What concerns the trust's central office's head or DSLs in mail from no school: for
+    /// the trust-wide `escalate_to`.
+    pub no_school_escalation: Report,
+    pub summary: TrustSummary,
+}
+
+/// What "no school" is called in the trust summary.
+pub const NO_SCHOOL: &str = "mail from no school (the trust-wide defaults)";
+
+/// A trust's reports for `period`, in one read of the trail: `trust` is the trust-wide config
+/// and `directory` its directory (mail from no school); `schools` each school's effective
+/// config ([`Config::for_school`]) and directory.
+pub fn trust_reports(
+    backend: &mut dyn Backend,
+    trust: &Config,
+    directory: &Directory,
+    schools: &[(&Config, &Directory)],
+    period: Period,
+    made: jiff::Timestamp,
+) -> Result<TrustReports, StoreError> {
+    let chain = chain_status(backend)?;
+    let people: Vec<SchoolPeople> = schools
+        .iter()
+        .map(|(config, directory)| SchoolPeople { config, directory })
+        .chain(std::iter::once(SchoolPeople {
+            config: trust,
+            directory,
+        }))
+        .collect();
+    let mut builders: Vec<Builder> = people
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let scope = match schools.get(i) {
+                Some((config, _)) => Scope::School(config.school.name.clone()),
+                None => Scope::NoSchool,
+            };
+            Builder::new(period, p).scoped(scope)
+        })
+        .collect();
+    stream(backend, &mut builders)?;
+    let mut copies: Vec<(Report, Report)> = builders
+        .iter()
+        .zip(&people)
+        .enumerate()
+        .map(|(i, (b, p))| {
+            let name = if i < schools.len() {
+                p.config.school.name.as_str()
+            } else {
+                NO_SCHOOL
+            };
+            copies(b, p.config, name, made, &chain)
+        })
+        .collect();
+    let line = |(dsl, escalation): &(Report, Report)| SchoolLine {
+        report: dsl.clone(),
+        escalated: escalation.flagged,
+    };
+    // The last is always there: the no-school builder.
+    let no_school = line(&copies[schools.len()]);
+    let no_school_escalation = copies[schools.len()].1.clone();
+    copies.truncate(schools.len());
+    let trust_tz =
+        jiff::tz::TimeZone::get(&trust.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let summary = TrustSummary {
+        trust: trust.school.name.clone(),
+        period,
+        made,
+        tz: trust_tz,
+        schools: copies.iter().map(line).collect(),
+        no_school,
+        chain,
+    };
+    Ok(TrustReports {
+        schools: copies,
+        no_school_escalation,
+        summary,
+    })
+}
+
+/// The DSLs' and the escalation copy from `builder`, in `config`'s time zone.
+fn copies(
+    builder: &Builder,
+    config: &Config,
+    school: &str,
+    made: jiff::Timestamp,
+    chain: &ChainStatus,
+) -> (Report, Report) {
+    let tz = jiff::tz::TimeZone::get(&config.school.timezone).unwrap_or(jiff::tz::TimeZone::UTC);
+    (
+        builder.finish(Audience::Dsl, school, made, tz.clone(), chain.clone()),
+        builder.finish(Audience::Escalation, school, made, tz, chain.clone()),
+    )
+}
+
+/// Streams the whole trail, in sequence order, through every builder.
+fn stream(backend: &mut dyn Backend, builders: &mut [Builder]) -> Result<(), StoreError> {
     backend.begin_read()?;
     let read: Result<(), StoreError> = (|| {
         let mut from = 1;
@@ -89,19 +227,16 @@ pub fn reports(
                 return Ok(());
             };
             for e in &batch {
-                builder.add(e.seq, &e.record_json);
+                for b in builders.iter_mut() {
+                    b.add(e.seq, &e.record_json);
+                }
             }
             from = last + 1;
         }
     })();
     let ended = backend.end_read();
     read?;
-    ended?;
-    let school = &config.school.name;
-    Ok((
-        builder.finish(Audience::Dsl, school, made, tz.clone(), chain.clone()),
-        builder.finish(Audience::Escalation, school, made, tz, chain),
-    ))
+    ended
 }
 
 /// The first record's time: when the gateway began keeping this trail.
@@ -121,6 +256,7 @@ pub fn trail_began(backend: &mut dyn Backend) -> Result<Option<jiff::Timestamp>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::review::report::UNDELIVERED_PREFIX as UNDELIVERED;
     use crate::store::sqlite::SqliteBackend;
     use crate::store::{
         AuditEntry, AuditRecord, FlagRecord, MessageRecord, NewEntry, RecordKind, audit,
@@ -215,6 +351,106 @@ staff,Tom Baker,t.baker@example-academy.sch.uk,,,,current\n",
         );
         assert_eq!(dsl.chain.head.as_ref().map(|h| h.seq), Some(4));
         assert!(dsl.unreadable.is_empty());
+    }
+
+    #[test]
+    fn a_trust_s_schools_each_report_their_own_mail_and_the_summary_counts_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = SqliteBackend::open(dir.path()).unwrap();
+        let at = |from: &str, school: Option<&str>| {
+            let mut r = flagged(from);
+            if let Some(m) = r.message.as_mut() {
+                m.school = school.map(str::to_string);
+            }
+            r
+        };
+        let ashdown = at("t.baker@example-academy.sch.uk", Some("Ashdown"));
+        let bramble = at("s.hale@bramble.example", Some("Bramble"));
+        let central = at("office@trust.example", None);
+        // An alert about Bramble's message (record 2) that could not be delivered.
+        let undelivered = AuditRecord::action(
+            RecordKind::Action,
+            crate::store::GATEWAY,
+            format!(
+                "{} alert for audit records 2 to dsl@bramble.example",
+                UNDELIVERED
+            ),
+        );
+        // And one about no message: the trust's, with the mail from no school.
+        let checkpoint = AuditRecord::action(
+            RecordKind::Action,
+            crate::store::GATEWAY,
+            format!("{UNDELIVERED} audit checkpoint refused for safeguarding@trust.example"),
+        );
+        b.append_chained(&[&ashdown, &bramble, &central, &undelivered, &checkpoint])
+            .unwrap();
+
+        let trust = config();
+        let (mut a, mut br) = (config(), config());
+        a.school.name = "Ashdown".into();
+        br.school.name = "Bramble".into();
+        let directory = directory();
+        let now = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(1);
+        let all = trust_reports(
+            &mut b,
+            &trust,
+            &directory,
+            &[(&a, &directory), (&br, &directory)],
+            Period::last_week(now, &jiff::tz::TimeZone::UTC),
+            now,
+        )
+        .unwrap();
+        let senders = |r: &Report| r.by_staff.iter().map(|c| c.key.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            senders(&all.schools[0].0),
+            ["t.baker@example-academy.sch.uk"]
+        );
+        assert_eq!(senders(&all.schools[1].0), ["s.hale@bramble.example"]);
+        assert!(
+            all.schools[0].0.undelivered.is_empty(),
+            "not Ashdown's alert"
+        );
+        assert_eq!(all.schools[1].0.undelivered.len(), 1, "Bramble's alert");
+        assert_eq!(
+            all.summary
+                .no_school
+                .report
+                .undelivered
+                .iter()
+                .map(|u| u.seq)
+                .collect::<Vec<_>>(),
+            [5],
+            "the checkpoint's, not Bramble's"
+        );
+        assert_eq!(
+            senders(&all.summary.no_school.report),
+            ["office@trust.example"]
+        );
+        assert_eq!(
+            all.summary
+                .lines()
+                .map(|l| (l.report.school.as_str(), l.report.flagged))
+                .collect::<Vec<_>>(),
+            [("Ashdown", 1), ("Bramble", 1), (NO_SCHOOL, 1)]
+        );
+        let text =
+            super::super::render::render_summary(&all.summary, super::super::render::Format::Text);
+        assert!(text.contains("Bramble\n  flagged: 1\n"), "{text}");
+        assert!(
+            !text.contains("s.hale@bramble.example"),
+            "counts only:\n{text}"
+        );
+
+        // One school alone reads the same as its part of the trust's.
+        let (one, _) = school_reports(
+            &mut b,
+            &br,
+            &directory,
+            Period::last_week(now, &jiff::tz::TimeZone::UTC),
+            now,
+        )
+        .unwrap();
+        assert_eq!(one, all.schools[1].0);
     }
 
     #[test]
