@@ -341,3 +341,65 @@ fn two_gateways_on_one_postgresql_mail_each_school_its_own_report_and_the_trust_
     }
     a.cli_ok(&["audit", "verify"]);
 }
+
+/// A single school's config (no `[[schools]]`) on two gateways sharing one PostgreSQL: its
+/// weekly report reaches its DSL once between them, claimed in the shared trail.
+#[test]
+fn two_gateways_of_one_school_on_one_postgresql_mail_its_weekly_report_once() {
+    const SCHOOL_DSL: &str = "dsl@example-academy.sch.uk";
+    let pg = PgCluster::start_new();
+    let url = pg.url();
+    let tz = jiff::tz::TimeZone::get("Europe/London").expect("tzdata");
+    let slot = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(100))
+        .to_zoned(tz)
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .expect("a whole minute");
+    let spec = slot.strftime("%a %H:%M").to_string();
+    let start = || {
+        Gateway::start(|cfg| {
+            set(cfg, "storage.database", url.as_str());
+            set(cfg, "safeguarding.weekly_report", spec.as_str());
+        })
+    };
+    let (a, b) = (start(), start());
+    let nodes = [&a, &b];
+    assert!(
+        a.wait_for(Duration::from_secs(200), || !reports_to(&nodes, SCHOOL_DSL)
+            .is_empty()),
+        "no weekly report at {spec}:\nnode a:\n{}\nnode b:\n{}",
+        a.log_tail(3000),
+        b.log_tail(3000)
+    );
+    let decided = |g: &Gateway| g.log().contains("the last one sent was that of");
+    assert!(
+        a.wait_for(Duration::from_secs(30), || decided(&a) && decided(&b)),
+        "node a:\n{}\nnode b:\n{}",
+        a.log_tail(3000),
+        b.log_tail(3000)
+    );
+    assert_eq!(
+        reports_to(&nodes, SCHOOL_DSL).len(),
+        1,
+        "exactly one weekly report to the school's DSL across both gateways"
+    );
+    let count = |sql: &str| pg.psql(sql).trim().parse::<usize>().unwrap_or(usize::MAX);
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM audit WHERE record LIKE '%weekly report of % to the DSLs sent to%'"
+        ),
+        1,
+        "one sent record in the shared trail"
+    );
+    // Each gateway claims unless it sees a claim already; the first claim in the trail sends.
+    let claims = count(
+        "SELECT count(*) FROM audit WHERE record LIKE '%weekly report of % the school''s copy claimed by%'",
+    );
+    assert!(
+        (1..=2).contains(&claims),
+        "the copy was claimed in the shared trail (once per gateway at most): {claims}"
+    );
+    a.cli_ok(&["audit", "verify"]);
+}

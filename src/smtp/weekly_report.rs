@@ -69,6 +69,11 @@ async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Res
         return send_trust(relay, slot, now).await;
     }
     let config = relay.config();
+    // Gateways sharing one database (`[storage] database`) share one trail: the copy is claimed
+    // there first, so only one of them sends it (a single school's SQLite trail has one).
+    if config.storage.database.is_some() && !claim(relay, slot, SCHOOL_COPY, TO_DSLS).await? {
+        return Ok(());
+    }
     let directory = relay.directory();
     let storage = config.storage.clone();
     let (cfg, dir) = (Arc::clone(&config), Arc::clone(&directory));
@@ -157,6 +162,8 @@ fn for_school(name: &str) -> String {
 const TO_TRUST: &str = "to the DSLs (trust summary)";
 /// What the trust summary's claim says after the slot.
 const TRUST_SUMMARY: &str = "trust summary";
+/// What a single school's claim says after the slot, with `[storage] database`.
+const SCHOOL_COPY: &str = "the school's copy";
 
 /// This process, as its claims name it: the gateway's hostname, process id and a random tag,
 /// so two gateways on one host are told apart too.
