@@ -243,11 +243,9 @@ fn reports_to(gws: &[&Gateway], whom: &str) -> Vec<OutboxMessage> {
         .collect()
 }
 
-#[test]
-fn two_gateways_on_one_postgresql_mail_each_school_its_own_report_and_the_trust_its_summary_once() {
-    let pg = PgCluster::start_new();
-    let url = pg.url();
-    // The first whole minute at least 40 s ahead, so both nodes are up and the mail recorded.
+/// A `weekly_report` slot ("Mon 07:05", Europe/London): the first whole minute at least 40 s
+/// ahead, so both nodes are up and the mail recorded before it.
+fn weekly_slot_soon() -> String {
     let tz = jiff::tz::TimeZone::get("Europe/London").expect("tzdata");
     let slot = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(100))
         .to_zoned(tz)
@@ -256,7 +254,14 @@ fn two_gateways_on_one_postgresql_mail_each_school_its_own_report_and_the_trust_
         .subsec_nanosecond(0)
         .build()
         .expect("a whole minute");
-    let spec = slot.strftime("%a %H:%M").to_string();
+    slot.strftime("%a %H:%M").to_string()
+}
+
+#[test]
+fn two_gateways_on_one_postgresql_mail_each_school_its_own_report_and_the_trust_its_summary_once() {
+    let pg = PgCluster::start_new();
+    let url = pg.url();
+    let spec = weekly_slot_soon();
     let start = || {
         Gateway::start(|cfg| {
             trust(cfg);
@@ -349,15 +354,7 @@ fn two_gateways_of_one_school_on_one_postgresql_mail_its_weekly_report_once() {
     const SCHOOL_DSL: &str = "dsl@example-academy.sch.uk";
     let pg = PgCluster::start_new();
     let url = pg.url();
-    let tz = jiff::tz::TimeZone::get("Europe/London").expect("tzdata");
-    let slot = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(100))
-        .to_zoned(tz)
-        .with()
-        .second(0)
-        .subsec_nanosecond(0)
-        .build()
-        .expect("a whole minute");
-    let spec = slot.strftime("%a %H:%M").to_string();
+    let spec = weekly_slot_soon();
     let start = || {
         Gateway::start(|cfg| {
             set(cfg, "storage.database", url.as_str());

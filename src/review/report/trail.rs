@@ -78,17 +78,7 @@ pub fn reports(
     period: Period,
     made: jiff::Timestamp,
 ) -> Result<(Report, Report), StoreError> {
-    let chain = chain_status(backend)?;
-    let people = SchoolPeople { config, directory };
-    let mut builders = [Builder::new(period, &people)];
-    stream(backend, &mut builders)?;
-    Ok(copies(
-        &builders[0],
-        config,
-        &config.school.name,
-        made,
-        &chain,
-    ))
+    scoped_reports(backend, config, directory, period, made, None)
 }
 
 /// Both copies of one school's report in a trust: `config` is the school's effective config
@@ -100,10 +90,26 @@ pub fn school_reports(
     period: Period,
     made: jiff::Timestamp,
 ) -> Result<(Report, Report), StoreError> {
+    let school = Scope::School(config.school.name.clone());
+    scoped_reports(backend, config, directory, period, made, Some(school))
+}
+
+/// Both copies for `period`, of every message or (with `scope`) of one school's.
+fn scoped_reports(
+    backend: &mut dyn Backend,
+    config: &Config,
+    directory: &Directory,
+    period: Period,
+    made: jiff::Timestamp,
+    scope: Option<Scope>,
+) -> Result<(Report, Report), StoreError> {
     let chain = chain_status(backend)?;
     let people = SchoolPeople { config, directory };
-    let mut builders =
-        [Builder::new(period, &people).scoped(Scope::School(config.school.name.clone()))];
+    let builder = Builder::new(period, &people);
+    let mut builders = [match scope {
+        Some(scope) => builder.scoped(scope),
+        None => builder,
+    }];
     stream(backend, &mut builders)?;
     Ok(copies(
         &builders[0],
