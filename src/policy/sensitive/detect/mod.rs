@@ -96,58 +96,184 @@ pub fn scan_named(
 
 /// Whether a full [`scan_named`] of `text` would certainly count no identifier, no date of
 /// birth, no pupil beside special-category data and no marking, checked far more cheaply than
-/// the scan: no line laid out with tabs (a table or a form), no number long enough for an
-/// identifier ([`six_digits`]), no word that may start a date-of-birth label, and
-/// no word that may start a term or a marking ([`Patterns::may_find`]). Each of those counts
-/// needs one of these, so when this says yes the scan's tally would have all four at zero; the
-/// pupils it names may still be counted, which a caller using this must not need.
+/// the scan: no line laid out with tabs (a table or a form), no identifier the scan's own
+/// reader finds on a line ([`id_candidates`], read only on a line with a number long enough
+/// for one, [`six_digits`]), no date-of-birth label, and no word that may start a term or a
+/// marking ([`Patterns::may_find`]). Each of those counts needs one of these, so when this says
+/// yes the scan's tally would have all four at zero; the pupils it names may still be counted,
+/// which a caller using this must not need. A telephone number or a date is not an identifier:
+/// a letter that gives the office's number is not read in full for it.
 pub fn nothing_to_count(text: &str, vocabulary: &Vocabulary) -> bool {
-    if text.contains('\t') || six_digits(text) {
+    if text.contains('\t') {
         return false;
     }
-    let cues = Cues::new();
+    let cues = &*CUES;
     let birth = [cues.dob, cues.birthdate, cues.born, cues.birth, cues.d];
     let mut toks = Vec::new();
+    let mut ids = Vec::new();
+    let mut runs = Vec::new();
     for line in text.split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
-        // Most lines of a letter have no word that matters: seen from their letters, with no
-        // word hashed.
-        if !may_matter(line, &vocabulary.patterns) {
+        // Most lines of a letter have no word that matters and no long number: seen from their
+        // bytes, with no word hashed.
+        let look = line_cues(line, &vocabulary.patterns, &mut runs);
+        if !look.word && !look.six_digits {
             continue;
         }
-        tokenize(line, &mut toks);
-        if toks.iter().any(|t| birth.contains(&t.hash)) || vocabulary.patterns.may_find(line, &toks)
-        {
-            return false;
+        if look.word {
+            tokenize(line, &mut toks);
+            if toks.iter().any(|t| birth.contains(&t.hash))
+                || vocabulary.patterns.may_find(line, &toks)
+            {
+                return false;
+            }
+        }
+        if look.word {
+            // The pass stopped at the word: the rest of the line's numbers are still to count.
+            six_digit_runs(line, &mut runs);
+        }
+        if !runs.is_empty() {
+            // Only the words around each long number are read for an identifier: a paragraph
+            // that gives the office's telephone number is not hashed word by word for it.
+            for &(start, end) in &runs {
+                let near = around(line, start, end);
+                tokenize(near, &mut toks);
+                id_candidates(near, &toks, &mut ids);
+                if !ids.is_empty() {
+                    return false;
+                }
+            }
         }
     }
     true
 }
 
-/// Whether a word of `line` may be what [`nothing_to_count`] looks for, read from the letters
-/// alone: the first word of a phrase ([`Patterns::may_start`]), a date-of-birth cue, a word
-/// spelt as an acronym, or a word with a letter outside ASCII (read in full, as folding it
-/// needs the word). When this says no, none of the line's words [`tokenize`] hashes is one.
-fn may_matter(line: &str, patterns: &Patterns) -> bool {
+/// The runs of [`six_digits`] in `line`: (first byte, byte after the last digit) of each run
+/// of six digits or more.
+fn six_digit_runs(line: &str, out: &mut Vec<(usize, usize)>) {
+    out.clear();
     let b = line.as_bytes();
+    let digit = |k: Option<usize>| k.and_then(|k| b.get(k)).is_some_and(u8::is_ascii_digit);
+    let mut run = 0;
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            if run == 0 {
+                start = i;
+            }
+            run += 1;
+            if run >= 6 {
+                match out.last_mut() {
+                    Some(last) if last.0 == start => last.1 = i + 1,
+                    _ => out.push((start, i + 1)),
+                }
+            }
+        } else if !(matches!(c, b' ' | b'-') && digit(i.checked_sub(1)) && digit(Some(i + 1))) {
+            run = 0;
+        }
+    }
+}
+
+/// The part of `line` around bytes `start..end` that [`id_candidates`] needs to read every
+/// identifier that holds them: [`NEAR`] bytes either side, widened to whole words (to ASCII
+/// white space or the line's ends). An identifier holding a run of six digits reaches at most
+/// a few bytes past it (the "AB " and " C" of "AB 12 34 56 C"); a word cut off at the edge can
+/// only make [`id_candidates`] read more candidates, never fewer (the digits before or after a
+/// ten-digit number that make it part of a longer one are then not seen).
+fn around(line: &str, start: usize, end: usize) -> &str {
+    let b = line.as_bytes();
+    let mut from = start.saturating_sub(NEAR);
+    while from > 0 && b.get(from - 1).is_some_and(|c| !c.is_ascii_whitespace()) {
+        from -= 1;
+    }
+    let mut to = end.saturating_add(NEAR).min(b.len());
+    while b.get(to).is_some_and(|c| !c.is_ascii_whitespace()) {
+        to += 1;
+    }
+    line.get(from..to).unwrap_or(line)
+}
+
+/// Bytes read either side of a long number ([`around`]).
+const NEAR: usize = 24;
+
+/// What one pass over a line's bytes says [`nothing_to_count`] must look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LineCues {
+    /// A word that may be what [`nothing_to_count`] looks for, read from its letters alone:
+    /// the first word of a phrase ([`Patterns::may_start`]), a date-of-birth cue, a word spelt
+    /// as an acronym, or a word with a letter outside ASCII (read in full, as folding it needs
+    /// the word). When this is false, none of the line's words [`tokenize`] hashes is one.
+    word: bool,
+    /// Six digits in a row ([`six_digits`]); not worked out once `word` is found (the line is
+    /// read in full then, and [`six_digit_runs`] asked).
+    six_digits: bool,
+}
+
+/// [`LineCues`] of `line`, in one pass over its bytes. A word whose first and last letters and
+/// length no phrase, acronym or cue has ([`Patterns::may_matter_by_letters`]) is stepped over
+/// after one bit test.
+fn line_cues(line: &str, patterns: &Patterns, runs: &mut Vec<(usize, usize)>) -> LineCues {
+    let b = line.as_bytes();
+    let mut look = LineCues {
+        word: false,
+        six_digits: false,
+    };
+    runs.clear();
+    // Digits in a row, a single space or hyphen allowed between two ([`six_digits`]), and
+    // where the run started.
+    let mut run = 0usize;
+    let mut run_start = 0;
     let mut i = 0;
     while let Some(&c) = b.get(i) {
         if !c.is_ascii_alphanumeric() {
             if c < 0x80 {
+                let joins = matches!(c, b' ' | b'-')
+                    && run > 0
+                    && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+                if !joins {
+                    run = 0;
+                }
                 i += 1;
                 continue;
             }
+            run = 0;
             // Typographic quotes and dashes part words as spaces do; a letter is read in full.
             match line.get(i..).and_then(|s| s.chars().next()) {
-                Some(ch) if ch.is_alphanumeric() => return true,
+                Some(ch) if ch.is_alphanumeric() => {
+                    look.word = true;
+                    return look;
+                }
                 Some(ch) => i += ch.len_utf8(),
-                None => return true,
+                None => {
+                    look.word = true;
+                    return look;
+                }
             }
             continue;
         }
         let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_alphanumeric) {
-            i += 1;
+        let digits;
+        (i, digits) = ascii_word_end(b, i);
+        if digits {
+            for (k, &c) in (start..).zip(b.get(start..i).unwrap_or_default()) {
+                if c.is_ascii_digit() {
+                    if run == 0 {
+                        run_start = k;
+                    }
+                    run += 1;
+                    if run >= 6 {
+                        look.six_digits = true;
+                        match runs.last_mut() {
+                            Some(last) if last.0 == run_start => last.1 = k + 1,
+                            _ => runs.push((run_start, k + 1)),
+                        }
+                    }
+                } else {
+                    run = 0;
+                }
+            }
+        } else {
+            run = 0;
         }
         if b.get(i).is_some_and(|&n| n >= 0x80)
             && line
@@ -156,19 +282,63 @@ fn may_matter(line: &str, patterns: &Patterns) -> bool {
                 .is_none_or(char::is_alphanumeric)
         {
             // The word goes on with a letter outside ASCII.
-            return true;
+            look.word = true;
+            return look;
         }
         let word = &b[start..i];
-        if patterns.may_start(word)
-            || BIRTH_CUES.iter().any(|cue| word.eq_ignore_ascii_case(cue))
-            || (word.len() <= 5
-                && word.iter().any(u8::is_ascii_uppercase)
-                && line.get(start..i).is_some_and(|w| patterns.is_acronym(w)))
+        if patterns.may_matter_by_letters(word)
+            && (patterns.may_start(word)
+                || BIRTH_CUES.iter().any(|cue| word.eq_ignore_ascii_case(cue))
+                || (word.len() <= 5
+                    && word.iter().any(u8::is_ascii_uppercase)
+                    && line.get(start..i).is_some_and(|w| patterns.is_acronym(w))))
         {
-            return true;
+            look.word = true;
+            return look;
         }
     }
-    false
+    look
+}
+
+/// The end of the run of ASCII letters and digits that starts at byte `from` of `b`, and
+/// whether the run holds a digit: eight bytes at a time, each eight classified at once (most
+/// words of a letter end within the first eight).
+fn ascii_word_end(b: &[u8], from: usize) -> (usize, bool) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte's high bit when it is at least `lo` and at most `hi` (each byte below 0x80, so no
+    // carries between bytes).
+    let between = |y: u64, lo: u8, hi: u8| {
+        (y + ONES * (0x80 - u64::from(lo))) & !(y + ONES * (0x7f - u64::from(hi))) & HIGH
+    };
+    let mut i = from;
+    let mut digits = false;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(bytes);
+        let y = x & !HIGH;
+        let digit = between(y, b'0', b'9') & !x;
+        let letter = between(y | (ONES * 0x20), b'a', b'z') & !x;
+        let other = !(digit | letter) & HIGH;
+        if other == 0 {
+            digits |= digit != 0;
+            i += 8;
+            continue;
+        }
+        let k = other.trailing_zeros() as usize / 8;
+        // The digits among the word's bytes of this eight.
+        digits |= digit & ((1u64 << (k * 8)) - 1) != 0;
+        return (i + k, digits);
+    }
+    while let Some(&c) = b.get(i) {
+        if !c.is_ascii_alphanumeric() {
+            break;
+        }
+        digits |= c.is_ascii_digit();
+        i += 1;
+    }
+    (i, digits)
 }
 
 /// The words [`nothing_to_count`] takes as the start of a date-of-birth label ([`Cues`]).
@@ -178,6 +348,7 @@ const BIRTH_CUES: &[&[u8]] = &[b"dob", b"birthdate", b"born", b"birth", b"d"];
 /// of them: every identifier [`id_candidates`] reads has such a run (a UPN eleven digits, a
 /// ULN or NHS number ten, "943 476 5919" ten, "AB 12 34 56 C" six), so without one there is
 /// none. A date ("14/03/2010") or a time ("9.30") is not such a run.
+#[cfg(test)]
 fn six_digits(text: &str) -> bool {
     let b = text.as_bytes();
     let digit = |k: Option<usize>| k.and_then(|k| b.get(k)).is_some_and(u8::is_ascii_digit);
@@ -782,6 +953,9 @@ fn id_candidates(line: &str, toks: &[Tok], out: &mut Vec<(IdCandidate, usize)>) 
 }
 
 /// Words that give a ten-digit number its meaning, and the labels of a date of birth.
+/// [`Cues`], hashed once for the process.
+static CUES: std::sync::LazyLock<Cues> = std::sync::LazyLock::new(Cues::new);
+
 struct Cues {
     nhs: u64,
     uln: u64,

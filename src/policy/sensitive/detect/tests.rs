@@ -759,7 +759,9 @@ fn anything_a_body_threshold_counts_makes_the_full_scan_run() {
         format!("{} {}", pupil(0), upn(0)),
         "NHS number 943 476 5919".into(),
         "NHS 943-476-5919".into(),
-        "ULN 1234567890".into(),
+        "ULN 1234567899".into(),
+        "learner 0000000042 and more".into(),
+        "office 01632 960123; NHS number 943 476 5919".into(),
         "NI number AB 12 34 56 C".into(),
         "NI number AB123456C".into(),
         "her DOB is unknown".into(),
@@ -865,7 +867,7 @@ fn the_repository_text_fixtures_that_need_no_full_scan_count_nothing() {
     assert!(read > 10, "the fixtures were not found: {read} read");
 }
 
-/// What [`may_matter`] promises: a line it lets go has no word the word-by-word check of
+/// What [`line_cues`] promises: a line it lets go has no word the word-by-word check of
 /// `nothing_to_count` stops at.
 fn assert_letters_agree(line: &str, vocabulary: &Vocabulary) {
     let cues = Cues::new();
@@ -876,7 +878,7 @@ fn assert_letters_agree(line: &str, vocabulary: &Vocabulary) {
         toks.iter().any(|t| birth.contains(&t.hash)) || vocabulary.patterns.may_find(line, &toks);
     if words_say {
         assert!(
-            may_matter(line, &vocabulary.patterns),
+            line_cues(line, &vocabulary.patterns, &mut Vec::new()).word,
             "the letters let go of {line:?}"
         );
     }
@@ -934,10 +936,20 @@ fn the_letter_check_lets_through_every_term_marking_and_birth_label() {
         "Homework is set on Mondays and due the following Monday.",
         "Call the office on 01632 960123 with any questions.",
     ] {
-        assert!(!may_matter(line, &vocabulary.patterns), "{line:?}");
+        assert!(
+            !line_cues(line, &vocabulary.patterns, &mut Vec::new()).word,
+            "{line:?}"
+        );
     }
     // A word with a letter outside ASCII is read in full.
-    assert!(may_matter("Diolch yn fawr, Siân", &vocabulary.patterns));
+    assert!(
+        line_cues(
+            "Diolch yn fawr, Siân",
+            &vocabulary.patterns,
+            &mut Vec::new()
+        )
+        .word
+    );
 }
 
 #[test]
@@ -947,5 +959,164 @@ fn an_ascii_word_hashes_as_the_line_reader_hashes_it() {
         tokenize(w, &mut toks);
         assert_eq!(toks.len(), 1, "{w}");
         assert_eq!(words::ascii_hash(w.as_bytes()), toks[0].hash, "{w}");
+    }
+}
+
+#[test]
+fn a_number_that_is_no_identifier_needs_no_full_scan_and_the_scan_agrees() {
+    // Telephone numbers, an invalid ULN or NHS number, an order number, a date and a time: six
+    // digits in a row, but nothing the scan's identifier reader counts.
+    let vocabulary = Vocabulary::new(&[], &["OFFICIAL-SENSITIVE".into()]);
+    for text in [
+        "Call the office on 01632 960123 with any questions.",
+        "Mobile 07700 900123, or 0161-496-0000 after 4 pm.",
+        "ULN 1234567890 was typed wrongly.",
+        "Booking ref 943 476 5917",
+        "Invoice 20261207-114 for the trip, order 998877.",
+        "Term starts 07/01/2027 at 08.45; room 123456 is the hall.",
+        "Thank you.\r\nOur number is +44 1632 960 123.\r\n",
+    ] {
+        assert!(nothing_to_count(text, &vocabulary), "{text:?}");
+        assert_nothing_counted(text);
+    }
+}
+
+#[test]
+fn the_one_pass_digit_count_is_the_six_digits_rule() {
+    // Wherever the letters say nothing matters, the digits the one pass counted are what
+    // `six_digits` counts, for every mix of digits and the characters that join or part them.
+    let vocabulary = Vocabulary::new(&[], &[]);
+    let pieces = [
+        "1", "23", "456", " ", "-", "  ", "--", "a", "B", ".", "/", "é", "\u{2013}",
+    ];
+    let mut checked = 0;
+    let mut line = String::new();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..20_000 {
+        line.clear();
+        for _ in 0..8 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            line.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+        }
+        let mut runs = Vec::new();
+        let look = line_cues(&line, &vocabulary.patterns, &mut runs);
+        if !look.word {
+            assert_eq!(look.six_digits, six_digits(&line), "{line:?}");
+            let mut expected = Vec::new();
+            six_digit_runs(&line, &mut expected);
+            assert_eq!(runs, expected, "{line:?}");
+            assert_eq!(look.six_digits, !runs.is_empty(), "{line:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 5_000, "too few lines checked: {checked}");
+}
+
+#[test]
+fn the_words_around_each_long_number_hold_every_identifier_the_whole_line_holds() {
+    // Lines of identifiers, their look-alikes and the words around them, in random orders:
+    // wherever the whole line has an identifier candidate, so do the parts `around` reads.
+    let pieces = [
+        "H801200001001",
+        "B801200005001",
+        "1234567899",
+        "9434765919",
+        "943 476 5919",
+        "943-476-5919",
+        "AB 12 34 56 C",
+        "AB123456C",
+        "ab123456c",
+        "AB123456 C",
+        "01632 960123",
+        "1234567890",
+        "12",
+        "34",
+        "56",
+        "C",
+        "AB",
+        "ULN",
+        "NHS",
+        "Jamie Carter",
+        "the",
+        ",",
+        " ",
+        "-",
+        "\u{2013}",
+        "é",
+        "x",
+        "123456",
+        "0000000042",
+    ];
+    let (mut full, mut near, mut runs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut toks = Vec::new();
+    let mut line = String::new();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut with_ids = 0;
+    for _ in 0..20_000 {
+        line.clear();
+        for _ in 0..10 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            line.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            if seed & 0x300 != 0 {
+                line.push(' ');
+            }
+        }
+        tokenize(&line, &mut toks);
+        id_candidates(&line, &toks, &mut full);
+        if full.is_empty() {
+            continue;
+        }
+        with_ids += 1;
+        six_digit_runs(&line, &mut runs);
+        let found = runs.iter().any(|&(start, end)| {
+            let part = around(&line, start, end);
+            tokenize(part, &mut toks);
+            id_candidates(part, &toks, &mut near);
+            !near.is_empty()
+        });
+        assert!(
+            found,
+            "the parts around the numbers lost the identifier in {line:?}"
+        );
+    }
+    assert!(
+        with_ids > 5_000,
+        "too few lines with identifiers: {with_ids}"
+    );
+}
+
+#[test]
+fn the_eight_byte_word_reader_ends_words_where_the_byte_reader_does() {
+    let pieces = [
+        "a", "Z", "9", "0", "abcdefgh", "12345678", " ", "-", "@", "[", "`", "{", "/", ":", "é",
+        "\u{2019}", "\u{7f}", "x1",
+    ];
+    let mut seed: u64 = 0x1234_5678_9abc_def1;
+    let mut text = String::new();
+    for _ in 0..20_000 {
+        text.clear();
+        for _ in 0..6 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+        }
+        let b = text.as_bytes();
+        for from in 0..b.len() {
+            let end = b[from..]
+                .iter()
+                .position(|c| !c.is_ascii_alphanumeric())
+                .map_or(b.len(), |k| from + k);
+            let digits = b[from..end].iter().any(u8::is_ascii_digit);
+            assert_eq!(
+                ascii_word_end(b, from),
+                (end, digits),
+                "{text:?} from {from}"
+            );
+        }
     }
 }

@@ -53,19 +53,47 @@ pub struct Patterns {
     /// ([`Patterns::may_start`]): a bit per [`letters_key`] of each first word whose folded,
     /// lower-case spelling is ASCII.
     first_letters: Vec<u64>,
+    /// [`Patterns::first_letters`] with the acronyms' and the date-of-birth cues' bits too:
+    /// a word without its bit here is nothing `nothing_to_count` looks for
+    /// ([`Patterns::may_matter_by_letters`]).
+    cue_letters: Vec<u64>,
 }
 
 /// Bits in [`Patterns::first_letters`].
 const FIRST_LETTER_BITS: usize = 16_384;
 
-/// The bit of a word by its first and last letters and its length (ASCII, any case).
+/// Sets `bit` (a [`letters_key`]) in a bit set of [`FIRST_LETTER_BITS`].
+fn set_bit(set: &mut Vec<u64>, bit: Option<usize>) {
+    let Some(bit) = bit else {
+        return;
+    };
+    if set.is_empty() {
+        *set = vec![0; FIRST_LETTER_BITS / 64];
+    }
+    if let Some(slot) = set.get_mut(bit / 64) {
+        *slot |= 1 << (bit % 64);
+    }
+}
+
+/// The bit of a word by its first two and last two letters and its length (ASCII, any case):
+/// "and" is not "ADD", nor "science" "suicide".
 #[inline]
 fn letters_key(word: &[u8]) -> Option<usize> {
     let (&first, &last) = (word.first()?, word.last()?);
-    let key = u32::from(first.to_ascii_lowercase()) << 16
-        | u32::from(last.to_ascii_lowercase()) << 8
-        | u32::try_from(word.len().min(255)).unwrap_or(255);
-    Some((key.wrapping_mul(0x9e37_79b1) >> 20) as usize % FIRST_LETTER_BITS)
+    let second = word.get(1).copied().unwrap_or(first);
+    let penult = word
+        .len()
+        .checked_sub(2)
+        .and_then(|k| word.get(k))
+        .copied()
+        .unwrap_or(last);
+    let key = u64::from(first.to_ascii_lowercase())
+        | u64::from(second.to_ascii_lowercase()) << 8
+        | u64::from(penult.to_ascii_lowercase()) << 16
+        | u64::from(last.to_ascii_lowercase()) << 24
+        | (word.len().min(255) as u64) << 32;
+    // The top 14 bits of a 64-bit multiplicative hash: every one of the set's bits is used.
+    Some((key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 50) as usize % FIRST_LETTER_BITS)
 }
 
 /// Strong terms: special-category or safeguarding data wherever they stand beside a person.
@@ -306,6 +334,9 @@ static BUILT_IN: std::sync::LazyLock<Patterns> = std::sync::LazyLock::new(|| {
     }
     p.add_phrase("official sensitive", Meaning::OfficialSensitive);
     p.add_phrase("officialsensitive", Meaning::OfficialSensitive);
+    for cue in super::BIRTH_CUES {
+        set_bit(&mut p.cue_letters, letters_key(cue));
+    }
     p.job_titles = p
         .terms
         .iter()
@@ -382,6 +413,7 @@ impl Patterns {
         let i = self.terms.len();
         self.terms.push((t.to_string(), Strength::Weak));
         self.acronyms.insert(t.to_string(), i);
+        set_bit(&mut self.cue_letters, letters_key(t.as_bytes()));
     }
 
     fn add_phrase(&mut self, t: &str, meaning: Meaning) {
@@ -400,14 +432,12 @@ impl Patterns {
             .chars()
             .flat_map(|c| crate::directory::fold_letter(c).to_lowercase())
             .collect();
-        if folded.is_ascii()
-            && let Some(bit) = letters_key(folded.as_bytes())
-        {
-            if self.first_letters.is_empty() {
-                self.first_letters = vec![0; FIRST_LETTER_BITS / 64];
-            }
-            if let Some(slot) = self.first_letters.get_mut(bit / 64) {
-                *slot |= 1 << (bit % 64);
+        if folded.is_ascii() {
+            let bit = letters_key(folded.as_bytes());
+            set_bit(&mut self.first_letters, bit);
+            // What is no term ("medical room") is nothing `nothing_to_count` looks for.
+            if !matches!(meaning, Meaning::NotATerm) {
+                set_bit(&mut self.cue_letters, bit);
             }
         }
         let list = self.phrases.entry(first).or_default();
@@ -460,6 +490,18 @@ impl Patterns {
             .checked_sub(1)
             .and_then(|k| toks.get(k))
             .is_some_and(|t| before.contains(&t.hash))
+    }
+
+    /// Whether `word` (ASCII) may be the first word of a phrase, an acronym or a date-of-birth
+    /// cue, from its first and last letters and its length alone: one bit test, which lets a
+    /// few other words through too.
+    #[inline]
+    pub fn may_matter_by_letters(&self, word: &[u8]) -> bool {
+        letters_key(word).is_some_and(|bit| {
+            self.cue_letters
+                .get(bit / 64)
+                .is_some_and(|slot| slot & (1 << (bit % 64)) != 0)
+        })
     }
 
     /// Whether `word` (ASCII letters and digits, a whole word of a line) starts a term or a
