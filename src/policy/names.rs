@@ -115,10 +115,16 @@ impl PupilNames {
         }
         // Prose keeps only the words written with a capital: no other word can be part of a
         // name there, and most words of a letter are not.
-        let words = words(text, reading == Reading::Label);
+        let words = match reading {
+            Reading::Label => words(text),
+            Reading::Prose => capital_words(text),
+        };
         let capital_ok = |w: &Word| reading == Reading::Label || w.capital;
-        // Two kept words with no word between them.
-        let next_to = |a: &Word, b: &Word| a.ordinal + 1 == b.ordinal;
+        // Two kept words with no word between them: no letter or digit.
+        let next_to = |a: &Word, b: &Word| {
+            text.get(a.after..b.start)
+                .is_some_and(|between| !between.chars().any(char::is_alphanumeric))
+        };
         let mut add = |pupils: &[usize], from: usize, to: usize| {
             for &person in pupils {
                 if !is_pupil(person) || out.iter().any(|n| n.person == person) {
@@ -224,8 +230,9 @@ struct Word {
     possessive: bool,
     start: usize,
     end: usize,
-    /// Its place among all the words of the text (0 for the first), kept or not.
-    ordinal: usize,
+    /// Where the word as written ends, its possessive kept ("Carter's"): what follows it up to
+    /// the next word is the gap before that word.
+    after: usize,
 }
 
 fn is_word_char(c: char) -> bool {
@@ -247,13 +254,11 @@ fn char_at(text: &str, at: usize) -> (bool, usize) {
 }
 
 /// The words of `text`, in one pass over its bytes: a word is a run of letters, digits,
-/// apostrophes and hyphens, without the apostrophes and hyphens at its ends. With `all` false
-/// only the words written with a capital are kept, hashed and placed (their `ordinal` still
-/// counts every word); the others are stepped over without a look at their letters.
-fn words(text: &str, all: bool) -> Vec<Word> {
+/// apostrophes and hyphens, without the apostrophes and hyphens at its ends.
+fn words(text: &str) -> Vec<Word> {
     let b = text.as_bytes();
     let mut out: Vec<Word> = Vec::new();
-    let mut ordinal = 0;
+    let mut any_before = false;
     let mut gap_start = 0;
     let mut i = 0;
     while let Some(&c) = b.get(i) {
@@ -271,83 +276,202 @@ fn words(text: &str, all: bool) -> Vec<Word> {
             }
         }
         let start = i;
-        while let Some(&c) = b.get(i) {
-            if c < 0x80 {
-                if !is_ascii_word_byte(c) {
-                    break;
-                }
-                i += 1;
-            } else {
-                let (word, len) = char_at(text, i);
-                if !word {
-                    break;
-                }
-                i += len;
+        i = run_end(text, i);
+        match word_of_run(text, start, i, gap_start, any_before) {
+            Some(w) => {
+                gap_start = w.after;
+                out.push(w);
+                any_before = true;
             }
+            None => gap_start = i,
         }
-        let end = i;
-        let raw = &text[start..end];
-        // A run that starts and ends with an ASCII letter or digit is its own word.
-        let plain = b[start].is_ascii_alphanumeric() && b[end - 1].is_ascii_alphanumeric();
-        let trimmed = if plain {
-            raw
-        } else {
-            raw.trim_matches(|c: char| !c.is_alphanumeric())
-        };
-        if trimmed.is_empty() {
-            gap_start = end;
-            continue;
-        }
-        let t_start = if plain {
-            start
-        } else {
-            start + (raw.len() - raw.trim_start_matches(|c: char| !c.is_alphanumeric()).len())
-        };
-        let capital = match b[t_start] {
-            f if f < 0x80 => f.is_ascii_uppercase(),
-            _ => trimmed.chars().next().is_some_and(char::is_uppercase),
-        };
-        if !all && !capital {
-            ordinal += 1;
-            gap_start = t_start + trimmed.len();
-            continue;
-        }
-        let mut word = trimmed;
-        let mut possessive = false;
-        for s in ["'s", "\u{2019}s", "'S", "\u{2019}S"] {
-            if let Some(w) = word.strip_suffix(s)
-                && w.chars().count() >= 2
-            {
-                word = w;
-                possessive = true;
-                break;
-            }
-        }
-        // "James'": the apostrophe was trimmed; the word is the name.
-        if raw.ends_with(['\'', '\u{2019}']) && !possessive {
-            possessive = true;
-        }
-        let gap = &text[gap_start..t_start];
-        let joined = ordinal > 0
-            && !gap.is_empty()
-            && gap
-                .chars()
-                .all(|c| matches!(c, ' ' | '\t' | '_' | '\u{a0}'));
-        let after_comma = ordinal > 0 && gap.trim() == ",";
-        out.push(Word {
-            hash: word_hash(word),
-            capital,
-            joined,
-            after_comma,
-            possessive,
-            start: t_start,
-            end: t_start + word.len(),
-            ordinal,
-        });
-        ordinal += 1;
-        gap_start = t_start + trimmed.len();
     }
     out
+}
+
+/// The end of the run of word characters that starts at byte `from` of `text`.
+fn run_end(text: &str, from: usize) -> usize {
+    let b = text.as_bytes();
+    let mut i = from;
+    while let Some(&c) = b.get(i) {
+        if c < 0x80 {
+            if !is_ascii_word_byte(c) {
+                break;
+            }
+            i += 1;
+        } else {
+            let (word, len) = char_at(text, i);
+            if !word {
+                break;
+            }
+            i += len;
+        }
+    }
+    i
+}
+
+/// The word of the run of word characters at `start..end` of `text`, if it has a letter or a
+/// digit; `gap_start` is where the gap before it starts (the end of the word before), and
+/// `any_before` whether a word comes before it.
+fn word_of_run(
+    text: &str,
+    start: usize,
+    end: usize,
+    gap_start: usize,
+    any_before: bool,
+) -> Option<Word> {
+    let b = text.as_bytes();
+    let raw = text.get(start..end)?;
+    // A run that starts and ends with an ASCII letter or digit is its own word.
+    let plain = b.get(start).is_some_and(u8::is_ascii_alphanumeric)
+        && end
+            .checked_sub(1)
+            .and_then(|k| b.get(k))
+            .is_some_and(u8::is_ascii_alphanumeric);
+    let trimmed = if plain {
+        raw
+    } else {
+        raw.trim_matches(|c: char| !c.is_alphanumeric())
+    };
+    if trimmed.is_empty() {
+        return None;
+    }
+    let t_start = if plain {
+        start
+    } else {
+        start + (raw.len() - raw.trim_start_matches(|c: char| !c.is_alphanumeric()).len())
+    };
+    let capital = match b.get(t_start).copied() {
+        Some(f) if f < 0x80 => f.is_ascii_uppercase(),
+        _ => trimmed.chars().next().is_some_and(char::is_uppercase),
+    };
+    let mut word = trimmed;
+    let mut possessive = false;
+    for s in ["'s", "\u{2019}s", "'S", "\u{2019}S"] {
+        if let Some(w) = word.strip_suffix(s)
+            && w.chars().count() >= 2
+        {
+            word = w;
+            possessive = true;
+            break;
+        }
+    }
+    // "James'": the apostrophe was trimmed; the word is the name.
+    if raw.ends_with(['\'', '\u{2019}']) && !possessive {
+        possessive = true;
+    }
+    let gap = text.get(gap_start..t_start).unwrap_or_default();
+    let joined = any_before
+        && !gap.is_empty()
+        && gap
+            .chars()
+            .all(|c| matches!(c, ' ' | '\t' | '_' | '\u{a0}'));
+    let after_comma = any_before && gap.trim() == ",";
+    Some(Word {
+        hash: word_hash(word),
+        capital,
+        joined,
+        after_comma,
+        possessive,
+        start: t_start,
+        end: t_start + word.len(),
+        after: t_start + trimmed.len(),
+    })
+}
+
+/// The words of `text` written with a capital, as [`words`] reads them, found without reading
+/// the others: only an ASCII capital or a byte outside ASCII can start one, and eight bytes at a
+/// time are looked at for those. What [`words`] learns from the words before one (where its gap
+/// starts, whether any word comes before it) is read back from the text around it.
+fn capital_words(text: &str) -> Vec<Word> {
+    let b = text.as_bytes();
+    let mut out: Vec<Word> = Vec::new();
+    // The first letter or digit of the text: a word comes before any later one.
+    let first_alnum = text
+        .char_indices()
+        .find(|(_, c)| c.is_alphanumeric())
+        .map_or(usize::MAX, |(i, _)| i);
+    let mut from = 0;
+    while let Some(p) = next_capital_or_wide(b, from) {
+        let (is_word, len) = match b.get(p) {
+            Some(&c) if c < 0x80 => (true, 1),
+            _ => char_at(text, p),
+        };
+        if !is_word {
+            from = p + len;
+            continue;
+        }
+        // The run of word characters around it.
+        let mut start = p;
+        while let Some(c) = text.get(..start).and_then(|s| s.chars().next_back()) {
+            if !is_word_char(c) {
+                break;
+            }
+            start -= c.len_utf8();
+        }
+        let end = run_end(text, p);
+        from = end;
+        let gap_start = gap_start_before(text, start);
+        let Some(w) = word_of_run(text, start, end, gap_start, first_alnum < start) else {
+            continue;
+        };
+        if w.capital {
+            out.push(w);
+        }
+    }
+    out
+}
+
+/// Where the gap before the run of word characters at `start` begins, as [`words`] has it: the
+/// end of the word before (after its last letter or digit), or the end of a run of only
+/// apostrophes and hyphens, or the text's start.
+fn gap_start_before(text: &str, start: usize) -> usize {
+    // Back over the characters between the two runs.
+    let mut end = start;
+    while let Some(c) = text.get(..end).and_then(|s| s.chars().next_back()) {
+        if is_word_char(c) {
+            break;
+        }
+        end -= c.len_utf8();
+    }
+    // Back over the run before, to its last letter or digit.
+    let mut k = end;
+    while let Some(c) = text.get(..k).and_then(|s| s.chars().next_back()) {
+        if c.is_alphanumeric() {
+            return k;
+        }
+        if !is_word_char(c) {
+            break;
+        }
+        k -= c.len_utf8();
+    }
+    end
+}
+
+/// The first byte at or after `from` that is an ASCII capital or outside ASCII: eight bytes at a
+/// time, each eight tested at once.
+fn next_capital_or_wide(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(bytes);
+        let y = x & !HIGH;
+        // A byte's high bit: at least 'A' and not past 'Z' (no carries: each byte is < 0x80).
+        let capital =
+            (y + ONES * (0x80 - u64::from(b'A'))) & !(y + ONES * (0x7f - u64::from(b'Z')));
+        let m = (capital | x) & HIGH;
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(|&c| c >= 0x80 || c.is_ascii_uppercase())
+        .map(|k| i + k)
 }
 
 /// A word folded as [`name_key`] folds it (accents, typographic apostrophes and hyphens, case),
@@ -453,7 +577,7 @@ mod tests {
                 possessive,
                 start: t_start,
                 end: t_start + word.len(),
-                ordinal: out.len(),
+                after: t_start + trimmed.len(),
             });
             gap_start = t_start + trimmed.len();
         }
