@@ -367,3 +367,98 @@ pub async fn record(relay: &Relay, detail: String) -> Result<(), StoreError> {
         .map(|_| ())
         .inspect_err(|e| tracing::error!(error = %e, "mail sent on a clock could not be recorded"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_first_claim_stands_until_it_expires_unsent_and_then_the_first_after_it() {
+        let ten = CLAIM_EXPIRES;
+        let claims = |list: &[(&str, &str)]| -> Vec<(jiff::Timestamp, String)> {
+            list.iter().map(|(t, n)| (at(t), n.to_string())).collect()
+        };
+        assert_eq!(standing_claim(&[], ten), None);
+        // Two gateways claiming at once: the first in the trail's order sends.
+        let both = claims(&[
+            ("2026-12-07T07:30:00.2Z", "b"),
+            ("2026-12-07T07:30:00.1Z", "a"),
+        ]);
+        assert_eq!(
+            standing_claim(&both, ten),
+            Some((at("2026-12-07T07:30:00.2Z"), "b"))
+        );
+        // A claim made while another stands loses, however late, until ten minutes are up.
+        let within = claims(&[("2026-12-07T07:30:00Z", "a"), ("2026-12-07T07:39:59Z", "b")]);
+        assert_eq!(standing_claim(&within, ten).map(|c| c.1), Some("a"));
+        // One made ten minutes or more after the standing one takes over (its claimer never
+        // sent), and two taking over at once agree on the first of them.
+        let over = claims(&[
+            ("2026-12-07T07:30:00Z", "a"),
+            ("2026-12-07T07:40:00Z", "b"),
+            ("2026-12-07T07:40:01Z", "c"),
+        ]);
+        assert_eq!(
+            standing_claim(&over, ten),
+            Some((at("2026-12-07T07:40:00Z"), "b"))
+        );
+    }
+
+    /// The claims are read back from the trail itself: a claim by a gateway that died is
+    /// taken over once it is older than [`CLAIM_EXPIRES`], and not before.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn claims_are_read_from_the_trail_in_order_with_their_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::config::Storage {
+            state_dir: dir.path().to_path_buf(),
+            database: None,
+        };
+        let log =
+            crate::store::AuditLog::start(crate::store::open_audit(&storage).unwrap()).unwrap();
+        let now = jiff::Timestamp::now();
+        let slot = "2026-12-07T07:30:00Z";
+        let claim_at = |ago: i64, node: &str| AuditRecord {
+            time: (now - jiff::SignedDuration::from_secs(ago)).to_string(),
+            ..AuditRecord::action(
+                RecordKind::Action,
+                GATEWAY,
+                format!("quarantine digest of {slot} claimed by {node} (taking over: …)"),
+            )
+        };
+        log.append(claim_at(700, "dead/1/aa")).await.unwrap();
+        log.append(AuditRecord::action(
+            RecordKind::Action,
+            GATEWAY,
+            format!("weekly report of {slot} the school's copy claimed by other/2/bb"),
+        ))
+        .await
+        .unwrap();
+        log.append(claim_at(60, "alive/3/cc")).await.unwrap();
+        let found = tokio::task::spawn_blocking(move || {
+            let mut backend = crate::store::open_audit_read_only(&storage).unwrap();
+            claims(
+                &mut *backend,
+                now,
+                &format!("quarantine digest of {slot} claimed by "),
+            )
+            .unwrap()
+        })
+        .await
+        .unwrap();
+        let nodes: Vec<&str> = found.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(nodes, ["dead/1/aa", "alive/3/cc"]);
+        assert_eq!(
+            standing_claim(&found, CLAIM_EXPIRES).map(|c| c.1),
+            Some("alive/3/cc"),
+            "the dead gateway's claim, 11 minutes old, was taken over"
+        );
+        assert_eq!(
+            standing_claim(&found[..1], CLAIM_EXPIRES).map(|c| c.1),
+            Some("dead/1/aa")
+        );
+    }
+}
