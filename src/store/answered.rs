@@ -63,7 +63,7 @@ impl AnsweredMessages {
             return find_pg(&pg?, identity);
         }
         let dir = self.place.state_dir().to_path_buf();
-        let found = LOCAL.with(|cell| {
+        LOCAL.with(|cell| {
             let mut cached = cell.borrow_mut();
             if cached.as_ref().is_none_or(|(d, _)| *d != dir) {
                 *cached = Some((dir.clone(), super::sqlite::open_connection(&dir)?));
@@ -93,8 +93,7 @@ impl AnsweredMessages {
                 *cached = None;
             }
             Ok(found?)
-        });
-        found
+        })
     }
 
     /// Forgets the identities recorded before `before` (UTC, RFC 3339); how many went.
