@@ -487,7 +487,8 @@ fn a_retry_on_the_other_node_of_a_message_recorded_but_unanswered_is_answered_no
     let text = r.text();
     assert_eq!(r.code, 250, "{r}\n{}", b.log_tail(3000));
     assert!(
-        text.contains("already delivered") && text.ends_with(&format!("queued as {queue_id}")),
+        text.starts_with(&format!("2.0.0 Ok: queued as {queue_id} ("))
+            && text.contains("already delivered"),
         "told node A's queue id {queue_id}: {text}"
     );
     let r = send_once(b.port, BRAMBLE_STAFF, BRAMBLE_PUPIL, &homework).expect("node B answers");

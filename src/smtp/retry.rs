@@ -104,7 +104,7 @@ fn reply_to_retry(answer: &Answer) -> (String, &'static str, String) {
     } else {
         (
             format!(
-                "250 2.0.0 Ok: already delivered, not again: queued as {}",
+                "250 2.0.0 Ok: queued as {} (already delivered; this retry was not delivered again)",
                 answer.queue_id
             ),
             "already-delivered",
@@ -154,7 +154,7 @@ mod tests {
         let (reply, outcome, _) = reply_to_retry(&answer("delivered", None));
         assert_eq!(
             reply,
-            "250 2.0.0 Ok: already delivered, not again: queued as 4XyZ"
+            "250 2.0.0 Ok: queued as 4XyZ (already delivered; this retry was not delivered again)"
         );
         assert_eq!(outcome, "already-delivered");
         let (reply, outcome, done) = reply_to_retry(&answer("quarantined", Some("Q9")));
