@@ -118,10 +118,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(6 * 3600);
 
 /// Sweeps the old identities now and every [`SWEEP_EVERY`] (every gateway of a trust does;
 /// the sweep is one `DELETE`, harmless twice).
+/// Ends when the gateway stops.
 pub async fn sweep(relay: Arc<Relay>) {
+    let mut stop = relay.shutdown_signal();
     let mut ticks = tokio::time::interval(SWEEP_EVERY);
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
         let answered = AnsweredMessages::open(&relay.config().storage);
         match tokio::task::spawn_blocking(move || answered.sweep_old()).await {
             Ok(Ok(0)) => {}
