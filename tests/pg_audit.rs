@@ -271,3 +271,84 @@ fn tampering_in_the_database_is_named_by_verify() {
     assert_eq!(seq, 5);
     assert!(reason.contains("tampered with"), "{reason}");
 }
+
+/// A message the relay answered 250 for (delivered or held) is remembered by its identity in
+/// the transaction of its record, whichever node appends it; the first record is the answer
+/// a retry gets; old identities are swept (`store::answered`).
+#[test]
+fn messages_answered_are_remembered_with_their_records_across_nodes_and_swept() {
+    use schoolgate::store::answered::AnsweredMessages;
+    use schoolgate::store::audit::message_identity;
+
+    let cluster = PgCluster::start_new();
+    let state = tempfile::tempdir().unwrap();
+    let storage = schoolgate::config::Storage {
+        state_dir: state.path().to_path_buf(),
+        database: Some(cluster.url()),
+    };
+    let answered = |outcome: &str, reply: &str, sha: &str, queue_id: &str| {
+        AuditRecord::message(MessageRecord {
+            mail_from: "t.baker@example-academy.sch.uk".into(),
+            rcpt_to: vec!["parent@example.org".into()],
+            queue_id: Some(queue_id.into()),
+            outcome: outcome.into(),
+            reply: reply.into(),
+            sha256_received: sha.into(),
+            ..Default::default()
+        })
+    };
+    let identity = |sha: &str| {
+        message_identity(
+            "t.baker@example-academy.sch.uk",
+            &["parent@example.org".to_string()],
+            sha,
+        )
+    };
+    let a = AuditLog::start(Box::new(pg_audit(&cluster))).unwrap();
+    let b = AuditLog::start(Box::new(pg_audit(&cluster))).unwrap();
+    let first = a
+        .append_blocking(answered(
+            "delivered",
+            "250 2.0.0 Ok: queued as A1",
+            "aa",
+            "A1",
+        ))
+        .unwrap();
+    // The same message recorded again through the other node: the first record stays the answer.
+    b.append_blocking(answered(
+        "delivered",
+        "250 2.0.0 Ok: queued as B1",
+        "aa",
+        "B1",
+    ))
+    .unwrap();
+    b.append_blocking(answered(
+        "deferred",
+        "451 4.4.1 Next hop not reachable",
+        "bb",
+        "B2",
+    ))
+    .unwrap();
+
+    let found = AnsweredMessages::open(&storage)
+        .find(&identity("aa"))
+        .unwrap()
+        .expect("the delivered message is remembered");
+    assert_eq!(
+        (found.seq, found.queue_id.as_str(), found.outcome.as_str()),
+        (first.seq, "A1", "delivered")
+    );
+    assert_eq!(
+        AnsweredMessages::open(&storage)
+            .find(&identity("bb"))
+            .unwrap(),
+        None,
+        "a deferred message got no 250: its retry is delivered"
+    );
+    let swept = AnsweredMessages::open(&storage);
+    assert_eq!(swept.sweep_old().unwrap(), 0, "nothing is a week old");
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60)).to_string();
+    assert_eq!(swept.sweep(&later).unwrap(), 1);
+    assert_eq!(swept.find(&identity("aa")).unwrap(), None);
+    assert_eq!(verify(&mut pg_audit(&cluster), &[]).unwrap().records, 3);
+}

@@ -1,12 +1,14 @@
 //! The network manager's daily quarantine digest through the real gateway: mailed at
 //! `[quarantine] digest` to `[quarantine] digest_to`, once (also across a restart), as plain
 //! text and HTML, with each held message's link and no content or identifiers; its HTML part
-//! photographed in a real Chromium (`quarantine-digest`).
+//! photographed in a real Chromium (`quarantine-digest`). Two gateways on one PostgreSQL send
+//! one digest between them (each day's digest is claimed in the shared trail).
 
 mod common;
 
 use std::time::Duration;
 
+use common::pg::PgCluster;
 use common::smtp::Client;
 use common::{Gateway, OutboxMessage, set};
 
@@ -221,4 +223,91 @@ fn the_digest_is_mailed_at_its_time_once_with_links_and_no_content() {
     assert_eq!(digests(&gw).len(), 1, "not sent again after the restart");
     assert_eq!(recorded(&gw), 1);
     gw.assert_audit_verifies("after the digest");
+}
+
+/// Two gateways of one school sharing one PostgreSQL (one quarantine): the network manager gets
+/// one digest a day between them, not one from each.
+#[test]
+fn two_gateways_on_one_postgresql_mail_one_digest_between_them() {
+    let pg = PgCluster::start_new();
+    let url = pg.url();
+    let tz = jiff::tz::TimeZone::get("Europe/London").expect("tzdata");
+    // The first whole minute at least 60 s ahead: both gateways are up, and the message held.
+    let slot = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60))
+        .to_zoned(tz)
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .expect("a whole minute")
+        + jiff::SignedDuration::from_secs(60);
+    let at = slot.strftime("%H:%M").to_string();
+    let start = || {
+        Gateway::start(|cfg| {
+            set(cfg, "storage.database", url.as_str());
+            set(
+                cfg,
+                "safeguarding.rules.pupil-personal-address",
+                "quarantine",
+            );
+            set(
+                cfg,
+                "quarantine.digest_to",
+                toml::Value::Array(vec![NETWORK_MANAGER.into()]),
+            );
+            set(cfg, "quarantine.digest", at.as_str());
+        })
+    };
+    let (a, b) = (start(), start());
+    let m = common::plain_message(FROM, PUPIL, "Homework", "pg-digest@test", "See you.");
+    let held = send_held(&a, FROM, PUPIL, &m);
+    let both = || digests(&a).len() + digests(&b).len();
+    assert!(
+        a.wait_for(Duration::from_secs(200), || both() >= 1),
+        "no digest at {at}:\nnode a:\n{}\nnode b:\n{}",
+        a.log_tail(3000),
+        b.log_tail(3000)
+    );
+    // Each node decides the day is done: the one that sent it at once, the other when it
+    // looks again and finds the "sent" record.
+    let decided = |g: &Gateway| {
+        g.log().lines().any(|l| {
+            l.contains("quarantine digest (daily at") && l.contains("the last one sent was that of")
+        })
+    };
+    assert!(
+        a.wait_for(Duration::from_secs(90), || decided(&a) && decided(&b)),
+        "node a:\n{}\nnode b:\n{}",
+        a.log_tail(3000),
+        b.log_tail(3000)
+    );
+    assert_eq!(both(), 1, "one digest across both gateways");
+    let count = |sql: &str| pg.psql(sql).trim().parse::<usize>().unwrap_or(usize::MAX);
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM audit WHERE kind = 'action' \
+             AND record LIKE '%\"quarantine digest of % to it.manager@%'"
+        ),
+        1,
+        "one sent record in the shared trail"
+    );
+    let claims = count(
+        "SELECT count(*) FROM audit WHERE record LIKE '%quarantine digest of % claimed by %'",
+    );
+    assert!(
+        (1..=2).contains(&claims),
+        "the digest was claimed in the shared trail (once per gateway at most): {claims}"
+    );
+    let digest = &(digests(&a).into_iter().chain(digests(&b)).next()).expect("the digest");
+    let text = digest
+        .parts()
+        .into_iter()
+        .find(|(ct, _)| ct == "text/plain")
+        .map(|(_, t)| t)
+        .expect("a text part");
+    assert!(
+        text.contains("Held in the last 24 hours: 1") && text.contains(&held),
+        "the message held through node A is in the digest (one quarantine):\n{text}"
+    );
+    a.cli_ok(&["audit", "verify"]);
 }

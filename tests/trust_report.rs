@@ -289,10 +289,11 @@ fn two_gateways_on_one_postgresql_mail_each_school_its_own_report_and_the_trust_
         a.log_tail(3000),
         b.log_tail(3000)
     );
-    // Both nodes have had their turn at the slot (each says so once it decided).
+    // Both nodes have had their turn at the slot (each says so once it decided; one that found
+    // the other sending looks again 20 s later).
     let decided = |g: &Gateway| g.log().contains("the last one sent was that of");
     assert!(
-        a.wait_for(Duration::from_secs(30), || decided(&a) && decided(&b)),
+        a.wait_for(Duration::from_secs(90), || decided(&a) && decided(&b)),
         "node a:\n{}\nnode b:\n{}",
         a.log_tail(3000),
         b.log_tail(3000)
@@ -372,7 +373,7 @@ fn two_gateways_of_one_school_on_one_postgresql_mail_its_weekly_report_once() {
     );
     let decided = |g: &Gateway| g.log().contains("the last one sent was that of");
     assert!(
-        a.wait_for(Duration::from_secs(30), || decided(&a) && decided(&b)),
+        a.wait_for(Duration::from_secs(90), || decided(&a) && decided(&b)),
         "node a:\n{}\nnode b:\n{}",
         a.log_tail(3000),
         b.log_tail(3000)
@@ -390,7 +391,8 @@ fn two_gateways_of_one_school_on_one_postgresql_mail_its_weekly_report_once() {
         1,
         "one sent record in the shared trail"
     );
-    // Each gateway claims unless it sees a claim already; the first claim in the trail sends.
+    // Each gateway claims unless it sees a standing claim already; the first claim in the
+    // trail sends.
     let claims = count(
         "SELECT count(*) FROM audit WHERE record LIKE '%weekly report of % the school''s copy claimed by%'",
     );

@@ -179,6 +179,7 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     tracing::info!("{described}");
     tokio::spawn(crate::smtp::weekly_report::run(Arc::clone(&relay)));
     tokio::spawn(crate::smtp::quarantine_digest::run(Arc::clone(&relay)));
+    tokio::spawn(crate::smtp::retry::sweep(Arc::clone(&relay)));
     let keeping = tokio::spawn(super::audit::keeper::run(
         Arc::clone(&relay),
         config.storage.clone(),

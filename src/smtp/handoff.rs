@@ -6,7 +6,9 @@
 //! next hop accepted, the client is told to try again (451) rather than told a half-truth: its
 //! retry reaches the outbox as the same message (see [`delivery_key`]) and is recorded then.
 //! A message the policy quarantines is written durably to the quarantine before its audit
-//! record, and the client hears 250 ("held for review") only after both.
+//! record, and the client hears 250 ("held for review") only after both. A retry of a message
+//! already answered 250 and recorded is answered again without delivering or holding it twice
+//! (`super::retry`).
 
 use std::net::SocketAddr;
 
@@ -113,6 +115,11 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 pub async fn hand_off(relay: &Relay, received: Received) -> String {
     // A trust's school by the envelope sender's domain: its policy and directory.
     let (config, directory) = relay.for_sender(&received.envelope.mail_from);
+    // A retry of a message already delivered or held and recorded (its 250 lost on the way):
+    // answered from its record, not delivered or held again (`super::retry`).
+    if let Some(reply) = super::retry::answer_a_retry(relay, &config, &received).await {
+        return reply;
+    }
     let now = jiff::Timestamp::now();
     // The policy opens attachments (up to `max_scan_time`): on a blocking thread, so the
     // sessions sharing this worker are not held up. The message moves there and back, uncopied.
@@ -497,7 +504,7 @@ pub async fn record_unaccepted(
     }
 }
 
-fn base_record(
+pub(crate) fn base_record(
     received: &Received,
     original: &[u8],
     summary: &policy::MessageSummary,

@@ -10,6 +10,7 @@ pub mod data;
 pub mod handoff;
 pub mod next_hop;
 pub mod quarantine_digest;
+pub mod retry;
 pub mod scheduled;
 pub mod server;
 pub mod session;

@@ -3,12 +3,15 @@
 //! digest_to`; no `digest_to`, or `digest = "off"`, and it is off. The clock is
 //! [`super::scheduled`]'s, as the weekly report's: each digest sent is an audit record
 //! (`quarantine digest of SLOT to …`), so a restart does not send one twice and one missed
-//! while the gateway was down goes when it is back (within a day).
+//! while the gateway was down goes when it is back (within a day). Gateways sharing one
+//! database claim each day's digest in the shared trail first
+//! ([`super::scheduled::claim`]), so one of them sends it, and the other takes over if the
+//! claimer dies before sending.
 
 use std::sync::Arc;
 
 use super::alert_sender::{NotSent, send_own_mail};
-use super::scheduled::{Scheduled, record};
+use super::scheduled::{Claim, Done, Scheduled, claim, record};
 use super::server::Relay;
 use crate::config::Config;
 use crate::review::digest::Digest;
@@ -62,7 +65,7 @@ impl Scheduled for QuarantineDigest {
         relay: &Relay,
         slot: jiff::Timestamp,
         now: jiff::Timestamp,
-    ) -> Result<(), String> {
+    ) -> Result<Done, String> {
         send(relay, slot, now).await
     }
 }
@@ -73,9 +76,17 @@ pub async fn run(relay: Arc<Relay>) {
 }
 
 /// Builds and mails the digest of `slot`; an error means it was not sent (try again).
-async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Result<(), String> {
+async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Result<Done, String> {
     let config = relay.config();
     let to = recipients(&config);
+    // Gateways sharing one database share one quarantine: one of them sends its digest.
+    if config.storage.database.is_some() {
+        match claim(relay, SENT_PREFIX, slot, "", "to").await? {
+            Claim::Mine => {}
+            Claim::Sent => return Ok(Done::Sent),
+            Claim::Elsewhere(_) => return Ok(Done::Elsewhere),
+        }
+    }
     let quarantine = Quarantine::open(&config.storage);
     let entries = tokio::task::spawn_blocking(move || -> Result<Vec<Held>, String> {
         let mut all = Vec::new();
@@ -109,7 +120,10 @@ async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Res
         ),
         Err(NotSent::Later(e)) => return Err(e),
     };
-    record(relay, detail).await.map_err(|e| e.to_string())
+    record(relay, detail)
+        .await
+        .map(|()| Done::Sent)
+        .map_err(|e| e.to_string())
 }
 
 /// The digest as a mail (plain text and HTML) from `from` to `to`.

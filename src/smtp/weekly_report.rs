@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use super::alert_sender::{NotSent, send_own_mail};
-use super::scheduled::{Scheduled, last_sent, record};
+use super::scheduled::{Claim, Done, Scheduled, claim, record};
 use super::server::Relay;
 use crate::config::Config;
 use crate::review::report::render::{
@@ -52,7 +52,7 @@ impl Scheduled for WeeklyReport {
         relay: &Relay,
         slot: jiff::Timestamp,
         now: jiff::Timestamp,
-    ) -> Result<(), String> {
+    ) -> Result<Done, String> {
         send(relay, slot, now).await
     }
 }
@@ -64,15 +64,19 @@ pub async fn run(relay: Arc<Relay>) {
 
 /// Builds and mails both copies of the report of the week before `slot`; an error means the
 /// DSLs' copy was not sent (try again). In a trust, each school's and the trust summary.
-async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Result<(), String> {
+async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Result<Done, String> {
     if !relay.schools().is_empty() {
         return send_trust(relay, slot, now).await;
     }
     let config = relay.config();
     // Gateways sharing one database (`[storage] database`) share one trail: the copy is claimed
     // there first, so only one of them sends it (a single school's SQLite trail has one).
-    if config.storage.database.is_some() && !claim(relay, slot, SCHOOL_COPY, TO_DSLS).await? {
-        return Ok(());
+    if config.storage.database.is_some() {
+        match claim(relay, SENT_PREFIX, slot, SCHOOL_COPY, TO_DSLS).await? {
+            Claim::Mine => {}
+            Claim::Sent => return Ok(Done::Sent),
+            Claim::Elsewhere(_) => return Ok(Done::Elsewhere),
+        }
     }
     let directory = relay.directory();
     let storage = config.storage.clone();
@@ -148,7 +152,7 @@ async fn send(relay: &Relay, slot: jiff::Timestamp, now: jiff::Timestamp) -> Res
         };
         let _ = record(relay, detail).await;
     }
-    Ok(())
+    Ok(Done::Sent)
 }
 
 /// What a school's records say after the slot: `for NAME to its DSLs …`, `for NAME to
@@ -165,110 +169,6 @@ const TRUST_SUMMARY: &str = "trust summary";
 /// What a single school's claim says after the slot, with `[storage] database`.
 const SCHOOL_COPY: &str = "the school's copy";
 
-/// This process, as its claims name it: the gateway's hostname, process id and a random tag,
-/// so two gateways on one host are told apart too.
-fn node() -> &'static str {
-    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NODE.get_or_init(|| {
-        let mut tag = [0u8; 4];
-        let _ = getrandom::fill(&mut tag);
-        format!(
-            "{}/{}/{}",
-            hostname(),
-            std::process::id(),
-            tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )
-    })
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "gateway".into())
-}
-
-/// Whether this gateway sends the copy `what` (a school's, or the summary) of `slot`: not when
-/// it was sent already, by any gateway; else it claims it in the shared audit trail and sends
-/// it only if its claim is the first (the trail's appends are serialised across gateways, so
-/// exactly one claim is first).
-async fn claim(
-    relay: &Relay,
-    slot: jiff::Timestamp,
-    what: &str,
-    sent_to: &str,
-) -> Result<bool, String> {
-    let prefix = format!("{SENT_PREFIX}{slot} {what} claimed by ");
-    let storage = relay.config().storage.clone();
-    let sent_to = sent_to.to_string();
-    let read = move |storage: crate::config::Storage, prefix: String, sent_to: String| {
-        tokio::task::spawn_blocking(move || -> Result<(bool, Option<String>), String> {
-            let mut backend =
-                crate::store::open_audit_read_only(&storage).map_err(|e| e.to_string())?;
-            let now = jiff::Timestamp::now();
-            let sent = last_sent(&mut *backend, now, SENT_PREFIX, &sent_to)
-                .map_err(|e| e.to_string())?
-                == Some(slot);
-            let first = first_claim(&mut *backend, now, &prefix).map_err(|e| e.to_string())?;
-            Ok((sent, first))
-        })
-    };
-    let (sent, first) = read(storage.clone(), prefix.clone(), sent_to.clone())
-        .await
-        .map_err(|e| e.to_string())??;
-    if sent {
-        return Ok(false);
-    }
-    if first.is_none() {
-        record(relay, format!("{prefix}{}", node()))
-            .await
-            .map_err(|e| format!("the claim could not be recorded: {e}"))?;
-    }
-    let (sent, first) = read(storage, prefix, sent_to)
-        .await
-        .map_err(|e| e.to_string())??;
-    let mine = !sent && first.as_deref() == Some(node());
-    if !mine {
-        tracing::info!(%slot, "weekly report {what}: sent or being sent by another gateway");
-    }
-    Ok(mine)
-}
-
-/// The node of the first claim starting `prefix` in the trail's last 8 days.
-fn first_claim(
-    backend: &mut dyn crate::store::Backend,
-    now: jiff::Timestamp,
-    prefix: &str,
-) -> Result<Option<String>, crate::store::StoreError> {
-    #[derive(serde::Deserialize)]
-    struct Act {
-        kind: String,
-        #[serde(default)]
-        action: Option<crate::store::ActionRecord>,
-    }
-    let since = (now - jiff::SignedDuration::from_hours(8 * 24))
-        .strftime("%Y-%m-%dT%H:%M:%S")
-        .to_string();
-    let Some(range) = backend.seq_range(Some(&since), None)? else {
-        return Ok(None);
-    };
-    let mut first = None;
-    backend.scan(range, &[], &mut |entry| {
-        if let Ok(r) = serde_json::from_str::<Act>(&entry.record_json)
-            && r.kind == "action"
-            && let Some(a) = r.action
-            && a.actor == crate::store::GATEWAY
-            && let Some(node) = a.detail.strip_prefix(prefix)
-        {
-            first = Some(node.trim().to_string());
-            return Ok(false);
-        }
-        Ok(true)
-    })?;
-    Ok(first)
-}
-
 /// A trust's weekly report of `slot`: each school's DSLs get their own school's report (and
 /// its escalation recipients what concerns its headteacher or a DSL), then the trust-wide DSLs
 /// the trust summary. Each copy is claimed first, so of two gateways on one trail only one
@@ -277,7 +177,7 @@ async fn send_trust(
     relay: &Relay,
     slot: jiff::Timestamp,
     now: jiff::Timestamp,
-) -> Result<(), String> {
+) -> Result<Done, String> {
     let config = relay.config();
     let directory = relay.directory();
     let schools = relay.schools();
@@ -305,11 +205,18 @@ async fn send_trust(
     .map_err(|e| format!("the audit trail could not be read: {e}"))?;
 
     let mut later: Vec<String> = Vec::new();
+    // Copies another gateway is sending: looked at again soon (sent, or its claim expired).
+    let mut elsewhere = false;
     for (school, (dsl_copy, escalation)) in schools.iter().zip(&reports.schools) {
         let what = for_school(school.name());
         let to_dsls = format!("{what} {TO_DSLS_OF}");
-        if !claim(relay, slot, &what, &to_dsls).await? {
-            continue;
+        match claim(relay, SENT_PREFIX, slot, &what, &to_dsls).await? {
+            Claim::Mine => {}
+            Claim::Sent => continue,
+            Claim::Elsewhere(_) => {
+                elsewhere = true;
+                continue;
+            }
         }
         let dsl = addresses(&school.config.safeguarding.dsl);
         let detail = if dsl.is_empty() {
@@ -342,8 +249,15 @@ async fn send_trust(
         return Err(later.join("; "));
     }
 
-    if !claim(relay, slot, TRUST_SUMMARY, TO_TRUST).await? {
-        return Ok(());
+    // The summary goes last (its record counts the slot as sent): not while a school's copy
+    // is still another gateway's to send.
+    if elsewhere {
+        return Ok(Done::Elsewhere);
+    }
+    match claim(relay, SENT_PREFIX, slot, TRUST_SUMMARY, TO_TRUST).await? {
+        Claim::Mine => {}
+        Claim::Sent => return Ok(Done::Sent),
+        Claim::Elsewhere(_) => return Ok(Done::Elsewhere),
     }
     let trust_dsl = addresses(&config.safeguarding.dsl);
     let escalation = &reports.no_school_escalation;
@@ -388,7 +302,7 @@ async fn send_trust(
         now,
     )
     .await;
-    Ok(())
+    Ok(Done::Sent)
 }
 
 /// What a school's DSLs' record says after `for NAME`.

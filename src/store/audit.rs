@@ -55,6 +55,11 @@ pub enum RecordKind {
     /// The DSL reviewed a safeguarding case (a flagged message) or reopened it: see
     /// [`CaseReviewRecord`].
     CaseReview,
+    /// A client sent again a message already delivered (or held) and recorded, whose 250 it
+    /// never heard (the gateway died, or the connection broke, in between): answered 250 with
+    /// the original's queue id and NOT delivered (or held) again. Its `message` names the
+    /// retry's session and envelope; `detail` names the original's record.
+    RetryAnswered,
 }
 
 impl RecordKind {
@@ -72,11 +77,12 @@ impl RecordKind {
             RecordKind::UserChange => "user-change",
             RecordKind::TamperDetected => "tamper-detected",
             RecordKind::CaseReview => "case-review",
+            RecordKind::RetryAnswered => "retry-answered",
         }
     }
 
     /// Every kind, in the order above.
-    pub const ALL: [RecordKind; 11] = [
+    pub const ALL: [RecordKind; 12] = [
         RecordKind::Message,
         RecordKind::Start,
         RecordKind::Stop,
@@ -88,6 +94,7 @@ impl RecordKind {
         RecordKind::UserChange,
         RecordKind::TamperDetected,
         RecordKind::CaseReview,
+        RecordKind::RetryAnswered,
     ];
 }
 
@@ -414,6 +421,58 @@ impl AuditEntry {
 /// SHA-256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Which message a relay's record answered for: SHA-256 over the envelope sender, each
+/// recipient in order and the SHA-256 of the message as the client sent it (before our
+/// `Received:` header and any change). A client's retry of a message whose 250 it never heard
+/// has the same identity; a message written again by a person has another Message-ID and
+/// `Date:`, so another identity. Built from fields every message record keeps, so the record
+/// itself says which message it was.
+pub fn message_identity(mail_from: &str, rcpt_to: &[String], sha256_received: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"schoolgate message identity 1\0");
+    h.update(mail_from.as_bytes());
+    for r in rcpt_to {
+        h.update(b"\0");
+        h.update(r.as_bytes());
+    }
+    h.update(b"\0\0");
+    h.update(sha256_received.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// A message the relay answered 250 for, delivered or held, as its record remembers it: a
+/// retry of it is answered from this, not delivered or held again ([`crate::store::answered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnsweredMessage {
+    /// [`message_identity`].
+    pub identity: String,
+    /// The queue id the client was told.
+    pub queue_id: String,
+    /// `delivered` or `quarantined`.
+    pub outcome: String,
+    /// The quarantine entry of a held message.
+    pub quarantine_id: Option<String>,
+}
+
+/// The message `record` answered 250 for, when it is the relay's record of a message it
+/// delivered or held (the milter's messages are the mail server's to deliver and retry).
+pub fn answered_by(record: &AuditRecord) -> Option<AnsweredMessage> {
+    let m = record.message.as_ref()?;
+    let answered = record.kind == RecordKind::Message
+        && m.path.is_none()
+        && (m.outcome == "delivered" || m.outcome == "quarantined")
+        && m.reply.starts_with("250");
+    if !answered || m.sha256_received.is_empty() {
+        return None;
+    }
+    Some(AnsweredMessage {
+        identity: message_identity(&m.mail_from, &m.rcpt_to, &m.sha256_received),
+        queue_id: m.queue_id.clone()?,
+        outcome: m.outcome.clone(),
+        quarantine_id: m.quarantine_id.clone(),
+    })
 }
 
 /// Chains `records` one after another, the first after `head`.

@@ -7,6 +7,7 @@
 //! trait. Chaining and group commit live above the backend, in [`AuditLog`], so every backend
 //! gets them for free and no backend can fork the chain.
 
+pub mod answered;
 pub mod audit;
 pub mod logins;
 pub mod place;

@@ -16,10 +16,13 @@ use super::{AuditEntry, AuditRecord, Backend, ChainHead, NewEntry, RecordKind, S
 pub const DATABASE_FILE: &str = "schoolgate.db";
 
 /// The schema version this code writes; see [`MIGRATIONS`].
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// The first version with the export index, the head mark and checkpoints.
 const MARKS_VERSION: i64 = 3;
+
+/// The first version that remembers the messages answered 250 (`answered_message`).
+const ANSWERED_VERSION: i64 = 9;
 
 /// How many records a purge deletes per transaction, so the relay's writer never waits long.
 const PURGE_CHUNK: u64 = 5000;
@@ -135,6 +138,20 @@ const MIGRATIONS: &[&str] = &[
     // `[[schools]] name`s; empty: trust-wide), see `store::users`.
     "
     ALTER TABLE web_user ADD COLUMN schools TEXT NOT NULL DEFAULT '[]';
+",
+    // The messages the relay answered 250 for (delivered or held), by identity
+    // (`audit::message_identity`), written in the transaction that appends their record, so a
+    // client's retry after a crash is answered, not delivered again (see `store::answered`).
+    "
+    CREATE TABLE answered_message (
+        identity      TEXT PRIMARY KEY,
+        time          TEXT NOT NULL,
+        seq           INTEGER NOT NULL,
+        queue_id      TEXT NOT NULL,
+        outcome       TEXT NOT NULL,
+        quarantine_id TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX answered_message_time ON answered_message(time);
 ",
 ];
 
@@ -326,6 +343,25 @@ impl SqliteBackend {
             for NewEntry { entry: e, record } in entries {
                 for k in index_keys(record) {
                     key.execute(params![k, e.seq as i64])?;
+                }
+            }
+            if self.version >= ANSWERED_VERSION {
+                let mut answered = self.conn.prepare_cached(
+                    "INSERT OR IGNORE INTO answered_message
+                         (identity, time, seq, queue_id, outcome, quarantine_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for NewEntry { entry: e, record } in entries {
+                    if let Some(a) = super::audit::answered_by(record) {
+                        answered.execute(params![
+                            a.identity,
+                            record.time,
+                            e.seq as i64,
+                            a.queue_id,
+                            a.outcome,
+                            a.quarantine_id
+                        ])?;
+                    }
                 }
             }
             if let Some(NewEntry { entry: last, .. }) = entries.last() {

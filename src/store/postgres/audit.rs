@@ -173,7 +173,11 @@ pub(super) async fn insert(
     let mut hash = Vec::with_capacity(entries.len());
     let mut key = Vec::new();
     let mut key_seq = Vec::new();
+    let mut answered = Vec::new();
     for (e, r) in entries {
+        if let Some(a) = crate::store::audit::answered_by(r) {
+            answered.push((a, r.time.as_str(), e.seq as i64));
+        }
         seq.push(e.seq as i64);
         time.push(r.time.as_str());
         kind.push(r.kind.as_str());
@@ -209,6 +213,40 @@ pub(super) async fn insert(
             )
             .await?;
         c.execute(&keys, &[&key, &key_seq]).await?;
+    }
+    if !answered.is_empty() {
+        // The first record of a message wins: a retry is answered from it.
+        let stmt = c
+            .prepare_cached(
+                "INSERT INTO answered_message (identity, time, seq, queue_id, outcome, quarantine_id)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[],
+                                      $5::text[], $6::text[])
+                 ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        let identity: Vec<&str> = answered
+            .iter()
+            .map(|(a, _, _)| a.identity.as_str())
+            .collect();
+        let time: Vec<&str> = answered.iter().map(|(_, t, _)| *t).collect();
+        let seq: Vec<i64> = answered.iter().map(|(_, _, s)| *s).collect();
+        let queue_id: Vec<&str> = answered
+            .iter()
+            .map(|(a, _, _)| a.queue_id.as_str())
+            .collect();
+        let outcome: Vec<&str> = answered
+            .iter()
+            .map(|(a, _, _)| a.outcome.as_str())
+            .collect();
+        let quarantine_id: Vec<Option<&str>> = answered
+            .iter()
+            .map(|(a, _, _)| a.quarantine_id.as_deref())
+            .collect();
+        c.execute(
+            &stmt,
+            &[&identity, &time, &seq, &queue_id, &outcome, &quarantine_id],
+        )
+        .await?;
     }
     let mark = c
         .prepare_cached(

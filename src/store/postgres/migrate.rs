@@ -20,6 +20,8 @@ pub const TABLES: &[&str] = &[
     "audit_key",
     "audit_head",
     "audit_checkpoint",
+    // Filled by `insert` from the audit records copied (the messages answered 250).
+    "answered_message",
     // super::shared::copy_from_sqlite's:
     "quarantine",
     "web_user",

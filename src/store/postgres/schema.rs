@@ -62,6 +62,24 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         3,
         "ALTER TABLE web_user ADD COLUMN schools TEXT NOT NULL DEFAULT '[]';",
     ),
+    // The messages the relay answered 250 for (delivered or held), by identity, written in the
+    // transaction that appends their record, as SQLite's schema version 9 keeps them: a
+    // client's retry on either node after a crash is answered, not delivered again (see
+    // `crate::store::answered`).
+    (
+        4,
+        "
+        CREATE TABLE answered_message (
+            identity      TEXT PRIMARY KEY,
+            time          TEXT NOT NULL,
+            seq           BIGINT NOT NULL,
+            queue_id      TEXT NOT NULL,
+            outcome       TEXT NOT NULL,
+            quarantine_id TEXT
+        );
+        CREATE INDEX answered_message_time ON answered_message (time);
+        ",
+    ),
 ];
 
 /// The schema version this schoolgate writes.
