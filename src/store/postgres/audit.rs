@@ -148,11 +148,99 @@ fn head_of(row: Option<Row>) -> Option<ChainHead> {
 }
 
 async fn read_head(c: &ClientWrapper) -> Result<Option<ChainHead>, StoreError> {
-    let stmt = c
-        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        .await?;
+    let stmt = c.prepare_cached(READ_HEAD).await?;
     Ok(head_of(c.query_opt(&stmt, &[]).await?))
 }
+
+/// The columns of a batch of records, one array per column, as the `unnest` inserts take them.
+#[derive(Default)]
+struct Columns<'a> {
+    seq: Vec<i64>,
+    time: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    mail_from: Vec<Option<&'a str>>,
+    outcome: Vec<Option<&'a str>>,
+    json: Vec<&'a str>,
+    prev: Vec<&'a str>,
+    hash: Vec<&'a str>,
+    key: Vec<String>,
+    key_seq: Vec<i64>,
+    /// The messages answered (delivered or held) in the batch: [`INSERT_ANSWERED`]'s columns.
+    answered: Answered<'a>,
+}
+
+/// The columns of `answered_message` for a batch: the first record of a message wins, and a
+/// retry is answered from it.
+#[derive(Default)]
+struct Answered<'a> {
+    identity: Vec<String>,
+    time: Vec<&'a str>,
+    seq: Vec<i64>,
+    queue_id: Vec<String>,
+    outcome: Vec<String>,
+    quarantine_id: Vec<Option<String>>,
+}
+
+impl Answered<'_> {
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+        [
+            &self.identity,
+            &self.time,
+            &self.seq,
+            &self.queue_id,
+            &self.outcome,
+            &self.quarantine_id,
+        ]
+    }
+}
+
+impl<'a> Columns<'a> {
+    fn of(entries: &'a [(AuditEntry, AuditRecord)]) -> Columns<'a> {
+        let mut c = Columns::default();
+        for (e, r) in entries {
+            if let Some(a) = crate::store::audit::answered_by(r) {
+                c.answered.identity.push(a.identity);
+                c.answered.time.push(r.time.as_str());
+                c.answered.seq.push(e.seq as i64);
+                c.answered.queue_id.push(a.queue_id);
+                c.answered.outcome.push(a.outcome);
+                c.answered.quarantine_id.push(a.quarantine_id);
+            }
+            c.seq.push(e.seq as i64);
+            c.time.push(r.time.as_str());
+            c.kind.push(r.kind.as_str());
+            c.mail_from
+                .push(r.message.as_ref().map(|m| m.mail_from.as_str()));
+            c.outcome
+                .push(r.message.as_ref().map(|m| m.outcome.as_str()));
+            c.json.push(e.record_json.as_str());
+            c.prev.push(e.prev_hash.as_str());
+            c.hash.push(e.hash.as_str());
+            for k in index_keys(r) {
+                c.key.push(k);
+                c.key_seq.push(e.seq as i64);
+            }
+        }
+        c
+    }
+}
+
+const INSERT_ROWS: &str =
+    "INSERT INTO audit (seq, time, kind, mail_from, outcome, record, prev_hash, hash)
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+                          $5::text[], $6::text[], $7::text[], $8::text[])";
+const INSERT_KEYS: &str =
+    "INSERT INTO audit_key (key, seq) SELECT * FROM unnest($1::text[], $2::bigint[])
+     ON CONFLICT DO NOTHING";
+const INSERT_ANSWERED: &str =
+    "INSERT INTO answered_message (identity, time, seq, queue_id, outcome, quarantine_id)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[],
+                          $5::text[], $6::text[])
+     ON CONFLICT DO NOTHING";
+const MOVE_MARK: &str = "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2)
+     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash";
+const READ_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+const READ_MARK: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
 
 /// Inserts `entries` with their search columns and export keys and moves the head mark, in
 /// the transaction `c` is in: one statement per table whatever the batch size.
@@ -163,99 +251,124 @@ pub(super) async fn insert(
     let Some((last, _)) = entries.last() else {
         return Ok(());
     };
-    let mut seq = Vec::with_capacity(entries.len());
-    let mut time = Vec::with_capacity(entries.len());
-    let mut kind = Vec::with_capacity(entries.len());
-    let mut mail_from = Vec::with_capacity(entries.len());
-    let mut outcome = Vec::with_capacity(entries.len());
-    let mut json = Vec::with_capacity(entries.len());
-    let mut prev = Vec::with_capacity(entries.len());
-    let mut hash = Vec::with_capacity(entries.len());
-    let mut key = Vec::new();
-    let mut key_seq = Vec::new();
-    let mut answered = Vec::new();
-    for (e, r) in entries {
-        if let Some(a) = crate::store::audit::answered_by(r) {
-            answered.push((a, r.time.as_str(), e.seq as i64));
-        }
-        seq.push(e.seq as i64);
-        time.push(r.time.as_str());
-        kind.push(r.kind.as_str());
-        mail_from.push(r.message.as_ref().map(|m| m.mail_from.as_str()));
-        outcome.push(r.message.as_ref().map(|m| m.outcome.as_str()));
-        json.push(e.record_json.as_str());
-        prev.push(e.prev_hash.as_str());
-        hash.push(e.hash.as_str());
-        for k in index_keys(r) {
-            key.push(k);
-            key_seq.push(e.seq as i64);
-        }
-    }
-    let rows = c
-        .prepare_cached(
-            "INSERT INTO audit (seq, time, kind, mail_from, outcome, record, prev_hash, hash)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
-                                  $5::text[], $6::text[], $7::text[], $8::text[])",
-        )
-        .await?;
+    let cols = Columns::of(entries);
+    let rows = c.prepare_cached(INSERT_ROWS).await?;
     c.execute(
         &rows,
         &[
-            &seq, &time, &kind, &mail_from, &outcome, &json, &prev, &hash,
+            &cols.seq,
+            &cols.time,
+            &cols.kind,
+            &cols.mail_from,
+            &cols.outcome,
+            &cols.json,
+            &cols.prev,
+            &cols.hash,
         ],
     )
     .await?;
-    if !key.is_empty() {
-        let keys = c
-            .prepare_cached(
-                "INSERT INTO audit_key (key, seq) SELECT * FROM unnest($1::text[], $2::bigint[])
-                 ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        c.execute(&keys, &[&key, &key_seq]).await?;
+    if !cols.key.is_empty() {
+        let keys = c.prepare_cached(INSERT_KEYS).await?;
+        c.execute(&keys, &[&cols.key, &cols.key_seq]).await?;
     }
-    if !answered.is_empty() {
-        // The first record of a message wins: a retry is answered from it.
-        let stmt = c
-            .prepare_cached(
-                "INSERT INTO answered_message (identity, time, seq, queue_id, outcome, quarantine_id)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[],
-                                      $5::text[], $6::text[])
-                 ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        let identity: Vec<&str> = answered
-            .iter()
-            .map(|(a, _, _)| a.identity.as_str())
-            .collect();
-        let time: Vec<&str> = answered.iter().map(|(_, t, _)| *t).collect();
-        let seq: Vec<i64> = answered.iter().map(|(_, _, s)| *s).collect();
-        let queue_id: Vec<&str> = answered
-            .iter()
-            .map(|(a, _, _)| a.queue_id.as_str())
-            .collect();
-        let outcome: Vec<&str> = answered
-            .iter()
-            .map(|(a, _, _)| a.outcome.as_str())
-            .collect();
-        let quarantine_id: Vec<Option<&str>> = answered
-            .iter()
-            .map(|(a, _, _)| a.quarantine_id.as_deref())
-            .collect();
-        c.execute(
-            &stmt,
-            &[&identity, &time, &seq, &queue_id, &outcome, &quarantine_id],
-        )
-        .await?;
+    if !cols.answered.identity.is_empty() {
+        let answered = c.prepare_cached(INSERT_ANSWERED).await?;
+        c.execute(&answered, &cols.answered.params()).await?;
     }
-    let mark = c
-        .prepare_cached(
-            "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2)
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        )
-        .await?;
+    let mark = c.prepare_cached(MOVE_MARK).await?;
     c.execute(&mark, &[&(last.seq as i64), &last.hash]).await?;
     Ok(())
+}
+
+/// `BEGIN` and [`AUDIT_LOCK`] in one simple query (one round trip).
+const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(1936154997)";
+
+/// The relay's append ([`Backend::append_chained`]): the same transaction as
+/// [`PgAudit::locked`] around [`chain_and_insert`], in two round trips to the database rather
+/// than eight. The statements of each round are pipelined (sent together, answered in order;
+/// `tokio::join!` in `biased` mode polls, and so sends, them in the order written):
+/// 1. `BEGIN`, the advisory lock, the newest record and the head mark;
+/// 2. the rows, their export keys, the new head mark, and `COMMIT`.
+///
+/// Every statement's result is checked: if any failed, PostgreSQL has turned the `COMMIT`
+/// into a rollback, and the error is returned (the caller rolls back again, harmlessly). The
+/// statements are prepared (once per connection) before the rounds, so that nothing in a round
+/// waits for a `Parse` and is sent after the `COMMIT`.
+async fn append_pipelined(
+    c: &ClientWrapper,
+    records: Vec<AuditRecord>,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let (head_stmt, mark_stmt, rows, keys, answered, mark) = tokio::try_join!(
+        c.prepare_cached(READ_HEAD),
+        c.prepare_cached(READ_MARK),
+        c.prepare_cached(INSERT_ROWS),
+        c.prepare_cached(INSERT_KEYS),
+        c.prepare_cached(INSERT_ANSWERED),
+        c.prepare_cached(MOVE_MARK),
+    )?;
+    let (begun, head, marked) = tokio::join!(
+        biased;
+        c.batch_execute(BEGIN_LOCKED),
+        c.query_opt(&head_stmt, &[]),
+        c.query_opt(&mark_stmt, &[]),
+    );
+    begun?;
+    let head = head_of(head?);
+    let notice = notice_tampering(c, head.as_ref(), head_of(marked?)).await?;
+    let noticed = notice.is_some();
+    let all: Vec<AuditRecord> = notice.into_iter().chain(records).collect();
+    let refs: Vec<&AuditRecord> = all.iter().collect();
+    let entries = chain_all(head, &refs);
+    let pairs: Vec<(AuditEntry, AuditRecord)> = entries.into_iter().zip(all).collect();
+    let Some((last, _)) = pairs.last() else {
+        c.batch_execute("COMMIT").await?;
+        return Ok(Vec::new());
+    };
+    let cols = Columns::of(&pairs);
+    let row_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
+        &cols.seq,
+        &cols.time,
+        &cols.kind,
+        &cols.mail_from,
+        &cols.outcome,
+        &cols.json,
+        &cols.prev,
+        &cols.hash,
+    ];
+    let key_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&cols.key, &cols.key_seq];
+    let last_seq = last.seq as i64;
+    let mark_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&last_seq, &last.hash];
+    let answered_params = cols.answered.params();
+    let (inserted, keyed, remembered, moved, committed) = tokio::join!(
+        biased;
+        c.execute(&rows, &row_params),
+        async {
+            if cols.key.is_empty() {
+                Ok(0)
+            } else {
+                c.execute(&keys, &key_params).await
+            }
+        },
+        async {
+            if cols.answered.identity.is_empty() {
+                Ok(0)
+            } else {
+                c.execute(&answered, &answered_params).await
+            }
+        },
+        c.execute(&mark, &mark_params),
+        c.batch_execute("COMMIT"),
+    );
+    inserted?;
+    keyed?;
+    remembered?;
+    moved?;
+    committed?;
+    let mut out: Vec<AuditEntry> = pairs.into_iter().map(|(e, _)| e).collect();
+    if noticed {
+        out.remove(0);
+    }
+    Ok(out)
 }
 
 /// Inside the locked transaction: when the newest record is not the one the last commit
@@ -265,11 +378,9 @@ pub(super) async fn insert(
 async fn notice_tampering(
     c: &ClientWrapper,
     head: Option<&ChainHead>,
+    mark: Option<ChainHead>,
 ) -> Result<Option<AuditRecord>, StoreError> {
-    let stmt = c
-        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")
-        .await?;
-    let Some(mark) = head_of(c.query_opt(&stmt, &[]).await?) else {
+    let Some(mark) = mark else {
         return Ok(None);
     };
     if head == Some(&mark) {
@@ -307,7 +418,9 @@ async fn chain_and_insert(
     records: Vec<AuditRecord>,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let head = read_head(c).await?;
-    let notice = notice_tampering(c, head.as_ref()).await?;
+    let stmt = c.prepare_cached(READ_MARK).await?;
+    let mark = head_of(c.query_opt(&stmt, &[]).await?);
+    let notice = notice_tampering(c, head.as_ref(), mark).await?;
     let noticed = notice.is_some();
     let all: Vec<AuditRecord> = notice.into_iter().chain(records).collect();
     let refs: Vec<&AuditRecord> = all.iter().collect();
@@ -336,7 +449,14 @@ impl Backend for PgAudit {
 
     fn append_chained(&mut self, records: &[&AuditRecord]) -> Result<Vec<AuditEntry>, StoreError> {
         let owned: Vec<AuditRecord> = records.iter().map(|r| (*r).clone()).collect();
-        self.locked(move |tx| Box::pin(async move { chain_and_insert(tx, owned).await }))
+        self.pg.run(move |client| async move {
+            let done = append_pipelined(&client, owned).await;
+            if done.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
+                // Not back into the pool in an unknown state.
+                drop(Object::take(client));
+            }
+            done
+        })
     }
 
     fn read_from(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -694,5 +814,15 @@ impl Backend for PgAudit {
                 Ok(row.get::<_, i64>(0) as u64)
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pipelined_begin_takes_the_audit_lock() {
+        assert!(BEGIN_LOCKED.ends_with(&format!("pg_advisory_xact_lock({AUDIT_LOCK})")));
     }
 }
