@@ -313,6 +313,7 @@ fn run_end(text: &str, from: usize) -> usize {
 /// The word of the run of word characters at `start..end` of `text`, if it has a letter or a
 /// digit; `gap_start` is where the gap before it starts (the end of the word before), and
 /// `any_before` whether a word comes before it.
+#[inline(always)]
 fn word_of_run(
     text: &str,
     start: usize,
@@ -366,7 +367,8 @@ fn word_of_run(
         && gap
             .chars()
             .all(|c| matches!(c, ' ' | '\t' | '_' | '\u{a0}'));
-    let after_comma = any_before && gap.trim() == ",";
+    // (Most gaps are a space: trimmed only when there is a comma to find.)
+    let after_comma = any_before && gap.contains(',') && gap.trim() == ",";
     Some(Word {
         hash: word_hash(word),
         capital,
@@ -478,6 +480,12 @@ fn next_capital_or_wide(b: &[u8], from: usize) -> Option<usize> {
 /// as one number, without building a string.
 fn word_hash(word: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    if word.is_ascii() {
+        for &b in word.as_bytes() {
+            h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3);
+        }
+        return h;
+    }
     for c in word.chars() {
         // An ASCII letter folds to itself and lower-cases to one byte: the same hash, without
         // the Unicode tables (most words of a letter home are ASCII).

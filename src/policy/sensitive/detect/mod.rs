@@ -303,6 +303,7 @@ fn line_cues(line: &str, patterns: &Patterns, runs: &mut Vec<(usize, usize)>) ->
 /// The end of the run of ASCII letters and digits that starts at byte `from` of `b`, and
 /// whether the run holds a digit: eight bytes at a time, each eight classified at once (most
 /// words of a letter end within the first eight).
+#[inline(always)]
 fn ascii_word_end(b: &[u8], from: usize) -> (usize, bool) {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
