@@ -14,6 +14,7 @@ pub mod author;
 pub mod contact;
 pub mod data_protection;
 pub mod disclaimer;
+mod eight_bytes;
 pub mod holds;
 pub mod names;
 pub mod password;

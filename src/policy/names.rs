@@ -453,20 +453,12 @@ fn gap_start_before(text: &str, start: usize) -> usize {
 /// The first byte at or after `from` that is an ASCII capital or outside ASCII: eight bytes at a
 /// time, each eight tested at once.
 fn next_capital_or_wide(b: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+    use super::eight_bytes::{HIGH, between, first, load};
     let mut i = from;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(bytes);
-        let y = x & !HIGH;
-        // A byte's high bit: at least 'A' and not past 'Z' (no carries: each byte is < 0x80).
-        let capital =
-            (y + ONES * (0x80 - u64::from(b'A'))) & !(y + ONES * (0x7f - u64::from(b'Z')));
-        let m = (capital | x) & HIGH;
+    while let Some(x) = load(b, i) {
+        let m = (between(x & !HIGH, b'A', b'Z') | x) & HIGH;
         if m != 0 {
-            return Some(i + (m.trailing_zeros() / 8) as usize);
+            return Some(i + first(m));
         }
         i += 8;
     }

@@ -195,6 +195,20 @@ impl Answered<'_> {
 }
 
 impl<'a> Columns<'a> {
+    /// [`INSERT_ROWS`]'s parameters.
+    fn row_params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
+        [
+            &self.seq,
+            &self.time,
+            &self.kind,
+            &self.mail_from,
+            &self.outcome,
+            &self.json,
+            &self.prev,
+            &self.hash,
+        ]
+    }
+
     fn of(entries: &'a [(AuditEntry, AuditRecord)]) -> Columns<'a> {
         let mut c = Columns::default();
         for (e, r) in entries {
@@ -253,20 +267,7 @@ pub(super) async fn insert(
     };
     let cols = Columns::of(entries);
     let rows = c.prepare_cached(INSERT_ROWS).await?;
-    c.execute(
-        &rows,
-        &[
-            &cols.seq,
-            &cols.time,
-            &cols.kind,
-            &cols.mail_from,
-            &cols.outcome,
-            &cols.json,
-            &cols.prev,
-            &cols.hash,
-        ],
-    )
-    .await?;
+    c.execute(&rows, &cols.row_params()).await?;
     if !cols.key.is_empty() {
         let keys = c.prepare_cached(INSERT_KEYS).await?;
         c.execute(&keys, &[&cols.key, &cols.key_seq]).await?;
@@ -325,16 +326,7 @@ async fn append_pipelined(
         return Ok(Vec::new());
     };
     let cols = Columns::of(&pairs);
-    let row_params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
-        &cols.seq,
-        &cols.time,
-        &cols.kind,
-        &cols.mail_from,
-        &cols.outcome,
-        &cols.json,
-        &cols.prev,
-        &cols.hash,
-    ];
+    let row_params = cols.row_params();
     let key_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&cols.key, &cols.key_seq];
     let last_seq = last.seq as i64;
     let mark_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&last_seq, &last.hash];

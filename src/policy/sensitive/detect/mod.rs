@@ -305,19 +305,10 @@ fn line_cues(line: &str, patterns: &Patterns, runs: &mut Vec<(usize, usize)>) ->
 /// words of a letter end within the first eight).
 #[inline(always)]
 fn ascii_word_end(b: &[u8], from: usize) -> (usize, bool) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte's high bit when it is at least `lo` and at most `hi` (each byte below 0x80, so no
-    // carries between bytes).
-    let between = |y: u64, lo: u8, hi: u8| {
-        (y + ONES * (0x80 - u64::from(lo))) & !(y + ONES * (0x7f - u64::from(hi))) & HIGH
-    };
+    use crate::policy::eight_bytes::{HIGH, ONES, between, first, load};
     let mut i = from;
     let mut digits = false;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(bytes);
+    while let Some(x) = load(b, i) {
         let y = x & !HIGH;
         let digit = between(y, b'0', b'9') & !x;
         let letter = between(y | (ONES * 0x20), b'a', b'z') & !x;
@@ -327,7 +318,7 @@ fn ascii_word_end(b: &[u8], from: usize) -> (usize, bool) {
             i += 8;
             continue;
         }
-        let k = other.trailing_zeros() as usize / 8;
+        let k = first(other);
         // The digits among the word's bytes of this eight.
         digits |= digit & ((1u64 << (k * 8)) - 1) != 0;
         return (i + k, digits);

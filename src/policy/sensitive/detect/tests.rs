@@ -995,9 +995,7 @@ fn the_one_pass_digit_count_is_the_six_digits_rule() {
     for _ in 0..20_000 {
         line.clear();
         for _ in 0..8 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            xorshift(&mut seed);
             line.push_str(pieces[(seed % pieces.len() as u64) as usize]);
         }
         let mut runs = Vec::new();
@@ -1057,9 +1055,7 @@ fn the_words_around_each_long_number_hold_every_identifier_the_whole_line_holds(
     for _ in 0..20_000 {
         line.clear();
         for _ in 0..10 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            xorshift(&mut seed);
             line.push_str(pieces[(seed % pieces.len() as u64) as usize]);
             if seed & 0x300 != 0 {
                 line.push(' ');
@@ -1100,9 +1096,7 @@ fn the_eight_byte_word_reader_ends_words_where_the_byte_reader_does() {
     for _ in 0..20_000 {
         text.clear();
         for _ in 0..6 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            xorshift(&mut seed);
             text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
         }
         let b = text.as_bytes();
@@ -1119,4 +1113,12 @@ fn the_eight_byte_word_reader_ends_words_where_the_byte_reader_does() {
             );
         }
     }
+}
+
+/// The next number of a xorshift sequence: random enough to mix test pieces, and the same on
+/// every run.
+fn xorshift(seed: &mut u64) {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
 }
