@@ -347,7 +347,7 @@ fn base_record(
         queue_id: Some(queue_id.to_string()),
         path: Some(PATH.into()),
         mta_queue_id,
-        ..summary_record(original, summary)
+        ..summary_record(original, sha256_hex(original), summary)
     }
 }
 

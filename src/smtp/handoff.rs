@@ -117,7 +117,11 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     let (config, directory) = relay.for_sender(&received.envelope.mail_from);
     // A retry of a message already delivered or held and recorded (its 250 lost on the way):
     // answered from its record, not delivered or held again (`super::retry`).
-    if let Some(reply) = super::retry::answer_a_retry(relay, &config, &received).await {
+    // The message's SHA-256, once: its identity for the retry check and its audit record.
+    let sha256_received = sha256_hex(received.original());
+    if let Some(reply) =
+        super::retry::answer_a_retry(relay, &config, &received, &sha256_received).await
+    {
         return reply;
     }
     let now = jiff::Timestamp::now();
@@ -157,7 +161,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     } else {
         String::new()
     };
-    let mut record = base_record(&received, original, &decision.summary);
+    let mut record = base_record(&received, original, sha256_received, &decision.summary);
     record_decision(&mut record, &decision);
     record.school = config.trust_school.clone();
     // With `[dkim] arc = true`: what the incoming signatures say, before the rewrite (DNS).
@@ -493,7 +497,7 @@ pub async fn record_unaccepted(
 ) {
     let original = received.original();
     let summary = policy::summarise(original);
-    let mut record = base_record(received, original, &summary);
+    let mut record = base_record(received, original, sha256_hex(original), &summary);
     record.size = size;
     record.verdict = "none".into();
     record.outcome = outcome.into();
@@ -507,6 +511,7 @@ pub async fn record_unaccepted(
 pub(crate) fn base_record(
     received: &Received,
     original: &[u8],
+    sha256_received: String,
     summary: &policy::MessageSummary,
 ) -> MessageRecord {
     MessageRecord {
@@ -516,7 +521,7 @@ pub(crate) fn base_record(
         mail_from: received.envelope.mail_from.clone(),
         rcpt_to: received.envelope.rcpt_to.clone(),
         queue_id: Some(received.queue_id.clone()),
-        ..summary_record(original, summary)
+        ..summary_record(original, sha256_received, summary)
     }
 }
 
@@ -809,8 +814,13 @@ pub(crate) async fn follow_up(
 }
 
 /// The fields of a message record that come from the message itself (the shell adds the
-/// session: client, HELO, TLS, envelope, ids).
-pub(crate) fn summary_record(original: &[u8], summary: &policy::MessageSummary) -> MessageRecord {
+/// session: client, HELO, TLS, envelope, ids); `sha256_received` is [`sha256_hex`] of
+/// `original`, which the caller has already worked out.
+pub(crate) fn summary_record(
+    original: &[u8],
+    sha256_received: String,
+    summary: &policy::MessageSummary,
+) -> MessageRecord {
     MessageRecord {
         header_from: summary.from.clone(),
         header_to: summary.to.clone(),
@@ -818,7 +828,7 @@ pub(crate) fn summary_record(original: &[u8], summary: &policy::MessageSummary) 
         subject: summary.subject.clone(),
         message_id: summary.message_id.clone(),
         size: original.len() as u64,
-        sha256_received: sha256_hex(original),
+        sha256_received,
         ..MessageRecord::default()
     }
 }

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::handoff::{Received, base_record, sha256_hex};
+use super::handoff::{Received, base_record};
 use super::server::Relay;
 use crate::store::answered::{Answer, AnsweredMessages};
 use crate::store::{AuditRecord, RecordKind};
@@ -32,32 +32,33 @@ pub async fn answer_a_retry(
     relay: &Relay,
     config: &crate::config::Config,
     received: &Received,
+    sha256_received: &str,
 ) -> Option<String> {
     let original = received.original();
     let identity = crate::store::audit::message_identity(
         &received.envelope.mail_from,
         &received.envelope.rcpt_to,
-        &sha256_hex(original),
+        sha256_received,
     );
     let answered = AnsweredMessages::open(&config.storage);
     let found = tokio::task::spawn_blocking(move || answered.find(&identity)).await;
+    // The look-up failed, or its thread did: either way nothing says it is no retry.
+    let found = match found {
+        Ok(found) => found.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     let answer = match found {
-        Ok(Ok(None)) => return None,
-        Ok(Ok(Some(answer))) => answer,
-        Ok(Err(e)) => {
-            tracing::error!(queue_id = %received.queue_id, error = %e,
-                "cannot tell whether this message was delivered before; telling the client to try again");
-            return Some("451 4.3.0 Delivery records unavailable, try again later".into());
-        }
-        Err(e) => {
-            tracing::error!(queue_id = %received.queue_id, error = %e,
+        Ok(None) => return None,
+        Ok(Some(answer)) => answer,
+        Err(error) => {
+            tracing::error!(queue_id = %received.queue_id, %error,
                 "cannot tell whether this message was delivered before; telling the client to try again");
             return Some("451 4.3.0 Delivery records unavailable, try again later".into());
         }
     };
     let (reply, outcome, done) = reply_to_retry(&answer);
     let summary = crate::policy::summarise(original);
-    let mut record = base_record(received, original, &summary);
+    let mut record = base_record(received, original, sha256_received.to_string(), &summary);
     record.verdict = "none".into();
     record.outcome = outcome.into();
     record.school = config.trust_school.clone();
