@@ -16,6 +16,7 @@ pub mod data_protection;
 pub mod disclaimer;
 mod eight_bytes;
 pub mod holds;
+mod letters;
 pub mod names;
 pub mod password;
 pub mod release;

@@ -14,6 +14,7 @@
 
 mod dates;
 mod ids;
+mod skim;
 #[cfg(test)]
 mod tests;
 mod vocab;
@@ -107,45 +108,132 @@ pub fn nothing_to_count(text: &str, vocabulary: &Vocabulary) -> bool {
     if text.contains('\t') {
         return false;
     }
-    let cues = &*CUES;
-    let birth = [cues.dob, cues.birthdate, cues.born, cues.birth, cues.d];
-    let mut toks = Vec::new();
-    let mut ids = Vec::new();
-    let mut runs = Vec::new();
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        // Most lines of a letter have no word that matters and no long number: seen from their
-        // bytes, with no word hashed.
-        let look = line_cues(line, &vocabulary.patterns, &mut runs);
-        if !look.word && !look.six_digits {
-            continue;
+    // The text is skimmed for the places a line may hold something; only the lines that touch
+    // one are read, and a line with nothing but a long number only around its numbers.
+    let places = skim::places_to_read(text, &vocabulary.patterns);
+    let mut reader = LineReader::default();
+    let read_in_full = lines_touched(text, places.words);
+    for line in &read_in_full {
+        if reader.may_count(text.get(line.clone()).unwrap_or_default(), vocabulary) {
+            return false;
         }
-        if look.word {
-            tokenize(line, &mut toks);
-            if toks.iter().any(|t| birth.contains(&t.hash))
-                || vocabulary.patterns.may_find(line, &toks)
-            {
-                return false;
-            }
-        }
-        if look.word {
-            // The pass stopped at the word: the rest of the line's numbers are still to count.
-            six_digit_runs(line, &mut runs);
-        }
-        if !runs.is_empty() {
-            // Only the words around each long number are read for an identifier: a paragraph
-            // that gives the office's telephone number is not hashed word by word for it.
-            for &(start, end) in &runs {
-                let near = around(line, start, end);
-                tokenize(near, &mut toks);
-                id_candidates(near, &toks, &mut ids);
-                if !ids.is_empty() {
-                    return false;
-                }
-            }
+    }
+    for line in lines_touched(text, places.digits) {
+        if read_in_full
+            .binary_search_by_key(&line.start, |l| l.start)
+            .is_err()
+            && reader.numbers_may_count(text.get(line).unwrap_or_default())
+        {
+            return false;
         }
     }
     true
+}
+
+/// The lines of `text` (their `\n` left off) that `places` touch, in order, each once.
+fn lines_touched(
+    text: &str,
+    mut places: Vec<std::ops::Range<usize>>,
+) -> Vec<std::ops::Range<usize>> {
+    places.sort_unstable_by_key(|p| p.start);
+    let b = text.as_bytes();
+    let mut lines = Vec::new();
+    // Where the lines not yet taken start.
+    let mut unread = 0;
+    for place in places {
+        if place.end <= unread {
+            continue;
+        }
+        let from = place.start.max(unread);
+        let mut start = b
+            .get(unread..from)
+            .and_then(|before| memchr::memrchr(b'\n', before))
+            .map_or(unread, |k| unread + k + 1);
+        // Every line from the one `place` starts in to the one it ends in.
+        loop {
+            let end = b
+                .get(start..)
+                .and_then(|rest| memchr::memchr(b'\n', rest))
+                .map_or(b.len(), |k| start + k);
+            lines.push(start..end);
+            start = end + 1;
+            if start >= place.end || end == b.len() {
+                break;
+            }
+        }
+        unread = start;
+    }
+    lines
+}
+
+/// What [`nothing_to_count`] checks one line with: buffers kept from line to line.
+#[derive(Default)]
+struct LineReader {
+    toks: Vec<Tok>,
+    ids: Vec<(IdCandidate, usize)>,
+    runs: Vec<(usize, usize)>,
+}
+
+impl LineReader {
+    /// Whether a full scan could count something on `line` (its `\n` left off): a word that
+    /// may start a term, a marking or a date-of-birth label, or an identifier.
+    fn may_count(&mut self, line: &str, vocabulary: &Vocabulary) -> bool {
+        let cues = &*CUES;
+        let birth = [cues.dob, cues.birthdate, cues.born, cues.birth, cues.d];
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let (toks, runs) = (&mut self.toks, &mut self.runs);
+        // Most lines of a letter have no word that matters and no long number: seen from their
+        // bytes, with no word hashed.
+        let look = line_cues(line, &vocabulary.patterns, runs);
+        if !look.word && !look.six_digits {
+            return false;
+        }
+        if look.word {
+            tokenize(line, toks);
+            if toks.iter().any(|t| birth.contains(&t.hash))
+                || vocabulary.patterns.may_find(line, toks)
+            {
+                return true;
+            }
+            // The pass stopped at the word: the rest of the line's numbers are still to count.
+            six_digit_runs(line, runs);
+        }
+        self.identifier_near_numbers(line)
+    }
+
+    /// [`LineReader::may_count`] of a line known to hold no word that matters and no letter
+    /// outside ASCII: only its long numbers are read.
+    fn numbers_may_count(&mut self, line: &str) -> bool {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        six_digit_runs(line, &mut self.runs);
+        self.identifier_near_numbers(line)
+    }
+
+    /// Whether an identifier stands around one of the runs of six digits ([`six_digit_runs`])
+    /// of `line` last found.
+    fn identifier_near_numbers(&mut self, line: &str) -> bool {
+        // Only the words around each long number are read for an identifier: a paragraph
+        // that gives the office's telephone number is not hashed word by word for it.
+        for &(start, end) in &self.runs {
+            let near = around(line, start, end);
+            tokenize(near, &mut self.toks);
+            id_candidates(near, &self.toks, &mut self.ids);
+            if !self.ids.is_empty() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// [`nothing_to_count`] reading every line (what the skim must agree with).
+#[cfg(test)]
+fn nothing_to_count_line_by_line(text: &str, vocabulary: &Vocabulary) -> bool {
+    let mut reader = LineReader::default();
+    !text.contains('\t')
+        && !text
+            .split('\n')
+            .any(|line| reader.may_count(line, vocabulary))
 }
 
 /// The runs of [`six_digits`] in `line`: (first byte, byte after the last digit) of each run
@@ -153,25 +241,43 @@ pub fn nothing_to_count(text: &str, vocabulary: &Vocabulary) -> bool {
 fn six_digit_runs(line: &str, out: &mut Vec<(usize, usize)>) {
     out.clear();
     let b = line.as_bytes();
-    let digit = |k: Option<usize>| k.and_then(|k| b.get(k)).is_some_and(u8::is_ascii_digit);
-    let mut run = 0;
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c.is_ascii_digit() {
-            if run == 0 {
-                start = i;
+    let mut i = 0;
+    while let Some(start) = next_digit(b, i) {
+        // The run: digits, a single space or hyphen allowed between two.
+        let (mut digits, mut end) = (0, start);
+        i = start;
+        while let Some(&c) = b.get(i) {
+            if c.is_ascii_digit() {
+                digits += 1;
+                i += 1;
+                end = i;
+            } else if matches!(c, b' ' | b'-') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            } else {
+                break;
             }
-            run += 1;
-            if run >= 6 {
-                match out.last_mut() {
-                    Some(last) if last.0 == start => last.1 = i + 1,
-                    _ => out.push((start, i + 1)),
-                }
-            }
-        } else if !(matches!(c, b' ' | b'-') && digit(i.checked_sub(1)) && digit(Some(i + 1))) {
-            run = 0;
+        }
+        if digits >= 6 {
+            out.push((start, end));
         }
     }
+}
+
+/// The first ASCII digit of `b` at or after `from`: eight bytes at a time.
+fn next_digit(b: &[u8], from: usize) -> Option<usize> {
+    use crate::policy::eight_bytes::{HIGH, between, first, load};
+    let mut i = from;
+    while let Some(x) = load(b, i) {
+        let digit = between(x & !HIGH, b'0', b'9') & !x;
+        if digit != 0 {
+            return Some(i + first(digit));
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|k| i + k)
 }
 
 /// The part of `line` around bytes `start..end` that [`id_candidates`] needs to read every
@@ -285,14 +391,7 @@ fn line_cues(line: &str, patterns: &Patterns, runs: &mut Vec<(usize, usize)>) ->
             look.word = true;
             return look;
         }
-        let word = &b[start..i];
-        if patterns.may_matter_by_letters(word)
-            && (patterns.may_start(word)
-                || BIRTH_CUES.iter().any(|cue| word.eq_ignore_ascii_case(cue))
-                || (word.len() <= 5
-                    && word.iter().any(u8::is_ascii_uppercase)
-                    && line.get(start..i).is_some_and(|w| patterns.is_acronym(w))))
-        {
+        if skim::word_may_matter(line, start..i, patterns) {
             look.word = true;
             return look;
         }

@@ -1122,3 +1122,88 @@ fn xorshift(seed: &mut u64) {
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;
 }
+
+#[test]
+fn the_skim_reads_every_line_the_line_by_line_check_would_stop_at() {
+    // Texts of words that do and do not matter, numbers, letters outside ASCII, typographic
+    // punctuation and line ends, long enough to cross many 64-byte blocks: the skim says
+    // what reading every line says.
+    let vocabulary = Vocabulary::new(&["Nurture group".into()], &["OFFICIAL-SENSITIVE".into()]);
+    let pieces = [
+        "the",
+        "class",
+        "trip",
+        "Thursday",
+        "museum",
+        "homework",
+        "EHCP",
+        "SENCO",
+        "DOB",
+        "born",
+        "nurture group",
+        "OFFICIAL-SENSITIVE",
+        "asthma",
+        "child protection",
+        "Jamie",
+        "Siân",
+        "Zoë",
+        "\u{2019}",
+        "\u{201c}",
+        "\u{2013}",
+        "é",
+        "9.30",
+        "14/03/2015",
+        "12",
+        "943 476 5919",
+        "943",
+        "476",
+        "5919",
+        "01632 960123",
+        "1234567899",
+        "AB 12 34 56 C",
+        "H801200001001",
+        "123",
+        "45",
+        "6",
+        "-",
+        " ",
+        ", ",
+        ".",
+        "\n",
+        "\r\n",
+        "\n\n",
+        "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm",
+    ];
+    let mut seed: u64 = 0x51ce_b10c;
+    let (mut yes, mut no) = (0, 0);
+    let mut text = String::new();
+    for round in 0..6_000 {
+        text.clear();
+        // Mostly ordinary words, so that many texts need nothing read.
+        let n = 5 + round % 120;
+        for _ in 0..n {
+            xorshift(&mut seed);
+            let k = (seed % pieces.len() as u64) as usize;
+            let piece = if seed & 0x7000 == 0 {
+                pieces[k]
+            } else {
+                ["the", "class", "trip", "Thursday", "homework", "12"][k % 6]
+            };
+            text.push_str(piece);
+            if seed & 0x300 != 0 {
+                text.push(' ');
+            }
+        }
+        let skimmed = nothing_to_count(&text, &vocabulary);
+        assert_eq!(
+            skimmed,
+            nothing_to_count_line_by_line(&text, &vocabulary),
+            "{text:?}"
+        );
+        if skimmed { yes += 1 } else { no += 1 }
+    }
+    assert!(
+        yes > 500 && no > 500,
+        "too one-sided to test anything: {yes} yes, {no} no"
+    );
+}

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::words::{ByHash, Tok, hashes, marking_gap, phrase_gap};
+use crate::policy::letters::ByLetters;
 
 /// How much a term says on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,50 +51,13 @@ pub struct Patterns {
     /// Terms that are staff roles ([`JOB_TITLES`]).
     job_titles: Vec<usize>,
     /// The phrases' first words by their letters, before any hashing
-    /// ([`Patterns::may_start`]): a bit per [`letters_key`] of each first word whose folded,
+    /// ([`Patterns::may_start`]): each first word whose folded,
     /// lower-case spelling is ASCII.
-    first_letters: Vec<u64>,
+    first_letters: ByLetters,
     /// [`Patterns::first_letters`] with the acronyms' and the date-of-birth cues' bits too:
     /// a word without its bit here is nothing `nothing_to_count` looks for
     /// ([`Patterns::may_matter_by_letters`]).
-    cue_letters: Vec<u64>,
-}
-
-/// Bits in [`Patterns::first_letters`].
-const FIRST_LETTER_BITS: usize = 16_384;
-
-/// Sets `bit` (a [`letters_key`]) in a bit set of [`FIRST_LETTER_BITS`].
-fn set_bit(set: &mut Vec<u64>, bit: Option<usize>) {
-    let Some(bit) = bit else {
-        return;
-    };
-    if set.is_empty() {
-        *set = vec![0; FIRST_LETTER_BITS / 64];
-    }
-    if let Some(slot) = set.get_mut(bit / 64) {
-        *slot |= 1 << (bit % 64);
-    }
-}
-
-/// The bit of a word by its first two and last two letters and its length (ASCII, any case):
-/// "and" is not "ADD", nor "science" "suicide".
-#[inline]
-fn letters_key(word: &[u8]) -> Option<usize> {
-    let (&first, &last) = (word.first()?, word.last()?);
-    let second = word.get(1).copied().unwrap_or(first);
-    let penult = word
-        .len()
-        .checked_sub(2)
-        .and_then(|k| word.get(k))
-        .copied()
-        .unwrap_or(last);
-    let key = u64::from(first.to_ascii_lowercase())
-        | u64::from(second.to_ascii_lowercase()) << 8
-        | u64::from(penult.to_ascii_lowercase()) << 16
-        | u64::from(last.to_ascii_lowercase()) << 24
-        | (word.len().min(255) as u64) << 32;
-    // The top 14 bits of a 64-bit multiplicative hash: every one of the set's bits is used.
-    Some((key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 50) as usize % FIRST_LETTER_BITS)
+    cue_letters: ByLetters,
 }
 
 /// Strong terms: special-category or safeguarding data wherever they stand beside a person.
@@ -335,7 +299,7 @@ static BUILT_IN: std::sync::LazyLock<Patterns> = std::sync::LazyLock::new(|| {
     p.add_phrase("official sensitive", Meaning::OfficialSensitive);
     p.add_phrase("officialsensitive", Meaning::OfficialSensitive);
     for cue in super::BIRTH_CUES {
-        set_bit(&mut p.cue_letters, letters_key(cue));
+        p.cue_letters.insert(cue);
     }
     p.job_titles = p
         .terms
@@ -413,7 +377,7 @@ impl Patterns {
         let i = self.terms.len();
         self.terms.push((t.to_string(), Strength::Weak));
         self.acronyms.insert(t.to_string(), i);
-        set_bit(&mut self.cue_letters, letters_key(t.as_bytes()));
+        self.cue_letters.insert(t.as_bytes());
     }
 
     fn add_phrase(&mut self, t: &str, meaning: Meaning) {
@@ -433,11 +397,10 @@ impl Patterns {
             .flat_map(|c| crate::directory::fold_letter(c).to_lowercase())
             .collect();
         if folded.is_ascii() {
-            let bit = letters_key(folded.as_bytes());
-            set_bit(&mut self.first_letters, bit);
+            self.first_letters.insert(folded.as_bytes());
             // What is no term ("medical room") is nothing `nothing_to_count` looks for.
             if !matches!(meaning, Meaning::NotATerm) {
-                set_bit(&mut self.cue_letters, bit);
+                self.cue_letters.insert(folded.as_bytes());
             }
         }
         let list = self.phrases.entry(first).or_default();
@@ -497,11 +460,7 @@ impl Patterns {
     /// few other words through too.
     #[inline]
     pub fn may_matter_by_letters(&self, word: &[u8]) -> bool {
-        letters_key(word).is_some_and(|bit| {
-            self.cue_letters
-                .get(bit / 64)
-                .is_some_and(|slot| slot & (1 << (bit % 64)) != 0)
-        })
+        self.cue_letters.may_hold(word)
     }
 
     /// Whether `word` (ASCII letters and digits, a whole word of a line) starts a term or a
@@ -509,11 +468,7 @@ impl Patterns {
     /// most words of a letter need no hash to learn that they do not matter.
     #[inline]
     pub fn may_start(&self, word: &[u8]) -> bool {
-        let by_letters = letters_key(word).is_some_and(|bit| {
-            self.first_letters
-                .get(bit / 64)
-                .is_some_and(|slot| slot & (1 << (bit % 64)) != 0)
-        });
+        let by_letters = self.first_letters.may_hold(word);
         // The letters let a few words through that start nothing: their hash says.
         by_letters
             && self
