@@ -14,6 +14,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::directory::{Directory, fold_letter, name_key};
+use crate::policy::letters::ByLetters;
 use crate::policy::sensitive::detect::NameIndex;
 
 /// The directory's pupils by surname.
@@ -21,6 +22,8 @@ use crate::policy::sensitive::detect::NameIndex;
 pub struct PupilNames {
     /// Every pupil's folded surname word (its hash).
     surnames: ByHash<()>,
+    /// The same words by their letters: most words of a letter are let go without a hash.
+    surname_letters: ByLetters,
     /// [`pair`] of a pupil's first name and surname → the pupils' indices in
     /// [`Directory::people`].
     by_name: ByHash<Vec<usize>>,
@@ -87,6 +90,7 @@ impl PupilNames {
             if words.len() < 2 {
                 continue;
             }
+            index.surname_letters.insert(last.as_bytes());
             let (first, last) = (word_hash(first), word_hash(last));
             index.surnames.insert(last, ());
             let list = index.by_name.entry(pair(first, last)).or_default();
@@ -114,10 +118,11 @@ impl PupilNames {
             return;
         }
         // Prose keeps only the words written with a capital: no other word can be part of a
-        // name there, and most words of a letter are not.
-        let words = match reading {
-            Reading::Label => words(text),
-            Reading::Prose => capital_words(text),
+        // name there, and most words of a letter are not. Of those, only a word that may be a
+        // surname, and the words beside it, are read in full.
+        let kept = match reading {
+            Reading::Label => Kept::All(words(text)),
+            Reading::Prose => Kept::capitals(text),
         };
         let capital_ok = |w: &Word| reading == Reading::Label || w.capital;
         // Two kept words with no word between them: no letter or digit.
@@ -125,46 +130,158 @@ impl PupilNames {
             text.get(a.after..b.start)
                 .is_some_and(|between| !between.chars().any(char::is_alphanumeric))
         };
-        let mut add = |pupils: &[usize], from: usize, to: usize| {
+        let mut add = |pupils: &[usize], a: &Word, b: &Word| {
             for &person in pupils {
                 if !is_pupil(person) || out.iter().any(|n| n.person == person) {
                     continue;
                 }
-                let (a, b) = (words[from].start, words[to].end);
                 out.push(Named {
                     person,
-                    written: text.get(a..b).unwrap_or_default().to_string(),
+                    written: text.get(a.start..b.end).unwrap_or_default().to_string(),
                 });
             }
         };
-        for (i, w) in words.iter().enumerate() {
-            if !self.surnames.contains_key(&w.hash) || !capital_ok(w) {
+        for i in 0..kept.len() {
+            if !kept.may_be_surname(i, self) {
+                continue;
+            }
+            let Some(w) = kept.word(i) else {
+                continue;
+            };
+            if !self.surnames.contains_key(&w.hash) || !capital_ok(&w) {
                 continue;
             }
             // "Jamie Carter", "Jamie Lee Carter", "Jamie Lee Anne Carter".
-            let mut k = i;
-            while k > 0 && i - k < 3 {
-                let before = &words[k - 1];
-                if !next_to(before, &words[k]) || !words[k].joined || !capital_ok(before) {
+            let (mut k, mut at_k) = (i, w);
+            for _ in 0..3 {
+                let Some((before_k, before)) = kept.before(k) else {
+                    break;
+                };
+                if !next_to(&before, &at_k) || !at_k.joined || !capital_ok(&before) {
                     break;
                 }
                 if let Some(pupils) = self.by_name.get(&pair(before.hash, w.hash)) {
-                    add(pupils, k - 1, i);
+                    add(pupils, &before, &w);
                     break;
                 }
-                k -= 1;
+                (k, at_k) = (before_k, before);
             }
             // "CARTER Jamie", "Carter, Jamie", "Carter_Jamie".
-            if let Some(n) = words.get(i + 1)
-                && next_to(w, n)
+            if let Some((_, n)) = kept.after(i)
+                && next_to(&w, &n)
                 && (n.joined || n.after_comma)
-                && capital_ok(n)
+                && capital_ok(&n)
                 && !w.possessive
                 && let Some(pupils) = self.by_name.get(&pair(n.hash, w.hash))
             {
-                add(pupils, i, i + 1);
+                add(pupils, &w, &n);
             }
         }
+    }
+}
+
+/// The words [`PupilNames::find`] reads, in order.
+enum Kept<'t> {
+    /// Every word, read in full (a subject or a file name: short).
+    All(Vec<Word>),
+    /// The runs of word characters of prose that hold a capital ([`capital_runs`]): each read in
+    /// full only when asked for, as a surname or beside one.
+    Capitals {
+        text: &'t str,
+        runs: Vec<(usize, usize)>,
+        /// The first letter or digit of the text: a word comes before any later one.
+        first_alnum: usize,
+    },
+}
+
+impl<'t> Kept<'t> {
+    fn capitals(text: &'t str) -> Kept<'t> {
+        Kept::Capitals {
+            text,
+            runs: capital_runs(text),
+            first_alnum: text
+                .char_indices()
+                .find(|(_, c)| c.is_alphanumeric())
+                .map_or(usize::MAX, |(i, _)| i),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Kept::All(words) => words.len(),
+            Kept::Capitals { runs, .. } => runs.len(),
+        }
+    }
+
+    /// Word `i`, if it is one the reading keeps (in prose, written with a capital).
+    fn word(&self, i: usize) -> Option<Word> {
+        match self {
+            Kept::All(words) => words.get(i).copied(),
+            Kept::Capitals {
+                text,
+                runs,
+                first_alnum,
+            } => {
+                let &(start, end) = runs.get(i)?;
+                word_of_run(
+                    text,
+                    start,
+                    end,
+                    gap_start_before(text, start),
+                    *first_alnum < start,
+                )
+                .filter(|w| w.capital)
+            }
+        }
+    }
+
+    /// Whether word `i` may be a pupil's surname: false only when it certainly is not. A run of
+    /// ASCII letters and digits that starts with a capital is its own word (less a possessive
+    /// "'s"): its hash is worked out from its bytes, without the rest of [`word_of_run`].
+    fn may_be_surname(&self, i: usize, index: &PupilNames) -> bool {
+        let (text, &(start, end)) = match self {
+            Kept::All(words) => {
+                return words
+                    .get(i)
+                    .is_some_and(|w| index.surnames.contains_key(&w.hash));
+            }
+            Kept::Capitals { text, runs, .. } => match runs.get(i) {
+                Some(run) => (*text, run),
+                None => return false,
+            },
+        };
+        let Some(run) = text.as_bytes().get(start..end) else {
+            return false;
+        };
+        let (Some(&first), Some(&last)) = (run.first(), run.last()) else {
+            return false;
+        };
+        if !run.is_ascii() || !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+            // Trimmed, or folded: read in full.
+            return true;
+        }
+        if !first.is_ascii_uppercase() {
+            return false;
+        }
+        let word = match run
+            .len()
+            .checked_sub(2)
+            .and_then(|k| run.split_at_checked(k))
+        {
+            Some((word, b"'s" | b"'S")) if word.len() >= 2 => word,
+            _ => run,
+        };
+        index.surname_letters.may_hold(word) && index.surnames.contains_key(&ascii_word_hash(word))
+    }
+
+    /// The kept word before word `i`, and its index.
+    fn before(&self, i: usize) -> Option<(usize, Word)> {
+        (0..i).rev().find_map(|k| self.word(k).map(|w| (k, w)))
+    }
+
+    /// The kept word after word `i`, and its index.
+    fn after(&self, i: usize) -> Option<(usize, Word)> {
+        (i + 1..self.len()).find_map(|k| self.word(k).map(|w| (k, w)))
     }
 }
 
@@ -289,25 +406,45 @@ fn words(text: &str) -> Vec<Word> {
     out
 }
 
-/// The end of the run of word characters that starts at byte `from` of `text`.
+/// The end of the run of word characters that starts at byte `from` of `text`: ASCII eight
+/// bytes at a time, each eight tested at once.
 fn run_end(text: &str, from: usize) -> usize {
+    use super::eight_bytes::{HIGH, ONES, between, first, load};
     let b = text.as_bytes();
     let mut i = from;
-    while let Some(&c) = b.get(i) {
-        if c < 0x80 {
-            if !is_ascii_word_byte(c) {
-                break;
+    loop {
+        while let Some(x) = load(b, i) {
+            let y = x & !HIGH;
+            let word = (between(y, b'0', b'9')
+                | between(y | (ONES * 0x20), b'a', b'z')
+                | between(y, b'\'', b'\'')
+                | between(y, b'-', b'-'))
+                & !x;
+            let other = !word & HIGH;
+            if other == 0 {
+                i += 8;
+                continue;
             }
-            i += 1;
-        } else {
-            let (word, len) = char_at(text, i);
-            if !word {
-                break;
+            i += first(other);
+            break;
+        }
+        match b.get(i) {
+            None => return i,
+            Some(&c) if c < 0x80 => {
+                if !is_ascii_word_byte(c) {
+                    return i;
+                }
+                i += 1;
             }
-            i += len;
+            Some(_) => {
+                let (word, len) = char_at(text, i);
+                if !word {
+                    return i;
+                }
+                i += len;
+            }
         }
     }
-    i
 }
 
 /// The word of the run of word characters at `start..end` of `text`, if it has a letter or a
@@ -381,18 +518,14 @@ fn word_of_run(
     })
 }
 
-/// The words of `text` written with a capital, as [`words`] reads them, found without reading
-/// the others: only an ASCII capital or a byte outside ASCII can start one, and eight bytes at a
-/// time are looked at for those. What [`words`] learns from the words before one (where its gap
-/// starts, whether any word comes before it) is read back from the text around it.
-fn capital_words(text: &str) -> Vec<Word> {
+/// The runs of word characters of `text` that hold an ASCII capital or a character outside
+/// ASCII, found without reading the others: eight bytes at a time are looked at for those.
+/// Every word [`words`] reads that is written with a capital is one of them ([`Kept::word`]
+/// says which); what [`words`] learns from the words before one (where its gap starts, whether
+/// any word comes before it) is read back from the text around it.
+fn capital_runs(text: &str) -> Vec<(usize, usize)> {
     let b = text.as_bytes();
-    let mut out: Vec<Word> = Vec::new();
-    // The first letter or digit of the text: a word comes before any later one.
-    let first_alnum = text
-        .char_indices()
-        .find(|(_, c)| c.is_alphanumeric())
-        .map_or(usize::MAX, |(i, _)| i);
+    let mut out = Vec::new();
     let mut from = 0;
     while let Some(p) = next_capital_or_wide(b, from) {
         let (is_word, len) = match b.get(p) {
@@ -413,13 +546,7 @@ fn capital_words(text: &str) -> Vec<Word> {
         }
         let end = run_end(text, p);
         from = end;
-        let gap_start = gap_start_before(text, start);
-        let Some(w) = word_of_run(text, start, end, gap_start, first_alnum < start) else {
-            continue;
-        };
-        if w.capital {
-            out.push(w);
-        }
+        out.push((start, end));
     }
     out
 }
@@ -471,13 +598,10 @@ fn next_capital_or_wide(b: &[u8], from: usize) -> Option<usize> {
 /// A word folded as [`name_key`] folds it (accents, typographic apostrophes and hyphens, case),
 /// as one number, without building a string.
 fn word_hash(word: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     if word.is_ascii() {
-        for &b in word.as_bytes() {
-            h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3);
-        }
-        return h;
+        return ascii_word_hash(word.as_bytes());
     }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for c in word.chars() {
         // An ASCII letter folds to itself and lower-cases to one byte: the same hash, without
         // the Unicode tables (most words of a letter home are ASCII).
@@ -491,6 +615,16 @@ fn word_hash(word: &str) -> u64 {
                 h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
             }
         }
+    }
+    h
+}
+
+/// [`word_hash`] of an ASCII word.
+#[inline]
+fn ascii_word_hash(word: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in word {
+        h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3);
     }
     h
 }
