@@ -26,23 +26,20 @@ use super::server::Relay;
 use crate::store::answered::{Answer, AnsweredMessages};
 use crate::store::{AuditRecord, RecordKind};
 
-/// What the client is told, and what the audit trail says, when `received` is a retry of a
-/// message already answered 250; `None` when it is not (or not known to be), and it goes on
-/// to the policy and the next hop.
+/// What the client is told, and what the audit trail says, when `received` (whose SHA-256 is
+/// `sha256_received` and whose [`crate::store::audit::message_identity`] is `identity`) is a
+/// retry of a message already answered 250; `None` when it is not (or not known to be), and
+/// it goes on to the policy and the next hop.
 pub async fn answer_a_retry(
     relay: &Relay,
     config: &crate::config::Config,
     received: &Received,
     sha256_received: &str,
+    identity: &str,
 ) -> Option<String> {
     let original = received.original();
-    let identity = crate::store::audit::message_identity(
-        &received.envelope.mail_from,
-        &received.envelope.rcpt_to,
-        sha256_received,
-    );
     // Batched with the other sessions' look-ups (`RetryLookup`): one query for all that wait.
-    let found = relay.answered.find(identity).await;
+    let found = relay.answered.find(identity.to_string()).await;
     let answer = match found {
         Ok(None) => return None,
         Ok(Some(answer)) => answer,
