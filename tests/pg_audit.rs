@@ -345,6 +345,35 @@ fn messages_answered_are_remembered_with_their_records_across_nodes_and_swept() 
         None,
         "a deferred message got no 250: its retry is delivered"
     );
+    // Many at once, as the relay's sessions ask (one `identity = ANY($1)` query): each gets
+    // its own answer, the same identity twice gets it twice, unknown ones none.
+    let ids = ["aa", "bb", "cc", "aa"].map(identity);
+    let many = AnsweredMessages::open(&storage).find_many(&ids).unwrap();
+    assert_eq!(many.len(), 1, "{many:?}");
+    assert_eq!(many[&identity("aa")], found);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let lookup = schoolgate::store::answered::RetryLookup::start(&storage).unwrap();
+    let answers = runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (n, id) in ids.iter().enumerate() {
+            let (lookup, id) = (lookup.clone(), id.clone());
+            tasks.spawn(async move { (n, lookup.find(id).await) });
+        }
+        let mut answers = vec![None; ids.len()];
+        while let Some(done) = tasks.join_next().await {
+            let (n, answer) = done.unwrap();
+            answers[n] = Some(answer.unwrap());
+        }
+        answers
+    });
+    assert_eq!(
+        answers,
+        [Some(found.clone()), None, None, Some(found.clone())].map(Some),
+        "the batched look-up answers each session"
+    );
     let swept = AnsweredMessages::open(&storage);
     assert_eq!(swept.sweep_old().unwrap(), 0, "nothing is a week old");
     let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60)).to_string();

@@ -147,12 +147,15 @@ fn session_bench() -> &'static SessionBench {
                 config.relay.next_hop_timeout.0,
             )
             .expect("the outbox next hop");
+            let answered = schoolgate::store::answered::RetryLookup::start(&config.storage)
+                .expect("the retry look-up thread");
             Relay::new(
                 Arc::new(config),
                 directory,
                 Vec::new(),
                 hop,
                 audit,
+                answered,
                 None,
                 stop_rx,
             )

@@ -85,6 +85,8 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
     // With `[storage] database`, PostgreSQL must answer now: a gateway that cannot record
     // would only say 451 to every message, so it refuses to start, saying why.
     let audit = AuditLog::start(crate::store::open_audit(&config.storage)?)?;
+    let answered = crate::store::answered::RetryLookup::start(&config.storage)
+        .context("cannot start the thread that looks up retried messages (the system is out of threads or memory: check ulimit -u and free memory)")?;
     // Before any mail: settle quarantine entries a crash left between write and audit record.
     let recovered = crate::store::quarantine::Quarantine::open(&config.storage).recover()?;
     if !recovered.confirmed.is_empty() || !recovered.removed.is_empty() {
@@ -166,6 +168,7 @@ async fn serve(config: Config, mut read: Watched) -> anyhow::Result<ExitCode> {
         schools,
         next_hop,
         audit.clone(),
+        answered,
         tls,
         stop_rx,
     );

@@ -94,17 +94,12 @@ fn leaving(
 }
 
 /// Identifies a message as received: the same envelope and bytes give the same key, so a
-/// client's retry of a message whose 250 it never heard is recognised by the outbox.
-pub fn delivery_key(envelope: &Envelope, original: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(envelope.mail_from.as_bytes());
-    for r in &envelope.rcpt_to {
-        h.update(b"\0");
-        h.update(r.as_bytes());
-    }
-    h.update(b"\0\0");
-    h.update(original);
-    hex::encode(h.finalize())
+/// client's retry of a message whose 250 it never heard is recognised by the outbox and the
+/// quarantine. It is the message's identity ([`crate::store::audit::message_identity`]), made
+/// from the SHA-256 of the bytes that `hand_off` has already worked out (`sha256_received`),
+/// so the message is not hashed again for it.
+pub fn delivery_key(envelope: &Envelope, sha256_received: &str) -> String {
+    crate::store::audit::message_identity(&envelope.mail_from, &envelope.rcpt_to, sha256_received)
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
@@ -119,8 +114,11 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     // answered from its record, not delivered or held again (`super::retry`).
     // The message's SHA-256, once: its identity for the retry check and its audit record.
     let sha256_received = sha256_hex(received.original());
+    // The message's identity (envelope and that SHA-256): what the retry check looks up, and
+    // the outbox's and the quarantine's key for it.
+    let key = delivery_key(&received.envelope, &sha256_received);
     if let Some(reply) =
-        super::retry::answer_a_retry(relay, &config, &received, &sha256_received).await
+        super::retry::answer_a_retry(relay, &config, &received, &sha256_received, &key).await
     {
         return reply;
     }
@@ -156,11 +154,6 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     let original = received.original();
     let size = original.len();
     let hop = relay.next_hop();
-    let key = if hop.uses_delivery_key() {
-        delivery_key(&received.envelope, original)
-    } else {
-        String::new()
-    };
     let mut record = base_record(&received, original, sha256_received, &decision.summary);
     record_decision(&mut record, &decision);
     record.school = config.trust_school.clone();
@@ -262,7 +255,6 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
             );
             // Always keyed, whatever the next hop: a retry of a message already held is
             // answered with the entry it already has.
-            let key = delivery_key(&received.envelope, received.original());
             let held = hold(
                 &config,
                 &record,
@@ -1000,11 +992,14 @@ mod tests {
             smtputf8: false,
             body_8bit: false,
         };
-        let k1 = delivery_key(&env, b"hello");
-        assert_eq!(k1, delivery_key(&env, b"hello"));
-        assert_ne!(k1, delivery_key(&env, b"hello!"));
+        let key = |env: &Envelope, bytes: &[u8]| delivery_key(env, &sha256_hex(bytes));
+        let k1 = key(&env, b"hello");
+        assert_eq!(k1, key(&env, b"hello"));
+        assert_ne!(k1, key(&env, b"hello!"));
         let mut env2 = env.clone();
         env2.rcpt_to.push("c@z".into());
-        assert_ne!(k1, delivery_key(&env2, b"hello"));
+        assert_ne!(k1, key(&env2, b"hello"));
+        // Letters and digits only: the outbox names its file after it.
+        assert!(k1.bytes().all(|b| b.is_ascii_hexdigit()), "{k1}");
     }
 }

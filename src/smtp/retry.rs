@@ -7,8 +7,9 @@
 //! remembered by the message's identity ([`crate::store::audit::message_identity`]: the
 //! envelope and the bytes as received) in the same transaction that appends the record
 //! ([`crate::store::answered`]); before deciding anything, [`answer_a_retry`] looks the
-//! identity up, and a message found is answered from its first record, with an audit record
-//! of kind `retry-answered` saying so.
+//! identity up (with every other session's waiting look-up, in one query:
+//! [`crate::store::answered::RetryLookup`]), and a message found is answered from its first
+//! record, with an audit record of kind `retry-answered` saying so.
 //!
 //! The order is deliver, then record-and-remember in one transaction, then answer. A gateway
 //! that dies after the next hop took the message but before its record leaves no identity, so
@@ -25,31 +26,24 @@ use super::server::Relay;
 use crate::store::answered::{Answer, AnsweredMessages};
 use crate::store::{AuditRecord, RecordKind};
 
-/// What the client is told, and what the audit trail says, when `received` is a retry of a
-/// message already answered 250; `None` when it is not (or not known to be), and it goes on
-/// to the policy and the next hop.
+/// What the client is told, and what the audit trail says, when `received` (whose SHA-256 is
+/// `sha256_received` and whose [`crate::store::audit::message_identity`] is `identity`) is a
+/// retry of a message already answered 250; `None` when it is not (or not known to be), and
+/// it goes on to the policy and the next hop.
 pub async fn answer_a_retry(
     relay: &Relay,
     config: &crate::config::Config,
     received: &Received,
     sha256_received: &str,
+    identity: &str,
 ) -> Option<String> {
     let original = received.original();
-    let identity = crate::store::audit::message_identity(
-        &received.envelope.mail_from,
-        &received.envelope.rcpt_to,
-        sha256_received,
-    );
-    let answered = AnsweredMessages::open(&config.storage);
-    let found = tokio::task::spawn_blocking(move || answered.find(&identity)).await;
-    // The look-up failed, or its thread did: either way nothing says it is no retry.
-    let found = match found {
-        Ok(found) => found.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    // Batched with the other sessions' look-ups (`RetryLookup`): one query for all that wait.
+    let found = relay.answered.find(identity.to_string()).await;
     let answer = match found {
         Ok(None) => return None,
         Ok(Some(answer)) => answer,
+        // The look-up failed, or its thread did: either way nothing says it is no retry.
         Err(error) => {
             tracing::error!(queue_id = %received.queue_id, %error,
                 "cannot tell whether this message was delivered before; telling the client to try again");

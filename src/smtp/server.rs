@@ -20,6 +20,7 @@ use super::session;
 use crate::config::Config;
 use crate::directory::{Directory, DirectoryError};
 use crate::store::AuditLog;
+use crate::store::answered::RetryLookup;
 use crate::store::spool::Spool;
 use crate::web::metrics::Metrics;
 
@@ -32,6 +33,8 @@ pub struct Relay {
     schools: RwLock<Arc<Vec<SchoolInForce>>>,
     next_hop: RwLock<Arc<NextHop>>,
     pub audit: AuditLog,
+    /// The retry look-ups of every session, batched (`super::retry`).
+    pub answered: RetryLookup,
     /// Evidence and queued DSL alerts.
     pub spool: Spool,
     pub tls: Option<TlsAcceptor>,
@@ -108,12 +111,15 @@ impl ScanTurns {
 }
 
 impl Relay {
+    // Each is started by `serve` first, so what fails to start says so before any mail.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         directory: Directory,
         schools: Vec<SchoolInForce>,
         next_hop: NextHop,
         audit: AuditLog,
+        answered: RetryLookup,
         tls: Option<TlsAcceptor>,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
@@ -125,6 +131,7 @@ impl Relay {
             schools: RwLock::new(Arc::new(schools)),
             next_hop: RwLock::new(Arc::new(next_hop)),
             audit,
+            answered,
             spool,
             tls,
             metrics: Metrics::default(),

@@ -10,9 +10,13 @@
 //! [`KEEP_FOR_DAYS`] are swept ([`AnsweredMessages::sweep`]).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::place::Place;
@@ -45,7 +49,7 @@ pub struct AnsweredMessages {
 }
 
 thread_local! {
-    /// This thread's connection to the local database, kept between look-ups (one per message).
+    /// This thread's connection to the local database, kept between look-ups.
     static LOCAL: RefCell<Option<(PathBuf, Connection)>> = const { RefCell::new(None) };
 }
 
@@ -59,8 +63,19 @@ impl AnsweredMessages {
 
     /// The first answer recorded for the message `identity`, if any.
     pub fn find(&self, identity: &str) -> Result<Option<Answer>, StoreError> {
+        let identity = [identity.to_string()];
+        Ok(self.find_many(&identity)?.remove(&identity[0]))
+    }
+
+    /// The first answer recorded for each of `identities` that has one, by identity: one
+    /// query for them all on PostgreSQL (`identity = ANY($1)`), one prepared statement run for
+    /// each on SQLite.
+    pub fn find_many(&self, identities: &[String]) -> Result<HashMap<String, Answer>, StoreError> {
+        if identities.is_empty() {
+            return Ok(HashMap::new());
+        }
         if let Some(pg) = self.place.pg() {
-            return find_pg(&pg?, identity);
+            return find_pg(&pg?, identities.to_vec());
         }
         let dir = self.place.state_dir().to_path_buf();
         LOCAL.with(|cell| {
@@ -69,25 +84,9 @@ impl AnsweredMessages {
                 *cached = Some((dir.clone(), super::sqlite::open_connection(&dir)?));
             }
             let Some((_, conn)) = cached.as_ref() else {
-                return Ok(None);
+                return Ok(HashMap::new());
             };
-            let found = conn
-                .prepare_cached(
-                    "SELECT seq, time, queue_id, outcome, quarantine_id FROM answered_message
-                     WHERE identity = ?1",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![identity], |r| {
-                        Ok(Answer {
-                            seq: r.get::<_, i64>(0)? as u64,
-                            time: r.get(1)?,
-                            queue_id: r.get(2)?,
-                            outcome: r.get(3)?,
-                            quarantine_id: r.get(4)?,
-                        })
-                    })
-                    .optional()
-                });
+            let found = find_sqlite(conn, identities);
             if found.is_err() {
                 // Not kept: the next look-up opens the database afresh.
                 *cached = None;
@@ -120,26 +119,132 @@ impl AnsweredMessages {
     }
 }
 
-fn find_pg(pg: &Pg, identity: &str) -> Result<Option<Answer>, StoreError> {
-    let identity = identity.to_string();
+const FIND: &str = "SELECT seq, time, queue_id, outcome, quarantine_id FROM answered_message
+     WHERE identity = ?1";
+
+fn find_sqlite(
+    conn: &Connection,
+    identities: &[String],
+) -> Result<HashMap<String, Answer>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(FIND)?;
+    let mut found = HashMap::new();
+    for identity in identities {
+        let answer = stmt
+            .query_row(params![identity], |r| {
+                Ok(Answer {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    time: r.get(1)?,
+                    queue_id: r.get(2)?,
+                    outcome: r.get(3)?,
+                    quarantine_id: r.get(4)?,
+                })
+            })
+            .optional()?;
+        if let Some(answer) = answer {
+            found.insert(identity.clone(), answer);
+        }
+    }
+    Ok(found)
+}
+
+fn find_pg(pg: &Pg, identities: Vec<String>) -> Result<HashMap<String, Answer>, StoreError> {
     pg.run(move |client| async move {
         let stmt = client
             .prepare_cached(
-                "SELECT seq, time, queue_id, outcome, quarantine_id FROM answered_message
-                 WHERE identity = $1",
+                "SELECT identity, seq, time, queue_id, outcome, quarantine_id FROM answered_message
+                 WHERE identity = ANY($1)",
             )
             .await?;
         Ok(client
-            .query_opt(&stmt, &[&identity])
+            .query(&stmt, &[&identities])
             .await?
-            .map(|r| Answer {
-                seq: r.get::<_, i64>(0) as u64,
-                time: r.get(1),
-                queue_id: r.get(2),
-                outcome: r.get(3),
-                quarantine_id: r.get(4),
-            }))
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    Answer {
+                        seq: r.get::<_, i64>(1) as u64,
+                        time: r.get(2),
+                        queue_id: r.get(3),
+                        outcome: r.get(4),
+                        quarantine_id: r.get(5),
+                    },
+                )
+            })
+            .collect())
     })
+}
+
+/// At most this many identities are looked up in one query.
+const MAX_LOOKUPS: usize = 256;
+
+/// The relay's retry look-ups ([`crate::smtp::retry`]), collected like the audit trail's group
+/// commit: one thread takes the first identity waiting, and every other one that queued
+/// meanwhile, and answers them all with one query ([`AnsweredMessages::find_many`]). Each
+/// message is still looked up after it arrived, in the database as it is then, so a row the
+/// other gateway of a trust committed is seen just as before; under load the sessions share
+/// one round trip to the database instead of taking one each.
+///
+/// Cloning is cheap; the thread ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct RetryLookup {
+    jobs: mpsc::Sender<Lookup>,
+}
+
+struct Lookup {
+    identity: String,
+    done: oneshot::Sender<Result<Option<Answer>, String>>,
+}
+
+impl RetryLookup {
+    /// Starts the look-up thread over `[storage]`'s place (where the audit trail writes the
+    /// rows it reads).
+    pub fn start(storage: &Storage) -> std::io::Result<RetryLookup> {
+        let answered = AnsweredMessages::open(storage);
+        let (jobs, rx) = mpsc::channel::<Lookup>();
+        thread::Builder::new()
+            .name("retry-lookup".into())
+            .spawn(move || look_up(&answered, &rx))?;
+        Ok(RetryLookup { jobs })
+    }
+
+    /// The first answer recorded for the message `identity`, if any; `Err` says why nobody
+    /// can tell (the database unreachable, the thread gone).
+    pub async fn find(&self, identity: String) -> Result<Option<Answer>, String> {
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send(Lookup { identity, done })
+            .map_err(|_| "the retry look-up has stopped".to_string())?;
+        wait.await
+            .map_err(|_| "the retry look-up has stopped".to_string())?
+    }
+}
+
+fn look_up(answered: &AnsweredMessages, rx: &mpsc::Receiver<Lookup>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_LOOKUPS {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let identities: Vec<String> = batch.iter().map(|j| j.identity.clone()).collect();
+        match answered.find_many(&identities) {
+            Ok(found) => {
+                for job in batch {
+                    let answer = found.get(&job.identity).cloned();
+                    let _ = job.done.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                for job in batch {
+                    let _ = job.done.send(Err(reason.clone()));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +343,63 @@ mod tests {
         let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60)).to_string();
         assert_eq!(answered.sweep(&later).unwrap(), 2);
         assert_eq!(answered.find(&identity("aa")).unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn many_sessions_looking_up_at_once_each_get_their_own_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::config::Storage {
+            state_dir: dir.path().to_path_buf(),
+            database: None,
+        };
+        let log = AuditLog::start(crate::store::open_audit(&storage).unwrap()).unwrap();
+        let lookup = RetryLookup::start(&storage).unwrap();
+        // Started before anything was recorded: each look-up reads the database as it is then.
+        assert_eq!(lookup.find(identity("m0")).await, Ok(None));
+        let mut seqs = Vec::new();
+        for i in 0..40 {
+            let outcome = if i % 2 == 0 {
+                "delivered"
+            } else {
+                "quarantined"
+            };
+            let entry = log
+                .append(record(outcome, "250 2.0.0 Ok", &format!("m{i}")))
+                .await
+                .unwrap();
+            seqs.push(entry.seq);
+        }
+        // 40 recorded, 40 never seen, and each recorded one asked twice: all at once, so
+        // they are answered in batches.
+        let asked: Vec<String> = (0..80).chain(0..40).map(|i| format!("m{i}")).collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (n, sha) in asked.iter().enumerate() {
+            let lookup = lookup.clone();
+            let id = identity(sha);
+            tasks.spawn(async move { (n, lookup.find(id).await) });
+        }
+        let mut answers = vec![None; asked.len()];
+        while let Some(done) = tasks.join_next().await {
+            let (n, answer) = done.unwrap();
+            answers[n] = Some(answer);
+        }
+        for (sha, answer) in asked.iter().zip(answers) {
+            let i: usize = sha[1..].parse().unwrap();
+            let answer = answer.expect("every look-up answered").unwrap();
+            if i >= 40 {
+                assert_eq!(answer, None, "{sha} was never recorded");
+                continue;
+            }
+            let answer = answer.unwrap_or_else(|| panic!("{sha} was recorded"));
+            assert_eq!(answer.seq, seqs[i], "{sha}");
+            assert_eq!(answer.queue_id, format!("Q-{}-{sha}", answer.outcome));
+            let expected = if i.is_multiple_of(2) {
+                "delivered"
+            } else {
+                "quarantined"
+            };
+            assert_eq!(answer.outcome, expected, "{sha}");
+        }
     }
 
     #[test]

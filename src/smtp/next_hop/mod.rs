@@ -197,17 +197,11 @@ impl NextHop {
         self.address.to_string()
     }
 
-    /// Whether [`NextHop::deliver`] uses its `key` (only the outbox does; an SMTP next hop
-    /// ignores it, and the relay need not spend a hash of the message on it).
-    pub fn uses_delivery_key(&self) -> bool {
-        matches!(self.kind, Kind::Outbox(_))
-    }
-
     /// Hands `message` on for `envelope`; `Ok` carries the next hop's reply (its queue id).
     ///
-    /// `key` identifies this message as received (SHA-256 over envelope and bytes as the client
-    /// sent them): the outbox uses it so that a client retrying after a lost 250 does not get
-    /// the message stored twice.
+    /// `key` identifies this message as received (the envelope and the SHA-256 of the bytes as
+    /// the client sent them: `handoff::delivery_key`); the outbox uses it so that a client
+    /// retrying after a lost 250 does not get the message stored twice.
     pub async fn deliver(
         &self,
         envelope: &Envelope,
