@@ -151,34 +151,9 @@ pub fn last_sent(
     prefix: &str,
     to: &str,
 ) -> Result<Option<jiff::Timestamp>, StoreError> {
-    #[derive(serde::Deserialize)]
-    struct Act {
-        kind: String,
-        #[serde(default)]
-        action: Option<crate::store::ActionRecord>,
-    }
-    let since = (now - jiff::SignedDuration::from_hours(8 * 24))
-        .strftime("%Y-%m-%dT%H:%M:%S")
-        .to_string();
-    let Some(range) = backend.seq_range(Some(&since), None)? else {
-        return Ok(None);
-    };
     let mut last: Option<jiff::Timestamp> = None;
-    backend.scan(range, &[], &mut |entry| {
-        let Ok(r) = serde_json::from_str::<Act>(&entry.record_json) else {
-            return Ok(true);
-        };
-        if r.kind != "action" {
-            return Ok(true);
-        }
-        let Some(a) = r.action else { return Ok(true) };
-        if a.actor != GATEWAY {
-            return Ok(true);
-        }
-        let detail = a
-            .detail
-            .strip_prefix(UNDELIVERED_PREFIX)
-            .unwrap_or(&a.detail);
+    gateway_actions(backend, now, &mut |_, detail| {
+        let detail = detail.strip_prefix(UNDELIVERED_PREFIX).unwrap_or(detail);
         if let Some(rest) = detail.trim_start().strip_prefix(prefix)
             && let Some((slot, what)) = rest.split_once(' ')
             && what.starts_with(to)
@@ -187,9 +162,41 @@ pub fn last_sent(
         {
             last = last.max(Some(slot));
         }
-        Ok(true)
     })?;
     Ok(last)
+}
+
+/// Each action the gateway itself recorded in the trail's last 8 days, in order: its time as
+/// recorded and its detail.
+fn gateway_actions(
+    backend: &mut dyn Backend,
+    now: jiff::Timestamp,
+    each: &mut dyn FnMut(&str, &str),
+) -> Result<(), StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Act {
+        #[serde(default)]
+        time: String,
+        kind: String,
+        #[serde(default)]
+        action: Option<crate::store::ActionRecord>,
+    }
+    let since = (now - jiff::SignedDuration::from_hours(8 * 24))
+        .strftime("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let Some(range) = backend.seq_range(Some(&since), None)? else {
+        return Ok(());
+    };
+    backend.scan(range, &[], &mut |entry| {
+        if let Ok(r) = serde_json::from_str::<Act>(&entry.record_json)
+            && r.kind == "action"
+            && let Some(a) = r.action
+            && a.actor == GATEWAY
+        {
+            each(&r.time, &a.detail);
+        }
+        Ok(true)
+    })
 }
 
 /// How long a gateway's claim to send one copy stands with no "sent" record after it: past
@@ -303,32 +310,14 @@ fn claims(
     now: jiff::Timestamp,
     claimed: &str,
 ) -> Result<Vec<(jiff::Timestamp, String)>, StoreError> {
-    #[derive(serde::Deserialize)]
-    struct Act {
-        time: String,
-        kind: String,
-        #[serde(default)]
-        action: Option<crate::store::ActionRecord>,
-    }
-    let since = (now - jiff::SignedDuration::from_hours(8 * 24))
-        .strftime("%Y-%m-%dT%H:%M:%S")
-        .to_string();
-    let Some(range) = backend.seq_range(Some(&since), None)? else {
-        return Ok(Vec::new());
-    };
     let mut found = Vec::new();
-    backend.scan(range, &[], &mut |entry| {
-        if let Ok(r) = serde_json::from_str::<Act>(&entry.record_json)
-            && r.kind == "action"
-            && let Some(a) = r.action
-            && a.actor == GATEWAY
-            && let Some(rest) = a.detail.strip_prefix(claimed)
+    gateway_actions(backend, now, &mut |time, detail| {
+        if let Some(rest) = detail.strip_prefix(claimed)
             && let Some(node) = rest.split_whitespace().next()
-            && let Ok(time) = r.time.parse::<jiff::Timestamp>()
+            && let Ok(time) = time.parse::<jiff::Timestamp>()
         {
             found.push((time, node.to_string()));
         }
-        Ok(true)
     })?;
     Ok(found)
 }
