@@ -381,3 +381,45 @@ fn messages_answered_are_remembered_with_their_records_across_nodes_and_swept() 
     assert_eq!(swept.find(&identity("aa")).unwrap(), None);
     assert_eq!(verify(&mut pg_audit(&cluster), &[]).unwrap().records, 3);
 }
+
+/// The retry look-up runs for every message, as a prepared statement whose plan PostgreSQL
+/// fixes after five runs. Planned while the table was small (a new install), it must still
+/// use the primary key once the table has grown: `identity = ANY($1)` did not (a sequential
+/// scan of every message answered, kept until the table was next analysed).
+#[test]
+fn the_retry_look_up_stays_an_index_scan_when_planned_on_a_small_table() {
+    use schoolgate::store::answered::FIND_PG;
+
+    let cluster = PgCluster::start_new();
+    drop(pg_audit(&cluster)); // the schema
+    let prepared = FIND_PG.replace("$1", "$1::text");
+    let rows = |from: usize, to: usize| {
+        format!(
+            "INSERT INTO answered_message (identity, time, seq, queue_id, outcome)
+               SELECT md5(i::text) || md5((i + 1)::text), '2026-12-07T00:00:00Z', i, 'q' || i,
+                      'delivered'
+               FROM generate_series({from}, {to}) AS i;"
+        )
+    };
+    // As a new gateway sees it: a look-up, a few rows more, another look-up, ...
+    let growing: String = (0..40)
+        .map(|step| {
+            format!(
+                "EXECUTE look_up('not-there-{step}');\n{}\n",
+                rows(step * 25 + 1, step * 25 + 25)
+            )
+        })
+        .collect();
+    let plan = cluster.psql(&format!(
+        "PREPARE look_up(text) AS {prepared};
+         {growing}
+         {}
+         EXPLAIN EXECUTE look_up('{}');",
+        rows(1001, 30000),
+        "0".repeat(64)
+    ));
+    assert!(
+        plan.contains("Index Scan using answered_message_pkey") && !plan.contains("Seq Scan"),
+        "the look-up's cached plan reads the whole table:\n{plan}"
+    );
+}
