@@ -148,12 +148,13 @@ fn find_sqlite(
 }
 
 /// One message's look-up on PostgreSQL. A batch sends one per identity, all at once on one
-/// connection (pipelined: one round trip for the batch). Not one `identity = ANY($1)` for all: PostgreSQL caches a prepared
-/// statement's generic plan after five runs, and for `ANY` over an array of unknown length it
-/// plans a sequential scan whenever the table was small at that moment (a new install, a
-/// benchmark's fresh database), and keeps it until the table is next analysed: measured, every
-/// look-up read the whole table, 1-2.5 ms a query at 3,000 rows and growing. A primary key's
-/// equality (`identity = $1`) is planned as an index scan however small the table looked.
+/// connection (pipelined: one round trip for the batch). Not one `identity = ANY($1)` for
+/// all: PostgreSQL caches a prepared statement's generic plan after five runs, and for `ANY`
+/// over an array of unknown length it planned a sequential scan when the table was small at
+/// that moment (a new install, a benchmark's fresh database), and kept it until the table was
+/// next analysed: every look-up read the whole table, 1-2.5 ms a query at 3,000 rows and
+/// growing. A primary key's equality (`identity = $1`) stays an index scan (test:
+/// `the_retry_look_up_stays_an_index_scan_when_planned_on_a_small_table`).
 pub const FIND_PG: &str = "SELECT seq, time, queue_id, outcome, quarantine_id FROM answered_message
      WHERE identity = $1";
 
