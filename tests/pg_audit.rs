@@ -423,3 +423,37 @@ fn the_retry_look_up_stays_an_index_scan_when_planned_on_a_small_table() {
         "the look-up's cached plan reads the whole table:\n{plan}"
     );
 }
+
+/// A node whose last append is still the newest record appends straight after it (one round
+/// trip), checked in the transaction by `audit_head_is`; after another node's append, or a
+/// tail cut off, the check refuses and the node reads the head first: one chain either way.
+#[test]
+fn a_node_appends_after_its_own_last_record_only_while_it_is_still_the_newest() {
+    let cluster = PgCluster::start_new();
+    let a = AuditLog::start(Box::new(pg_audit(&cluster))).unwrap();
+    let b = AuditLog::start(Box::new(pg_audit(&cluster))).unwrap();
+    for (n, log) in [&a, &a, &b, &a, &a, &b, &b, &a].into_iter().enumerate() {
+        assert_eq!(log.append_blocking(message(n)).unwrap().seq, n as u64 + 1);
+    }
+    assert_eq!(verify(&mut pg_audit(&cluster), &[]).unwrap().records, 8);
+
+    let pg = Pg::connect(&cluster.url()).unwrap();
+    let check = |seq: i64| {
+        let hash = cluster.psql(&format!("SELECT hash FROM audit WHERE seq = {seq}"));
+        pg.run(move |c| async move {
+            c.execute("SELECT audit_head_is($1, $2)", &[&seq, &hash])
+                .await
+                .map_err(Into::into)
+        })
+    };
+    assert!(check(8).is_ok(), "the newest record is the head");
+    let refused = check(7).unwrap_err().to_string();
+    assert!(refused.contains("audit chain moved"), "{refused}");
+    // The tail cut off outside schoolgate: record 7 is the newest now, but not what the last
+    // commit marked.
+    cluster.psql("DELETE FROM audit WHERE seq = 8");
+    let refused = check(7).unwrap_err().to_string();
+    assert!(refused.contains("audit chain moved"), "{refused}");
+    // a's next append finds the cut and chains a tamper notice first.
+    assert_eq!(a.append_blocking(message(99)).unwrap().seq, 9);
+}

@@ -3,7 +3,10 @@
 //!
 //! One chain for all nodes: [`Backend::append_chained`] takes a transaction-scoped advisory
 //! lock ([`AUDIT_LOCK`]), then reads the head and inserts, and commits, in one transaction; so
-//! two gateways appending at once queue on the lock and the chain can never fork. Each node's
+//! two gateways appending at once queue on the lock and the chain can never fork. A writer
+//! whose own last append is still the newest record skips the read: it chains after that
+//! record and checks, under the lock, that it is still the newest and the head mark
+//! (`audit_head_is`); if not, nothing is written and it appends the long way. Each node's
 //! [`crate::store::AuditLog`] still batches whatever queued meanwhile into that one
 //! transaction (group commit). A read snapshot ([`Backend::begin_read`]) is a REPEATABLE READ
 //! transaction on a connection kept for it until [`Backend::end_read`].
@@ -38,12 +41,19 @@ pub struct PgAudit {
     pg: Pg,
     /// The connection holding the read snapshot, between `begin_read` and `end_read`.
     snapshot: Option<Object>,
+    /// Where this writer's last append left the chain: the next append assumes the chain still
+    /// ends there, and checks it inside its transaction ([`append_after`]).
+    last_appended: Option<ChainHead>,
 }
 
 impl PgAudit {
     /// The audit trail in the database `pg` is connected to (migrated by [`Pg::connect`]).
     pub fn new(pg: Pg) -> PgAudit {
-        PgAudit { pg, snapshot: None }
+        PgAudit {
+            pg,
+            snapshot: None,
+            last_appended: None,
+        }
     }
 
     /// The database, as errors name it.
@@ -281,6 +291,95 @@ pub(super) async fn insert(
     Ok(())
 }
 
+/// Raises `SG001` (schema version 5) unless both the newest record and the head mark are the
+/// given seq and hash.
+const CHECK_HEAD: &str = "SELECT audit_head_is($1, $2)";
+
+/// What [`append_after`] found.
+enum After {
+    /// Appended and committed.
+    Appended(Vec<AuditEntry>),
+    /// The chain no longer ends where this writer left it (another node or process appended,
+    /// or the tail was cut): nothing was written; the records come back for the full append.
+    Moved(Vec<AuditRecord>),
+}
+
+/// The relay's append in one round trip, when this writer appended last: `BEGIN`, the lock,
+/// the check that the chain still ends at `head` ([`CHECK_HEAD`]), the rows chained after
+/// `head`, their keys, the new mark and `COMMIT`, sent together. If the check fails, every
+/// statement after it fails with it and PostgreSQL turns the `COMMIT` into a rollback, so
+/// nothing was written and [`After::Moved`] says so; any other error is returned as it is
+/// (it is not retried here: a `COMMIT` whose answer was lost may have been carried out).
+async fn append_after(
+    c: &ClientWrapper,
+    head: &ChainHead,
+    records: Vec<AuditRecord>,
+) -> Result<After, StoreError> {
+    let (check, rows, keys, answered, mark) = tokio::try_join!(
+        c.prepare_cached(CHECK_HEAD),
+        c.prepare_cached(INSERT_ROWS),
+        c.prepare_cached(INSERT_KEYS),
+        c.prepare_cached(INSERT_ANSWERED),
+        c.prepare_cached(MOVE_MARK),
+    )?;
+    let refs: Vec<&AuditRecord> = records.iter().collect();
+    let entries = chain_all(Some(head.clone()), &refs);
+    let pairs: Vec<(AuditEntry, AuditRecord)> = entries.into_iter().zip(records).collect();
+    let Some((last, _)) = pairs.last() else {
+        return Ok(After::Appended(Vec::new()));
+    };
+    let cols = Columns::of(&pairs);
+    let head_seq = head.seq as i64;
+    let check_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&head_seq, &head.hash];
+    let row_params = cols.row_params();
+    let key_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&cols.key, &cols.key_seq];
+    let last_seq = last.seq as i64;
+    let mark_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&last_seq, &last.hash];
+    let answered_params = cols.answered.params();
+    let (begun, checked, inserted, keyed, remembered, moved, committed) = tokio::join!(
+        biased;
+        c.batch_execute(BEGIN_LOCKED),
+        c.execute(&check, &check_params),
+        c.execute(&rows, &row_params),
+        async {
+            if cols.key.is_empty() {
+                Ok(0)
+            } else {
+                c.execute(&keys, &key_params).await
+            }
+        },
+        async {
+            if cols.answered.identity.is_empty() {
+                Ok(0)
+            } else {
+                c.execute(&answered, &answered_params).await
+            }
+        },
+        c.execute(&mark, &mark_params),
+        c.batch_execute("COMMIT"),
+    );
+    begun?;
+    if let Err(e) = checked {
+        if e.code().is_some_and(|code| code.code() == HEAD_MOVED) {
+            // Its COMMIT ended the failed transaction as a rollback: the connection is idle.
+            committed?;
+            drop(cols);
+            return Ok(After::Moved(pairs.into_iter().map(|(_, r)| r).collect()));
+        }
+        return Err(e.into());
+    }
+    inserted?;
+    keyed?;
+    remembered?;
+    moved?;
+    committed?;
+    drop(cols);
+    Ok(After::Appended(pairs.into_iter().map(|(e, _)| e).collect()))
+}
+
+/// The SQLSTATE [`CHECK_HEAD`] raises.
+const HEAD_MOVED: &str = "SG001";
+
 /// `BEGIN` and [`AUDIT_LOCK`] in one simple query (one round trip).
 const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(1936154997)";
 
@@ -441,14 +540,31 @@ impl Backend for PgAudit {
 
     fn append_chained(&mut self, records: &[&AuditRecord]) -> Result<Vec<AuditEntry>, StoreError> {
         let owned: Vec<AuditRecord> = records.iter().map(|r| (*r).clone()).collect();
-        self.pg.run(move |client| async move {
-            let done = append_pipelined(&client, owned).await;
+        let expected = self.last_appended.take();
+        let done = self.pg.run(move |client| async move {
+            // One round trip if the chain still ends where this writer left it; else (or on
+            // the first append) two, reading the head first.
+            let done = match expected {
+                Some(head) => match append_after(&client, &head, owned).await {
+                    Ok(After::Appended(entries)) => Ok(entries),
+                    Ok(After::Moved(owned)) => append_pipelined(&client, owned).await,
+                    Err(e) => Err(e),
+                },
+                None => append_pipelined(&client, owned).await,
+            };
             if done.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
                 // Not back into the pool in an unknown state.
                 drop(Object::take(client));
             }
             done
-        })
+        });
+        if let Ok(entries) = &done {
+            self.last_appended = entries.last().map(|e| ChainHead {
+                seq: e.seq,
+                hash: e.hash.clone(),
+            });
+        }
+        done
     }
 
     fn read_from(&mut self, from_seq: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {

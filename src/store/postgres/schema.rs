@@ -80,6 +80,28 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         CREATE INDEX answered_message_time ON answered_message (time);
         ",
     ),
+    // A node appends in one round trip when the chain still ends where its own last append
+    // left it: this, in the locked transaction before the inserts, raises (and so turns the
+    // COMMIT into a rollback) when the newest record or the head mark is anything else (see
+    // `super::audit::append_pipelined`).
+    (
+        5,
+        "
+        CREATE FUNCTION audit_head_is(expected_seq BIGINT, expected_hash TEXT) RETURNS VOID
+        LANGUAGE plpgsql AS $f$
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM audit_head
+                           WHERE id = 1 AND seq = expected_seq AND hash = expected_hash)
+               OR NOT EXISTS (SELECT 1 FROM (SELECT seq, hash FROM audit
+                                             ORDER BY seq DESC LIMIT 1) AS newest
+                              WHERE newest.seq = expected_seq AND newest.hash = expected_hash)
+            THEN
+                RAISE EXCEPTION 'schoolgate: the audit chain moved' USING ERRCODE = 'SG001';
+            END IF;
+        END
+        $f$;
+        ",
+    ),
 ];
 
 /// The schema version this schoolgate writes.
