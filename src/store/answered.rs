@@ -160,31 +160,37 @@ pub const FIND_PG: &str = "SELECT seq, time, queue_id, outcome, quarantine_id FR
 
 /// Looks `identities` up with [`FIND_PG`], one statement each sent at once.
 fn find_pg(pg: &Pg, identities: Vec<String>) -> Result<HashMap<String, Answer>, StoreError> {
-    pg.run(move |client| async move {
-        let stmt = client.prepare_cached(FIND_PG).await?;
-        let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 1]> =
-            identities.iter().map(|id| [id as _]).collect();
-        let rows =
-            futures_util::future::try_join_all(params.iter().map(|p| client.query_opt(&stmt, p)))
-                .await?;
-        Ok(identities
-            .into_iter()
-            .zip(rows)
-            .filter_map(|(identity, row)| {
-                let r = row?;
-                Some((
-                    identity,
-                    Answer {
-                        seq: r.get::<_, i64>(0) as u64,
-                        time: r.get(1),
-                        queue_id: r.get(2),
-                        outcome: r.get(3),
-                        quarantine_id: r.get(4),
-                    },
-                ))
-            })
-            .collect())
-    })
+    pg.run(move |client| async move { find_on(&client, identities).await })
+}
+
+/// [`find_pg`] on a connection already taken.
+async fn find_on(
+    client: &deadpool_postgres::ClientWrapper,
+    identities: Vec<String>,
+) -> Result<HashMap<String, Answer>, StoreError> {
+    let stmt = client.prepare_cached(FIND_PG).await?;
+    let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 1]> =
+        identities.iter().map(|id| [id as _]).collect();
+    let rows =
+        futures_util::future::try_join_all(params.iter().map(|p| client.query_opt(&stmt, p)))
+            .await?;
+    Ok(identities
+        .into_iter()
+        .zip(rows)
+        .filter_map(|(identity, row)| {
+            let r = row?;
+            Some((
+                identity,
+                Answer {
+                    seq: r.get::<_, i64>(0) as u64,
+                    time: r.get(1),
+                    queue_id: r.get(2),
+                    outcome: r.get(3),
+                    quarantine_id: r.get(4),
+                },
+            ))
+        })
+        .collect())
 }
 
 /// At most this many identities are looked up in one query.
@@ -200,7 +206,17 @@ const MAX_LOOKUPS: usize = 256;
 /// Cloning is cheap; the thread ends when the last clone is dropped.
 #[derive(Clone)]
 pub struct RetryLookup {
-    jobs: mpsc::Sender<Lookup>,
+    jobs: Jobs,
+}
+
+/// Where the look-ups go.
+#[derive(Clone)]
+enum Jobs {
+    /// To the `retry-lookup` thread (SQLite; or PostgreSQL unreachable at start).
+    Thread(mpsc::Sender<Lookup>),
+    /// To a task on the PostgreSQL runtime, beside the connections it uses: no thread of its
+    /// own to wake and no [`Pg::run`] hand-over per batch.
+    Pg(tokio::sync::mpsc::UnboundedSender<Lookup>),
 }
 
 struct Lookup {
@@ -213,22 +229,61 @@ impl RetryLookup {
     /// rows it reads).
     pub fn start(storage: &Storage) -> std::io::Result<RetryLookup> {
         let answered = AnsweredMessages::open(storage);
+        if let Some(Ok(pg)) = answered.place.pg() {
+            let (jobs, rx) = tokio::sync::mpsc::unbounded_channel::<Lookup>();
+            pg.spawn(look_up_pg(pg.clone(), rx));
+            return Ok(RetryLookup {
+                jobs: Jobs::Pg(jobs),
+            });
+        }
         let (jobs, rx) = mpsc::channel::<Lookup>();
         thread::Builder::new()
             .name("retry-lookup".into())
             .spawn(move || look_up(&answered, &rx))?;
-        Ok(RetryLookup { jobs })
+        Ok(RetryLookup {
+            jobs: Jobs::Thread(jobs),
+        })
     }
 
     /// The first answer recorded for the message `identity`, if any; `Err` says why nobody
     /// can tell (the database unreachable, the thread gone).
     pub async fn find(&self, identity: String) -> Result<Option<Answer>, String> {
         let (done, wait) = oneshot::channel();
-        self.jobs
-            .send(Lookup { identity, done })
-            .map_err(|_| "the retry look-up has stopped".to_string())?;
+        let job = Lookup { identity, done };
+        let sent = match &self.jobs {
+            Jobs::Thread(jobs) => jobs.send(job).is_ok(),
+            Jobs::Pg(jobs) => jobs.send(job).is_ok(),
+        };
+        if !sent {
+            return Err("the retry look-up has stopped".to_string());
+        }
         wait.await
             .map_err(|_| "the retry look-up has stopped".to_string())?
+    }
+}
+
+/// The look-up task on PostgreSQL: as [`look_up`], batching whatever queued meanwhile.
+async fn look_up_pg(pg: Pg, mut rx: tokio::sync::mpsc::UnboundedReceiver<Lookup>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, MAX_LOOKUPS).await > 0 {
+        let identities: Vec<String> = batch.iter().map(|j| j.identity.clone()).collect();
+        let found = match pg.client().await {
+            Ok(client) => find_on(&client, identities).await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| pg.name_error(e).to_string());
+        answer(batch.drain(..), &found);
+    }
+}
+
+/// Tells each job of a batch what was found for it.
+fn answer(batch: impl Iterator<Item = Lookup>, found: &Result<HashMap<String, Answer>, String>) {
+    for job in batch {
+        let answer = match found {
+            Ok(found) => Ok(found.get(&job.identity).cloned()),
+            Err(reason) => Err(reason.clone()),
+        };
+        let _ = job.done.send(answer);
     }
 }
 
@@ -242,20 +297,8 @@ fn look_up(answered: &AnsweredMessages, rx: &mpsc::Receiver<Lookup>) {
             }
         }
         let identities: Vec<String> = batch.iter().map(|j| j.identity.clone()).collect();
-        match answered.find_many(&identities) {
-            Ok(found) => {
-                for job in batch {
-                    let answer = found.get(&job.identity).cloned();
-                    let _ = job.done.send(Ok(answer));
-                }
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                for job in batch {
-                    let _ = job.done.send(Err(reason.clone()));
-                }
-            }
-        }
+        let found = answered.find_many(&identities).map_err(|e| e.to_string());
+        answer(batch.into_iter(), &found);
     }
 }
 

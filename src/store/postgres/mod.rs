@@ -302,6 +302,17 @@ impl Pg {
         }
     }
 
+    /// Runs `fut` on `Pg`'s runtime in the background (a task serving others, such as the
+    /// relay's retry look-ups), from any thread.
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if let Some(runtime) = self.inner.runtime.as_ref() {
+            runtime.spawn(fut);
+        }
+    }
+
     /// A pooled connection, for code already running on `Pg`'s runtime (inside
     /// [`Pg::block_on`]).
     pub async fn client(&self) -> Result<Object, StoreError> {
