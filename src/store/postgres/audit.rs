@@ -315,70 +315,108 @@ async fn append_after(
     head: &ChainHead,
     records: Vec<AuditRecord>,
 ) -> Result<After, StoreError> {
-    let (check, rows, keys, answered, mark) = tokio::try_join!(
-        c.prepare_cached(CHECK_HEAD),
-        c.prepare_cached(INSERT_ROWS),
-        c.prepare_cached(INSERT_KEYS),
-        c.prepare_cached(INSERT_ANSWERED),
-        c.prepare_cached(MOVE_MARK),
-    )?;
+    let (check, stmts) = tokio::try_join!(c.prepare_cached(CHECK_HEAD), Writes::prepare(c))?;
     let refs: Vec<&AuditRecord> = records.iter().collect();
     let entries = chain_all(Some(head.clone()), &refs);
     let pairs: Vec<(AuditEntry, AuditRecord)> = entries.into_iter().zip(records).collect();
-    let Some((last, _)) = pairs.last() else {
+    if pairs.is_empty() {
         return Ok(After::Appended(Vec::new()));
-    };
-    let cols = Columns::of(&pairs);
+    }
     let head_seq = head.seq as i64;
     let check_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&head_seq, &head.hash];
-    let row_params = cols.row_params();
-    let key_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&cols.key, &cols.key_seq];
-    let last_seq = last.seq as i64;
-    let mark_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&last_seq, &last.hash];
-    let answered_params = cols.answered.params();
-    let (begun, checked, inserted, keyed, remembered, moved, committed) = tokio::join!(
+    let (begun, checked, (written, committed)) = tokio::join!(
         biased;
         c.batch_execute(BEGIN_LOCKED),
         c.execute(&check, &check_params),
-        c.execute(&rows, &row_params),
-        async {
-            if cols.key.is_empty() {
-                Ok(0)
-            } else {
-                c.execute(&keys, &key_params).await
-            }
-        },
-        async {
-            if cols.answered.identity.is_empty() {
-                Ok(0)
-            } else {
-                c.execute(&answered, &answered_params).await
-            }
-        },
-        c.execute(&mark, &mark_params),
-        c.batch_execute("COMMIT"),
+        write_and_commit(c, &stmts, &pairs),
     );
     begun?;
     if let Err(e) = checked {
         if e.code().is_some_and(|code| code.code() == HEAD_MOVED) {
             // Its COMMIT ended the failed transaction as a rollback: the connection is idle.
             committed?;
-            drop(cols);
             return Ok(After::Moved(pairs.into_iter().map(|(_, r)| r).collect()));
         }
         return Err(e.into());
     }
-    inserted?;
-    keyed?;
-    remembered?;
-    moved?;
+    written?;
     committed?;
-    drop(cols);
     Ok(After::Appended(pairs.into_iter().map(|(e, _)| e).collect()))
 }
 
 /// The SQLSTATE [`CHECK_HEAD`] raises.
 const HEAD_MOVED: &str = "SG001";
+
+/// The statements that write a batch, prepared (once per connection) before a round starts,
+/// so that nothing in the round waits for a `Parse` and is sent after the `COMMIT`.
+struct Writes {
+    rows: tokio_postgres::Statement,
+    keys: tokio_postgres::Statement,
+    answered: tokio_postgres::Statement,
+    mark: tokio_postgres::Statement,
+}
+
+impl Writes {
+    async fn prepare(c: &ClientWrapper) -> Result<Writes, tokio_postgres::Error> {
+        let (rows, keys, answered, mark) = tokio::try_join!(
+            c.prepare_cached(INSERT_ROWS),
+            c.prepare_cached(INSERT_KEYS),
+            c.prepare_cached(INSERT_ANSWERED),
+            c.prepare_cached(MOVE_MARK),
+        )?;
+        Ok(Writes {
+            rows,
+            keys,
+            answered,
+            mark,
+        })
+    }
+}
+
+/// The rows of `pairs` (not empty), their export keys, the messages answered, the new head
+/// mark and `COMMIT`, sent together in that order (`tokio::join!` in `biased` mode polls, and
+/// so sends, them in the order written; a caller may put statements before them the same
+/// way). Returns the first write's error, and the `COMMIT`'s result apart: after a failed
+/// statement PostgreSQL turns the `COMMIT` into a rollback, and still answers it.
+async fn write_and_commit(
+    c: &ClientWrapper,
+    stmts: &Writes,
+    pairs: &[(AuditEntry, AuditRecord)],
+) -> (
+    Result<(), tokio_postgres::Error>,
+    Result<(), tokio_postgres::Error>,
+) {
+    let cols = Columns::of(pairs);
+    let row_params = cols.row_params();
+    let key_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&cols.key, &cols.key_seq];
+    let (last_seq, last_hash) = pairs
+        .last()
+        .map_or((0, ""), |(e, _)| (e.seq as i64, e.hash.as_str()));
+    let mark_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&last_seq, &last_hash];
+    let answered_params = cols.answered.params();
+    let (inserted, keyed, remembered, moved, committed) = tokio::join!(
+        biased;
+        c.execute(&stmts.rows, &row_params),
+        async {
+            if cols.key.is_empty() {
+                Ok(0)
+            } else {
+                c.execute(&stmts.keys, &key_params).await
+            }
+        },
+        async {
+            if cols.answered.identity.is_empty() {
+                Ok(0)
+            } else {
+                c.execute(&stmts.answered, &answered_params).await
+            }
+        },
+        c.execute(&stmts.mark, &mark_params),
+        c.batch_execute("COMMIT"),
+    );
+    let written = inserted.and(keyed).and(remembered).and(moved).map(|_| ());
+    (written, committed)
+}
 
 /// `BEGIN` and [`AUDIT_LOCK`] in one simple query (one round trip).
 const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(1936154997)";
@@ -398,13 +436,10 @@ async fn append_pipelined(
     c: &ClientWrapper,
     records: Vec<AuditRecord>,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    let (head_stmt, mark_stmt, rows, keys, answered, mark) = tokio::try_join!(
+    let (head_stmt, mark_stmt, stmts) = tokio::try_join!(
         c.prepare_cached(READ_HEAD),
         c.prepare_cached(READ_MARK),
-        c.prepare_cached(INSERT_ROWS),
-        c.prepare_cached(INSERT_KEYS),
-        c.prepare_cached(INSERT_ANSWERED),
-        c.prepare_cached(MOVE_MARK),
+        Writes::prepare(c),
     )?;
     let (begun, head, marked) = tokio::join!(
         biased;
@@ -420,40 +455,12 @@ async fn append_pipelined(
     let refs: Vec<&AuditRecord> = all.iter().collect();
     let entries = chain_all(head, &refs);
     let pairs: Vec<(AuditEntry, AuditRecord)> = entries.into_iter().zip(all).collect();
-    let Some((last, _)) = pairs.last() else {
+    if pairs.is_empty() {
         c.batch_execute("COMMIT").await?;
         return Ok(Vec::new());
-    };
-    let cols = Columns::of(&pairs);
-    let row_params = cols.row_params();
-    let key_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&cols.key, &cols.key_seq];
-    let last_seq = last.seq as i64;
-    let mark_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&last_seq, &last.hash];
-    let answered_params = cols.answered.params();
-    let (inserted, keyed, remembered, moved, committed) = tokio::join!(
-        biased;
-        c.execute(&rows, &row_params),
-        async {
-            if cols.key.is_empty() {
-                Ok(0)
-            } else {
-                c.execute(&keys, &key_params).await
-            }
-        },
-        async {
-            if cols.answered.identity.is_empty() {
-                Ok(0)
-            } else {
-                c.execute(&answered, &answered_params).await
-            }
-        },
-        c.execute(&mark, &mark_params),
-        c.batch_execute("COMMIT"),
-    );
-    inserted?;
-    keyed?;
-    remembered?;
-    moved?;
+    }
+    let (written, committed) = write_and_commit(c, &stmts, &pairs).await;
+    written?;
     committed?;
     let mut out: Vec<AuditEntry> = pairs.into_iter().map(|(e, _)| e).collect();
     if noticed {
