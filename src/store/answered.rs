@@ -288,14 +288,7 @@ fn answer(batch: impl Iterator<Item = Lookup>, found: &Result<HashMap<String, An
 }
 
 fn look_up(answered: &AnsweredMessages, rx: &mpsc::Receiver<Lookup>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_LOOKUPS {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = super::audit::next_batch(rx, MAX_LOOKUPS) {
         let identities: Vec<String> = batch.iter().map(|j| j.identity.clone()).collect();
         let found = answered.find_many(&identities).map_err(|e| e.to_string());
         answer(batch.into_iter(), &found);

@@ -1091,18 +1091,25 @@ impl AuditLog {
     }
 }
 
-fn writer(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Job>) {
-    // Blocks for the first job, then takes whatever else is already waiting: that is the group.
-    // The head is not cached here: the backend reads it inside its write transaction, so another
-    // process appending to the same database cannot fork the chain.
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
+/// Waits for the first job on `rx`, then takes whatever else is already waiting, up to `max`
+/// in all: the group a batching thread (the audit writer, the retry look-up) serves at once.
+/// `None` once every sender is gone.
+pub(crate) fn next_batch<T>(rx: &mpsc::Receiver<T>, max: usize) -> Option<Vec<T>> {
+    let mut batch = vec![rx.recv().ok()?];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
+    }
+    Some(batch)
+}
+
+fn writer(mut backend: Box<dyn Backend>, rx: mpsc::Receiver<Job>) {
+    // Each batch is a group commit. The head is not trusted from memory: the backend reads it
+    // (or, on PostgreSQL, checks the one it last wrote) inside its write transaction, so another
+    // process appending to the same database cannot fork the chain.
+    while let Some(jobs) = next_batch(&rx, MAX_BATCH) {
         let records: Vec<&AuditRecord> = jobs.iter().map(|j| &j.record).collect();
         let written = backend.append_chained(&records);
         drop(records);
