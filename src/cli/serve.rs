@@ -46,6 +46,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // With `[storage] database`: the connections on this runtime's workers, beside the
+    // sessions that use them (see `store::postgres`).
+    crate::store::postgres::run_on(runtime.handle().clone());
     runtime.block_on(serve(config, read))
 }
 
