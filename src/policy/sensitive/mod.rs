@@ -324,6 +324,17 @@ pub fn attachments(message: &[u8]) -> Vec<Listed> {
         .collect()
 }
 
+/// Whether `message` is text only: no attachment for [`inspect`] to open (every leaf part an
+/// unnamed `text/plain` or `text/html` body) and no part left unsplit at a limit. What the
+/// relay asks before checking a small message on its own worker rather than a blocking
+/// thread: the time such a message takes is its body's reading, in proportion to its size.
+pub fn text_only(message: &[u8]) -> bool {
+    let root = tree::scan(message);
+    let mut found = Vec::new();
+    collect(message, &root, &mut found);
+    found.is_empty() && unsplit(&root).is_none()
+}
+
 /// Where the MIME walk stopped at a limit, if it did: what the finding names, and why.
 fn unsplit(root: &Part) -> Option<(&'static str, Unscannable)> {
     if root.any_too_deep() {
@@ -782,6 +793,43 @@ fn text_of(part: &Part, decoded: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_message_of_unnamed_text_bodies_is_text_only() {
+        let head = "From: t@school.example\r\nTo: x@county.example\r\nSubject: s\r\n";
+        let plain = format!("{head}\r\nHello\r\n");
+        assert!(text_only(plain.as_bytes()), "no Content-Type: text/plain");
+        let alternative = format!(
+            "{head}MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nHi\r\n--b\r\n\
+             Content-Type: text/html\r\n\r\n<p>Hi</p>\r\n--b--\r\n"
+        );
+        assert!(text_only(alternative.as_bytes()));
+        // Anything the attachment rules would open is not, however it is sent.
+        for part in [
+            "Content-Type: application/zip\r\nContent-Transfer-Encoding: 8bit\r\n\r\nPK\x03\x04",
+            "Content-Type: text/csv\r\n\r\nName,UPN\r\n",
+            "Content-Type: text/plain; name=list.txt\r\n\r\nName,UPN\r\n",
+            "Content-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nName\r\n",
+            "Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nhi\r\n",
+        ] {
+            let mixed = format!(
+                "{head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+                 --b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\n{part}\r\n--b--\r\n"
+            );
+            assert!(!text_only(mixed.as_bytes()), "{part}");
+        }
+        // Nested past the MIME walk's limit: not looked into, so not known to be text.
+        let depth = crate::mime::tree::MAX_DEPTH + 2;
+        let mut deep = format!("{head}MIME-Version: 1.0\r\n");
+        for d in 0..depth {
+            deep.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=b{d}\r\n\r\n--b{d}\r\n"
+            ));
+        }
+        deep.push_str("Content-Type: text/plain\r\n\r\nhi\r\n");
+        assert!(!text_only(deep.as_bytes()));
+    }
 
     #[test]
     fn lenient_base64_reads_what_clients_read() {
