@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -207,6 +207,11 @@ const MAX_LOOKUPS: usize = 256;
 #[derive(Clone)]
 pub struct RetryLookup {
     jobs: Jobs,
+    /// On SQLite: a connection the sessions look up on themselves, in place, when it is free
+    /// and the database is not locked (a primary key's look-up takes microseconds, less than
+    /// waking the thread and being woken by it). Opened by the thread; `None` until then, and
+    /// after an error (the thread opens it again).
+    in_place: Option<Arc<Mutex<Option<Connection>>>>,
 }
 
 /// Where the look-ups go.
@@ -234,20 +239,47 @@ impl RetryLookup {
             pg.spawn(look_up_pg(pg.clone(), rx));
             return Ok(RetryLookup {
                 jobs: Jobs::Pg(jobs),
+                in_place: None,
             });
         }
+        let in_place = match &answered.place {
+            Place::Local(_) => Some(Arc::new(Mutex::new(None))),
+            Place::Shared { .. } => None,
+        };
         let (jobs, rx) = mpsc::channel::<Lookup>();
+        let shared = in_place.clone();
         thread::Builder::new()
             .name("retry-lookup".into())
-            .spawn(move || look_up(&answered, &rx))?;
+            .spawn(move || look_up(&answered, &rx, shared.as_deref()))?;
         Ok(RetryLookup {
             jobs: Jobs::Thread(jobs),
+            in_place,
         })
+    }
+
+    /// [`RetryLookup::find`] on the in-place connection, if it is there and free and the
+    /// database answers at once; `None` sends the look-up to the thread.
+    fn find_in_place(&self, identity: &str) -> Option<Option<Answer>> {
+        let mut cached = self.in_place.as_ref()?.try_lock().ok()?;
+        let conn = cached.as_ref()?;
+        match find_sqlite(conn, &[identity.to_string()]) {
+            Ok(mut found) => Some(found.remove(identity)),
+            Err(e) => {
+                if !is_busy(&e) {
+                    // Not kept: the thread opens the database afresh, and says what is wrong.
+                    *cached = None;
+                }
+                None
+            }
+        }
     }
 
     /// The first answer recorded for the message `identity`, if any; `Err` says why nobody
     /// can tell (the database unreachable, the thread gone).
     pub async fn find(&self, identity: String) -> Result<Option<Answer>, String> {
+        if let Some(found) = self.find_in_place(&identity) {
+            return Ok(found);
+        }
         let (done, wait) = oneshot::channel();
         let job = Lookup { identity, done };
         let sent = match &self.jobs {
@@ -287,12 +319,45 @@ fn answer(batch: impl Iterator<Item = Lookup>, found: &Result<HashMap<String, An
     }
 }
 
-fn look_up(answered: &AnsweredMessages, rx: &mpsc::Receiver<Lookup>) {
+/// The SQLite look-ups' thread: answers the look-ups sent to it and keeps `in_place` open.
+fn look_up(
+    answered: &AnsweredMessages,
+    rx: &mpsc::Receiver<Lookup>,
+    in_place: Option<&Mutex<Option<Connection>>>,
+) {
+    let reopen = || {
+        let Some(slot) = in_place else { return };
+        // Not waited for: a session may be looking up on it.
+        let Ok(mut cached) = slot.try_lock() else {
+            return;
+        };
+        if cached.is_none() {
+            *cached = open_in_place(answered.place.state_dir());
+        }
+    };
+    reopen();
     while let Some(batch) = super::audit::next_batch(rx, MAX_LOOKUPS) {
+        reopen();
         let identities: Vec<String> = batch.iter().map(|j| j.identity.clone()).collect();
         let found = answered.find_many(&identities).map_err(|e| e.to_string());
         answer(batch.into_iter(), &found);
     }
+}
+
+/// The in-place connection: as every other, but it never waits for a lock (a session's worker
+/// must not), so a busy database sends the look-up to the thread instead.
+fn open_in_place(state_dir: &std::path::Path) -> Option<Connection> {
+    let conn = super::sqlite::open_connection(state_dir).ok()?;
+    conn.busy_timeout(std::time::Duration::ZERO).ok()?;
+    Some(conn)
+}
+
+/// Whether `e` says the database is locked for now (and the look-up should go to the thread).
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 #[cfg(test)]
@@ -394,6 +459,52 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    #[allow(
+        clippy::await_holding_lock,
+        reason = "held on purpose: a session using the in-place connection"
+    )]
+    async fn a_look_up_goes_to_the_thread_when_the_in_place_connection_is_taken_or_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = crate::config::Storage {
+            state_dir: dir.path().to_path_buf(),
+            database: None,
+        };
+        let log = AuditLog::start(crate::store::open_audit(&storage).unwrap()).unwrap();
+        let entry = log
+            .append(record("delivered", "250 2.0.0 Ok", "aa"))
+            .await
+            .unwrap();
+        let lookup = RetryLookup::start(&storage).unwrap();
+        // Answered in place once the thread has opened the connection.
+        let mut waited = 0;
+        while lookup.find_in_place(&identity("aa")).is_none() {
+            waited += 1;
+            assert!(waited < 200, "the in-place connection was never opened");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            lookup.find_in_place(&identity("aa")).unwrap().unwrap().seq,
+            entry.seq
+        );
+        // Another session is using it: this one is not kept waiting for it, the thread
+        // answers.
+        let slot = lookup.in_place.clone().unwrap();
+        let taken = slot.lock().unwrap();
+        assert_eq!(lookup.find_in_place(&identity("aa")), None);
+        let answer = lookup.find(identity("aa")).await.unwrap().unwrap();
+        assert_eq!(answer.seq, entry.seq);
+        drop(taken);
+        // A locked database is the thread's to wait for; any other error drops the
+        // connection (the thread opens it again).
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(is_busy(&busy));
+        assert!(!is_busy(&rusqlite::Error::QueryReturnedNoRows));
+    }
+
+    #[tokio::test]
     async fn many_sessions_looking_up_at_once_each_get_their_own_answer() {
         let dir = tempfile::tempdir().unwrap();
         let storage = crate::config::Storage {
