@@ -201,7 +201,8 @@ const MAX_LOOKUPS: usize = 256;
 /// meanwhile, and answers them all with one query ([`AnsweredMessages::find_many`]). Each
 /// message is still looked up after it arrived, in the database as it is then, so a row the
 /// other gateway of a trust committed is seen just as before; under load the sessions share
-/// one round trip to the database instead of taking one each.
+/// one round trip to the database instead of taking one each. On SQLite a session first tries
+/// the look-up itself, in place ([`RetryLookup::find`]), and only a busy one goes to the thread.
 ///
 /// Cloning is cheap; the thread ends when the last clone is dropped.
 #[derive(Clone)]
@@ -219,8 +220,9 @@ pub struct RetryLookup {
 enum Jobs {
     /// To the `retry-lookup` thread (SQLite; or PostgreSQL unreachable at start).
     Thread(mpsc::Sender<Lookup>),
-    /// To a task on the PostgreSQL runtime, beside the connections it uses: no thread of its
-    /// own to wake and no [`Pg::run`] hand-over per batch.
+    /// To a task on the runtime the connections live on (in `serve`, the gateway's own),
+    /// beside the connections it uses: no thread of its own to wake and no [`Pg::run`]
+    /// hand-over per batch.
     Pg(tokio::sync::mpsc::UnboundedSender<Lookup>),
 }
 
