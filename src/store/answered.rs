@@ -388,14 +388,20 @@ mod tests {
         )
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_delivered_or_held_record_is_remembered_with_it_and_nothing_else_is() {
+    /// A fresh SQLite store in a temporary folder, and its audit writer.
+    fn sqlite_store() -> (tempfile::TempDir, crate::config::Storage, AuditLog) {
         let dir = tempfile::tempdir().unwrap();
         let storage = crate::config::Storage {
             state_dir: dir.path().to_path_buf(),
             database: None,
         };
         let log = AuditLog::start(crate::store::open_audit(&storage).unwrap()).unwrap();
+        (dir, storage, log)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_delivered_or_held_record_is_remembered_with_it_and_nothing_else_is() {
+        let (_dir, storage, log) = sqlite_store();
         let delivered = log
             .append(record("delivered", "250 2.0.0 Ok: queued as A", "aa"))
             .await
@@ -466,12 +472,7 @@ mod tests {
         reason = "held on purpose: a session using the in-place connection"
     )]
     async fn a_look_up_goes_to_the_thread_when_the_in_place_connection_is_taken_or_busy() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = crate::config::Storage {
-            state_dir: dir.path().to_path_buf(),
-            database: None,
-        };
-        let log = AuditLog::start(crate::store::open_audit(&storage).unwrap()).unwrap();
+        let (_dir, storage, log) = sqlite_store();
         let entry = log
             .append(record("delivered", "250 2.0.0 Ok", "aa"))
             .await
@@ -508,12 +509,7 @@ mod tests {
 
     #[tokio::test]
     async fn many_sessions_looking_up_at_once_each_get_their_own_answer() {
-        let dir = tempfile::tempdir().unwrap();
-        let storage = crate::config::Storage {
-            state_dir: dir.path().to_path_buf(),
-            database: None,
-        };
-        let log = AuditLog::start(crate::store::open_audit(&storage).unwrap()).unwrap();
+        let (_dir, storage, log) = sqlite_store();
         let lookup = RetryLookup::start(&storage).unwrap();
         // Started before anything was recorded: each look-up reads the database as it is then.
         assert_eq!(lookup.find(identity("m0")).await, Ok(None));
