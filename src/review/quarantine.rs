@@ -91,6 +91,40 @@ pub enum ReviewError {
     Interrupted(String),
 }
 
+impl ReviewError {
+    /// Whether the error carries the store's own words (a file's path on the server, the
+    /// database's message), which belong in the gateway's log rather than on a web page.
+    pub fn has_store_detail(&self) -> bool {
+        matches!(
+            self,
+            ReviewError::Store(_)
+                | ReviewError::Audit(..)
+                | ReviewError::Unreadable { .. }
+                | ReviewError::Interrupted(_)
+        )
+    }
+
+    /// What a web page says: the error as it reads everywhere else, but without the store's
+    /// own words ([`ReviewError::has_store_detail`]), which the page's caller logs instead.
+    pub fn for_a_page(&self) -> String {
+        match self {
+            ReviewError::Store(_) | ReviewError::Interrupted(_) => {
+                "the quarantine could not be read or changed; nothing was done \
+                 (the gateway's log says why)"
+                    .into()
+            }
+            ReviewError::Audit(_, then) => format!(
+                "the audit record could not be written (the gateway's log says why); {then}"
+            ),
+            ReviewError::Unreadable { id, .. } => format!(
+                "the held copy of {id} cannot be read; it may have been removed (the gateway's \
+                 log says why)"
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// The entry `id`, which must exist.
 pub fn find(q: &Quarantine, id: &str) -> Result<Held, ReviewError> {
     q.get(id)?
@@ -373,6 +407,44 @@ pub async fn viewed(log: &AuditLog, id: &str, actor: &str) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_says_what_failed_but_not_the_stores_own_words() {
+        let path = "/var/lib/schoolgate/quarantine/Q1.eml";
+        let io = || std::io::Error::other(format!("{path}: permission denied"));
+        for e in [
+            ReviewError::Store(StoreError::Io(io())),
+            ReviewError::Interrupted(format!("{path}: gone")),
+            ReviewError::Unreadable {
+                id: "Q1".into(),
+                detail: format!("{path}: permission denied"),
+            },
+            ReviewError::Audit(
+                StoreError::WriteFailed(format!("{path}: disk full")),
+                "the message was released",
+            ),
+        ] {
+            assert!(e.has_store_detail(), "{e}");
+            assert!(e.to_string().contains(path), "the log keeps it: {e}");
+            let shown = e.for_a_page();
+            assert!(!shown.contains(path), "{shown}");
+            assert!(shown.contains("the gateway's log says why"), "{shown}");
+        }
+        let audit = ReviewError::Audit(
+            StoreError::WriteFailed("x".into()),
+            "the message was released",
+        );
+        assert!(audit.for_a_page().ends_with("; the message was released"));
+        let unreadable = ReviewError::Unreadable {
+            id: "Q1".into(),
+            detail: path.into(),
+        };
+        assert!(unreadable.for_a_page().contains("Q1"));
+        // Everything else reads on the page as it does everywhere.
+        let busy = ReviewError::Busy("Q2".into());
+        assert!(!busy.has_store_detail());
+        assert_eq!(busy.for_a_page(), busy.to_string());
+    }
     use crate::smtp::next_hop::NextHopAddress;
     use crate::store::quarantine::NewHeld;
     use crate::store::sqlite::SqliteBackend;

@@ -488,11 +488,20 @@ pub(super) fn status_of(e: &ReviewError) -> StatusCode {
     }
 }
 
+/// What a page says of `e`: without the store's own words (a path on the server, the
+/// database's message), which go to the log.
+pub(super) fn shown(e: &ReviewError) -> String {
+    if e.has_store_detail() {
+        tracing::error!(error = %e, "web: a quarantine action was not done");
+    }
+    e.for_a_page()
+}
+
 /// The page for an action that was not done.
 pub(super) fn failed(u: &User, e: &ReviewError) -> Response {
     let body: Markup = html! {
         h1 { "Not done" }
-        p.error { (e.to_string()) }
+        p.error { (shown(e)) }
         p { a href="/quarantine" { "Back to the quarantine" } }
     };
     pages::page(status_of(e), "Not done", Some(u), body)

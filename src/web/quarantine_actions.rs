@@ -217,7 +217,7 @@ async fn confirm(web: &Web, u: &User, asked: &Asked, back: &str) -> Response {
         let body = html! {
             h1 { "Nothing to do" }
             p.error { "None of the messages ticked can be " (verb(asked.act).1) "; nothing was done." }
-            ul #cannot { @for (id, e) in &cannot { li { strong { (id) } ": " (e.to_string()) } } }
+            ul #cannot { @for (id, e) in &cannot { li { strong { (id) } ": " (super::quarantine::shown(e)) } } }
             p { a href=(back) { "Back" } }
         };
         return pages::page(status, "Nothing to do", Some(u), body);
@@ -262,7 +262,7 @@ async fn confirm(web: &Web, u: &User, asked: &Asked, back: &str) -> Response {
         @if !cannot.is_empty() {
             section #cannot {
                 h2 { "Left as they are" }
-                ul { @for (id, e) in &cannot { li { strong { (id) } ": " (e.to_string()) } } }
+                ul { @for (id, e) in &cannot { li { strong { (id) } ": " (super::quarantine::shown(e)) } } }
             }
         }
         form #confirm-form method="post" action="/quarantine/bulk" {
@@ -343,7 +343,7 @@ async fn done(web: &Web, u: &User, asked: &Asked) -> Response {
                     @for (id, r) in &results {
                         @match r {
                             Ok(what) => tr.result.done data-id=(id) { td { a href=(format!("/quarantine/{id}")) { (id) } } td { (what) } },
-                            Err(e) => tr.result.not-done data-id=(id) { td { (id) } td.error { "not done: " (e.to_string()) } },
+                            Err(e) => tr.result.not-done data-id=(id) { td { (id) } td.error { "not done: " (super::quarantine::shown(e)) } },
                         }
                     }
                 }

@@ -72,6 +72,15 @@ fn form(token: &str, csrf: &str, offer: &Offer, error: Option<&str>, given: &str
 }
 
 /// The page for a link that cannot be used, and its status.
+/// `t` with its first letter a capital.
+fn capitalised(t: &str) -> String {
+    let mut c = t.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 fn refused(e: &SenderReleaseError) -> Response {
     let status = match e {
         SenderReleaseError::UnknownLink => StatusCode::NOT_FOUND,
@@ -88,20 +97,18 @@ fn refused(e: &SenderReleaseError) -> Response {
     };
     let text = match e {
         // Who acted on it is the school's business; the sender hears only that it was.
-        SenderReleaseError::Review(ReviewError::AlreadyActed { state, .. }) => format!(
-            "This message has already been {state}; the link no longer does anything."
-        ),
+        SenderReleaseError::Review(ReviewError::AlreadyActed { state, .. }) => {
+            format!("This message has already been {state}; the link no longer does anything.")
+        }
         SenderReleaseError::Review(ReviewError::Store(_) | ReviewError::Interrupted(_)) => {
+            tracing::error!(error = %e, "web: a sender's release could not be done");
             "The quarantine could not be read; try again in a few minutes, or ask the network manager.".into()
         }
-        other => {
-            let t = other.to_string();
-            let mut c = t.chars();
-            match c.next() {
-                Some(f) => f.to_uppercase().chain(c).collect(),
-                None => t,
-            }
+        SenderReleaseError::Review(r) if r.has_store_detail() => {
+            tracing::error!(error = %e, "web: a sender's release could not be done");
+            capitalised(&r.for_a_page())
         }
+        other => capitalised(&other.to_string()),
     };
     pages::message(status, None, "Not released", &text)
 }
