@@ -95,32 +95,32 @@ impl ReviewError {
     /// Whether the error carries the store's own words (a file's path on the server, the
     /// database's message), which belong in the gateway's log rather than on a web page.
     pub fn has_store_detail(&self) -> bool {
-        matches!(
-            self,
-            ReviewError::Store(_)
-                | ReviewError::Audit(..)
-                | ReviewError::Unreadable { .. }
-                | ReviewError::Interrupted(_)
-        )
+        self.without_store_detail().is_some()
     }
 
     /// What a web page says: the error as it reads everywhere else, but without the store's
     /// own words ([`ReviewError::has_store_detail`]), which the page's caller logs instead.
     pub fn for_a_page(&self) -> String {
+        self.without_store_detail()
+            .unwrap_or_else(|| self.to_string())
+    }
+
+    /// The error said without the store's own words, for the errors that carry them.
+    fn without_store_detail(&self) -> Option<String> {
         match self {
-            ReviewError::Store(_) | ReviewError::Interrupted(_) => {
+            ReviewError::Store(_) | ReviewError::Interrupted(_) => Some(
                 "the quarantine could not be read or changed; nothing was done \
                  (the gateway's log says why)"
-                    .into()
-            }
-            ReviewError::Audit(_, then) => format!(
-                "the audit record could not be written (the gateway's log says why); {then}"
+                    .into(),
             ),
-            ReviewError::Unreadable { id, .. } => format!(
+            ReviewError::Audit(_, then) => Some(format!(
+                "the audit record could not be written (the gateway's log says why); {then}"
+            )),
+            ReviewError::Unreadable { id, .. } => Some(format!(
                 "the held copy of {id} cannot be read; it may have been removed (the gateway's \
                  log says why)"
-            ),
-            other => other.to_string(),
+            )),
+            _ => None,
         }
     }
 }

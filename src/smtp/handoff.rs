@@ -133,13 +133,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     {
         // As on a blocking thread, a panic costs the client a 451, not its session.
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            policy::evaluate(
-                &received.envelope,
-                received.original(),
-                &config,
-                &directory,
-                now,
-            )
+            check(&received, &config, &directory, now)
         })) {
             Ok(decision) => Ok((received, decision)),
             Err(_) => {
@@ -151,13 +145,7 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
         let permit = relay.scan_permit().await;
         let (config, directory) = (config.clone(), directory.clone());
         tokio::task::spawn_blocking(move || {
-            let decision = policy::evaluate(
-                &received.envelope,
-                received.original(),
-                &config,
-                &directory,
-                now,
-            );
+            let decision = check(&received, &config, &directory, now);
             drop(permit);
             (received, decision)
         })
@@ -364,12 +352,28 @@ pub async fn hand_off(relay: &Relay, received: Received) -> String {
     }
 }
 
+/// The policy's decision on `received`, wherever it runs.
+fn check(
+    received: &Received,
+    config: &crate::config::Config,
+    directory: &crate::directory::Directory,
+    now: jiff::Timestamp,
+) -> policy::Decision {
+    policy::evaluate(
+        &received.envelope,
+        received.original(),
+        config,
+        directory,
+        now,
+    )
+}
+
 /// The largest message of text only that is checked on the session's own worker
 /// (see `hand_off`); a larger one, or one with an attachment, goes to a blocking thread.
 /// Measured (release, 2,000 pupils and 4,000 parents in the directory): 15 KB of prose, digits,
 /// phone numbers, dates or addresses take 0.1-0.8 ms to check; the slowest body found, a pasted
-/// list of 800 pupils' names in 11 KB, 1.9 ms. The core is as busy either way; the worker's other sessions wait
-/// that long, or are taken by the other workers.
+/// list of 800 pupils' names in 11 KB, 1.9 ms. The core is as busy either way; the worker's
+/// other sessions wait that long, or are taken by the other workers.
 const CHECKED_IN_PLACE: usize = 16 * 1024;
 
 /// How long the record of a message already delivered is retried before the client is told

@@ -208,18 +208,23 @@ const MAX_LOOKUPS: usize = 256;
 #[derive(Clone)]
 pub struct RetryLookup {
     jobs: Jobs,
-    /// On SQLite: a connection the sessions look up on themselves, in place, when it is free
-    /// and the database is not locked (a primary key's look-up takes microseconds, less than
-    /// waking the thread and being woken by it). Opened by the thread; `None` until then, and
-    /// after an error (the thread opens it again).
-    in_place: Option<Arc<Mutex<Option<Connection>>>>,
 }
+
+/// A connection the sessions look up on themselves, in place, when it is free and the
+/// database is not locked (a primary key's look-up takes microseconds, less than waking the
+/// thread and being woken by it). Opened by the thread; `None` until then, and after an error
+/// (the thread opens it again).
+type InPlace = Arc<Mutex<Option<Connection>>>;
 
 /// Where the look-ups go.
 #[derive(Clone)]
 enum Jobs {
-    /// To the `retry-lookup` thread (SQLite; or PostgreSQL unreachable at start).
-    Thread(mpsc::Sender<Lookup>),
+    /// To the `retry-lookup` thread (SQLite; or PostgreSQL unreachable at start), after the
+    /// in-place connection on SQLite.
+    Thread {
+        jobs: mpsc::Sender<Lookup>,
+        in_place: Option<InPlace>,
+    },
     /// To a task on the runtime the connections live on (in `serve`, the gateway's own),
     /// beside the connections it uses: no thread of its own to wake and no [`Pg::run`]
     /// hand-over per batch.
@@ -241,7 +246,6 @@ impl RetryLookup {
             pg.spawn(look_up_pg(pg.clone(), rx));
             return Ok(RetryLookup {
                 jobs: Jobs::Pg(jobs),
-                in_place: None,
             });
         }
         let in_place = match &answered.place {
@@ -254,15 +258,21 @@ impl RetryLookup {
             .name("retry-lookup".into())
             .spawn(move || look_up(&answered, &rx, shared.as_deref()))?;
         Ok(RetryLookup {
-            jobs: Jobs::Thread(jobs),
-            in_place,
+            jobs: Jobs::Thread { jobs, in_place },
         })
     }
 
     /// [`RetryLookup::find`] on the in-place connection, if it is there and free and the
     /// database answers at once; `None` sends the look-up to the thread.
     fn find_in_place(&self, identity: &str) -> Option<Option<Answer>> {
-        let mut cached = self.in_place.as_ref()?.try_lock().ok()?;
+        let Jobs::Thread {
+            in_place: Some(in_place),
+            ..
+        } = &self.jobs
+        else {
+            return None;
+        };
+        let mut cached = in_place.try_lock().ok()?;
         let conn = cached.as_ref()?;
         match find_sqlite(conn, &[identity.to_string()]) {
             Ok(mut found) => Some(found.remove(identity)),
@@ -285,7 +295,7 @@ impl RetryLookup {
         let (done, wait) = oneshot::channel();
         let job = Lookup { identity, done };
         let sent = match &self.jobs {
-            Jobs::Thread(jobs) => jobs.send(job).is_ok(),
+            Jobs::Thread { jobs, .. } => jobs.send(job).is_ok(),
             Jobs::Pg(jobs) => jobs.send(job).is_ok(),
         };
         if !sent {
@@ -491,7 +501,13 @@ mod tests {
         );
         // Another session is using it: this one is not kept waiting for it, the thread
         // answers.
-        let slot = lookup.in_place.clone().unwrap();
+        let Jobs::Thread {
+            in_place: Some(slot),
+            ..
+        } = &lookup.jobs
+        else {
+            panic!("SQLite looks up in place")
+        };
         let taken = slot.lock().unwrap();
         assert_eq!(lookup.find_in_place(&identity("aa")), None);
         let answer = lookup.find(identity("aa")).await.unwrap().unwrap();

@@ -71,7 +71,6 @@ fn form(token: &str, csrf: &str, offer: &Offer, error: Option<&str>, given: &str
     }
 }
 
-/// The page for a link that cannot be used, and its status.
 /// `t` with its first letter a capital.
 fn capitalised(t: &str) -> String {
     let mut c = t.chars();
@@ -81,6 +80,7 @@ fn capitalised(t: &str) -> String {
     }
 }
 
+/// The page for a link that cannot be used, and its status.
 fn refused(e: &SenderReleaseError) -> Response {
     let status = match e {
         SenderReleaseError::UnknownLink => StatusCode::NOT_FOUND,
@@ -100,13 +100,12 @@ fn refused(e: &SenderReleaseError) -> Response {
         SenderReleaseError::Review(ReviewError::AlreadyActed { state, .. }) => {
             format!("This message has already been {state}; the link no longer does anything.")
         }
-        SenderReleaseError::Review(ReviewError::Store(_) | ReviewError::Interrupted(_)) => {
-            tracing::error!(error = %e, "web: a sender's release could not be done");
-            "The quarantine could not be read; try again in a few minutes, or ask the network manager.".into()
-        }
         SenderReleaseError::Review(r) if r.has_store_detail() => {
             tracing::error!(error = %e, "web: a sender's release could not be done");
-            capitalised(&r.for_a_page())
+            match r {
+                ReviewError::Store(_) | ReviewError::Interrupted(_) => "The quarantine could not be read; try again in a few minutes, or ask the network manager.".into(),
+                _ => capitalised(&r.for_a_page()),
+            }
         }
         other => capitalised(&other.to_string()),
     };
