@@ -382,17 +382,16 @@ fn messages_answered_are_remembered_with_their_records_across_nodes_and_swept() 
     assert_eq!(verify(&mut pg_audit(&cluster), &[]).unwrap().records, 3);
 }
 
-/// The retry look-up runs for every message, as a prepared statement whose plan PostgreSQL
-/// fixes after five runs. Planned while the table was small (a new install), it must still
-/// use the primary key once the table has grown: `identity = ANY($1)` did not (a sequential
-/// scan of every message answered, kept until the table was next analysed).
+/// The retry look-up runs for every message, in `answered_find`, whose query PostgreSQL plans
+/// once and then keeps as a generic plan. Planned while the table was small (a new install), it
+/// must still use the primary key once the table has grown (a benchmark once saw
+/// `identity = ANY($1)` read the whole table for every message, until the table was next
+/// analysed). The counts of the transaction's own scans of the table
+/// (`pg_stat_xact_user_tables`) say which plan ran.
 #[test]
 fn the_retry_look_up_stays_an_index_scan_when_planned_on_a_small_table() {
-    use schoolgate::store::answered::FIND_PG;
-
     let cluster = PgCluster::start_new();
     drop(pg_audit(&cluster)); // the schema
-    let prepared = FIND_PG.replace("$1", "$1::text");
     let rows = |from: usize, to: usize| {
         format!(
             "INSERT INTO answered_message (identity, time, seq, queue_id, outcome)
@@ -401,26 +400,44 @@ fn the_retry_look_up_stays_an_index_scan_when_planned_on_a_small_table() {
                FROM generate_series({from}, {to}) AS i;"
         )
     };
-    // As a new gateway sees it: a look-up, a few rows more, another look-up, ...
+    // As a new gateway sees it: a batch of look-ups, a few rows more, another batch, ...
     let growing: String = (0..40)
         .map(|step| {
             format!(
-                "EXECUTE look_up('not-there-{step}');\n{}\n",
+                "SELECT count(*) FROM answered_find(ARRAY['not-there-{step}', md5('{step}') || md5('{}')]);\n{}\n",
+                step + 1,
                 rows(step * 25 + 1, step * 25 + 25)
             )
         })
         .collect();
-    let plan = cluster.psql(&format!(
-        "PREPARE look_up(text) AS {prepared};
+    let out = cluster.psql(&format!(
+        "BEGIN;
          {growing}
          {}
-         EXPLAIN EXECUTE look_up('{}');",
+         SELECT 'found ' || count(*) FROM answered_find(ARRAY['{}', md5('5000') || md5('5001'),
+                                                             md5('29999') || md5('30000')]);
+         SELECT 'scans ' || seq_scan || ' ' || idx_scan FROM pg_stat_xact_user_tables
+          WHERE relname = 'answered_message';
+         COMMIT;",
         rows(1001, 30000),
         "0".repeat(64)
     ));
     assert!(
-        plan.contains("Index Scan using answered_message_pkey") && !plan.contains("Seq Scan"),
-        "the look-up's cached plan reads the whole table:\n{plan}"
+        out.contains("found 2"),
+        "the look-up finds what is there:\n{out}"
+    );
+    let scans = out
+        .lines()
+        .find_map(|l| l.strip_prefix("scans "))
+        .unwrap_or_else(|| panic!("no scan counts:\n{out}"));
+    let counts: Vec<u64> = scans.split(' ').map(|n| n.parse().unwrap()).collect();
+    assert_eq!(
+        counts[0], 0,
+        "the look-up read the whole table (sequential scans, then index scans: {scans})"
+    );
+    assert!(
+        counts[1] >= 83,
+        "each identity is one index scan (40 batches of 2, then 3): {scans}"
     );
 }
 

@@ -147,48 +147,42 @@ fn find_sqlite(
     Ok(found)
 }
 
-/// One message's look-up on PostgreSQL. A batch sends one per identity, all at once on one
-/// connection (pipelined: one round trip for the batch). Not one `identity = ANY($1)` for
-/// all: PostgreSQL caches a prepared statement's generic plan after five runs, and for `ANY`
-/// over an array of unknown length it planned a sequential scan when the table was small at
-/// that moment (a new install, a benchmark's fresh database), and kept it until the table was
-/// next analysed: every look-up read the whole table, 1-2.5 ms a query at 3,000 rows and
-/// growing. A primary key's equality (`identity = $1`) stays an index scan (test:
-/// `the_retry_look_up_stays_an_index_scan_when_planned_on_a_small_table`).
-pub const FIND_PG: &str = "SELECT seq, time, queue_id, outcome, quarantine_id FROM answered_message
-     WHERE identity = $1";
-
-/// Looks `identities` up with [`FIND_PG`], one statement each sent at once.
+/// Looks `identities` up with [`FIND_MANY_PG`]: one statement for them all.
 fn find_pg(pg: &Pg, identities: Vec<String>) -> Result<HashMap<String, Answer>, StoreError> {
     pg.run(move |client| async move { find_on(&client, identities).await })
 }
 
-/// [`find_pg`] on a connection already taken.
+/// A batch of look-ups in one statement: `answered_find` (schema version 6) runs a primary
+/// key's equality (`identity = id`) for each identity in turn, in the database. Not one
+/// `identity = ANY($1)`: PostgreSQL caches a statement's generic plan after five runs, and for
+/// `ANY` over an array of unknown length it planned a sequential scan when the table was small
+/// at that moment (a new install, a benchmark's fresh database), and kept it until the table
+/// was next analysed: every look-up read the whole table, 1-2.5 ms a query at 3,000 rows and
+/// growing. The equality stays an index scan (test:
+/// `the_retry_look_up_stays_an_index_scan_when_planned_on_a_small_table`).
+const FIND_MANY_PG: &str = "SELECT identity, seq, time, queue_id, outcome, quarantine_id
+     FROM answered_find($1)";
+
+/// [`find_pg`] on a connection already taken: one statement for the batch.
 async fn find_on(
     client: &deadpool_postgres::ClientWrapper,
     identities: Vec<String>,
 ) -> Result<HashMap<String, Answer>, StoreError> {
-    let stmt = client.prepare_cached(FIND_PG).await?;
-    let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 1]> =
-        identities.iter().map(|id| [id as _]).collect();
-    let rows =
-        futures_util::future::try_join_all(params.iter().map(|p| client.query_opt(&stmt, p)))
-            .await?;
-    Ok(identities
-        .into_iter()
-        .zip(rows)
-        .filter_map(|(identity, row)| {
-            let r = row?;
-            Some((
-                identity,
+    let stmt = client.prepare_cached(FIND_MANY_PG).await?;
+    let rows = client.query(&stmt, &[&identities]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
                 Answer {
-                    seq: r.get::<_, i64>(0) as u64,
-                    time: r.get(1),
-                    queue_id: r.get(2),
-                    outcome: r.get(3),
-                    quarantine_id: r.get(4),
+                    seq: r.get::<_, i64>(1) as u64,
+                    time: r.get(2),
+                    queue_id: r.get(3),
+                    outcome: r.get(4),
+                    quarantine_id: r.get(5),
                 },
-            ))
+            )
         })
         .collect())
 }

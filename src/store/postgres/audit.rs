@@ -5,8 +5,9 @@
 //! lock ([`AUDIT_LOCK`]), then reads the head and inserts, and commits, in one transaction; so
 //! two gateways appending at once queue on the lock and the chain can never fork. A writer
 //! whose own last append is still the newest record skips the read: it chains after that
-//! record and checks, under the lock, that it is still the newest and the head mark
-//! (`audit_head_is`); if not, nothing is written and it appends the long way. Each node's
+//! record and sends one statement (`audit_append_after`, schema version 6) that takes the lock,
+//! checks that the record is still the newest and the head mark (`audit_head_is`), and
+//! inserts; if not, nothing is written and it appends the long way. Each node's
 //! [`crate::store::AuditLog`] still batches whatever queued meanwhile into that one
 //! transaction (group commit). A read snapshot ([`Backend::begin_read`]) is a REPEATABLE READ
 //! transaction on a connection kept for it until [`Backend::end_read`].
@@ -291,9 +292,11 @@ pub(super) async fn insert(
     Ok(())
 }
 
-/// Raises `SG001` (schema version 5) unless both the newest record and the head mark are the
-/// given seq and hash.
-const CHECK_HEAD: &str = "SELECT audit_head_is($1, $2)";
+/// The relay's append in one statement (schema version 6): the lock, the check that the chain
+/// still ends at the given seq and hash (`audit_head_is`: raises `SG001` if not), the rows,
+/// their export keys, the messages answered and the new head mark; it commits by itself.
+const APPEND_AFTER: &str = "SELECT audit_append_after($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                                                      $11, $12, $13, $14, $15, $16, $17, $18)";
 
 /// What [`append_after`] found.
 enum After {
@@ -304,47 +307,64 @@ enum After {
     Moved(Vec<AuditRecord>),
 }
 
-/// The relay's append in one round trip, when this writer appended last: `BEGIN`, the lock,
-/// the check that the chain still ends at `head` ([`CHECK_HEAD`]), the rows chained after
-/// `head`, their keys, the new mark and `COMMIT`, sent together. If the check fails, every
-/// statement after it fails with it and PostgreSQL turns the `COMMIT` into a rollback, so
-/// nothing was written and [`After::Moved`] says so; any other error is returned as it is
-/// (it is not retried here: a `COMMIT` whose answer was lost may have been carried out).
+/// The relay's append in one round trip and one statement, when this writer appended last:
+/// [`APPEND_AFTER`] with the records chained after `head`. If the chain no longer ends there,
+/// the function raises and its transaction (the statement's own) rolls back, so nothing was
+/// written and [`After::Moved`] says so; any other error is returned as it is (it is not
+/// retried here: a statement whose answer was lost may have committed).
 async fn append_after(
     c: &ClientWrapper,
     head: &ChainHead,
     records: Vec<AuditRecord>,
 ) -> Result<After, StoreError> {
-    let (check, stmts) = tokio::try_join!(c.prepare_cached(CHECK_HEAD), Writes::prepare(c))?;
+    let stmt = c.prepare_cached(APPEND_AFTER).await?;
     let refs: Vec<&AuditRecord> = records.iter().collect();
     let entries = chain_all(Some(head.clone()), &refs);
     let pairs: Vec<(AuditEntry, AuditRecord)> = entries.into_iter().zip(records).collect();
     if pairs.is_empty() {
         return Ok(After::Appended(Vec::new()));
     }
+    let cols = Columns::of(&pairs);
     let head_seq = head.seq as i64;
-    let check_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&head_seq, &head.hash];
-    let (begun, checked, (written, committed)) = tokio::join!(
-        biased;
-        c.batch_execute(BEGIN_LOCKED),
-        c.execute(&check, &check_params),
-        write_and_commit(c, &stmts, &pairs),
-    );
-    begun?;
-    if let Err(e) = checked {
-        if e.code().is_some_and(|code| code.code() == HEAD_MOVED) {
-            // Its COMMIT ended the failed transaction as a rollback: the connection is idle.
-            committed?;
-            return Ok(After::Moved(pairs.into_iter().map(|(_, r)| r).collect()));
+    let [seq, time, kind, mail_from, outcome, json, prev, hash] = cols.row_params();
+    let [
+        a_identity,
+        a_time,
+        a_seq,
+        a_queue_id,
+        a_outcome,
+        a_quarantine_id,
+    ] = cols.answered.params();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
+        &head_seq,
+        &head.hash,
+        seq,
+        time,
+        kind,
+        mail_from,
+        outcome,
+        json,
+        prev,
+        hash,
+        &cols.key,
+        &cols.key_seq,
+        a_identity,
+        a_time,
+        a_seq,
+        a_queue_id,
+        a_outcome,
+        a_quarantine_id,
+    ];
+    match c.execute(&stmt, &params).await {
+        Ok(_) => Ok(After::Appended(pairs.into_iter().map(|(e, _)| e).collect())),
+        Err(e) if e.code().is_some_and(|code| code.code() == HEAD_MOVED) => {
+            Ok(After::Moved(pairs.into_iter().map(|(_, r)| r).collect()))
         }
-        return Err(e.into());
+        Err(e) => Err(e.into()),
     }
-    written?;
-    committed?;
-    Ok(After::Appended(pairs.into_iter().map(|(e, _)| e).collect()))
 }
 
-/// The SQLSTATE [`CHECK_HEAD`] raises.
+/// The SQLSTATE `audit_head_is` raises.
 const HEAD_MOVED: &str = "SG001";
 
 /// The statements that write a batch, prepared (once per connection) before a round starts,
@@ -939,5 +959,14 @@ mod tests {
     #[test]
     fn the_pipelined_begin_takes_the_audit_lock() {
         assert!(BEGIN_LOCKED.ends_with(&format!("pg_advisory_xact_lock({AUDIT_LOCK})")));
+    }
+
+    #[test]
+    fn the_one_statement_append_takes_the_audit_lock() {
+        let (_, sql) = super::super::schema::MIGRATIONS
+            .iter()
+            .find(|(_, sql)| sql.contains("CREATE FUNCTION audit_append_after"))
+            .expect("a migration defines audit_append_after");
+        assert!(sql.contains(&format!("PERFORM pg_advisory_xact_lock({AUDIT_LOCK});")));
     }
 }

@@ -102,6 +102,62 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         $f$;
         ",
     ),
+    // The relay's two statements a message, each one call: CPU in the database, not round
+    // trips, is what bounds a node on PostgreSQL, and each statement costs the server a
+    // fixed amount (portal, snapshot, executor) besides its rows.
+    // - `audit_append_after`: the whole of `super::audit::append_after`'s transaction (the
+    //   lock, `audit_head_is`, the rows, their export keys, the messages answered and the
+    //   new head mark) as one statement, which commits by itself: seven statements a batch
+    //   become one. It raises SG001, and so writes nothing, as `audit_head_is` does.
+    // - `answered_find`: a batch of retry look-ups in one statement, each still the primary
+    //   key's equality (`identity = id`), never `= ANY` (see `crate::store::answered::FIND_PG`).
+    (
+        6,
+        "
+        CREATE FUNCTION audit_append_after(
+            expected_seq BIGINT, expected_hash TEXT,
+            seqs BIGINT[], times TEXT[], kinds TEXT[], mail_froms TEXT[], outcomes TEXT[],
+            records TEXT[], prev_hashes TEXT[], hashes TEXT[],
+            keys TEXT[], key_seqs BIGINT[],
+            answered_identities TEXT[], answered_times TEXT[], answered_seqs BIGINT[],
+            answered_queue_ids TEXT[], answered_outcomes TEXT[],
+            answered_quarantine_ids TEXT[]
+        ) RETURNS VOID
+        LANGUAGE plpgsql AS $f$
+        BEGIN
+            PERFORM pg_advisory_xact_lock(1936154997);
+            PERFORM audit_head_is(expected_seq, expected_hash);
+            INSERT INTO audit (seq, time, kind, mail_from, outcome, record, prev_hash, hash)
+                SELECT * FROM unnest(seqs, times, kinds, mail_froms, outcomes, records,
+                                     prev_hashes, hashes);
+            IF cardinality(keys) > 0 THEN
+                INSERT INTO audit_key (key, seq) SELECT * FROM unnest(keys, key_seqs)
+                    ON CONFLICT DO NOTHING;
+            END IF;
+            IF cardinality(answered_identities) > 0 THEN
+                INSERT INTO answered_message
+                        (identity, time, seq, queue_id, outcome, quarantine_id)
+                    SELECT * FROM unnest(answered_identities, answered_times, answered_seqs,
+                                         answered_queue_ids, answered_outcomes,
+                                         answered_quarantine_ids)
+                    ON CONFLICT DO NOTHING;
+            END IF;
+            UPDATE audit_head SET seq = seqs[cardinality(seqs)], hash = hashes[cardinality(hashes)]
+                WHERE id = 1;
+        END
+        $f$;
+        CREATE FUNCTION answered_find(identities TEXT[]) RETURNS SETOF answered_message
+        LANGUAGE plpgsql STABLE AS $f$
+        DECLARE
+            wanted TEXT;
+        BEGIN
+            FOREACH wanted IN ARRAY identities LOOP
+                RETURN QUERY SELECT * FROM answered_message WHERE identity = wanted;
+            END LOOP;
+        END
+        $f$;
+        ",
+    ),
 ];
 
 /// The schema version this schoolgate writes.
