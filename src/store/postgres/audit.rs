@@ -326,35 +326,15 @@ async fn append_after(
     }
     let cols = Columns::of(&pairs);
     let head_seq = head.seq as i64;
-    let [seq, time, kind, mail_from, outcome, json, prev, hash] = cols.row_params();
-    let [
-        a_identity,
-        a_time,
-        a_seq,
-        a_queue_id,
-        a_outcome,
-        a_quarantine_id,
-    ] = cols.answered.params();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 18] = [
-        &head_seq,
-        &head.hash,
-        seq,
-        time,
-        kind,
-        mail_from,
-        outcome,
-        json,
-        prev,
-        hash,
-        &cols.key,
-        &cols.key_seq,
-        a_identity,
-        a_time,
-        a_seq,
-        a_queue_id,
-        a_outcome,
-        a_quarantine_id,
-    ];
+    let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&head_seq, &head.hash];
+    let key_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&cols.key, &cols.key_seq];
+    // In `audit_append_after`'s order: the head, the rows, their keys, the messages answered.
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = head_params
+        .into_iter()
+        .chain(cols.row_params())
+        .chain(key_params)
+        .chain(cols.answered.params())
+        .collect();
     match c.execute(&stmt, &params).await {
         Ok(_) => Ok(After::Appended(pairs.into_iter().map(|(e, _)| e).collect())),
         Err(e) if e.code().is_some_and(|code| code.code() == HEAD_MOVED) => {
