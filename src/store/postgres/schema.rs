@@ -110,7 +110,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     //   new head mark) as one statement, which commits by itself: seven statements a batch
     //   become one. It raises SG001, and so writes nothing, as `audit_head_is` does.
     // - `answered_find`: a batch of retry look-ups in one statement, each still the primary
-    //   key's equality (`identity = id`), never `= ANY` (see `crate::store::answered::FIND_PG`).
+    //   key's equality (`identity = id`), never `= ANY` (see `crate::store::answered`).
+    // The inserts repeat `super::audit`'s `INSERT_ROWS`, `INSERT_KEYS` and `INSERT_ANSWERED`
+    // (the long path still sends those) on purpose: a migration is frozen once shipped, so it
+    // cannot be built from constants that may change.
     (
         6,
         "
